@@ -1,0 +1,166 @@
+#include "checkpoint/checkpoint.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "core/error.h"
+#include "formats/hf_index.h"
+#include "formats/torch_checkpoint.h"
+
+namespace fs = std::filesystem;
+
+namespace ckpt {
+
+const char* source_format_name(SourceFormat f) {
+  switch (f) {
+    case SourceFormat::kSafetensors: return "safetensors";
+    case SourceFormat::kTorchZip: return "torch-zip";
+    case SourceFormat::kTorchLegacy: return "torch-legacy";
+  }
+  return "?";
+}
+
+const TensorRef* Checkpoint::find(const std::string& name) const {
+  for (const auto& t : tensors)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+uint64_t Checkpoint::total_bytes() const {
+  uint64_t n = 0;
+  for (const auto& t : tensors) n += t.nbytes();
+  return n;
+}
+
+std::string Checkpoint::architecture() const {
+  if (!config || !config->is_object()) return "";
+  auto it = config->find("architectures");
+  if (it == config->end() || !it->is_array() || it->empty() || !(*it)[0].is_string()) return "";
+  return (*it)[0].get<std::string>();
+}
+
+static bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+bool is_weight_file_name(const std::string& name) {
+  for (const char* ext : {".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack",
+                          ".onnx", ".index.json"})
+    if (ends_with(name, ext)) return true;
+  return name == "ckpt-manifest.json";
+}
+
+namespace {
+
+bool is_torch_file_name(const std::string& name) {
+  return ends_with(name, ".bin") || ends_with(name, ".pt") || ends_with(name, ".pth");
+}
+
+void add_safetensors_file(Checkpoint& ck, const std::string& path) {
+  File f = File::open_read(path);
+  SafetensorsHeader h = read_safetensors_header(f);
+  int index = static_cast<int>(ck.files.size());
+  ck.files.push_back({path, SourceFormat::kSafetensors, f.size(), h.metadata});
+  for (auto& t : h.tensors) {
+    TensorRef r;
+    r.name = std::move(t.name);
+    r.view.file = index;
+    r.view.offset = h.data_start() + t.begin;
+    r.view.dtype = t.dtype;
+    r.view.shape = std::move(t.shape);
+    ck.tensors.push_back(std::move(r));
+  }
+}
+
+void add_weight_file(Checkpoint& ck, const std::string& path, const OpenOptions& opt) {
+  if (ends_with(path, ".safetensors")) add_safetensors_file(ck, path);
+  else add_torch_file(ck, path, opt);
+}
+
+// Side files: when a directory was given, every top-level regular file that is not a weight,
+// index or manifest file; when a single weight file was given, nothing (the user pointed at a
+// file, not at a model directory).
+void collect_side_files(Checkpoint& ck) {
+  std::vector<SideFile> sides;
+  for (const auto& e : fs::directory_iterator(ck.dir)) {
+    std::string name = e.path().filename().string();
+    if (name.empty() || name[0] == '.' || !e.is_regular_file() || is_weight_file_name(name)) continue;
+    sides.push_back({name, e.path().string()});
+  }
+  std::sort(sides.begin(), sides.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  ck.side_files = std::move(sides);
+}
+
+void check_unique_names(const Checkpoint& ck) {
+  std::map<std::string, int> seen;
+  for (const auto& t : ck.tensors) {
+    auto [it, inserted] = seen.emplace(t.name, t.view.file);
+    if (!inserted)
+      fail(Errc::kDuplicateKey, ck.files[t.view.file].path, t.name,
+           "tensor name also appears in " + ck.files[it->second].path);
+  }
+}
+
+void read_config(Checkpoint& ck) {
+  fs::path cfg = fs::path(ck.dir) / "config.json";
+  if (!fs::is_regular_file(cfg)) return;
+  std::string text = read_text_file(cfg.string());
+  StrictJsonResult r = parse_strict_json(text);
+  if (!r.ok) fail(Errc::kInvalidArgument, cfg.string(), "", "config.json is not valid JSON: " + r.error);
+  ck.config = std::move(r.value);
+}
+
+}  // namespace
+
+Checkpoint open_checkpoint(const std::string& path, const OpenOptions& opt) {
+  Checkpoint ck;
+  ck.path = path;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) fail(Errc::kNoCheckpoint, path, "", "no such file or directory");
+  if (fs::is_directory(path)) {
+    ck.dir = path;
+    read_config(ck);  // before the weights: alias handling of torch files looks at tie_word_embeddings
+    auto has = [&](const char* name) { return fs::is_regular_file(fs::path(path) / name); };
+    std::vector<std::string> shard_paths;
+    if (has("model.safetensors.index.json")) {
+      ck.index_file = (fs::path(path) / "model.safetensors.index.json").string();
+    } else if (has("model.safetensors")) {
+      shard_paths.push_back((fs::path(path) / "model.safetensors").string());
+    } else if (has("pytorch_model.bin.index.json")) {
+      ck.index_file = (fs::path(path) / "pytorch_model.bin.index.json").string();
+    } else if (has("pytorch_model.bin")) {
+      shard_paths.push_back((fs::path(path) / "pytorch_model.bin").string());
+    } else {
+      // No Hugging Face name: take every *.safetensors file (or, failing that, every torch file).
+      for (bool torch : {false, true}) {
+        for (const auto& e : fs::directory_iterator(path)) {
+          std::string n = e.path().filename().string();
+          if (e.is_regular_file() && (torch ? is_torch_file_name(n) : ends_with(n, ".safetensors")))
+            shard_paths.push_back(e.path().string());
+        }
+        if (!shard_paths.empty()) break;
+      }
+      std::sort(shard_paths.begin(), shard_paths.end());
+      if (shard_paths.empty())
+        fail(Errc::kNoCheckpoint, path, "", "no model.safetensors, pytorch_model.bin or index file in this directory");
+    }
+    if (ck.index_file) {
+      HfIndex index = read_hf_index(*ck.index_file);
+      for (const auto& shard : index.shard_files()) add_weight_file(ck, (fs::path(path) / shard).string(), opt);
+      check_index_matches(index, *ck.index_file, ck);
+    } else {
+      for (const auto& p : shard_paths) add_weight_file(ck, p, opt);
+    }
+    collect_side_files(ck);
+  } else {
+    ck.dir = fs::path(path).parent_path().string();
+    if (ck.dir.empty()) ck.dir = ".";
+    add_weight_file(ck, path, opt);
+  }
+  check_unique_names(ck);
+  return ck;
+}
+
+}  // namespace ckpt

@@ -1,0 +1,59 @@
+// Opening a checkpoint (a file or a Hugging Face directory) into its tensors and side files.
+// Opening reads headers and indexes only, never tensor data.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "checkpoint/tensor_ref.h"
+#include "formats/safetensors.h"
+#include "formats/strict_json.h"
+
+namespace ckpt {
+
+enum class SourceFormat { kSafetensors, kTorchZip, kTorchLegacy };
+const char* source_format_name(SourceFormat f);
+
+struct SourceFile {
+  std::string path;
+  SourceFormat format;
+  uint64_t size = 0;
+  std::optional<Metadata> metadata;  // safetensors __metadata__
+};
+
+// A non-weight file that travels with the weights (config.json, tokenizer files, templates...).
+struct SideFile {
+  std::string name;  // file name relative to the checkpoint directory
+  std::string path;  // where it is now
+};
+
+struct Checkpoint {
+  std::string path;  // as given
+  std::string dir;   // the directory holding the weight files
+  std::vector<SourceFile> files;
+  std::vector<TensorRef> tensors;  // file by file, in data order within each file
+  std::vector<SideFile> side_files;
+  std::optional<ojson> config;     // config.json, when present
+  std::optional<std::string> index_file;  // the index that listed the shards, if any
+  // Names dropped while opening (exact aliases of another tensor), with the name they alias.
+  std::vector<std::pair<std::string, std::string>> aliases;
+
+  const TensorRef* find(const std::string& name) const;
+  uint64_t total_bytes() const;
+  // config.json's architectures[0], or "" when unknown.
+  std::string architecture() const;
+};
+
+struct OpenOptions {
+  bool verify_crc = true;        // torch zip: check every record's CRC-32
+  std::string state_dict_key;    // torch: take the tensor dict under this top-level key
+  bool keep_aliases = false;     // torch: write exact aliases (tied weights) under every name
+};
+
+Checkpoint open_checkpoint(const std::string& path, const OpenOptions& options = {});
+
+// True for file names that hold weights in some format (never carried as side files).
+bool is_weight_file_name(const std::string& name);
+
+}  // namespace ckpt

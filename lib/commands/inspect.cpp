@@ -1,0 +1,121 @@
+#include "commands/inspect.h"
+
+#include <cstdio>
+#include <map>
+
+#include "core/sizes.h"
+
+namespace ckpt {
+
+ojson inspect_report(const Checkpoint& ck) {
+  ojson r = ojson::object();
+  r["path"] = ck.path;
+  r["architecture"] = ck.architecture();
+  if (ck.index_file) r["index"] = *ck.index_file;
+  ojson files = ojson::array();
+  std::vector<size_t> per_file(ck.files.size(), 0);
+  for (const auto& t : ck.tensors) ++per_file[static_cast<size_t>(t.view.file)];
+  for (size_t i = 0; i < ck.files.size(); ++i) {
+    ojson f = ojson::object();
+    f["path"] = ck.files[i].path;
+    f["format"] = source_format_name(ck.files[i].format);
+    f["size"] = ck.files[i].size;
+    f["tensors"] = per_file[i];
+    if (ck.files[i].metadata) {
+      ojson md = ojson::object();
+      for (const auto& [k, v] : *ck.files[i].metadata) md[k] = v;
+      f["metadata"] = md;
+    }
+    files.push_back(f);
+  }
+  r["files"] = files;
+  ojson tensors = ojson::array();
+  struct Totals {
+    uint64_t tensors = 0, bytes = 0, params = 0;
+  };
+  std::map<int, Totals> by_dtype;
+  uint64_t params = 0, bytes = 0;
+  for (const auto& t : ck.tensors) {
+    ojson jt = ojson::object();
+    jt["name"] = t.name;
+    jt["dtype"] = std::string(dtype_name(t.dtype()));
+    jt["shape"] = t.shape();
+    jt["bytes"] = t.nbytes();
+    jt["file"] = ck.files[static_cast<size_t>(t.view.file)].path;
+    tensors.push_back(jt);
+    Totals& tot = by_dtype[static_cast<int>(t.dtype())];
+    ++tot.tensors;
+    tot.bytes += t.nbytes();
+    tot.params += t.view.numel();
+    params += t.view.numel();
+    bytes += t.nbytes();
+  }
+  r["tensors"] = tensors;
+  ojson dt = ojson::object();
+  for (const auto& [d, tot] : by_dtype) {
+    ojson j = ojson::object();
+    j["tensors"] = tot.tensors;
+    j["bytes"] = tot.bytes;
+    j["parameters"] = tot.params;
+    dt[std::string(dtype_name(static_cast<DType>(d)))] = j;
+  }
+  r["dtypes"] = dt;
+  r["tensor_count"] = ck.tensors.size();
+  r["tensor_bytes"] = bytes;
+  r["parameter_count"] = params;
+  ojson sides = ojson::array();
+  for (const auto& s : ck.side_files) sides.push_back(s.name);
+  r["side_files"] = sides;
+  if (!ck.aliases.empty()) {
+    ojson al = ojson::object();
+    for (const auto& [dropped, kept] : ck.aliases) al[dropped] = kept;
+    r["aliases"] = al;
+  }
+  return r;
+}
+
+std::string inspect_text(const ojson& r) {
+  std::string out;
+  char line[512];
+  auto add = [&](const std::string& s) { out += s + "\n"; };
+  add("checkpoint   " + r["path"].get<std::string>());
+  std::string arch = r["architecture"].get<std::string>();
+  add("architecture " + (arch.empty() ? std::string("(unknown: no config.json architectures)") : arch));
+  add("files");
+  for (const auto& f : r["files"]) {
+    std::snprintf(line, sizeof line, "  %-12s %10s %6llu tensors  %s", f["format"].get<std::string>().c_str(),
+                  format_bytes(f["size"].get<uint64_t>()).c_str(),
+                  static_cast<unsigned long long>(f["tensors"].get<uint64_t>()), f["path"].get<std::string>().c_str());
+    add(line);
+  }
+  add("tensors");
+  for (const auto& t : r["tensors"]) {
+    std::string shape = "[";
+    for (size_t i = 0; i < t["shape"].size(); ++i) shape += (i ? ", " : "") + std::to_string(t["shape"][i].get<uint64_t>());
+    shape += "]";
+    std::snprintf(line, sizeof line, "  %-60s %-12s %-20s %10s", t["name"].get<std::string>().c_str(),
+                  t["dtype"].get<std::string>().c_str(), shape.c_str(), format_bytes(t["bytes"].get<uint64_t>()).c_str());
+    add(line);
+  }
+  add("by dtype");
+  for (auto it = r["dtypes"].begin(); it != r["dtypes"].end(); ++it) {
+    std::snprintf(line, sizeof line, "  %-12s %6llu tensors %14llu parameters %10s", it.key().c_str(),
+                  static_cast<unsigned long long>((*it)["tensors"].get<uint64_t>()),
+                  static_cast<unsigned long long>((*it)["parameters"].get<uint64_t>()),
+                  format_bytes((*it)["bytes"].get<uint64_t>()).c_str());
+    add(line);
+  }
+  std::snprintf(line, sizeof line, "total        %llu tensors, %llu parameters, %s",
+                static_cast<unsigned long long>(r["tensor_count"].get<uint64_t>()),
+                static_cast<unsigned long long>(r["parameter_count"].get<uint64_t>()),
+                format_bytes(r["tensor_bytes"].get<uint64_t>()).c_str());
+  add(line);
+  if (!r["side_files"].empty()) {
+    std::string s = "side files  ";
+    for (const auto& f : r["side_files"]) s += " " + f.get<std::string>();
+    add(s);
+  }
+  return out;
+}
+
+}  // namespace ckpt

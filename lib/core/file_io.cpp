@@ -1,0 +1,140 @@
+#include "core/file_io.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+#include "core/error.h"
+
+namespace ckpt {
+
+File File::open_read(const std::string& path) {
+  File f;
+  f.path_ = path;
+  f.fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f.fd_ < 0) fail_errno(path, "cannot open");
+  return f;
+}
+
+File File::create(const std::string& path) {
+  File f;
+  f.path_ = path;
+  f.fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (f.fd_ < 0) fail_errno(path, "cannot create");
+  return f;
+}
+
+File& File::operator=(File&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.fd_;
+    path_ = std::move(o.path_);
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+File::~File() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+uint64_t File::size() const {
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) fail_errno(path_, "cannot stat");
+  return static_cast<uint64_t>(st.st_size);
+}
+
+void File::pread_exact(void* buf, size_t n, uint64_t offset) const {
+  auto* p = static_cast<uint8_t*>(buf);
+  while (n > 0) {
+    ssize_t r = ::pread(fd_, p, n, static_cast<off_t>(offset));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      fail_errno(path_, "read failed");
+    }
+    if (r == 0) fail(Errc::kIo, path_, "", "unexpected end of file (the file changed while reading?)");
+    p += r;
+    n -= static_cast<size_t>(r);
+    offset += static_cast<uint64_t>(r);
+  }
+}
+
+void File::pwrite_exact(const void* buf, size_t n, uint64_t offset) const {
+  auto* p = static_cast<const uint8_t*>(buf);
+  while (n > 0) {
+    ssize_t r = ::pwrite(fd_, p, n, static_cast<off_t>(offset));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      fail_errno(path_, "write failed");
+    }
+    p += r;
+    n -= static_cast<size_t>(r);
+    offset += static_cast<uint64_t>(r);
+  }
+}
+
+void File::truncate(uint64_t size) const {
+  if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) fail_errno(path_, "cannot set size");
+}
+
+void File::sync() const {
+  if (::fsync(fd_) != 0) fail_errno(path_, "fsync failed");
+}
+
+void copy_file_bytes(const File& src, uint64_t src_off, const File& dst, uint64_t dst_off,
+                     uint64_t n) {
+  while (n > 0) {
+    loff_t in = static_cast<loff_t>(src_off), out = static_cast<loff_t>(dst_off);
+    ssize_t r = ::copy_file_range(src.fd(), &in, dst.fd(), &out, n, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      // EXDEV/ENOSYS/EINVAL on file systems or kernels without support: copy through a buffer.
+      if (r < 0 && errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP)
+        fail_errno(dst.path(), "copy_file_range failed");
+      if (r == 0 && n > 0 && src_off >= src.size())
+        fail(Errc::kIo, src.path(), "", "unexpected end of file while copying");
+      std::vector<uint8_t> buf(std::min<uint64_t>(n, 4u << 20));
+      while (n > 0) {
+        size_t k = static_cast<size_t>(std::min<uint64_t>(n, buf.size()));
+        src.pread_exact(buf.data(), k, src_off);
+        dst.pwrite_exact(buf.data(), k, dst_off);
+        src_off += k;
+        dst_off += k;
+        n -= k;
+      }
+      return;
+    }
+    src_off += static_cast<uint64_t>(r);
+    dst_off += static_cast<uint64_t>(r);
+    n -= static_cast<uint64_t>(r);
+  }
+}
+
+MappedFile::MappedFile(const File& f) : size_(f.size()) {
+  if (size_ == 0) return;
+  void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, f.fd(), 0);
+  if (p == MAP_FAILED) fail_errno(f.path(), "cannot mmap");
+  data_ = static_cast<const uint8_t*>(p);
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+std::string read_text_file(const std::string& path) {
+  File f = File::open_read(path);
+  std::string s(f.size(), '\0');
+  if (!s.empty()) f.pread_exact(s.data(), s.size(), 0);
+  return s;
+}
+
+void write_text_file(const std::string& path, const std::string& content) {
+  File f = File::create(path);
+  f.pwrite_exact(content.data(), content.size(), 0);
+}
+
+}  // namespace ckpt

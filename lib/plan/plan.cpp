@@ -1,0 +1,195 @@
+#include "plan/plan.h"
+
+#include <algorithm>
+#include <numeric>
+#include <set>
+
+#include "core/error.h"
+#include "core/hash.h"
+
+namespace ckpt {
+
+ViewProducer::ViewProducer(std::vector<SourceView> pieces, std::shared_ptr<const ElementOp> op)
+    : pieces_(std::move(pieces)), op_(std::move(op)) {
+  for (const auto& p : pieces_) {
+    if (op_ && p.dtype != op_->in_dtype())
+      throw std::logic_error("ViewProducer: piece dtype does not match the op's input");
+    if (!pieces_.empty() && p.dtype != pieces_[0].dtype)
+      throw std::logic_error("ViewProducer: pieces of different dtypes");
+    piece_first_.push_back(numel_);
+    numel_ += p.numel();
+  }
+}
+
+uint64_t ViewProducer::nbytes() const {
+  if (pieces_.empty()) return 0;
+  DType out = op_ ? op_->out_dtype() : pieces_[0].dtype;
+  return numel_ * dtype_bits(out) / 8;
+}
+
+std::optional<Producer::Verbatim> ViewProducer::verbatim(uint64_t begin, uint64_t n) const {
+  if (op_ || pieces_.empty()) return std::nullopt;
+  uint64_t byte = 0;
+  for (const auto& p : pieces_) {
+    uint64_t pb = p.nbytes();
+    if (begin >= byte && begin + n <= byte + pb) {
+      if (p.file == SourceView::kZeros || !p.is_contiguous()) return std::nullopt;
+      return Verbatim{p.file, p.offset + (begin - byte)};
+    }
+    byte += pb;
+  }
+  return std::nullopt;
+}
+
+void ViewProducer::produce(const SourceReader& src, uint64_t begin, uint64_t n, uint8_t* out) const {
+  const DType in = pieces_[0].dtype;
+  const DType outd = op_ ? op_->out_dtype() : in;
+  const unsigned out_bits = dtype_bits(outd), in_bits = dtype_bits(in);
+  // Element range of this chunk (sub-byte dtypes are only ever copied, in whole bytes).
+  uint64_t first = begin * 8 / out_bits, count = n * 8 / out_bits;
+  std::vector<uint8_t> scratch;
+  uint8_t* dst = out;
+  if (op_) {
+    scratch.resize(count * in_bits / 8);
+    dst = scratch.data();
+  }
+  uint64_t e = first, end = first + count;
+  size_t i = std::upper_bound(piece_first_.begin(), piece_first_.end(), e) - piece_first_.begin() - 1;
+  uint8_t* w = dst;
+  while (e < end) {
+    const SourceView& p = pieces_[i];
+    uint64_t local = e - piece_first_[i];
+    uint64_t k = std::min(end - e, p.numel() - local);
+    src.gather(p, local, k, w);
+    w += k * in_bits / 8;
+    e += k;
+    ++i;
+  }
+  if (op_) op_->apply(scratch.data(), out, count);
+}
+
+ojson ViewProducer::describe() const {
+  ojson d = ojson::object();
+  d["op"] = op_ ? op_->name() : "copy";
+  ojson ps = ojson::array();
+  for (const auto& p : pieces_) {
+    ojson j = ojson::object();
+    if (p.file == SourceView::kZeros) {
+      j["zeros"] = p.numel();
+    } else {
+      j["source"] = p.file;
+      j["offset"] = p.offset;
+      j["shape"] = p.shape;
+      if (!p.is_contiguous()) j["strides"] = p.strides;
+    }
+    ps.push_back(j);
+  }
+  d["pieces"] = ps;
+  return d;
+}
+
+uint64_t OutputTensor::nbytes() const { return producer->nbytes(); }
+
+std::shared_ptr<Producer> copy_of(const TensorRef& t) {
+  return std::make_shared<ViewProducer>(std::vector<SourceView>{t.view});
+}
+
+void Plan::finalize() {
+  std::set<std::string> names;
+  for (auto& f : files) {
+    std::vector<HeaderEntry> entries;
+    for (size_t i = 0; i < f.tensors.size(); ++i) {
+      const auto& t = f.tensors[i];
+      check_writable_name(f.name, t.name);
+      if (!names.insert(t.name).second)
+        fail(Errc::kDuplicateKey, f.name, t.name, "the plan writes this tensor name twice");
+      auto numel = checked_numel(t.shape);
+      auto expect = numel ? checked_nbytes(t.dtype, *numel) : std::nullopt;
+      if (!expect || *expect != t.producer->nbytes())
+        throw std::logic_error("plan: producer size of '" + t.name + "' does not match its dtype and shape");
+      entries.push_back({t.name, t.dtype, t.shape, t.producer->nbytes()});
+    }
+    // Reorder the tensors themselves like the reference writer, so file bytes match it.
+    std::vector<size_t> order(f.tensors.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      const auto& x = f.tensors[a];
+      const auto& y = f.tensors[b];
+      if (x.dtype != y.dtype) return static_cast<int>(x.dtype) > static_cast<int>(y.dtype);
+      return x.name < y.name;
+    });
+    std::vector<OutputTensor> sorted;
+    std::vector<HeaderEntry> sorted_entries;
+    for (size_t i : order) {
+      sorted.push_back(f.tensors[i]);
+      sorted_entries.push_back(entries[i]);
+    }
+    f.tensors = std::move(sorted);
+    f.header = build_safetensors_header(f.metadata, sorted_entries);
+    if (f.header.size() > kMaxHeaderSize)
+      fail(Errc::kUnsupported, f.name, "", "header would exceed 100000000 bytes; use smaller shards");
+    f.offsets.clear();
+    uint64_t off = 8 + f.header.size();
+    for (const auto& e : sorted_entries) {
+      f.offsets.push_back(off);
+      off += e.nbytes;
+    }
+    f.size = off;
+  }
+}
+
+uint64_t Plan::tensor_bytes() const {
+  uint64_t n = 0;
+  for (const auto& f : files)
+    for (const auto& t : f.tensors) n += t.nbytes();
+  return n;
+}
+
+size_t Plan::tensor_count() const {
+  size_t n = 0;
+  for (const auto& f : files) n += f.tensors.size();
+  return n;
+}
+
+ojson Plan::to_json() const {
+  ojson j = ojson::object();
+  j["command"] = command;
+  j["sources"] = sources;
+  j["tensor_count"] = tensor_count();
+  j["tensor_bytes"] = tensor_bytes();
+  ojson fs = ojson::array();
+  for (const auto& f : files) {
+    ojson jf = ojson::object();
+    jf["name"] = f.name;
+    jf["size"] = f.size;
+    jf["header_bytes"] = f.header.size();
+    ojson ts = ojson::array();
+    for (size_t i = 0; i < f.tensors.size(); ++i) {
+      const auto& t = f.tensors[i];
+      ojson jt = ojson::object();
+      jt["name"] = t.name;
+      jt["dtype"] = std::string(dtype_name(t.dtype));
+      jt["shape"] = t.shape;
+      jt["bytes"] = t.nbytes();
+      jt["offset"] = f.offsets.empty() ? 0 : f.offsets[i];
+      jt["producer"] = t.producer->describe();
+      ts.push_back(jt);
+    }
+    jf["tensors"] = ts;
+    fs.push_back(jf);
+  }
+  j["files"] = fs;
+  ojson ex = ojson::array();
+  for (const auto& e : extras) {
+    ojson je = ojson::object();
+    je["name"] = e.name;
+    if (e.copy_from) je["copy_from"] = *e.copy_from;
+    else je["bytes"] = e.content ? e.content->size() : 0;
+    ex.push_back(je);
+  }
+  j["extras"] = ex;
+  if (!notes.empty()) j["notes"] = notes;
+  return j;
+}
+
+}  // namespace ckpt

@@ -1,0 +1,117 @@
+#include "plan/source_reader.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/hash.h"
+
+namespace ckpt {
+
+namespace {
+
+const uint64_t kPage = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+
+// A read-only map of bytes [begin, end) of a file, unmapped when it goes out of scope, so that a
+// chunk's pages stop counting as resident once the chunk is done.
+class Window {
+ public:
+  Window(const File& f, uint64_t begin, uint64_t end) {
+    uint64_t aligned = begin / kPage * kPage;
+    len_ = end - aligned;
+    if (len_ == 0) return;
+    void* p = ::mmap(nullptr, len_, PROT_READ, MAP_SHARED | MAP_POPULATE, f.fd(), static_cast<off_t>(aligned));
+    if (p == MAP_FAILED) fail_errno(f.path(), "cannot map source bytes");
+    base_ = static_cast<uint8_t*>(p);
+    data_ = base_ + (begin - aligned);
+  }
+  ~Window() {
+    if (base_) ::munmap(base_, len_);
+  }
+  const uint8_t* data() const { return data_; }
+
+ private:
+  uint8_t* base_ = nullptr;
+  const uint8_t* data_ = nullptr;
+  uint64_t len_ = 0;
+};
+
+}  // namespace
+
+SourceReader::SourceReader(const std::vector<std::string>& paths) {
+  for (const auto& p : paths) files_.push_back(File::open_read(p));
+}
+
+void SourceReader::gather(const SourceView& v, uint64_t first, uint64_t count, uint8_t* out) const {
+  const unsigned bits = dtype_bits(v.dtype);
+  if (count == 0) return;
+  if (v.file == SourceView::kZeros) {
+    std::memset(out, 0, count * bits / 8);
+    return;
+  }
+  const File& f = file(v.file);
+  if (v.is_contiguous()) {
+    f.pread_exact(out, count * bits / 8, v.offset + first * bits / 8);
+    return;
+  }
+  if (bits % 8 != 0) fail(Errc::kUnsupported, f.path(), "", "strided views of sub-byte dtypes are not supported");
+  const uint64_t es = bits / 8;
+  const std::vector<int64_t> strides = v.effective_strides();
+  const size_t nd = v.shape.size();
+  // Multi-index of element `first`, and the byte footprint of the elements to read.
+  std::vector<uint64_t> idx(nd);
+  uint64_t rem = first;
+  for (size_t d = nd; d-- > 0;) {
+    idx[d] = rem % v.shape[d];
+    rem /= v.shape[d];
+  }
+  auto elem_offset = [&](const std::vector<uint64_t>& at) {
+    int64_t off = 0;
+    for (size_t d = 0; d < nd; ++d) off += static_cast<int64_t>(at[d]) * strides[d];
+    return off;
+  };
+  // The byte footprint of the rows touched: leading index from idx[0] to that of the last
+  // element, every other index over its full range. Strides are non-negative (torch never
+  // writes negative strides and the torch reader refuses them), so these are the extremes.
+  uint64_t last_leading = (first + count - 1);
+  for (size_t d = nd; d-- > 1;) last_leading /= v.shape[d];
+  int64_t lo = static_cast<int64_t>(idx[0]) * strides[0];
+  int64_t hi = static_cast<int64_t>(last_leading) * strides[0];
+  for (size_t d = 1; d < nd; ++d) hi += static_cast<int64_t>(v.shape[d] - 1) * strides[d];
+  uint64_t byte_lo = v.offset + static_cast<uint64_t>(lo) * es;
+  uint64_t byte_hi = v.offset + static_cast<uint64_t>(hi + 1) * es;
+  Window w(f, byte_lo, byte_hi);
+  const uint8_t* base = w.data() - static_cast<uint64_t>(lo) * es;
+  const int64_t inner_stride = strides[nd - 1];
+  const uint64_t inner = v.shape[nd - 1];
+  uint64_t done = 0;
+  while (done < count) {
+    uint64_t run = std::min<uint64_t>(inner - idx[nd - 1], count - done);
+    const uint8_t* src = base + static_cast<uint64_t>(elem_offset(idx)) * es;
+    if (inner_stride == 1) {
+      std::memcpy(out, src, run * es);
+    } else {
+      for (uint64_t i = 0; i < run; ++i)
+        std::memcpy(out + i * es, src + static_cast<uint64_t>(inner_stride) * i * es, es);
+    }
+    out += run * es;
+    done += run;
+    idx[nd - 1] += run;
+    for (size_t d = nd - 1; d > 0 && idx[d] == v.shape[d]; --d) {
+      idx[d] = 0;
+      ++idx[d - 1];
+    }
+  }
+}
+
+void SourceReader::hash_range(int file_index, uint64_t offset, uint64_t n, std::vector<uint64_t>& digests) const {
+  if (n == 0) return;
+  Window w(file(file_index), offset, offset + n);
+  for (uint64_t off = 0; off < n; off += kHashBlockBytes)
+    digests.push_back(hash_bytes(w.data() + off, std::min(kHashBlockBytes, n - off)));
+}
+
+}  // namespace ckpt

@@ -1,0 +1,31 @@
+// Reading source tensor bytes during execution: whole ranges with pread, strided views through a
+// short-lived memory map of just the rows a chunk needs (so resident memory stays bounded).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "checkpoint/tensor_ref.h"
+#include "core/file_io.h"
+
+namespace ckpt {
+
+class SourceReader {
+ public:
+  explicit SourceReader(const std::vector<std::string>& paths);
+  const File& file(int index) const { return files_.at(static_cast<size_t>(index)); }
+  size_t file_count() const { return files_.size(); }
+
+  // Copies elements [first, first + count) of `view`, in row-major order, into `out`
+  // (count * element size bytes). Zero views fill zeros. Sub-byte dtypes must be contiguous.
+  void gather(const SourceView& view, uint64_t first, uint64_t count, uint8_t* out) const;
+  // Hashes bytes [offset, offset + n) of a source file in kHashBlockBytes blocks, appending each
+  // block digest to `digests` (n must be a whole number of blocks, or reach the range's end).
+  void hash_range(int file, uint64_t offset, uint64_t n, std::vector<uint64_t>& digests) const;
+
+ private:
+  std::vector<File> files_;
+};
+
+}  // namespace ckpt

@@ -1,0 +1,63 @@
+#include "common.h"
+
+#include <cstdio>
+#include <iostream>
+
+#include "core/sizes.h"
+#include "plan/executor.h"
+#include "plan/progress.h"
+
+namespace ckpt::cli {
+
+namespace {
+std::vector<std::string> g_command_line;
+}
+
+const std::vector<std::string>& command_line() { return g_command_line; }
+
+void set_command_line(int argc, char** argv) { g_command_line.assign(argv, argv + argc); }
+
+void add_write_options(CLI::App* cmd, WriteOptions& o) {
+  cmd->add_flag("--force", o.force, "Replace the destination if it exists");
+  cmd->add_option("--threads", o.threads, "Worker threads (default: one per CPU)")->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--dry-run", o.dry_run, "Print the plan as JSON and write nothing");
+  cmd->add_flag("-q,--quiet", o.quiet, "No progress and no summary line");
+  cmd->add_flag("--json", o.json, "Print the summary as JSON on stdout");
+}
+
+int run_plan(const Plan& plan, const std::string& destination, const std::vector<std::string>& protected_paths,
+             const WriteOptions& o) {
+  if (o.dry_run) {
+    std::cout << plan.to_json().dump(2) << "\n";
+    return kExitOk;
+  }
+  ExecOptions eo;
+  eo.threads = o.threads;
+  eo.force = o.force;
+  eo.progress = !o.quiet && stderr_is_tty();
+  eo.protected_paths = protected_paths;
+  eo.command_line = command_line();
+  ExecReport r = execute(plan, destination, eo);
+  double gbps = r.seconds > 0 ? static_cast<double>(r.tensor_bytes) / r.seconds / 1e9 : 0;
+  if (o.json) {
+    ojson j = ojson::object();
+    j["command"] = plan.command;
+    j["destination"] = destination;
+    j["tensors"] = r.tensors;
+    j["bytes"] = r.tensor_bytes;
+    j["seconds"] = r.seconds;
+    j["gb_per_s"] = gbps;
+    j["peak_rss_bytes"] = r.peak_rss_bytes;
+    j["threads"] = r.threads;
+    j["files"] = plan.files.size();
+    if (!plan.notes.empty()) j["notes"] = plan.notes;
+    std::cout << j.dump(2) << "\n";
+  } else if (!o.quiet) {
+    std::fprintf(stderr, "ckpt %s: %zu tensors, %s in %.2f s (%.2f GB/s), %zu files, peak RSS %s -> %s\n",
+                 plan.command.c_str(), r.tensors, format_bytes(r.tensor_bytes).c_str(), r.seconds, gbps,
+                 plan.files.size(), format_bytes(r.peak_rss_bytes).c_str(), destination.c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace ckpt::cli

@@ -1,0 +1,37 @@
+// What every writing subcommand shares: the common options (--force, --threads, --dry-run,
+// --quiet), running a plan, and the closing summary line.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+#include "plan/plan.h"
+
+namespace ckpt::cli {
+
+// Exit codes (README: Exit codes).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailed = 1;   // bad input, or a check failed
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitNoGpu = 3;    // validate: GPU phases could not run
+inline constexpr int kExitInterrupted = 130;
+
+struct WriteOptions {
+  bool force = false;
+  int threads = 0;
+  bool dry_run = false;
+  bool quiet = false;
+  bool json = false;
+};
+
+void add_write_options(CLI::App* cmd, WriteOptions& o);
+// Prints the plan (--dry-run) or executes it and prints the summary line; returns the exit code.
+int run_plan(const Plan& plan, const std::string& destination, const std::vector<std::string>& protected_paths,
+             const WriteOptions& o);
+
+// The command line as given, recorded in manifests.
+const std::vector<std::string>& command_line();
+void set_command_line(int argc, char** argv);
+
+}  // namespace ckpt::cli

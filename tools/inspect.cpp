@@ -1,0 +1,27 @@
+// ckpt inspect PATH [--json]
+#include <iostream>
+
+#include "commands/inspect.h"
+#include "common.h"
+#include "subcommands.h"
+
+namespace ckpt::cli {
+
+void add_inspect(CLI::App& app, std::function<int()>& action) {
+  auto* cmd = app.add_subcommand("inspect", "Show the files, tensors, dtypes and parameter count of a checkpoint");
+  auto path = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
+  cmd->add_option("PATH", *path, "A checkpoint file or directory")->required();
+  cmd->add_flag("--json", *json, "Print one JSON document on stdout");
+  cmd->callback([&action, path, json] {
+    action = [path, json] {
+      Checkpoint ck = open_checkpoint(*path);
+      ojson r = inspect_report(ck);
+      if (*json) std::cout << r.dump(2) << "\n";
+      else std::cout << inspect_text(r);
+      return kExitOk;
+    };
+  });
+}
+
+}  // namespace ckpt::cli

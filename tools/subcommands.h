@@ -1,0 +1,14 @@
+// One function per subcommand; each lives in its own file and only parses options and calls lib/.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace ckpt::cli {
+
+// Each adds its subcommand to `app`; when the subcommand is chosen its callback stores the work
+// to run in `action` (so errors are reported by main, in one place).
+void add_inspect(CLI::App& app, std::function<int()>& action);
+void add_rechunk(CLI::App& app, std::function<int()>& action);
+
+}  // namespace ckpt::cli
