@@ -7,7 +7,7 @@ CMAKE_ARGS ?=
 # Debian packages the build and the tests need. `make deps` installs whichever are missing with
 # apt-get (as root, or through sudo) and does nothing when all are present.
 DEB_PACKAGES = cmake ninja-build g++ pkg-config libcli11-dev nlohmann-json3-dev libzstd-dev \
-               libgtest-dev libxxhash-dev python3
+               libgtest-dev libxxhash-dev python3 time
 
 .PHONY: all deps configure build test test-gpu bench run fuzz clean
 
@@ -39,7 +39,7 @@ test: build
 test-gpu: configure
 	cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest -L gpu --output-on-failure
-	bash tests/bench/gpu_bench.sh $(BUILD)/ckpt
+	bash tests/gpu/run_all.sh $(BUILD)/ckpt
 
 bench: build
 	bash tests/bench/run_all.sh $(BUILD)/ckpt
