@@ -104,15 +104,17 @@ void add_hf_safetensors_files(Plan& plan, std::vector<OutputTensor> tensors, uin
     files[k].metadata = metadata;
   }
   std::vector<std::pair<std::string, std::string>> weight_map;
-  uint64_t total = 0;
+  uint64_t total = 0, parameters = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
     weight_map.emplace_back(tensors[i].name, files[shard[i]].name);
     total += tensors[i].nbytes();
+    parameters += checked_numel(tensors[i].shape).value_or(0);
     files[shard[i]].tensors.push_back(std::move(tensors[i]));
   }
   for (auto& f : files) plan.files.push_back(std::move(f));
   if (count > 1)
-    plan.extras.push_back({"model.safetensors.index.json", build_hf_index(total, std::move(weight_map)), std::nullopt});
+    plan.extras.push_back({"model.safetensors.index.json", build_hf_index(total, std::move(weight_map), {{"total_parameters", parameters}}),
+                           std::nullopt});
 }
 
 void add_side_files(Plan& plan, const Checkpoint& ck, const std::map<std::string, std::string>& replaced) {

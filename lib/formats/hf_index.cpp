@@ -70,9 +70,12 @@ std::string build_hf_index(uint64_t total_size, std::vector<std::pair<std::strin
                            const ojson& extra_metadata) {
   std::sort(weight_map.begin(), weight_map.end());
   ojson j = ojson::object();
+  // transformers writes the index with sorted keys; keep its byte layout.
+  std::map<std::string, ojson> md;
+  for (auto it = extra_metadata.begin(); it != extra_metadata.end(); ++it) md[it.key()] = *it;
+  md["total_size"] = total_size;
   j["metadata"] = ojson::object();
-  j["metadata"]["total_size"] = total_size;
-  for (auto it = extra_metadata.begin(); it != extra_metadata.end(); ++it) j["metadata"][it.key()] = *it;
+  for (const auto& [k, v] : md) j["metadata"][k] = v;
   j["weight_map"] = ojson::object();
   for (const auto& [name, file] : weight_map) j["weight_map"][name] = file;
   return j.dump(2) + "\n";

@@ -24,8 +24,8 @@ struct HfIndex {
 HfIndex read_hf_index(const std::string& path);
 // Cross-checks an index against the tensors the shards actually hold, both ways.
 void check_index_matches(const HfIndex& index, const std::string& index_path, const Checkpoint& ck);
-// The index text as transformers writes it: metadata.total_size, weight_map sorted by name,
-// indent 2, trailing newline.
+// The index text as transformers writes it: metadata (total_size plus extra_metadata, such as
+// total_parameters) and weight_map with sorted keys, indent 2, trailing newline.
 std::string build_hf_index(uint64_t total_size,
                            std::vector<std::pair<std::string, std::string>> weight_map,
                            const ojson& extra_metadata = ojson::object());

@@ -119,6 +119,12 @@ StrictJsonResult parse_strict_json(std::string_view text) {
     r.error = "a UTF-8 byte-order mark is not allowed";
     return r;
   }
+  // nlohmann's lexer takes a NUL byte for the end of input, so "{}\0\0" would pass. A raw NUL
+  // is never valid JSON (inside strings it must be escaped), so refuse it outright.
+  if (text.find('\0') != std::string_view::npos) {
+    r.error = "a NUL byte is not allowed (trailing NUL padding?)";
+    return r;
+  }
   DuplicateCheckingBuilder builder(r);
   bool ok = ojson::sax_parse(text.begin(), text.end(), &builder, nlohmann::json::input_format_t::json,
                              /*strict=*/true, /*ignore_comments=*/false);
