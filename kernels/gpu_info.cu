@@ -18,10 +18,9 @@ int device_count() {
 std::string device_description(int index) {
   cudaDeviceProp p{};
   if (cudaGetDeviceProperties(&p, index) != cudaSuccess) return "unknown device";
-  char buf[256];
-  std::snprintf(buf, sizeof buf, "%s (sm_%d%d, %.1f GiB)", p.name, p.major, p.minor,
-                static_cast<double>(p.totalGlobalMem) / (1u << 30));
-  return buf;
+  char memory[32];
+  std::snprintf(memory, sizeof memory, "%.1f GiB", static_cast<double>(p.totalGlobalMem) / (1u << 30));
+  return std::string(p.name) + " (sm_" + std::to_string(p.major) + std::to_string(p.minor) + ", " + memory + ")";
 }
 
 }  // namespace ckpt::cuda

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# rechunk vs cp of the same bytes (issue 2): median of alternating runs, peak RSS, two sizes.
+# Usage: bench_rechunk.sh path/to/ckpt [runs]
+set -euo pipefail
+ckpt=$1
+runs=${2:-5}
+source "$(dirname "$0")/bench_lib.sh"
+
+printf '%-10s %10s %10s %10s %8s %12s %12s\n' size bytes cp_s rechunk_s ratio cp_rss_MB ckpt_rss_MB
+for layers in 22 44; do
+  src=$(synthetic "llama-$layers" --layers "$layers")
+  bytes=$(stat -c %s "$src/model.safetensors")
+  cps=() rcs=() cprss=() rcrss=()
+  for ((i = 0; i < runs; i++)); do
+    rm -rf "$bench_dir/cp-out" "$bench_dir/rc-out"; settle
+    timed cp "$src/model.safetensors" "$bench_dir/cp-out"; cps+=("$secs"); cprss+=("$rss_mb")
+    rm -rf "$bench_dir/cp-out"; settle
+    timed "$ckpt" rechunk "$src" "$bench_dir/rc-out" --max-shard-size 1GB -q; rcs+=("$secs"); rcrss+=("$rss_mb")
+  done
+  rm -rf "$bench_dir/cp-out" "$bench_dir/rc-out"
+  cp_med=$(median "${cps[@]}"); rc_med=$(median "${rcs[@]}")
+  printf '%-10s %10s %10s %10s %8.3f %12s %12s\n' "$layers-layer" "$bytes" "$cp_med" "$rc_med" \
+    "$(awk -v a="$rc_med" -v b="$cp_med" 'BEGIN{print a/b}')" "$(max_of "${cprss[@]}")" "$(max_of "${rcrss[@]}")"
+done
