@@ -4,7 +4,7 @@
 //
 // File format:
 //   {
-//     "name": "llama",
+//     "name": "llama", "description": "...",
 //     "architectures": ["LlamaForCausalLM", "MistralForCausalLM"],
 //     "rules": [
 //       {"match": "model.embed_tokens.weight", "role": "vocab"},
@@ -14,7 +14,12 @@
 //     ]
 //   }
 // `match` is a glob over the whole tensor name where `*` matches any run of characters
-// (dots included); the first matching rule wins. Optional keys: "linear" (default false): a
+// (dots included); the first matching rule wins. Instead of `match`, a rule may give
+// `"module": "model.layers.*.self_attn.q_proj"`: it stands for two rules, `<module>.weight`
+// with the rule's flags, then `<module>.*` (bias, FP8 weight_scale / weight_scale_inv /
+// input_scale, GPTQ qweight / qzeros / scales / g_idx) with the same role and expert/group but
+// linear = quantize = false, so quantized checkpoints shard and nothing but the weight is
+// ever quantized. Optional keys: "linear" (default false): a
 // Linear layer's weight; "quantize" (default = linear): quantization may replace it;
 // "expert" (default false): a MoE expert tensor (distributed whole under --ep); "group": tensors
 // of one fused engine module (q/k/v, gate/up) that must be treated alike.
@@ -71,6 +76,10 @@ class Recipe {
   const std::vector<RecipeRule>& rules() const { return rules_; }
   // The first rule matching `tensor_name`, or nullptr.
   const RecipeRule* match(const std::string& tensor_name) const;
+  // The checkpoint's tensors that no rule matches (in checkpoint order).
+  std::vector<std::string> unmatched(const Checkpoint& ck) const;
+  // Fails (naming the recipe and listing the unmatched tensors) unless every tensor matches.
+  void check_covers(const Checkpoint& ck) const;
 
  private:
   std::string name_, path_;
