@@ -1,0 +1,17 @@
+// The zip format torch.save writes since 1.6 (specs/formats.md §3.2-3.3): <folder>/data.pkl holds
+// the pickled state dict, <folder>/data/<key> each storage's raw little-endian bytes.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/file_io.h"
+#include "formats/torch_state_dict.h"
+
+namespace ckpt {
+
+inline constexpr uint64_t kMaxPickleBytes = 1ull << 30;
+
+std::vector<TorchTensor> read_torch_zip(const File& f, const std::string& key, bool verify_crc, int file_index);
+
+}  // namespace ckpt

@@ -1,0 +1,37 @@
+// A strict reader for the zip container torch.save writes (specs/formats.md §3.2): the central
+// directory is the only source of truth (local headers hold zero sizes), ZIP64 is parsed whenever
+// present, only stored (uncompressed, unencrypted) single-disk archives are accepted, and every
+// record's data range is checked to lie inside the file, before the central directory, without
+// overlapping another record. Reading the directory reads no record data.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "formats/byte_source.h"
+
+namespace ckpt {
+
+struct ZipRecord {
+  std::string name;
+  uint64_t data_offset = 0;  // absolute offset of the record's first byte
+  uint64_t size = 0;
+  uint32_t crc32 = 0;        // from the central directory
+};
+
+struct ZipArchive {
+  std::vector<ZipRecord> records;  // central directory order
+  const ZipRecord* find(std::string_view name) const;
+};
+
+// Limits that keep a hostile directory from costing more than a real one could need.
+inline constexpr uint64_t kMaxZipDirectoryBytes = 256ull << 20;
+
+ZipArchive read_zip_directory(const ByteSource& src);
+
+// Checks the CRC-32 of every record against the central directory, records in parallel.
+void verify_zip_crcs(const ByteSource& src, const ZipArchive& zip);
+
+}  // namespace ckpt
