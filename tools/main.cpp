@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   std::function<int()> action;
   add_inspect(app, action);
   add_rechunk(app, action);
+  add_convert(app, action);
   set_command_line(argc, argv);
   try {
     app.parse(argc, argv);
