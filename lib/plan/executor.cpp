@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstring>
 #include <exception>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -78,6 +79,18 @@ void parallel_for(size_t n, int threads, Fn fn) {
   if (error) std::rethrow_exception(error);
 }
 
+// The path of a new output file; a name with directories ("rank-0/model.safetensors", as shard
+// writes one directory per rank) gets them created inside the temporary directory.
+std::string new_file_path(const OutputDir& out, const std::string& name) {
+  std::string path = out.path_of(name);
+  if (name.find('/') != std::string::npos) {
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+    if (ec) fail(Errc::kIo, path, "", "cannot create the directory: " + ec.message());
+  }
+  return path;
+}
+
 }  // namespace
 
 uint64_t peak_rss_bytes() {
@@ -101,7 +114,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
   std::vector<File> files;
   for (const auto& f : plan.files) {
     if (f.offsets.size() != f.tensors.size()) throw std::logic_error("execute: plan was not finalized");
-    File file = File::create(out.path_of(f.name));
+    File file = File::create(new_file_path(out, f.name));
     file.truncate(f.size);
     std::string prefix(8, '\0');
     uint64_t n = f.header.size();
@@ -139,8 +152,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
     const uint64_t dst_off = plan.files[c.file].offsets[c.tensor] + c.begin;
     std::vector<uint64_t> digests;
     if (auto v = t.producer->verbatim(c.begin, c.n)) {
-      copy_file_bytes(reader.file(v->file), v->offset, files[c.file], dst_off, c.n);
-      reader.hash_range(v->file, v->offset, c.n, digests);
+      reader.copy_hashed(v->file, v->offset, files[c.file], dst_off, c.n, digests);
     } else {
       thread_local std::vector<uint8_t> buf;
       buf.resize(chunk);
@@ -158,10 +170,10 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
   // Extras: generated files and carried side files.
   for (const auto& e : plan.extras) {
     if (e.content) {
-      write_text_file(out.path_of(e.name), *e.content);
+      write_text_file(new_file_path(out, e.name), *e.content);
     } else {
       File src = File::open_read(*e.copy_from);
-      File dst = File::create(out.path_of(e.name));
+      File dst = File::create(new_file_path(out, e.name));
       copy_file_bytes(src, 0, dst, 0, src.size());
     }
   }

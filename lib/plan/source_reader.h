@@ -20,9 +20,12 @@ class SourceReader {
   // Copies elements [first, first + count) of `view`, in row-major order, into `out`
   // (count * element size bytes). Zero views fill zeros. Sub-byte dtypes must be contiguous.
   void gather(const SourceView& view, uint64_t first, uint64_t count, uint8_t* out) const;
-  // Hashes bytes [offset, offset + n) of a source file in kHashBlockBytes blocks, appending each
-  // block digest to `digests` (n must be a whole number of blocks, or reach the range's end).
-  void hash_range(int file, uint64_t offset, uint64_t n, std::vector<uint64_t>& digests) const;
+  // Copies bytes [offset, offset + n) of a source file to `dst` at dst_offset inside the kernel
+  // (copy_file_range) and appends the digest of each kHashBlockBytes block to `digests` (n must
+  // be a whole number of blocks, or end the tensor). Copy and hash alternate block by block, so
+  // the hash reads bytes the copy has just brought into the CPU cache, not memory again.
+  void copy_hashed(int file, uint64_t offset, const File& dst, uint64_t dst_offset, uint64_t n,
+                   std::vector<uint64_t>& digests) const;
 
  private:
   std::vector<File> files_;
