@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   std::function<int()> action;
   add_inspect(app, action);
   add_rechunk(app, action);
+  add_shard(app, action);
+  add_merge(app, action);
   add_convert(app, action);
   set_command_line(argc, argv);
   try {

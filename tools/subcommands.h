@@ -10,6 +10,8 @@ namespace ckpt::cli {
 // to run in `action` (so errors are reported by main, in one place).
 void add_inspect(CLI::App& app, std::function<int()>& action);
 void add_rechunk(CLI::App& app, std::function<int()>& action);
+void add_shard(CLI::App& app, std::function<int()>& action);
+void add_merge(CLI::App& app, std::function<int()>& action);
 void add_convert(CLI::App& app, std::function<int()>& action);
 
 }  // namespace ckpt::cli

@@ -101,7 +101,8 @@ void Plan::finalize() {
     for (size_t i = 0; i < f.tensors.size(); ++i) {
       const auto& t = f.tensors[i];
       check_writable_name(f.name, t.name);
-      if (!names.insert(t.name).second)
+      // Names are unique per output directory (shard writes one directory per rank).
+      if (!names.insert(f.name.substr(0, f.name.rfind('/') + 1) + '\0' + t.name).second)
         fail(Errc::kDuplicateKey, f.name, t.name, "the plan writes this tensor name twice");
       auto numel = checked_numel(t.shape);
       auto expect = numel ? checked_nbytes(t.dtype, *numel) : std::nullopt;

@@ -185,32 +185,56 @@ std::string Recipe::default_recipes_dir() {
   return (fs::path(__FILE__).parent_path().parent_path().parent_path() / "recipes").string();
 }
 
-Recipe Recipe::for_checkpoint(const Checkpoint& ck, const std::string& recipes_dir) {
-  const std::string arch = ck.architecture();
+std::vector<Recipe> Recipe::load_dir(const std::string& recipes_dir) {
   std::vector<fs::path> files;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(recipes_dir, ec))
     if (e.path().extension() == ".json") files.push_back(e.path());
   if (ec) fail(Errc::kNoCheckpoint, recipes_dir, "", "cannot list the recipes directory: " + ec.message());
   std::sort(files.begin(), files.end());
-  std::optional<Recipe> found;
+  std::vector<Recipe> out;
+  for (const auto& f : files) out.push_back(load_file(f.string()));
+  return out;
+}
+
+namespace {
+
+std::string describe_available(const std::vector<Recipe>& all) {
   std::string available;
-  for (const auto& f : files) {
-    Recipe r = load_file(f.string());
+  for (const auto& r : all) {
     available += (available.empty() ? "" : "; ") + r.name() + " (";
     for (size_t i = 0; i < r.architectures().size(); ++i) available += (i ? ", " : "") + r.architectures()[i];
     available += ")";
+  }
+  return available;
+}
+
+}  // namespace
+
+Recipe Recipe::for_checkpoint(const Checkpoint& ck, const std::string& recipes_dir) {
+  const std::string arch = ck.architecture();
+  const std::vector<Recipe> all = load_dir(recipes_dir);
+  const Recipe* found = nullptr;
+  for (const auto& r : all) {
     if (std::find(r.architectures().begin(), r.architectures().end(), arch) == r.architectures().end()) continue;
-    if (found)
-      fail(Errc::kInvalidArgument, f.string(), "", "architecture " + arch + " is also claimed by " + found->path());
-    found = std::move(r);
+    if (found) fail(Errc::kInvalidArgument, r.path(), "", "architecture " + arch + " is also claimed by " + found->path());
+    found = &r;
   }
   if (arch.empty())
-    fail(Errc::kUnsupported, ck.path, "", "config.json names no architectures[0]; pass --recipe FILE (available: " + available + ")");
+    fail(Errc::kUnsupported, ck.path, "", "config.json names no architectures[0]; pass --recipe FILE (available: " +
+                                              describe_available(all) + ")");
   if (!found)
     fail(Errc::kUnsupported, ck.path, "", "no recipe for architecture " + arch + " in " + recipes_dir +
-                                              "; pass --recipe FILE (available: " + available + ")");
+                                              "; pass --recipe FILE (available: " + describe_available(all) + ")");
   return *found;
+}
+
+Recipe Recipe::named(const std::string& name, const std::string& recipes_dir) {
+  const std::vector<Recipe> all = load_dir(recipes_dir);
+  for (const auto& r : all)
+    if (r.name() == name) return r;
+  fail(Errc::kUnsupported, recipes_dir, "", "no recipe named '" + name + "' (available: " + describe_available(all) +
+                                                "); pass --recipe FILE");
 }
 
 }  // namespace ckpt

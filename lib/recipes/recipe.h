@@ -66,6 +66,10 @@ class Recipe {
   // The recipe whose "architectures" lists the checkpoint's config.json architectures[0], from
   // the recipes directory; an error names the architecture and the recipes available.
   static Recipe for_checkpoint(const Checkpoint& ck, const std::string& recipes_dir = default_recipes_dir());
+  // The recipe called `name` (a recipe's "name", as recorded in sharded outputs).
+  static Recipe named(const std::string& name, const std::string& recipes_dir = default_recipes_dir());
+  // Every recipe of a directory, in file name order.
+  static std::vector<Recipe> load_dir(const std::string& recipes_dir);
   // Where recipes live: $CKPT_RECIPES_DIR, else recipes/ next to the binary's ../, else the
   // source tree's recipes/ (compiled in).
   static std::string default_recipes_dir();
