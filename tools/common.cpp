@@ -26,7 +26,7 @@ void add_write_options(CLI::App* cmd, WriteOptions& o) {
 }
 
 int run_plan(const Plan& plan, const std::string& destination, const std::vector<std::string>& protected_paths,
-             const WriteOptions& o) {
+             const WriteOptions& o, const ReportFn& report) {
   if (o.dry_run) {
     std::cout << plan.to_json().dump(2) << "\n";
     return kExitOk;
@@ -51,6 +51,7 @@ int run_plan(const Plan& plan, const std::string& destination, const std::vector
     j["threads"] = r.threads;
     j["files"] = plan.files.size();
     if (!plan.notes.empty()) j["notes"] = plan.notes;
+    if (report) j["report"] = report();
     std::cout << j.dump(2) << "\n";
   } else if (!o.quiet) {
     std::fprintf(stderr, "ckpt %s: %zu tensors, %s in %.2f s (%.2f GB/s), %zu files, peak RSS %s -> %s\n",

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,9 +27,13 @@ struct WriteOptions {
 };
 
 void add_write_options(CLI::App* cmd, WriteOptions& o);
+// Command-specific results known only after execution (a quantizer's errors, say): put under
+// "report" in the --json summary.
+using ReportFn = std::function<ojson()>;
+
 // Prints the plan (--dry-run) or executes it and prints the summary line; returns the exit code.
 int run_plan(const Plan& plan, const std::string& destination, const std::vector<std::string>& protected_paths,
-             const WriteOptions& o);
+             const WriteOptions& o, const ReportFn& report = {});
 
 // The command line as given, recorded in manifests.
 const std::vector<std::string>& command_line();

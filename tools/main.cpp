@@ -18,7 +18,9 @@ int main(int argc, char** argv) {
   add_rechunk(app, action);
   add_shard(app, action);
   add_merge(app, action);
+  add_validate(app, action);
   add_convert(app, action);
+  add_quantize(app, action);
   set_command_line(argc, argv);
   try {
     app.parse(argc, argv);

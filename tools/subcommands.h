@@ -12,6 +12,8 @@ void add_inspect(CLI::App& app, std::function<int()>& action);
 void add_rechunk(CLI::App& app, std::function<int()>& action);
 void add_shard(CLI::App& app, std::function<int()>& action);
 void add_merge(CLI::App& app, std::function<int()>& action);
+void add_validate(CLI::App& app, std::function<int()>& action);
 void add_convert(CLI::App& app, std::function<int()>& action);
+void add_quantize(CLI::App& app, std::function<int()>& action);
 
 }  // namespace ckpt::cli

@@ -1,0 +1,279 @@
+#include "ops/fp8_quant.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+#include "ops/float_bits.h"
+#include "ops/fp8.h"
+
+namespace ckpt::ops {
+
+// TEMPORARY until lib/ops/float_convert.h (the cast reference) lands: the same conversions.
+namespace {
+float bf16_to_f32(uint16_t h) { return f32_from_bits(static_cast<uint32_t>(h) << 16); }
+float f16_to_f32(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16, em = h & 0x7FFFu;
+  if (em >= 0x7C00u) return f32_from_bits(sign | 0x7F800000u | ((em & 0x3FFu) << 13));
+  if (em >= 0x0400u) return f32_from_bits(sign | ((em << 13) + ((127u - 15u) << 23)));
+  return f32_from_bits(sign | f32_bits(static_cast<float>(em) * 5.9604644775390625e-08f));
+}
+uint16_t f32_to_bf16(float f) {
+  const uint32_t u = f32_bits(f);
+  return static_cast<uint16_t>(((u >> 16) & 0x8000u) | round_magnitude_rne<uint32_t, 8, 23>(u & 0x7FFFFFFFu, 8, 7));
+}
+uint16_t f32_to_f16(float f) {
+  const uint32_t u = f32_bits(f);
+  return static_cast<uint16_t>(((u >> 16) & 0x8000u) | round_magnitude_rne<uint32_t, 8, 23>(u & 0x7FFFFFFFu, 5, 10));
+}
+}  // namespace
+
+bool fp8_input_dtype_ok(DType t) { return t == DType::BF16 || t == DType::F16 || t == DType::F32; }
+bool fp8_scale_dtype_ok(DType t) { return fp8_input_dtype_ok(t); }
+
+float load_as_f32(const uint8_t* in, DType dtype, uint64_t i) {
+  switch (dtype) {
+    case DType::BF16: {
+      uint16_t h;
+      std::memcpy(&h, in + 2 * i, 2);
+      return bf16_to_f32(h);
+    }
+    case DType::F16: {
+      uint16_t h;
+      std::memcpy(&h, in + 2 * i, 2);
+      return f16_to_f32(h);
+    }
+    case DType::F32: {
+      float f;
+      std::memcpy(&f, in + 4 * i, 4);
+      return f;
+    }
+    default:
+      throw std::logic_error("fp8: unsupported input dtype");
+  }
+}
+
+namespace {
+
+// The scale's value after rounding to its storage dtype.
+float round_to_storage(float s, DType dt) {
+  switch (dt) {
+    case DType::F32: return s;
+    case DType::BF16: return bf16_to_f32(f32_to_bf16(s));
+    case DType::F16: return f16_to_f32(f32_to_f16(s));
+    default: throw std::logic_error("fp8: unsupported scale dtype");
+  }
+}
+
+float smallest_positive(DType dt) {
+  switch (dt) {
+    case DType::F32: return std::numeric_limits<float>::denorm_min();
+    case DType::BF16: return bf16_to_f32(1);
+    case DType::F16: return f16_to_f32(1);
+    default: throw std::logic_error("fp8: unsupported scale dtype");
+  }
+}
+
+}  // namespace
+
+float fp8_scale_for_amax(float amax, DType scale_dtype) {
+  if (amax == 0.0f) return 1.0f;
+  float s = round_to_storage(amax / kE4M3FNMax, scale_dtype);
+  return s > 0.0f ? s : smallest_positive(scale_dtype);
+}
+
+void store_scale(float scale, DType scale_dtype, uint8_t* out) {
+  switch (scale_dtype) {
+    case DType::F32: std::memcpy(out, &scale, 4); return;
+    case DType::BF16: {
+      uint16_t h = f32_to_bf16(scale);
+      std::memcpy(out, &h, 2);
+      return;
+    }
+    case DType::F16: {
+      uint16_t h = f32_to_f16(scale);
+      std::memcpy(out, &h, 2);
+      return;
+    }
+    default: throw std::logic_error("fp8: unsupported scale dtype");
+  }
+}
+
+uint8_t fp8_quantize_value(float x, float scale) {
+  return f32_to_e4m3fn(std::clamp(x / scale, -kE4M3FNMax, kE4M3FNMax));
+}
+
+bool fp8_amax_reference(const Fp8Grid& grid, DType dtype, const uint8_t* in, std::vector<float>& amax) {
+  amax.assign(grid.groups(), 0.0f);
+  for (uint64_t e = 0; e < grid.numel(); ++e) {
+    float x = load_as_f32(in, dtype, e);
+    if (!std::isfinite(x)) return false;
+    float& m = amax[grid.group_of(e)];
+    m = std::max(m, std::fabs(x));
+  }
+  return true;
+}
+
+void fp8_quantize_reference(const Fp8Grid& grid, DType dtype, const uint8_t* in, const std::vector<float>& scales,
+                            uint8_t* out) {
+  for (uint64_t e = 0; e < grid.numel(); ++e)
+    out[e] = fp8_quantize_value(load_as_f32(in, dtype, e), scales[grid.group_of(e)]);
+}
+
+void Fp8ErrorStats::merge(const Fp8ErrorStats& o) {
+  sum_sq_err += o.sum_sq_err;
+  sum_sq += o.sum_sq;
+  max_abs_err = std::max(max_abs_err, o.max_abs_err);
+}
+
+double Fp8ErrorStats::relative_error() const { return sum_sq > 0 ? std::sqrt(sum_sq_err / sum_sq) : 0.0; }
+
+// --- fast path ----------------------------------------------------------------------------------
+namespace {
+
+constexpr uint64_t kTile = 2048;  // elements widened to float32 at a time (8 KiB, stays in L1)
+
+// Calls fn(offset in the range, length, block) for each maximal run of [first, first + count)
+// that lies inside one block: a piece of one row, or whole rows when a block spans all columns.
+template <class Fn>
+void for_each_run(const Fp8Grid& g, uint64_t first, uint64_t count, Fn fn) {
+  const uint64_t end = first + count;
+  uint64_t e = first;
+  while (e < end) {
+    const uint64_t row = e / g.cols, col = e % g.cols;
+    uint64_t stop;
+    if (g.block_cols >= g.cols) {
+      stop = std::min(g.rows, (row / g.block_rows + 1) * g.block_rows) * g.cols;
+    } else {
+      stop = e - col + std::min(g.cols, (col / g.block_cols + 1) * g.block_cols);
+    }
+    stop = std::min(stop, end);
+    fn(e - first, stop - e, g.group_of(e));
+    e = stop;
+  }
+}
+
+// Widens n <= kTile elements to float32 without branches, so the loops vectorize. The F16 path
+// is the exact IEEE widening (tested against f16_to_f32 on all 65536 patterns).
+void widen(DType dt, const uint8_t* in, uint64_t n, float* out) {
+  if (dt == DType::F32) {
+    std::memcpy(out, in, n * 4);
+    return;
+  }
+  uint16_t h[kTile];
+  uint32_t* o = reinterpret_cast<uint32_t*>(out);
+  std::memcpy(h, in, n * 2);
+  if (dt == DType::BF16) {
+#pragma omp simd
+    for (uint64_t i = 0; i < n; ++i) o[i] = static_cast<uint32_t>(h[i]) << 16;
+    return;
+  }
+#pragma omp simd
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint32_t sign = static_cast<uint32_t>(h[i] & 0x8000u) << 16;
+    const uint32_t em = h[i] & 0x7FFFu;
+    // Normal: re-bias 15 -> 127; Inf/NaN: all-ones exponent; subnormal: m * 2^-24 is exact.
+    uint32_t normal = (em << 13) + ((127u - 15u) << 23);
+    normal += em >= 0x7C00u ? ((128u - 16u) << 23) : 0u;
+    const uint32_t sub = f32_bits(static_cast<float>(em) * 5.9604644775390625e-08f);
+    o[i] = sign | (em < 0x0400u ? sub : normal);
+  }
+}
+
+// E4M3FN of a finite v with |v| <= 448, branch-free (tested against f32_to_e4m3fn).
+inline uint8_t e4m3fn_of_clamped(float v) {
+  const uint32_t u = f32_bits(v);
+  const uint32_t sign = (u >> 24) & 0x80u;
+  const uint32_t a = u & 0x7FFFFFFFu;
+  // Normal result (|v| >= 2^-6): round 20 mantissa bits off (RNE), re-bias the exponent 127 -> 7.
+  const uint32_t normal = ((a + 0x7FFFFu + ((a >> 20) & 1u)) >> 20) - (120u << 3);
+  // Subnormal result: adding 2^14 puts the unit 2^-9 in the last mantissa place, so the FPU's own
+  // round-to-nearest-even does the rounding; 8 (= 2^-6) is the smallest normal code, correctly.
+  const uint32_t sub = f32_bits(std::fabs(v) + 16384.0f) - 0x46800000u;
+  return static_cast<uint8_t>(sign | (a < 0x3C800000u ? sub : normal));
+}
+
+// e4m3fn_to_f32 for non-NaN codes, branch-free.
+inline float e4m3fn_value(uint8_t c) {
+  const uint32_t sign = static_cast<uint32_t>(c & 0x80u) << 24;
+  const uint32_t a = c & 0x7Fu;
+  const uint32_t normal = (a << 20) + (120u << 23);
+  const uint32_t sub = f32_bits(static_cast<float>(a) * 0.001953125f);
+  return f32_from_bits(sign | (a < 8u ? sub : normal));
+}
+
+float amax_run(DType dt, const uint8_t* in, uint64_t n) {
+  // max |x| as an integer max over the magnitude bits: for non-negative IEEE values the integer
+  // order is the numeric order, and every NaN/Inf sorts above every finite value.
+  if (dt == DType::F32) {
+    uint32_t m = 0;
+    uint32_t tile[kTile];
+    for (uint64_t t = 0; t < n; t += kTile) {
+      const uint64_t k = std::min(kTile, n - t);
+      std::memcpy(tile, in + 4 * t, 4 * k);
+#pragma omp simd reduction(max : m)
+      for (uint64_t i = 0; i < k; ++i) m = std::max(m, tile[i] & 0x7FFFFFFFu);
+    }
+    return m >= 0x7F800000u ? std::numeric_limits<float>::infinity() : f32_from_bits(m);
+  }
+  uint16_t m = 0;
+  uint16_t tile[kTile];
+  for (uint64_t t = 0; t < n; t += kTile) {
+    const uint64_t k = std::min(kTile, n - t);
+    std::memcpy(tile, in + 2 * t, 2 * k);
+#pragma omp simd reduction(max : m)
+    for (uint64_t i = 0; i < k; ++i) m = std::max<uint16_t>(m, tile[i] & 0x7FFFu);
+  }
+  if (dt == DType::BF16) return m >= 0x7F80u ? std::numeric_limits<float>::infinity() : bf16_to_f32(m);
+  return m >= 0x7C00u ? std::numeric_limits<float>::infinity() : f16_to_f32(m);
+}
+
+void quantize_run(DType dt, const uint8_t* in, uint64_t n, float scale, uint8_t* out, Fp8ErrorStats* stats) {
+  const unsigned esize = dtype_bits(dt) / 8;
+  float x[kTile];
+  double se = 0, sw = 0, me = 0;
+  for (uint64_t t = 0; t < n; t += kTile) {
+    const uint64_t k = std::min(kTile, n - t);
+    widen(dt, in + esize * t, k, x);
+    uint8_t* o = out + t;
+#pragma omp simd
+    for (uint64_t i = 0; i < k; ++i) {
+      float v = x[i] / scale;
+      v = v < -kE4M3FNMax ? -kE4M3FNMax : (v > kE4M3FNMax ? kE4M3FNMax : v);
+      o[i] = e4m3fn_of_clamped(v);
+    }
+    if (!stats) continue;
+    const double s = scale;
+#pragma omp simd reduction(+ : se, sw) reduction(max : me)
+    for (uint64_t i = 0; i < k; ++i) {
+      const double w = x[i];
+      const double err = w - static_cast<double>(e4m3fn_value(o[i])) * s;
+      se += err * err;
+      sw += w * w;
+      me = std::max(me, std::fabs(err));
+    }
+  }
+  if (stats) stats->merge({se, sw, me});
+}
+
+}  // namespace
+
+void fp8_amax_fast(const Fp8Grid& grid, DType dtype, const uint8_t* in, uint64_t first, uint64_t count,
+                   float* amax) {
+  const unsigned esize = dtype_bits(dtype) / 8;
+  for_each_run(grid, first, count, [&](uint64_t off, uint64_t len, uint64_t g) {
+    amax[g] = std::max(amax[g], amax_run(dtype, in + esize * off, len));
+  });
+}
+
+void fp8_quantize_fast(const Fp8Grid& grid, DType dtype, const uint8_t* in, uint64_t first, uint64_t count,
+                       const float* scales, uint8_t* out, Fp8ErrorStats* stats) {
+  const unsigned esize = dtype_bits(dtype) / 8;
+  for_each_run(grid, first, count, [&](uint64_t off, uint64_t len, uint64_t g) {
+    quantize_run(dtype, in + esize * off, len, scales[g], out + off, stats);
+  });
+}
+
+}  // namespace ckpt::ops

@@ -1,0 +1,90 @@
+// ckpt quantize SRC DST --fp8 [--scheme tensor|block|channel] [--block 128x128]
+//     [--format native|compressed-tensors] [--ignore PATTERN]... [--recipe FILE] [--device cpu|cuda]
+#include "commands/quantize.h"
+
+#include <cstdio>
+
+#include "common.h"
+#include "core/error.h"
+#include "subcommands.h"
+#if defined(CKPT_HAVE_CUDA)
+#include "fp8_quant_engine.h"
+#endif
+
+namespace ckpt::cli {
+
+namespace {
+
+bool parse_block(const std::string& text, uint64_t& rows, uint64_t& cols) {
+  auto x = text.find('x');
+  if (x == std::string::npos || x == 0 || x + 1 == text.size()) return false;
+  try {
+    size_t used = 0;
+    rows = std::stoull(text.substr(0, x), &used);
+    if (used != x) return false;
+    cols = std::stoull(text.substr(x + 1), &used);
+    return used == text.size() - x - 1 && rows > 0 && cols > 0;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+std::shared_ptr<const Fp8Engine> engine_for(const std::string& device) {
+  if (device == "cpu") return cpu_fp8_engine();
+#if defined(CKPT_HAVE_CUDA)
+  if (device == "cuda") return cuda_fp8_engine();  // fails clearly when no GPU is present
+#endif
+  if (device == "cuda") fail(Errc::kUnsupported, "", "", "this ckpt was built without CUDA (no nvcc): --device cuda is unavailable");
+  fail(Errc::kInvalidArgument, "", "", "--device must be cpu or cuda, not '" + device + "'");
+}
+
+}  // namespace
+
+void add_quantize(CLI::App& app, std::function<int()>& action) {
+  auto* cmd = app.add_subcommand("quantize", "Quantize Linear weights (FP8 E4M3FN) into a checkpoint vLLM, SGLang and transformers load");
+  struct Args {
+    std::string src, dst, scheme = "tensor", block = "128x128", format, recipe, device = "cpu";
+    bool fp8 = false;
+    std::vector<std::string> ignore;
+    WriteOptions w;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("SRC", a->src, "Source checkpoint (file or directory)")->required();
+  cmd->add_option("DST", a->dst, "Output directory")->required();
+  cmd->add_flag("--fp8", a->fp8, "FP8 E4M3FN weights with dequantization scales");
+  cmd->add_option("--scheme", a->scheme, "Scale granularity: tensor (default), block or channel");
+  cmd->add_option("--block", a->block, "Block shape for --scheme block, rows x cols of the weight (default 128x128)");
+  cmd->add_option("--format", a->format,
+                  "native (quant_method fp8; default for tensor/block) or compressed-tensors (default for channel)");
+  cmd->add_option("--ignore", a->ignore, "Leave matching modules unquantized ('*' matches any run; repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--recipe", a->recipe, "Recipe JSON naming the Linear weights (default: by architecture)");
+  cmd->add_option("--device", a->device, "Where the math runs: cpu (default) or cuda");
+  add_write_options(cmd, a->w);
+  cmd->callback([&action, a] {
+    action = [a] {
+      if (!a->fp8) fail(Errc::kInvalidArgument, "", "", "choose a quantization: --fp8");
+      QuantizeOptions o;
+      auto scheme = fp8_scheme_from_name(a->scheme);
+      if (!scheme) fail(Errc::kInvalidArgument, "", "", "--scheme must be tensor, block or channel, not '" + a->scheme + "'");
+      o.scheme = *scheme;
+      if (!parse_block(a->block, o.block_rows, o.block_cols))
+        fail(Errc::kInvalidArgument, "", "", "--block '" + a->block + "' is not ROWSxCOLS like 128x128");
+      if (a->format == "native") o.format = QuantFormat::kNative;
+      else if (a->format == "compressed-tensors") o.format = QuantFormat::kCompressedTensors;
+      else if (!a->format.empty())
+        fail(Errc::kInvalidArgument, "", "", "--format must be native or compressed-tensors, not '" + a->format + "'");
+      o.ignore = a->ignore;
+      o.recipe_path = a->recipe;
+      o.engine = engine_for(a->device);
+      Checkpoint ck = open_checkpoint(a->src);
+      QuantizePlan qp = plan_quantize(ck, o);
+      int rc = run_plan(qp.plan, a->dst, {a->src}, a->w, [&qp] { return quantize_report(qp); });
+      if (rc == kExitOk && !a->w.dry_run && !a->w.quiet && !a->w.json)
+        std::fprintf(stderr, "ckpt quantize: %s\n", quantize_summary_line(qp).c_str());
+      return rc;
+    };
+  });
+}
+
+}  // namespace ckpt::cli
