@@ -75,4 +75,41 @@ CKPT_HD inline uint16_t f64_to_f16(double d) { return f32_to_f16(f64_to_f32(d));
 CKPT_HD inline uint16_t bf16_to_f16(uint16_t h) { return f32_to_f16(bf16_to_f32(h)); }  // exact widening first
 CKPT_HD inline uint16_t f16_to_bf16(uint16_t h) { return f32_to_bf16_with_nan(f16_to_f32(h), kBF16NaNFromF16); }
 
+// ---- one element, by format: what the array loops (CPU and CUDA) are built from --------------
+
+enum class FloatFormat : uint8_t { kF64, kF32, kF16, kBF16 };
+
+template <FloatFormat F> struct FloatStorage;  // the bits type of one element
+template <> struct FloatStorage<FloatFormat::kF64> { using type = uint64_t; };
+template <> struct FloatStorage<FloatFormat::kF32> { using type = uint32_t; };
+template <> struct FloatStorage<FloatFormat::kF16> { using type = uint16_t; };
+template <> struct FloatStorage<FloatFormat::kBF16> { using type = uint16_t; };
+template <FloatFormat F> using float_bits_t = typename FloatStorage<F>::type;
+
+// The bf16 NaN torch produces from a source format.
+constexpr uint16_t bf16_nan_from(FloatFormat in) { return in == FloatFormat::kF16 ? kBF16NaNFromF16 : kBF16NaNFromF32; }
+
+// The reference conversion of one element from format I to O (O one of F32/F16/BF16), on bits.
+template <FloatFormat I, FloatFormat O>
+CKPT_HD inline float_bits_t<O> convert_bits(float_bits_t<I> x) {
+  static_assert(O != FloatFormat::kF64, "casts to F64 are not offered");
+  if constexpr (I == O) {
+    return x;
+  } else if constexpr (I == FloatFormat::kF64) {
+    const float f = f64_to_f32(f64_from_bits(x));  // torch narrows f64 through f32
+    if constexpr (O == FloatFormat::kF32) return f32_bits(f);
+    else if constexpr (O == FloatFormat::kF16) return f32_to_f16(f);
+    else return f32_to_bf16(f);
+  } else {
+    // Every other source widens exactly to f32 first.
+    float f;
+    if constexpr (I == FloatFormat::kF32) f = f32_from_bits(x);
+    else if constexpr (I == FloatFormat::kF16) f = f16_to_f32(x);
+    else f = bf16_to_f32(x);
+    if constexpr (O == FloatFormat::kF32) return f32_bits(f);
+    else if constexpr (O == FloatFormat::kF16) return f32_to_f16(f);
+    else return f32_to_bf16_with_nan(f, bf16_nan_from(I));
+  }
+}
+
 }  // namespace ckpt::ops
