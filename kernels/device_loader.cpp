@@ -1,0 +1,167 @@
+#include "device_loader.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+#include "core/error.h"
+#include "core/file_io.h"
+
+namespace ckpt::cuda {
+
+namespace {
+
+constexpr uint64_t kChunk = 16ull << 20;  // large enough to amortize a copy's launch, small enough to pipeline
+constexpr int kSlotsPerThread = 3;
+
+using Clock = std::chrono::steady_clock;
+
+// Total length of the union of [begin, end) intervals.
+double union_length(std::vector<std::pair<double, double>> iv) {
+  std::sort(iv.begin(), iv.end());
+  double total = 0, cur_b = 0, cur_e = -1;
+  for (const auto& [b, e] : iv) {
+    if (b > cur_e) {
+      if (cur_e > cur_b) total += cur_e - cur_b;
+      cur_b = b;
+      cur_e = e;
+    } else {
+      cur_e = std::max(cur_e, e);
+    }
+  }
+  if (cur_e > cur_b) total += cur_e - cur_b;
+  return total;
+}
+
+struct Chunk {
+  size_t file;
+  uint64_t offset, len;
+};
+
+}  // namespace
+
+std::vector<LoadedFile> load_files_to_device(const std::vector<std::string>& paths, LoadTiming* timing) {
+  auto setup_start = Clock::now();
+  std::vector<File> files;
+  std::vector<LoadedFile> out;
+  std::vector<Chunk> chunks;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    files.push_back(File::open_read(paths[i]));
+    const uint64_t size = files.back().size();
+    out.push_back({paths[i], DeviceBuffer(size)});
+    for (uint64_t off = 0; off < size; off += kChunk) chunks.push_back({i, off, std::min(kChunk, size - off)});
+    timing->bytes += size;
+  }
+  const int threads = static_cast<int>(std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 16));
+  const int used = static_cast<int>(std::min<size_t>(threads, std::max<size_t>(chunks.size(), 1)));
+  std::vector<PinnedBuffer> slots;
+  for (int i = 0; i < used * kSlotsPerThread; ++i) slots.emplace_back(kChunk);
+  std::vector<cudaStream_t> streams(used);
+  for (auto& s : streams) CKPT_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  std::vector<cudaEvent_t> starts(chunks.size()), stops(chunks.size());
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    CKPT_CUDA(cudaEventCreate(&starts[i]));
+    CKPT_CUDA(cudaEventCreate(&stops[i]));
+  }
+  cudaEvent_t base;
+  CKPT_CUDA(cudaEventCreate(&base));
+  timing->setup_s = std::chrono::duration<double>(Clock::now() - setup_start).count();
+
+  const auto t0 = Clock::now();
+  CKPT_CUDA(cudaEventRecord(base, streams[0]));
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  std::vector<std::pair<double, double>> reads;
+  std::string error;
+  int device = 0;
+  CKPT_CUDA(cudaGetDevice(&device));
+  auto worker = [&](int t) {
+    try {
+      CKPT_CUDA(cudaSetDevice(device));
+      std::vector<long> slot_chunk(kSlotsPerThread, -1);  // the chunk whose copy last used each slot
+      std::vector<std::pair<double, double>> my_reads;
+      for (int n = 0;; ++n) {
+        size_t c = next.fetch_add(1);
+        if (c >= chunks.size()) break;
+        const int slot = n % kSlotsPerThread;
+        if (slot_chunk[slot] >= 0) CKPT_CUDA(cudaEventSynchronize(stops[slot_chunk[slot]]));
+        uint8_t* host = slots[t * kSlotsPerThread + slot].data();
+        const Chunk& ch = chunks[c];
+        double rb = std::chrono::duration<double>(Clock::now() - t0).count();
+        files[ch.file].pread_exact(host, ch.len, ch.offset);
+        my_reads.emplace_back(rb, std::chrono::duration<double>(Clock::now() - t0).count());
+        CKPT_CUDA(cudaEventRecord(starts[c], streams[t]));
+        CKPT_CUDA(cudaMemcpyAsync(out[ch.file].bytes.data() + ch.offset, host, ch.len, cudaMemcpyHostToDevice, streams[t]));
+        CKPT_CUDA(cudaEventRecord(stops[c], streams[t]));
+        slot_chunk[slot] = static_cast<long>(c);
+      }
+      CKPT_CUDA(cudaStreamSynchronize(streams[t]));
+      std::lock_guard lock(mu);
+      reads.insert(reads.end(), my_reads.begin(), my_reads.end());
+    } catch (const std::exception& e) {
+      std::lock_guard lock(mu);
+      if (error.empty()) error = e.what();
+      next = chunks.size();
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 0; t < used; ++t) pool.emplace_back(worker, t);
+  for (auto& th : pool) th.join();
+  timing->wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (error.empty()) {
+    std::vector<std::pair<double, double>> copies;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      float b = 0, e = 0;
+      CKPT_CUDA(cudaEventElapsedTime(&b, base, starts[i]));
+      CKPT_CUDA(cudaEventElapsedTime(&e, base, stops[i]));
+      copies.emplace_back(b / 1e3, e / 1e3);
+    }
+    timing->h2d_busy_s = union_length(copies);
+    timing->read_busy_s = union_length(reads);
+  }
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    cudaEventDestroy(starts[i]);
+    cudaEventDestroy(stops[i]);
+  }
+  cudaEventDestroy(base);
+  for (auto& s : streams) cudaStreamDestroy(s);
+  timing->threads = used;
+  timing->chunk_bytes = kChunk;
+  if (!error.empty()) fail(Errc::kIo, "", "", "load: " + error);
+  return out;
+}
+
+H2dFloor measure_pinned_h2d(uint64_t bytes, int reps) {
+  PinnedBuffer host(bytes);
+  std::fill(host.data(), host.data() + bytes, uint8_t{1});  // fault every page in before timing
+  DeviceBuffer dev(bytes);
+  cudaStream_t stream;
+  CKPT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  cudaEvent_t b, e;
+  CKPT_CUDA(cudaEventCreate(&b));
+  CKPT_CUDA(cudaEventCreate(&e));
+  std::vector<double> gbps;
+  for (int r = -1; r < reps; ++r) {
+    CKPT_CUDA(cudaEventRecord(b, stream));
+    CKPT_CUDA(cudaMemcpyAsync(dev.data(), host.data(), bytes, cudaMemcpyHostToDevice, stream));
+    CKPT_CUDA(cudaEventRecord(e, stream));
+    CKPT_CUDA(cudaEventSynchronize(e));
+    float ms = 0;
+    CKPT_CUDA(cudaEventElapsedTime(&ms, b, e));
+    if (r >= 0) gbps.push_back(bytes / (ms / 1e3) / 1e9);
+  }
+  cudaEventDestroy(b);
+  cudaEventDestroy(e);
+  cudaStreamDestroy(stream);
+  std::sort(gbps.begin(), gbps.end());
+  H2dFloor f;
+  f.bytes = bytes;
+  f.reps = reps;
+  f.best_gbps = gbps.back();
+  f.median_gbps = gbps[gbps.size() / 2];
+  return f;
+}
+
+}  // namespace ckpt::cuda

@@ -1,0 +1,132 @@
+#include "gpu_validate.h"
+
+#include <cstdio>
+#include <thread>
+
+#include "cuda_check.h"
+#include "device_loader.h"
+#include "gemm_warmup.h"
+#include "gpu_digests.h"
+#include "gpu_info.h"
+
+namespace ckpt::cuda {
+
+namespace {
+
+using validate::PhaseScope;
+
+constexpr uint64_t kFloorBytes = 1ull << 30;
+constexpr int kFloorReps = 5;
+
+std::string fmt(const char* f, double a, double b = 0, double c = 0, double d = 0) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, f, a, b, c, d);
+  return buf;
+}
+
+// All phases of one target on the current device.
+void validate_target(validate::Target& t, const validate::ExpectedDigests& expected, const H2dFloor& floor,
+                     const std::string& label, validate::Report& report, const GpuValidateOptions& options) {
+  std::vector<LoadedFile> files;
+  auto load = validate::run_phase(report, "load", label, "load", [&](PhaseScope& scope) {
+    std::vector<std::string> paths;
+    for (const auto& f : t.ck.files) paths.push_back(f.path);
+    LoadTiming tm;
+    files = load_files_to_device(paths, &tm);
+    const double gbps = tm.bytes / tm.wall_s / 1e9;
+    scope.phase().summary =
+        fmt("%.2f GB in %.3f s = %.2f GB/s (%.0f%% of the pinned H2D floor); ", tm.bytes / 1e9, tm.wall_s, gbps,
+            100 * gbps / floor.best_gbps) +
+        fmt("read busy %.3f s (%.1f GB/s), H2D busy %.3f s (%.1f GB/s)", tm.read_busy_s, tm.bytes / tm.read_busy_s / 1e9,
+            tm.h2d_busy_s, tm.bytes / tm.h2d_busy_s / 1e9);
+    auto& d = scope.phase().details;
+    d["bytes"] = tm.bytes;
+    d["files"] = paths.size();
+    d["wall_seconds"] = tm.wall_s;
+    d["gbps"] = gbps;
+    d["read_busy_seconds"] = tm.read_busy_s;
+    d["h2d_busy_seconds"] = tm.h2d_busy_s;
+    d["setup_seconds"] = tm.setup_s;
+    d["floor_gbps"] = floor.best_gbps;
+    d["floor_median_gbps"] = floor.median_gbps;
+    d["fraction_of_floor"] = gbps / floor.best_gbps;
+    d["threads"] = tm.threads;
+    d["chunk_bytes"] = tm.chunk_bytes;
+  });
+  if (load.status != validate::PhaseStatus::kOk) return;
+  const double load_s = load.details["wall_seconds"].get<double>();
+
+  validate::run_phase(report, "integrity (gpu)", label, "checksum", [&](PhaseScope& scope) {
+    double hash_s = 0;
+    std::vector<validate::FileDigests> got = gpu_file_digests(t.ck, files, &hash_s);
+    size_t tensors = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      const validate::FileDigests* want = expected.find(t.ck.files[i].path);
+      if (!want) {
+        scope.fail("checksum", t.ck.files[i].path, "", "no expected digests for this file");
+        continue;
+      }
+      validate::compare_digests(t.ck.files[i].path, *want, got[i], "gpu", validate::fail_into(scope));
+      tensors += got[i].tensors.size();
+    }
+    scope.phase().summary = fmt("%.0f tensors + %.0f headers hashed on the GPU in %.2f ms (%.2f%% of load time)",
+                                double(tensors), double(got.size()), hash_s * 1e3, 100 * hash_s / load_s);
+    scope.phase().details["tensors"] = tensors;
+    scope.phase().details["hash_seconds"] = hash_s;
+    scope.phase().details["fraction_of_load"] = hash_s / load_s;
+    scope.phase().details["reference"] = expected.manifests.empty() ? "file bytes (cpu)" : "manifest";
+  });
+
+  GemmWarmup warmup(t, files, options.batch_sizes);
+  auto alloc = validate::run_phase(report, "allocate", label, "allocate", [&](PhaseScope& s) { warmup.allocate(s); });
+  if (alloc.status != validate::PhaseStatus::kOk) return;
+  auto warm = validate::run_phase(report, "warm-up", label, "gemm", [&](PhaseScope& s) { warmup.warm_up(s); });
+  if (warm.status == validate::PhaseStatus::kFailed && warm.details.empty()) return;  // a CUDA error, not a mismatch
+  validate::run_phase(report, "graphs", label, "graph", [&](PhaseScope& s) { warmup.graphs(s); });
+}
+
+void validate_on_device(int device, const std::vector<validate::Target*>& targets, const validate::ExpectedDigests& expected,
+                        validate::Report& report, const GpuValidateOptions& options) {
+  const std::string gpu = "gpu" + std::to_string(device);
+  auto init = validate::run_phase(report, "cuda init", gpu, "cuda", [&](PhaseScope& scope) {
+    CKPT_CUDA(cudaSetDevice(device));
+    CKPT_CUDA(cudaFree(nullptr));  // creates the context
+    scope.phase().summary = device_description(device);
+  });
+  if (init.status != validate::PhaseStatus::kOk) return;
+  H2dFloor floor;
+  auto fl = validate::run_phase(report, "h2d floor", gpu, "cuda", [&](PhaseScope& scope) {
+    floor = measure_pinned_h2d(kFloorBytes, kFloorReps);
+    scope.phase().summary = fmt("pinned host-to-device copy of %.2f GB: best %.2f GB/s, median %.2f GB/s of %.0f",
+                                floor.bytes / 1e9, floor.best_gbps, floor.median_gbps, floor.reps);
+    scope.phase().details["best_gbps"] = floor.best_gbps;
+    scope.phase().details["median_gbps"] = floor.median_gbps;
+    scope.phase().details["bytes"] = floor.bytes;
+  });
+  if (fl.status != validate::PhaseStatus::kOk) return;
+  for (validate::Target* t : targets) {
+    std::string label = t->label.empty() ? gpu : t->label + "@" + gpu;
+    validate_target(*t, expected, floor, label, report, options);
+  }
+}
+
+}  // namespace
+
+void run_gpu_phases(validate::Prepared& prepared, validate::Report& report, const GpuValidateOptions& options) {
+  std::vector<int> gpus = options.gpus.empty() ? std::vector<int>{0} : options.gpus;
+  std::vector<std::vector<validate::Target*>> per_gpu(gpus.size());
+  size_t i = 0;
+  for (auto& t : prepared.layout.targets)
+    if (t->opened) per_gpu[i++ % gpus.size()].push_back(t.get());
+  ojson devices = ojson::array();
+  for (int g : gpus) devices.push_back(device_description(g));
+  report.set("gpus", devices);
+  std::vector<std::thread> threads;
+  for (size_t g = 0; g < gpus.size(); ++g)
+    if (!per_gpu[g].empty())
+      threads.emplace_back(validate_on_device, gpus[g], per_gpu[g], std::cref(prepared.expected), std::ref(report),
+                           std::cref(options));
+  for (auto& th : threads) th.join();
+}
+
+}  // namespace ckpt::cuda

@@ -1,0 +1,178 @@
+#include "validate/digests.h"
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/file_io.h"
+#include "core/hash.h"
+#include "plan/manifest.h"
+
+namespace fs = std::filesystem;
+
+namespace ckpt::validate {
+
+const FileDigests* ExpectedDigests::find(const std::string& path) const {
+  auto it = files.find(path);
+  return it == files.end() ? nullptr : &it->second.second;
+}
+
+namespace {
+
+std::string canonical(const std::string& p) {
+  std::error_code ec;
+  fs::path c = fs::weakly_canonical(p, ec);
+  return ec ? p : c.string();
+}
+
+bool read_digest(const ojson& j, const char* key, uint64_t* out) {
+  return j.contains(key) && j[key].is_string() && parse_digest_hex(j[key].get<std::string>(), out);
+}
+
+// One manifest: checks its extras and returns its weight files by canonical path.
+std::map<std::string, FileDigests> read_manifest(const std::string& path, const FailFn& fail) {
+  std::map<std::string, FileDigests> out;
+  StrictJsonResult r = parse_strict_json(read_text_file(path));
+  if (!r.ok || !r.value.is_object() || !r.value.contains("files") || !r.value["files"].is_object()) {
+    fail("manifest", path, "", "not a ckpt manifest (no \"files\" object)");
+    return out;
+  }
+  const fs::path dir = fs::path(path).parent_path();
+  for (const auto& [name, jf] : r.value["files"].items()) {
+    FileDigests d;
+    const std::string file = (dir / name).string();
+    if (!jf.is_object() || !jf.contains("size") || !jf["size"].is_number_unsigned() ||
+        !read_digest(jf, "header_digest", &d.header) || !jf.contains("tensors") || !jf["tensors"].is_object()) {
+      fail("manifest", path, "", "entry for '" + name + "' lacks size, header_digest or tensors");
+      continue;
+    }
+    d.size = jf["size"].get<uint64_t>();
+    for (const auto& [tname, td] : jf["tensors"].items()) {
+      uint64_t v;
+      if (!td.is_string() || !parse_digest_hex(td.get<std::string>(), &v)) {
+        fail("manifest", path, tname, "digest of '" + name + "' is not 16 hex digits");
+        continue;
+      }
+      d.tensors.emplace_back(tname, v);
+    }
+    if (!fs::is_regular_file(file)) {
+      fail("manifest", file, "", "listed in " + path + " but missing");
+      continue;
+    }
+    out[canonical(file)] = std::move(d);
+  }
+  if (r.value.contains("extras") && r.value["extras"].is_object()) {
+    for (const auto& [name, je] : r.value["extras"].items()) {
+      const std::string file = (dir / name).string();
+      uint64_t want;
+      if (!je.is_object() || !read_digest(je, "digest", &want)) {
+        fail("manifest", path, "", "extra '" + name + "' has no digest");
+        continue;
+      }
+      if (!fs::is_regular_file(file)) {
+        fail("manifest", file, "", "listed in " + path + " but missing");
+        continue;
+      }
+      std::string content = read_text_file(file);
+      if (hash_bytes(content.data(), content.size()) != want)
+        fail("checksum", file, "", "content differs from " + path + " (digest mismatch)");
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+ExpectedDigests load_manifests(const std::string& root, const std::vector<const Checkpoint*>& checkpoints,
+                               const FailFn& fail) {
+  ExpectedDigests result;
+  std::vector<std::string> dirs = {root};
+  for (const auto* ck : checkpoints) dirs.push_back(ck->dir);
+  std::map<std::string, std::pair<std::string, FileDigests>> by_canonical;
+  for (const auto& d : dirs) {
+    std::string m = (fs::path(d) / kManifestName).string();
+    std::string cm = canonical(m);
+    if (!fs::is_regular_file(m)) continue;
+    bool seen = false;
+    for (const auto& have : result.manifests) seen |= canonical(have) == cm;
+    if (seen) continue;
+    result.manifests.push_back(m);
+    for (auto& [path, digests] : read_manifest(m, fail)) by_canonical[path] = {m, std::move(digests)};
+  }
+  for (const auto* ck : checkpoints) {
+    for (const auto& f : ck->files) {
+      auto it = by_canonical.find(canonical(f.path));
+      if (it != by_canonical.end()) result.files[f.path] = it->second;
+      else if (!result.manifests.empty())
+        fail("manifest", f.path, "", "weight file is not listed in any manifest (" + result.manifests[0] + ")");
+    }
+  }
+  return result;
+}
+
+std::vector<TensorExtent> file_tensors(const Checkpoint& ck, size_t file_index) {
+  std::vector<TensorExtent> out;
+  for (const auto& t : ck.tensors)
+    if (t.view.file == static_cast<int>(file_index)) out.push_back({t.name, t.view.offset, t.nbytes()});
+  return out;
+}
+
+FileDigests compute_file_digests(const Checkpoint& ck, size_t file_index) {
+  const SourceFile& sf = ck.files[file_index];
+  File f = File::open_read(sf.path);
+  MappedFile map(f);
+  FileDigests d;
+  d.size = map.size();
+  uint64_t header_len = 0;
+  for (int i = 0; i < 8; ++i) header_len |= static_cast<uint64_t>(map.data()[i]) << (8 * i);
+  d.header = hash_bytes(map.data(), 8 + header_len);  // the reader already bounded header_len
+  std::vector<TensorExtent> tensors = file_tensors(ck, file_index);
+  // Every 1 MiB block of every tensor, hashed in parallel, then combined per tensor.
+  std::vector<std::pair<size_t, uint64_t>> blocks;  // (tensor, block index)
+  std::vector<size_t> first_block(tensors.size() + 1, 0);
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    first_block[t] = blocks.size();
+    for (uint64_t b = 0; b < hash_block_count(tensors[t].nbytes); ++b) blocks.emplace_back(t, b);
+  }
+  first_block[tensors.size()] = blocks.size();
+  std::vector<uint64_t> block_digest(blocks.size());
+#pragma omp parallel for schedule(dynamic, 16)
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const TensorExtent& t = tensors[blocks[i].first];
+    uint64_t off = blocks[i].second * kHashBlockBytes;
+    block_digest[i] = hash_bytes(map.data() + t.offset + off, std::min(kHashBlockBytes, t.nbytes - off));
+  }
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    std::span<const uint64_t> span(block_digest.data() + first_block[t], first_block[t + 1] - first_block[t]);
+    d.tensors.emplace_back(tensors[t].name, combine_digests(span));
+  }
+  return d;
+}
+
+void compare_digests(const std::string& file, const FileDigests& expected, const FileDigests& got,
+                     const std::string& source, const FailFn& fail) {
+  if (expected.size != got.size) {
+    fail("checksum", file, "",
+         "file is " + std::to_string(got.size) + " bytes, expected " + std::to_string(expected.size) +
+             (got.size < expected.size ? " (truncated)" : ""));
+    return;
+  }
+  if (expected.header != got.header)
+    fail("checksum", file, "", "header bytes differ (digest " + digest_hex(got.header) + " on " + source +
+                                   ", expected " + digest_hex(expected.header) + ")");
+  std::map<std::string, uint64_t> want(expected.tensors.begin(), expected.tensors.end());
+  for (const auto& [name, digest] : got.tensors) {
+    auto it = want.find(name);
+    if (it == want.end()) {
+      fail("checksum", file, name, "tensor is not in the expected digests");
+      continue;
+    }
+    if (it->second != digest)
+      fail("checksum", file, name, "digest " + digest_hex(digest) + " computed on the " + source +
+                                       " differs from the expected " + digest_hex(it->second) +
+                                       " (the tensor's bytes changed)");
+    want.erase(it);
+  }
+  for (const auto& [name, digest] : want) fail("checksum", file, name, "expected tensor is missing from the file");
+}
+
+}  // namespace ckpt::validate

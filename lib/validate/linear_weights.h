@@ -1,0 +1,41 @@
+// Which tensors of a checkpoint are Linear weights (the ones a serving engine runs a GEMM with),
+// and, for FP8 ones, which scale tensor goes with each and how it is laid out. Every structural
+// rule of specs/quant_formats.md §1 that a loader would trip over is checked here: a scale for
+// every FP8 weight with the right name, dtype and shape; no scale without its weight; every
+// unquantized Linear weight of a quantized checkpoint listed as ignored.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "checkpoint/checkpoint.h"
+#include "validate/quant_scheme.h"
+
+namespace ckpt::validate {
+
+struct LinearWeight {
+  std::string name;                 // "model.layers.0.self_attn.q_proj.weight"
+  const TensorRef* weight = nullptr;
+  const TensorRef* scale = nullptr;  // FP8: the dequantization multiplier tensor
+  ScaleLayout layout = ScaleLayout::kPerTensor;
+  uint64_t n = 0, k = 0;             // weight shape [N, K]: out features, in features
+  uint64_t block_n = 0, block_k = 0;  // kBlock
+  bool fp8() const { return scale != nullptr; }
+  // "bf16", "fp8 per-tensor", "fp8 block 128x128", ...
+  std::string format() const;
+};
+
+using FailFn = std::function<void(const std::string& check, const std::string& file, const std::string& tensor,
+                                  const std::string& message)>;
+
+// True for tensors an engine multiplies activations with: 2-D floating-point *.weight tensors
+// that are not embeddings or norms.
+bool is_linear_weight(const TensorRef& t);
+
+// The Linear weights of `ck` in tensor order. Structural problems are reported through `fail`
+// (check "scale" or "quant-config") and the offending weight is left out.
+std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const QuantScheme& scheme, const FailFn& fail);
+
+}  // namespace ckpt::validate

@@ -1,0 +1,287 @@
+#include "validate/targets.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <regex>
+#include <set>
+
+#include "core/error.h"
+#include "core/file_io.h"
+#include "formats/hf_index.h"
+#include "validate/dequantize.h"
+
+namespace fs = std::filesystem;
+
+namespace ckpt::validate {
+
+namespace {
+
+// Numbered subdirectories "<prefix><n>" of dir, by number.
+std::map<int, std::string> numbered_dirs(const std::string& dir, const std::string& prefix) {
+  std::map<int, std::string> out;
+  std::regex re(prefix + "([0-9]+)");
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::smatch m;
+    std::string name = e.path().filename().string();
+    if (e.is_directory() && std::regex_match(name, m, re) && m[1].length() < 6)
+      out[std::stoi(m[1].str())] = e.path().string();
+  }
+  return out;
+}
+
+bool has_weight_files(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.is_regular_file() && is_weight_file_name(e.path().filename().string()) &&
+        e.path().filename() != "ckpt-manifest.json")
+      return true;
+  return false;
+}
+
+std::optional<std::string> config_dtype(const ojson& config) {
+  for (const char* key : {"dtype", "torch_dtype"})
+    if (config.contains(key) && config[key].is_string()) return config[key].get<std::string>();
+  return std::nullopt;
+}
+
+std::optional<uint64_t> config_uint(const ojson& config, const char* key) {
+  if (config.contains(key) && config[key].is_number_unsigned()) return config[key].get<uint64_t>();
+  return std::nullopt;
+}
+
+uint64_t parallel_uint(const ojson& p, const char* key, uint64_t fallback) {
+  return p.contains(key) && p[key].is_number_unsigned() ? p[key].get<uint64_t>() : fallback;
+}
+
+void check_stray_shards(const Target& t, const FailFn& fail) {
+  if (!t.ck.index_file) return;
+  std::set<std::string> listed;
+  for (const auto& f : t.ck.files) listed.insert(fs::path(f.path).filename().string());
+  for (const auto& e : fs::directory_iterator(t.dir)) {
+    std::string name = e.path().filename().string();
+    if (e.is_regular_file() && name.size() > 12 && name.ends_with(".safetensors") && !listed.count(name))
+      fail("index", e.path().string(), "", "safetensors file not listed in " + *t.ck.index_file +
+                                               " (a loader globbing *.safetensors would read it)");
+  }
+}
+
+void check_config(const Target& t, uint64_t tp_size, const FailFn& fail) {
+  const std::string label = (fs::path(t.dir) / "config.json").string();
+  if (!t.ck.config) {
+    fail("config", label, "", "config.json is missing (engines need it to build the model)");
+    return;
+  }
+  const ojson& c = *t.ck.config;
+  if (auto dt = config_dtype(c)) {
+    auto want = dtype_from_torch_name(*dt);
+    for (const auto& lw : t.linears)
+      if (want && !lw.fp8() && lw.weight->dtype() != *want) {
+        fail("config", t.ck.files[lw.weight->view.file].path, lw.name,
+             "Linear weight is " + std::string(dtype_name(lw.weight->dtype())) + " but config.json says dtype " + *dt);
+        break;  // one line is enough: the cause is the config (or a partial cast)
+      }
+  }
+  for (const auto& tensor : t.ck.tensors) {
+    if (tensor.name.find("embed_tokens.weight") == std::string::npos || tensor.shape().size() != 2) continue;
+    const std::string file = t.ck.files[tensor.view.file].path;
+    if (auto h = config_uint(c, "hidden_size"); h && tensor.shape()[1] != *h)
+      fail("config", file, tensor.name, "embedding width " + std::to_string(tensor.shape()[1]) +
+                                            " != config hidden_size " + std::to_string(*h));
+    if (auto v = config_uint(c, "vocab_size"); v && tensor.shape()[0] * tp_size < *v)
+      fail("config", file, tensor.name, std::to_string(tensor.shape()[0]) + " embedding rows x tp " +
+                                            std::to_string(tp_size) + " < config vocab_size " + std::to_string(*v));
+  }
+}
+
+// Every scale value must be a usable multiplier: finite and > 0.
+void check_scale_values(const Target& t, const FailFn& fail) {
+  std::map<int, File> files;
+  for (const auto& lw : t.linears) {
+    if (!lw.fp8()) continue;
+    const TensorRef& s = *lw.scale;
+    File& f = files.try_emplace(s.view.file, File::open_read(t.ck.files[s.view.file].path)).first->second;
+    std::vector<uint8_t> bytes(s.nbytes());
+    f.pread_exact(bytes.data(), bytes.size(), s.view.offset);
+    std::vector<double> v = decode_all(s.dtype(), bytes.data(), s.view.numel());
+    for (size_t i = 0; i < v.size(); ++i)
+      if (!std::isfinite(v[i]) || !(v[i] > 0)) {
+        fail("scale", f.path(), s.name, "scale element " + std::to_string(i) + " is " + std::to_string(v[i]) +
+                                            " (a dequantization multiplier must be finite and > 0)");
+        break;
+      }
+  }
+}
+
+void open_target(Target& t, uint64_t tp_size, const FailFn& fail) {
+  try {
+    t.ck = open_checkpoint(t.dir);
+  } catch (const Error& e) {
+    fail("structure", e.file(), e.tensor(), e.rule());
+    return;
+  }
+  for (const auto& f : t.ck.files)
+    if (f.format != SourceFormat::kSafetensors) {
+      fail("structure", f.path, "", "not safetensors: validate checks deployment outputs (run ckpt convert first)");
+      return;
+    }
+  t.opened = true;
+  if (t.ck.config && t.ck.config->contains("ckpt_parallel")) t.parallel = (*t.ck.config)["ckpt_parallel"];
+  const std::string config_label = (fs::path(t.dir) / "config.json").string();
+  try {
+    t.scheme = parse_quant_scheme(t.ck.config ? &*t.ck.config : nullptr, config_label);
+  } catch (const Error& e) {
+    fail("quant-config", e.file(), e.tensor(), e.rule());
+  }
+  t.linears = find_linear_weights(t.ck, t.scheme, fail);
+  check_stray_shards(t, fail);
+  check_config(t, tp_size, fail);
+  try {
+    check_scale_values(t, fail);
+  } catch (const Error& e) {
+    fail("scale", e.file(), e.tensor(), e.rule());
+  }
+}
+
+}  // namespace
+
+Layout open_layout(const std::string& root, const FailFn& fail) {
+  Layout layout;
+  layout.root = root;
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) fail_errno(root, "not a directory");
+  auto add = [&](std::string label, std::string dir, int stage, int rank) {
+    auto t = std::make_unique<Target>();
+    t->label = std::move(label);
+    t->dir = std::move(dir);
+    t->stage = stage;
+    t->rank = rank;
+    layout.targets.push_back(std::move(t));
+  };
+  auto stages = numbered_dirs(root, "stage-");
+  auto ranks = numbered_dirs(root, "rank-");
+  if (!has_weight_files(root) && (!stages.empty() || !ranks.empty())) {
+    layout.parallel = true;
+    if (!stages.empty()) {
+      for (const auto& [s, sdir] : stages)
+        for (const auto& [r, rdir] : numbered_dirs(sdir, "rank-"))
+          add("stage-" + std::to_string(s) + "/rank-" + std::to_string(r), rdir, s, r);
+    } else {
+      for (const auto& [r, rdir] : ranks) add("rank-" + std::to_string(r), rdir, 0, r);
+    }
+  } else {
+    add("", root, 0, 0);
+  }
+  for (auto& t : layout.targets) {
+    uint64_t tp = 1;
+    // The vocab rule needs the tp size before the block is parsed: read it from the config text.
+    if (layout.parallel) {
+      std::string cfg = (fs::path(t->dir) / "config.json").string();
+      if (fs::is_regular_file(cfg)) {
+        StrictJsonResult r = parse_strict_json(read_text_file(cfg));
+        if (r.ok && r.value.contains("ckpt_parallel")) tp = std::max<uint64_t>(1, parallel_uint(r.value["ckpt_parallel"], "tp_size", 1));
+      }
+    }
+    open_target(*t, tp, fail);
+  }
+  return layout;
+}
+
+void check_parallel_layout(const Layout& layout, const FailFn& fail) {
+  if (!layout.parallel) return;
+  const Target* first = nullptr;
+  for (const auto& t : layout.targets) {
+    if (!t->opened) continue;
+    if (!t->parallel || !t->parallel->is_object()) {
+      fail("tp-layout", (fs::path(t->dir) / "config.json").string(), "",
+           "rank directory's config.json has no \"ckpt_parallel\" block");
+      continue;
+    }
+    if (!first) first = t.get();
+  }
+  if (!first) {
+    if (layout.targets.empty()) fail("tp-layout", layout.root, "", "no rank directories");
+    return;
+  }
+  const ojson& p0 = *first->parallel;
+  const uint64_t tp = parallel_uint(p0, "tp_size", 0), pp = parallel_uint(p0, "pp_size", 1);
+  const std::string first_cfg = (fs::path(first->dir) / "config.json").string();
+  if (tp == 0) {
+    fail("tp-layout", first_cfg, "", "ckpt_parallel.tp_size is missing or not a positive integer");
+    return;
+  }
+  // Every (stage, rank) present once.
+  const bool staged = layout.targets.front()->label.rfind("stage-", 0) == 0;
+  std::set<std::pair<int, int>> present;
+  for (const auto& t : layout.targets) present.insert({t->stage, t->rank});
+  for (uint64_t s = 0; s < (staged ? pp : 1); ++s)
+    for (uint64_t r = 0; r < tp; ++r)
+      if (!present.count({int(s), int(r)})) {
+        std::string dir = (staged ? "stage-" + std::to_string(s) + "/" : "") + "rank-" + std::to_string(r);
+        fail("tp-layout", (fs::path(layout.root) / dir).string(), "",
+             "rank directory is missing (" + first_cfg + " says tp_size " + std::to_string(tp) +
+                 (staged ? ", pp_size " + std::to_string(pp) : "") + ")");
+      }
+  // Each rank agrees with the first, and with its own position.
+  ojson base_config = *first->ck.config;
+  base_config.erase("ckpt_parallel");
+  std::map<int, const Target*> stage_reference;
+  for (const auto& t : layout.targets) {
+    if (!t->opened || !t->parallel || !t->parallel->is_object()) continue;
+    const ojson& p = *t->parallel;
+    const std::string cfg = (fs::path(t->dir) / "config.json").string();
+    if (parallel_uint(p, "tp_size", 0) != tp)
+      fail("tp-layout", cfg, "", "ckpt_parallel.tp_size " + p.value("tp_size", ojson()).dump() + " but " + first_cfg +
+                                     " says " + std::to_string(tp));
+    if (int(t->rank) >= int(tp)) fail("tp-layout", t->dir, "", "rank directory beyond tp_size " + std::to_string(tp));
+    if (parallel_uint(p, "tp_rank", UINT64_MAX) != uint64_t(t->rank))
+      fail("tp-layout", cfg, "", "ckpt_parallel.tp_rank " + p.value("tp_rank", ojson()).dump() + " in directory rank-" +
+                                     std::to_string(t->rank));
+    if (parallel_uint(p, "pp_size", 1) != pp)
+      fail("tp-layout", cfg, "", "ckpt_parallel.pp_size differs from " + first_cfg);
+    if (staged && parallel_uint(p, "pp_stage", UINT64_MAX) != uint64_t(t->stage))
+      fail("tp-layout", cfg, "", "ckpt_parallel.pp_stage does not match its stage directory");
+    for (const char* key : {"recipe", "ep", "vocab_padding"})
+      if (p.value(key, ojson()) != p0.value(key, ojson()))
+        fail("tp-layout", cfg, "", std::string("ckpt_parallel.") + key + " differs from " + first_cfg);
+    ojson cfg_rest = *t->ck.config;
+    cfg_rest.erase("ckpt_parallel");
+    if (cfg_rest != base_config) fail("tp-layout", cfg, "", "config.json differs from " + first_cfg + " (beyond ckpt_parallel)");
+    for (const auto& f : t->ck.files) {
+      auto meta = [&](const char* key) -> std::optional<std::string> {
+        if (!f.metadata) return std::nullopt;
+        for (const auto& [k, v] : *f.metadata)
+          if (k == key) return v;
+        return std::nullopt;
+      };
+      if (meta("tp_size") != std::to_string(tp) || meta("tp_rank") != std::to_string(t->rank))
+        fail("tp-layout", f.path, "", "safetensors __metadata__ tp_size/tp_rank are " + meta("tp_size").value_or("absent") +
+                                          "/" + meta("tp_rank").value_or("absent") + ", expected " +
+                                          std::to_string(tp) + "/" + std::to_string(t->rank));
+    }
+    // Same tensors, dtypes and shapes as the stage's first rank (whole experts differ under --ep).
+    const ojson ep = p.value("ep", ojson());
+    const bool expert_parallel = (ep.is_number() && ep.get<double>() > 1) || ep.is_object() || ep == true;
+    auto [it, first_of_stage] = stage_reference.try_emplace(t->stage, t.get());
+    if (first_of_stage) continue;
+    const Target& ref = *it->second;
+    auto skip = [&](const std::string& name) { return expert_parallel && name.find(".experts.") != std::string::npos; };
+    for (const auto& tensor : t->ck.tensors) {
+      if (skip(tensor.name)) continue;
+      const TensorRef* other = ref.ck.find(tensor.name);
+      const std::string file = t->ck.files[tensor.view.file].path;
+      if (!other) fail("tp-agreement", file, tensor.name, "tensor is not in " + ref.label);
+      else if (other->dtype() != tensor.dtype() || other->shape() != tensor.shape())
+        fail("tp-agreement", file, tensor.name,
+             std::string(dtype_name(tensor.dtype())) + " " + shape_to_string(tensor.shape()) + " but " + ref.label +
+                 " has " + std::string(dtype_name(other->dtype())) + " " + shape_to_string(other->shape()));
+    }
+    for (const auto& tensor : ref.ck.tensors)
+      if (!skip(tensor.name) && !t->ck.find(tensor.name))
+        fail("tp-agreement", t->dir, tensor.name, "tensor of " + ref.label + " is missing in " + t->label);
+  }
+}
+
+}  // namespace ckpt::validate

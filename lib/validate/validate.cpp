@@ -1,0 +1,158 @@
+#include "validate/validate.h"
+
+#include <cstdio>
+
+#include "core/file_io.h"
+#include "validate/dequantize.h"
+#include "validate/gemm_check.h"
+
+namespace ckpt::validate {
+
+FailFn fail_into(PhaseScope& scope) {
+  return [&scope](const std::string& check, const std::string& file, const std::string& tensor,
+                  const std::string& message) { scope.fail(check, file, tensor, message); };
+}
+
+namespace {
+
+std::string gb(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f GB", bytes / 1e9);
+  return buf;
+}
+
+uint64_t weight_bytes(const Layout& layout) {
+  uint64_t n = 0;
+  for (const auto& t : layout.targets)
+    if (t->opened)
+      for (const auto& f : t->ck.files) n += f.size;
+  return n;
+}
+
+void cpu_checksums(Prepared& p, PhaseScope& scope) {
+  FailFn fail = fail_into(scope);
+  uint64_t files = 0, bytes = 0;
+  for (const auto& t : p.layout.targets) {
+    if (!t->opened) continue;
+    for (size_t i = 0; i < t->ck.files.size(); ++i) {
+      const FileDigests* want = p.expected.find(t->ck.files[i].path);
+      if (!want) continue;
+      compare_digests(t->ck.files[i].path, *want, compute_file_digests(t->ck, i), "cpu", fail);
+      ++files;
+      bytes += t->ck.files[i].size;
+    }
+  }
+  scope.phase().summary = std::to_string(files) + " files, " + gb(bytes) + " hashed from the file bytes";
+  scope.phase().details["files"] = files;
+  scope.phase().details["bytes"] = bytes;
+}
+
+void cpu_gemm(Prepared& p, PhaseScope& scope, uint64_t batch) {
+  struct Result {
+    const Target* target;
+    const LinearWeight* lw;
+    GemmStats stats;
+    std::string error;
+  };
+  std::vector<Result> results;
+  for (const auto& t : p.layout.targets)
+    if (t->opened)
+      for (const auto& lw : t->linears) results.push_back({t.get(), &lw, {}, {}});
+  // Map each file once; weights are checked in parallel.
+  std::vector<std::vector<MappedFile>> maps;
+  for (const auto& t : p.layout.targets) {
+    maps.emplace_back();
+    if (t->opened)
+      for (const auto& f : t->ck.files) maps.back().emplace_back(File::open_read(f.path));
+  }
+  auto map_of = [&](const Target* t) -> std::vector<MappedFile>& {
+    for (size_t i = 0; i < p.layout.targets.size(); ++i)
+      if (p.layout.targets[i].get() == t) return maps[i];
+    return maps[0];
+  };
+  const double tol = relative_tolerance(DType::F32, false);
+#pragma omp parallel for schedule(dynamic, 1)
+  for (size_t i = 0; i < results.size(); ++i) {
+    Result& r = results[i];
+    auto& m = map_of(r.target);
+    std::vector<double> scales;
+    if (r.lw->fp8())
+      scales = decode_all(r.lw->scale->dtype(), m[r.lw->scale->view.file].data() + r.lw->scale->view.offset,
+                          r.lw->scale->view.numel());
+    r.stats = cpu_gemm_check(*r.lw, m[r.lw->weight->view.file].data() + r.lw->weight->view.offset, scales, batch);
+    r.error = judge(r.stats, tol);
+  }
+  double worst = 0;
+  for (const auto& r : results) {
+    worst = std::max(worst, r.stats.relative_error());
+    if (!r.error.empty())
+      scope.fail("gemm", r.target->ck.files[r.lw->weight->view.file].path, r.lw->name,
+                 r.lw->format() + " weight on the CPU: " + r.error);
+  }
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%zu Linear weights x %llu rows vs float64 reference, worst relative error %.2e",
+                results.size(), static_cast<unsigned long long>(batch), worst);
+  scope.phase().summary = buf;
+  scope.phase().details["weights"] = results.size();
+  scope.phase().details["batch"] = batch;
+  scope.phase().details["worst_relative_error"] = worst;
+  scope.phase().details["tolerance"] = tol;
+}
+
+}  // namespace
+
+Prepared run_cpu_phases(const std::string& root, Report& report, const CpuPhaseOptions& options) {
+  Prepared p;
+  Phase structure = run_phase(report, "structure", "", "structure", [&](PhaseScope& scope) {
+    FailFn fail = fail_into(scope);
+    p.layout = open_layout(root, fail);
+    check_parallel_layout(p.layout, fail);
+    size_t tensors = 0, linears = 0, fp8 = 0;
+    for (const auto& t : p.layout.targets) {
+      tensors += t->ck.tensors.size();
+      linears += t->linears.size();
+      for (const auto& lw : t->linears) fp8 += lw.fp8();
+    }
+    scope.phase().summary = std::to_string(p.layout.targets.size()) + (p.layout.parallel ? " ranks, " : " directory, ") +
+                            std::to_string(tensors) + " tensors, " + std::to_string(linears) + " Linear weights (" +
+                            std::to_string(fp8) + " FP8), " + gb(weight_bytes(p.layout));
+    scope.phase().details["targets"] = p.layout.targets.size();
+    scope.phase().details["tensors"] = tensors;
+    scope.phase().details["linear_weights"] = linears;
+    scope.phase().details["fp8_weights"] = fp8;
+    scope.phase().details["bytes"] = weight_bytes(p.layout);
+  });
+  if (structure.status == PhaseStatus::kFailed) return p;
+
+  run_phase(report, "manifest", "", "manifest", [&](PhaseScope& scope) {
+    std::vector<const Checkpoint*> cks;
+    for (const auto& t : p.layout.targets) cks.push_back(&t->ck);
+    p.expected = load_manifests(root, cks, fail_into(scope));
+    scope.phase().summary = p.expected.manifests.empty()
+                                ? "no ckpt-manifest.json: file bytes are the only reference"
+                                : std::to_string(p.expected.manifests.size()) + " manifest(s), " +
+                                      std::to_string(p.expected.files.size()) + " weight files listed";
+    scope.phase().details["manifests"] = p.expected.manifests;
+  });
+  if (options.file_checksums && !p.expected.files.empty())
+    run_phase(report, "checksums (cpu)", "", "checksum", [&](PhaseScope& scope) { cpu_checksums(p, scope); });
+  if (options.gemm_check)
+    run_phase(report, "gemm (cpu)", "", "gemm", [&](PhaseScope& scope) { cpu_gemm(p, scope, options.gemm_batch); });
+  return p;
+}
+
+void expect_file_digests(Prepared& p, Report& report) {
+  run_phase(report, "digests (cpu)", "", "checksum", [&](PhaseScope& scope) {
+    uint64_t bytes = 0;
+    for (const auto& t : p.layout.targets) {
+      if (!t->opened) continue;
+      for (size_t i = 0; i < t->ck.files.size(); ++i) {
+        p.expected.files[t->ck.files[i].path] = {"file bytes", compute_file_digests(t->ck, i)};
+        bytes += t->ck.files[i].size;
+      }
+    }
+    scope.phase().summary = "no manifest: " + gb(bytes) + " hashed on the CPU for the GPU to reproduce";
+  });
+}
+
+}  // namespace ckpt::validate
