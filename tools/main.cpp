@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   add_validate(app, action);
   add_convert(app, action);
   add_quantize(app, action);
+  add_cast(app, action);
   set_command_line(argc, argv);
   try {
     app.parse(argc, argv);

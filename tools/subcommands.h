@@ -15,5 +15,6 @@ void add_merge(CLI::App& app, std::function<int()>& action);
 void add_validate(CLI::App& app, std::function<int()>& action);
 void add_convert(CLI::App& app, std::function<int()>& action);
 void add_quantize(CLI::App& app, std::function<int()>& action);
+void add_cast(CLI::App& app, std::function<int()>& action);
 
 }  // namespace ckpt::cli

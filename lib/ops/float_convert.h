@@ -87,7 +87,7 @@ template <> struct FloatStorage<FloatFormat::kBF16> { using type = uint16_t; };
 template <FloatFormat F> using float_bits_t = typename FloatStorage<F>::type;
 
 // The bf16 NaN torch produces from a source format.
-constexpr uint16_t bf16_nan_from(FloatFormat in) { return in == FloatFormat::kF16 ? kBF16NaNFromF16 : kBF16NaNFromF32; }
+CKPT_HD constexpr uint16_t bf16_nan_from(FloatFormat in) { return in == FloatFormat::kF16 ? kBF16NaNFromF16 : kBF16NaNFromF32; }
 
 // The reference conversion of one element from format I to O (O one of F32/F16/BF16), on bits.
 template <FloatFormat I, FloatFormat O>

@@ -1,0 +1,68 @@
+// ckpt cast SRC DST --dtype bf16|f16|f32 [--keep PATTERN]... [--only PATTERN]...
+//     [--max-shard-size 5GB] [--device cpu|cuda]
+#include "commands/cast.h"
+
+#include "common.h"
+#include "core/error.h"
+#include "core/sizes.h"
+#include "subcommands.h"
+#if defined(CKPT_HAVE_CUDA)
+#include "cast_op_cuda.h"
+#endif
+
+namespace ckpt::cli {
+
+namespace {
+
+CastOpFactory op_factory_for(const std::string& device) {
+  if (device == "cpu") return {};
+#if defined(CKPT_HAVE_CUDA)
+  if (device == "cuda") {
+    cuda::require_cast_device();  // fails clearly when no GPU is usable, before any planning
+    return cuda::make_cast_op;
+  }
+#endif
+  if (device == "cuda") fail(Errc::kUnsupported, "", "", "this ckpt was built without CUDA (no nvcc): --device cuda is unavailable");
+  fail(Errc::kInvalidArgument, "", "", "--device must be cpu or cuda, not '" + device + "'");
+}
+
+}  // namespace
+
+void add_cast(CLI::App& app, std::function<int()>& action) {
+  auto* cmd = app.add_subcommand("cast", "Cast floating-point tensors to bf16, f16 or f32, bit-identical with torch's .to()");
+  struct Args {
+    std::string src, dst, dtype, max_shard = "5GB", device = "cpu";
+    std::vector<std::string> keep, only;
+    WriteOptions w;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("SRC", a->src, "Source checkpoint (file or directory; safetensors or PyTorch .bin)")->required();
+  cmd->add_option("DST", a->dst, "Output directory")->required();
+  cmd->add_option("--dtype", a->dtype, "Target dtype: bf16, f16 or f32")->required();
+  cmd->add_option("--keep", a->keep, "Leave matching tensors as they are ('*' matches any run; repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--only", a->only, "Cast only matching tensors ('*' matches any run; repeatable)")->allow_extra_args(false);
+  cmd->add_option("--max-shard-size", a->max_shard, "Largest shard, in tensor bytes (5GB = 5e9, 5GiB = 5*2^30)");
+  cmd->add_option("--device", a->device, "Where the conversion runs: cpu (default) or cuda");
+  add_write_options(cmd, a->w);
+  cmd->callback([&action, a] {
+    action = [a] {
+      CastOptions o;
+      auto dtype = dtype_from_user_name(a->dtype);
+      if (!dtype || (*dtype != DType::BF16 && *dtype != DType::F16 && *dtype != DType::F32))
+        fail(Errc::kInvalidArgument, "", "", "--dtype must be bf16, f16 or f32, not '" + a->dtype + "'");
+      o.dtype = *dtype;
+      auto max = parse_byte_size(a->max_shard);
+      if (!max) fail(Errc::kInvalidArgument, "", "", "--max-shard-size '" + a->max_shard + "' is not a size like 5GB or 500MiB");
+      o.max_shard_bytes = *max;
+      o.keep = a->keep;
+      o.only = a->only;
+      o.make_op = op_factory_for(a->device);
+      Checkpoint ck = open_checkpoint(a->src);
+      Plan plan = plan_cast(ck, o);
+      return run_plan(plan, a->dst, {a->src}, a->w);
+    };
+  });
+}
+
+}  // namespace ckpt::cli
