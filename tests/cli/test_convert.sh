@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# ckpt convert on every testdata PyTorch checkpoint: the outputs hold exactly the tensors (names,
+# dtypes, shapes, bytes) of the safetensors files torch/transformers wrote for the same weights.
+set -euo pipefail
+ckpt=$1 data=$2
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+same() { python3 "$here/st_tensors.py" equal "$1" "$2" >"$tmp/cmp.txt" || { cat "$tmp/cmp.txt"; echo "FAIL: $1 vs $2"; exit 1; }; }
+
+"$ckpt" convert -q "$data/llama-bin" "$tmp/single"
+same "$tmp/single/model.safetensors" "$data/llama/model.safetensors"
+for f in config.json generation_config.json tokenizer.json tokenizer_config.json chat_template.jinja; do
+  cmp "$tmp/single/$f" "$data/llama-bin/$f"
+done
+[ ! -e "$tmp/single/pytorch_model.bin.index.json" ]
+
+"$ckpt" convert -q "$data/llama-bin-sharded" "$tmp/sharded" --max-shard-size 70KB
+[ -f "$tmp/sharded/model.safetensors.index.json" ]
+same "$tmp/sharded" "$data/llama/model.safetensors"
+
+"$ckpt" convert -q "$data/llama-tied" "$tmp/tied"
+same "$tmp/tied" "$data/llama-tied/model.safetensors"
+
+# Edge cases, zip and legacy: torch's contiguous() bytes; the tied pair is written once and the
+# dropped name recorded as {dropped: kept}, or every name with --keep-aliases.
+for f in edge.bin edge_legacy.bin; do
+  "$ckpt" convert "$data/edge/$f" "$tmp/$f" 2>"$tmp/err.txt"
+  grep -q "dropped 'tied_b'" "$tmp/err.txt"
+  [ "$(python3 "$here/st_tensors.py" metadata "$tmp/$f/model.safetensors")" = '{"format": "pt", "tied_b": "tied_a"}' ]
+  "$ckpt" convert -q --keep-aliases "$data/edge/$f" "$tmp/$f.all"
+  same "$tmp/$f.all/model.safetensors" "$data/edge/edge_ref.safetensors"
+done
+
+# --no-verify gives the same bytes; --dry-run writes nothing; --json reports the dropped alias.
+"$ckpt" convert -q --no-verify --keep-aliases "$data/edge/edge.bin" "$tmp/nv"
+cmp "$tmp/nv/model.safetensors" "$tmp/edge.bin.all/model.safetensors"
+"$ckpt" convert --dry-run "$data/edge/edge.bin" "$tmp/dry" | grep -q '"strided_views": 2'
+[ ! -e "$tmp/dry" ]
+"$ckpt" convert --json "$data/edge/edge.bin" "$tmp/js" 2>/dev/null | grep -q '"tied_b": "tied_a"'
+echo "test_convert: ok"
