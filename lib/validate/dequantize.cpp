@@ -1,24 +1,14 @@
 #include "validate/dequantize.h"
 
-#include <cmath>
 #include <cstring>
 #include <stdexcept>
 
+#include "ops/float_convert.h"
 #include "ops/fp8.h"
 
 namespace ckpt::validate {
 
 namespace {
-
-// IEEE binary16: 1 sign, 5 exponent (bias 15), 10 mantissa bits; subnormals m * 2^-24.
-double half_value(uint16_t h) {
-  const int sign = h >> 15, exp = (h >> 10) & 0x1F, man = h & 0x3FF;
-  double mag;
-  if (exp == 0x1F) mag = man ? __builtin_nan("") : __builtin_inf();
-  else if (exp == 0) mag = man * 0x1p-24;
-  else mag = (1024 + man) * std::ldexp(1.0, exp - 25);
-  return sign ? -mag : mag;
-}
 
 uint16_t load_u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
 
@@ -31,8 +21,8 @@ double decode_element(DType t, const uint8_t* p) {
                    (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
       return ops::f32_from_bits(u);
     }
-    case DType::BF16: return ops::f32_from_bits(static_cast<uint32_t>(load_u16(p)) << 16);
-    case DType::F16: return half_value(load_u16(p));
+    case DType::BF16: return ops::bf16_to_f32(load_u16(p));
+    case DType::F16: return ops::f16_to_f32(load_u16(p));
     case DType::F8_E4M3: return ops::e4m3fn_to_f32(p[0]);
     default: throw std::logic_error("decode_element: not a float dtype");
   }

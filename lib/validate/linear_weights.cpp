@@ -2,6 +2,8 @@
 
 #include <map>
 
+#include "core/error.h"
+
 namespace ckpt::validate {
 
 namespace {
@@ -37,15 +39,35 @@ std::string LinearWeight::format() const {
   return s;
 }
 
-bool is_linear_weight(const TensorRef& t) {
-  if (!ends_with(t.name, ".weight") || t.shape().size() != 2) return false;
+LinearSelector LinearSelector::for_checkpoint(const Checkpoint& ck, const std::optional<ojson>& parallel) {
+  LinearSelector s;
+  try {
+    if (parallel && parallel->contains("recipe") && (*parallel)["recipe"].is_string())
+      s.recipe_ = Recipe::named((*parallel)["recipe"].get<std::string>());
+    else
+      s.recipe_ = Recipe::for_checkpoint(ck);
+    s.source_ = "recipe " + s.recipe_->name();
+  } catch (const Error& e) {
+    s.source_ = "name rule (" + e.rule() + ")";
+  }
+  return s;
+}
+
+bool LinearSelector::operator()(const TensorRef& t) const {
+  if (t.shape().size() != 2) return false;
   if (!is_float(t.dtype()) && t.dtype() != DType::F8_E4M3 && t.dtype() != DType::F8_E5M2) return false;
+  if (recipe_) {
+    const RecipeRule* rule = recipe_->match(t.name);
+    return rule && rule->linear;
+  }
+  if (!ends_with(t.name, ".weight")) return false;
   for (const char* not_linear : {"embed", "norm", ".wte.", ".wpe."})
     if (t.name.find(not_linear) != std::string::npos) return false;
   return true;
 }
 
-std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const QuantScheme& scheme, const FailFn& fail) {
+std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const QuantScheme& scheme,
+                                              const LinearSelector& is_linear, const FailFn& fail) {
   auto file_of = [&](const TensorRef& t) { return ck.files[t.view.file].path; };
   std::map<std::string, const TensorRef*> by_name;
   for (const auto& t : ck.tensors) by_name[t.name] = &t;
@@ -67,7 +89,7 @@ std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const QuantS
 
   std::vector<LinearWeight> out;
   for (const auto& t : ck.tensors) {
-    if (!is_linear_weight(t)) continue;
+    if (!is_linear(t)) continue;
     LinearWeight lw;
     lw.name = t.name;
     lw.weight = &t;

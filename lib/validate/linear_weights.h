@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
+#include "recipes/recipe.h"
 #include "validate/quant_scheme.h"
 
 namespace ckpt::validate {
@@ -30,12 +31,25 @@ struct LinearWeight {
 using FailFn = std::function<void(const std::string& check, const std::string& file, const std::string& tensor,
                                   const std::string& message)>;
 
-// True for tensors an engine multiplies activations with: 2-D floating-point *.weight tensors
-// that are not embeddings or norms.
-bool is_linear_weight(const TensorRef& t);
+// Which tensors are Linear weights (the ones an engine multiplies activations with): the rules
+// marked "linear" in the checkpoint's recipe (chosen by architecture, or by the name a shard
+// output records in ckpt_parallel.recipe); for an architecture no recipe knows, every 2-D
+// floating-point *.weight that is not an embedding or a norm.
+class LinearSelector {
+ public:
+  static LinearSelector for_checkpoint(const Checkpoint& ck, const std::optional<ojson>& parallel);
+  bool operator()(const TensorRef& t) const;
+  // "recipe llama" or "name rule (no recipe for architecture X)".
+  const std::string& source() const { return source_; }
+
+ private:
+  std::optional<Recipe> recipe_;
+  std::string source_;
+};
 
 // The Linear weights of `ck` in tensor order. Structural problems are reported through `fail`
 // (check "scale" or "quant-config") and the offending weight is left out.
-std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const QuantScheme& scheme, const FailFn& fail);
+std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const QuantScheme& scheme,
+                                              const LinearSelector& is_linear, const FailFn& fail);
 
 }  // namespace ckpt::validate

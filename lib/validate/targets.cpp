@@ -135,7 +135,9 @@ void open_target(Target& t, uint64_t tp_size, const FailFn& fail) {
   } catch (const Error& e) {
     fail("quant-config", e.file(), e.tensor(), e.rule());
   }
-  t.linears = find_linear_weights(t.ck, t.scheme, fail);
+  LinearSelector selector = LinearSelector::for_checkpoint(t.ck, t.parallel);
+  t.linear_source = selector.source();
+  t.linears = find_linear_weights(t.ck, t.scheme, selector, fail);
   check_stray_shards(t, fail);
   check_config(t, tp_size, fail);
   try {

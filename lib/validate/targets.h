@@ -22,6 +22,7 @@ struct Target {
   Checkpoint ck;
   QuantScheme scheme;
   std::vector<LinearWeight> linears;  // point into ck.tensors: a Target is never copied
+  std::string linear_source;          // how Linear weights were told apart (LinearSelector)
   std::optional<ojson> parallel;      // config.json's "ckpt_parallel" block
 
   Target() = default;

@@ -17,7 +17,8 @@ namespace {
 
 std::string gb(uint64_t bytes) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3f GB", bytes / 1e9);
+  if (bytes >= 1'000'000'000) std::snprintf(buf, sizeof buf, "%.2f GB", bytes / 1e9);
+  else std::snprintf(buf, sizeof buf, "%.2f MB", bytes / 1e6);
   return buf;
 }
 
@@ -121,6 +122,7 @@ Prepared run_cpu_phases(const std::string& root, Report& report, const CpuPhaseO
     scope.phase().details["linear_weights"] = linears;
     scope.phase().details["fp8_weights"] = fp8;
     scope.phase().details["bytes"] = weight_bytes(p.layout);
+    if (!p.layout.targets.empty()) scope.phase().details["linear_weights_from"] = p.layout.targets.front()->linear_source;
   });
   if (structure.status == PhaseStatus::kFailed) return p;
 

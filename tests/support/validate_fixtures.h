@@ -1,0 +1,49 @@
+// Small checkpoints for the `ckpt validate` tests, written with the library's own writer (a Plan
+// run by the executor, so they carry ckpt-manifest.json like every ckpt output): dense, FP8
+// per-tensor / per-channel / block, and TP rank directories, plus the ways to break them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "formats/safetensors.h"
+#include "formats/strict_json.h"
+
+namespace ckpt::test {
+
+struct FixtureTensor {
+  std::string name;
+  DType dtype;
+  std::vector<uint64_t> shape;
+  std::vector<uint8_t> bytes;
+};
+
+// Deterministic values: bf16/f16/f32 ~ uniform(-0.05, 0.05); FP8 E4M3 codes of |v| <= 448 (never
+// NaN); scales are given.
+FixtureTensor random_tensor(const std::string& name, DType dtype, std::vector<uint64_t> shape, uint64_t seed);
+FixtureTensor float_tensor(const std::string& name, DType dtype, std::vector<uint64_t> shape, const std::vector<float>& values);
+
+enum class FixtureQuant { kNone, kFp8Tensor, kFp8Channel, kFp8Block };
+
+// A Llama-shaped model (hidden 64, intermediate 128, vocab 256, 2 layers, 8 heads / 2 KV heads):
+// embeddings, norms, q/k/v/o/gate/up/down per layer and lm_head; with `quant`, every Linear but
+// lm_head is FP8 E4M3 with its scales and config.json declares it (vLLM native fp8 for tensor and
+// block 32x32, compressed-tensors for channel). `tp` > 1 gives the rank-`rank` slice shapes.
+std::vector<FixtureTensor> llama_fixture(FixtureQuant quant, uint64_t tp = 1);
+ojson llama_fixture_config(FixtureQuant quant);
+
+// Writes `dir` (must not exist): model.safetensors holding `tensors` (with `metadata`), config.json
+// and ckpt-manifest.json.
+void write_fixture(const std::string& dir, const std::vector<FixtureTensor>& tensors, const ojson& config,
+                   const Metadata& metadata = {{"format", "pt"}});
+
+// A TP output: dir/rank-r/ for r < tp, each with the rank's shapes, a ckpt_parallel block and
+// tp_size/tp_rank metadata, and one ckpt-manifest.json at dir (as `ckpt shard` writes).
+void write_tp_fixture(const std::string& dir, FixtureQuant quant, uint64_t tp);
+
+// Flips one bit of the byte at `offset` from the start of tensor `tensor`'s data in a safetensors file.
+void flip_tensor_byte(const std::string& file, const std::string& tensor, uint64_t offset);
+
+}  // namespace ckpt::test
