@@ -5,10 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
-#include <random>
 #include <vector>
 
 #include "ops/cast.h"
+#include "cast_patterns.h"
 #include "tensor_bytes.h"
 #include "test_support.h"
 
@@ -16,6 +16,7 @@ namespace {
 
 using namespace ckpt;
 using ops::CastPath;
+using namespace ckpt::test;
 
 const DType kSources[] = {DType::F64, DType::F32, DType::F16, DType::BF16};
 const DType kTargets[] = {DType::F32, DType::F16, DType::BF16};
@@ -46,56 +47,6 @@ void expect_path_matches_reference(CastPath path, DType from, DType to, const st
   EXPECT_EQ(got[0], 0xA5) << "wrote before the output";
 }
 
-template <typename T>
-std::vector<uint8_t> as_bytes(const std::vector<T>& v) {
-  std::vector<uint8_t> b(v.size() * sizeof(T));
-  std::memcpy(b.data(), v.data(), b.size());
-  return b;
-}
-
-// All 2^16 patterns, plus 5 more so the SIMD loops end in a scalar tail.
-std::vector<uint8_t> all_16bit_patterns() {
-  std::vector<uint16_t> v(65536 + 5);
-  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<uint16_t>(i);
-  return as_bytes(v);
-}
-
-// Every exponent and sign, with mantissas at the edges and, at every bit position b, the exact
-// tie (bit b alone below b+1), its neighbours, with the bit above odd and even: every rounding
-// boundary of every narrower format, subnormal targets included.
-std::vector<uint32_t> special_f32_patterns() {
-  std::vector<uint32_t> m = {0, 1, 2, 3, 0x7FFFFF, 0x7FFFFE, 0x400000, 0x3FFFFF, 0x400001, 0x7FF000, 0x7FE000};
-  for (int b = 0; b < 22; ++b)
-    for (uint32_t above : {0u, 1u, 3u})
-      for (int d = -1; d <= 1; ++d) m.push_back(((above << (b + 1)) | (1u << b)) + static_cast<uint32_t>(d));
-  for (uint32_t hi : {0x0u, 0x1u, 0x3Fu, 0x40u, 0x7Eu, 0x7Fu})  // bf16 ties under each top mantissa
-    for (uint32_t lo : {0x7FFFu, 0x8000u, 0x8001u}) m.push_back((hi << 16) | lo);
-  for (uint32_t hi : {0x0u, 0x1u, 0x1FFu, 0x200u, 0x3FEu, 0x3FFu})  // f16 ties under each top mantissa
-    for (uint32_t lo : {0xFFFu, 0x1000u, 0x1001u}) m.push_back((hi << 13) | lo);
-  std::vector<uint32_t> out;
-  for (uint32_t sign : {0u, 0x80000000u})
-    for (uint32_t e = 0; e < 256; ++e)
-      for (uint32_t mm : m) out.push_back(sign | (e << 23) | (mm & 0x7FFFFF));
-  return out;
-}
-
-std::vector<uint64_t> special_f64_patterns() {
-  std::vector<uint64_t> out;
-  // Exponents around the f32 range (both subnormal and overflow edges) and the extremes.
-  std::vector<uint64_t> exps;
-  for (uint64_t e = 1023 - 160; e <= 1023 + 130; ++e) exps.push_back(e);
-  for (uint64_t e : {0ull, 1ull, 2046ull, 2047ull}) exps.push_back(e);
-  for (uint64_t sign : {0ull, 1ull << 63})
-    for (uint64_t e : exps)
-      for (int b = 0; b < 52; b += 1)
-        for (uint64_t above : {0ull, 1ull})
-          for (int d = -1; d <= 1; ++d) {
-            uint64_t mm = (((above << (b + 1)) | (1ull << b)) + static_cast<uint64_t>(d)) & ((1ull << 52) - 1);
-            out.push_back(sign | (e << 52) | mm);
-          }
-  return out;
-}
-
 class CastPaths : public ::testing::TestWithParam<CastPath> {};
 
 TEST_P(CastPaths, All16BitPatterns) {
@@ -110,21 +61,12 @@ TEST_P(CastPaths, SpecialF32Patterns) {
 }
 
 TEST_P(CastPaths, TenMillionRandomF32Patterns) {
-  std::mt19937 rng(12345);
-  std::vector<uint32_t> v(10'000'003);
-  for (auto& x : v) x = rng();
-  const auto in = as_bytes(v);
+  const auto in = as_bytes(random_f32_patterns(10'000'003));
   for (DType to : {DType::F16, DType::BF16}) expect_path_matches_reference(GetParam(), DType::F32, to, in);
 }
 
 TEST_P(CastPaths, F64PatternsSpecialAndRandom) {
-  auto v = special_f64_patterns();
-  std::mt19937_64 rng(777);
-  for (int k = 0; k < 1'000'000; ++k) v.push_back(rng());
-  // Random values inside the f32 range too (random bits are mostly far outside it).
-  std::uniform_int_distribution<uint64_t> exp(1023 - 150, 1023 + 129);
-  for (int k = 0; k < 1'000'000; ++k) v.push_back((rng() & 0x800FFFFFFFFFFFFFull) | (exp(rng) << 52));
-  const auto in = as_bytes(v);
+  const auto in = as_bytes(f64_test_patterns());
   for (DType to : kTargets) expect_path_matches_reference(GetParam(), DType::F64, to, in);
 }
 
