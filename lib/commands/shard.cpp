@@ -55,7 +55,18 @@ std::vector<uint64_t> stages_of(const std::string& name, const std::vector<AxisR
 // false only the first and last ranks are checked (enough for listing the valid degrees).
 std::string first_refusal(const std::vector<Item>& items, const ModelDims& dims, const ShardOptions& o, uint64_t tp,
                           bool all_ranks, std::string* tensor) {
-  for (const auto& it : items) {
+  // Query heads first, then KV heads, then the rest: the reasons users know (vLLM asserts them
+  // in that order before anything else).
+  auto priority = [](const RecipeRule& r) {
+    if (r.role == TensorRole::kQHeads || r.role == TensorRole::kFusedQkv) return 0;
+    return r.role == TensorRole::kKvHeads ? 1 : 2;
+  };
+  std::vector<const Item*> order;
+  for (int p = 0; p < 3; ++p)
+    for (const auto& it : items)
+      if (priority(*it.rule) == p) order.push_back(&it);
+  for (const Item* p : order) {
+    const Item& it = *p;
     TensorLayout layout = tensor_layout(it.tensor->name, it.tensor->shape(), *it.rule, dims, tp, o.ep);
     if (layout.kind == TensorLayout::Kind::kExpert && it.experts < tp) {
       *tensor = it.tensor->name;

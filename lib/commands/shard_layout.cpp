@@ -70,8 +70,10 @@ ModelDims ModelDims::from_config(const ojson& config, const std::string& file) {
       d.block_n = (*b)[0].get<uint64_t>();
       d.block_k = (*b)[1].get<uint64_t>();
     }
-    if (auto g = q->find("group_size"); g != q->end() && g->is_number_integer() && g->get<int64_t>() > 0)
-      d.gptq_group = g->get<uint64_t>();
+    if (auto g = q->find("group_size"); g != q->end() && g->is_number_integer()) {
+      if (g->get<int64_t>() > 0) d.gptq_group = g->get<uint64_t>();
+      d.gptq_channelwise = g->get<int64_t>() == -1;
+    }
     if (auto bits = q->find("bits"); bits != q->end() && bits->is_number_unsigned() && bits->get<uint64_t>() > 0 &&
                                      32 % bits->get<uint64_t>() == 0)
       d.gptq_pack = 32 / bits->get<uint64_t>();
@@ -129,7 +131,10 @@ TensorLayout tensor_layout(const std::string& name, const std::vector<uint64_t>&
     l.kind = TensorLayout::Kind::kExpert;
     return l;
   }
-  if (numel(shape) == 1) return whole();  // per-tensor scales (input_scale, k_scale, FP8 weight_scale)
+  const bool split_part = part == "weight" || part == "bias" || part == "qweight" || part == "qzeros" ||
+                          part == "scales" || part == "g_idx";
+  // Per-tensor scales (input_scale, k_scale, an FP8 per-tensor weight_scale) are copied whole.
+  if (!split_part && numel(shape) == 1) return whole();
   if (role == TensorRole::kVocab) {
     const bool per_row = part == "weight" || part == "bias" || (part == "weight_scale" && (shape.size() == 1 || shape[1] == 1));
     if (!per_row || shape.empty()) refuse("only weights, biases and per-row scales can be vocab-parallel");
@@ -162,7 +167,7 @@ TensorLayout tensor_layout(const std::string& name, const std::vector<uint64_t>&
     if (part == "g_idx") return axis(0, plain_axis(), 1);
     if (part == "scales" || part == "qzeros") {
       // Act-order: the local g_idx may point at any group, so every rank keeps all of them.
-      if (dims.gptq_desc_act || shape[0] == 1) return whole();
+      if (dims.gptq_desc_act || dims.gptq_channelwise) return whole();
       return axis(0, plain_axis(), dims.gptq_group);
     }
   }

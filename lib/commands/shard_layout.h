@@ -22,6 +22,7 @@ struct ModelDims {
   uint64_t block_n = 128, block_k = 128;
   uint64_t gptq_pack = 8, gptq_group = 128;
   bool gptq_desc_act = false;
+  bool gptq_channelwise = false;  // group_size -1: one scale row for the whole input
   std::string quant_method;
 
   static ModelDims from_config(const ojson& config, const std::string& file);
