@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 
@@ -13,8 +14,17 @@ namespace ckpt::cuda {
 
 namespace {
 
-constexpr uint64_t kChunk = 16ull << 20;  // large enough to amortize a copy's launch, small enough to pipeline
+constexpr uint64_t kDefaultChunk = 16ull << 20;  // amortizes a copy's launch, small enough to pipeline
 constexpr int kSlotsPerThread = 3;
+
+// CKPT_LOAD_THREADS / CKPT_LOAD_CHUNK_MB override the defaults, for tuning on a new machine.
+uint64_t env_or(const char* name, uint64_t fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  unsigned long long n = std::strtoull(v, &end, 10);
+  return (*end == 0 && n > 0) ? n : fallback;
+}
 
 using Clock = std::chrono::steady_clock;
 
@@ -44,6 +54,7 @@ struct Chunk {
 
 std::vector<LoadedFile> load_files_to_device(const std::vector<std::string>& paths, LoadTiming* timing) {
   auto setup_start = Clock::now();
+  const uint64_t kChunk = env_or("CKPT_LOAD_CHUNK_MB", kDefaultChunk >> 20) << 20;
   std::vector<File> files;
   std::vector<LoadedFile> out;
   std::vector<Chunk> chunks;
@@ -54,7 +65,7 @@ std::vector<LoadedFile> load_files_to_device(const std::vector<std::string>& pat
     for (uint64_t off = 0; off < size; off += kChunk) chunks.push_back({i, off, std::min(kChunk, size - off)});
     timing->bytes += size;
   }
-  const int threads = static_cast<int>(std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 16));
+  const int threads = static_cast<int>(env_or("CKPT_LOAD_THREADS", std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 16)));
   const int used = static_cast<int>(std::min<size_t>(threads, std::max<size_t>(chunks.size(), 1)));
   std::vector<PinnedBuffer> slots;
   for (int i = 0; i < used * kSlotsPerThread; ++i) slots.emplace_back(kChunk);

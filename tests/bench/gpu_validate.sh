@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# GPU benchmark of `ckpt validate` on a Llama-3-8B-shaped bf16 checkpoint (16.06 GB, synthetic
+# weights written by ckpt's own writer, in the page cache): three runs; per run the load phase's
+# GB/s against the pinned host-to-device floor the command measures in the same run, the GPU
+# checksum time against the load time, the whole validate time and every phase's share, and peak
+# RSS. Then the same model quantized to FP8 per-tensor (cuBLASLt FP8 path), validated once.
+# Results: $OUT/bench-validate.json (or $CKPT_BENCH_DIR) and a table on stdout.
+set -euo pipefail
+ckpt=$(realpath "${1:?ckpt binary}")
+synth=${CKPT_SYNTHETIC:-$(dirname "$ckpt")/tests/ckpt_make_synthetic}
+work=${CKPT_BENCH_DIR:-${TMPDIR:-/tmp}/ckpt-bench-validate}
+out=${OUT:-$work}
+mkdir -p "$work" "$out"
+model=$work/llama8b
+if [ ! -f "$model/config.json" ]; then
+  start=$(date +%s.%N)
+  "$synth" "$model" --layers 32 --hidden 4096 --intermediate 14336 --heads 32 --kv-heads 8 --vocab 128256 \
+    --dtype bf16 --max-shard-size 5GB >/dev/null
+  echo "generated $(du -sh "$model" | cut -f1) in $(echo "$(date +%s.%N) - $start" | bc) s"
+fi
+cat "$model"/*.safetensors >/dev/null  # in the page cache, as the target says
+
+python3 - "$ckpt" "$model" "$out" "${CKPT_BENCH_RUNS:-3}" <<'PY'
+import json, resource, statistics, subprocess, sys, time
+ckpt, model, out, runs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+
+def validate(path, tag):
+    report = f"{out}/validate-{tag}.json"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.time()
+    p = subprocess.run([ckpt, "validate", path, "--json", report], capture_output=True, text=True)
+    wall = time.time() - t
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # max over children so far, KiB
+    print(p.stdout, p.stderr, sep="", end="")
+    if p.returncode != 0:
+        sys.exit(f"validate {tag} exit {p.returncode}")
+    r = json.load(open(report))
+    ph = {x["phase"]: x for x in r["phases"]}
+    load, integ = ph["load"]["details"], ph["integrity (gpu)"]["details"]
+    return {"wall_s": wall, "report_total_s": r["total_seconds"], "rss_mb": rss / 1024,
+            "load_gbps": load["gbps"], "floor_gbps": load["floor_gbps"], "fraction_of_floor": load["fraction_of_floor"],
+            "load_s": load["wall_seconds"], "read_busy_s": load["read_busy_seconds"], "h2d_busy_s": load["h2d_busy_seconds"],
+            "hash_s": integ["hash_seconds"], "hash_fraction_of_load": integ["fraction_of_load"],
+            "shares": {x["phase"]: round(x["share"], 4) for x in r["phases"]},
+            "seconds": {x["phase"]: round(x["seconds"], 4) for x in r["phases"]}}
+
+results = [validate(model, f"bf16-{i}") for i in range(runs)]
+med = lambda k: statistics.median(r[k] for r in results)
+summary = {"model": "Llama-3-8B shapes, bf16, 16.06 GB, page cache", "runs": results,
+           "median": {k: med(k) for k in ["wall_s", "report_total_s", "load_gbps", "floor_gbps", "fraction_of_floor",
+                                           "load_s", "hash_s", "hash_fraction_of_load", "rss_mb"]}}
+print(json.dumps(summary["median"], indent=1))
+json.dump(summary, open(f"{out}/bench-validate.json", "w"), indent=1)
+assert summary["median"]["fraction_of_floor"] >= 0.80, "load below 80% of the pinned H2D floor"
+assert summary["median"]["hash_fraction_of_load"] < 0.10, "checksums cost 10% of the load or more"
+PY
+
+if [ "${CKPT_BENCH_FP8:-1}" = 1 ]; then
+  fp8=$work/llama8b-fp8
+  [ -f "$fp8/config.json" ] || "$ckpt" quantize --fp8 "$model" "$fp8" -q
+  "$ckpt" validate "$fp8" --json "$out/validate-fp8.json"
+fi

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# GPU machine: ckpt validate's GPU phases on real outputs of the other commands (bf16 rechunk,
+# FP8 per-tensor / block / channel from quantize, TP from shard, an MoE), each must pass with every
+# GPU phase reported; a flipped byte must be named by the GPU checksum.
+set -euo pipefail
+ckpt=${1:?ckpt binary}
+td=${2:?testdata dir}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+out=${OUT:-$tmp}
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+"$ckpt" rechunk "$td/llama" "$tmp/bf16" -q
+"$ckpt" quantize --fp8 "$td/llama" "$tmp/fp8-tensor" -q
+"$ckpt" quantize --fp8 --scheme block --block 32x32 "$td/qwen3" "$tmp/fp8-block" -q
+"$ckpt" quantize --fp8 --scheme channel "$td/llama" "$tmp/fp8-channel" -q
+"$ckpt" quantize --fp8 "$td/qwen3-moe" "$tmp/fp8-moe" -q
+"$ckpt" shard --tp 2 "$td/llama" "$tmp/tp2" -q
+"$ckpt" shard --tp 2 "$tmp/fp8-channel" "$tmp/tp2-fp8" -q
+for d in bf16 fp8-tensor fp8-block fp8-channel fp8-moe tp2 tp2-fp8; do
+  echo "-- validate $d"
+  "$ckpt" validate "$tmp/$d" --json "$out/validate-$d.json" || fail "$d did not pass"
+  python3 - "$out/validate-$d.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+names = {p['phase'] for p in r['phases']}
+need = {'structure', 'manifest', 'load', 'integrity (gpu)', 'allocate', 'warm-up', 'graphs'}
+assert need <= names, need - names
+assert r['passed']
+PY
+done
+
+cp -r "$tmp/fp8-tensor" "$tmp/flip"
+python3 - "$tmp/flip/model.safetensors" <<'PY'
+import json, struct, sys
+p = sys.argv[1]; b = bytearray(open(p, 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+t = h['model.layers.0.self_attn.o_proj.weight']
+b[8 + n + t['data_offsets'][0] + 9] ^= 0x40
+open(p, 'wb').write(b)
+PY
+set +e
+"$ckpt" validate "$tmp/flip" 2>"$tmp/err"
+rc=$?
+set -e
+[ "$rc" = 1 ] || fail "flipped byte: exit $rc"
+grep -q "checksum: .*model.safetensors: tensor 'model.layers.0.self_attn.o_proj.weight': digest .* computed on the gpu" "$tmp/err" ||
+  { cat "$tmp/err"; fail "flipped byte not named by the GPU checksum"; }
+echo "validate GPU checks: ok"
