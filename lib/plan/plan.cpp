@@ -47,11 +47,19 @@ void ViewProducer::produce(const SourceReader& src, uint64_t begin, uint64_t n, 
   const unsigned out_bits = dtype_bits(outd), in_bits = dtype_bits(in);
   // Element range of this chunk (sub-byte dtypes are only ever copied, in whole bytes).
   uint64_t first = begin * 8 / out_bits, count = n * 8 / out_bits;
-  std::vector<uint8_t> scratch;
+  // The op's input is gathered into a per-thread buffer that is reused across chunks and never
+  // zero-filled: a fresh buffer per chunk costs a page-fault and a memset per byte, which shows
+  // at memory speed (ckpt cast, tests/bench/bench_cast.sh).
+  thread_local std::unique_ptr<uint8_t[]> scratch;
+  thread_local uint64_t scratch_cap = 0;
   uint8_t* dst = out;
   if (op_) {
-    scratch.resize(count * in_bits / 8);
-    dst = scratch.data();
+    const uint64_t need = count * in_bits / 8;
+    if (need > scratch_cap) {
+      scratch.reset(new uint8_t[need]);
+      scratch_cap = need;
+    }
+    dst = scratch.get();
   }
   uint64_t e = first, end = first + count;
   size_t i = std::upper_bound(piece_first_.begin(), piece_first_.end(), e) - piece_first_.begin() - 1;
@@ -65,7 +73,7 @@ void ViewProducer::produce(const SourceReader& src, uint64_t begin, uint64_t n, 
     e += k;
     ++i;
   }
-  if (op_) op_->apply(scratch.data(), out, count);
+  if (op_) op_->apply(dst, out, count);
 }
 
 ojson ViewProducer::describe() const {
