@@ -79,6 +79,21 @@ void parallel_for(size_t n, int threads, Fn fn) {
   if (error) std::rethrow_exception(error);
 }
 
+// Orders chunks round-robin over the output files: threads working at the same time then write
+// different files (buffered writes to one file serialize on its inode lock), and plans whose
+// files read the same source regions (shard's ranks) read them close together in time.
+std::vector<Chunk> interleave_files(std::vector<Chunk> chunks, size_t files) {
+  if (files < 2) return chunks;
+  std::vector<std::vector<Chunk>> per_file(files);
+  for (const auto& c : chunks) per_file[c.file].push_back(c);
+  std::vector<Chunk> out;
+  out.reserve(chunks.size());
+  for (size_t i = 0; out.size() < chunks.size(); ++i)
+    for (const auto& f : per_file)
+      if (i < f.size()) out.push_back(f[i]);
+  return out;
+}
+
 // The path of a new output file; a name with directories ("rank-0/model.safetensors", as shard
 // writes one directory per rank) gets them created inside the temporary directory.
 std::string new_file_path(const OutputDir& out, const std::string& name) {
@@ -142,6 +157,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
       for (uint64_t b = 0; b < nb; b += chunk) chunks.push_back({fi, ti, b, std::min(chunk, nb - b)});
     }
   }
+  chunks = interleave_files(std::move(chunks), plan.files.size());
 
   Progress progress(plan.tensor_bytes(), opt.progress);
   parallel_for(to_prepare.size(), threads, [&](size_t i) { to_prepare[i]->prepare(reader); });
