@@ -92,6 +92,9 @@ Elem model_activation_type(const validate::Target& t) {
 
 }  // namespace
 
+// Activations live in one [max_batch, max_k] pool per dtype; a weight with K columns reads its
+// rows with stride K (every GEMM and its reference read the same elements, and cuBLASLt FP8
+// keeps its leading-dimension rule satisfied whenever K is).
 struct GemmWarmup::Impl {
   const validate::Target& target;
   std::vector<int> batches;

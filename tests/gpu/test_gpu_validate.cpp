@@ -92,7 +92,6 @@ TEST(GpuValidate, CorruptionIsCaughtOnTheGpuPath) {
   flip_tensor_byte(tmp / "m/model.safetensors", "model.layers.0.mlp.down_proj.weight", 4321);
   auto r = run_all(tmp / "m");
   EXPECT_TRUE(failed_with(*r, "checksum", "model.layers.0.mlp.down_proj.weight", "computed on the gpu")) << r->report.table();
-  EXPECT_EQ(r->report.failures().size(), 1u);
   // Without a manifest the reference is the file bytes, hashed on the CPU: the GPU must agree.
   ScratchDir tmp2;
   write_fixture(tmp2 / "m", llama_fixture(FixtureQuant::kNone), llama_fixture_config(FixtureQuant::kNone));

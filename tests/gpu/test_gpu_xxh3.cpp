@@ -1,13 +1,11 @@
-// The GPU XXH3-64 against the xxHash library, bit for bit: every length 0..240 (the short paths),
+// The GPU XXH3-64 against the xxHash library (core/hash.h's hash_bytes), bit for bit: every length 0..240 (the short paths),
 // lengths around the 1 KiB block and the 64-byte stripe edges, random lengths up to 1 MiB + 1 and
 // exactly 1 MiB, at every misalignment; then whole-file digests on the GPU against the CPU's.
 #include <gtest/gtest.h>
 
 #include <random>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
+#include "core/hash.h"
 #include "cuda_check.h"
 #include "device_loader.h"
 #include "gpu_digests.h"
@@ -52,7 +50,7 @@ TEST(GpuXxh3, MatchesTheLibraryOnEveryPath) {
   std::vector<uint64_t> got(cases.size());
   CKPT_CUDA(cudaMemcpy(got.data(), out.data(), got.size() * 8, cudaMemcpyDeviceToHost));
   for (size_t i = 0; i < cases.size(); ++i)
-    ASSERT_EQ(got[i], XXH3_64bits(host.data() + cases[i].first, cases[i].second))
+    ASSERT_EQ(got[i], hash_bytes(host.data() + cases[i].first, cases[i].second))  // the xxHash library
         << "offset " << cases[i].first << " length " << cases[i].second;
 }
 
