@@ -20,13 +20,9 @@ void check(cudaError_t e, const char* what) {
 }
 
 ops::FloatFormat format_of(DType t) {
-  switch (t) {
-    case DType::F64: return ops::FloatFormat::kF64;
-    case DType::F32: return ops::FloatFormat::kF32;
-    case DType::F16: return ops::FloatFormat::kF16;
-    case DType::BF16: return ops::FloatFormat::kBF16;
-    default: throw std::logic_error("cuda cast: not a float dtype");
-  }
+  ops::FloatFormat f;
+  if (!ops::float_format_of(t, &f)) throw std::logic_error("cuda cast: not a float dtype");
+  return f;
 }
 
 // A stream and device buffers per calling thread (the executor converts chunks on several

@@ -7,6 +7,16 @@ namespace ckpt::ops {
 bool is_cast_source(DType t) { return t == DType::F64 || t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 bool is_cast_target(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
+bool float_format_of(DType t, FloatFormat* f) {
+  switch (t) {
+    case DType::F64: *f = FloatFormat::kF64; return true;
+    case DType::F32: *f = FloatFormat::kF32; return true;
+    case DType::F16: *f = FloatFormat::kF16; return true;
+    case DType::BF16: *f = FloatFormat::kBF16; return true;
+    default: return false;
+  }
+}
+
 const char* cast_path_name(CastPath p) {
   switch (p) {
     case CastPath::kPortable: return "portable";

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "ops/float_convert.h"
 
 namespace ckpt::ops {
 
@@ -15,6 +16,9 @@ namespace ckpt::ops {
 bool is_cast_source(DType t);
 // F32, F16, BF16: the dtypes it converts to.
 bool is_cast_target(DType t);
+
+// The element format of a float dtype (F64/F32/F16/BF16); false for any other dtype.
+bool float_format_of(DType t, FloatFormat* f);
 
 enum class CastPath { kPortable, kAvx2, kAvx512 };
 const char* cast_path_name(CastPath p);

@@ -7,19 +7,10 @@
 #include <string>
 
 #include "core/dtype.h"
+#include "ops/cast.h"
 #include "ops/float_convert.h"
 
 namespace ckpt::ops::detail {
-
-inline bool float_format_of(DType t, FloatFormat* f) {
-  switch (t) {
-    case DType::F64: *f = FloatFormat::kF64; return true;
-    case DType::F32: *f = FloatFormat::kF32; return true;
-    case DType::F16: *f = FloatFormat::kF16; return true;
-    case DType::BF16: *f = FloatFormat::kBF16; return true;
-    default: return false;
-  }
-}
 
 // Calls fn.template operator()<I, O>() for the pair (in, out).
 template <class Fn>

@@ -29,12 +29,9 @@ using namespace ckpt::test;
 size_t esize(DType t) { return dtype_bits(t) / 8; }
 
 ops::FloatFormat format_of(DType t) {
-  switch (t) {
-    case DType::F64: return ops::FloatFormat::kF64;
-    case DType::F32: return ops::FloatFormat::kF32;
-    case DType::F16: return ops::FloatFormat::kF16;
-    default: return ops::FloatFormat::kBF16;
-  }
+  ops::FloatFormat f{};
+  EXPECT_TRUE(ops::float_format_of(t, &f));
+  return f;
 }
 
 // Runs the kernel on `in` placed `shift` elements past a 256-byte aligned device address (0: the
