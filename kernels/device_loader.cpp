@@ -14,7 +14,9 @@ namespace ckpt::cuda {
 
 namespace {
 
-constexpr uint64_t kDefaultChunk = 16ull << 20;  // amortizes a copy's launch, small enough to pipeline
+// 8 MiB: measured on the H100 machine (BENCHMARKS.md), 8 MiB chunks loaded 16 GB at 81% of the
+// pinned H2D floor where 16 and 64 MiB reached 77-79% (shorter start and end of the pipeline).
+constexpr uint64_t kDefaultChunk = 8ull << 20;
 constexpr int kSlotsPerThread = 3;
 
 // CKPT_LOAD_THREADS / CKPT_LOAD_CHUNK_MB override the defaults, for tuning on a new machine.
@@ -145,8 +147,7 @@ std::vector<LoadedFile> load_files_to_device(const std::vector<std::string>& pat
 }
 
 H2dFloor measure_pinned_h2d(uint64_t bytes, int reps) {
-  PinnedBuffer host(bytes);
-  std::fill(host.data(), host.data() + bytes, uint8_t{1});  // fault every page in before timing
+  PinnedBuffer host(bytes);  // cudaHostAlloc pins (and so faults in) every page
   DeviceBuffer dev(bytes);
   cudaStream_t stream;
   CKPT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));

@@ -58,6 +58,14 @@ DType dtype_of(Elem e) { return e == Elem::kF32 ? DType::F32 : e == Elem::kF16 ?
 
 size_t align256(size_t n) { return (n + 255) & ~size_t{255}; }
 
+// The largest power of two (at most 256) dividing a pointer: what cuBLASLt may assume of it.
+uint32_t alignment_of(const void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  uint32_t align = 256;
+  while (align > 1 && a % align != 0) align /= 2;
+  return align;
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -186,7 +194,17 @@ struct GemmWarmup::Impl {
     CKPT_CUBLAS(cublasLtMatmulPreferenceCreate(&pref));
     const size_t ws = kWorkspaceBytes;
     CKPT_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    // The heuristic assumes 256-byte aligned operands unless told; a weight inside a file buffer
+    // is often aligned less, and an algorithm chosen for more would be refused at run time.
+    void* y = out_arena.data() + r.out_off;
+    const void* xq = x.at(Elem::kE4M3).data();
+    const uint32_t align_a = alignment_of(r.w), align_b = alignment_of(xq), align_cd = alignment_of(y);
+    CKPT_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof align_a));
+    CKPT_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof align_b));
+    CKPT_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_cd, sizeof align_cd));
+    CKPT_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_cd, sizeof align_cd));
     std::string why;
+    const float one = 1.0f, zero = 0.0f;
     for (int b : batches) {
       LtShape s;
       CKPT_CUBLAS(cublasLtMatrixLayoutCreate(&s.b, CUDA_R_8F_E4M3, k, b, k));
@@ -201,8 +219,17 @@ struct GemmWarmup::Impl {
               std::to_string(b) + " (it needs dimensions that are multiples of 16); dequantized first";
         break;
       }
+      // One trial run before any graph capture: a refusal here is a fallback, not a failure.
+      st = cublasLtMatmul(lt, r.op, &one, r.w, r.a, xq, s.b, &zero, y, s.c, y, s.c, &s.algo, lt_workspace.data(),
+                          kWorkspaceBytes, stream);
+      if (st != CUBLAS_STATUS_SUCCESS) {
+        why = std::string("cuBLASLt FP8 matmul refused [") + std::to_string(n) + "," + std::to_string(k) + "] at batch " +
+              std::to_string(b) + " (" + cublasGetStatusString(st) + "); dequantized first";
+        break;
+      }
     }
     cublasLtMatmulPreferenceDestroy(pref);
+    CKPT_CUDA(cudaStreamSynchronize(stream));
     return why;
   }
 
@@ -279,31 +306,18 @@ void GemmWarmup::allocate(validate::PhaseScope& scope) {
   CKPT_CUDA(cudaMemcpy(m.scales.data(), &act_scale, sizeof act_scale, cudaMemcpyHostToDevice));
   for (auto& r : m.runs)
     if (r.path == Path::kLtFp8) CKPT_CUDA(scale_to_f32(r.dq.scale, r.dq.scale_type, m.scales.as<float>() + r.scale_slot, m.stream));
-  size_t lt_count = 0, fallback = 0;
-  for (auto& r : m.runs) {
-    if (r.path != Path::kLtFp8) continue;
-    std::string why = m.setup_lt(r);
-    if (why.empty()) {
-      ++lt_count;
-      continue;
-    }
-    r.path = Path::kDequantCublas;
-    r.act = r.out;
-    r.note = why;
-    ++fallback;
-  }
-
   // Activations in every dtype some path reads, with their float64 values for the reference.
   std::set<Elem> acts;
   uint64_t out_bytes = 0, ref_elems = 0, max_nk = 0, dequant_nk = 0;
   for (auto& r : m.runs) {
     acts.insert(r.act);
+    acts.insert(r.out);  // a cuBLASLt weight may fall back to dequantize + GEMM in the output dtype
     r.out_off = out_bytes;
     r.ref_off = ref_elems;
     out_bytes += align256(m.max_batch * r.lw->n * elem_size(r.out));
     ref_elems += m.max_batch * r.lw->n;
     max_nk = std::max(max_nk, r.lw->n * r.lw->k);
-    if (r.path == Path::kDequantCublas) dequant_nk = std::max(dequant_nk, r.lw->n * r.lw->k);
+    if (r.lw->fp8()) dequant_nk = std::max(dequant_nk, r.lw->n * r.lw->k);
   }
   uint64_t act_bytes = 0;
   for (Elem e : acts) {
@@ -319,6 +333,23 @@ void GemmWarmup::allocate(validate::PhaseScope& scope) {
   m.dequant_scratch = DeviceBuffer(std::max<uint64_t>(dequant_nk * 2, 256));
   m.stats = DeviceBuffer(3 * 8 * m.runs.size() * (1 + m.batches.size()) + 8);
   CKPT_CUDA(cudaMemsetAsync(m.stats.data(), 0, m.stats.size(), m.stream));
+  CKPT_CUDA(cudaStreamSynchronize(m.stream));
+
+  // cuBLASLt FP8 for per-tensor weights, each tried once per batch size; a weight it refuses
+  // takes the dequantize + cuBLAS path, and the report says why.
+  size_t lt_count = 0, fallback = 0;
+  for (auto& r : m.runs) {
+    if (r.path != Path::kLtFp8) continue;
+    std::string why = m.setup_lt(r);
+    if (why.empty()) {
+      ++lt_count;
+      continue;
+    }
+    r.path = Path::kDequantCublas;
+    r.act = r.out;
+    r.note = why;
+    ++fallback;
+  }
 
   // The KV cache a decode step at the largest batch would use: layers x {K, V} x batch x
   // context x local KV heads x head dim, in the activation dtype.

@@ -15,7 +15,7 @@ namespace {
 
 using validate::PhaseScope;
 
-constexpr uint64_t kFloorBytes = 1ull << 30;
+constexpr uint64_t kFloorBytes = 512ull << 20;  // 10 ms per copy at PCIe 5 speed: plenty to time
 constexpr int kFloorReps = 5;
 
 std::string fmt(const char* f, double a, double b = 0, double c = 0, double d = 0) {
