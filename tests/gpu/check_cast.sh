@@ -18,7 +18,7 @@ specials = torch.tensor([0, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFF
 f32 = torch.cat([specials, torch.randint(-2**31, 2**31 - 1, (2_000_000,), generator=g, dtype=torch.int32)])
 f64 = torch.randint(-2**63, 2**63 - 1, (200_000,), generator=g, dtype=torch.int64)
 f64_in_range = (torch.randn(200_000, generator=g, dtype=torch.float64) * 1e3)
-save_file({"bf16_all": all16.view(torch.bfloat16), "f16_all": all16.view(torch.float16),
+save_file({"bf16_all": all16.view(torch.bfloat16).clone(), "f16_all": all16.view(torch.float16).clone(),
            "f32_bits": f32.view(torch.float32), "f64_bits": f64.view(torch.float64), "f64_vals": f64_in_range,
            "i32": torch.arange(7, dtype=torch.int32)}, sys.argv[1], metadata={"format": "pt"})
 PY
