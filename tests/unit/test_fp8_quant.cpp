@@ -225,9 +225,10 @@ TEST(Fp8Quant, FastPathEqualsReferenceForEverySchemeAndChunking) {
           double err = x - static_cast<double>(e4m3fn_to_f32(want[e])) * scales[c.grid.group_of(e)];
           se += err * err, sw += x * x, me = std::max(me, std::fabs(err));
         }
-        EXPECT_NEAR(stats.sum_sq_err, se, 1e-9 * se + 1e-300);
-        EXPECT_NEAR(stats.sum_sq, sw, 1e-9 * sw);
-        EXPECT_EQ(stats.max_abs_err, me);
+        // The fast path sums float32 terms within 2048-element tiles: a report, not bit-exact.
+        EXPECT_NEAR(stats.sum_sq_err, se, 1e-5 * se + 1e-30);
+        EXPECT_NEAR(stats.sum_sq, sw, 1e-5 * sw);
+        EXPECT_NEAR(stats.max_abs_err, me, 2e-5 * me);
       }
     }
   }

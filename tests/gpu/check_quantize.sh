@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# GPU machine (torch, transformers, safetensors there):
+#  (a) transformers loads the block-format output of testdata/llama through its FineGrainedFP8
+#      path (FP8Linear, float8_e4m3fn weights) and its logits stay close to the bf16 model's:
+#      top-1 agreement and relative error printed and bounded;
+#  (b) --device cuda writes the same bytes as the CPU for every scheme and format;
+#  (c) Python safetensors opens every output; dequantized weights (code x scale, with each
+#      format's scale layout) are close to the source, and torch's own quantization (float32,
+#      amax/448, clamp, .to(float8_e4m3fn)) gives exactly our codes for the per-tensor and
+#      per-channel schemes.
+set -euo pipefail
+ckpt=$(realpath "${1:?usage: check_quantize.sh path/to/ckpt testdata_dir}")
+td=$(realpath "${2:?}")
+scratch=$(mktemp -d "${BENCH_DIR:-/tmp}/ckpt-check-quantize.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+
+variants="tensor:native block:native channel:compressed-tensors tensor:compressed-tensors block:compressed-tensors"
+for v in $variants; do
+  s=${v%%:*} f=${v##*:}
+  for dev in cpu cuda; do "$ckpt" quantize -q "$td/llama" "$scratch/$s-$f-$dev" --fp8 --scheme "$s" --format "$f" --device "$dev"; done
+  cmp "$scratch/$s-$f-cpu/model.safetensors" "$scratch/$s-$f-cuda/model.safetensors"
+  echo "(b) $s/$f: --device cuda output identical to --device cpu"
+done
+"$ckpt" quantize -q "$td/qwen3-moe" "$scratch/moe-block" --fp8 --scheme block --device cuda
+
+python3 - "$td" "$scratch" <<'PY'
+import glob, json, os, sys
+import torch
+from safetensors import safe_open
+td, scratch = sys.argv[1], sys.argv[2]
+
+# (c) every output opens; dequantization is close to the source; torch's own quantizer agrees.
+src = {}
+with safe_open(os.path.join(td, "llama/model.safetensors"), "pt") as f:
+    for k in f.keys():
+        src[k] = f.get_tensor(k)
+for path in sorted(glob.glob(os.path.join(scratch, "*", "*.safetensors"))):
+    d = os.path.dirname(path)
+    q = json.load(open(os.path.join(d, "config.json")))["quantization_config"]
+    with safe_open(path, "pt") as f:
+        t = {k: f.get_tensor(k) for k in f.keys()}
+    if "moe" in d:
+        print(f"(c) {os.path.basename(d)}: {len(t)} tensors open")
+        continue
+    worst, exact = 0.0, 0
+    for k, w in src.items():
+        if t[k].dtype != torch.float8_e4m3fn:
+            assert torch.equal(t[k], w), k
+            continue
+        m = k[: -len(".weight")]
+        s = t.get(m + ".weight_scale_inv", t.get(m + ".weight_scale")).float()
+        n, kk = w.shape
+        strategy = q.get("config_groups", {}).get("group_0", {}).get("weights", {}).get("strategy")
+        block = q.get("weight_block_size") or (strategy == "block" and q["config_groups"]["group_0"]["weights"]["block_structure"])
+        if block:  # expand the [ceil(N/bn), ceil(K/bk)] grid over the (partial) blocks
+            assert list(s.shape) == [-(-n // block[0]), -(-kk // block[1])], (k, s.shape)
+            s = s.repeat_interleave(block[0], 0)[:n].repeat_interleave(block[1], 1)[:, :kk]
+        deq = t[k].float() * s
+        err = ((deq - w.float()).norm() / w.float().norm()).item()
+        worst = max(worst, err)
+        assert err < 0.06, (path, k, err)
+        if "weight_block_size" not in q and strategy in (None, "tensor", "channel"):
+            wf = w.float()
+            amax = wf.abs().amax() if strategy in (None, "tensor") else wf.abs().amax(dim=1, keepdim=True)
+            scale = torch.where(amax == 0, torch.ones_like(amax), amax / 448.0)
+            if q["quant_method"] == "compressed-tensors":  # stored (rounded) in the weight's dtype
+                scale = scale.to(w.dtype)
+            ref = (wf / scale.float()).clamp(-448, 448).to(torch.float8_e4m3fn)
+            assert torch.equal(ref.view(torch.uint8), t[k].view(torch.uint8)), (path, k)
+            exact += 1
+    print(f"(c) {os.path.basename(d)}: {len(t)} tensors open, worst relative error {worst:.4f}, "
+          f"{exact} weights bit-identical to torch's own quantization")
+
+# (a) transformers FineGrainedFP8 on the block output vs the bf16 model.
+from transformers import AutoModelForCausalLM
+ids = torch.tensor([[1, 5, 9, 17, 33, 2, 40, 41, 7, 3, 11, 13, 21, 8, 30, 44]], device="cuda")
+def logits(path):
+    m = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16, device_map="cuda").eval()
+    with torch.no_grad():
+        return m, m(ids).logits.float()
+_, ref = logits(os.path.join(td, "llama"))
+fp8, out = logits(os.path.join(scratch, "block-native-cpu"))
+kinds = sorted({type(mod).__name__ for mod in fp8.modules() if "FP8" in type(mod).__name__})
+wdt = fp8.model.layers[0].self_attn.q_proj.weight.dtype
+assert kinds and wdt == torch.float8_e4m3fn, (kinds, wdt)
+top1 = (ref.argmax(-1) == out.argmax(-1)).float().mean().item()
+rel = ((out - ref).norm() / ref.norm()).item()
+print(f"(a) transformers FineGrainedFP8 ({', '.join(kinds)}, weights {wdt}) on block-native: "
+      f"top-1 agreement {top1:.3f} over {ids.shape[1]} positions, relative logit error {rel:.4f}, "
+      f"max |dlogit| {(out - ref).abs().max().item():.4f}")
+assert rel < 0.1 and top1 >= 0.75, (rel, top1)
+PY
+echo "check_quantize: all passed"
