@@ -8,6 +8,7 @@ td=${2:?testdata dir}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+st_edit=$(dirname "$0")/../support/st_edit.py
 
 # Exit code of `ckpt validate ARGS`, its stderr in $tmp/err.
 rc_of() { set +e; "$ckpt" validate "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?; set -e; echo $rc; }
@@ -46,14 +47,7 @@ fi
 
 # A flipped byte inside a tensor.
 cp -r "$tmp/fp8b" "$tmp/flip"
-python3 - "$tmp/flip/model.safetensors" <<'PY'
-import json, struct, sys
-p = sys.argv[1]; b = bytearray(open(p, 'rb').read())
-n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
-t = h['model.layers.1.mlp.up_proj.weight']
-b[8 + n + t['data_offsets'][0] + 100] ^= 0x01
-open(p, 'wb').write(b)
-PY
+python3 "$st_edit" flip "$tmp/flip/model.safetensors" model.layers.1.mlp.up_proj.weight 100
 expect_fail "$tmp/flip" "checksum:" "model.safetensors" "tensor 'model.layers.1.mlp.up_proj.weight'"
 
 # A truncated file.
@@ -64,19 +58,7 @@ expect_fail "$tmp/trunc" "structure:" "trunc/model.safetensors"
 # A missing tensor / scale: the file rewritten without it (and without the manifest, so the
 # structure rules, not the checksums, must catch it).
 drop() {  # DIR TENSOR
-  python3 - "$1/model.safetensors" "$2" <<'PY'
-import json, struct, sys
-p, drop = sys.argv[1], sys.argv[2]; b = open(p, 'rb').read()
-n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n]); data = b[8 + n:]
-out, blobs, off = {}, [], 0
-for k, v in h.items():
-    if k == '__metadata__': out[k] = v; continue
-    if k == drop: continue
-    s, e = v['data_offsets']; blobs.append(data[s:e])
-    out[k] = dict(v, data_offsets=[off, off + e - s]); off += e - s
-hb = json.dumps(out, separators=(',', ':')).encode(); hb += b' ' * (-len(hb) % 8)
-open(p, 'wb').write(struct.pack('<Q', len(hb)) + hb + b''.join(blobs))
-PY
+  python3 "$st_edit" drop "$1/model.safetensors" "$2"
   rm -f "$1/ckpt-manifest.json"
 }
 cp -r "$tmp/fp8t" "$tmp/noscale"

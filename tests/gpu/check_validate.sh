@@ -31,14 +31,7 @@ PY
 done
 
 cp -r "$tmp/fp8-tensor" "$tmp/flip"
-python3 - "$tmp/flip/model.safetensors" <<'PY'
-import json, struct, sys
-p = sys.argv[1]; b = bytearray(open(p, 'rb').read())
-n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
-t = h['model.layers.0.self_attn.o_proj.weight']
-b[8 + n + t['data_offsets'][0] + 9] ^= 0x40
-open(p, 'wb').write(b)
-PY
+python3 "$(dirname "$0")/../support/st_edit.py" flip "$tmp/flip/model.safetensors" model.layers.0.self_attn.o_proj.weight 9
 set +e
 "$ckpt" validate "$tmp/flip" 2>"$tmp/err"
 rc=$?
