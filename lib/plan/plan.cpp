@@ -46,34 +46,39 @@ void ViewProducer::produce(const SourceReader& src, uint64_t begin, uint64_t n, 
   const DType outd = op_ ? op_->out_dtype() : in;
   const unsigned out_bits = dtype_bits(outd), in_bits = dtype_bits(in);
   // Element range of this chunk (sub-byte dtypes are only ever copied, in whole bytes).
-  uint64_t first = begin * 8 / out_bits, count = n * 8 / out_bits;
-  // The op's input is gathered into a per-thread buffer that is reused across chunks and never
-  // zero-filled: a fresh buffer per chunk costs a page-fault and a memset per byte, which shows
-  // at memory speed (ckpt cast, tests/bench/bench_cast.sh).
+  const uint64_t first = begin * 8 / out_bits, count = n * 8 / out_bits;
+  // Gathers elements [e, e + k) of the concatenation into w.
+  auto gather = [&](uint64_t e, uint64_t k, uint8_t* w) {
+    const uint64_t end = e + k;
+    size_t i = std::upper_bound(piece_first_.begin(), piece_first_.end(), e) - piece_first_.begin() - 1;
+    while (e < end) {
+      const SourceView& p = pieces_[i];
+      const uint64_t local = e - piece_first_[i];
+      const uint64_t m = std::min(end - e, p.numel() - local);
+      src.gather(p, local, m, w);
+      w += m * in_bits / 8;
+      e += m;
+      ++i;
+    }
+  };
+  if (!op_) return gather(first, count, out);
+  // With an op, the input goes through a per-thread buffer in blocks small enough to stay in the
+  // CPU cache between the read and the op (so the op runs at memory speed: ckpt cast,
+  // tests/bench/bench_cast.sh); the buffer is reused and never zero-filled.
+  constexpr uint64_t kOpBlockBytes = 256 << 10;
+  const uint64_t block = std::max<uint64_t>(1, kOpBlockBytes * 8 / in_bits);
   thread_local std::unique_ptr<uint8_t[]> scratch;
   thread_local uint64_t scratch_cap = 0;
-  uint8_t* dst = out;
-  if (op_) {
-    const uint64_t need = count * in_bits / 8;
-    if (need > scratch_cap) {
-      scratch.reset(new uint8_t[need]);
-      scratch_cap = need;
-    }
-    dst = scratch.get();
+  const uint64_t need = std::min(block, count) * in_bits / 8;
+  if (need > scratch_cap) {
+    scratch.reset(new uint8_t[need]);
+    scratch_cap = need;
   }
-  uint64_t e = first, end = first + count;
-  size_t i = std::upper_bound(piece_first_.begin(), piece_first_.end(), e) - piece_first_.begin() - 1;
-  uint8_t* w = dst;
-  while (e < end) {
-    const SourceView& p = pieces_[i];
-    uint64_t local = e - piece_first_[i];
-    uint64_t k = std::min(end - e, p.numel() - local);
-    src.gather(p, local, k, w);
-    w += k * in_bits / 8;
-    e += k;
-    ++i;
+  for (uint64_t done = 0; done < count; done += block) {
+    const uint64_t k = std::min(block, count - done);
+    gather(first + done, k, scratch.get());
+    op_->apply(scratch.get(), out + done * out_bits / 8, k);
   }
-  if (op_) op_->apply(dst, out, count);
 }
 
 ojson ViewProducer::describe() const {
