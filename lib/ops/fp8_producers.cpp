@@ -1,5 +1,8 @@
 #include "ops/fp8_producers.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -11,6 +14,35 @@ namespace {
 
 constexpr uint64_t kStripeBytes = 4ull << 20;  // source bytes read at a time by the amax pass
 constexpr uint64_t kStatsBlock = 1ull << 20;   // elements per error-statistics slot
+
+// Calls fn(pointer to elements [first, first + count) of the view). A contiguous view is read
+// through a short-lived read-only mapping of just that range (page-cache pages used in place:
+// no copy, and they leave the process's resident set with the unmap); anything else is gathered
+// into `buf`.
+template <class Fn>
+void with_elements(const SourceReader& src, const SourceView& view, uint64_t first, uint64_t count,
+                   std::vector<uint8_t>& buf, Fn fn) {
+  const uint64_t es = dtype_bits(view.dtype) / 8;
+  if (view.file != SourceView::kZeros && view.is_contiguous() && count * es >= (64u << 10)) {
+    static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    const uint64_t begin = view.offset + first * es, end = begin + count * es;
+    const uint64_t map_begin = begin / page * page;
+    void* p = ::mmap(nullptr, end - map_begin, PROT_READ, MAP_SHARED | MAP_POPULATE, src.file(view.file).fd(),
+                     static_cast<off_t>(map_begin));
+    if (p != MAP_FAILED) {
+      struct Unmap {
+        void* p;
+        size_t n;
+        ~Unmap() { ::munmap(p, n); }
+      } unmap{p, end - map_begin};
+      fn(static_cast<const uint8_t*>(p) + (begin - map_begin));
+      return;
+    }  // mapping refused (an odd file system): read instead
+  }
+  buf.resize(count * es);
+  src.gather(view, first, count, buf.data());
+  fn(buf.data());
+}
 
 class CpuFp8Engine : public Fp8Engine {
  public:
@@ -87,11 +119,10 @@ void Fp8Quantization::ensure_scales(const SourceReader& src) {
     const uint64_t esize = dtype_bits(view_.dtype) / 8;
     const uint64_t stripe = kStripeBytes / esize;
     std::vector<float> amax(grid_.groups(), 0.0f);
-    std::vector<uint8_t> buf(std::min(stripe, grid_.numel()) * esize);
+    std::vector<uint8_t> buf;
     for (uint64_t e = 0; e < grid_.numel(); e += stripe) {
       const uint64_t k = std::min(stripe, grid_.numel() - e);
-      src.gather(view_, e, k, buf.data());
-      engine_->amax(grid_, view_.dtype, buf.data(), e, k, amax.data());
+      with_elements(src, view_, e, k, buf, [&](const uint8_t* in) { engine_->amax(grid_, view_.dtype, in, e, k, amax.data()); });
     }
     scales_.resize(amax.size());
     for (size_t g = 0; g < amax.size(); ++g) {
@@ -105,15 +136,14 @@ void Fp8Quantization::ensure_scales(const SourceReader& src) {
 }
 
 void Fp8Quantization::quantize(const SourceReader& src, uint64_t first, uint64_t count, uint8_t* out) const {
-  const uint64_t esize = dtype_bits(view_.dtype) / 8;
   thread_local std::vector<uint8_t> buf;
   for (uint64_t e = first; e < first + count;) {
     const uint64_t slot = e / kStatsBlock;
     const uint64_t k = std::min(first + count, (slot + 1) * kStatsBlock) - e;
-    buf.resize(k * esize);
-    src.gather(view_, e, k, buf.data());
     ops::Fp8ErrorStats s;
-    engine_->quantize(grid_, view_.dtype, buf.data(), e, k, scales_.data(), out + (e - first), &s);
+    with_elements(src, view_, e, k, buf, [&](const uint8_t* in) {
+      engine_->quantize(grid_, view_.dtype, in, e, k, scales_.data(), out + (e - first), &s);
+    });
     {
       std::lock_guard<std::mutex> lock(stats_mutex_);
       stats_[slot].merge(s);

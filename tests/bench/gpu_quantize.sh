@@ -37,7 +37,8 @@ for k, t in w.items():
         continue
     f = t.float()
     amax = f.abs().amax()
-    scale = torch.where(amax == 0, torch.ones_like(amax), amax / 448.0)
+    # amax / 448 as a true division (a python-float divisor makes CUDA multiply by 1/448).
+    scale = torch.where(amax == 0, torch.ones_like(amax), amax / torch.full_like(amax, 448.0))
     out[k] = (f / scale).clamp(-448, 448).to(torch.float8_e4m3fn)
     out[k[: -len("weight")] + "weight_scale"] = scale
 torch.cuda.synchronize()
