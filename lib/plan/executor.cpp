@@ -170,12 +170,17 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
     if (auto v = t.producer->verbatim(c.begin, c.n)) {
       reader.copy_hashed(v->file, v->offset, files[c.file], dst_off, c.n, digests);
     } else {
+      // Produce, hash and write one hash block at a time, so each block stays in the CPU cache
+      // from the producer to the write; a whole chunk would go through DRAM twice more, which
+      // made `ckpt cast` (bench_cast.sh) several times slower than cp on a 2-core machine.
       thread_local std::vector<uint8_t> buf;
-      buf.resize(chunk);
-      t.producer->produce(reader, c.begin, c.n, buf.data());
-      for (uint64_t off = 0; off < c.n; off += kHashBlockBytes)
-        digests.push_back(hash_bytes(buf.data() + off, std::min(kHashBlockBytes, c.n - off)));
-      files[c.file].pwrite_exact(buf.data(), c.n, dst_off);
+      buf.resize(kHashBlockBytes);
+      for (uint64_t off = 0; off < c.n; off += kHashBlockBytes) {
+        const uint64_t n = std::min(kHashBlockBytes, c.n - off);
+        t.producer->produce(reader, c.begin + off, n, buf.data());
+        digests.push_back(hash_bytes(buf.data(), n));
+        files[c.file].pwrite_exact(buf.data(), n, dst_off + off);
+      }
     }
     auto& blocks = state[c.file][c.tensor].block_digests;
     std::copy(digests.begin(), digests.end(), blocks.begin() + static_cast<ptrdiff_t>(c.begin / kHashBlockBytes));
