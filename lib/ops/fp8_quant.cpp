@@ -144,29 +144,28 @@ void widen(DType dt, const uint8_t* in, uint64_t n, float* out) {
   else cast(dt, DType::F32, in, reinterpret_cast<uint8_t*>(out), n);
 }
 
-// E4M3FN(clamp(v, -448, 448)) for any non-NaN v, branch-free (tested against f32_to_e4m3fn).
-// The clamp works on the magnitude bits: for non-NaN values integer order is numeric order.
-inline uint8_t e4m3fn_saturating(float v) {
+// E4M3FN(clamp(v, -448, 448)) for any non-NaN v, and the magnitude of the value that code
+// stands for; branch-free (tested against f32_to_e4m3fn). The clamp works on the magnitude bits:
+// for non-NaN values integer order is numeric order.
+struct Encoded {
+  uint8_t code;
+  float magnitude;
+};
+inline Encoded e4m3fn_saturating(float v) {
   const uint32_t u = f32_bits(v);
   const uint32_t sign = (u >> 24) & 0x80u;
   const uint32_t a = std::min(u & 0x7FFFFFFFu, 0x43E00000u);  // 0x43E00000 = 448.0f
-  // Normal result (|v| >= 2^-6): round 20 mantissa bits off (RNE), re-bias the exponent 127 -> 7.
-  const uint32_t normal = ((a + 0x7FFFFu + ((a >> 20) & 1u)) >> 20) - (120u << 3);
+  // Normal result (|v| >= 2^-6): round 20 mantissa bits off (RNE); the exponent is re-biased
+  // 127 -> 7 for the code.
+  const uint32_t rounded = (a + 0x7FFFFu + ((a >> 20) & 1u)) & 0xFFF00000u;
+  const uint32_t normal = (rounded >> 20) - (120u << 3);
   // Subnormal result: adding 2^14 puts the unit 2^-9 in the last mantissa place, so the FPU's own
   // round-to-nearest-even does the rounding; 8 (= 2^-6) is the smallest normal code, correctly.
-  const uint32_t sub = f32_bits(f32_from_bits(a) + 16384.0f) - 0x46800000u;
+  const float shifted = f32_from_bits(a) + 16384.0f;
+  const uint32_t sub = f32_bits(shifted) - 0x46800000u;
   const uint32_t is_sub = 0u - static_cast<uint32_t>(a < 0x3C800000u);  // all ones or zero: no branch
-  return static_cast<uint8_t>(sign | (sub & is_sub) | (normal & ~is_sub));
-}
-
-// e4m3fn_to_f32 for non-NaN codes, branch-free.
-inline float e4m3fn_value(uint8_t c) {
-  const uint32_t sign = static_cast<uint32_t>(c & 0x80u) << 24;
-  const uint32_t a = c & 0x7Fu;
-  const uint32_t normal = (a << 20) + (120u << 23);
-  const uint32_t sub = f32_bits(static_cast<float>(a) * 0.001953125f);
-  const uint32_t is_sub = 0u - static_cast<uint32_t>(a < 8u);
-  return f32_from_bits(sign | (sub & is_sub) | (normal & ~is_sub));
+  const uint32_t magnitude = (f32_bits(shifted - 16384.0f) & is_sub) | (rounded & ~is_sub);
+  return {static_cast<uint8_t>(sign | (sub & is_sub) | (normal & ~is_sub)), f32_from_bits(magnitude)};
 }
 
 // Built for AVX-512 and AVX2 as well as the baseline; the loader picks the best this CPU runs.
@@ -206,35 +205,38 @@ CKPT_SIMD_CLONES float amax_run(DType dt, const uint8_t* in, uint64_t n) {
 CKPT_SIMD_CLONES void quantize_run(DType dt, const uint8_t* in, uint64_t n, float scale, uint8_t* out, Fp8ErrorStats* stats) {
   const unsigned esize = dtype_bits(dt) / 8;
   float x[kTile];
-  double se = 0, sw = 0, me = 0;
+  double se = 0, sw = 0;
+  uint32_t me = 0;
   for (uint64_t t = 0; t < n; t += kTile) {
     const uint64_t k = std::min(kTile, n - t);
     widen(dt, in + esize * t, k, x);
     uint8_t* o = out + t;
     if (!stats) {
 #pragma omp simd
-      for (uint64_t i = 0; i < k; ++i) o[i] = e4m3fn_saturating(x[i] / scale);
+      for (uint64_t i = 0; i < k; ++i) o[i] = e4m3fn_saturating(x[i] / scale).code;
       continue;
     }
-    // With the report's error terms: float32 within a tile (a few ulps of each term, which a
-    // report can afford, at 4x the SIMD width of double), summed over tiles in double.
-    // The max |err| is kept as magnitude bits (integer order = numeric order), which vectorizes.
+    // With the report's error terms, in the scaled domain: w - deq = scale * (w / scale - q).
+    // float32 within a tile (a report can afford a few ulps per term), double across tiles; the
+    // max |err| as magnitude bits (integer order = numeric order), which vectorizes.
     float tse = 0, tsw = 0;
     uint32_t tme = 0;
 #pragma omp simd reduction(+ : tse, tsw) reduction(max : tme)
     for (uint64_t i = 0; i < k; ++i) {
-      const uint8_t c = e4m3fn_saturating(x[i] / scale);
-      o[i] = c;
-      const float err = x[i] - e4m3fn_value(c) * scale;
-      tse += err * err;
+      const float v = x[i] / scale;
+      const Encoded e = e4m3fn_saturating(v);
+      o[i] = e.code;
+      const float d = std::fabs(v) - e.magnitude;
+      tse += d * d;
       tsw += x[i] * x[i];
-      tme = std::max(tme, f32_bits(err) & 0x7FFFFFFFu);
+      tme = std::max(tme, f32_bits(d) & 0x7FFFFFFFu);
     }
     se += tse;
     sw += tsw;
-    me = std::max(me, static_cast<double>(f32_from_bits(tme)));
+    me = std::max(me, tme);
   }
-  if (stats) stats->merge({se, sw, me});
+  const double s = scale;
+  if (stats) stats->merge({se * s * s, sw, static_cast<double>(f32_from_bits(me)) * s});
 }
 
 }  // namespace

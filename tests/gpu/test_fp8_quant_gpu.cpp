@@ -119,10 +119,14 @@ TEST(Fp8QuantGpu, EverySchemeEqualsTheReference) {
             ASSERT_EQ(got, want) << rows << "x" << cols << " scheme " << scheme << " " << dtype_name(dt);
             std::vector<uint8_t> cpu(g.numel());
             fp8_quantize_fast(g, dt, in.data(), 0, g.numel(), scales.data(), cpu.data(), &cs);
-            // The report's sums (the CPU adds float32 terms per tile, the GPU doubles).
-            EXPECT_NEAR(gs.sum_sq_err, cs.sum_sq_err, 1e-5 * cs.sum_sq_err + 1e-30);
+            // The report's error terms (the CPU's in the scaled domain, summed in float32 tiles;
+            // the GPU's float32 per thread): equal within a tolerance that scales with the weights.
+            double wmax = 0;
+            for (float a : ref_amax) wmax = std::max(wmax, static_cast<double>(a));
+            EXPECT_NEAR(gs.sum_sq_err, cs.sum_sq_err,
+                        1e-5 * cs.sum_sq_err + 3e-7 * std::sqrt(cs.sum_sq_err * cs.sum_sq) + 1e-12 * cs.sum_sq);
             EXPECT_NEAR(gs.sum_sq, cs.sum_sq, 1e-5 * cs.sum_sq);
-            EXPECT_NEAR(gs.max_abs_err, cs.max_abs_err, 2e-5 * cs.max_abs_err);
+            EXPECT_NEAR(gs.max_abs_err, cs.max_abs_err, 2e-5 * cs.max_abs_err + 1e-7 * wmax);
           }
         }
       }
