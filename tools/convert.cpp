@@ -33,6 +33,7 @@ void add_convert(CLI::App& app, std::function<int()>& action) {
       oo.verify_crc = !a->no_verify;
       oo.state_dict_key = a->key;
       oo.keep_aliases = a->keep_aliases;
+      oo.prefer_torch = true;
       Checkpoint ck = open_checkpoint(a->src, oo);
       Plan plan = plan_convert(ck, *max);
       if (!a->w.quiet && !a->w.dry_run)

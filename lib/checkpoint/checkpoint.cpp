@@ -124,7 +124,12 @@ Checkpoint open_checkpoint(const std::string& path, const OpenOptions& opt) {
     read_config(ck);  // before the weights: alias handling of torch files looks at tie_word_embeddings
     auto has = [&](const char* name) { return fs::is_regular_file(fs::path(path) / name); };
     std::vector<std::string> shard_paths;
-    if (has("model.safetensors.index.json")) {
+    const bool torch_first = opt.prefer_torch && (has("pytorch_model.bin.index.json") || has("pytorch_model.bin"));
+    if (torch_first && has("pytorch_model.bin.index.json")) {
+      ck.index_file = (fs::path(path) / "pytorch_model.bin.index.json").string();
+    } else if (torch_first) {
+      shard_paths.push_back((fs::path(path) / "pytorch_model.bin").string());
+    } else if (has("model.safetensors.index.json")) {
       ck.index_file = (fs::path(path) / "model.safetensors.index.json").string();
     } else if (has("model.safetensors")) {
       shard_paths.push_back((fs::path(path) / "model.safetensors").string());

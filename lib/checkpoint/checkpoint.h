@@ -49,6 +49,8 @@ struct OpenOptions {
   bool verify_crc = true;        // torch zip: check every record's CRC-32
   std::string state_dict_key;    // torch: take the tensor dict under this top-level key
   bool keep_aliases = false;     // torch: write exact aliases (tied weights) under every name
+  // A directory holding both PyTorch and safetensors weights: read the PyTorch ones (convert).
+  bool prefer_torch = false;
 };
 
 Checkpoint open_checkpoint(const std::string& path, const OpenOptions& options = {});

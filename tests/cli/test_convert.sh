@@ -19,8 +19,14 @@ done
 [ -f "$tmp/sharded/model.safetensors.index.json" ]
 same "$tmp/sharded" "$data/llama/model.safetensors"
 
-"$ckpt" convert -q "$data/llama-tied" "$tmp/tied"
+# llama-tied holds pytorch_model.bin and model.safetensors: convert reads the .bin. Its tied
+# lm_head.weight is dropped (tie_word_embeddings: true), as transformers' save_pretrained did.
+"$ckpt" convert "$data/llama-tied" "$tmp/tied" 2>"$tmp/err.txt"
+grep -q "dropped 'lm_head.weight': the same memory as 'model.embed_tokens.weight'" "$tmp/err.txt"
+"$ckpt" convert --dry-run "$data/llama-tied" "$tmp/dry" | grep -q '"source_format": "torch-zip"'
 same "$tmp/tied" "$data/llama-tied/model.safetensors"
+[ "$(python3 "$here/st_tensors.py" metadata "$tmp/tied/model.safetensors")" = \
+  '{"format": "pt", "lm_head.weight": "model.embed_tokens.weight"}' ]
 
 # Edge cases, zip and legacy: torch's contiguous() bytes; the tied pair is written once and the
 # dropped name recorded as {dropped: kept}, or every name with --keep-aliases.

@@ -51,9 +51,12 @@ std::map<std::string, Tensor> read_tensors(const std::string& path, Metadata* me
   return out;
 }
 
-std::string convert(const std::string& src, const test::ScratchDir& dir, const OpenOptions& oo = {},
+// As `ckpt convert` does: a directory's PyTorch files are read even when safetensors sit beside them.
+std::string convert(const std::string& src, const test::ScratchDir& dir, OpenOptions oo = {},
                     uint64_t max_shard = 5'000'000'000ull, int threads = 2) {
+  oo.prefer_torch = true;
   Checkpoint ck = open_checkpoint(src, oo);
+  EXPECT_NE(ck.files.at(0).format, SourceFormat::kSafetensors) << src;
   Plan plan = plan_convert(ck, max_shard);
   ExecOptions eo;
   eo.threads = threads;
@@ -123,9 +126,13 @@ TEST(TorchConvert, LlamaBinSingleShardedAndTiedMatchSafetensors) {
     EXPECT_TRUE(fs::exists(out + "/tokenizer.json"));
     EXPECT_FALSE(fs::exists(out + "/pytorch_model.bin.index.json"));
   }
+  // llama-tied (tie_word_embeddings: true): lm_head.weight shares embed_tokens' storage and is
+  // dropped, as transformers' save_pretrained did for llama-tied/model.safetensors.
   test::ScratchDir s;
-  expect_same_tensors(read_tensors(convert(test::testdata("llama-tied"), s)),
+  Metadata md;
+  expect_same_tensors(read_tensors(convert(test::testdata("llama-tied"), s), &md),
                       read_tensors(test::testdata("llama-tied/model.safetensors")));
+  EXPECT_EQ(md, (Metadata{{"format", "pt"}, {"lm_head.weight", "model.embed_tokens.weight"}}));
 }
 
 TEST(TorchConvert, ShardsAndThreadCountsGiveTheSameBytes) {
