@@ -176,30 +176,32 @@ inline Encoded e4m3fn_saturating(float v) {
 #define CKPT_SIMD_CLONES
 #endif
 
-CKPT_SIMD_CLONES float amax_run(DType dt, const uint8_t* in, uint64_t n) {
-  // max |x| as an integer max over the magnitude bits: for non-negative IEEE values the integer
-  // order is the numeric order, and every NaN/Inf sorts above every finite value.
-  if (dt == DType::F32) {
-    uint32_t m = 0;
-    uint32_t tile[kTile];
-    for (uint64_t t = 0; t < n; t += kTile) {
-      const uint64_t k = std::min(kTile, n - t);
-      std::memcpy(tile, in + 4 * t, 4 * k);
-#pragma omp simd reduction(max : m)
-      for (uint64_t i = 0; i < k; ++i) m = std::max(m, tile[i] & 0x7FFFFFFFu);
-    }
-    return m >= 0x7F800000u ? std::numeric_limits<float>::infinity() : f32_from_bits(m);
-  }
-  uint16_t m = 0;
-  uint16_t tile[kTile];
+// max |x| as an integer max over the magnitude bits (U: the element's bit pattern): for
+// non-negative IEEE values the integer order is the numeric order, and every NaN/Inf sorts above
+// every finite value.
+template <typename U>
+inline U max_magnitude_bits(const uint8_t* in, uint64_t n) {
+  constexpr U mask = std::numeric_limits<U>::max() >> 1;  // all bits but the sign
+  U m = 0;
+  U tile[kTile];
   for (uint64_t t = 0; t < n; t += kTile) {
     const uint64_t k = std::min(kTile, n - t);
-    std::memcpy(tile, in + 2 * t, 2 * k);
+    std::memcpy(tile, in + sizeof(U) * t, sizeof(U) * k);
 #pragma omp simd reduction(max : m)
-    for (uint64_t i = 0; i < k; ++i) m = std::max<uint16_t>(m, tile[i] & 0x7FFFu);
+    for (uint64_t i = 0; i < k; ++i) m = std::max<U>(m, tile[i] & mask);
   }
-  if (dt == DType::BF16) return m >= 0x7F80u ? std::numeric_limits<float>::infinity() : bf16_to_f32(m);
-  return m >= 0x7C00u ? std::numeric_limits<float>::infinity() : f16_to_f32(m);
+  return m;
+}
+
+CKPT_SIMD_CLONES float amax_run(DType dt, const uint8_t* in, uint64_t n) {
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  if (dt == DType::F32) {
+    const uint32_t m = max_magnitude_bits<uint32_t>(in, n);
+    return m >= 0x7F800000u ? inf : f32_from_bits(m);
+  }
+  const uint16_t m = max_magnitude_bits<uint16_t>(in, n);
+  if (dt == DType::BF16) return m >= 0x7F80u ? inf : bf16_to_f32(m);
+  return m >= 0x7C00u ? inf : f16_to_f32(m);
 }
 
 CKPT_SIMD_CLONES void quantize_run(DType dt, const uint8_t* in, uint64_t n, float scale, uint8_t* out, Fp8ErrorStats* stats) {
