@@ -109,13 +109,13 @@ void SourceReader::gather(const SourceView& v, uint64_t first, uint64_t count, u
 
 void SourceReader::copy_hashed(int file_index, uint64_t offset, const File& dst, uint64_t dst_offset, uint64_t n,
                                std::vector<uint64_t>& digests) const {
-  if (n == 0) return;
   const File& src = file(file_index);
-  Window w(src, offset, offset + n);
+  thread_local std::vector<uint8_t> block(kHashBlockBytes);
   for (uint64_t off = 0; off < n; off += kHashBlockBytes) {
     uint64_t k = std::min(kHashBlockBytes, n - off);
-    copy_file_bytes(src, offset + off, dst, dst_offset + off, k);
-    digests.push_back(hash_bytes(w.data() + off, k));
+    src.pread_exact(block.data(), k, offset + off);
+    digests.push_back(hash_bytes(block.data(), k));
+    dst.pwrite_exact(block.data(), k, dst_offset + off);
   }
 }
 
