@@ -107,6 +107,11 @@ struct GemmWarmup::Impl {
   const validate::Target& target;
   std::vector<int> batches;
   int max_batch = 1;
+  // cuBLASLt FP8 has algorithms only for batch (N) dimensions that are multiples of 16, so FP8
+  // GEMMs run on the batch rounded up, as serving engines pad it; activation pools and output
+  // slots are sized for that, and only the first `batch` columns are compared and reported.
+  static int lt_batch(int b) { return (b + 15) / 16 * 16; }
+  int pool_batch() const { return lt_batch(max_batch); }
   std::vector<WeightRun> runs;
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;
@@ -207,8 +212,9 @@ struct GemmWarmup::Impl {
     const float one = 1.0f, zero = 0.0f;
     for (int b : batches) {
       LtShape s;
-      CKPT_CUBLAS(cublasLtMatrixLayoutCreate(&s.b, CUDA_R_8F_E4M3, k, b, k));
-      CKPT_CUBLAS(cublasLtMatrixLayoutCreate(&s.c, cuda_type(r.out), n, b, n));
+      const int pb = lt_batch(b);
+      CKPT_CUBLAS(cublasLtMatrixLayoutCreate(&s.b, CUDA_R_8F_E4M3, k, pb, k));
+      CKPT_CUBLAS(cublasLtMatrixLayoutCreate(&s.c, cuda_type(r.out), n, pb, n));
       cublasLtMatmulHeuristicResult_t result{};
       int found = 0;
       cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, r.op, r.a, s.b, s.c, s.c, pref, 1, &result, &found);
@@ -216,7 +222,7 @@ struct GemmWarmup::Impl {
       r.lt.push_back(s);
       if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
         why = "cuBLASLt FP8 has no algorithm for [" + std::to_string(n) + "," + std::to_string(k) + "] at batch " +
-              std::to_string(b) + " (it needs dimensions that are multiples of 16); dequantized first";
+              std::to_string(b) + " (padded to " + std::to_string(pb) + "); dequantized first";
         break;
       }
       // One trial run before any graph capture: a refusal here is a fallback, not a failure.
@@ -314,17 +320,17 @@ void GemmWarmup::allocate(validate::PhaseScope& scope) {
     acts.insert(r.out);  // a cuBLASLt weight may fall back to dequantize + GEMM in the output dtype
     r.out_off = out_bytes;
     r.ref_off = ref_elems;
-    out_bytes += align256(m.max_batch * r.lw->n * elem_size(r.out));
+    out_bytes += align256(uint64_t(m.pool_batch()) * r.lw->n * elem_size(r.out));
     ref_elems += m.max_batch * r.lw->n;
     max_nk = std::max(max_nk, r.lw->n * r.lw->k);
     if (r.lw->fp8()) dequant_nk = std::max(dequant_nk, r.lw->n * r.lw->k);
   }
   uint64_t act_bytes = 0;
   for (Elem e : acts) {
-    const uint64_t elems = m.max_batch * m.max_k;
+    const uint64_t elems = uint64_t(m.pool_batch()) * m.max_k;
     m.x[e] = DeviceBuffer(align256(elems * elem_size(e)));
     m.x_ref[e] = DeviceBuffer(elems * sizeof(double));
-    CKPT_CUDA(make_activations(m.max_batch, m.max_k, e, m.x[e].data(), m.x_ref[e].as<double>(), m.stream));
+    CKPT_CUDA(make_activations(m.pool_batch(), m.max_k, e, m.x[e].data(), m.x_ref[e].as<double>(), m.stream));
     act_bytes += elems * (elem_size(e) + sizeof(double));
   }
   m.out_arena = DeviceBuffer(std::max<uint64_t>(out_bytes, 256));

@@ -16,12 +16,22 @@ timed() {
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 max_of() { printf '%s\n' "$@" | sort -g | tail -1; }
 
-# synthetic NAME ARGS...: a synthetic Llama-shaped checkpoint under $bench_dir/NAME (made once).
+# synthetic NAME ARGS...: a synthetic Llama-shaped checkpoint under $bench_dir/NAME (made once),
+# left in a clean page cache with only the source cached (see warm).
 synthetic() {
   local name=$1
   shift
   [ -f "$bench_dir/$name/config.json" ] || "$synthetic_bin" "$bench_dir/$name" "$@" >/dev/null
+  warm "$bench_dir/$name"/*
   echo "$bench_dir/$name"
+}
+
+# warm FILES...: starts from an empty page cache (when allowed to drop it) holding just FILES, so
+# that no run pays for reclaiming memory that earlier work filled; as root only.
+warm() {
+  sync
+  [ -w /proc/sys/vm/drop_caches ] && echo 3 >/proc/sys/vm/drop_caches
+  cat "$@" >/dev/null
 }
 
 # Drops written data to disk between runs so that one run's write-back does not land in the next.
