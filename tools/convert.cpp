@@ -36,11 +36,13 @@ void add_convert(CLI::App& app, std::function<int()>& action) {
       oo.prefer_torch = true;
       Checkpoint ck = open_checkpoint(a->src, oo);
       Plan plan = plan_convert(ck, *max);
+      int code = run_plan(plan, a->dst, {a->src}, a->w);
+      // After the run, so that a failure stays the one line on stderr.
       if (!a->w.quiet && !a->w.dry_run)
         for (const auto& [dropped, kept] : ck.aliases)
           std::fprintf(stderr, "ckpt convert: dropped '%s': the same memory as '%s' (tied weights; --keep-aliases keeps both)\n",
                        dropped.c_str(), kept.c_str());
-      return run_plan(plan, a->dst, {a->src}, a->w);
+      return code;
     };
   });
 }

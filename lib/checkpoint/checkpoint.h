@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/source_check.h"
 #include "checkpoint/tensor_ref.h"
 #include "formats/safetensors.h"
 #include "formats/strict_json.h"
@@ -38,6 +39,8 @@ struct Checkpoint {
   std::optional<std::string> index_file;  // the index that listed the shards, if any
   // Names dropped while opening (exact aliases of another tensor), with the name they alias.
   std::vector<std::pair<std::string, std::string>> aliases;
+  // Checks of source bytes to run while a plan over this checkpoint executes (torch zip CRCs).
+  SourceChecks checks;
 
   const TensorRef* find(const std::string& name) const;
   uint64_t total_bytes() const;

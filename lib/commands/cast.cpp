@@ -81,7 +81,7 @@ Plan plan_cast(const Checkpoint& ck, const CastOptions& o) {
 
   Plan plan;
   plan.command = "cast";
-  plan.sources = source_paths(ck);
+  set_plan_sources(plan, ck);
   std::vector<OutputTensor> tensors;
   ojson cast = ojson::array(), kept = ojson::array();
   for (const auto& t : ck.tensors) {

@@ -8,7 +8,7 @@ namespace ckpt {
 Plan plan_convert(const Checkpoint& ck, uint64_t max_shard_bytes) {
   Plan plan;
   plan.command = "convert";
-  plan.sources = source_paths(ck);
+  set_plan_sources(plan, ck);
   std::vector<OutputTensor> tensors;
   size_t views = 0;
   for (const auto& t : ck.tensors) {

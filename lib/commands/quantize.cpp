@@ -260,7 +260,7 @@ QuantizePlan plan_quantize(const Checkpoint& ck, const QuantizeOptions& o) {
 
   QuantizePlan qp;
   qp.plan.command = "quantize";
-  qp.plan.sources = source_paths(ck);
+  set_plan_sources(qp.plan, ck);
   qp.bytes_before = ck.total_bytes();
   qp.plan.notes["quantization"] = wanted;
 

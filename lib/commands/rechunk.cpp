@@ -10,10 +10,15 @@ std::vector<std::string> source_paths(const Checkpoint& ck) {
   return paths;
 }
 
+void set_plan_sources(Plan& plan, const Checkpoint& ck) {
+  plan.sources = source_paths(ck);
+  plan.checks = ck.checks;
+}
+
 Plan plan_rechunk(const Checkpoint& ck, uint64_t max_shard_bytes) {
   Plan plan;
   plan.command = "rechunk";
-  plan.sources = source_paths(ck);
+  set_plan_sources(plan, ck);
   std::vector<OutputTensor> tensors;
   for (const auto& t : ck.tensors) tensors.push_back({t.name, t.dtype(), t.shape(), copy_of(t)});
   add_hf_safetensors_files(plan, std::move(tensors), max_shard_bytes);

@@ -13,5 +13,7 @@ Plan plan_rechunk(const Checkpoint& ck, uint64_t max_shard_bytes);
 
 // The source paths of a checkpoint, in SourceView::file order (a plan's `sources`).
 std::vector<std::string> source_paths(const Checkpoint& ck);
+// A plan's sources and the source checks that must run with it, from the checkpoint it reads.
+void set_plan_sources(Plan& plan, const Checkpoint& ck);
 
 }  // namespace ckpt

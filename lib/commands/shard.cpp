@@ -174,7 +174,7 @@ Plan plan_shard(const Checkpoint& ck, const Recipe& recipe, const ShardOptions& 
 
   Plan plan;
   plan.command = "shard";
-  plan.sources = source_paths(ck);
+  set_plan_sources(plan, ck);
   for (uint64_t stage = 0; stage < o.pp; ++stage) {
     for (uint64_t rank = 0; rank < o.tp; ++rank) {
       const std::string dir = rank_dir_name(o.pp, stage, rank) + "/";

@@ -31,7 +31,7 @@ void add_torch_file(Checkpoint& ck, const std::string& path, const OpenOptions& 
   SourceFormat format;
   if (n >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) {
     format = SourceFormat::kTorchZip;
-    tensors = read_torch_zip(f, options.state_dict_key, options.verify_crc, index);
+    tensors = read_torch_zip(f, options.state_dict_key, options.verify_crc, index, ck.checks);
   } else if (is_torch_legacy(head, n)) {
     format = SourceFormat::kTorchLegacy;
     tensors = read_torch_legacy(f, options.state_dict_key, index);

@@ -14,9 +14,23 @@ std::string read_record(const ByteSource& src, const ZipRecord& r) {
   return s;
 }
 
+// A storage record's CRC-32, checked while the plan runs.
+class RecordCrcCheck : public SourceCheck {
+ public:
+  RecordCrcCheck(int file, ZipRecord record) : file_(file), record_(std::move(record)) {}
+  int file() const override { return file_; }
+  uint64_t bytes() const override { return record_.size; }
+  void run(const File& source) const override { verify_zip_record_crc(FileSource(source), record_); }
+
+ private:
+  int file_;
+  ZipRecord record_;
+};
+
 }  // namespace
 
-std::vector<TorchTensor> read_torch_zip(const File& f, const std::string& key, bool verify_crc, int file_index) {
+std::vector<TorchTensor> read_torch_zip(const File& f, const std::string& key, bool verify_crc, int file_index,
+                                        SourceChecks& deferred) {
   const std::string& path = f.path();
   FileSource src(f);
   ZipArchive zip = read_zip_directory(src);
@@ -35,7 +49,12 @@ std::vector<TorchTensor> read_torch_zip(const File& f, const std::string& key, b
     if (order != "little")
       fail(Errc::kUnsupported, path, "", "byteorder is '" + order.substr(0, 16) + "'; only little-endian files are supported");
   }
-  if (verify_crc) verify_zip_crcs(src, zip);
+  if (verify_crc) {
+    for (const ZipRecord& r : zip.records) {
+      if (r.name.compare(0, prefix.size() + 5, prefix + "data/") == 0) deferred.push_back(std::make_shared<RecordCrcCheck>(file_index, r));
+      else verify_zip_record_crc(src, r);  // small records, and the pickle before it is parsed
+    }
+  }
   if (pkl->size > kMaxPickleBytes) fail(Errc::kTorchInvalid, path, "", "data.pkl is larger than 1 GiB");
   const std::string pickle_bytes = read_record(src, *pkl);
 

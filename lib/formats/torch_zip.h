@@ -3,6 +3,8 @@
 #pragma once
 
 #include <string>
+
+#include "checkpoint/source_check.h"
 #include <vector>
 
 #include "core/file_io.h"
@@ -12,6 +14,9 @@ namespace ckpt {
 
 inline constexpr uint64_t kMaxPickleBytes = 1ull << 30;
 
-std::vector<TorchTensor> read_torch_zip(const File& f, const std::string& key, bool verify_crc, int file_index);
+// With verify_crc, the small records (data.pkl, byteorder, ...) are checked now and the storage
+// records' CRC-32 checks are appended to `deferred` for the executor to run beside the copies.
+std::vector<TorchTensor> read_torch_zip(const File& f, const std::string& key, bool verify_crc, int file_index,
+                                        SourceChecks& deferred);
 
 }  // namespace ckpt

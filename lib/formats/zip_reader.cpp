@@ -174,27 +174,41 @@ ZipArchive read_zip_directory(const ByteSource& src) {
   return zip;
 }
 
-void verify_zip_crcs(const ByteSource& src, const ZipArchive& zip) {
+namespace {
+
+bool record_crc_matches(const ByteSource& src, const ZipRecord& r) {
   constexpr size_t kBlock = 4u << 20;
+  std::vector<uint8_t> buf(std::min<uint64_t>(kBlock, r.size));
+  uint32_t crc = 0;
+  for (uint64_t off = 0; off < r.size; off += kBlock) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(kBlock, r.size - off));
+    src.read(r.data_offset + off, n, buf.data());
+    crc = crc32(crc, buf.data(), n);
+  }
+  return crc == r.crc32;
+}
+
+[[noreturn]] void fail_crc(const ByteSource& src, const ZipRecord& r) {
+  fail(Errc::kZipCrcMismatch, src.name(), "",
+       "record '" + r.name + "' does not match its CRC-32 (corrupt or truncated file; --no-verify skips this check)");
+}
+
+}  // namespace
+
+void verify_zip_record_crc(const ByteSource& src, const ZipRecord& record) {
+  if (!record_crc_matches(src, record)) fail_crc(src, record);
+}
+
+void verify_zip_crcs(const ByteSource& src, const ZipArchive& zip) {
   std::atomic<size_t> next{0};
   std::mutex m;
   size_t failed_index = SIZE_MAX;  // the first mismatching record in directory order
-  auto check = [&](const ZipRecord& r) {
-    std::vector<uint8_t> buf(std::min<uint64_t>(kBlock, r.size));
-    uint32_t crc = 0;
-    for (uint64_t off = 0; off < r.size; off += kBlock) {
-      size_t n = static_cast<size_t>(std::min<uint64_t>(kBlock, r.size - off));
-      src.read(r.data_offset + off, n, buf.data());
-      crc = crc32(crc, buf.data(), n);
-    }
-    return crc == r.crc32;
-  };
   std::exception_ptr error;
 #pragma omp parallel
   {
     for (size_t i; (i = next.fetch_add(1)) < zip.records.size();) {
       try {
-        if (!check(zip.records[i])) {
+        if (!record_crc_matches(src, zip.records[i])) {
           std::lock_guard<std::mutex> lock(m);
           if (i < failed_index) failed_index = i;
         }
@@ -205,10 +219,7 @@ void verify_zip_crcs(const ByteSource& src, const ZipArchive& zip) {
     }
   }
   if (error) std::rethrow_exception(error);
-  if (failed_index != SIZE_MAX)
-    fail(Errc::kZipCrcMismatch, src.name(), "",
-         "record '" + zip.records[failed_index].name +
-             "' does not match its CRC-32 (corrupt or truncated file; --no-verify skips this check)");
+  if (failed_index != SIZE_MAX) fail_crc(src, zip.records[failed_index]);
 }
 
 }  // namespace ckpt

@@ -33,5 +33,7 @@ ZipArchive read_zip_directory(const ByteSource& src);
 
 // Checks the CRC-32 of every record against the central directory, records in parallel.
 void verify_zip_crcs(const ByteSource& src, const ZipArchive& zip);
+// Checks one record; the error names the file and the record.
+void verify_zip_record_crc(const ByteSource& src, const ZipRecord& record);
 
 }  // namespace ckpt

@@ -162,8 +162,26 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
   Progress progress(plan.tensor_bytes(), opt.progress);
   parallel_for(to_prepare.size(), threads, [&](size_t i) { to_prepare[i]->prepare(reader); });
 
-  parallel_for(chunks.size(), threads, [&](size_t ci) {
-    const Chunk& c = chunks[ci];
+  // Source checks (torch zip CRCs) are spread evenly among the chunks so that they run beside
+  // the copies instead of as a pass of their own. order[k] >= 0: a chunk; < 0: check -order[k]-1.
+  const size_t n_tasks = chunks.size() + plan.checks.size();
+  std::vector<int64_t> order(n_tasks, 0);
+  std::vector<bool> is_check(n_tasks, false);
+  for (size_t j = 0; j < plan.checks.size(); ++j) {
+    const size_t at = j * n_tasks / plan.checks.size();
+    is_check[at] = true;
+    order[at] = -static_cast<int64_t>(j) - 1;
+  }
+  for (size_t k = 0, ci = 0; k < n_tasks; ++k)
+    if (!is_check[k]) order[k] = static_cast<int64_t>(ci++);
+
+  parallel_for(n_tasks, threads, [&](size_t task) {
+    if (order[task] < 0) {
+      const SourceCheck& check = *plan.checks[static_cast<size_t>(-order[task] - 1)];
+      check.run(reader.file(check.file()));
+      return;
+    }
+    const Chunk& c = chunks[static_cast<size_t>(order[task])];
     const OutputTensor& t = plan.files[c.file].tensors[c.tensor];
     const uint64_t dst_off = plan.files[c.file].offsets[c.tensor] + c.begin;
     std::vector<uint64_t> digests;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/source_check.h"
 #include "checkpoint/tensor_ref.h"
 #include "formats/safetensors.h"
 #include "formats/strict_json.h"
@@ -100,6 +101,7 @@ struct Plan {
   std::vector<OutputFile> files;
   std::vector<ExtraFile> extras;
   ojson notes = ojson::object();  // command-specific facts for the plan JSON and the manifest
+  SourceChecks checks;            // run by the executor beside the chunks (see source_check.h)
 
   // Sorts each file's tensors as the reference safetensors writer would, checks names and sizes,
   // and lays out headers and offsets. Must be called before execution or printing.

@@ -6,7 +6,7 @@
 set -euo pipefail
 ckpt=$1
 runs=${2:-5}
-source "$(dirname "$0")/bench_lib.sh"
+source "$(dirname "$0")/lib.sh"
 
 src=$(synthetic "llama-22" --layers 22)
 bytes=$(stat -c %s "$src/model.safetensors")

@@ -10,7 +10,7 @@ ckpt=$1
 runs=${2:-3}
 build=$(dirname "$ckpt")
 export CKPT_SYNTHETIC=${CKPT_SYNTHETIC:-$build/tests/ckpt_make_synthetic}
-source "$(dirname "$0")/bench_lib.sh"
+source "$(dirname "$0")/lib.sh"
 if [ ! -x /usr/bin/time ]; then  # no GNU time on the machine: wall time only, RSS unknown
   timed() { local t0; t0=$(date +%s.%N); "$@" >/dev/null; secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}'); rss_mb=n/a; }
 fi

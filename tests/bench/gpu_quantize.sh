@@ -9,7 +9,7 @@ set -euo pipefail
 ckpt=$(realpath "${1:?usage: gpu_quantize.sh path/to/ckpt}")
 build=$(dirname "$ckpt")
 export CKPT_SYNTHETIC=${CKPT_SYNTHETIC:-$build/tests/ckpt_make_synthetic}
-source "$(dirname "$0")/bench_lib.sh"
+source "$(dirname "$0")/lib.sh"
 
 echo "-- kernels vs device-to-device copy (28672 x 8192 bf16)"
 CKPT_BENCH=1 "$build/tests/bench_fp8_quant_gpu" --gtest_filter='Fp8QuantGpuBench.*' | tee "$bench_dir/kernels.txt" | grep BENCH

@@ -237,8 +237,22 @@ TEST(TorchConvert, ContainerRefusals) {
             Errc::kZipUnsupported);
   EXPECT_EQ(open_error(put("deflate.bin", test::build_zip({{"m/data.pkl", pkl}, {"m/data/0", f32_bytes(4), 8}}))),
             Errc::kZipUnsupported);
+  // A storage record's CRC is checked while the plan runs, beside the copies: opening succeeds,
+  // the conversion fails with the record named, and no output is left.
   std::string bad_crc = test::build_zip({{"m/data.pkl", pkl}, {"m/data/0", f32_bytes(4), 0, false, true}});
-  EXPECT_EQ(open_error(put("crc.bin", bad_crc)), Errc::kZipCrcMismatch);
+  Checkpoint crc_ck = open_checkpoint(put("crc.bin", bad_crc));
+  ASSERT_EQ(crc_ck.checks.size(), 1u);
+  try {
+    execute(plan_convert(crc_ck, 5'000'000'000ull), dir / "crc_out", ExecOptions{});
+    ADD_FAILURE() << "a bad CRC was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kZipCrcMismatch);
+    EXPECT_NE(std::string(e.what()).find("m/data/0"), std::string::npos);
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "crc_out"));
+  // A corrupt pickle record is caught before it is parsed.
+  std::string bad_pkl = test::build_zip({{"m/data.pkl", pkl, 0, false, true}, {"m/data/0", f32_bytes(4)}});
+  EXPECT_EQ(open_error(put("crc_pkl.bin", bad_pkl)), Errc::kZipCrcMismatch);
   OpenOptions no_verify;
   no_verify.verify_crc = false;
   EXPECT_EQ(open_checkpoint(dir / "crc.bin", no_verify).tensors.size(), 1u);

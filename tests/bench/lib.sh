@@ -1,5 +1,5 @@
 # Shared by the benchmark scripts: timing with /usr/bin/time -v, medians, synthetic checkpoints.
-# Usage: source bench_lib.sh; every timing is wall seconds, every RSS is MB.
+# Usage: source lib.sh; every timing is wall seconds, every RSS is MB.
 
 bench_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 synthetic_bin=${CKPT_SYNTHETIC:-$bench_root/build/tests/ckpt_make_synthetic}
@@ -11,6 +11,17 @@ timed() {
   /usr/bin/time -v "$@" >/dev/null 2>"$bench_dir/.time" || { cat "$bench_dir/.time" >&2; return 1; }
   secs=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$bench_dir/.time")
   rss_mb=$(awk -F': ' '/Maximum resident set size/ {printf "%.1f", $2/1024}' "$bench_dir/.time")
+}
+
+# durable CMD...: wall seconds of CMD followed by sync (until the bytes are on disk); sets $secs.
+# Beside `timed`, whose page-cache times swing with the kernel's write-back heuristics once the
+# output approaches the dirty-memory limit, this is the time a pipeline really waits for.
+durable() {
+  local start end
+  start=$(date +%s.%N)
+  "$@" >/dev/null && sync
+  end=$(date +%s.%N)
+  secs=$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.3f", b - a}')
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
