@@ -15,7 +15,8 @@ trap 'rm -rf "$work"' EXIT
 python3 "$here/torch_zip_writer.py" llama "$work/big.bin" --layers 22
 python3 "$here/torch_zip_writer.py" llama "$work/small.bin" --layers 6
 size=$(stat -c %s "$work/big.bin")
-cat "$work/big.bin" "$work/small.bin" >/dev/null  # page-cache both sources for every run
+source "$here/lib.sh"
+warm "$work/big.bin" "$work/small.bin"  # a clean page cache holding both sources for every run
 
 # measure LABEL CMD...: appends "label seconds rss_kb" to $work/results
 measure() {
