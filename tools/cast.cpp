@@ -52,9 +52,8 @@ void add_cast(CLI::App& app, std::function<int()>& action) {
       if (!dtype || (*dtype != DType::BF16 && *dtype != DType::F16 && *dtype != DType::F32))
         fail(Errc::kInvalidArgument, "", "", "--dtype must be bf16, f16 or f32, not '" + a->dtype + "'");
       o.dtype = *dtype;
-      auto max = parse_byte_size(a->max_shard);
-      if (!max) fail(Errc::kInvalidArgument, "", "", "--max-shard-size '" + a->max_shard + "' is not a size like 5GB or 500MiB");
-      o.max_shard_bytes = *max;
+      const uint64_t max = parse_max_shard_size(a->max_shard);
+      o.max_shard_bytes = max;
       o.keep = a->keep;
       o.only = a->only;
       o.make_op = op_factory_for(a->device);

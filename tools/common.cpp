@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "core/error.h"
 #include "core/sizes.h"
 #include "plan/executor.h"
 #include "plan/progress.h"
@@ -23,6 +24,12 @@ void add_write_options(CLI::App* cmd, WriteOptions& o) {
   cmd->add_flag("--dry-run", o.dry_run, "Print the plan as JSON and write nothing");
   cmd->add_flag("-q,--quiet", o.quiet, "No progress and no summary line");
   cmd->add_flag("--json", o.json, "Print the summary as JSON on stdout");
+}
+
+uint64_t parse_max_shard_size(const std::string& text) {
+  auto max = parse_byte_size(text);
+  if (!max) fail(Errc::kInvalidArgument, "", "", "--max-shard-size '" + text + "' is not a size like 5GB or 500MiB");
+  return *max;
 }
 
 int run_plan(const Plan& plan, const std::string& destination, const std::vector<std::string>& protected_paths,

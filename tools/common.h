@@ -27,6 +27,8 @@ struct WriteOptions {
 };
 
 void add_write_options(CLI::App* cmd, WriteOptions& o);
+// The value of --max-shard-size ("5GB" = 5e9 bytes, "5GiB" = 5*2^30); a usage error otherwise.
+uint64_t parse_max_shard_size(const std::string& text);
 // Command-specific results known only after execution (a quantizer's errors, say): put under
 // "report" in the --json summary.
 using ReportFn = std::function<ojson()>;

@@ -27,15 +27,14 @@ void add_convert(CLI::App& app, std::function<int()>& action) {
   add_write_options(cmd, a->w);
   cmd->callback([&action, a] {
     action = [a] {
-      auto max = parse_byte_size(a->max_shard);
-      if (!max) fail(Errc::kInvalidArgument, "", "", "--max-shard-size '" + a->max_shard + "' is not a size like 5GB or 500MiB");
+      const uint64_t max = parse_max_shard_size(a->max_shard);
       OpenOptions oo;
       oo.verify_crc = !a->no_verify;
       oo.state_dict_key = a->key;
       oo.keep_aliases = a->keep_aliases;
       oo.prefer_torch = true;
       Checkpoint ck = open_checkpoint(a->src, oo);
-      Plan plan = plan_convert(ck, *max);
+      Plan plan = plan_convert(ck, max);
       int code = run_plan(plan, a->dst, {a->src}, a->w);
       // After the run, so that a failure stays the one line on stderr.
       if (!a->w.quiet && !a->w.dry_run)

@@ -22,11 +22,10 @@ void add_merge(CLI::App& app, std::function<int()>& action) {
   add_write_options(cmd, a->w);
   cmd->callback([&action, a] {
     action = [a] {
-      auto max = parse_byte_size(a->max_shard);
-      if (!max) fail(Errc::kInvalidArgument, "", "", "--max-shard-size '" + a->max_shard + "' is not a size like 5GB or 500MiB");
+      const uint64_t max = parse_max_shard_size(a->max_shard);
       MergeOptions o;
       o.recipe_path = a->recipe;
-      o.max_shard_bytes = *max;
+      o.max_shard_bytes = max;
       Plan plan = plan_merge(a->src, o);
       return run_plan(plan, a->dst, {a->src}, a->w);
     };

@@ -21,10 +21,9 @@ void add_rechunk(CLI::App& app, std::function<int()>& action) {
   add_write_options(cmd, a->w);
   cmd->callback([&action, a] {
     action = [a] {
-      auto max = parse_byte_size(a->max_shard);
-      if (!max) fail(Errc::kInvalidArgument, "", "", "--max-shard-size '" + a->max_shard + "' is not a size like 5GB or 500MiB");
+      const uint64_t max = parse_max_shard_size(a->max_shard);
       Checkpoint ck = open_checkpoint(a->src);
-      Plan plan = plan_rechunk(ck, *max);
+      Plan plan = plan_rechunk(ck, max);
       return run_plan(plan, a->dst, {a->src}, a->w);
     };
   });

@@ -31,8 +31,7 @@ void add_shard(CLI::App& app, std::function<int()>& action) {
   add_write_options(cmd, a->w);
   cmd->callback([&action, a] {
     action = [a] {
-      auto max = parse_byte_size(a->max_shard);
-      if (!max) fail(Errc::kInvalidArgument, "", "", "--max-shard-size '" + a->max_shard + "' is not a size like 5GB or 500MiB");
+      const uint64_t max = parse_max_shard_size(a->max_shard);
       Checkpoint ck = open_checkpoint(a->src);
       Recipe recipe = a->recipe.empty() ? Recipe::for_checkpoint(ck) : Recipe::load_file(a->recipe);
       ShardOptions o;
@@ -40,7 +39,7 @@ void add_shard(CLI::App& app, std::function<int()>& action) {
       o.pp = a->pp;
       o.ep = a->ep;
       o.vocab_multiple = a->vocab_padding;
-      o.max_shard_bytes = *max;
+      o.max_shard_bytes = max;
       Plan plan = plan_shard(ck, recipe, o);
       return run_plan(plan, a->dst, {a->src}, a->w);
     };

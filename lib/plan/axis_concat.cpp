@@ -50,14 +50,7 @@ ojson AxisConcatProducer::describe() const {
   d["op"] = "concat";
   d["dim"] = dim_;
   ojson ps = ojson::array();
-  for (const auto& p : pieces_) {
-    ojson j = ojson::object();
-    j["source"] = p.file;
-    j["offset"] = p.offset;
-    j["shape"] = p.shape;
-    if (!p.is_contiguous()) j["strides"] = p.strides;
-    ps.push_back(j);
-  }
+  for (const auto& p : pieces_) ps.push_back(describe_view(p));
   d["pieces"] = ps;
   return d;
 }

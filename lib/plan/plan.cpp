@@ -85,20 +85,22 @@ ojson ViewProducer::describe() const {
   ojson d = ojson::object();
   d["op"] = op_ ? op_->name() : "copy";
   ojson ps = ojson::array();
-  for (const auto& p : pieces_) {
-    ojson j = ojson::object();
-    if (p.file == SourceView::kZeros) {
-      j["zeros"] = p.numel();
-    } else {
-      j["source"] = p.file;
-      j["offset"] = p.offset;
-      j["shape"] = p.shape;
-      if (!p.is_contiguous()) j["strides"] = p.strides;
-    }
-    ps.push_back(j);
-  }
+  for (const auto& p : pieces_) ps.push_back(describe_view(p));
   d["pieces"] = ps;
   return d;
+}
+
+ojson describe_view(const SourceView& v) {
+  ojson j = ojson::object();
+  if (v.file == SourceView::kZeros) {
+    j["zeros"] = v.numel();
+    return j;
+  }
+  j["source"] = v.file;
+  j["offset"] = v.offset;
+  j["shape"] = v.shape;
+  if (!v.is_contiguous()) j["strides"] = v.strides;
+  return j;
 }
 
 uint64_t OutputTensor::nbytes() const { return producer->nbytes(); }

@@ -111,6 +111,9 @@ struct Plan {
   ojson to_json() const;
 };
 
+// A view as the printed plan shows it (source, offset, shape, strides; or a count of zeros).
+ojson describe_view(const SourceView& v);
+
 // Turns a checkpoint's tensor into the view list of a plain copy.
 std::shared_ptr<Producer> copy_of(const TensorRef& t);
 

@@ -13,6 +13,7 @@
 
 #include "fp8_quant.h"
 #include "gpu_info.h"
+#include "gpu_timing.h"
 
 using namespace ckpt::cuda;
 
@@ -20,26 +21,7 @@ namespace {
 
 #define CUDA_OK(x) ASSERT_EQ((x), cudaSuccess) << #x
 
-double median_ms(const std::function<void()>& run) {
-  cudaEvent_t a, b;
-  cudaEventCreate(&a);
-  cudaEventCreate(&b);
-  for (int i = 0; i < 3; ++i) run();
-  std::vector<float> ms;
-  for (int i = 0; i < 15; ++i) {
-    cudaEventRecord(a);
-    run();
-    cudaEventRecord(b);
-    cudaEventSynchronize(b);
-    float t = 0;
-    cudaEventElapsedTime(&t, a, b);
-    ms.push_back(t);
-  }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
+double median_ms(const std::function<void()>& run) { return ckpt::test::median_event_ms(run, 15, 3); }
 
 }  // namespace
 

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "gpu_timing.h"
 #include "cast.h"
 #include "cast_op_cuda.h"
 #include "cast_patterns.h"
@@ -108,23 +109,7 @@ TEST(CastGpu, DeviceCudaElementOp) {
 // Median milliseconds of `reps` runs of fn on the default stream.
 template <class Fn>
 float median_ms(Fn fn, int reps) {
-  cudaEvent_t a, b;
-  cudaEventCreate(&a);
-  cudaEventCreate(&b);
-  std::vector<float> ms;
-  for (int r = 0; r < reps; ++r) {
-    cudaEventRecord(a);
-    fn();
-    cudaEventRecord(b);
-    cudaEventSynchronize(b);
-    float t = 0;
-    cudaEventElapsedTime(&t, a, b);
-    ms.push_back(t);
-  }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
+  return ckpt::test::median_event_ms(fn, reps, 0);
 }
 
 // Casting moves in + out bytes; the floor is cudaMemcpy D2D of (in + out) / 2 bytes, which moves
