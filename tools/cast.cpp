@@ -15,15 +15,13 @@ namespace ckpt::cli {
 namespace {
 
 CastOpFactory op_factory_for(const std::string& device) {
-  if (device == "cpu") return {};
+  if (!wants_cuda_device(device)) return {};
 #if defined(CKPT_HAVE_CUDA)
-  if (device == "cuda") {
-    cuda::require_cast_device();  // fails clearly when no GPU is usable, before any planning
-    return cuda::make_cast_op;
-  }
+  cuda::require_cast_device();  // fails clearly when no GPU is usable, before any planning
+  return cuda::make_cast_op;
+#else
+  return {};  // unreachable: wants_cuda_device refused "cuda" in this build
 #endif
-  if (device == "cuda") fail(Errc::kUnsupported, "", "", "this ckpt was built without CUDA (no nvcc): --device cuda is unavailable");
-  fail(Errc::kInvalidArgument, "", "", "--device must be cpu or cuda, not '" + device + "'");
 }
 
 }  // namespace

@@ -26,6 +26,15 @@ void add_write_options(CLI::App* cmd, WriteOptions& o) {
   cmd->add_flag("--json", o.json, "Print the summary as JSON on stdout");
 }
 
+bool wants_cuda_device(const std::string& device) {
+  if (device == "cpu") return false;
+  if (device != "cuda") fail(Errc::kInvalidArgument, "", "", "--device must be cpu or cuda, not '" + device + "'");
+#if !defined(CKPT_HAVE_CUDA)
+  fail(Errc::kUnsupported, "", "", "this ckpt was built without CUDA (no nvcc): --device cuda is unavailable");
+#endif
+  return true;
+}
+
 uint64_t parse_max_shard_size(const std::string& text) {
   auto max = parse_byte_size(text);
   if (!max) fail(Errc::kInvalidArgument, "", "", "--max-shard-size '" + text + "' is not a size like 5GB or 500MiB");

@@ -27,6 +27,9 @@ struct WriteOptions {
 };
 
 void add_write_options(CLI::App* cmd, WriteOptions& o);
+// The value of --device: true for "cuda", false for "cpu"; an error for anything else, and for
+// "cuda" in a build without CUDA.
+bool wants_cuda_device(const std::string& device);
 // The value of --max-shard-size ("5GB" = 5e9 bytes, "5GiB" = 5*2^30); a usage error otherwise.
 uint64_t parse_max_shard_size(const std::string& text);
 // Command-specific results known only after execution (a quantizer's errors, say): put under

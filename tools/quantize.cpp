@@ -30,12 +30,12 @@ bool parse_block(const std::string& text, uint64_t& rows, uint64_t& cols) {
 }
 
 std::shared_ptr<const Fp8Engine> engine_for(const std::string& device) {
-  if (device == "cpu") return cpu_fp8_engine();
+  if (!wants_cuda_device(device)) return cpu_fp8_engine();
 #if defined(CKPT_HAVE_CUDA)
-  if (device == "cuda") return cuda_fp8_engine();  // fails clearly when no GPU is present
+  return cuda_fp8_engine();  // fails clearly when no GPU is present
+#else
+  return cpu_fp8_engine();  // unreachable: wants_cuda_device refused "cuda" in this build
 #endif
-  if (device == "cuda") fail(Errc::kUnsupported, "", "", "this ckpt was built without CUDA (no nvcc): --device cuda is unavailable");
-  fail(Errc::kInvalidArgument, "", "", "--device must be cpu or cuda, not '" + device + "'");
 }
 
 }  // namespace

@@ -94,6 +94,13 @@ std::vector<Chunk> interleave_files(std::vector<Chunk> chunks, size_t files) {
   return out;
 }
 
+// A file's first bytes: the header's length as a little-endian u64, then the padded header.
+std::string header_bytes(const OutputFile& f) {
+  std::string head(8, '\0');
+  for (int i = 0; i < 8; ++i) head[i] = static_cast<char>(f.header.size() >> (8 * i));
+  return head + f.header;
+}
+
 // The path of a new output file; a name with directories ("rank-0/model.safetensors", as shard
 // writes one directory per rank) gets them created inside the temporary directory.
 std::string new_file_path(const OutputDir& out, const std::string& name) {
@@ -131,10 +138,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
     if (f.offsets.size() != f.tensors.size()) throw std::logic_error("execute: plan was not finalized");
     File file = File::create(new_file_path(out, f.name));
     file.truncate(f.size);
-    std::string prefix(8, '\0');
-    uint64_t n = f.header.size();
-    for (int i = 0; i < 8; ++i) prefix[i] = static_cast<char>(n >> (8 * i));
-    std::string head = prefix + f.header;
+    const std::string head = header_bytes(f);
     file.pwrite_exact(head.data(), head.size(), 0);
     files.push_back(std::move(file));
   }
@@ -166,14 +170,9 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
   // the copies instead of as a pass of their own. order[k] >= 0: a chunk; < 0: check -order[k]-1.
   const size_t n_tasks = chunks.size() + plan.checks.size();
   std::vector<int64_t> order(n_tasks, 0);
-  std::vector<bool> is_check(n_tasks, false);
-  for (size_t j = 0; j < plan.checks.size(); ++j) {
-    const size_t at = j * n_tasks / plan.checks.size();
-    is_check[at] = true;
-    order[at] = -static_cast<int64_t>(j) - 1;
-  }
-  for (size_t k = 0, ci = 0; k < n_tasks; ++k)
-    if (!is_check[k]) order[k] = static_cast<int64_t>(ci++);
+  for (size_t j = 0; j < plan.checks.size(); ++j) order[j * n_tasks / plan.checks.size()] = -static_cast<int64_t>(j) - 1;
+  for (size_t k = 0, ci = 0; k < n_tasks; ++k)  // the remaining slots (still 0) take the chunks in order
+    if (order[k] == 0) order[k] = static_cast<int64_t>(ci++);
 
   parallel_for(n_tasks, threads, [&](size_t task) {
     if (order[task] < 0) {
@@ -226,9 +225,8 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
     ManifestFile mf;
     mf.name = f.name;
     mf.size = f.size;
-    std::string prefix(8, '\0');
-    for (int i = 0; i < 8; ++i) prefix[i] = static_cast<char>(f.header.size() >> (8 * i));
-    mf.header_digest = hash_bytes((prefix + f.header).data(), 8 + f.header.size());
+    const std::string head = header_bytes(f);
+    mf.header_digest = hash_bytes(head.data(), head.size());
     for (size_t ti = 0; ti < f.tensors.size(); ++ti)
       mf.tensors.push_back({f.tensors[ti].name, combine_digests(state[fi][ti].block_digests)});
     mi.files.push_back(std::move(mf));

@@ -9,19 +9,11 @@ source "$(dirname "$0")/lib.sh"
 
 src=$(synthetic "llama-22" --layers 22)
 bytes=$(stat -c %s "$src/model.safetensors")
-cps=() cas=() cprss=() carss=()
-for ((i = 0; i < runs; i++)); do
-  rm -rf "$bench_dir/cp-out" "$bench_dir/cast-out"; settle
-  timed cp "$src/model.safetensors" "$bench_dir/cp-out"; cps+=("$secs"); cprss+=("$rss_mb")
-  rm -rf "$bench_dir/cp-out"; settle
-  timed "$ckpt" cast "$src" "$bench_dir/cast-out" --dtype f16 -q; cas+=("$secs"); carss+=("$rss_mb")
-done
-rm -rf "$bench_dir/cp-out" "$bench_dir/cast-out"
-cp_med=$(median "${cps[@]}"); ca_med=$(median "${cas[@]}")
-ratio=$(awk -v a="$ca_med" -v b="$cp_med" 'BEGIN{printf "%.3f", a/b}')
-rss=$(max_of "${carss[@]}")
+against_cp "$src/model.safetensors" "$runs" "$bench_dir/cast-out" "$ckpt" cast "$src" "$bench_dir/cast-out" --dtype f16 -q
+ratio=$(awk -v a="$cmd_med" -v b="$cp_med" 'BEGIN{printf "%.3f", a/b}')
+rss=$cmd_rss
 printf '%-12s %12s %8s %10s %8s %12s %12s\n' case bytes cp_s cast_s ratio cp_rss_MB ckpt_rss_MB
-printf '%-12s %12s %8s %10s %8s %12s %12s\n' "bf16->f16" "$bytes" "$cp_med" "$ca_med" "$ratio" "$(max_of "${cprss[@]}")" "$rss"
-echo "runs: cp ${cps[*]} | cast ${cas[*]}"
+printf '%-12s %12s %8s %10s %8s %12s %12s\n' "bf16->f16" "$bytes" "$cp_med" "$cmd_med" "$ratio" "$cp_rss" "$rss"
+echo "runs: cp $cp_runs | cast $cmd_runs"
 awk -v r="$ratio" -v m="$rss" -v b="$bytes" 'BEGIN{ok = r <= 1.2 && m <= 512 && b >= 2e9;
   print (ok ? "targets met" : "TARGETS MISSED") " (ratio <= 1.2, peak RSS <= 512 MB, >= 2 GB)"; exit !ok}'

@@ -12,18 +12,11 @@ bytes=$(stat -c %s "$src/model.safetensors")
 printf '%-8s %12s %8s %10s %8s %10s %12s\n' scheme src_bytes cp_s quant_s ratio cp_rss_MB quant_rss_MB
 status=0
 for scheme in tensor block channel; do
-  cps=() qs=() cprss=() qrss=()
-  for ((i = 0; i < runs; i++)); do
-    rm -rf "$bench_dir/cp-out" "$bench_dir/q-out"; settle
-    timed cp "$src/model.safetensors" "$bench_dir/cp-out"; cps+=("$secs"); cprss+=("$rss_mb")
-    rm -rf "$bench_dir/cp-out"; settle
-    timed "$ckpt" quantize "$src" "$bench_dir/q-out" --fp8 --scheme "$scheme" -q; qs+=("$secs"); qrss+=("$rss_mb")
-  done
-  rm -rf "$bench_dir/cp-out" "$bench_dir/q-out"
-  cp_med=$(median "${cps[@]}"); q_med=$(median "${qs[@]}")
-  ratio=$(awk -v a="$q_med" -v b="$cp_med" 'BEGIN{printf "%.3f", a/b}')
-  rss=$(max_of "${qrss[@]}")
-  printf '%-8s %12s %8s %10s %8s %10s %12s\n' "$scheme" "$bytes" "$cp_med" "$q_med" "$ratio" "$(max_of "${cprss[@]}")" "$rss"
+  against_cp "$src/model.safetensors" "$runs" "$bench_dir/q-out" \
+    "$ckpt" quantize "$src" "$bench_dir/q-out" --fp8 --scheme "$scheme" -q
+  ratio=$(awk -v a="$cmd_med" -v b="$cp_med" 'BEGIN{printf "%.3f", a/b}')
+  rss=$cmd_rss
+  printf '%-8s %12s %8s %10s %8s %10s %12s\n' "$scheme" "$bytes" "$cp_med" "$cmd_med" "$ratio" "$cp_rss" "$rss"
   if [ "$scheme" = tensor ]; then
     awk -v r="$ratio" -v m="$rss" 'BEGIN{exit !(r <= 1.5 && m <= 512)}' || { echo "per-tensor target missed: ratio $ratio (<= 1.5), RSS $rss MB (<= 512)"; status=1; }
   fi

@@ -11,21 +11,19 @@ printf '%-10s %10s %8s %10s %7s %12s %12s %10s %13s %7s\n' size bytes cp_s rechu
 for layers in 22 44; do
   src=$(synthetic "llama-$layers" --layers "$layers")
   bytes=$(stat -c %s "$src/model.safetensors")
-  cps=() rcs=() cprss=() rcrss=() cpd=() rcd=()
+  against_cp "$src/model.safetensors" "$runs" "$bench_dir/rc-out" \
+    "$ckpt" rechunk "$src" "$bench_dir/rc-out" --max-shard-size 1GB -q
+  rc_med=$cmd_med
+  cpd=() rcd=()
   for ((i = 0; i < runs; i++)); do
-    rm -rf "$bench_dir/cp-out" "$bench_dir/rc-out"; settle
-    timed cp "$src/model.safetensors" "$bench_dir/cp-out"; cps+=("$secs"); cprss+=("$rss_mb")
-    rm -rf "$bench_dir/cp-out"; settle
-    timed "$ckpt" rechunk "$src" "$bench_dir/rc-out" --max-shard-size 1GB -q; rcs+=("$secs"); rcrss+=("$rss_mb")
     rm -rf "$bench_dir/cp-out" "$bench_dir/rc-out"; settle
     durable cp "$src/model.safetensors" "$bench_dir/cp-out"; cpd+=("$secs")
     rm -rf "$bench_dir/cp-out"; settle
     durable "$ckpt" rechunk "$src" "$bench_dir/rc-out" --max-shard-size 1GB -q; rcd+=("$secs")
   done
   rm -rf "$bench_dir/cp-out" "$bench_dir/rc-out"
-  cp_med=$(median "${cps[@]}"); rc_med=$(median "${rcs[@]}")
   cpd_med=$(median "${cpd[@]}"); rcd_med=$(median "${rcd[@]}")
   printf '%-10s %10s %8s %10s %7.3f %12s %12s %10s %13s %7.3f\n' "$layers-layer" "$bytes" "$cp_med" "$rc_med" \
-    "$(awk -v a="$rc_med" -v b="$cp_med" 'BEGIN{print a/b}')" "$(max_of "${cprss[@]}")" "$(max_of "${rcrss[@]}")" \
+    "$(awk -v a="$rc_med" -v b="$cp_med" 'BEGIN{print a/b}')" "$cp_rss" "$cmd_rss" \
     "$cpd_med" "$rcd_med" "$(awk -v a="$rcd_med" -v b="$cpd_med" 'BEGIN{print a/b}')"
 done

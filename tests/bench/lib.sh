@@ -24,6 +24,25 @@ durable() {
   secs=$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.3f", b - a}')
 }
 
+# against_cp SRC_FILE RUNS OUT_DIR CMD...: alternates `cp SRC_FILE` with CMD (which writes
+# OUT_DIR), RUNS times each, every run from a settled page cache; sets cp_med and cmd_med (median
+# seconds), cp_rss and cmd_rss (peak MB), and cp_runs and cmd_runs (every time, for the record).
+against_cp() {
+  local file=$1 n=$2 out=$3
+  shift 3
+  local cps=() cmds=() cprss=() cmdrss=() i
+  for ((i = 0; i < n; i++)); do
+    rm -rf "$bench_dir/cp-out" "$out"; settle
+    timed cp "$file" "$bench_dir/cp-out"; cps+=("$secs"); cprss+=("$rss_mb")
+    rm -rf "$bench_dir/cp-out"; settle
+    timed "$@"; cmds+=("$secs"); cmdrss+=("$rss_mb")
+  done
+  rm -rf "$bench_dir/cp-out" "$out"
+  cp_med=$(median "${cps[@]}"); cmd_med=$(median "${cmds[@]}")
+  cp_rss=$(max_of "${cprss[@]}"); cmd_rss=$(max_of "${cmdrss[@]}")
+  cp_runs="${cps[*]}"; cmd_runs="${cmds[*]}"
+}
+
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 max_of() { printf '%s\n' "$@" | sort -g | tail -1; }
 
