@@ -83,7 +83,7 @@ struct WeightRun {
   const uint8_t* w = nullptr;  // device bytes of the weight as the GEMM reads them
   DeviceBuffer realigned;      // when the file offset breaks cuBLASLt's 16-byte alignment
   DequantArgs dq{};
-  size_t scale_slot = 0;       // index into the float32 scale array (kLtFp8)
+  size_t scale_slot = 0;       // float index into the scale array, 16-byte aligned (kLtFp8)
   size_t out_off = 0, ref_off = 0;
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr;
@@ -303,11 +303,16 @@ void GemmWarmup::allocate(validate::PhaseScope& scope) {
   // cuBLAS must not allocate while a graph is being captured.
   CKPT_CUBLAS(cublasSetWorkspace(m.blas, m.workspace.data(), kWorkspaceBytes));
 
-  // FP8 scales as float32: slot 0 is the activation scale, then one per per-tensor weight.
+  // FP8 scales as float32: slot 0 is the activation scale, then one per per-tensor weight. Each
+  // slot starts a 16-byte line: cuBLASLt's FP8 kernels refuse a scale pointer aligned less
+  // ("not supported" from cublasLtMatmul although the heuristic offered the algorithm; seen on the
+  // H100 with cuBLASLt 13.1, where only the weights whose packed slot happened to fall on 16 bytes
+  // ran).
+  constexpr size_t kFloatsPerSlot = 16 / sizeof(float);
   size_t slots = 1;
   for (auto& r : m.runs)
-    if (r.path == Path::kLtFp8) r.scale_slot = slots++;
-  m.scales = DeviceBuffer(slots * sizeof(float));
+    if (r.path == Path::kLtFp8) r.scale_slot = kFloatsPerSlot * slots++;
+  m.scales = DeviceBuffer(slots * kFloatsPerSlot * sizeof(float));
   const float act_scale = validate::kFp8ActivationScale;
   CKPT_CUDA(cudaMemcpy(m.scales.data(), &act_scale, sizeof act_scale, cudaMemcpyHostToDevice));
   for (auto& r : m.runs)
