@@ -1,11 +1,12 @@
 // The GPU phases of ckpt validate on writer-made fixtures: every weight format passes load,
 // integrity, allocate, warm-up (through the GEMM path its format needs) and graphs; TP ranks run
-// in turn on one GPU; a flipped byte is named by the GPU checksum, a NaN weight by the GEMM
+// in turn on one GPU and side by side on two; a flipped byte is named by the GPU checksum, a NaN weight by the GEMM
 // check; the dequantize kernels equal the CPU reference.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <map>
+#include <set>
 
 #include "cuda_check.h"
 #include "gemm_kernels.h"
@@ -27,13 +28,14 @@ struct Run {
   validate::Prepared prepared;
 };
 
-std::unique_ptr<Run> run_all(const std::string& dir) {
+std::unique_ptr<Run> run_all(const std::string& dir, std::vector<int> gpus = {0}) {
   auto r = std::make_unique<Run>();
   r->prepared = validate::run_cpu_phases(dir, r->report, {false, false});
   if (!r->report.ok()) return r;
   if (r->prepared.expected.files.empty()) validate::expect_file_digests(r->prepared, r->report);
   cuda::GpuValidateOptions o;
   o.batch_sizes = {1, 4, 16};
+  o.gpus = std::move(gpus);
   cuda::run_gpu_phases(r->prepared, r->report, o);
   return r;
 }
@@ -83,6 +85,17 @@ TEST(GpuValidate, TensorParallelRanksInTurn) {
   ASSERT_NE(phase(*r, "graphs", 1), nullptr);
   EXPECT_EQ(phase(*r, "graphs", 0)->target, "rank-0@gpu0");
   EXPECT_EQ(phase(*r, "graphs", 1)->target, "rank-1@gpu0");
+}
+
+TEST(GpuValidate, TensorParallelRanksOnTheirOwnGpus) {
+  if (cuda::device_count() < 2) GTEST_SKIP() << "needs 2 CUDA GPUs, this machine has " << cuda::device_count();
+  ScratchDir tmp;
+  write_tp_fixture(tmp / "tp", FixtureQuant::kFp8Tensor, 2);
+  auto r = run_all(tmp / "tp", {0, 1});
+  ASSERT_TRUE(r->report.ok()) << r->report.table();
+  std::set<std::string> targets;
+  for (size_t rank = 0; rank < 2; ++rank) targets.insert(phase(*r, "graphs", rank)->target);
+  EXPECT_EQ(targets, (std::set<std::string>{"rank-0@gpu0", "rank-1@gpu1"})) << r->report.table();
 }
 
 TEST(GpuValidate, CorruptionIsCaughtOnTheGpuPath) {
