@@ -2,6 +2,7 @@
 // failed check, each naming the file, the tensor and the check. Printed as a table and as JSON.
 #pragma once
 
+#include <chrono>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -42,10 +43,14 @@ class Report {
   std::vector<Failure> failures() const;
   std::vector<Phase> phases() const;
   ojson to_json() const;
-  // The start-up-log style table: phase, target, status, time, share of the total, summary.
+  // The start-up-log style table: phase, target, status, time, share of the phases' time, summary.
   std::string table() const;
+  // Wall-clock seconds since the report was made. Ranks validated side by side on several GPUs
+  // run their phases at once, so the phases' seconds then add up to more than this.
+  double wall_seconds() const;
 
  private:
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   mutable std::mutex mu_;
   std::vector<Phase> phases_;
   std::vector<Failure> failures_;

@@ -273,3 +273,21 @@ TEST(ValidateCpu, ReportTableAndJson) {
   EXPECT_EQ(j["phases"][0]["phase"], "structure");
   EXPECT_NE(o->report.table().find("gemm (cpu)"), std::string::npos);
 }
+
+// Ranks validated side by side on several GPUs overlap their phases: the total is the wall clock,
+// the shares are of the phases' summed time, and the table says why the two differ.
+TEST(ValidateCpu, ReportTotalIsWallClockWhenPhasesOverlap) {
+  validate::Report report;
+  for (const char* target : {"rank-0@gpu0", "rank-1@gpu1"}) {
+    validate::Phase p;
+    p.name = "load";
+    p.target = target;
+    p.seconds = 1.0;
+    report.add_phase(p);
+  }
+  ojson j = report.to_json();
+  EXPECT_LT(j["total_seconds"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(j["phase_seconds"].get<double>(), 2.0);
+  EXPECT_DOUBLE_EQ(j["phases"][1]["share"].get<double>(), 0.5);
+  EXPECT_NE(report.table().find("add up to 2.000 s"), std::string::npos) << report.table();
+}
