@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU machine: ckpt validate's GPU phases on real outputs of the other commands (bf16 rechunk,
 # FP8 per-tensor / block / channel from quantize, TP from shard, an MoE), each must pass with every
-# GPU phase reported; a flipped byte must be named by the GPU checksum.
+# GPU phase reported; with two GPUs, a TP output's ranks run side by side, one per GPU; a flipped byte must be named by the GPU checksum.
 set -euo pipefail
 ckpt=${1:?ckpt binary}
 td=${2:?testdata dir}
@@ -29,6 +29,20 @@ assert need <= names, need - names
 assert r['passed']
 PY
 done
+
+gpus=$(nvidia-smi -L | grep -c '^GPU ' || true)
+if [ "$gpus" -ge 2 ]; then
+  echo "-- validate tp2-fp8 --gpus 0,1 (each rank on its own GPU)"
+  "$ckpt" validate "$tmp/tp2-fp8" --gpus 0,1 --json "$out/validate-gpus.json" || fail "tp2-fp8 on two GPUs did not pass"
+  python3 - "$out/validate-gpus.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+targets = {p.get('target') for p in r['phases'] if p['phase'] == 'graphs'}
+assert targets == {'rank-0@gpu0', 'rank-1@gpu1'}, targets
+PY
+else
+  echo "-- one GPU: ranks on their own GPUs not checked (needs 2)"
+fi
 
 cp -r "$tmp/fp8-tensor" "$tmp/flip"
 python3 "$(dirname "$0")/../support/st_edit.py" flip "$tmp/flip/model.safetensors" model.layers.0.self_attn.o_proj.weight 9
