@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU machine: ckpt validate's GPU phases on real outputs of the other commands (bf16 rechunk,
 # FP8 per-tensor / block / channel from quantize, TP from shard, an MoE), each must pass with every
-# GPU phase reported; with two GPUs, a TP output's ranks run side by side, one per GPU; a flipped byte must be named by the GPU checksum.
+# GPU phase reported; with two GPUs, a TP output's ranks run side by side, one per GPU; a flipped
+# byte must be named by the GPU checksum.
 set -euo pipefail
 ckpt=${1:?ckpt binary}
 td=${2:?testdata dir}
