@@ -15,7 +15,8 @@ namespace ckpt {
 inline constexpr uint64_t kMaxPickleBytes = 1ull << 30;
 
 // With verify_crc, the small records (data.pkl, byteorder, ...) are checked now and the storage
-// records' CRC-32 checks are appended to `deferred` for the executor to run beside the copies.
+// records' CRC-32 checks are appended to `deferred`: the executor feeds them the bytes its
+// copies read and finishes them after the copies (see checkpoint/source_check.h).
 std::vector<TorchTensor> read_torch_zip(const File& f, const std::string& key, bool verify_crc, int file_index,
                                         SourceChecks& deferred);
 

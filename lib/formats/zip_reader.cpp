@@ -6,7 +6,7 @@
 #include <mutex>
 
 #include "core/error.h"
-#include "formats/crc32.h"
+#include "formats/crc32_pieces.h"
 
 namespace ckpt {
 
@@ -176,16 +176,8 @@ ZipArchive read_zip_directory(const ByteSource& src) {
 
 namespace {
 
-bool record_crc_matches(const ByteSource& src, const ZipRecord& r) {
-  constexpr size_t kBlock = 4u << 20;
-  std::vector<uint8_t> buf(std::min<uint64_t>(kBlock, r.size));
-  uint32_t crc = 0;
-  for (uint64_t off = 0; off < r.size; off += kBlock) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(kBlock, r.size - off));
-    src.read(r.data_offset + off, n, buf.data());
-    crc = crc32(crc, buf.data(), n);
-  }
-  return crc == r.crc32;
+bool crc_matches(const ByteSource& src, const ZipRecord& r, Crc32Pieces& seen) {
+  return seen.crc_of(src, r.data_offset, r.size) == r.crc32;
 }
 
 [[noreturn]] void fail_crc(const ByteSource& src, const ZipRecord& r) {
@@ -195,8 +187,13 @@ bool record_crc_matches(const ByteSource& src, const ZipRecord& r) {
 
 }  // namespace
 
+void verify_zip_record_crc(const ByteSource& src, const ZipRecord& record, Crc32Pieces& seen) {
+  if (!crc_matches(src, record, seen)) fail_crc(src, record);
+}
+
 void verify_zip_record_crc(const ByteSource& src, const ZipRecord& record) {
-  if (!record_crc_matches(src, record)) fail_crc(src, record);
+  Crc32Pieces none;
+  verify_zip_record_crc(src, record, none);
 }
 
 void verify_zip_crcs(const ByteSource& src, const ZipArchive& zip) {
@@ -208,7 +205,8 @@ void verify_zip_crcs(const ByteSource& src, const ZipArchive& zip) {
   {
     for (size_t i; (i = next.fetch_add(1)) < zip.records.size();) {
       try {
-        if (!record_crc_matches(src, zip.records[i])) {
+        Crc32Pieces none;
+        if (!crc_matches(src, zip.records[i], none)) {
           std::lock_guard<std::mutex> lock(m);
           if (i < failed_index) failed_index = i;
         }

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/hash.h"
+#include "plan/check_passes.h"
 #include "plan/manifest.h"
 #include "plan/output_dir.h"
 #include "plan/progress.h"
@@ -166,26 +167,17 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
   Progress progress(plan.tensor_bytes(), opt.progress);
   parallel_for(to_prepare.size(), threads, [&](size_t i) { to_prepare[i]->prepare(reader); });
 
-  // Source checks (torch zip CRCs) are spread evenly among the chunks so that they run beside
-  // the copies instead of as a pass of their own. order[k] >= 0: a chunk; < 0: check -order[k]-1.
-  const size_t n_tasks = chunks.size() + plan.checks.size();
-  std::vector<int64_t> order(n_tasks, 0);
-  for (size_t j = 0; j < plan.checks.size(); ++j) order[j * n_tasks / plan.checks.size()] = -static_cast<int64_t>(j) - 1;
-  for (size_t k = 0, ci = 0; k < n_tasks; ++k)  // the remaining slots (still 0) take the chunks in order
-    if (order[k] == 0) order[k] = static_cast<int64_t>(ci++);
-
-  parallel_for(n_tasks, threads, [&](size_t task) {
-    if (order[task] < 0) {
-      const SourceCheck& check = *plan.checks[static_cast<size_t>(-order[task] - 1)];
-      check.run(reader.file(check.file()));
-      return;
-    }
-    const Chunk& c = chunks[static_cast<size_t>(order[task])];
+  // Source checks (torch zip CRCs) take the bytes the verbatim copies read, while each block is
+  // in cache, and read only the rest themselves once every chunk is done.
+  const CheckPasses checks(plan.checks);
+  parallel_for(chunks.size(), threads, [&](size_t ci) {
+    const Chunk& c = chunks[ci];
     const OutputTensor& t = plan.files[c.file].tensors[c.tensor];
     const uint64_t dst_off = plan.files[c.file].offsets[c.tensor] + c.begin;
     std::vector<uint64_t> digests;
     if (auto v = t.producer->verbatim(c.begin, c.n)) {
-      reader.copy_hashed(v->file, v->offset, files[c.file], dst_off, c.n, digests);
+      reader.copy_hashed(v->file, v->offset, files[c.file], dst_off, c.n, digests,
+                         [&](uint64_t at, const uint8_t* data, size_t n) { checks.feed(v->file, at, data, n); });
     } else {
       // Produce, hash and write one hash block at a time, so each block stays in the CPU cache
       // from the producer to the write; a whole chunk would go through DRAM twice more, which
@@ -203,6 +195,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
     std::copy(digests.begin(), digests.end(), blocks.begin() + static_cast<ptrdiff_t>(c.begin / kHashBlockBytes));
     progress.add(c.n);
   });
+  parallel_for(checks.size(), threads, [&](size_t i) { checks.finish(i, reader); });
   progress.finish();
 
   // Extras: generated files and carried side files.

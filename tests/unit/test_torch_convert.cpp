@@ -10,6 +10,7 @@
 #include "checkpoint/checkpoint.h"
 #include "commands/convert.h"
 #include "core/error.h"
+#include "formats/zip_reader.h"
 #include "plan/executor.h"
 #include "test_support.h"
 #include "torch_files.h"
@@ -224,6 +225,59 @@ TEST(TorchConvert, StorageSemanticsAreChecked) {
   ASSERT_EQ(ck.tensors.size(), 3u);
   EXPECT_TRUE(ck.aliases.empty());
   EXPECT_FALSE(ck.find("c")->view.is_contiguous());
+}
+
+// A storage's CRC-32 is assembled from the blocks the verbatim copies read and, for the bytes no
+// copy reads, by reading them: a flipped byte is caught wherever it lies, and storages copied more
+// than once or in overlapping pieces (aliases kept, overlapping views) convert cleanly.
+TEST(TorchConvert, StorageCrcsCoverCopiedAndUncopiedBytes) {
+  constexpr int64_t kNumel = 800'000;  // 3.2 MB: several 1 MiB hash blocks per tensor
+  auto whole = [](const char* name) { return TensorSpec{name, "FloatStorage", "0", kNumel, 0, {kNumel}, {1}, ""}; };
+  struct Case {
+    const char* what;
+    std::vector<TensorSpec> tensors;
+    bool keep_aliases = false;
+  };
+  const std::vector<Case> cases = {
+      {"the whole storage, copied", {whole("w")}},
+      {"aliases kept: the storage copied twice", {whole("w"), whole("tied")}, true},
+      {"the first half only: the rest is read", {{"w", "FloatStorage", "0", kNumel, 0, {kNumel / 2}, {1}, ""}}},
+      {"every other element: gathered, all read", {{"w", "FloatStorage", "0", kNumel, 0, {kNumel / 2}, {2}, ""}}},
+      // a = bytes [0, 2'000'000), b = [400'004, 3'200'000): b's blocks start mid-way in a's, so
+      // some are combined, some skipped and their bytes past a's end read.
+      {"overlapping views", {{"a", "FloatStorage", "0", kNumel, 0, {500'000}, {1}, ""},
+                             {"b", "FloatStorage", "0", kNumel, 100'001, {kNumel - 100'001}, {1}, ""}}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    const std::string zip = test::build_torch_zip(test::state_dict_pickle(c.tensors), {{"0", f32_bytes(kNumel)}});
+    MemorySource mem(reinterpret_cast<const uint8_t*>(zip.data()), zip.size(), "mem");
+    const uint64_t storage = read_zip_directory(mem).find("archive/data/0")->data_offset;
+    OpenOptions oo;
+    oo.keep_aliases = c.keep_aliases;
+    {
+      test::ScratchDir dir;
+      test::write_file_bytes(dir / "m.bin", std::vector<uint8_t>(zip.begin(), zip.end()));
+      const auto out = read_tensors(convert(dir / "m.bin", dir, oo));
+      EXPECT_EQ(out.size(), c.tensors.size());
+    }
+    // The first byte, one in b's skipped block past a's end, the last.
+    for (uint64_t at : {uint64_t{0}, uint64_t{2'200'000}, uint64_t{kNumel * 4 - 1}}) {
+      SCOPED_TRACE(at);
+      test::ScratchDir dir;
+      std::vector<uint8_t> bytes(zip.begin(), zip.end());
+      bytes[storage + at] ^= 0x10;
+      test::write_file_bytes(dir / "m.bin", bytes);
+      try {
+        convert(dir / "m.bin", dir, oo);
+        ADD_FAILURE() << "a flipped byte was accepted";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Errc::kZipCrcMismatch);
+        EXPECT_NE(std::string(e.what()).find("record 'archive/data/0' does not match its CRC-32"), std::string::npos) << e.what();
+      }
+      EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()), 1) << "only the source is left";
+    }
+  }
 }
 
 TEST(TorchConvert, ContainerRefusals) {
