@@ -10,6 +10,7 @@
 #include "ops/float_bits.h"
 #include "ops/float_convert.h"
 #include "ops/fp8.h"
+#include "ops/fp8_quant_detail.h"
 
 namespace ckpt::ops {
 
@@ -118,26 +119,6 @@ namespace {
 
 constexpr uint64_t kTile = 2048;  // elements widened to float32 at a time (8 KiB, stays in L1)
 
-// Calls fn(offset in the range, length, block) for each maximal run of [first, first + count)
-// that lies inside one block: a piece of one row, or whole rows when a block spans all columns.
-template <class Fn>
-void for_each_run(const Fp8Grid& g, uint64_t first, uint64_t count, Fn fn) {
-  const uint64_t end = first + count;
-  uint64_t e = first;
-  while (e < end) {
-    const uint64_t row = e / g.cols, col = e % g.cols;
-    uint64_t stop;
-    if (g.block_cols >= g.cols) {
-      stop = std::min(g.rows, (row / g.block_rows + 1) * g.block_rows) * g.cols;
-    } else {
-      stop = e - col + std::min(g.cols, (col / g.block_cols + 1) * g.block_cols);
-    }
-    stop = std::min(stop, end);
-    fn(e - first, stop - e, g.group_of(e));
-    e = stop;
-  }
-}
-
 // Widens n <= kTile elements to float32 (the cast module's fastest path for this CPU).
 void widen(DType dt, const uint8_t* in, uint64_t n, float* out) {
   if (dt == DType::F32) std::memcpy(out, in, n * 4);
@@ -145,27 +126,34 @@ void widen(DType dt, const uint8_t* in, uint64_t n, float* out) {
 }
 
 // E4M3FN(clamp(v, -448, 448)) for any non-NaN v, and the magnitude of the value that code
-// stands for; branch-free (tested against f32_to_e4m3fn). The clamp works on the magnitude bits:
-// for non-NaN values integer order is numeric order.
+// stands for; branch-free, and lane for lane what fp8_quant_avx512.cpp computes (tested against
+// the reference on every input that matters). The FPU does the rounding:
+//  - a = min(|v|, 448) on the magnitude bits (for non-NaN values integer order is numeric order).
+//  - E4M3 magnitudes in [2^E, 2^(E+1)) are spaced 2^(E-3) apart for E >= -6, and the subnormals
+//    below 2^-6 are spaced 2^-9, as if E were -6. With c = 2^20 * 2^max(E, -6), a + c lies in
+//    [c, 2c), where float32 values are spaced exactly that far apart: the float addition s = a + c
+//    rounds a to the E4M3 grid, to nearest, ties to even (an even multiple is an even E4M3
+//    mantissa), and s - c is the E4M3 magnitude, exactly.
+//  - bits(s) - bits(c) = k in [0, 16] counts the grid steps above 0, so the magnitude code is
+//    k + 8 * (max(E, -6) + 6): k = 8 + mantissa for a normal result (16 when rounding carried
+//    into the next binade, which the sum then handles), k = mantissa for a subnormal one.
+// (A shorter route, bits((s - c) * 2^-120) >> 20, makes float32 subnormals for E4M3 subnormals,
+// which this CPU computes at a fraction of the speed.)
 struct Encoded {
   uint8_t code;
   float magnitude;
 };
 inline Encoded e4m3fn_saturating(float v) {
   const uint32_t u = f32_bits(v);
-  const uint32_t sign = (u >> 24) & 0x80u;
   const uint32_t a = std::min(u & 0x7FFFFFFFu, 0x43E00000u);  // 0x43E00000 = 448.0f
-  // Normal result (|v| >= 2^-6): round 20 mantissa bits off (RNE); the exponent is re-biased
-  // 127 -> 7 for the code.
-  const uint32_t rounded = (a + 0x7FFFFu + ((a >> 20) & 1u)) & 0xFFF00000u;
-  const uint32_t normal = (rounded >> 20) - (120u << 3);
-  // Subnormal result: adding 2^14 puts the unit 2^-9 in the last mantissa place, so the FPU's own
-  // round-to-nearest-even does the rounding; 8 (= 2^-6) is the smallest normal code, correctly.
-  const float shifted = f32_from_bits(a) + 16384.0f;
-  const uint32_t sub = f32_bits(shifted) - 0x46800000u;
-  const uint32_t is_sub = 0u - static_cast<uint32_t>(a < 0x3C800000u);  // all ones or zero: no branch
-  const uint32_t magnitude = (f32_bits(shifted - 16384.0f) & is_sub) | (rounded & ~is_sub);
-  return {static_cast<uint8_t>(sign | (sub & is_sub) | (normal & ~is_sub)), f32_from_bits(magnitude)};
+  // 2^max(E, -6) (0x3C800000 = 2^-6), as a conditional: GCC 12 stops vectorizing the loops with
+  // std::max here beside the std::min above.
+  const uint32_t exponent = a & 0x7F800000u;
+  const uint32_t e = exponent > 0x3C800000u ? exponent : 0x3C800000u;
+  const float c = f32_from_bits(e + (20u << 23));
+  const float s = f32_from_bits(a) + c;
+  const uint32_t code = (f32_bits(s) - f32_bits(c)) + ((e - 0x3C800000u) >> 20);
+  return {static_cast<uint8_t>(((u >> 24) & 0x80u) | code), s - c};
 }
 
 // Built for AVX-512 and AVX2 as well as the baseline; the loader picks the best this CPU runs.
@@ -194,14 +182,8 @@ inline U max_magnitude_bits(const uint8_t* in, uint64_t n) {
 }
 
 CKPT_SIMD_CLONES float amax_run(DType dt, const uint8_t* in, uint64_t n) {
-  constexpr float inf = std::numeric_limits<float>::infinity();
-  if (dt == DType::F32) {
-    const uint32_t m = max_magnitude_bits<uint32_t>(in, n);
-    return m >= 0x7F800000u ? inf : f32_from_bits(m);
-  }
-  const uint16_t m = max_magnitude_bits<uint16_t>(in, n);
-  if (dt == DType::BF16) return m >= 0x7F80u ? inf : bf16_to_f32(m);
-  return m >= 0x7C00u ? inf : f16_to_f32(m);
+  const uint32_t m = dt == DType::F32 ? max_magnitude_bits<uint32_t>(in, n) : max_magnitude_bits<uint16_t>(in, n);
+  return detail::amax_of_magnitude_bits(dt, m);
 }
 
 CKPT_SIMD_CLONES void quantize_run(DType dt, const uint8_t* in, uint64_t n, float scale, uint8_t* out, Fp8ErrorStats* stats) {
@@ -243,20 +225,51 @@ CKPT_SIMD_CLONES void quantize_run(DType dt, const uint8_t* in, uint64_t n, floa
 
 }  // namespace
 
+const char* fp8_path_name(Fp8Path p) { return p == Fp8Path::kAvx512 ? "avx512" : "portable"; }
+
+std::vector<Fp8Path> fp8_paths_on_this_cpu() {
+  std::vector<Fp8Path> paths{Fp8Path::kPortable};
+#if defined(__x86_64__)
+  if (detail::fp8_avx512_on_this_cpu()) paths.push_back(Fp8Path::kAvx512);
+#endif
+  return paths;
+}
+
+void fp8_amax_fast_on(Fp8Path path, const Fp8Grid& grid, DType dtype, const uint8_t* in, uint64_t first,
+                      uint64_t count, float* amax) {
+#if defined(__x86_64__)
+  if (path == Fp8Path::kAvx512) return detail::fp8_amax_avx512(grid, dtype, in, first, count, amax);
+#endif
+  const unsigned esize = dtype_bits(dtype) / 8;
+  detail::Fp8Runs runs(grid, first, count);
+  for (uint64_t off, len, g; runs.next(off, len, g);) amax[g] = std::max(amax[g], amax_run(dtype, in + esize * off, len));
+}
+
+void fp8_quantize_fast_on(Fp8Path path, const Fp8Grid& grid, DType dtype, const uint8_t* in, uint64_t first,
+                          uint64_t count, const float* scales, uint8_t* out, Fp8ErrorStats* stats) {
+#if defined(__x86_64__)
+  if (path == Fp8Path::kAvx512) return detail::fp8_quantize_avx512(grid, dtype, in, first, count, scales, out, stats);
+#endif
+  const unsigned esize = dtype_bits(dtype) / 8;
+  detail::Fp8Runs runs(grid, first, count);
+  for (uint64_t off, len, g; runs.next(off, len, g);) quantize_run(dtype, in + esize * off, len, scales[g], out + off, stats);
+}
+
+namespace {
+Fp8Path fastest_path() {
+  static const Fp8Path best = fp8_paths_on_this_cpu().back();
+  return best;
+}
+}  // namespace
+
 void fp8_amax_fast(const Fp8Grid& grid, DType dtype, const uint8_t* in, uint64_t first, uint64_t count,
                    float* amax) {
-  const unsigned esize = dtype_bits(dtype) / 8;
-  for_each_run(grid, first, count, [&](uint64_t off, uint64_t len, uint64_t g) {
-    amax[g] = std::max(amax[g], amax_run(dtype, in + esize * off, len));
-  });
+  fp8_amax_fast_on(fastest_path(), grid, dtype, in, first, count, amax);
 }
 
 void fp8_quantize_fast(const Fp8Grid& grid, DType dtype, const uint8_t* in, uint64_t first, uint64_t count,
                        const float* scales, uint8_t* out, Fp8ErrorStats* stats) {
-  const unsigned esize = dtype_bits(dtype) / 8;
-  for_each_run(grid, first, count, [&](uint64_t off, uint64_t len, uint64_t g) {
-    quantize_run(dtype, in + esize * off, len, scales[g], out + off, stats);
-  });
+  fp8_quantize_fast_on(fastest_path(), grid, dtype, in, first, count, scales, out, stats);
 }
 
 }  // namespace ckpt::ops

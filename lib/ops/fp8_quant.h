@@ -73,6 +73,7 @@ struct Fp8ErrorStats {
 // --- the CPU fast path: work on elements [first, first + count) of the tensor, `in` holding just
 // those elements (what a streaming producer has in hand) --------------------------------------
 
+// Both run the fastest loops this CPU has (picked once, at run time; see Fp8Path below).
 // Raises amax[g] (g indexes the whole grid) for every block the range touches; a NaN or ±Inf
 // element makes its block's amax +Inf.
 void fp8_amax_fast(const Fp8Grid& grid, DType dtype, const uint8_t* in, uint64_t first, uint64_t count,
@@ -81,5 +82,18 @@ void fp8_amax_fast(const Fp8Grid& grid, DType dtype, const uint8_t* in, uint64_t
 // when it is not null.
 void fp8_quantize_fast(const Fp8Grid& grid, DType dtype, const uint8_t* in, uint64_t first, uint64_t count,
                        const float* scales, uint8_t* out, Fp8ErrorStats* stats);
+
+// The CPU loops: portable (compiler-vectorized) and explicit AVX-512 (F, BW, DQ and VBMI, as on
+// Zen 4 and Ice Lake or later). Every one this CPU runs is exposed so that tests compare each
+// with the reference. Their amax and codes are the same bytes; their error reports differ in the
+// last bits (float32 terms summed in another order), each the same for any thread count.
+enum class Fp8Path { kPortable, kAvx512 };
+const char* fp8_path_name(Fp8Path p);
+// The paths this CPU can run, portable first, fastest last.
+std::vector<Fp8Path> fp8_paths_on_this_cpu();
+void fp8_amax_fast_on(Fp8Path path, const Fp8Grid& grid, DType dtype, const uint8_t* in, uint64_t first,
+                      uint64_t count, float* amax);
+void fp8_quantize_fast_on(Fp8Path path, const Fp8Grid& grid, DType dtype, const uint8_t* in, uint64_t first,
+                          uint64_t count, const float* scales, uint8_t* out, Fp8ErrorStats* stats);
 
 }  // namespace ckpt::ops

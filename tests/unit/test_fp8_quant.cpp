@@ -100,21 +100,51 @@ void split_ranges(uint64_t n, std::mt19937& rng, std::vector<std::pair<uint64_t,
 
 }  // namespace
 
-TEST(Fp8Quant, ScaleOneMatchesTorchClampAndCast) {
+TEST(Fp8Quant, ReferenceMatchesTorchClampAndCastAtScaleOne) {
   auto x = test::load_tensor_bytes(test::testdata("numerics/fp8.safetensors"), "x").as<float>();
   auto want = test::load_tensor_bytes(test::testdata("numerics/fp8.safetensors"), "e4m3fn").bytes;
   ASSERT_EQ(x.size(), want.size());
-  std::vector<uint8_t> fast(x.size());
-  fp8_quantize_fast(Fp8Grid::per_tensor(1, x.size()), DType::F32, f32_bytes(x).data(), 0, x.size(),
-                    std::vector<float>{1.0f}.data(), fast.data(), nullptr);
-  for (size_t i = 0; i < x.size(); ++i) {
-    ASSERT_EQ(fp8_quantize_value(x[i], 1.0f), want[i]) << "x=" << x[i];
-    ASSERT_EQ(fast[i], want[i]) << "fast, x=" << x[i];
-  }
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(fp8_quantize_value(x[i], 1.0f), want[i]) << "x=" << x[i];
 }
 
-TEST(Fp8Quant, FastEncodeEqualsReferenceOnEvery16BitInputAndTies) {
-  // Every bf16 and f16 pattern (finite ones; NaN/Inf never reach the encoder), at several scales.
+// Every CPU quantize loop this machine runs (portable, AVX-512) against the reference.
+class Fp8Paths : public ::testing::TestWithParam<Fp8Path> {
+ protected:
+  // Codes of `in` (per-tensor, one scale) through the path under test, with the error terms.
+  std::vector<uint8_t> quantize(DType dt, const std::vector<uint8_t>& in, float scale, Fp8ErrorStats* stats = nullptr) {
+    const uint64_t n = in.size() / (dtype_bits(dt) / 8);
+    std::vector<uint8_t> out(n, 0xAA);
+    fp8_quantize_fast_on(GetParam(), Fp8Grid::per_tensor(1, n), dt, in.data(), 0, n, &scale, out.data(), stats);
+    return out;
+  }
+};
+
+TEST_P(Fp8Paths, ScaleOneMatchesTorchClampAndCast) {
+  auto x = test::load_tensor_bytes(test::testdata("numerics/fp8.safetensors"), "x").as<float>();
+  auto want = test::load_tensor_bytes(test::testdata("numerics/fp8.safetensors"), "e4m3fn").bytes;
+  EXPECT_TRUE(quantize(DType::F32, f32_bytes(x), 1.0f) == want);
+}
+
+// Scales of every kind the quantizer stores: powers of two (the division exact, so x / scale hits
+// every E4M3 tie), float32 scales with full mantissas, bf16- and f16-rounded ones, scales that
+// put most of the inputs into E4M3's subnormal range or beyond ±448, and the smallest ones.
+std::vector<float> scales_to_test() {
+  std::vector<float> s = {1.0f, 0.0078125f, 3.0e-3f, 1.7f, 1e-30f, 1e30f, 448.0f / 3.0f,
+                          std::numeric_limits<float>::denorm_min(), bf16_to_f32(1), f16_to_f32(1), 0x1p-133f};
+  for (int e = -40; e <= 40; e += 3) s.push_back(std::ldexp(1.0f, e));
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> mantissa(1.0f, 2.0f);
+  std::uniform_int_distribution<int> exponent(-35, 15);
+  for (int i = 0; i < 60; ++i) {
+    const float amax = std::ldexp(mantissa(rng), exponent(rng));
+    s.push_back(fp8_scale_for_amax(amax, i % 3 == 0 ? DType::F32 : i % 3 == 1 ? DType::BF16 : DType::F16));
+  }
+  return s;
+}
+
+TEST_P(Fp8Paths, Every16BitInputAtManyScales) {
+  // Every finite bf16 and f16 pattern (NaN/Inf never reach the encoder).
+  const std::vector<float> scales = scales_to_test();
   for (DType dt : {DType::BF16, DType::F16}) {
     std::vector<uint8_t> in;
     std::vector<float> vals;
@@ -125,13 +155,16 @@ TEST(Fp8Quant, FastEncodeEqualsReferenceOnEvery16BitInputAndTies) {
       in.push_back(static_cast<uint8_t>(h >> 8));
       vals.push_back(f);
     }
-    for (float s : {1.0f, 0.0078125f, 3.0e-3f, 1.7f, 1e-30f}) {
-      std::vector<uint8_t> out(vals.size());
-      fp8_quantize_fast(Fp8Grid::per_tensor(1, vals.size()), dt, in.data(), 0, vals.size(), &s, out.data(), nullptr);
+    for (float s : scales) {
+      const std::vector<uint8_t> out = quantize(dt, in, s);
       for (size_t i = 0; i < vals.size(); ++i)
         ASSERT_EQ(out[i], fp8_quantize_value(vals[i], s)) << dtype_name(dt) << " x=" << vals[i] << " s=" << s;
     }
   }
+}
+
+TEST_P(Fp8Paths, F32TiesNeighboursAndRandomPatterns) {
+  // At scale 1: every E4M3 value, tie and the floats beside them, and random float32 patterns.
   std::vector<float> t = e4m3_ties_and_neighbours();
   std::mt19937 rng(7);
   std::uniform_int_distribution<uint32_t> bits;
@@ -141,10 +174,44 @@ TEST(Fp8Quant, FastEncodeEqualsReferenceOnEvery16BitInputAndTies) {
     std::memcpy(&f, &u, 4);
     if (std::isfinite(f)) t.push_back(f);
   }
-  std::vector<uint8_t> out(t.size());
-  const float one = 1.0f;
-  fp8_quantize_fast(Fp8Grid::per_tensor(1, t.size()), DType::F32, f32_bytes(t).data(), 0, t.size(), &one, out.data(), nullptr);
+  std::vector<uint8_t> out = quantize(DType::F32, f32_bytes(t), 1.0f);
   for (size_t i = 0; i < t.size(); ++i) ASSERT_EQ(out[i], f32_to_e4m3fn(std::clamp(t[i], -448.0f, 448.0f))) << t[i];
+  // At other scales: the ties and their neighbours multiplied back (x / scale lands on or within
+  // an ulp or two of the tie), and random weights.
+  std::normal_distribution<float> w(0.0f, 1.0f);
+  for (float s : scales_to_test()) {
+    std::vector<float> x;
+    for (float v : e4m3_ties_and_neighbours())
+      for (float y = v * s, k = 0; k < 3 && std::isfinite(y); ++k, y = std::nextafter(y, 0.0f)) x.push_back(y);
+    for (int i = 0; i < 4096; ++i) x.push_back(w(rng) * s * 100);
+    out = quantize(DType::F32, f32_bytes(x), s);
+    for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(out[i], fp8_quantize_value(x[i], s)) << x[i] << " s=" << s;
+  }
+}
+
+TEST_P(Fp8Paths, ErrorTermsOfWholeVectorsAndTails) {
+  // Lengths around the vector width and tile size: the codes, and error terms that count every
+  // element once (zero padding adds nothing).
+  std::mt19937 rng(9);
+  std::normal_distribution<float> w(0.0f, 0.02f);
+  for (uint64_t n : {1, 15, 16, 17, 31, 32, 33, 2047, 2048, 2049, 5000}) {
+    std::vector<float> x(n);
+    for (auto& v : x) v = w(rng);
+    float amax = 0;
+    for (float v : x) amax = std::max(amax, std::fabs(v));
+    const float s = fp8_scale_for_amax(amax, DType::F32);
+    Fp8ErrorStats stats;
+    const std::vector<uint8_t> out = quantize(DType::F32, f32_bytes(x), s, &stats);
+    double se = 0, sw = 0, me = 0;
+    for (uint64_t i = 0; i < n; ++i) {
+      ASSERT_EQ(out[i], fp8_quantize_value(x[i], s)) << n << " " << i;
+      const double err = x[i] - static_cast<double>(e4m3fn_to_f32(out[i])) * s;
+      se += err * err, sw += static_cast<double>(x[i]) * x[i], me = std::max(me, std::fabs(err));
+    }
+    EXPECT_NEAR(stats.sum_sq_err, se, 1e-5 * se + 3e-7 * std::sqrt(se * sw)) << n;  // as below
+    EXPECT_NEAR(stats.sum_sq, sw, 1e-5 * sw) << n;
+    EXPECT_NEAR(stats.max_abs_err, me, 1e-5 * me) << n;
+  }
 }
 
 TEST(Fp8Quant, TiesRoundToEven) {
@@ -190,7 +257,7 @@ TEST(Fp8Quant, ScalesAreRoundedToTheirStorageDtype) {
   }
 }
 
-TEST(Fp8Quant, FastPathEqualsReferenceForEverySchemeAndChunking) {
+TEST_P(Fp8Paths, EqualsReferenceForEverySchemeAndChunking) {
   std::mt19937 rng(11);
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   for (const Case& c : cases()) {
@@ -202,20 +269,24 @@ TEST(Fp8Quant, FastPathEqualsReferenceForEverySchemeAndChunking) {
       ASSERT_TRUE(fp8_amax_reference(c.grid, dt, in.data(), ref_amax));
       split_ranges(c.grid.numel(), rng, ranges);
       std::vector<float> amax(c.grid.groups(), 0.0f);
-      for (auto [e, k] : ranges) fp8_amax_fast(c.grid, dt, in.data() + es * e, e, k, amax.data());
+      for (auto [e, k] : ranges) fp8_amax_fast_on(GetParam(), c.grid, dt, in.data() + es * e, e, k, amax.data());
       ASSERT_EQ(amax, ref_amax) << c.rows << "x" << c.cols << " block " << c.grid.block_rows << "x" << c.grid.block_cols;
       const bool zero_block = c.grid.groups() > 1;
-      if (zero_block) EXPECT_EQ(ref_amax[0], 0.0f);
+      if (zero_block) {
+        EXPECT_EQ(ref_amax[0], 0.0f);
+      }
       for (DType sdt : {DType::F32, dt}) {
         std::vector<float> scales;
         for (float a : ref_amax) scales.push_back(fp8_scale_for_amax(a, sdt));
-        if (zero_block) EXPECT_EQ(scales[0], 1.0f);
+        if (zero_block) {
+          EXPECT_EQ(scales[0], 1.0f);
+        }
         std::vector<uint8_t> want(c.grid.numel()), got(c.grid.numel(), 0xAA);
         fp8_quantize_reference(c.grid, dt, in.data(), scales, want.data());
         Fp8ErrorStats stats;
         split_ranges(c.grid.numel(), rng, ranges);
         for (auto [e, k] : ranges)
-          fp8_quantize_fast(c.grid, dt, in.data() + es * e, e, k, scales.data(), got.data() + e, &stats);
+          fp8_quantize_fast_on(GetParam(), c.grid, dt, in.data() + es * e, e, k, scales.data(), got.data() + e, &stats);
         ASSERT_EQ(got, want) << c.rows << "x" << c.cols << " block " << c.grid.block_rows << "x" << c.grid.block_cols
                              << " " << dtype_name(dt) << " scales " << dtype_name(sdt);
         // The error statistics, recomputed plainly.
@@ -240,20 +311,29 @@ TEST(Fp8Quant, FastPathEqualsReferenceForEverySchemeAndChunking) {
   }
 }
 
-TEST(Fp8Quant, NonFiniteWeightsAreDetected) {
-  const Fp8Grid g = Fp8Grid::blocks(4, 4, 2, 2);
+TEST_P(Fp8Paths, NonFiniteWeightsAreDetected) {
+  // 4 x 300 in 2 x 150 blocks: a bad element first, last, in the middle of a vector or in a
+  // block's ragged end.
+  const Fp8Grid g = Fp8Grid::blocks(4, 300, 2, 150);
   for (DType dt : {DType::BF16, DType::F16, DType::F32}) {
     for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
                       -std::numeric_limits<float>::infinity()}) {
-      std::vector<float> w(16, 0.5f);
-      w[11] = bad;  // row 2, col 3: block (1, 1)
-      auto in = encode(w, dt);
-      std::vector<float> amax;
-      EXPECT_FALSE(fp8_amax_reference(g, dt, in.data(), amax));
-      std::vector<float> fast(g.groups(), 0.0f);
-      fp8_amax_fast(g, dt, in.data(), 0, 16, fast.data());
-      EXPECT_TRUE(std::isinf(fast[3]));
-      EXPECT_EQ(fast[0], 0.5f);
+      for (uint64_t at : {0, 17, 149, 150, 299, 450, 1199}) {
+        std::vector<float> w(g.numel(), 0.5f);
+        w[at] = bad;
+        auto in = encode(w, dt);
+        std::vector<float> amax;
+        EXPECT_FALSE(fp8_amax_reference(g, dt, in.data(), amax));
+        std::vector<float> fast(g.groups(), 0.0f);
+        fp8_amax_fast_on(GetParam(), g, dt, in.data(), 0, g.numel(), fast.data());
+        for (uint64_t b = 0; b < g.groups(); ++b) {
+          if (b == g.group_of(at)) EXPECT_TRUE(std::isinf(fast[b]) && fast[b] > 0) << at;
+          else EXPECT_EQ(fast[b], 0.5f) << at;
+        }
+      }
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(ThisCpu, Fp8Paths, ::testing::ValuesIn(fp8_paths_on_this_cpu()),
+                         [](const auto& info) { return std::string(fp8_path_name(info.param)); });
