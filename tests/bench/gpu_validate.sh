@@ -16,7 +16,7 @@ if [ ! -f "$model/config.json" ]; then
   start=$(date +%s.%N)
   "$synth" "$model" --layers 32 --hidden 4096 --intermediate 14336 --heads 32 --kv-heads 8 --vocab 128256 \
     --dtype bf16 --max-shard-size 5GB >/dev/null
-  echo "generated $(du -sh "$model" | cut -f1) in $(echo "$(date +%s.%N) - $start" | bc) s"
+  echo "generated $(du -sh "$model" | cut -f1) in $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}') s"
 fi
 cat "$model"/*.safetensors >/dev/null  # in the page cache, as the target says
 
@@ -59,4 +59,22 @@ if [ "${CKPT_BENCH_FP8:-1}" = 1 ]; then
   fp8=$work/llama8b-fp8
   [ -f "$fp8/config.json" ] || "$ckpt" quantize --fp8 "$model" "$fp8" -q
   "$ckpt" validate "$fp8" --json "$out/validate-fp8.json"
+fi
+
+# With two GPUs: the model sharded --tp 2, validated with one rank per GPU and with both ranks in
+# turn on one GPU; the report totals are wall clock.
+if [ "$(nvidia-smi -L | grep -c '^GPU ')" -ge 2 ]; then
+  tp2=$work/llama8b-tp2
+  [ -f "$tp2/ckpt-manifest.json" ] || "$ckpt" shard --tp 2 "$model" "$tp2" -q
+  cat "$tp2"/rank-*/*.safetensors >/dev/null
+  for gpus in 0,1 0; do
+    "$ckpt" validate "$tp2" --gpus "$gpus" --json "$work/validate-tp2.json" >/dev/null
+    python3 - "$work/validate-tp2.json" "$gpus" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+loads = [p for p in r["phases"] if p["phase"] == "load"]
+print(f"tp2 --gpus {sys.argv[2]}: total {r['total_seconds']:.2f} s wall (phases {r['phase_seconds']:.2f} s); load per rank: "
+      + ", ".join(f"{p['target']} {p['details']['gbps']:.1f} GB/s ({100 * p['details']['fraction_of_floor']:.0f}% of floor)" for p in loads))
+PY
+  done
 fi
