@@ -15,6 +15,9 @@ enum Fp8InputType : int { kFp8InBF16 = 0, kFp8InF16 = 1, kFp8InF32 = 2 };
 
 // The elements [first, first + count) of a [rows, cols] weight, split into blocks of
 // block_rows x block_cols; `group_base` is the first scale-grid index the device arrays hold.
+// The kernels index in 32 bits: count and cols below 2^31, rows below 2^32, and with more than one
+// block also rows, first % cols + count and the chunk's scale-array span below 2^31 (the launchers
+// return cudaErrorInvalidValue otherwise; the producers hand over chunks of a few million elements).
 struct Fp8ChunkDesc {
   uint64_t rows, cols, block_rows, block_cols;
   uint64_t first, count;

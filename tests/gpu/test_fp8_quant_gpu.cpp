@@ -1,11 +1,17 @@
 // The CUDA FP8 quantizer (kernels/fp8_quant.cu through the --device cuda engine) against the
-// scalar reference, bit for bit: every 16-bit input, torch's vectors, ties, all three schemes with
-// edge and zero blocks, chunks starting anywhere (the kernels' general path), and a whole
-// checkpoint through the planner giving the CPU path's bytes. Skips without a GPU.
+// scalar reference, bit for bit: every 16-bit input at ~220 scales chosen to break the kernel's
+// division by reciprocal (powers of two, whose quotients hit E4M3 ties exactly, the edges of its
+// range, denormal and huge scales, reciprocals that round worst), float32 inputs around every E4M3
+// rounding boundary, torch's vectors, all three schemes with edge and zero blocks, chunks starting
+// anywhere (the kernels' general path), non-finite weights in every mode, and a whole checkpoint
+// through the planner giving the CPU path's bytes. Skips without a GPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 
 #include "commands/quantize.h"
@@ -57,23 +63,96 @@ std::vector<std::pair<uint64_t, uint64_t>> chunks_of(uint64_t n, uint64_t step, 
   return c;
 }
 
+// Every finite value of a 16-bit type, widened to float32.
+std::vector<float> finite_values(DType dt) {
+  std::vector<float> vals;
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float f = dt == DType::BF16 ? bf16_to_f32(static_cast<uint16_t>(h)) : f16_to_f32(static_cast<uint16_t>(h));
+    if (std::isfinite(f)) vals.push_back(f);
+  }
+  return vals;
+}
+
+// Scales that stress the kernel's division (by reciprocal with two corrections for scales in
+// [2^-64, 2^65), __fdiv_rn outside): every power of two from 2^-72 to 2^72 (exact quotients, so
+// E4M3 ties are hit exactly) and a few far beyond, both edges of the reciprocal range, the smallest
+// scale of each scale dtype (denormal in float32 and bf16), huge scales, all-ones significands,
+// scales whose float32 reciprocal rounds worst (RN(1/s) nearly half an ulp from 1/s), and random
+// ones over the whole range.
+std::vector<float> hard_scales() {
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> s = {1.0f, 0.0078125f, 3.0e-3f, 1.7f, 1.0f / 448, 1e-30f, 1e-40f, 3e38f,
+                          std::numeric_limits<float>::max(), std::numeric_limits<float>::denorm_min(),
+                          bf16_to_f32(0x0001), f16_to_f32(0x0001), std::nextafter(1.0f, inf)};
+  for (int e = -72; e <= 72; ++e) s.push_back(std::ldexp(1.0f, e));
+  for (int e : {-149, -140, -126, -100, 100, 127}) s.push_back(std::ldexp(1.0f, e));
+  for (int e : {-64, 65}) s.push_back(std::nextafter(std::ldexp(1.0f, e), 0.0f));
+  for (int e : {-11, 0, 3, 64}) s.push_back(std::ldexp(std::nextafter(2.0f, 0.0f), e));
+  // 1/b for b in (1, 2) lies in (1/2, 1), where an ulp is 2^-24.
+  int worst = 0;
+  for (uint32_t m = 1; m < (1u << 23) && worst < 16; ++m) {
+    const float b = std::bit_cast<float>(0x3F800000u | m);
+    if (std::fabs(static_cast<double>(1.0f / b) - 1.0 / b) > 0.49999 * std::ldexp(1.0, -24))
+      s.push_back(std::ldexp(b, (worst++ % 5) * 9 - 20));
+  }
+  std::mt19937 rng(11);
+  for (int i = 0; i < 32; ++i)
+    s.push_back(std::ldexp(std::bit_cast<float>(static_cast<uint32_t>(0x3F800000u | (rng() & 0x7FFFFF))), static_cast<int>(rng() % 141) - 70));
+  return s;
+}
+
+// Counts the codes that differ from want (printing the first few with their inputs).
+size_t mismatches(const std::vector<uint8_t>& got, const std::vector<uint8_t>& want, const Fp8Grid& g,
+                  const std::vector<float>& w, const std::vector<float>& scales, const char* what) {
+  size_t bad = 0;
+  for (uint64_t i = 0; i < want.size(); ++i) {
+    if (got[i] == want[i]) continue;
+    if (bad++ < 5)
+      ADD_FAILURE() << what << ": x=" << w[i] << " (0x" << std::hex << std::bit_cast<uint32_t>(w[i]) << ") s=" << std::dec
+                    << scales[g.group_of(i)] << " (0x" << std::hex << std::bit_cast<uint32_t>(scales[g.group_of(i)])
+                    << ") code 0x" << int{got[i]} << ", want 0x" << int{want[i]} << std::dec;
+  }
+  return bad;
+}
+
+// Quantizes w (dt) on the GPU and on the CPU reference and compares the codes.
+void expect_reference_codes(const Fp8Grid& g, DType dt, const std::vector<float>& w, const std::vector<float>& scales,
+                            const std::vector<std::pair<uint64_t, uint64_t>>& chunks, const char* what) {
+  const auto in = encode(w, dt);
+  std::vector<uint8_t> want(g.numel());
+  fp8_quantize_reference(g, dt, in.data(), scales, want.data());
+  EXPECT_EQ(mismatches(gpu_codes(g, dt, in, scales, chunks, nullptr), want, g, w, scales, what), 0u)
+      << what << " " << dtype_name(dt);
+}
+
 }  // namespace
 
-TEST(Fp8QuantGpu, EverySixteenBitInputAndTorchVectors) {
+TEST(Fp8QuantGpu, EverySixteenBitInputAtHardScalesAndTorchVectors) {
   SKIP_WITHOUT_GPU();
+  const std::vector<float> scales = hard_scales();
   for (DType dt : {DType::BF16, DType::F16}) {
-    std::vector<float> vals;
-    for (uint32_t h = 0; h < 65536; ++h) {
-      float f = dt == DType::BF16 ? bf16_to_f32(static_cast<uint16_t>(h)) : f16_to_f32(static_cast<uint16_t>(h));
-      if (std::isfinite(f)) vals.push_back(f);
+    const std::vector<float> vals = finite_values(dt);  // 65280 or 63488: whole runs of 16
+    // One row per scale (per-channel: the run loop, a scale per run).
+    {
+      const Fp8Grid g = Fp8Grid::per_channel(scales.size(), vals.size());
+      std::vector<float> w;
+      for (size_t r = 0; r < scales.size(); ++r) w.insert(w.end(), vals.begin(), vals.end());
+      expect_reference_codes(g, dt, w, scales, chunks_of(g.numel(), 1 << 20, 0), "per-channel");
     }
-    const auto in = encode(vals, dt);
-    for (float s : {1.0f, 0.0078125f, 3.0e-3f, 1.7f, 1e-30f}) {
-      const Fp8Grid g = Fp8Grid::per_tensor(1, vals.size());
-      auto got = gpu_codes(g, dt, in, {s}, chunks_of(vals.size(), 1 << 20, 0), nullptr);
-      for (size_t i = 0; i < vals.size(); ++i)
-        ASSERT_EQ(got[i], fp8_quantize_value(vals[i], s)) << dtype_name(dt) << " x=" << vals[i] << " s=" << s;
+    // Blocks of 8 elements, the scales shuffled over them: a run's two vectors divide by different
+    // scales, one often inside the reciprocal range and the other outside.
+    {
+      const Fp8Grid g = Fp8Grid::blocks(4, vals.size(), 1, 8);
+      std::vector<float> w, s(g.groups());
+      for (int r = 0; r < 4; ++r) w.insert(w.end(), vals.begin(), vals.end());
+      for (uint64_t k = 0; k < s.size(); ++k) s[k] = scales[(k * 7) % scales.size()];
+      expect_reference_codes(g, dt, w, s, chunks_of(g.numel(), 1 << 20, 0), "8-element blocks");
     }
+    // Per-tensor (one reciprocal per thread) in odd-sized chunks (runs, then a tail of single
+    // elements), every 6th scale.
+    for (size_t k = 0; k < scales.size(); k += 6)
+      expect_reference_codes(Fp8Grid::per_tensor(1, vals.size()), dt, vals, {scales[k]},
+                             chunks_of(vals.size(), 40003, 0), "per-tensor");
   }
   auto x = test::load_tensor_bytes(test::testdata("numerics/fp8.safetensors"), "x");
   auto want = test::load_tensor_bytes(test::testdata("numerics/fp8.safetensors"), "e4m3fn").bytes;
@@ -82,17 +161,63 @@ TEST(Fp8QuantGpu, EverySixteenBitInputAndTorchVectors) {
   EXPECT_EQ(got, want);
 }
 
+// Float32 inputs placed on and around every E4M3 rounding boundary (the midpoints between codes,
+// 2^-10 between 0 and the smallest subnormal, 464 between 448 and the NaN code) and on every code,
+// at each hard scale: x = RN(b·s) and the 4 floats either side, both signs. Then random finite
+// float32 bit patterns (denormals, quotients that overflow) at random hard scales.
+TEST(Fp8QuantGpu, Float32InputsAroundEveryRoundingBoundary) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<float> scales = hard_scales();
+  std::vector<double> points;
+  for (int c = 0; c < 0x7E; ++c) {
+    const double lo = e4m3fn_to_f32(static_cast<uint8_t>(c)), hi = e4m3fn_to_f32(static_cast<uint8_t>(c + 1));
+    points.push_back(lo), points.push_back((lo + hi) / 2);
+  }
+  points.push_back(448), points.push_back(464);
+  const uint64_t cols = (points.size() * 2 * 9 + 15) / 16 * 16;
+  std::vector<float> w;
+  for (float s : scales) {
+    std::vector<float> row;
+    for (double p : points)
+      for (double sign : {1.0, -1.0}) {
+        float x = static_cast<float>(sign * p * s);
+        if (!std::isfinite(x)) x = std::copysign(std::numeric_limits<float>::max(), x);
+        for (int k = 0; k < 4; ++k) x = std::nextafter(x, 0.0f);
+        for (int k = 0; k < 9; ++k, x = std::nextafter(x, std::copysign(std::numeric_limits<float>::infinity(), x)))
+          row.push_back(x);
+      }
+    row.resize(cols, 0.0f);
+    w.insert(w.end(), row.begin(), row.end());
+  }
+  expect_reference_codes(Fp8Grid::per_channel(scales.size(), cols), DType::F32, w, scales,
+                         chunks_of(w.size(), 1 << 20, 0), "boundaries");
+
+  std::mt19937 rng(3);
+  const Fp8Grid g = Fp8Grid::per_channel(256, 4096);
+  std::vector<float> r(g.numel()), rs(g.groups());
+  for (auto& x : r) do x = std::bit_cast<float>(static_cast<uint32_t>(rng())); while (!std::isfinite(x));
+  for (auto& s : rs) s = scales[rng() % scales.size()];
+  expect_reference_codes(g, DType::F32, r, rs, chunks_of(g.numel(), 1 << 20, 0), "random f32");
+}
+
 TEST(Fp8QuantGpu, EverySchemeEqualsTheReference) {
   SKIP_WITHOUT_GPU();
   auto engine = cuda_fp8_engine();
   std::mt19937 rng(5);
   std::normal_distribution<float> nd(0.0f, 0.05f);
-  for (auto [rows, cols] : std::vector<std::pair<uint64_t, uint64_t>>{{1, 1}, {7, 13}, {128, 128}, {130, 300}, {300, 129}, {1000, 4096}}) {
-    for (int scheme = 0; scheme < 4; ++scheme) {
+  // Rows of 136 and 1032 elements (whole vectors, not whole runs of 16), of 256 (a warp's span
+  // covering two rows) and of 16 (8-wide blocks: one block column continuing down the rows)
+  // exercise the vector kernels' lookups per vector and the amax merging of adjacent lanes.
+  for (auto [rows, cols] : std::vector<std::pair<uint64_t, uint64_t>>{{1, 1},     {7, 13},   {128, 128},
+                                                                      {130, 300}, {300, 129}, {64, 136},
+                                                                      {33, 1032}, {256, 256}, {40, 16},
+                                                                      {1000, 4096}}) {
+    for (int scheme = 0; scheme < 5; ++scheme) {
       Fp8Grid g = scheme == 0 ? Fp8Grid::per_tensor(rows, cols)
                   : scheme == 1 ? Fp8Grid::per_channel(rows, cols)
                   : scheme == 2 ? Fp8Grid::blocks(rows, cols, 128, 128)
-                                : Fp8Grid::blocks(rows, cols, 16, 24);
+                  : scheme == 3 ? Fp8Grid::blocks(rows, cols, 16, 24)
+                                : Fp8Grid::blocks(rows, cols, 16, 8);
       for (DType dt : {DType::BF16, DType::F16, DType::F32}) {
         std::vector<float> w(g.numel());
         for (auto& v : w) v = nd(rng);
@@ -103,8 +228,9 @@ TEST(Fp8QuantGpu, EverySchemeEqualsTheReference) {
         const auto in = encode(w, dt);
         std::vector<float> ref_amax;
         ASSERT_TRUE(fp8_amax_reference(g, dt, in.data(), ref_amax));
-        // Aligned chunks (the fast kernels) and chunks starting at odd offsets (the general ones).
-        for (auto chunks : {chunks_of(g.numel(), 1 << 20, 0), chunks_of(g.numel(), 40000, 5)}) {
+        // Aligned chunks (the fast kernels), chunks starting 8 elements off a run (a vector apart) and
+        // at odd offsets (the general kernels).
+        for (auto chunks : {chunks_of(g.numel(), 1 << 20, 0), chunks_of(g.numel(), 40000, 8), chunks_of(g.numel(), 40000, 5)}) {
           std::vector<float> amax(g.groups(), 0.0f);
           const unsigned es = dtype_bits(dt) / 8;
           for (auto [e, k] : chunks) engine->amax(g, dt, in.data() + es * e, e, k, amax.data());
@@ -134,17 +260,26 @@ TEST(Fp8QuantGpu, EverySchemeEqualsTheReference) {
   }
 }
 
+// A NaN or ±Inf weight makes its block's amax +Inf in every kernel: general (2x2 blocks), aligned
+// (16x32 blocks: runs) and per-tensor (runs and a tail).
 TEST(Fp8QuantGpu, NonFiniteWeightsAreDetected) {
   SKIP_WITHOUT_GPU();
-  const Fp8Grid g = Fp8Grid::blocks(4, 4, 2, 2);
-  for (DType dt : {DType::BF16, DType::F16, DType::F32}) {
-    std::vector<float> w(16, 0.5f);
-    w[11] = std::numeric_limits<float>::quiet_NaN();
-    auto in = encode(w, dt);
-    std::vector<float> amax(g.groups(), 0.0f);
-    cuda_fp8_engine()->amax(g, dt, in.data(), 0, 16, amax.data());
-    EXPECT_TRUE(std::isinf(amax[3])) << dtype_name(dt);
-    EXPECT_EQ(amax[0], 0.5f);
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  for (Fp8Grid g : {Fp8Grid::blocks(4, 4, 2, 2), Fp8Grid::blocks(32, 64, 16, 32), Fp8Grid::per_tensor(33, 65)}) {
+    for (DType dt : {DType::BF16, DType::F16, DType::F32}) {
+      // In a run, and the last element (per-tensor: the one element after the runs).
+      for (auto [at, bad] : {std::pair{g.numel() / 2, nan}, std::pair{g.numel() - 1, -inf}}) {
+        std::vector<float> w(g.numel(), 0.5f);
+        w[at] = bad;
+        auto in = encode(w, dt);
+        std::vector<float> amax(g.groups(), 0.0f);
+        cuda_fp8_engine()->amax(g, dt, in.data(), 0, g.numel(), amax.data());
+        for (uint64_t k = 0; k < g.groups(); ++k) {
+          if (k == g.group_of(at)) EXPECT_TRUE(std::isinf(amax[k]) && amax[k] > 0) << dtype_name(dt) << " " << amax[k];
+          else EXPECT_EQ(amax[k], 0.5f) << dtype_name(dt);
+        }
+      }
+    }
   }
 }
 
