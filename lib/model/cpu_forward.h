@@ -1,0 +1,83 @@
+// The CPU reference forward: the decoder computed plainly in double precision (every sum
+// accumulated in double), the one implementation the CUDA runtime and every fast path are
+// tested against, and the runtime of `ckpt forward --device cpu` on small models.
+//
+// It follows transformers' modeling code for each family: embeddings; per layer RMSNorm,
+// q/k/v projections (+ biases; Qwen3's per-head q/k RMSNorm), rotary embedding, causal GQA
+// attention (softmax over scaled scores, Mistral-style sliding window), o_proj, RMSNorm, then
+// the gated SiLU MLP or the MoE block (softmax over router logits, top-k, renormalised or not,
+// each chosen expert's output weighted by its probability; Qwen2-MoE's shared expert scaled by
+// a sigmoid gate); final RMSNorm and lm_head.
+//
+// A tensor-parallel model runs as the engine runs it: each rank computes its heads and its slice
+// of the MLP from its own tensors, partial results of row-parallel Linears are summed in rank
+// order, and each rank's lm_head rows are gathered with the vocab padding dropped.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/model_weights.h"
+#include "model/rope.h"
+
+namespace ckpt::model {
+
+// Sees the logical (unsharded) activations of each layer as they are computed, tokens x width,
+// row-major: the outputs of "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj" (or
+// "self_attn.qkv_proj"), "self_attn.o_proj" (reduced, bias added), "mlp.gate_proj",
+// "mlp.up_proj" (or "mlp.gate_up_proj"), "mlp.down_proj"; for MoE layers the router logits
+// ("mlp.gate" / "block_sparse_moe.gate"), "<block>.experts" (the weighted sum of the routed
+// experts) and "<block>.shared_expert" (gated); and "output", the hidden state after the layer.
+class ActivationObserver {
+ public:
+  virtual ~ActivationObserver() = default;
+  virtual void on(uint64_t layer, const std::string& name, const double* data, uint64_t tokens, uint64_t width) = 0;
+};
+
+class CpuForward {
+ public:
+  // A KV cache for `batch` sequences of up to `capacity` tokens each.
+  CpuForward(const Model& model, uint64_t batch, uint64_t capacity);
+
+  const Model& model() const { return m_; }
+  uint64_t batch() const { return batch_; }
+  uint64_t length() const { return length_; }  // tokens cached per sequence
+  uint64_t capacity() const { return capacity_; }
+  uint64_t kv_cache_bytes() const;
+  void reset() { length_ = 0; }
+
+  // The whole step: `ids` holds `tokens` new ids for each of the batch sequences
+  // ([batch][tokens], row-major); returns logits [batch * tokens][vocab].
+  std::vector<double> forward(const std::vector<int64_t>& ids, uint64_t tokens, ActivationObserver* obs = nullptr);
+
+  // The step in pieces, for comparisons that feed one model's hidden states into another's layer:
+  // embed, then layer(i) for every layer (each writes its keys and values at positions
+  // [length, length + tokens)), then commit(tokens), then logits.
+  std::vector<double> embed(const std::vector<int64_t>& ids) const;
+  void layer(uint64_t i, std::vector<double>& hidden, uint64_t tokens, ActivationObserver* obs);
+  void commit(uint64_t tokens);
+  // final norm + lm_head of hidden [rows][hidden] -> [rows][vocab].
+  std::vector<double> logits(const std::vector<double>& hidden) const;
+
+ private:
+  void attention(uint64_t i, const std::vector<double>& x, uint64_t tokens, std::vector<double>& out,
+                 ActivationObserver* obs);
+  void mlp(uint64_t i, const std::vector<double>& x, uint64_t rows, std::vector<double>& out, ActivationObserver* obs);
+  void moe(uint64_t i, const std::vector<double>& x, uint64_t rows, std::vector<double>& out, ActivationObserver* obs);
+
+  const Model& m_;
+  const ModelConfig& c_;
+  uint64_t batch_, capacity_, length_ = 0;
+  RopeTable rope_;
+  // keys_[layer][rank] and values_: [batch][capacity][local kv heads][head_dim]
+  std::vector<std::vector<std::vector<double>>> keys_, values_;
+};
+
+// RMSNorm of each of `rows` rows of width w: w_i * x_i / sqrt(mean(x^2) + eps).
+void rms_norm(const double* x, uint64_t rows, uint64_t width, const std::vector<double>& weight, double eps, double* out);
+
+// Index of the largest of n values (the first of equal ones).
+uint64_t argmax(const double* v, uint64_t n);
+
+}  // namespace ckpt::model

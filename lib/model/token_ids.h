@@ -1,0 +1,30 @@
+// Token ids for the runtime commands, from the command line ("1,5,9") or a file: safetensors
+// (an I64/I32/U32 tensor named input_ids, or the file's only integer tensor), JSON (a list of
+// ids, or a list of equal-length lists), or NumPy .npy (int64/int32/uint32, little-endian, C
+// order, 1-D or 2-D). Read strictly: a malformed file is an error naming it and the rule.
+// (Text in and out goes through lib/tokenizer when it lands; ids always work.)
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ckpt::model {
+
+// Sequences of equal length, row-major: ids[s * length + t].
+struct TokenIds {
+  std::vector<int64_t> ids;
+  uint64_t sequences = 0, length = 0;
+  const int64_t* row(uint64_t s) const { return ids.data() + s * length; }
+};
+
+// "1,5,9" -> one sequence.
+TokenIds parse_id_list(const std::string& text);
+
+// Reads a file by its extension (.safetensors, .json, .npy).
+TokenIds read_token_ids(const std::string& path);
+
+// Writes [sequences, length] ids as a safetensors file with one I64 tensor "input_ids".
+void write_token_ids(const std::string& path, const TokenIds& ids);
+
+}  // namespace ckpt::model

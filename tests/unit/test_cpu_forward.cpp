@@ -1,0 +1,242 @@
+// The CPU reference forward: transformers' logits and hidden states for every tiny architecture
+// (testdata/*/reference_logits.safetensors), the KV cache (prefill + decode = one pass), batch
+// independence, and tensor/pipeline/expert-parallel outputs of `ckpt shard` computing the
+// unsharded model's logits.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "core/error.h"
+#include "formats/safetensors_small.h"
+#include "model/cpu_forward.h"
+#include "model/token_ids.h"
+#include "ops/float_bits.h"
+#include "test_support.h"
+
+using namespace ckpt;
+using namespace ckpt::model;
+using ckpt::test::testdata;
+
+namespace {
+
+const char* kModels[] = {"llama", "llama-tied", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "qwen3-moe"};
+
+// Seeded ids in [0, vocab) for `sequences` x `length`.
+TokenIds seeded_ids(uint64_t vocab, uint64_t sequences, uint64_t length, uint64_t seed) {
+  TokenIds t{{}, sequences, length};
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (uint64_t i = 0; i < sequences * length; ++i) {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    t.ids.push_back(static_cast<int64_t>(s % vocab));
+  }
+  return t;
+}
+
+std::vector<double> run(const Model& m, const TokenIds& ids) {
+  CpuForward f(m, ids.sequences, ids.length);
+  return f.forward(ids.ids, ids.length);
+}
+
+double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double d = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) d = std::max(d, std::fabs(a[i] - b[i]));
+  return d;
+}
+
+double range_of(const std::vector<double>& v) {
+  auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+  return *hi - *lo;
+}
+
+std::vector<double> f32_values(const SmallTensor& t) {
+  EXPECT_EQ(t.dtype, DType::F32) << t.name;
+  std::vector<double> v(t.bytes.size() / 4);
+  for (size_t i = 0; i < v.size(); ++i) {
+    uint32_t u;
+    std::memcpy(&u, t.bytes.data() + 4 * i, 4);
+    v[i] = ops::f32_from_bits(u);
+  }
+  return v;
+}
+
+// Records every layer's "output" activation.
+struct HiddenRecorder : ActivationObserver {
+  std::vector<std::vector<double>> layers;
+  void on(uint64_t layer, const std::string& name, const double* data, uint64_t tokens, uint64_t width) override {
+    if (name != "output") return;
+    layers.resize(std::max<size_t>(layers.size(), layer + 1));
+    layers[layer].assign(data, data + tokens * width);
+  }
+};
+
+}  // namespace
+
+// transformers computes the reference in float32 from the same (bf16-valued) weights; the
+// forward here accumulates in double. The tolerance: max |delta logit| <= 1e-3 of the reference
+// logits' range, and the same for every layer's hidden state against its own range.
+constexpr double kReferenceTolerance = 1e-3;
+
+class TransformersReference : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TransformersReference, LogitsAndHiddenStatesMatch) {
+  const std::string dir = GetParam();
+  const std::string ref_path = testdata(dir + "/reference_logits.safetensors");
+  if (!std::filesystem::exists(ref_path))
+    GTEST_SKIP() << ref_path << " is not generated yet (testdata/generate.py on the GPU machine writes it)";
+  std::vector<SmallTensor> ref = read_small_safetensors(ref_path);
+  const SmallTensor *ids_t = nullptr, *logits_t = nullptr, *hidden_t = nullptr;
+  for (const auto& t : ref) {
+    if (t.name == "input_ids") ids_t = &t;
+    if (t.name == "logits") logits_t = &t;
+    if (t.name == "hidden_states") hidden_t = &t;
+  }
+  ASSERT_TRUE(ids_t && logits_t);
+  TokenIds ids = read_token_ids(ref_path);
+  auto model = Model::open(testdata(dir));
+  CpuForward f(*model, ids.sequences, ids.length);
+  HiddenRecorder rec;
+  std::vector<double> got = f.forward(ids.ids, ids.length, &rec);
+  std::vector<double> want = f32_values(*logits_t);
+  ASSERT_EQ(got.size(), want.size());
+  const double tol = kReferenceTolerance * range_of(want);
+  EXPECT_LE(max_abs_diff(got, want), tol) << dir << ": logits differ from transformers'";
+  if (hidden_t) {
+    std::vector<double> hs = f32_values(*hidden_t);
+    const uint64_t per = got.size() / model->config().vocab * model->config().hidden;
+    ASSERT_EQ(hs.size(), (model->config().layers + 1) * per);
+    // [i] for i < L is the input of layer i (after layer i-1); the last is after the final norm.
+    for (uint64_t i = 0; i + 1 < model->config().layers; ++i) {
+      std::vector<double> want_i(hs.begin() + (i + 1) * per, hs.begin() + (i + 2) * per);
+      EXPECT_LE(max_abs_diff(rec.layers[i], want_i), kReferenceTolerance * range_of(want_i))
+          << dir << ": hidden state after layer " << i;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Testdata, TransformersReference,
+                         ::testing::Values("llama", "llama-tied", "mistral", "qwen2", "qwen3", "phi3", "mixtral",
+                                           "qwen3-moe", "llama-trained"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (char& ch : s)
+                             if (ch == '-') ch = '_';
+                           return s;
+                         });
+
+TEST(CpuForward, EveryArchitectureRunsFiniteAndDeterministic) {
+  for (const char* dir : kModels) {
+    auto model = Model::open(testdata(dir));
+    TokenIds ids = seeded_ids(model->config().vocab, 2, 7, 1);
+    std::vector<double> a = run(*model, ids), b = run(*model, ids);
+    ASSERT_EQ(a.size(), 2u * 7 * model->config().vocab) << dir;
+    for (double x : a) ASSERT_TRUE(std::isfinite(x)) << dir;
+    EXPECT_EQ(a, b) << dir;
+    EXPECT_GT(range_of(a), 0.0) << dir;
+  }
+}
+
+TEST(CpuForward, PrefillThenDecodeEqualsOnePass) {
+  for (const char* dir : kModels) {
+    auto model = Model::open(testdata(dir));
+    const uint64_t V = model->config().vocab;
+    TokenIds ids = seeded_ids(V, 2, 6, 2);
+    std::vector<double> whole = run(*model, ids);
+    CpuForward f(*model, 2, 6);
+    std::vector<int64_t> prefix;
+    for (uint64_t s = 0; s < 2; ++s) prefix.insert(prefix.end(), ids.row(s), ids.row(s) + 4);
+    std::vector<double> first = f.forward(prefix, 4);
+    for (uint64_t s = 0; s < 2; ++s)
+      for (uint64_t t = 0; t < 4; ++t)
+        for (uint64_t v = 0; v < V; ++v)
+          ASSERT_NEAR(first[(s * 4 + t) * V + v], whole[(s * 6 + t) * V + v], 1e-12) << dir;
+    for (uint64_t t = 4; t < 6; ++t) {
+      std::vector<double> step = f.forward({ids.row(0)[t], ids.row(1)[t]}, 1);
+      for (uint64_t s = 0; s < 2; ++s)
+        for (uint64_t v = 0; v < V; ++v) ASSERT_NEAR(step[s * V + v], whole[(s * 6 + t) * V + v], 1e-12) << dir;
+    }
+  }
+}
+
+TEST(CpuForward, SequencesOfABatchAreIndependent) {
+  auto model = Model::open(testdata("qwen3-moe"));
+  const uint64_t V = model->config().vocab;
+  TokenIds both = seeded_ids(V, 2, 5, 3);
+  std::vector<double> together = run(*model, both);
+  for (uint64_t s = 0; s < 2; ++s) {
+    TokenIds one{std::vector<int64_t>(both.row(s), both.row(s) + 5), 1, 5};
+    std::vector<double> alone = run(*model, one);
+    for (size_t i = 0; i < alone.size(); ++i) ASSERT_DOUBLE_EQ(alone[i], together[s * 5 * V + i]);
+  }
+}
+
+TEST(CpuForward, IdOutsideTheVocabularyIsAnError) {
+  auto model = Model::open(testdata("llama"));
+  CpuForward f(*model, 1, 2);
+  try {
+    f.forward({5, 256}, 2);
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("256"), std::string::npos);
+  }
+}
+
+TEST(CpuForward, UnknownTensorIsRefused) {
+  // A checkpoint with a tensor the model does not use is refused, naming the tensor.
+  test::ScratchDir dir;
+  for (const auto& e : std::filesystem::directory_iterator(testdata("llama")))
+    std::filesystem::copy(e.path(), dir / e.path().filename().string());
+  std::vector<SmallTensor> all = read_small_safetensors(dir / "model.safetensors");
+  all.push_back({"model.layers.0.mlp.extra.weight", DType::BF16, {2}, {0, 0, 0, 0}});
+  std::filesystem::remove(dir / "model.safetensors");
+  write_small_safetensors(dir / "model.safetensors", all);
+  try {
+    Model::open(dir.path());
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.tensor(), "model.layers.0.mlp.extra.weight") << e.what();
+  }
+}
+
+// ckpt shard outputs: each rank's slices computed and reduced give the unsharded logits.
+struct ShardCase {
+  const char* model;
+  const char* options;
+};
+
+class ShardedForward : public ::testing::TestWithParam<ShardCase> {};
+
+TEST_P(ShardedForward, MatchesUnsharded) {
+  const ShardCase c = GetParam();
+  test::ScratchDir scratch;
+  const std::string out = scratch / "out";
+  std::string log;
+  ASSERT_EQ(test::run_command(test::ckpt_binary() + " shard " + testdata(c.model) + " " + out + " " + c.options + " -q", &log), 0)
+      << log;
+  auto whole = Model::open(testdata(c.model));
+  auto sharded = Model::open(out);
+  EXPECT_FALSE(sharded->parallelism().empty());
+  TokenIds ids = seeded_ids(whole->config().vocab, 2, 6, 4);
+  std::vector<double> a = run(*whole, ids), b = run(*sharded, ids);
+  EXPECT_LE(max_abs_diff(a, b), 1e-9 * range_of(a)) << c.model << " " << c.options;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shard, ShardedForward,
+    ::testing::Values(ShardCase{"llama", "--tp 2"}, ShardCase{"llama", "--tp 4"}, ShardCase{"llama", "--tp 2 --pp 2"},
+                      ShardCase{"llama-tied", "--tp 2"}, ShardCase{"qwen2", "--tp 2"}, ShardCase{"qwen3", "--tp 4"},
+                      ShardCase{"phi3", "--tp 2"}, ShardCase{"mixtral", "--tp 2"}, ShardCase{"mixtral", "--tp 2 --ep"},
+                      ShardCase{"qwen3-moe", "--tp 2"}, ShardCase{"mistral", "--tp 1 --pp 2"}),
+    [](const auto& info) {
+      std::string s = std::string(info.param.model) + "_" + info.param.options;
+      std::string out;
+      for (char ch : s)
+        if (std::isalnum(static_cast<unsigned char>(ch))) out += ch;
+        else if (!out.empty() && out.back() != '_') out += '_';
+      return out;
+    });
