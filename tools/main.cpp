@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   add_convert(app, action);
   add_quantize(app, action);
   add_cast(app, action);
+  add_forward(app, action);
+  add_perplexity(app, action);
   set_command_line(argc, argv);
   try {
     app.parse(argc, argv);

@@ -16,5 +16,7 @@ void add_validate(CLI::App& app, std::function<int()>& action);
 void add_convert(CLI::App& app, std::function<int()>& action);
 void add_quantize(CLI::App& app, std::function<int()>& action);
 void add_cast(CLI::App& app, std::function<int()>& action);
+void add_forward(CLI::App& app, std::function<int()>& action);
+void add_perplexity(CLI::App& app, std::function<int()>& action);
 
 }  // namespace ckpt::cli

@@ -1,4 +1,5 @@
 // ckpt validate DIR [--json REPORT] [--batch-sizes 1,2,4,8,16,32] [--gpus LIST] [--cpu-only]
+//               [--against SRC [--ids FILE | --seq-len N --samples S] [--generate N] [--min-top1 X] [--max-kl Y]]
 #include <cstdio>
 #include <sstream>
 
@@ -6,6 +7,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "subcommands.h"
+#include "validate/against.h"
 #include "validate/validate.h"
 #if CKPT_HAVE_CUDA
 #include "gpu_info.h"
@@ -59,6 +61,29 @@ int finish(const validate::Report& report, const std::string& json_path, int cod
   return code;
 }
 
+void print_comparison(const model::Comparison& c) {
+  std::printf("against: %s\n  thresholds (%s, defaults unless given): %s\n", c.summary().c_str(),
+              model::transformation_name(c.transformation), c.thresholds.describe().c_str());
+  for (const auto& l : c.layers) {
+    std::printf("  layer %-3llu hidden cosine %.6f, own-input cosine %.6f; Linear relative error:",
+                static_cast<unsigned long long>(l.layer), l.hidden_cosine, l.isolated_cosine);
+    for (const auto& lin : l.linears) std::printf(" %s %.2e", lin.name.c_str(), lin.relative_error);
+    std::printf("\n");
+  }
+  for (size_t s = 0; s < c.src_generated.size(); ++s) {
+    if (c.src_generated[s].empty()) continue;
+    std::printf("  greedy %zu: ", s);
+    for (size_t g = 0; g < c.src_generated[s].size(); ++g)
+      std::printf("%s%lld", g ? " " : "", static_cast<long long>(c.src_generated[s][g]));
+    if (c.first_divergence[s] < 0) std::printf(" (identical)\n");
+    else {
+      std::printf(" | dst:");
+      for (int64_t x : c.dst_generated[s]) std::printf(" %lld", static_cast<long long>(x));
+      std::printf(" (first differs at %lld)\n", static_cast<long long>(c.first_divergence[s]));
+    }
+  }
+}
+
 }  // namespace
 
 void add_validate(CLI::App& app, std::function<int()>& action) {
@@ -66,10 +91,22 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
   struct Args {
     std::string dir, json, batch_sizes = "1,2,4,8,16,32", gpus;
     bool cpu_only = false;
+    std::string against, ids;
+    uint64_t seq_len = 32, samples = 4, generate = 8;
+    std::optional<double> min_top1, max_kl;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("DIR", a->dir, "Checkpoint directory (or a TP output holding rank-r/ directories)")->required();
-  cmd->add_option("--json", a->json, "Also write the report as JSON to this file ('-' for stdout)");
+  cmd->add_option("--json,--report", a->json, "Also write the report as JSON to this file ('-' for stdout)");
+  cmd->add_option("--against", a->against,
+                  "Source checkpoint: run both on the same ids and compare logits, perplexity, generations and "
+                  "every layer, naming the first layer and Linear that disagree");
+  cmd->add_option("--ids", a->ids, "--against: token ids (.safetensors/.json/.npy) instead of seeded ones");
+  cmd->add_option("--seq-len", a->seq_len, "--against: seeded ids per sample (default 32)")->check(CLI::Range(2, 1 << 20));
+  cmd->add_option("--samples", a->samples, "--against: seeded sequences (default 4)")->check(CLI::Range(1, 1 << 16));
+  cmd->add_option("--generate", a->generate, "--against: greedy tokens each model continues with (default 8)");
+  cmd->add_option("--min-top1", a->min_top1, "--against: least top-1 agreement (default per transformation, printed)");
+  cmd->add_option("--max-kl", a->max_kl, "--against: largest mean KL(src||dst) in nats (default per transformation)");
   cmd->add_option("--batch-sizes", a->batch_sizes, "Warm-up batch sizes, one CUDA graph each (comma-separated)");
   cmd->add_option("--gpus", a->gpus, "GPU ordinals to use, e.g. 0,1 (ranks spread over them; default 0)");
   cmd->add_flag("--cpu-only", a->cpu_only, "Run only the checks that need no GPU; exit 0 when they pass");
@@ -84,6 +121,19 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
       cpu.file_checksums = !gpu;  // with a GPU, the digests are computed there
       cpu.gemm_check = !gpu;
       validate::Prepared prepared = validate::run_cpu_phases(a->dir, report, cpu);
+      if (!report.ok()) return finish(report, a->json, kExitFailed);
+      if (!a->against.empty()) {
+        validate::AgainstOptions ao;
+        ao.source = a->against;
+        ao.ids_file = a->ids;
+        ao.seq_len = a->seq_len;
+        ao.samples = a->samples;
+        ao.compare.generate = a->generate;
+        ao.compare.min_top1 = a->min_top1;
+        ao.compare.max_mean_kl = a->max_kl;
+        auto c = validate::run_against_phase(prepared, ao, report);
+        if (c) print_comparison(*c);
+      }
       if (!report.ok()) return finish(report, a->json, kExitFailed);
       if (a->cpu_only) return finish(report, a->json, kExitOk);
       if (!gpu) {

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "formats/safetensors_small.h"
+#include "model/compare.h"
 #include "model/cpu_forward.h"
 #include "model/token_ids.h"
 #include "ops/float_bits.h"
@@ -23,19 +24,6 @@ using ckpt::test::testdata;
 namespace {
 
 const char* kModels[] = {"llama", "llama-tied", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "qwen3-moe"};
-
-// Seeded ids in [0, vocab) for `sequences` x `length`.
-TokenIds seeded_ids(uint64_t vocab, uint64_t sequences, uint64_t length, uint64_t seed) {
-  TokenIds t{{}, sequences, length};
-  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (uint64_t i = 0; i < sequences * length; ++i) {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    t.ids.push_back(static_cast<int64_t>(s % vocab));
-  }
-  return t;
-}
 
 std::vector<double> run(const Model& m, const TokenIds& ids) {
   CpuForward f(m, ids.sequences, ids.length);
@@ -136,7 +124,7 @@ INSTANTIATE_TEST_SUITE_P(Testdata, TransformersReference,
 TEST(CpuForward, EveryArchitectureRunsFiniteAndDeterministic) {
   for (const char* dir : kModels) {
     auto model = Model::open(testdata(dir));
-    TokenIds ids = seeded_ids(model->config().vocab, 2, 7, 1);
+    TokenIds ids = seeded_token_ids(model->config().vocab, 2, 7, 1);
     std::vector<double> a = run(*model, ids), b = run(*model, ids);
     ASSERT_EQ(a.size(), 2u * 7 * model->config().vocab) << dir;
     for (double x : a) ASSERT_TRUE(std::isfinite(x)) << dir;
@@ -149,7 +137,7 @@ TEST(CpuForward, PrefillThenDecodeEqualsOnePass) {
   for (const char* dir : kModels) {
     auto model = Model::open(testdata(dir));
     const uint64_t V = model->config().vocab;
-    TokenIds ids = seeded_ids(V, 2, 6, 2);
+    TokenIds ids = seeded_token_ids(V, 2, 6, 2);
     std::vector<double> whole = run(*model, ids);
     CpuForward f(*model, 2, 6);
     std::vector<int64_t> prefix;
@@ -170,7 +158,7 @@ TEST(CpuForward, PrefillThenDecodeEqualsOnePass) {
 TEST(CpuForward, SequencesOfABatchAreIndependent) {
   auto model = Model::open(testdata("qwen3-moe"));
   const uint64_t V = model->config().vocab;
-  TokenIds both = seeded_ids(V, 2, 5, 3);
+  TokenIds both = seeded_token_ids(V, 2, 5, 3);
   std::vector<double> together = run(*model, both);
   for (uint64_t s = 0; s < 2; ++s) {
     TokenIds one{std::vector<int64_t>(both.row(s), both.row(s) + 5), 1, 5};
@@ -226,7 +214,7 @@ TEST_P(ShardedForward, MatchesUnsharded) {
   auto whole = Model::open(testdata(c.model));
   auto sharded = Model::open(out);
   EXPECT_FALSE(sharded->parallelism().empty());
-  TokenIds ids = seeded_ids(whole->config().vocab, 2, 6, 4);
+  TokenIds ids = seeded_token_ids(whole->config().vocab, 2, 6, 4);
   std::vector<double> a = run(*whole, ids), b = run(*sharded, ids);
   EXPECT_LE(max_abs_diff(a, b), 1e-9 * range_of(a)) << c.model << " " << c.options;
 }

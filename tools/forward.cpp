@@ -1,0 +1,150 @@
+// ckpt forward MODEL --ids 1,5,9|FILE [--logits OUT.safetensors] [--generate N] [--device cpu|cuda]
+// ckpt perplexity MODEL --ids FILE [--seq-len N] [--json]
+#include <sys/stat.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
+#include "common.h"
+#include "core/error.h"
+#include "formats/safetensors_small.h"
+#include "model/compare.h"
+#include "model/cpu_forward.h"
+#include "subcommands.h"
+
+namespace ckpt::cli {
+
+namespace {
+
+model::TokenIds ids_from_argument(const std::string& text) {
+  struct stat st {};
+  if (::stat(text.c_str(), &st) == 0 && S_ISREG(st.st_mode)) return model::read_token_ids(text);
+  return model::parse_id_list(text);
+}
+
+void require_cpu(const std::string& device) {
+  if (wants_cuda_device(device))
+    fail(Errc::kUnsupported, "", "", "--device cuda: the CUDA forward is not built yet; --device cpu runs the reference forward");
+}
+
+void write_logits(const std::string& path, const model::TokenIds& ids, const std::vector<double>& logits, uint64_t vocab) {
+  std::vector<uint8_t> bytes(logits.size() * 4);
+  for (size_t i = 0; i < logits.size(); ++i) {
+    const float f = static_cast<float>(logits[i]);
+    std::memcpy(&bytes[4 * i], &f, 4);
+  }
+  std::vector<uint8_t> id_bytes(ids.ids.size() * 8);
+  std::memcpy(id_bytes.data(), ids.ids.data(), id_bytes.size());  // little-endian host
+  write_small_safetensors(path, {{"input_ids", DType::I64, {ids.sequences, ids.length}, std::move(id_bytes)},
+                                 {"logits", DType::F32, {ids.sequences, ids.length, vocab}, std::move(bytes)}});
+}
+
+}  // namespace
+
+void add_forward(CLI::App& app, std::function<int()>& action) {
+  auto* cmd = app.add_subcommand("forward", "Run the model on token ids: top-5 next tokens per position, greedy generation");
+  struct Args {
+    std::string model, ids, logits, device = "cpu";
+    uint64_t generate = 0;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("MODEL", a->model, "Checkpoint directory (or a TP/PP output root)")->required();
+  cmd->add_option("--ids", a->ids, "Token ids: 1,5,9 or a .safetensors/.json/.npy file of [sequences, length]")->required();
+  cmd->add_option("--logits", a->logits, "Write input_ids and float32 logits [sequences, length, vocab] here");
+  cmd->add_option("--generate", a->generate, "Greedy tokens to generate after the ids (KV cache)");
+  cmd->add_option("--device", a->device, "cpu (the float64 reference forward) or cuda");
+  cmd->callback([&action, a] {
+    action = [a] {
+      require_cpu(a->device);
+      model::TokenIds ids = ids_from_argument(a->ids);
+      auto m = model::Model::open(a->model);
+      const uint64_t V = m->config().vocab;
+      std::printf("model: %s%s%s; %s\n", m->config().describe().c_str(), m->parallelism().empty() ? "" : ", ",
+                  m->parallelism().c_str(), m->formats().c_str());
+      model::CpuForward f(*m, ids.sequences, ids.length + a->generate);
+      std::printf("kv cache: %.3f MB (float64, %llu x %llu tokens)\n", f.kv_cache_bytes() / 1e6,
+                  static_cast<unsigned long long>(ids.sequences), static_cast<unsigned long long>(f.capacity()));
+      std::vector<double> logits = f.forward(ids.ids, ids.length);
+      for (uint64_t s = 0; s < ids.sequences; ++s) {
+        if (ids.sequences > 1) std::printf("sequence %llu\n", static_cast<unsigned long long>(s));
+        for (uint64_t t = 0; t < ids.length; ++t) {
+          const double* l = &logits[(s * ids.length + t) * V];
+          const double mx = *std::max_element(l, l + V);
+          double sum = 0;
+          for (uint64_t v = 0; v < V; ++v) sum += std::exp(l[v] - mx);
+          std::printf("  %4llu  id %-7lld next:", static_cast<unsigned long long>(t), static_cast<long long>(ids.row(s)[t]));
+          std::vector<uint64_t> order(V);
+          for (uint64_t v = 0; v < V; ++v) order[v] = v;
+          std::partial_sort(order.begin(), order.begin() + std::min<uint64_t>(5, V), order.end(),
+                            [&](uint64_t x, uint64_t y) { return l[x] > l[y] || (l[x] == l[y] && x < y); });
+          for (uint64_t k = 0; k < std::min<uint64_t>(5, V); ++k)
+            std::printf("  %llu (%.3f)", static_cast<unsigned long long>(order[k]), std::exp(l[order[k]] - mx) / sum);
+          std::printf("\n");
+        }
+      }
+      if (!a->logits.empty()) {
+        write_logits(a->logits, ids, logits, V);
+        std::printf("logits written to %s\n", a->logits.c_str());
+      }
+      if (a->generate) {
+        std::vector<std::vector<int64_t>> out(ids.sequences);
+        std::vector<int64_t> next(ids.sequences);
+        for (uint64_t s = 0; s < ids.sequences; ++s)
+          next[s] = static_cast<int64_t>(model::argmax(&logits[(s * ids.length + ids.length - 1) * V], V));
+        for (uint64_t g = 0; g < a->generate; ++g) {
+          for (uint64_t s = 0; s < ids.sequences; ++s) out[s].push_back(next[s]);
+          if (g + 1 == a->generate) break;
+          std::vector<double> step = f.forward(next, 1);
+          for (uint64_t s = 0; s < ids.sequences; ++s) next[s] = static_cast<int64_t>(model::argmax(&step[s * V], V));
+        }
+        for (uint64_t s = 0; s < ids.sequences; ++s) {
+          std::printf("generated%s:", ids.sequences > 1 ? (" " + std::to_string(s)).c_str() : "");
+          for (int64_t x : out[s]) std::printf(" %lld", static_cast<long long>(x));
+          std::printf("\n");
+        }
+      }
+      return kExitOk;
+    };
+  });
+}
+
+void add_perplexity(CLI::App& app, std::function<int()>& action) {
+  auto* cmd = app.add_subcommand("perplexity", "Perplexity on held-out token ids, chunked as llama.cpp's perplexity tool");
+  struct Args {
+    std::string model, ids, device = "cpu";
+    uint64_t seq_len = 0;
+    bool json = false;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("MODEL", a->model, "Checkpoint directory (or a TP/PP output root)")->required();
+  cmd->add_option("--ids", a->ids, "Held-out ids: .safetensors (input_ids), .json or .npy")->required();
+  cmd->add_option("--seq-len", a->seq_len, "Chunk length (default: the file's row length)");
+  cmd->add_option("--device", a->device, "cpu or cuda");
+  cmd->add_flag("--json", a->json, "Print the result as JSON");
+  cmd->callback([&action, a] {
+    action = [a] {
+      require_cpu(a->device);
+      model::TokenIds ids = model::read_token_ids(a->ids);
+      auto m = model::Model::open(a->model);
+      const uint64_t chunk = a->seq_len ? a->seq_len : ids.length;
+      model::PerplexityResult r = model::perplexity(*m, ids, chunk);
+      if (a->json) {
+        ojson j = {{"perplexity", r.perplexity}, {"mean_nll", r.mean_nll}, {"chunks", r.chunks},
+                   {"chunk_tokens", chunk},      {"scored_tokens", r.scored_tokens},
+                   {"method", "llama.cpp perplexity: non-overlapping chunks, BOS first, second half scored"},
+                   {"running_perplexity", r.chunk_perplexity}};
+        std::printf("%s\n", j.dump(2).c_str());
+        return kExitOk;
+      }
+      for (size_t k = 0; k < r.chunk_perplexity.size(); ++k) std::printf("[%zu]%.4f,", k + 1, r.chunk_perplexity[k]);
+      std::printf("\nperplexity: %.4f over %llu chunks of %llu tokens (%llu tokens scored: the second half of each chunk, "
+                  "first token BOS, as llama.cpp's perplexity)\n",
+                  r.perplexity, static_cast<unsigned long long>(r.chunks), static_cast<unsigned long long>(chunk),
+                  static_cast<unsigned long long>(r.scored_tokens));
+      return kExitOk;
+    };
+  });
+}
+
+}  // namespace ckpt::cli
