@@ -181,8 +181,9 @@ std::string Recipe::default_recipes_dir() {
     fs::path beside = exe.parent_path().parent_path() / "recipes";
     if (fs::is_directory(beside / ".", ec)) return beside.string();
   }
-  // The source tree's recipes/: this file is lib/recipes/recipe.cpp (CMake passes absolute paths).
-  return (fs::path(__FILE__).parent_path().parent_path().parent_path() / "recipes").string();
+  // The source tree's recipes/, as CMake names it (not __FILE__: a compiler cache may rewrite
+  // source paths to relative ones).
+  return CKPT_SOURCE_RECIPES_DIR;
 }
 
 std::vector<Recipe> Recipe::load_dir(const std::string& recipes_dir) {
