@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "formats/safetensors_small.h"
 #include "model/compare.h"
 #include "model/cpu_forward.h"
@@ -233,3 +234,87 @@ INSTANTIATE_TEST_SUITE_P(
         else if (!out.empty() && out.back() != '_') out += '_';
       return out;
     });
+
+namespace {
+
+// A copy of testdata model `dir` with config.json keys replaced.
+std::string variant(const test::ScratchDir& scratch, const std::string& dir, const std::string& name, const ojson& changes) {
+  const std::string out = scratch / name;
+  std::filesystem::create_directory(out);
+  for (const auto& e : std::filesystem::directory_iterator(testdata(dir)))
+    if (e.path().filename() != "config.json" && e.path().filename() != "ckpt-manifest.json")
+      std::filesystem::copy(e.path(), out + "/" + e.path().filename().string());
+  ojson c = parse_strict_json(read_text_file(testdata(dir + "/config.json"))).value;
+  for (const auto& [k, v] : changes.items()) c[k] = v;
+  write_text_file(out + "/config.json", c.dump(2));
+  return out;
+}
+
+}  // namespace
+
+// Mistral's window W: a query sees itself and the W - 1 keys before it (transformers
+// sliding_window_overlay: kv_idx > q_idx - W). With 2 layers, token 0 can reach positions up to
+// 2 * (W - 1) and no further.
+TEST(CpuForward, SlidingWindowReachesExactlyWMinusOneBack) {
+  test::ScratchDir scratch;
+  auto m = Model::open(variant(scratch, "mistral", "w2", ojson{{"sliding_window", 2}}));
+  ASSERT_EQ(m->config().sliding_window, (std::vector<uint64_t>{2, 2}));
+  const uint64_t V = m->config().vocab;
+  TokenIds a{{7, 11, 13, 17, 19, 23}, 1, 6}, b = a;
+  b.ids[0] = 8;
+  std::vector<double> la = run(*m, a), lb = run(*m, b);
+  auto same_at = [&](uint64_t t) {
+    return std::equal(la.begin() + t * V, la.begin() + (t + 1) * V, lb.begin() + t * V);
+  };
+  EXPECT_FALSE(same_at(1));
+  EXPECT_FALSE(same_at(2));
+  EXPECT_TRUE(same_at(3));
+  EXPECT_TRUE(same_at(5));
+  // A window as long as the sequence is full causal attention.
+  auto full = Model::open(testdata("mistral"));
+  auto wide = Model::open(variant(scratch, "mistral", "w6", ojson{{"sliding_window", 6}}));
+  EXPECT_EQ(run(*full, a), run(*wide, a));
+}
+
+// llama3 rope scaling (transformers _compute_llama3_parameters): wavelengths shorter than
+// original_max / high_freq_factor keep their frequency, longer than original_max /
+// low_freq_factor are divided by factor, and the band between moves smoothly from one to the other.
+TEST(Rope, Llama3ScalingBands) {
+  RopeConfig base;
+  base.theta = 500000.0;
+  base.rotary_dim = 128;
+  RopeConfig l3 = base;
+  l3.type = RopeType::kLlama3;
+  l3.factor = 8;
+  l3.low_freq_factor = 1;
+  l3.high_freq_factor = 4;
+  l3.original_max_position = 8192;
+  const std::vector<double> f0 = rope_inv_freq(base), f = rope_inv_freq(l3);
+  ASSERT_EQ(f.size(), 64u);
+  EXPECT_DOUBLE_EQ(f0[1], std::pow(500000.0, -2.0 / 128));
+  int kept = 0, divided = 0, between = 0;
+  double prev_ratio = 1;
+  for (size_t i = 0; i < f.size(); ++i) {
+    const double wavelen = 2 * M_PI / f0[i], ratio = f[i] / f0[i];
+    if (wavelen < 8192.0 / 4) {
+      EXPECT_DOUBLE_EQ(ratio, 1.0) << i;
+      ++kept;
+    } else if (wavelen > 8192.0) {
+      EXPECT_NEAR(ratio, 1.0 / 8, 1e-15) << i;
+      ++divided;
+    } else {
+      EXPECT_LT(ratio, 1.0) << i;
+      EXPECT_GT(ratio, 1.0 / 8) << i;
+      ++between;
+    }
+    EXPECT_LE(ratio, prev_ratio + 1e-15) << i;  // frequencies only ever scaled down further
+    prev_ratio = ratio;
+  }
+  EXPECT_GT(kept, 0);
+  EXPECT_GT(divided, 0);
+  EXPECT_GT(between, 0);
+  RopeConfig lin = base;
+  lin.type = RopeType::kLinear;
+  lin.factor = 2;
+  EXPECT_DOUBLE_EQ(rope_inv_freq(lin)[5], f0[5] / 2);
+}
