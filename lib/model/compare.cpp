@@ -170,10 +170,15 @@ Comparison compare_models(const Model& src, const Model& dst, const TokenIds& id
     la.layer = i;
     la.hidden_cosine = min_row_cosine(hs, hd, H);
     la.isolated_cosine = min_row_cosine(hs, hi, H);
-    for (size_t a = 0; a < rs.acts.size() && a < ri.acts.size(); ++a) {
-      const auto& [name, ys] = rs.acts[a];
-      const auto& yi = ri.acts[a].second;
-      if (!is_linear_name(name) || ri.acts[a].first != name) continue;
+    std::map<std::string, const std::vector<double>*> dst_by_name;
+    for (const auto& [name, y] : ri.acts) dst_by_name[name] = &y;
+    for (const auto& [name, ys] : rs.acts) {
+      auto it = dst_by_name.find(name);
+      // An expert the destination's router sent other rows to is not comparable row by row.
+      if (!is_linear_name(name) || it == dst_by_name.end() || it->second->size() != ys.size()) continue;
+      const std::vector<double>& yi = *it->second;
+      // Expert outputs have one row per routed token; every other activation one per token.
+      const uint64_t width = name.find(".experts.") != std::string::npos ? H : ys.size() / (B * S);
       double num = 0, den = 0, worst = -1;
       uint64_t worst_at = 0;
       for (size_t j = 0; j < ys.size(); ++j) {
@@ -185,7 +190,6 @@ Comparison compare_models(const Model& src, const Model& dst, const TokenIds& id
       LinearAgreement lin;
       lin.name = name;
       lin.relative_error = den > 0 ? std::sqrt(num / den) : (num > 0 ? INFINITY : 0);
-      const uint64_t width = ys.size() / (B * S);
       lin.cosine = min_row_cosine(ys, yi, width);
       if (lin.relative_error > out.thresholds.max_linear_error)
         lin.worst_rank = rank_of_column(dst, i, name, worst_at % width);

@@ -304,29 +304,30 @@ void CpuForward::moe(uint64_t i, const std::vector<double>& x, uint64_t rows, st
     for (uint64_t j = 0; j < moe.top_k; ++j)
       chosen[t].push_back({order[j], moe.normalize_top_k ? p[order[j]] / top : p[order[j]]});
   }
-  // Each expert runs on the rows routed to it; every rank adds its share (a slice of every
-  // expert, or whole experts under --ep), in rank then expert order.
-  std::vector<double> routed(rows * H, 0.0);
-  for (const RankMoe& rm : L.experts)
-    for (uint64_t e = 0; e < E; ++e) {
-      if (!rm.experts[e].present()) continue;
-      std::vector<uint64_t> sel;
-      std::vector<double> weight;
-      for (uint64_t t = 0; t < rows; ++t)
-        for (const auto& [ex, w] : chosen[t])
-          if (ex == e) {
-            sel.push_back(t);
-            weight.push_back(w);
-          }
-      if (sel.empty()) continue;
-      std::vector<double> xs(sel.size() * H);
-      for (size_t s = 0; s < sel.size(); ++s) std::copy_n(&x[sel[s] * H], H, &xs[s * H]);
-      std::vector<double> y = rank_mlp(rm.experts[e], xs, sel.size(), nullptr, nullptr);
-      for (size_t s = 0; s < sel.size(); ++s)
-        for (uint64_t j = 0; j < H; ++j) routed[sel[s] * H + j] += weight[s] * y[s * H + j];
-    }
-  out = routed;
+  // Each expert runs on the rows routed to it: every rank's share (a slice of every expert, or
+  // whole experts under --ep) summed in rank order, then weighted into the rows, expert by expert.
   const std::string block = short_name(L.router_module).substr(0, short_name(L.router_module).size() - 4);  // "mlp."
+  std::vector<double> routed(rows * H, 0.0);
+  for (uint64_t e = 0; e < E; ++e) {
+    std::vector<uint64_t> sel;
+    std::vector<double> weight;
+    for (uint64_t t = 0; t < rows; ++t)
+      for (const auto& [ex, w] : chosen[t])
+        if (ex == e) {
+          sel.push_back(t);
+          weight.push_back(w);
+        }
+    if (sel.empty()) continue;
+    std::vector<double> xs(sel.size() * H), y(sel.size() * H, 0.0);
+    for (size_t s = 0; s < sel.size(); ++s) std::copy_n(&x[sel[s] * H], H, &xs[s * H]);
+    for (const RankMoe& rm : L.experts)
+      if (rm.experts[e].present()) add_into(y, rank_mlp(rm.experts[e], xs, sel.size(), nullptr, nullptr));
+    // The expert's own output on its rows (unweighted), for locating a broken expert.
+    if (obs) obs->on(i, block + "experts." + std::to_string(e), y.data(), sel.size(), H);
+    for (size_t s = 0; s < sel.size(); ++s)
+      for (uint64_t j = 0; j < H; ++j) routed[sel[s] * H + j] += weight[s] * y[s * H + j];
+  }
+  out = routed;
   if (obs) obs->on(i, block + "experts", routed.data(), rows, H);
   if (L.shared_gate) {
     // Qwen2MoeSparseMoeBlock: + sigmoid(shared_expert_gate(x)) * shared_expert(x).

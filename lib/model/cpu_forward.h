@@ -27,8 +27,8 @@ namespace ckpt::model {
 // row-major: the outputs of "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj" (or
 // "self_attn.qkv_proj"), "self_attn.o_proj" (reduced, bias added), "mlp.gate_proj",
 // "mlp.up_proj" (or "mlp.gate_up_proj"), "mlp.down_proj"; for MoE layers the router logits
-// ("mlp.gate" / "block_sparse_moe.gate"), "<block>.experts" (the weighted sum of the routed
-// experts) and "<block>.shared_expert" (gated); and "output", the hidden state after the layer.
+// ("mlp.gate" / "block_sparse_moe.gate"), "<block>.experts.<e>" (expert e's output on the rows
+// routed to it, for experts with any), "<block>.experts" (the weighted sum of the routed experts) and "<block>.shared_expert" (gated); and "output", the hidden state after the layer.
 class ActivationObserver {
  public:
   virtual ~ActivationObserver() = default;

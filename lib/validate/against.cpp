@@ -23,7 +23,9 @@ std::optional<model::Comparison> run_against_phase(const Prepared& prepared, con
     std::string located;
     std::string file = prepared.layout.root;
     if (c.first_bad_layer >= 0) {
-      located = "model.layers." + std::to_string(c.first_bad_layer) + "." + c.first_bad_linear + ".weight";
+      // A Linear names its weight; an expert (mlp.experts.3) names the module.
+      located = "model.layers." + std::to_string(c.first_bad_layer) + "." + c.first_bad_linear;
+      if (c.first_bad_linear.find(".experts.") == std::string::npos) located += ".weight";
       for (const auto& lin : c.layers[c.first_bad_layer].linears)
         if (lin.name == c.first_bad_linear && !lin.worst_rank.empty())
           file = (std::filesystem::path(prepared.layout.root) / lin.worst_rank).string();

@@ -96,6 +96,12 @@ cp -r "$tmp/fp8" "$tmp/fp8-unscaled" && rm -f "$tmp/fp8-unscaled/ckpt-manifest.j
 python3 "$st_edit" setf32 "$tmp/fp8-unscaled/model.safetensors" model.layers.1.self_attn.o_proj.weight_scale 1.0
 expect_located "$tmp/fp8-unscaled" "$td/llama" "layer 1 self_attn.o_proj"
 
+# MoE: one expert's FP8 scale off by 2x is located to that expert.
+"$ckpt" quantize --fp8 "$td/mixtral" "$tmp/mx8" -q && rm -f "$tmp/mx8/ckpt-manifest.json"
+expect_pass "$tmp/mx8" "$td/mixtral" --min-top1 0.8
+python3 "$st_edit" xor "$tmp/mx8/model.safetensors" model.layers.1.block_sparse_moe.experts.2.w1.weight_scale 2 0x80
+expect_located "$tmp/mx8" "$td/mixtral" "layer 1 block_sparse_moe.experts.2" "model.layers.1.block_sparse_moe.experts.2"
+
 # Not the same model: refused with the reason.
 rc=$(against "$tmp/fp8" "$td/qwen3")
 [ "$rc" = 1 ] && grep -q "not the same model" "$tmp/err" || { cat "$tmp/err"; fail "qwen3 vs llama: exit $rc"; }
