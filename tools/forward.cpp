@@ -12,6 +12,10 @@
 #include "model/compare.h"
 #include "model/cpu_forward.h"
 #include "subcommands.h"
+#if CKPT_HAVE_CUDA
+#include "gpu_info.h"
+#include "runtime/gpu_forward.h"
+#endif
 
 namespace ckpt::cli {
 
@@ -25,7 +29,39 @@ model::TokenIds ids_from_argument(const std::string& text) {
 
 void require_cpu(const std::string& device) {
   if (wants_cuda_device(device))
-    fail(Errc::kUnsupported, "", "", "--device cuda: the CUDA forward is not built yet; --device cpu runs the reference forward");
+    fail(Errc::kUnsupported, "", "", "--device cuda: perplexity runs on the CPU reference forward for now");
+}
+
+// The CPU reference forward or the CUDA one behind one step function.
+struct Runner {
+  std::unique_ptr<model::CpuForward> cpu;
+#if CKPT_HAVE_CUDA
+  std::unique_ptr<cuda::GpuForward> gpu;
+#endif
+  uint64_t kv_bytes = 0;
+  std::vector<double> forward(const std::vector<int64_t>& ids, uint64_t tokens) {
+#if CKPT_HAVE_CUDA
+    if (gpu) return gpu->forward(ids, tokens);
+#endif
+    return cpu->forward(ids, tokens);
+  }
+};
+
+Runner make_runner(const model::Model& m, uint64_t batch, uint64_t capacity, bool cuda) {
+  Runner r;
+#if CKPT_HAVE_CUDA
+  if (cuda) {
+    if (cuda::device_count() == 0) fail(Errc::kUnsupported, "", "", "--device cuda: no CUDA GPU on this machine");
+    r.gpu = std::make_unique<cuda::GpuForward>(m, batch, capacity);
+    r.kv_bytes = r.gpu->kv_cache_bytes();
+    std::printf("device: %s; weights %.3f GB float32 on the GPU\n", cuda::device_description(0).c_str(), r.gpu->weight_bytes() / 1e9);
+    return r;
+  }
+#endif
+  (void)cuda;
+  r.cpu = std::make_unique<model::CpuForward>(m, batch, capacity);
+  r.kv_bytes = r.cpu->kv_cache_bytes();
+  return r;
 }
 
 void write_logits(const std::string& path, const model::TokenIds& ids, const std::vector<double>& logits, uint64_t vocab) {
@@ -53,18 +89,18 @@ void add_forward(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--ids", a->ids, "Token ids: 1,5,9 or a .safetensors/.json/.npy file of [sequences, length]")->required();
   cmd->add_option("--logits", a->logits, "Write input_ids and float32 logits [sequences, length, vocab] here");
   cmd->add_option("--generate", a->generate, "Greedy tokens to generate after the ids (KV cache)");
-  cmd->add_option("--device", a->device, "cpu (the float64 reference forward) or cuda");
+  cmd->add_option("--device", a->device, "cpu (the float64 reference forward) or cuda (float32, dense models)");
   cmd->callback([&action, a] {
     action = [a] {
-      require_cpu(a->device);
+      const bool cuda = wants_cuda_device(a->device);
       model::TokenIds ids = ids_from_argument(a->ids);
       auto m = model::Model::open(a->model);
       const uint64_t V = m->config().vocab;
       std::printf("model: %s%s%s; %s\n", m->config().describe().c_str(), m->parallelism().empty() ? "" : ", ",
                   m->parallelism().c_str(), m->formats().c_str());
-      model::CpuForward f(*m, ids.sequences, ids.length + a->generate);
-      std::printf("kv cache: %.3f MB (float64, %llu x %llu tokens)\n", f.kv_cache_bytes() / 1e6,
-                  static_cast<unsigned long long>(ids.sequences), static_cast<unsigned long long>(f.capacity()));
+      Runner f = make_runner(*m, ids.sequences, ids.length + a->generate, cuda);
+      std::printf("kv cache: %.3f MB (%s, %llu x %llu tokens)\n", f.kv_bytes / 1e6, cuda ? "float32" : "float64",
+                  static_cast<unsigned long long>(ids.sequences), static_cast<unsigned long long>(ids.length + a->generate));
       std::vector<double> logits = f.forward(ids.ids, ids.length);
       for (uint64_t s = 0; s < ids.sequences; ++s) {
         if (ids.sequences > 1) std::printf("sequence %llu\n", static_cast<unsigned long long>(s));

@@ -1,0 +1,56 @@
+// The element-wise and attention kernels of the CUDA decoder forward (gpu_forward.cpp), in float32
+// with the CPU reference's formulas (lib/model/cpu_forward.cpp): embedding rows, RMSNorm, rotary
+// embedding from a cos/sin table, causal GQA attention with an optional sliding window over a
+// KV cache, SiLU(gate) * up, and small helpers. C-style so that C++20 host code calls them.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace ckpt::cuda {
+
+// out[t][:] += table[ids[t] - row_begin][:] (float32 rows) for ids in [row_begin, row_begin + rows).
+cudaError_t embed_rows(const float* table, uint64_t row_begin, uint64_t rows, uint64_t hidden, const int64_t* ids,
+                       uint64_t n, float* out, cudaStream_t stream);
+// out[r][:] = w * x[r][:] / sqrt(mean(x[r]^2) + eps) for `rows` rows of `width` (x may alias out).
+cudaError_t rms_norm_rows(const float* x, uint64_t rows, uint64_t width, const float* w, float eps, float* out,
+                          cudaStream_t stream);
+// Rotates heads in place: x is [rows][stride] holding `heads` heads of head_dim from column `col`;
+// row r (sequence b = r / tokens, token t = r % tokens) sits at position start + t. cos/sin are
+// [positions][half] with half = rotary_dim / 2.
+cudaError_t rope_rows(float* x, uint64_t rows, uint64_t stride, uint64_t col, uint64_t heads, uint64_t head_dim,
+                      uint64_t tokens, uint64_t start, const float* cos, const float* sin, uint64_t half,
+                      cudaStream_t stream);
+struct AttentionArgs {
+  const float* q;        // [batch * tokens][q_stride], heads from column q_col
+  uint64_t q_stride, q_col;
+  float* k_cache;        // [batch][capacity][kv_heads][head_dim]
+  float* v_cache;
+  const float* k_new;    // [batch * tokens][kv_stride] from column k_col / v_col: written to the cache
+  const float* v_new;
+  uint64_t kv_stride, k_col, v_col;
+  float* out;            // [batch * tokens][q_heads * head_dim]
+  uint64_t batch, tokens, start, capacity;
+  uint64_t q_heads, kv_heads, head_dim;
+  uint64_t group;          // global query heads per KV head
+  uint64_t first_q_head;   // global index of local query head 0
+  uint64_t first_kv_head;  // global index of local KV head 0
+  uint64_t window;         // 0: full causal
+  float scale;
+};
+// Writes the new keys/values at positions [start, start + tokens), then
+// out = softmax(q k^T * scale, causal / window mask) v per sequence and query head.
+cudaError_t attention(const AttentionArgs& a, cudaStream_t stream);
+// out[r][j] = silu(gate[r][gate_col + j]) * up[r][up_col + j] for j < n (row strides given).
+cudaError_t silu_mul(const float* gate, uint64_t gate_stride, uint64_t gate_col, const float* up, uint64_t up_stride,
+                     uint64_t up_col, uint64_t rows, uint64_t n, float* out, cudaStream_t stream);
+// y[r][j] += b[j].
+cudaError_t add_bias(float* y, const float* b, uint64_t rows, uint64_t n, cudaStream_t stream);
+// y[i] += x[i].
+cudaError_t add_into(float* y, const float* x, uint64_t n, cudaStream_t stream);
+// dst[r][dst_col + j] = src[r][src_col + j] for j < n.
+cudaError_t copy_columns(const float* src, uint64_t src_stride, uint64_t src_col, float* dst, uint64_t dst_stride,
+                         uint64_t dst_col, uint64_t rows, uint64_t n, cudaStream_t stream);
+
+}  // namespace ckpt::cuda
