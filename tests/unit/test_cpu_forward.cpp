@@ -318,3 +318,29 @@ TEST(Rope, Llama3ScalingBands) {
   lin.factor = 2;
   EXPECT_DOUBLE_EQ(rope_inv_freq(lin)[5], f0[5] / 2);
 }
+
+TEST(CpuForward, MissingTensorAndWrongShapeAreRefusedNamingTheTensor) {
+  test::ScratchDir scratch;
+  const std::string dir = variant(scratch, "llama", "missing", ojson::object());
+  std::vector<SmallTensor> all = read_small_safetensors(dir + "/model.safetensors");
+  all.erase(std::remove_if(all.begin(), all.end(), [](const SmallTensor& t) { return t.name == "model.layers.1.mlp.up_proj.weight"; }),
+            all.end());
+  std::filesystem::remove(dir + "/model.safetensors");
+  write_small_safetensors(dir + "/model.safetensors", all);
+  try {
+    Model::open(dir);
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kMissingField) << e.what();
+    EXPECT_EQ(e.tensor(), "model.layers.1.mlp.up_proj.weight");
+  }
+  const std::string narrow = variant(scratch, "llama", "narrow", ojson{{"intermediate_size", 64}});
+  try {
+    Model::open(narrow);
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kTensorInvalidInfo) << e.what();
+    EXPECT_EQ(e.tensor(), "model.layers.0.mlp.gate_proj.weight");
+    EXPECT_NE(std::string(e.what()).find("expected [64, 64]"), std::string::npos) << e.what();
+  }
+}
