@@ -145,7 +145,36 @@ __global__ void copy_columns_kernel(const float* src, uint64_t src_stride, uint6
   }
 }
 
+__global__ void gather_kernel(const float* src, const int64_t* idx, uint64_t n, uint64_t w, float* dst) {
+  GRID_STRIDE(i, n * w) dst[i] = src[idx[i / w] * w + i % w];
+}
+
+__global__ void scatter_kernel(const float* y, const int64_t* idx, const float* weight, uint64_t n, uint64_t w,
+                               float* out) {
+  GRID_STRIDE(i, n * w) out[idx[i / w] * w + i % w] += weight[i / w] * y[i];
+}
+
+__global__ void sigmoid_scale_kernel(float* y, const float* gate, uint64_t rows, uint64_t w) {
+  GRID_STRIDE(i, rows * w) y[i] *= 1.0f / (1.0f + expf(-gate[i / w]));
+}
+
 }  // namespace
+
+cudaError_t gather_rows(const float* src, const int64_t* idx, uint64_t n, uint64_t w, float* dst, cudaStream_t stream) {
+  gather_kernel<<<grid_for(n * w), kThreads, 0, stream>>>(src, idx, n, w, dst);
+  return cudaGetLastError();
+}
+
+cudaError_t scatter_add_weighted(const float* y, const int64_t* idx, const float* weight, uint64_t n, uint64_t w,
+                                 float* out, cudaStream_t stream) {
+  scatter_kernel<<<grid_for(n * w), kThreads, 0, stream>>>(y, idx, weight, n, w, out);
+  return cudaGetLastError();
+}
+
+cudaError_t scale_rows_sigmoid(float* y, const float* gate, uint64_t rows, uint64_t w, cudaStream_t stream) {
+  sigmoid_scale_kernel<<<grid_for(rows * w), kThreads, 0, stream>>>(y, gate, rows, w);
+  return cudaGetLastError();
+}
 
 cudaError_t embed_rows(const float* table, uint64_t row_begin, uint64_t rows, uint64_t hidden, const int64_t* ids,
                        uint64_t n, float* out, cudaStream_t stream) {

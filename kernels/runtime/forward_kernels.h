@@ -1,7 +1,7 @@
 // The element-wise and attention kernels of the CUDA decoder forward (gpu_forward.cpp), in float32
 // with the CPU reference's formulas (lib/model/cpu_forward.cpp): embedding rows, RMSNorm, rotary
 // embedding from a cos/sin table, causal GQA attention with an optional sliding window over a
-// KV cache, SiLU(gate) * up, and small helpers. C-style so that C++20 host code calls them.
+// KV cache, SiLU(gate) * up, MoE row gather/scatter, and small helpers. C-style so that C++20 host code calls them.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -52,5 +52,13 @@ cudaError_t add_into(float* y, const float* x, uint64_t n, cudaStream_t stream);
 // dst[r][dst_col + j] = src[r][src_col + j] for j < n.
 cudaError_t copy_columns(const float* src, uint64_t src_stride, uint64_t src_col, float* dst, uint64_t dst_stride,
                          uint64_t dst_col, uint64_t rows, uint64_t n, cudaStream_t stream);
+
+// MoE: dst[s][:] = src[idx[s]][:] for n rows of width w.
+cudaError_t gather_rows(const float* src, const int64_t* idx, uint64_t n, uint64_t w, float* dst, cudaStream_t stream);
+// MoE: out[idx[s]][:] += weight[s] * y[s][:] (the indices of one call are distinct).
+cudaError_t scatter_add_weighted(const float* y, const int64_t* idx, const float* weight, uint64_t n, uint64_t w,
+                                 float* out, cudaStream_t stream);
+// Qwen2-MoE shared expert: y[r][:] *= sigmoid(gate[r]).
+cudaError_t scale_rows_sigmoid(float* y, const float* gate, uint64_t rows, uint64_t w, cudaStream_t stream);
 
 }  // namespace ckpt::cuda

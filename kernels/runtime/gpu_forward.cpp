@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "cuda_check.h"
+#include "model/cpu_forward.h"
 #include "model/rope.h"
 #include "runtime/forward_kernels.h"
 
@@ -54,15 +55,37 @@ DevLinear upload(const model::RankLinear& l, uint64_t* bytes) {
   return upload_linear(*l.weight, l.bias, bytes);
 }
 
+struct DevMlp {
+  DevLinear gate, up, gate_up, down;
+  uint64_t inter = 0;
+  bool present = false;
+};
+
+DevMlp upload_mlp(const model::RankMlp& m, uint64_t* bytes) {
+  DevMlp d;
+  if (!m.present()) return d;
+  d.gate = upload(m.gate, bytes);
+  d.up = upload(m.up, bytes);
+  d.gate_up = upload(m.gate_up, bytes);
+  d.down = upload(m.down, bytes);
+  d.inter = m.local_intermediate;
+  d.present = true;
+  return d;
+}
+
 struct RankLayer {
-  DevLinear q, k, v, qkv, o, gate, up, gate_up, down;
-  uint64_t nq = 0, nkv = 0, first_q = 0, first_kv = 0, inter = 0;
+  DevLinear q, k, v, qkv, o;
+  DevMlp mlp, shared;
+  std::vector<DevMlp> experts;  // MoE: by expert id (!present where another rank holds it)
+  uint64_t nq = 0, nkv = 0, first_q = 0, first_kv = 0;
   DeviceBuffer keys, values;
 };
 
 struct DevLayer {
   DeviceBuffer input_norm, post_norm, q_norm, k_norm, o_bias, down_bias;
   bool has_o_bias = false, has_down_bias = false;
+  bool moe = false;
+  DevLinear router, shared_gate;
   std::vector<RankLayer> ranks;
 };
 
@@ -85,10 +108,6 @@ struct GpuForward::Impl {
   uint64_t half = 0;
 
   Impl(const model::Model& model, uint64_t b, uint64_t cap) : m(model), c(model.config()), batch(b), capacity(cap) {
-    for (const auto& L : m.layers())
-      if (L.moe)
-        fail(Errc::kUnsupported, m.path(), L.router_module,
-             "MoE layers are not on the CUDA forward yet; --device cpu runs them with the reference forward");
     CKPT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     CKPT_CUBLAS(cublasCreate(&blas));
     CKPT_CUBLAS(cublasSetStream(blas, stream));
@@ -111,24 +130,27 @@ struct GpuForward::Impl {
       if (d.has_o_bias) d.o_bias = upload_doubles(L.o_bias);
       d.has_down_bias = !L.down_bias.empty();
       if (d.has_down_bias) d.down_bias = upload_doubles(L.down_bias);
+      d.moe = L.moe;
+      if (L.router) d.router = upload_linear(*L.router, {}, &w_bytes);
+      if (L.shared_gate) d.shared_gate = upload_linear(*L.shared_gate, {}, &w_bytes);
       for (size_t r = 0; r < L.attention.size(); ++r) {
         const model::RankAttention& a = L.attention[r];
-        const model::RankMlp& mlp = L.mlp[r];
         RankLayer x;
+        if (L.moe) {
+          for (const auto& e : L.experts[r].experts) x.experts.push_back(upload_mlp(e, &w_bytes));
+          x.shared = upload_mlp(L.experts[r].shared, &w_bytes);
+        } else {
+          x.mlp = upload_mlp(L.mlp[r], &w_bytes);
+        }
         x.q = upload(a.q, &w_bytes);
         x.k = upload(a.k, &w_bytes);
         x.v = upload(a.v, &w_bytes);
         x.qkv = upload(a.qkv, &w_bytes);
         x.o = upload(a.o, &w_bytes);
-        x.gate = upload(mlp.gate, &w_bytes);
-        x.up = upload(mlp.up, &w_bytes);
-        x.gate_up = upload(mlp.gate_up, &w_bytes);
-        x.down = upload(mlp.down, &w_bytes);
         x.nq = a.q_heads.size();
         x.nkv = a.kv_heads.size();
         x.first_q = a.q_heads.front();
         x.first_kv = a.kv_heads.front();
-        x.inter = mlp.local_intermediate;
         const uint64_t kv = batch * capacity * x.nkv * c.head_dim * sizeof(float);
         x.keys = DeviceBuffer(kv);
         x.values = DeviceBuffer(kv);
@@ -212,26 +234,75 @@ struct GpuForward::Impl {
     if (d.has_o_bias) CKPT_CUDA(add_bias(out, d.o_bias.as<float>(), rows, H, stream));
   }
 
+  // One rank's gated MLP on `rows` rows of x: its partial down_proj output into `part`.
+  void run_mlp(const DevMlp& m, const float* x, uint64_t rows, float* part) {
+    const uint64_t n = m.inter;
+    DeviceBuffer act(std::max<uint64_t>(rows * n, 1) * sizeof(float));
+    if (m.gate_up.present) {
+      DeviceBuffer gu(rows * 2 * n * sizeof(float));
+      gemm(m.gate_up, x, rows, gu.as<float>());
+      CKPT_CUDA(silu_mul(gu.as<float>(), 2 * n, 0, gu.as<float>(), 2 * n, n, rows, n, act.as<float>(), stream));
+    } else {
+      DeviceBuffer g(rows * n * sizeof(float)), u(rows * n * sizeof(float));
+      gemm(m.gate, x, rows, g.as<float>());
+      gemm(m.up, x, rows, u.as<float>());
+      CKPT_CUDA(silu_mul(g.as<float>(), n, 0, u.as<float>(), n, 0, rows, n, act.as<float>(), stream));
+    }
+    gemm(m.down, act.as<float>(), rows, part);
+  }
+
   void mlp(const DevLayer& d, const float* x, uint64_t rows, float* out) {
     const uint64_t H = c.hidden;
     CKPT_CUDA(cudaMemsetAsync(out, 0, rows * H * sizeof(float), stream));
+    DeviceBuffer part(rows * H * sizeof(float));
     for (const RankLayer& r : d.ranks) {
-      const uint64_t n = r.inter;
-      DeviceBuffer act(rows * n * sizeof(float)), part(rows * H * sizeof(float));
-      if (r.gate_up.present) {
-        DeviceBuffer gu(rows * 2 * n * sizeof(float));
-        gemm(r.gate_up, x, rows, gu.as<float>());
-        CKPT_CUDA(silu_mul(gu.as<float>(), 2 * n, 0, gu.as<float>(), 2 * n, n, rows, n, act.as<float>(), stream));
-      } else {
-        DeviceBuffer g(rows * n * sizeof(float)), u(rows * n * sizeof(float));
-        gemm(r.gate, x, rows, g.as<float>());
-        gemm(r.up, x, rows, u.as<float>());
-        CKPT_CUDA(silu_mul(g.as<float>(), n, 0, u.as<float>(), n, 0, rows, n, act.as<float>(), stream));
-      }
-      gemm(r.down, act.as<float>(), rows, part.as<float>());
-      CKPT_CUDA(add_into(out, part.as<float>(), rows * H, stream));
+      run_mlp(r.mlp, x, rows, part.as<float>());
+      CKPT_CUDA(add_into(out, part.as<float>(), rows * H, stream));  // row-parallel partials, rank order
     }
     if (d.has_down_bias) CKPT_CUDA(add_bias(out, d.down_bias.as<float>(), rows, H, stream));
+  }
+
+  // The MoE block: router logits on the GPU, routing on the host by the reference's route(), each
+  // expert on its gathered rows (every rank's share summed), weighted back into the rows.
+  void moe(const DevLayer& d, const float* x, uint64_t rows, float* out) {
+    const uint64_t H = c.hidden, E = c.moe->experts;
+    CKPT_CUDA(cudaMemsetAsync(out, 0, rows * H * sizeof(float), stream));
+    DeviceBuffer logits(rows * E * sizeof(float));
+    gemm(d.router, x, rows, logits.as<float>());
+    std::vector<float> host(rows * E);
+    CKPT_CUDA(cudaMemcpyAsync(host.data(), logits.data(), host.size() * sizeof(float), cudaMemcpyDeviceToHost, stream));
+    CKPT_CUDA(cudaStreamSynchronize(stream));
+    const std::vector<model::ExpertRows> routed = model::route(std::vector<double>(host.begin(), host.end()), rows, *c.moe);
+    for (uint64_t e = 0; e < E; ++e) {
+      const uint64_t n = routed[e].rows.size();
+      if (n == 0) continue;
+      std::vector<int64_t> idx(routed[e].rows.begin(), routed[e].rows.end());
+      std::vector<float> w(routed[e].weights.begin(), routed[e].weights.end());
+      DeviceBuffer d_idx(n * sizeof(int64_t)), d_w(n * sizeof(float)), xs(n * H * sizeof(float)), y(n * H * sizeof(float)),
+          part(n * H * sizeof(float));
+      CKPT_CUDA(cudaMemcpyAsync(d_idx.data(), idx.data(), n * sizeof(int64_t), cudaMemcpyHostToDevice, stream));
+      CKPT_CUDA(cudaMemcpyAsync(d_w.data(), w.data(), n * sizeof(float), cudaMemcpyHostToDevice, stream));
+      CKPT_CUDA(gather_rows(x, d_idx.as<int64_t>(), n, H, xs.as<float>(), stream));
+      CKPT_CUDA(cudaMemsetAsync(y.data(), 0, n * H * sizeof(float), stream));
+      for (const RankLayer& r : d.ranks) {
+        if (!r.experts[e].present) continue;
+        run_mlp(r.experts[e], xs.as<float>(), n, part.as<float>());
+        CKPT_CUDA(add_into(y.as<float>(), part.as<float>(), n * H, stream));
+      }
+      CKPT_CUDA(scatter_add_weighted(y.as<float>(), d_idx.as<int64_t>(), d_w.as<float>(), n, H, out, stream));
+      CKPT_CUDA(cudaStreamSynchronize(stream));  // idx and w are host vectors of this iteration
+    }
+    if (d.shared_gate.present) {
+      DeviceBuffer shared(rows * H * sizeof(float)), part(rows * H * sizeof(float)), gate(rows * sizeof(float));
+      CKPT_CUDA(cudaMemsetAsync(shared.data(), 0, rows * H * sizeof(float), stream));
+      for (const RankLayer& r : d.ranks) {
+        run_mlp(r.shared, x, rows, part.as<float>());
+        CKPT_CUDA(add_into(shared.as<float>(), part.as<float>(), rows * H, stream));
+      }
+      gemm(d.shared_gate, x, rows, gate.as<float>());
+      CKPT_CUDA(scale_rows_sigmoid(shared.as<float>(), gate.as<float>(), rows, H, stream));
+      CKPT_CUDA(add_into(out, shared.as<float>(), rows * H, stream));
+    }
   }
 
   std::vector<double> forward(const std::vector<int64_t>& ids, uint64_t tokens) {
@@ -256,7 +327,8 @@ struct GpuForward::Impl {
       attention(d, i, x.as<float>(), tokens, y.as<float>());
       CKPT_CUDA(add_into(h.as<float>(), y.as<float>(), rows * H, stream));
       CKPT_CUDA(rms_norm_rows(h.as<float>(), rows, H, d.post_norm.as<float>(), float(c.rms_eps), x.as<float>(), stream));
-      mlp(d, x.as<float>(), rows, y.as<float>());
+      if (d.moe) moe(d, x.as<float>(), rows, y.as<float>());
+      else mlp(d, x.as<float>(), rows, y.as<float>());
       CKPT_CUDA(add_into(h.as<float>(), y.as<float>(), rows * H, stream));
     }
     length += tokens;

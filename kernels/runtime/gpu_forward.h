@@ -4,8 +4,9 @@
 // logits match lib/model/cpu_forward.h to float32 rounding. A tensor-parallel model runs its
 // ranks in turn on this GPU, partial sums added in rank order, vocab padding dropped.
 //
-// This is the correctness path of the CUDA runtime. Not here yet: MoE layers (refused plainly),
-// the bf16/f16 and cuBLASLt FP8 GEMM paths, and the decode step captured in CUDA graphs.
+// MoE layers route on the host with the reference's route() from router logits computed here.
+// This is the correctness path of the CUDA runtime. Not here yet: the bf16/f16 and cuBLASLt FP8
+// GEMM paths, device-side routing, and the decode step captured in CUDA graphs.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +20,7 @@ namespace ckpt::cuda {
 class GpuForward {
  public:
   // Uploads the model to the current device and allocates a KV cache for `batch` sequences of
-  // up to `capacity` tokens. Fails (kUnsupported) for a model with MoE layers.
+  // up to `capacity` tokens.
   GpuForward(const model::Model& m, uint64_t batch, uint64_t capacity);
   ~GpuForward();
   GpuForward(const GpuForward&) = delete;

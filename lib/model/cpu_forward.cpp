@@ -120,6 +120,29 @@ uint64_t argmax(const double* v, uint64_t n) {
   return best;
 }
 
+std::vector<ExpertRows> route(const std::vector<double>& logits, uint64_t rows, const MoeConfig& moe) {
+  const uint64_t E = moe.experts;
+  std::vector<ExpertRows> out(E);
+  std::vector<double> p(E);
+  std::vector<uint64_t> order(E);
+  for (uint64_t t = 0; t < rows; ++t) {
+    const double* l = &logits[t * E];
+    const double mx = *std::max_element(l, l + E);
+    double sum = 0;
+    for (uint64_t e = 0; e < E; ++e) sum += (p[e] = std::exp(l[e] - mx));
+    for (double& v : p) v /= sum;
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](uint64_t a, uint64_t b) { return p[a] > p[b]; });
+    double top = 0;
+    for (uint64_t j = 0; j < moe.top_k; ++j) top += p[order[j]];
+    for (uint64_t j = 0; j < moe.top_k; ++j) {
+      out[order[j]].rows.push_back(t);
+      out[order[j]].weights.push_back(moe.normalize_top_k ? p[order[j]] / top : p[order[j]]);
+    }
+  }
+  return out;
+}
+
 CpuForward::CpuForward(const Model& model, uint64_t batch, uint64_t capacity)
     : m_(model), c_(model.config()), batch_(batch), capacity_(capacity) {
   if (batch == 0 || capacity == 0) throw std::logic_error("CpuForward: empty batch or capacity");
@@ -288,35 +311,14 @@ void CpuForward::moe(uint64_t i, const std::vector<double>& x, uint64_t rows, st
   // (MixtralSparseMoeBlock / Qwen2MoeSparseMoeBlock / Qwen3MoeSparseMoeBlock.forward).
   std::vector<double> logits = apply(*L.router, x, rows);
   if (obs) obs->on(i, short_name(L.router_module), logits.data(), rows, E);
-  std::vector<std::vector<std::pair<uint64_t, double>>> chosen(rows);
-  for (uint64_t t = 0; t < rows; ++t) {
-    const double* l = &logits[t * E];
-    const double mx = *std::max_element(l, l + E);
-    std::vector<double> p(E);
-    double sum = 0;
-    for (uint64_t e = 0; e < E; ++e) sum += (p[e] = std::exp(l[e] - mx));
-    for (double& v : p) v /= sum;
-    std::vector<uint64_t> order(E);
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](uint64_t a, uint64_t b) { return p[a] > p[b]; });
-    double top = 0;
-    for (uint64_t j = 0; j < moe.top_k; ++j) top += p[order[j]];
-    for (uint64_t j = 0; j < moe.top_k; ++j)
-      chosen[t].push_back({order[j], moe.normalize_top_k ? p[order[j]] / top : p[order[j]]});
-  }
+  const std::vector<ExpertRows> routed_rows = route(logits, rows, moe);
   // Each expert runs on the rows routed to it: every rank's share (a slice of every expert, or
   // whole experts under --ep) summed in rank order, then weighted into the rows, expert by expert.
   const std::string block = short_name(L.router_module).substr(0, short_name(L.router_module).size() - 4);  // "mlp."
   std::vector<double> routed(rows * H, 0.0);
   for (uint64_t e = 0; e < E; ++e) {
-    std::vector<uint64_t> sel;
-    std::vector<double> weight;
-    for (uint64_t t = 0; t < rows; ++t)
-      for (const auto& [ex, w] : chosen[t])
-        if (ex == e) {
-          sel.push_back(t);
-          weight.push_back(w);
-        }
+    const std::vector<uint64_t>& sel = routed_rows[e].rows;
+    const std::vector<double>& weight = routed_rows[e].weights;
     if (sel.empty()) continue;
     std::vector<double> xs(sel.size() * H), y(sel.size() * H, 0.0);
     for (size_t s = 0; s < sel.size(); ++s) std::copy_n(&x[sel[s] * H], H, &xs[s * H]);

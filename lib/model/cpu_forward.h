@@ -77,6 +77,15 @@ class CpuForward {
 // RMSNorm of each of `rows` rows of width w: w_i * x_i / sqrt(mean(x^2) + eps).
 void rms_norm(const double* x, uint64_t rows, uint64_t width, const std::vector<double>& weight, double eps, double* out);
 
+// MoE routing of `rows` rows of router logits [rows][experts] (MixtralSparseMoeBlock /
+// Qwen2MoeSparseMoeBlock / Qwen3MoeSparseMoeBlock.forward): softmax over all experts, the top-k
+// probabilities, renormalised to sum 1 when configured. Per expert: its rows (ascending) and weights.
+struct ExpertRows {
+  std::vector<uint64_t> rows;
+  std::vector<double> weights;
+};
+std::vector<ExpertRows> route(const std::vector<double>& logits, uint64_t rows, const MoeConfig& moe);
+
 // Index of the largest of n values (the first of equal ones).
 uint64_t argmax(const double* v, uint64_t n);
 

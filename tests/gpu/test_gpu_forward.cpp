@@ -1,5 +1,5 @@
 // The CUDA forward (kernels/runtime/gpu_forward.h) against the CPU reference forward on every
-// dense testdata architecture, the trained Llama, an FP8 output and TP-2 / PP-2 outputs: logits
+// testdata architecture (MoE included), the trained Llama, an FP8 output and TP-2 / PP-2 outputs: logits
 // within float32 rounding (max |delta| <= 1e-4 of the logit range), and prefill + decode through
 // the GPU KV cache equal to one pass. Skips without a GPU.
 #include <gtest/gtest.h>
@@ -77,13 +77,11 @@ TEST(GpuForward, PrefillThenDecodeEqualsOnePass) {
     for (uint64_t v = 0; v < V; ++v) EXPECT_NEAR(last[s * V + v], a[(s * 6 + 5) * V + v], 1e-4 * range_of(a));
 }
 
-TEST(GpuForward, MoeIsRefusedPlainly) {
+TEST(GpuForward, MoeModelsMatchTheCpuReference) {
   if (no_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine: the CUDA forward tests need one";
-  auto m = model::Model::open(test::testdata("mixtral"));
-  try {
-    cuda::GpuForward g(*m, 1, 4);
-    FAIL() << "accepted";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), Errc::kUnsupported);
-  }
+  for (const char* dir : {"mixtral", "qwen3-moe"}) expect_matches_cpu(test::testdata(dir), 2, 9);
+  test::ScratchDir s;
+  std::string log;
+  ASSERT_EQ(test::run_command(test::ckpt_binary() + " shard --tp 2 --ep " + test::testdata("mixtral") + " " + (s / "ep") + " -q", &log), 0) << log;
+  expect_matches_cpu(s / "ep", 2, 9);
 }
