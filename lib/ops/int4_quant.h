@@ -33,7 +33,10 @@
 //    (awq/quantize/quantizer.py pseudo_quantize_tensor) uses the raw min/max, so an all-positive
 //    group there gets zero 0 and clips its top codes.
 //  - Scale rounding before use: AutoAWQ and compressed-tensors quantize with the scale as stored
-//    (F16 / the weight dtype); GPTQModel quantizes with the float32 scale and stores F16.
+//    (F16 / the weight dtype); GPTQModel quantizes with the float32 scale and stores F16. AutoAWQ
+//    and compressed-tensors also round the range hi - lo to their dtype before dividing (on
+//    normal BF16 weights compressed-tensors' asymmetric scale is then one unit away from ours in
+//    about a quarter of the groups); we divide the float32 range.
 //  - Zero from the stored scale: AutoAWQ and compressed-tensors compute it from their stored-dtype
 //    scale (in that dtype's arithmetic); GPTQModel from the float32 scale. We use float32 division
 //    by the stored scale.
@@ -82,6 +85,8 @@ const char* int4_format_name(Int4Format f);  // "gptq", "awq", "compressed-tenso
 
 // AWQ's nibble order: nibble i of a word holds column 8m + kAwqOrder[i].
 inline constexpr std::array<int, 8> kAwqOrder = {0, 2, 4, 6, 1, 3, 5, 7};
+// Its inverse: column 8m + c sits in nibble kAwqNibble[c].
+inline constexpr std::array<int, 8> kAwqNibble = {0, 4, 1, 5, 2, 6, 3, 7};
 
 struct Int4Scheme {
   Int4Format format = Int4Format::kGptq;
@@ -221,8 +226,9 @@ struct Int4Stored {
 void int4_unpack(const Int4Scheme& scheme, const Int4Geometry& geo, const Int4Stored& st, uint64_t n0, uint64_t n1,
                  uint8_t* codes, uint8_t* zeros, float* scales);
 // Dequantized rows [n0, n1): out[(n - n0) * K + k] = (q - z) · S in float32, with each column's
-// group from g_idx where the format has one.
-void int4_decode(const Int4Scheme& scheme, const Int4Geometry& geo, const Int4Stored& st, uint64_t n0, uint64_t n1,
+// group from g_idx where the format has one. False (nothing decoded) when a g_idx value lies
+// outside [0, G).
+bool int4_decode(const Int4Scheme& scheme, const Int4Geometry& geo, const Int4Stored& st, uint64_t n0, uint64_t n1,
                  float* out);
 
 }  // namespace ckpt::ops
