@@ -203,57 +203,6 @@ Int4Issue int4_quantize_reference(const Int4Scheme& s, const Int4Geometry& geo, 
   return {};
 }
 
-// ---- format transforms ---------------------------------------------------------------------
-
-void int4_words_to_gptq(const uint32_t* words, uint64_t ws, uint64_t rows, uint64_t nwords, uint32_t* out,
-                        uint64_t os) {
-  // A transpose in 16 x 16 tiles so both sides stay in cache lines.
-  constexpr uint64_t T = 16;
-  for (uint64_t r0 = 0; r0 < rows; r0 += T)
-    for (uint64_t j0 = 0; j0 < nwords; j0 += T)
-      for (uint64_t j = j0; j < std::min(nwords, j0 + T); ++j)
-        for (uint64_t r = r0; r < std::min(rows, r0 + T); ++r) out[j * os + r] = words[r * ws + j];
-}
-
-void int4_gptq_to_words(const uint32_t* q, uint64_t qs, uint64_t rows, uint64_t nwords, uint32_t* words,
-                        uint64_t ws) {
-  constexpr uint64_t T = 16;
-  for (uint64_t r0 = 0; r0 < rows; r0 += T)
-    for (uint64_t j0 = 0; j0 < nwords; j0 += T)
-      for (uint64_t r = r0; r < std::min(rows, r0 + T); ++r)
-        for (uint64_t j = j0; j < std::min(nwords, j0 + T); ++j) words[r * ws + j] = q[j * qs + r];
-}
-
-void int4_words_to_awq(const uint32_t* words, uint64_t ws, uint64_t rows, uint64_t nwords, uint32_t* out,
-                       uint64_t os) {
-  if (rows % 8 != 0) throw std::logic_error("int4: AWQ packs whole groups of 8 rows");
-  for (uint64_t m = 0; m < rows / 8; ++m) {
-    for (uint64_t j = 0; j < nwords; ++j) {
-      uint32_t w[8];
-      for (int i = 0; i < 8; ++i) w[i] = words[(8 * m + kAwqOrder[i]) * ws + j];
-      for (int c = 0; c < 8; ++c) {
-        uint32_t v = 0;
-        for (int i = 0; i < 8; ++i) v |= ((w[i] >> (4 * c)) & 15u) << (4 * i);
-        out[(8 * j + c) * os + m] = v;
-      }
-    }
-  }
-}
-
-void int4_awq_to_words(const uint32_t* q, uint64_t qs, uint64_t rows, uint64_t nwords, uint32_t* words, uint64_t ws) {
-  if (rows % 8 != 0) throw std::logic_error("int4: AWQ packs whole groups of 8 rows");
-  for (uint64_t m = 0; m < rows / 8; ++m) {
-    for (uint64_t j = 0; j < nwords; ++j) {
-      uint32_t w[8] = {};
-      for (int c = 0; c < 8; ++c) {
-        const uint32_t v = q[(8 * j + c) * qs + m];
-        for (int i = 0; i < 8; ++i) w[i] |= ((v >> (4 * i)) & 15u) << (4 * c);
-      }
-      for (int i = 0; i < 8; ++i) words[(8 * m + kAwqOrder[i]) * ws + j] = w[i];
-    }
-  }
-}
-
 // ---- scales, zeros, g_idx ------------------------------------------------------------------
 
 void int4_store_scales(const Int4Scheme& s, const Int4Geometry& geo, const Int4ParamsView& v, uint8_t* out) {

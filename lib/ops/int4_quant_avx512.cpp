@@ -1,8 +1,8 @@
-// The AVX-512 INT4 loop: per group, one scan (magnitude-bit max for amax and non-finite values,
-// float min/max for the asymmetric range), the parameters from the shared scalar math
-// (ops/int4_math.h), then 16 columns at a time: widen, divide, round half to even, add the zero,
-// clamp, narrow to bytes, and pair bytes into nibbles with one vpmaddubsw (c0 + 16 c1) and a
-// pack. Tested against int4_quantize_reference bit for bit. Functions carry the target
+// The AVX-512 INT4 loop, in batches of 16 groups of a row: one scan per group (magnitude-bit max
+// for amax and non-finite values, float min/max for the asymmetric range), the 16 groups'
+// parameters in one vector (the same IEEE steps as the scalar math of ops/int4_math.h), then 32
+// columns at a time: widen, divide, round half to even to an integer, add the zero, narrow to
+// bytes, clamp, and pair bytes into nibbles with one vpmaddubsw (c0 + 16 c1). Tested against int4_quantize_reference bit for bit. Functions carry the target
 // attribute and internal linkage only, so no AVX-512 code can be picked for other CPUs.
 #if defined(__x86_64__)
 // GCC 12 warns inside its own avx512fintrin.h (the _mm512_undefined_* pass-through operands).
@@ -36,64 +36,158 @@ CKPT_TARGET_INT4_AVX512 inline __mmask16 first_lanes(uint64_t n) {
   return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1);
 }
 
+// Horizontal reductions of one vector.
+CKPT_TARGET_INT4_AVX512 inline uint32_t hmax_epu32(__m512i v) {
+  __m256i a = _mm256_max_epu32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+  __m128i b = _mm_max_epu32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+  b = _mm_max_epu32(b, _mm_shuffle_epi32(b, 0x4E));
+  b = _mm_max_epu32(b, _mm_shuffle_epi32(b, 0xB1));
+  return static_cast<uint32_t>(_mm_cvtsi128_si32(b));
+}
+
+// The group parameters of up to 16 groups at once, lane i from amax[i] / lo[i] / hi[i]: the
+// vector form of int4_group_params (ops/int4_math.h), the same IEEE operations: the division,
+// RNE to the scale type (vcvtps2ph for F16, the carry trick for BF16), the zero floor, the
+// all-zero groups' constants, the asymmetric zero. Returns the lanes whose scale overflowed.
+struct ParamConsts {
+  int type;
+  bool symmetric;
+  __m512 smallest, zero_scale, zero_zero;
+};
+
+CKPT_TARGET_INT4_AVX512 inline __mmask16 batch_params(const ParamConsts& c, const float* amax, const float* lo,
+                                                      const float* hi, float* scale, float* zero) {
+  const __m512 a = _mm512_loadu_ps(amax), l = _mm512_loadu_ps(lo), h = _mm512_loadu_ps(hi);
+  __m512 s = c.symmetric ? _mm512_div_ps(a, _mm512_set1_ps(7.5f)) : _mm512_div_ps(_mm512_sub_ps(h, l), _mm512_set1_ps(15.0f));
+  if (c.type == kInt4ScaleF16) {
+    s = _mm512_cvtph_ps(_mm512_cvtps_ph(s, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  } else if (c.type == kInt4ScaleBF16) {
+    const __m512i u = _mm512_castps_si512(s);
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    const __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7FFF)), odd);
+    s = _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
+  }
+  s = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(s, _mm512_setzero_ps(), _CMP_EQ_OQ), s, c.smallest);
+  const __mmask16 degenerate = c.symmetric ? _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_EQ_OQ)
+                                           : _mm512_cmp_ps_mask(h, l, _CMP_EQ_OQ);
+  s = _mm512_mask_blend_ps(degenerate, s, c.zero_scale);
+  __m512 z = _mm512_set1_ps(8.0f);
+  if (!c.symmetric) {
+    const __m512 q = _mm512_roundscale_ps(_mm512_div_ps(_mm512_sub_ps(_mm512_setzero_ps(), l), s),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    z = _mm512_min_ps(_mm512_max_ps(q, _mm512_setzero_ps()), _mm512_set1_ps(15.0f));
+  }
+  z = _mm512_mask_blend_ps(degenerate, z, c.zero_zero);
+  _mm512_storeu_ps(scale, s);
+  _mm512_storeu_ps(zero, z);
+  return _mm512_cmp_ps_mask(s, _mm512_set1_ps(3.4e38f), _CMP_NLT_UQ);
+}
+
 template <DType D, bool kStats>
 CKPT_TARGET_INT4_AVX512 Int4Issue quantize(const Int4Scheme& s, const Int4Geometry& geo, const Int4Source& src,
                                            uint64_t kb, uint64_t ke, Int4Params* params, uint32_t* words,
                                            uint64_t ws, Fp8ErrorStats* stats) {
   constexpr size_t esize = D == DType::F32 ? 4 : 2;
   const uint64_t ng = src.cols / geo.group, G = geo.group;
+  const int type = int4_scale_type(s.scale_dtype), format = int4_format_id(s.format);
+  const ParamConsts pc{type, s.symmetric, _mm512_set1_ps(int4_stored_scale(0.0f, type)),
+                       _mm512_set1_ps(int4_zero_group_scale(format, type)),
+                       _mm512_set1_ps(static_cast<float>(int4_zero_group_zero(format, s.symmetric)))};
   const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF);
-  const __m512 zero = _mm512_setzero_ps(), fifteen = _mm512_set1_ps(15.0f);
-  const __m128i nibble_pairs = _mm_set1_epi16(0x1001);  // bytes {1, 16}: c0 + 16 c1
+  const __m256i nibble_pairs = _mm256_set1_epi16(0x1001);  // bytes {1, 16}: c0 + 16 c1
+  const __m256i byte_max = _mm256_set1_epi8(15);
+  alignas(64) float amax[16], lo[16], hi[16], scale[16], zero[16];
   for (uint64_t r = 0; r < src.rows; ++r) {
     uint32_t* out = words + r * ws;
     const uint8_t* row = src.data + r * src.stride * esize;
-    for (uint64_t j = 0; j < ng; ++j) {
-      const uint64_t g0 = src.col0 + j * G;
-      const uint8_t* in = row + (g0 - src.col0) * esize;
-      __m512i mb = _mm512_setzero_si512();
-      __m512 lo = zero, hi = zero;
-      for (uint64_t i = 0; i < G; i += 16) {
-        const __m512 x = load16<D>(in + i * esize, first_lanes(G - i));
-        mb = _mm512_max_epu32(mb, _mm512_and_si512(_mm512_castps_si512(x), magnitude));
-        lo = _mm512_min_ps(lo, x);
-        hi = _mm512_max_ps(hi, x);
-      }
-      const uint32_t mbits = _mm512_reduce_max_epu32(mb);
-      if (mbits >= 0x7F800000u) {  // the first non-finite element, in column order
-        uint64_t i = 0;
-        while (std::isfinite(load_as_f32(in, D, i))) ++i;
-        return int4_issue(Int4Issue::kNonFinite, src.row0 + r, g0 + i, load_as_f32(in, D, i));
-      }
-      const float amax = f32_from_bits(mbits), flo = _mm512_reduce_min_ps(lo), fhi = _mm512_reduce_max_ps(hi);
-      Int4Params& p = params[r * ng + j];
-      if (!int4_group_params(s, amax, flo, fhi, &p))
-        return int4_issue(Int4Issue::kScaleOverflow, src.row0 + r, g0, s.symmetric ? amax : fhi - flo);
-      const __m512 vs = _mm512_set1_ps(p.scale), vz = _mm512_set1_ps(static_cast<float>(p.zero));
-      __m512 acc_e = zero, acc_x = zero, max_e = zero;
-      const uint64_t a = std::max(kb, g0), b = std::min(ke, g0 + G);
-      for (uint64_t k = a; k < b; k += 16) {
-        const __mmask16 m = first_lanes(b - k);
-        const __m512 x = load16<D>(in + (k - g0) * esize, m);
-        const __m512 v = _mm512_roundscale_ps(_mm512_div_ps(x, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        const __m512 t = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, vz), zero), fifteen);
-        const __m128i bytes = _mm512_maskz_cvtepi32_epi8(m, _mm512_cvttps_epi32(t));
-        const __m128i packed = _mm_packus_epi16(_mm_maddubs_epi16(bytes, nibble_pairs), _mm_setzero_si128());
-        uint32_t* o = out + (k - kb) / 8;
-        if (b - k > 8) _mm_storel_epi64(reinterpret_cast<__m128i*>(o), packed);
-        else *o = static_cast<uint32_t>(_mm_cvtsi128_si32(packed));
-        if constexpr (kStats) {
-          // Lanes outside m: x = 0 and t = z, so e = 0.
-          const __m512 e = _mm512_sub_ps(x, _mm512_mul_ps(_mm512_sub_ps(t, vz), vs));
-          acc_e = _mm512_fmadd_ps(e, e, acc_e);
-          acc_x = _mm512_fmadd_ps(x, x, acc_x);
-          max_e = _mm512_max_ps(max_e, _mm512_abs_ps(e));
+    for (uint64_t j0 = 0; j0 < ng; j0 += 16) {
+      const uint64_t nb = std::min<uint64_t>(16, ng - j0);
+      // 1. Scan each group: magnitude-bit max (amax, and NaN/Inf above every finite value), and
+      //    for the asymmetric range min / max with 0 included.
+      uint32_t bad = 0;
+      for (uint64_t b = 0; b < nb; ++b) {
+        const uint8_t* in = row + (j0 + b) * G * esize;
+        __m512i mb = _mm512_setzero_si512();
+        __m512 l = _mm512_setzero_ps(), h = l;
+        for (uint64_t i = 0; i < G; i += 16) {
+          const __m512 x = load16<D>(in + i * esize, first_lanes(G - i));
+          mb = _mm512_max_epu32(mb, _mm512_and_si512(_mm512_castps_si512(x), magnitude));
+          if (!s.symmetric) {
+            l = _mm512_min_ps(l, x);
+            h = _mm512_max_ps(h, x);
+          }
+        }
+        const uint32_t m = hmax_epu32(mb);
+        bad |= m >= 0x7F800000u;
+        amax[b] = f32_from_bits(m);
+        if (!s.symmetric) {
+          lo[b] = _mm512_reduce_min_ps(l);
+          hi[b] = _mm512_reduce_max_ps(h);
+        } else {
+          lo[b] = hi[b] = 0.0f;
         }
       }
-      if constexpr (kStats) {
-        stats->sum_sq_err += static_cast<double>(_mm512_reduce_add_ps(acc_e));
-        stats->sum_sq += static_cast<double>(_mm512_reduce_add_ps(acc_x));
-        stats->max_abs_err = std::max(stats->max_abs_err, static_cast<double>(_mm512_reduce_max_ps(max_e)));
+      for (uint64_t b = nb; b < 16; ++b) amax[b] = lo[b] = hi[b] = 0.0f;
+      // 2. Parameters of the 16 groups at once.
+      const __mmask16 overflow = batch_params(pc, amax, lo, hi, scale, zero) & static_cast<__mmask16>((1u << nb) - 1);
+      if (bad || overflow) {
+        // The first issue in column order: the scalar scan of the batch finds and names it.
+        for (uint64_t b = 0; b < nb; ++b) {
+          const uint64_t g0 = src.col0 + (j0 + b) * G;
+          const uint8_t* in = row + (j0 + b) * G * esize;
+          for (uint64_t i = 0; i < G; ++i)
+            if (!std::isfinite(load_as_f32(in, D, i)))
+              return int4_issue(Int4Issue::kNonFinite, src.row0 + r, g0 + i, load_as_f32(in, D, i));
+          if (overflow & (1u << b))
+            return int4_issue(Int4Issue::kScaleOverflow, src.row0 + r, g0, s.symmetric ? amax[b] : hi[b] - lo[b]);
+        }
+      }
+      for (uint64_t b = 0; b < nb; ++b) {
+        Int4Params& p = params[r * ng + j0 + b];
+        p.scale = scale[b];
+        p.zero = static_cast<uint8_t>(zero[b]);
+      }
+      // 3. Codes of each group's columns inside [kb, ke), 32 at a time: RNE(x / S) as an integer
+      //    (|x / S| <= 16: S is at least the range over 7.5 or 15, up to its rounding), plus z,
+      //    narrowed to bytes, clamped to [0, 15], paired into nibbles, 4 words stored.
+      for (uint64_t b = 0; b < nb; ++b) {
+        const uint64_t g0 = src.col0 + (j0 + b) * G;
+        const uint64_t a = std::max(kb, g0), e = std::min(ke, g0 + G);
+        if (a >= e) continue;
+        const uint8_t* in = row + (j0 + b) * G * esize;
+        const __m512 vs = _mm512_set1_ps(scale[b]);
+        const __m512i vz = _mm512_set1_epi32(static_cast<int>(zero[b]));
+        __m512 acc_e = _mm512_setzero_ps(), acc_x = acc_e, max_e = acc_e;
+        auto codes16 = [&](uint64_t k, __mmask16 m) CKPT_TARGET_INT4_AVX512 {
+          const __m512 x = load16<D>(in + (k - g0) * esize, m);
+          const __m512i q = _mm512_add_epi32(
+              _mm512_cvt_roundps_epi32(_mm512_div_ps(x, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
+          if constexpr (kStats) {
+            // Lanes outside m: x = 0 and q = z, so e = 0.
+            const __m512i qc = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(15));
+            const __m512 d = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(qc, vz)), vs);
+            const __m512 err = _mm512_sub_ps(x, d);
+            acc_e = _mm512_fmadd_ps(err, err, acc_e);
+            acc_x = _mm512_fmadd_ps(x, x, acc_x);
+            max_e = _mm512_max_ps(max_e, _mm512_abs_ps(err));
+          }
+          return _mm512_maskz_cvtsepi32_epi8(m, q);  // lanes outside m: 0 (nibbles past K)
+        };
+        for (uint64_t k = a; k < e; k += 32) {
+          const uint64_t left = e - k;
+          const __m128i c0 = codes16(k, first_lanes(left));
+          const __m128i c1 = left > 16 ? codes16(k + 16, first_lanes(left - 16)) : _mm_setzero_si128();
+          __m256i c = _mm256_inserti128_si256(_mm256_castsi128_si256(c0), c1, 1);
+          c = _mm256_min_epi8(_mm256_max_epi8(c, _mm256_setzero_si256()), byte_max);
+          const __m128i packed = _mm256_cvtepi16_epi8(_mm256_maddubs_epi16(c, nibble_pairs));
+          const uint64_t nw = std::min<uint64_t>(4, (left + 7) / 8);
+          _mm_mask_storeu_epi32(out + (k - kb) / 8, static_cast<__mmask8>((1u << nw) - 1), packed);
+        }
+        if constexpr (kStats) {
+          stats->sum_sq_err += static_cast<double>(_mm512_reduce_add_ps(acc_e));
+          stats->sum_sq += static_cast<double>(_mm512_reduce_add_ps(acc_x));
+          stats->max_abs_err = std::max(stats->max_abs_err, static_cast<double>(_mm512_reduce_max_ps(max_e)));
+        }
       }
     }
   }

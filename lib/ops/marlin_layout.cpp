@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "ops/int4_pack_detail.h"
 #include "ops/int4_quant.h"
 #include "ops/marlin_layout_detail.h"
 
@@ -66,23 +67,6 @@ void marlin_repack_gptq_rows_scalar(const uint32_t* q, uint64_t stride, uint64_t
   }
 }
 
-// An 8 x 8 nibble transpose per (8 K-rows, 8 columns): AWQ word (k, m) nibble kAwqNibble[c] is
-// GPTQ word (k / 8, 8m + c) nibble k % 8.
-void marlin_awq_rows_to_gptq(const uint32_t* awq, uint64_t stride, uint64_t n, uint64_t krows, uint32_t* out,
-                             uint64_t out_stride) {
-  for (uint64_t r = 0; r < krows / 8; ++r)
-    for (uint64_t m = 0; m < n / 8; ++m) {
-      uint32_t a[8];
-      for (int i = 0; i < 8; ++i) a[i] = awq[(8 * r + static_cast<uint64_t>(i)) * stride + m];
-      for (int c = 0; c < 8; ++c) {
-        const uint32_t shift = 4 * static_cast<uint32_t>(kAwqNibble[c]);
-        uint32_t w = 0;
-        for (int i = 0; i < 8; ++i) w |= ((a[i] >> shift) & 15u) << (4 * i);
-        out[r * out_stride + 8 * m + static_cast<uint64_t>(c)] = w;
-      }
-    }
-}
-
 }  // namespace detail
 
 void marlin_repack_reference(MarlinSource source, const uint32_t* src, uint64_t stride, uint64_t n, uint64_t k,
@@ -97,7 +81,7 @@ void marlin_repack_reference(MarlinSource source, const uint32_t* src, uint64_t 
 
 void marlin_repack(MarlinSource source, const uint32_t* src, uint64_t stride, uint64_t n, uint64_t k, uint64_t kt0,
                    uint64_t kt1, uint32_t* out) {
-  const bool vec = detail::marlin_avx512_on_this_cpu();
+  static const bool vec = detail::marlin_avx512_on_this_cpu();
   auto rows = [&](const uint32_t* q, uint64_t q_stride, uint64_t kts, uint32_t* o) {
     if (vec) detail::marlin_repack_gptq_rows_avx512(q, q_stride, n, kts, o);
     else detail::marlin_repack_gptq_rows_scalar(q, q_stride, n, kts, o);
@@ -110,9 +94,9 @@ void marlin_repack(MarlinSource source, const uint32_t* src, uint64_t stride, ui
   for (uint64_t t = kt0; t < kt1; t += kStep) {
     const uint64_t kts = std::min(kStep, kt1 - t);
     if (source == MarlinSource::kCompressedTensors)
-      int4_words_to_gptq(src + 2 * (t - kt0), stride, n, 2 * kts, tmp.data(), n);
+      detail::transpose32(src + 2 * (t - kt0), stride, n, 2 * kts, tmp.data(), n);
     else
-      detail::marlin_awq_rows_to_gptq(src + 16 * (t - kt0) * stride, stride, n, 16 * kts, tmp.data(), n);
+      detail::awq_to_gptq(src + 16 * (t - kt0) * stride, stride, 2 * kts, n, tmp.data(), n);
     rows(tmp.data(), n, kts, out + (t - kt0) * 2 * n);
   }
 }

@@ -62,7 +62,7 @@ bool marlin_avx512_on_this_cpu() {
 
 CKPT_TARGET_MARLIN_AVX512 void marlin_repack_gptq_rows_avx512(const uint32_t* q, uint64_t stride, uint64_t n,
                                                               uint64_t kts, uint32_t* out) {
-  const Tables tb = make_tables();
+  static const Tables tb = make_tables();
   const __m512i lo_mask = _mm512_set1_epi32(0x000F000F);
   for (uint64_t kt = 0; kt < kts; ++kt) {
     const uint32_t* r0 = q + 2 * kt * stride;

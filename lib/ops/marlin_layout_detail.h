@@ -1,5 +1,5 @@
 // Internal to lib/ops/marlin_layout*.cpp: the closed form one nibble at a time (the reference),
-// the word-level repack of GPTQ-layout rows (scalar and AVX-512), and AWQ rows in GPTQ layout.
+// the word-level repack of GPTQ-layout rows (scalar and AVX-512).
 #pragma once
 
 #include <cstdint>
@@ -24,9 +24,5 @@ void marlin_repack_gptq_rows_scalar(const uint32_t* q, uint64_t stride, uint64_t
 // The same bytes with AVX-512 (F, BW, VBMI); call only where marlin_avx512_on_this_cpu().
 void marlin_repack_gptq_rows_avx512(const uint32_t* q, uint64_t stride, uint64_t n, uint64_t kts, uint32_t* out);
 bool marlin_avx512_on_this_cpu();
-
-// GPTQ-layout rows [0, krows / 8) (out_stride apart) from AWQ rows [0, krows) (stride apart).
-void marlin_awq_rows_to_gptq(const uint32_t* awq, uint64_t stride, uint64_t n, uint64_t krows, uint32_t* out,
-                             uint64_t out_stride);
 
 }  // namespace ckpt::ops::detail

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "int4_cases.h"
 #include "ops/float_convert.h"
+#include "ops/int4_pack_detail.h"
 #include "ops/int4_quant.h"
 
 using namespace ckpt;
@@ -389,4 +390,29 @@ TEST(Int4Quant, ShapeProblems) {
   EXPECT_EQ(sh.weights, (std::vector<uint64_t>{4100, 501}));
   EXPECT_EQ(sh.zeros, (std::vector<uint64_t>{513, 1}));
   EXPECT_EQ(sh.scales, (std::vector<uint64_t>{4100, 1}));
+}
+
+TEST(Int4Quant, VectorTransformsEqualScalarOnes) {
+  if (!detail::pack_avx512_on_this_cpu()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  std::mt19937 rng(4);
+  for (auto [rows, cols] : {std::pair<uint64_t, uint64_t>{136, 40}, {16, 16}, {264, 3}, {5, 300}}) {
+    std::vector<uint32_t> in(rows * cols), a(rows * cols, 1), b(rows * cols, 2);
+    for (auto& v : in) v = rng();
+    detail::transpose32_scalar(in.data(), cols, rows, cols, a.data(), rows);
+    detail::transpose32_avx512(in.data(), cols, rows, cols, b.data(), rows);
+    EXPECT_EQ(a, b) << rows << "x" << cols;
+  }
+  for (uint64_t n : {128u, 392u, 1024u}) {
+    const uint64_t nrows = 3;
+    std::vector<uint32_t> g(nrows * n), a(8 * nrows * n / 8, 1), b(a.size(), 2), back(g.size());
+    for (auto& v : g) v = rng();
+    detail::gptq_to_awq_scalar(g.data(), n, nrows, n, a.data(), n / 8);
+    detail::gptq_to_awq_avx512(g.data(), n, nrows, n, b.data(), n / 8);
+    EXPECT_EQ(a, b) << n;
+    detail::awq_to_gptq_avx512(b.data(), n / 8, nrows, n, back.data(), n);
+    EXPECT_EQ(back, g) << n;
+    std::fill(back.begin(), back.end(), 0u);
+    detail::awq_to_gptq_scalar(a.data(), n / 8, nrows, n, back.data(), n);
+    EXPECT_EQ(back, g) << n;
+  }
 }
