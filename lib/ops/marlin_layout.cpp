@@ -223,14 +223,17 @@ void marlin_unpermute_bias(const uint8_t* in, size_t es, uint64_t n, uint8_t* ou
   permute_rows(in, es, n, 1, false, true, out);
 }
 
-void marlin_pack_zero_points(const uint8_t* z, uint64_t groups, uint64_t n, uint32_t* out) {
+bool marlin_pack_zero_points(const uint8_t* z, uint64_t groups, uint64_t n, uint32_t* out) {
+  for (uint64_t i = 0; i < groups * n; ++i)
+    if (z[i] > 15) return false;
   for (uint64_t g = 0; g < groups; ++g)
     for (uint64_t m = 0; m < n / 8; ++m) {
       uint32_t w = 0;
       for (int i = 0; i < 8; ++i)  // the grouped permutation, then the interleave
-        w |= static_cast<uint32_t>(z[g * n + grouped_from(8 * m + static_cast<uint64_t>(kAwqOrder[i]))] & 15u) << (4 * i);
+        w |= static_cast<uint32_t>(z[g * n + grouped_from(8 * m + static_cast<uint64_t>(kAwqOrder[i]))]) << (4 * i);
       out[g * (n / 8) + m] = w;
     }
+  return true;
 }
 
 void marlin_unpack_zero_points(const uint32_t* zp, uint64_t groups, uint64_t n, uint8_t* z) {

@@ -99,9 +99,10 @@ void marlin_unpermute_scales(const uint8_t* in, size_t elem_bytes, uint64_t n, u
 void marlin_permute_bias(const uint8_t* in, size_t elem_bytes, uint64_t n, uint8_t* out);
 void marlin_unpermute_bias(const uint8_t* in, size_t elem_bytes, uint64_t n, uint8_t* out);
 
-// Zero points: z [groups, n] (values 0..15, row-major) -> I32 [groups, n/8] (vLLM's
-// marlin_zero_points), and back.
-void marlin_pack_zero_points(const uint8_t* z, uint64_t groups, uint64_t n, uint32_t* out);
+// Zero points: z [groups, n] (row-major) -> I32 [groups, n/8] (vLLM's marlin_zero_points), and
+// back. False (nothing meaningful written) when a zero exceeds 15: Marlin's uint4 zero points
+// cannot hold the 16 that GPTQ v1 readers make of a stored 0xF.
+bool marlin_pack_zero_points(const uint8_t* z, uint64_t groups, uint64_t n, uint32_t* out);
 void marlin_unpack_zero_points(const uint32_t* zp, uint64_t groups, uint64_t n, uint8_t* z);
 
 }  // namespace ckpt::ops

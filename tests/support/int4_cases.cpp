@@ -7,6 +7,7 @@
 #include <random>
 
 #include "ops/float_convert.h"
+#include "ops/int4_math.h"
 
 namespace ckpt::test {
 
@@ -34,7 +35,7 @@ std::vector<uint8_t> int4_hard_weight(uint64_t n, uint64_t k, uint64_t group, DT
   for (uint64_t r = 0; r < n; ++r)
     for (uint64_t g = 0; g < groups; ++g) {
       float* x = &w[r * k + g * group];
-      switch ((r * 7 + g * 3 + seed) % 7) {
+      switch ((r * 7 + g * 3 + seed) % 8) {
         case 0:  // all zero (with a negative zero, which is still zero)
           for (uint64_t i = 0; i < group; ++i) x[i] = 0.0f;
           x[group / 2] = -0.0f;
@@ -60,6 +61,17 @@ std::vector<uint8_t> int4_hard_weight(uint64_t n, uint64_t k, uint64_t group, DT
           for (uint64_t i = 0; i < group; ++i) x[i] = static_cast<float>(static_cast<int>(rng() % 29) - 6) * 0.5f * s;
           x[0] = -3.0f * s;
           x[group - 1] = 12.0f * s;
+          break;
+        }
+        case 6: {  // near ties against a scale that is no power of two: (j + 1/2)·S and its neighbours
+          const float amax = 0.05f + 0.01f * static_cast<float>(rng() % 100);
+          const float s = int4_sym_scale(amax, kInt4ScaleF16);
+          for (uint64_t i = 0; i < group; ++i) {
+            float v = (static_cast<float>(static_cast<int>(rng() % 15) - 7) + 0.5f) * s;
+            for (uint32_t u = rng() % 3; u > 0; --u) v = std::nextafter(v, (rng() & 1) ? 1.0f : -1.0f);
+            x[i] = v;
+          }
+          x[0] = amax;
           break;
         }
         default:

@@ -17,7 +17,9 @@ std::vector<uint8_t> encode_floats(const std::vector<float>& v, DType dt);
 
 // An [n, k] weight of dtype `dt` with, per row, a mix of: random normal groups, one all-zero
 // group, groups whose amax is 7.5·2^e (so the symmetric scale is a power of two) holding exact
-// half-integer multiples of it (rounding ties), a large outlier, and tiny (subnormal-scale) values.
+// half-integer multiples of it (rounding ties), values within a few ulps of (j + 1/2)·S for an F16
+// scale S that is no power of two, all-positive groups, asymmetric ties with an odd zero, a large
+// outlier, and tiny (subnormal-scale) values. Exact in F32; BF16/F16 round them.
 std::vector<uint8_t> int4_hard_weight(uint64_t n, uint64_t k, uint64_t group, DType dt, uint32_t seed);
 
 // One weight's stored arrays in a format, as little-endian bytes.

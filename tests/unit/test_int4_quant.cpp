@@ -416,3 +416,27 @@ TEST(Int4Quant, VectorTransformsEqualScalarOnes) {
     EXPECT_EQ(back, g) << n;
   }
 }
+
+TEST(Int4Quant, SubnormalInputsAndScalesOnEveryPath) {
+  for (bool sym : {true, false}) {
+    const Int4Scheme s{Int4Format::kCompressedTensors, 32, sym, DType::F32};
+    std::vector<float> x(8 * 64);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(i % 13) - 5) * 1e-41f;
+    for (size_t i = 256; i < 288; ++i) x[i] = static_cast<float>(i % 7) * 3e-45f;
+    const auto w = encode_floats(x, DType::F32);
+    const auto want = run_reference(s, DType::F32, w, 8, 64);
+    ASSERT_FALSE(want.issue);
+    const Int4Geometry geo = int4_geometry(s, 8, 64);
+    for (Int4Path path : int4_paths_on_this_cpu()) {
+      std::vector<Int4Params> p(16);
+      std::vector<uint32_t> words(64);
+      ASSERT_FALSE(int4_quantize_fast_on(path, s, geo, {w.data(), DType::F32, 64, 0, 8, 0, 64}, 0, 64, p.data(),
+                                         words.data(), 8, nullptr));
+      EXPECT_EQ(words, want.words) << int4_path_name(path);
+      for (size_t j = 0; j < p.size(); ++j) {
+        EXPECT_EQ(p[j].scale, want.params[j].scale) << int4_path_name(path) << " " << j;
+        EXPECT_EQ(p[j].zero, want.params[j].zero) << int4_path_name(path) << " " << j;
+      }
+    }
+  }
+}

@@ -255,7 +255,7 @@ TEST(MarlinLayout, ZeroPointsEqualVllmReference) {
       const uint64_t G = static_cast<uint64_t>(groups), N = static_cast<uint64_t>(s.n);
       std::vector<uint8_t> z8(z.begin(), z.end()), back(z8.size());
       std::vector<uint32_t> out(G * N / 8);
-      marlin_pack_zero_points(z8.data(), G, N, out.data());
+      ASSERT_TRUE(marlin_pack_zero_points(z8.data(), G, N, out.data()));
       expect_words_eq(out, want, "zero points");
       marlin_unpack_zero_points(out.data(), G, N, back.data());
       EXPECT_EQ(back, z8);
@@ -265,6 +265,15 @@ TEST(MarlinLayout, ZeroPointsEqualVllmReference) {
       expect_words_eq(want_awq, want, "awq_to_marlin_zero_points");
     }
   }
+}
+
+TEST(MarlinLayout, ZeroPointSixteenIsRefused) {
+  // A GPTQ v1 group with zero 0 (stored 0xF) reads back as 16: no Marlin uint4 zero holds it.
+  std::vector<uint8_t> z(64, 8);
+  std::vector<uint32_t> out(8);
+  EXPECT_TRUE(marlin_pack_zero_points(z.data(), 1, 64, out.data()));
+  z[17] = 16;
+  EXPECT_FALSE(marlin_pack_zero_points(z.data(), 1, 64, out.data()));
 }
 
 TEST(MarlinLayout, ShapeProblems) {
