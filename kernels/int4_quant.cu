@@ -10,7 +10,8 @@
 //    ...       (4 rounds of 16 rows: warp w holds rows 2w, 2w+1 of each round)
 //   row 63
 //
-// 1. Load: a thread reads its 8 columns (16 bytes of BF16/F16, 32 of F32), coalesced per row.
+// 1. Load: a thread reads its 8 columns (16 bytes of BF16/F16, 32 of F32) in each of 4 rounds,
+//    all four loads issued before any math, coalesced per row.
 // 2. Group parameters (groups of 8..128 columns dividing 128): the group's 1..16 threads are
 //    consecutive lanes; a butterfly of shuffles gives each its amax (as float32 magnitude bits, so
 //    a NaN/Inf is the largest), lo and hi; every lane then computes the scale and zero with
@@ -70,15 +71,28 @@ __device__ __forceinline__ void report(const Params& p, uint32_t lr, uint32_t co
   atomicMin(p.issue, (pos << 1) | (overflow ? 1ull : 0ull));
 }
 
+// 8 consecutive elements: their raw 16 or 32 bytes, then widened to float32 (exactly).
 template <int InType>
-__device__ __forceinline__ void load8(const uint8_t* src, float x[8]) {
+struct Raw8 {
+  uint4 v[InType == 2 ? 2 : 1];
+};
+
+template <int InType>
+__device__ __forceinline__ Raw8<InType> load_raw8(const uint8_t* src) {
+  Raw8<InType> r;
+  r.v[0] = *reinterpret_cast<const uint4*>(src);
+  if (InType == 2) r.v[InType == 2 ? 1 : 0] = *reinterpret_cast<const uint4*>(src + 16);
+  return r;
+}
+
+template <int InType>
+__device__ __forceinline__ void widen8(const Raw8<InType>& r, float x[8]) {
   if (InType == 2) {
-    const uint4 a = *reinterpret_cast<const uint4*>(src), b = *reinterpret_cast<const uint4*>(src + 16);
+    const uint4 a = r.v[0], b = r.v[InType == 2 ? 1 : 0];
     const uint32_t w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
     for (int i = 0; i < 8; ++i) x[i] = __uint_as_float(w[i]);
   } else {
-    const uint4 a = *reinterpret_cast<const uint4*>(src);
-    const uint32_t w[4] = {a.x, a.y, a.z, a.w};
+    const uint32_t w[4] = {r.v[0].x, r.v[0].y, r.v[0].z, r.v[0].w};
     for (int i = 0; i < 4; ++i) {
       const uint16_t lo = static_cast<uint16_t>(w[i] & 0xFFFF), hi = static_cast<uint16_t>(w[i] >> 16);
       if (InType == 0) {
@@ -90,6 +104,11 @@ __device__ __forceinline__ void load8(const uint8_t* src, float x[8]) {
       }
     }
   }
+}
+
+template <int InType>
+__device__ __forceinline__ void load8(const uint8_t* src, float x[8]) {
+  widen8<InType>(load_raw8<InType>(src), x);
 }
 
 // The group's parameters from its range (int4_group_params of lib/ops, on the device).
@@ -187,14 +206,21 @@ __global__ void __launch_bounds__(kThreads) tile_kernel(Params p) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const uint32_t gw = kGiven ? 1 : p.group / 8;  // threads per group
   float sq_err = 0, sq = 0, max_err = 0;
+  // All four rounds' loads first, so each thread has 64 (F32: 128) bytes in flight.
+  Raw8<InType> raw[4];
+#pragma unroll
+  for (int round = 0; round < 4; ++round) {
+    const uint32_t lr = lr0 + (round * 8 + warp) * 2 + lane / 16, col = col0 + 8 * (lane % 16);
+    if (lr < p.rows && col < p.k) raw[round] = load_raw8<InType>(p.in + (static_cast<uint64_t>(lr) * p.k + col) * esize);
+    else raw[round] = Raw8<InType>{};
+  }
+#pragma unroll
   for (int round = 0; round < 4; ++round) {
     const int r = (round * 8 + warp) * 2 + lane / 16, c8 = lane % 16;
     const uint32_t lr = lr0 + r, col = col0 + 8 * c8;
     const bool valid = lr < p.rows && col < p.k;
     float x[8];
-    if (valid) load8<InType>(p.in + (static_cast<uint64_t>(lr) * p.k + col) * esize, x);
-    else
-      for (int i = 0; i < 8; ++i) x[i] = 0.0f;
+    widen8<InType>(raw[round], x);  // invalid lanes: zeros
     Group g;
     if (kGiven) {
       if (valid) {
@@ -210,6 +236,7 @@ __global__ void __launch_bounds__(kThreads) tile_kernel(Params p) {
     } else {
       uint32_t mb = 0;
       float lo = 0.0f, hi = 0.0f;
+#pragma unroll
       for (int i = 0; i < 8; ++i) {
         mb = max(mb, __float_as_uint(x[i]) & 0x7FFFFFFFu);
         lo = fminf(lo, x[i]);
@@ -246,6 +273,7 @@ __global__ void __launch_bounds__(kThreads) tile_kernel(Params p) {
       }
     }
     uint32_t w = 0;
+#pragma unroll
     for (int i = 0; i < 8; ++i) {
       const uint32_t q = code_of(x[i], g);
       w |= q << (4 * i);
