@@ -97,6 +97,10 @@ CKPT_TARGET_INT4_AVX512 Int4Issue quantize(const Int4Scheme& s, const Int4Geomet
   const __m256i nibble_pairs = _mm256_set1_epi16(0x1001);  // bytes {1, 16}: c0 + 16 c1
   const __m256i byte_max = _mm256_set1_epi8(15);
   alignas(64) float amax[16], lo[16], hi[16], scale[16], zero[16];
+  // Error sums: float32 per group (in vectors), widened into double vectors after each group;
+  // reduced across lanes once, at the end.
+  __m512d sum_e2 = _mm512_setzero_pd(), sum_x2 = sum_e2;
+  __m512 max_abs = _mm512_setzero_ps();
   for (uint64_t r = 0; r < src.rows; ++r) {
     uint32_t* out = words + r * ws;
     const uint8_t* row = src.data + r * src.stride * esize;
@@ -157,19 +161,24 @@ CKPT_TARGET_INT4_AVX512 Int4Issue quantize(const Int4Scheme& s, const Int4Geomet
         const uint8_t* in = row + (j0 + b) * G * esize;
         const __m512 vs = _mm512_set1_ps(scale[b]);
         const __m512i vz = _mm512_set1_epi32(static_cast<int>(zero[b]));
-        __m512 acc_e = _mm512_setzero_ps(), acc_x = acc_e, max_e = acc_e;
+        __m512 acc_e = _mm512_setzero_ps(), acc_x = acc_e, max_e = acc_e, min_e = acc_e;
+        const __m512 d_lo = _mm512_set1_ps(-zero[b]), d_hi = _mm512_set1_ps(15.0f - zero[b]);
         auto codes16 = [&](uint64_t k, __mmask16 m) CKPT_TARGET_INT4_AVX512 {
           const __m512 x = load16<D>(in + (k - g0) * esize, m);
-          const __m512i q = _mm512_add_epi32(
-              _mm512_cvt_roundps_epi32(_mm512_div_ps(x, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
+          __m512i q;
           if constexpr (kStats) {
-            // Lanes outside m: x = 0 and q = z, so e = 0.
-            const __m512i qc = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(15));
-            const __m512 d = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(qc, vz)), vs);
-            const __m512 err = _mm512_sub_ps(x, d);
+            // q - z clamped is the dequantization's integer: e = x - (q - z)·S (one FMA). Lanes
+            // outside m: x = 0 and q = z, so e = 0.
+            const __m512 v = _mm512_roundscale_ps(_mm512_div_ps(x, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            q = _mm512_add_epi32(_mm512_cvttps_epi32(v), vz);
+            const __m512 err = _mm512_fnmadd_ps(_mm512_min_ps(_mm512_max_ps(v, d_lo), d_hi), vs, x);
             acc_e = _mm512_fmadd_ps(err, err, acc_e);
             acc_x = _mm512_fmadd_ps(x, x, acc_x);
-            max_e = _mm512_max_ps(max_e, _mm512_abs_ps(err));
+            max_e = _mm512_max_ps(max_e, err);
+            min_e = _mm512_min_ps(min_e, err);
+          } else {
+            q = _mm512_add_epi32(
+                _mm512_cvt_roundps_epi32(_mm512_div_ps(x, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
           }
           return _mm512_maskz_cvtsepi32_epi8(m, q);  // lanes outside m: 0 (nibbles past K)
         };
@@ -184,12 +193,19 @@ CKPT_TARGET_INT4_AVX512 Int4Issue quantize(const Int4Scheme& s, const Int4Geomet
           _mm_mask_storeu_epi32(out + (k - kb) / 8, static_cast<__mmask8>((1u << nw) - 1), packed);
         }
         if constexpr (kStats) {
-          stats->sum_sq_err += static_cast<double>(_mm512_reduce_add_ps(acc_e));
-          stats->sum_sq += static_cast<double>(_mm512_reduce_add_ps(acc_x));
-          stats->max_abs_err = std::max(stats->max_abs_err, static_cast<double>(_mm512_reduce_max_ps(max_e)));
+          sum_e2 = _mm512_add_pd(sum_e2, _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(acc_e)),
+                                                       _mm512_cvtps_pd(_mm512_extractf32x8_ps(acc_e, 1))));
+          sum_x2 = _mm512_add_pd(sum_x2, _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(acc_x)),
+                                                       _mm512_cvtps_pd(_mm512_extractf32x8_ps(acc_x, 1))));
+          max_abs = _mm512_max_ps(max_abs, _mm512_max_ps(max_e, _mm512_sub_ps(_mm512_setzero_ps(), min_e)));
         }
       }
     }
+  }
+  if constexpr (kStats) {
+    stats->sum_sq_err += _mm512_reduce_add_pd(sum_e2);
+    stats->sum_sq += _mm512_reduce_add_pd(sum_x2);
+    stats->max_abs_err = std::max(stats->max_abs_err, static_cast<double>(_mm512_reduce_max_ps(max_abs)));
   }
   return {};
 }

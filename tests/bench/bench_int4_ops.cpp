@@ -74,7 +74,6 @@ int main(int argc, char** argv) {
         int4_quantize_fast(s, geo, {src + r * k * 2, DType::BF16, k, r, block_rows, 0, k}, 0, k,
                            params.data() + r * geo.groups, words.data() + r * kw, kw, nullptr);
     };
-    report(sym ? "int4 quantize g128 sym (K-packed)" : "int4 quantize g128 asym (K-packed)", median_seconds(quantize), elements);
     if (sym) {
       Fp8ErrorStats st;
       report("int4 quantize g128 sym + error stats", median_seconds([&] {
@@ -84,6 +83,7 @@ int main(int argc, char** argv) {
              }),
              elements);
     }
+    report(sym ? "int4 quantize g128 sym (K-packed)" : "int4 quantize g128 asym (K-packed)", median_seconds(quantize), elements);
   }
   report("gptq transpose (words -> qweight)",
          median_seconds([&] { int4_words_to_gptq(words.data(), kw, n, kw, out.data(), n); }), elements);
