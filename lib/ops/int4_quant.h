@@ -160,6 +160,19 @@ Int4Issue int4_quantize_reference(const Int4Scheme& scheme, const Int4Geometry& 
 
 // The same bytes (and issues) as int4_quantize_reference, through the fastest loops this CPU has.
 // Its stats differ from the reference's in the last bits (float32 terms summed in another order).
+// With kb == ke it computes the parameters alone (one scan of the block).
+//
+// Streaming (the executor asks for any byte range of an output tensor, plan/plan.h): what a
+// producer reads for output rows [a, b) of each array, memory bounded by a few times the chunk:
+//   compressed-tensors weight_packed rows [a, b): source rows [a, b), whole (contiguous);
+//     quantize them with [kb, ke) = [0, K) and copy the words out.
+//   GPTQ qweight rows [a, b) / AWQ qweight rows [a, b): source columns [8a, 8b) / [a, b) of every
+//     row, widened to whole groups (at most one partial group at each end); quantize the block
+//     with [kb, ke) = those columns, then int4_words_to_gptq / int4_words_to_awq into place.
+//     For a 1 MiB chunk of a 4096-row weight that is 512 columns of BF16: 4 MiB in.
+//   scales / qzeros / weight_scale / weight_zero_point: the parameters of their groups and rows
+//     (kb == ke), then int4_store_scales / int4_store_zeros.
+// Parameters depend only on their own group, so any split gives the same bytes.
 Int4Issue int4_quantize_fast(const Int4Scheme& scheme, const Int4Geometry& geo, const Int4Source& src,
                              uint64_t kb, uint64_t ke, Int4Params* params, uint32_t* words, uint64_t words_stride,
                              Fp8ErrorStats* stats);

@@ -67,6 +67,39 @@ void marlin_repack_gptq_rows_scalar(const uint32_t* q, uint64_t stride, uint64_t
   }
 }
 
+// The inverse of marlin_repack_gptq_rows_scalar: the 4 Marlin words th = 4 col + b (b = 0..3) of
+// a warp hold byte b of the GPTQ words A0, A1, B0, B1 of columns c and c + 8: spread each word's
+// nibbles back into bytes [A0.b, A1.b, B0.b, B1.b], then a 4 x 4 byte transpose.
+void marlin_unpack_gptq_rows_scalar(const uint32_t* b, uint64_t n, uint64_t kts, uint32_t* q, uint64_t stride) {
+  auto spread = [](uint32_t v) {  // 16 bits -> nibble i into the low half of byte i
+    v = (v | v << 8) & 0x00FF00FFu;
+    return (v | v << 4) & 0x0F0F0F0Fu;
+  };
+  for (uint64_t t = 0; t < kts; ++t) {
+    const uint32_t* row = b + t * 2 * n;
+    uint32_t* r0 = q + 2 * t * stride;
+    uint32_t* r1 = r0 + stride;
+    for (uint64_t nt = 0; nt < n / 64; ++nt)
+      for (uint64_t warp = 0; warp < 4; ++warp)
+        for (uint64_t col = 0; col < 8; ++col) {
+          uint32_t x[4];
+          for (uint64_t bb = 0; bb < 4; ++bb) {
+            const uint32_t v = row[128 * nt + 4 * (4 * col + bb) + warp];
+            x[bb] = spread(v & 0xFFFFu) | spread(v >> 16) << 4;
+          }
+          uint32_t out[4];  // A0, A1, B0, B1: byte bb of each from x[bb]
+          for (int e = 0; e < 4; ++e)
+            out[e] = ((x[0] >> (8 * e)) & 0xFF) | ((x[1] >> (8 * e)) & 0xFF) << 8 | ((x[2] >> (8 * e)) & 0xFF) << 16 |
+                     ((x[3] >> (8 * e)) & 0xFF) << 24;
+          const uint64_t c = 64 * nt + 16 * warp + col;
+          r0[c] = out[0];
+          r1[c] = out[1];
+          r0[c + 8] = out[2];
+          r1[c + 8] = out[3];
+        }
+  }
+}
+
 }  // namespace detail
 
 void marlin_repack_reference(MarlinSource source, const uint32_t* src, uint64_t stride, uint64_t n, uint64_t k,
@@ -103,6 +136,26 @@ void marlin_repack(MarlinSource source, const uint32_t* src, uint64_t stride, ui
 
 void marlin_unpack(MarlinSource source, const uint32_t* marlin, uint64_t n, uint64_t k, uint64_t kt0, uint64_t kt1,
                    uint32_t* dst, uint64_t stride) {
+  auto rows = [&](const uint32_t* b, uint64_t kts, uint32_t* q, uint64_t q_stride) {
+    detail::marlin_unpack_gptq_rows_scalar(b, n, kts, q, q_stride);
+  };
+  if (source == MarlinSource::kGptq) return rows(marlin, kt1 - kt0, dst, stride);
+  // Other targets go through GPTQ-layout rows, a few K-tiles at a time (kept in cache).
+  constexpr uint64_t kStep = 8;
+  thread_local std::vector<uint32_t> tmp;
+  tmp.resize(2 * kStep * n);
+  for (uint64_t t = kt0; t < kt1; t += kStep) {
+    const uint64_t kts = std::min(kStep, kt1 - t);
+    rows(marlin + (t - kt0) * 2 * n, kts, tmp.data(), n);
+    if (source == MarlinSource::kCompressedTensors)
+      detail::transpose32(tmp.data(), n, 2 * kts, n, dst + 2 * (t - kt0), stride);
+    else
+      detail::gptq_to_awq(tmp.data(), n, 2 * kts, n, dst + 16 * (t - kt0) * stride, stride);
+  }
+}
+
+void marlin_unpack_reference(MarlinSource source, const uint32_t* marlin, uint64_t n, uint64_t k, uint64_t kt0,
+                             uint64_t kt1, uint32_t* dst, uint64_t stride) {
   // Clear the destination words of these K-rows, then place every nibble.
   const uint64_t k0 = 16 * kt0, k1 = 16 * kt1;
   switch (source) {
@@ -234,6 +287,24 @@ bool marlin_pack_zero_points(const uint8_t* z, uint64_t groups, uint64_t n, uint
       out[g * (n / 8) + m] = w;
     }
   return true;
+}
+
+bool marlin_zero_points_from(MarlinSource source, int zero_offset, const uint32_t* zeros, uint64_t groups, uint64_t n,
+                             uint32_t* out) {
+  std::vector<uint8_t> z(groups * n);
+  for (uint64_t g = 0; g < groups; ++g)
+    for (uint64_t c = 0; c < n; ++c) {
+      uint32_t v = 0;
+      switch (source) {
+        case MarlinSource::kGptq:
+          v = ((zeros[g * (n / 8) + c / 8] >> (4 * (c % 8))) & 15u) + static_cast<uint32_t>(zero_offset);
+          break;
+        case MarlinSource::kAwq: v = (zeros[g * (n / 8) + c / 8] >> (4 * kAwqNibble[c % 8])) & 15u; break;
+        case MarlinSource::kCompressedTensors: v = (zeros[(c / 8) * groups + g] >> (4 * (c % 8))) & 15u; break;
+      }
+      z[g * n + c] = static_cast<uint8_t>(v);
+    }
+  return marlin_pack_zero_points(z.data(), groups, n, out);
 }
 
 void marlin_unpack_zero_points(const uint32_t* zp, uint64_t groups, uint64_t n, uint8_t* z) {

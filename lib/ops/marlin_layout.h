@@ -28,10 +28,14 @@
 // I32 [G, N/8]. Symmetric GPTQ has none (vLLM passes an empty tensor; type uint4b8).
 // Act-order: perm = argsort(g_idx), the codes' rows taken in that order (Q'[k] = Q[perm[k]]),
 // g_idx stored sorted and perm stored as g_idx_sort_indices; scales stay in group order.
-// vLLM calls torch.argsort(g_idx) without stable=True; ties (every k of one group) may then come
+// vLLM calls torch.argsort(g_idx) without stable=True; ties (every k of one group) could then come
 // out in any order, which changes B's bits but not the product. We sort stably (ties by
-// ascending k); on CUDA torch's sort of these sizes gave the stable order on an H200 (K = 256 to
-// 14336), on the CPU it did not (specs: quant_formats.md §3.5 records the probe).
+// ascending k), which is what torch's CUDA sort does for every K Marlin takes: its unstable
+// bitonic path is used only for sort sizes <= 32; 33..128 use a warp merge sort and larger
+// sizes radix sorts, both stable (pytorch/pytorch aten/src/ATen/native/cuda/Sort.cu
+// sortKeyValueInplace, and the segmented radix sort beyond it); an H200 probe gave the stable
+// order for K = 256 to 14336, while torch's CPU argsort did not keep ties in order, so a
+// repack on the CPU in vLLM (not a path it takes) could differ.
 //
 // Constraints of the repack (TORCH_CHECKs of gptq_marlin_repack): K % 16 == 0, N % 64 == 0. The
 // GEMM additionally needs K % 128 and K % group per TP rank (not checked here).
@@ -71,6 +75,9 @@ void marlin_repack(MarlinSource source, const uint32_t* src, uint64_t src_stride
                    uint64_t kt0, uint64_t kt1, uint32_t* out);
 // The inverse: source-layout words of Marlin rows [kt0, kt1) (`marlin` pointing at row kt0),
 // written where marlin_repack would have read them (`dst`, dst_stride as src/src_stride above).
+// The reference places one nibble at a time by the closed form; marlin_unpack works on words.
+void marlin_unpack_reference(MarlinSource source, const uint32_t* marlin, uint64_t n, uint64_t k, uint64_t kt0,
+                             uint64_t kt1, uint32_t* dst, uint64_t dst_stride);
 void marlin_unpack(MarlinSource source, const uint32_t* marlin, uint64_t n, uint64_t k, uint64_t kt0, uint64_t kt1,
                    uint32_t* dst, uint64_t dst_stride);
 
@@ -104,5 +111,10 @@ void marlin_unpermute_bias(const uint8_t* in, size_t elem_bytes, uint64_t n, uin
 // cannot hold the 16 that GPTQ v1 readers make of a stored 0xF.
 bool marlin_pack_zero_points(const uint8_t* z, uint64_t groups, uint64_t n, uint32_t* out);
 void marlin_unpack_zero_points(const uint32_t* zp, uint64_t groups, uint64_t n, uint8_t* z);
+// The same from a format's stored zero array: GPTQ qzeros [G, N/8] (zero = stored + zero_offset,
+// 1 for v1), AWQ qzeros [G, N/8], compressed-tensors weight_zero_point [ceil(N/8), G]. False when
+// a zero exceeds 15 (a v1 0xF).
+bool marlin_zero_points_from(MarlinSource source, int zero_offset, const uint32_t* zeros, uint64_t groups, uint64_t n,
+                             uint32_t* out);
 
 }  // namespace ckpt::ops

@@ -260,6 +260,16 @@ TEST(Int4Quant, ParamsAloneEqualTheQuantizersParams) {
     EXPECT_EQ(p[j].scale, q.params[j].scale);
     EXPECT_EQ(p[j].zero, q.params[j].zero);
   }
+  // The fast path with an empty column range: parameters alone.
+  for (Int4Path path : int4_paths_on_this_cpu()) {
+    std::vector<Int4Params> f(p.size());
+    ASSERT_FALSE(int4_quantize_fast_on(path, s, geo, {w.data(), DType::BF16, 512, 0, 16, 0, 512}, 0, 0, f.data(),
+                                       nullptr, 0, nullptr));
+    for (size_t j = 0; j < p.size(); ++j) {
+      EXPECT_EQ(f[j].scale, p[j].scale) << int4_path_name(path);
+      EXPECT_EQ(f[j].zero, p[j].zero) << int4_path_name(path);
+    }
+  }
 }
 
 TEST(Int4Quant, PackedFormatsDecodeToTheReferenceValues) {

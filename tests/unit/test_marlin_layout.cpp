@@ -79,7 +79,7 @@ void expect_all_paths(const std::vector<uint32_t>& q, int64_t k, int64_t n, cons
 }  // namespace
 
 TEST(MarlinLayout, ClosedFormMatchesVllmPermutationTable) {
-  // The first entries spelled out in specs (IST-DASLab's _get_perms).
+  // The first 16 entries of the permutation (IST-DASLab/marlin _get_perms builds the same list).
   const auto perm = vllm::get_weight_perm();
   ASSERT_EQ(perm.size(), 1024u);
   const int64_t head[16] = {0, 128, 8, 136, 16, 144, 24, 152, 256, 384, 264, 392, 272, 400, 280, 408};
@@ -100,6 +100,10 @@ TEST(MarlinLayout, GptqRepackEqualsVllmReference) {
     marlin_unpack(MarlinSource::kGptq, want.data(), static_cast<uint64_t>(s.n), static_cast<uint64_t>(s.k), 0,
                   static_cast<uint64_t>(s.k / 16), back.data(), static_cast<uint64_t>(s.n));
     expect_words_eq(back, qweight, what + " unpack");
+    std::fill(back.begin(), back.end(), 0xDEADBEEFu);
+    marlin_unpack_reference(MarlinSource::kGptq, want.data(), static_cast<uint64_t>(s.n), static_cast<uint64_t>(s.k), 0,
+                            static_cast<uint64_t>(s.k / 16), back.data(), static_cast<uint64_t>(s.n));
+    expect_words_eq(back, qweight, what + " unpack closed form");
   }
 }
 
@@ -121,6 +125,9 @@ TEST(MarlinLayout, AwqAndCompressedTensorsRepackEqualVllmReference) {
     std::vector<uint32_t> back(awq.size());
     marlin_unpack(MarlinSource::kAwq, want.data(), N, K, 0, K / 16, back.data(), N / 8);
     expect_words_eq(back, awq, what + " awq unpack");
+    std::fill(back.begin(), back.end(), 0u);
+    marlin_unpack_reference(MarlinSource::kAwq, want.data(), N, K, 0, K / 16, back.data(), N / 8);
+    expect_words_eq(back, awq, what + " awq unpack closed form");
     // compressed-tensors: weight_packed = gptq qweight transposed (vLLM repacks weight_packed.t()).
     const auto ct = transpose(vllm::gptq_pack(q, s.k, s.n), s.k / 8, s.n);
     marlin_repack(MarlinSource::kCompressedTensors, ct.data(), K / 8, N, K, 0, K / 16, out.data());
@@ -128,6 +135,9 @@ TEST(MarlinLayout, AwqAndCompressedTensorsRepackEqualVllmReference) {
     back.assign(ct.size(), 0);
     marlin_unpack(MarlinSource::kCompressedTensors, want.data(), N, K, 0, K / 16, back.data(), K / 8);
     expect_words_eq(back, ct, what + " compressed-tensors unpack");
+    std::fill(back.begin(), back.end(), 0u);
+    marlin_unpack_reference(MarlinSource::kCompressedTensors, want.data(), N, K, 0, K / 16, back.data(), K / 8);
+    expect_words_eq(back, ct, what + " compressed-tensors unpack closed form");
   }
 }
 
@@ -151,6 +161,14 @@ TEST(MarlinLayout, RowRangesEqualSlicesOfTheWhole) {
     std::vector<uint32_t> back((kt1 - kt0) * 2 * N, 0xDEADBEEF);
     marlin_unpack(MarlinSource::kGptq, slice.data(), N, K, kt0, kt1, back.data(), N);
     expect_words_eq(back, std::vector<uint32_t>(gptq.begin() + static_cast<int64_t>(2 * kt0 * N), gptq.begin() + static_cast<int64_t>(2 * kt1 * N)), "gptq unpack rows");
+    std::vector<uint32_t> awq_back(16 * (kt1 - kt0) * (N / 8));
+    marlin_unpack(MarlinSource::kAwq, slice.data(), N, K, kt0, kt1, awq_back.data(), N / 8);
+    expect_words_eq(awq_back, std::vector<uint32_t>(awq.begin() + static_cast<int64_t>(16 * kt0 * (N / 8)), awq.begin() + static_cast<int64_t>(16 * kt1 * (N / 8))), "awq unpack rows");
+    std::vector<uint32_t> ct_back(ct.size(), 0), ct_want(ct.size(), 0);
+    marlin_unpack(MarlinSource::kCompressedTensors, slice.data(), N, K, kt0, kt1, ct_back.data() + 2 * kt0, K / 8);
+    for (uint64_t r = 0; r < N; ++r)
+      for (uint64_t j = 2 * kt0; j < 2 * kt1; ++j) ct_want[r * (K / 8) + j] = ct[r * (K / 8) + j];
+    expect_words_eq(ct_back, ct_want, "ct unpack rows");
   }
 }
 
@@ -263,8 +281,43 @@ TEST(MarlinLayout, ZeroPointsEqualVllmReference) {
       const auto awq_qzeros = vllm::awq_pack(z, groups, s.n);
       const auto want_awq = vllm::awq_to_marlin_zero_points(awq_qzeros, groups, s.n);
       expect_words_eq(want_awq, want, "awq_to_marlin_zero_points");
+      ASSERT_TRUE(marlin_zero_points_from(MarlinSource::kAwq, 0, awq_qzeros.data(), G, N, out.data()));
+      expect_words_eq(out, want, "from awq qzeros");
+      // GPTQ v1 (stored zero - 1) and compressed-tensors' [N/8, G] packing of the same zeros.
+      std::vector<uint32_t> gptq(G * N / 8, 0), ct(N / 8 * G, 0);
+      bool has_zero = false;
+      for (uint64_t g = 0; g < G; ++g)
+        for (uint64_t c = 0; c < N; ++c) {
+          const uint32_t v = static_cast<uint32_t>(z[g * N + c]);
+          has_zero |= v == 0;
+          gptq[g * (N / 8) + c / 8] |= ((v - 1) & 15u) << (4 * (c % 8));
+          ct[(c / 8) * G + g] |= v << (4 * (c % 8));
+        }
+      ASSERT_TRUE(marlin_zero_points_from(MarlinSource::kCompressedTensors, 0, ct.data(), G, N, out.data()));
+      expect_words_eq(out, want, "from compressed-tensors weight_zero_point");
+      // v1 reads a stored 0xF as 16: refused whenever a zero was 0.
+      EXPECT_EQ(marlin_zero_points_from(MarlinSource::kGptq, 1, gptq.data(), G, N, out.data()), !has_zero);
+      if (!has_zero) expect_words_eq(out, want, "from gptq v1 qzeros");
     }
   }
+}
+
+TEST(MarlinLayout, ZeroPointsFromGptqV1AndV2) {
+  const uint64_t G = 8, N = 448;
+  std::mt19937 rng(12);
+  vllm::Mat z(G * N);
+  for (auto& v : z) v = 1 + rng() % 15;  // v1 holds 1..15
+  const auto want = vllm::marlin_zero_points(z, G, N);
+  std::vector<uint32_t> v1(G * N / 8, 0), v2(G * N / 8, 0), out(G * N / 8);
+  for (uint64_t g = 0; g < G; ++g)
+    for (uint64_t c = 0; c < N; ++c) {
+      v1[g * (N / 8) + c / 8] |= static_cast<uint32_t>((z[g * N + c] - 1) & 15) << (4 * (c % 8));
+      v2[g * (N / 8) + c / 8] |= static_cast<uint32_t>(z[g * N + c]) << (4 * (c % 8));
+    }
+  ASSERT_TRUE(marlin_zero_points_from(MarlinSource::kGptq, 1, v1.data(), G, N, out.data()));
+  expect_words_eq(out, want, "v1");
+  ASSERT_TRUE(marlin_zero_points_from(MarlinSource::kGptq, 0, v2.data(), G, N, out.data()));
+  expect_words_eq(out, want, "v2");
 }
 
 TEST(MarlinLayout, ZeroPointSixteenIsRefused) {
