@@ -13,6 +13,7 @@
 #include "gpu_info.h"
 #include "int4_cases.h"
 #include "int4_quant.h"
+#include "int4_quant_host.h"
 #include "ops/int4_math.h"
 #include "ops/int4_quant.h"
 
@@ -220,4 +221,26 @@ TEST(Int4QuantGpu, RefusesWhatItCannotTake) {
   a.group = 100;
   EXPECT_EQ(cuda::Int4QuantKernel::can_implement(a), cuda::Int4Status::kInvalidProblem);
   EXPECT_STREQ(cuda::int4_status_name(cuda::Int4Status::kInvalidProblem), "invalid problem");
+}
+
+TEST(Int4QuantGpu, HostAdapterGivesTheCpuIssue) {
+  // No GPU needed: the adapter's mapping and the issue recovery from a reported position.
+  const uint64_t n = 8, k = 64;
+  std::vector<float> x(n * k, 0.5f);
+  x[3 * k + 40] = 1e6f;
+  const auto w = test::encode_floats(x, DType::F32);
+  const Int4Scheme s{Int4Format::kGptq, 32, true, DType::F16};
+  const Int4Geometry geo = int4_geometry(s, n, k);
+  const auto a = cuda::int4_kernel_args(s, DType::F32, geo, 0, n, w.data(), nullptr, nullptr, nullptr, nullptr, false);
+  EXPECT_EQ(a.in_type, 2);
+  EXPECT_EQ(a.group, 32u);
+  cuda::Int4QuantResult r;
+  r.issue = 2;
+  r.row = 3;
+  r.col = 32;
+  const Int4Issue i = cuda::int4_issue_of(r, s, DType::F32, geo, 0, w.data());
+  EXPECT_EQ(i.kind, Int4Issue::kScaleOverflow);
+  EXPECT_EQ(i.row, 3u);
+  EXPECT_EQ(i.col, 32u);
+  EXPECT_EQ(i.value, 1e6f);
 }
