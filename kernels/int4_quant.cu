@@ -1,0 +1,555 @@
+// INT4 RTN quantization kernels: the same bytes as lib/ops/int4_quant.h's reference, with the
+// per-group and per-element math taken from lib/ops/int4_math.h (host/device functions), so the
+// two cannot drift apart.
+//
+// The work is tiles of 64 rows x 128 columns of the stripe (one 256-thread CTA each):
+//
+//     columns 0 ......................... 127
+//   row  0  [ t0 t1 ... t15 | one word = 8 columns per thread, 16 threads per row ]
+//   row  1  [ t16 ...   t31 ]
+//    ...       (4 rounds of 16 rows: warp w holds rows 2w, 2w+1 of each round)
+//   row 63
+//
+// 1. Load: a thread reads its 8 columns (16 bytes of BF16/F16, 32 of F32) in each of 4 rounds,
+//    all four loads issued before any math, coalesced per row.
+// 2. Group parameters (groups of 8..128 columns dividing 128): the group's 1..16 threads are
+//    consecutive lanes; a butterfly of shuffles gives each its amax (as float32 magnitude bits, so
+//    a NaN/Inf is the largest), lo and hi; every lane then computes the scale and zero with
+//    int4_math.h. Wider groups (group_size -1, or sizes not dividing 128) get their parameters
+//    from a first kernel (one CTA per group, a block reduction) through the workspace.
+// 3. Codes: RNE(x / S) without a division per element: with r = RN(1/S) per group, k =
+//    floor(x * r) is within 2^-22 (relative) of the quotient, so the rounding boundary near it is
+//    k + 1/2, and the sign of (k + 1/2)·S - x, exact from one FMA (a single rounding keeps the
+//    sign and zero is exact), says whether x / S is below, above or exactly on it (then the even
+//    one of k, k + 1 is taken). When 1/S overflows (F32 scales below 2^-126) the group divides.
+// 4. The 64 x 16 words of the tile go to shared memory and leave in the format's layout:
+//    compressed-tensors rows as they are, GPTQ transposed (64 consecutive columns of qweight per
+//    row), AWQ gathered across 8 rows into N-packed words; scales and zeros likewise.
+// Problems (NaN/Inf, a scale overflowing its dtype) go to one 64-bit atomicMin of their
+// row-major position, so the first one in the CPU's order is reported.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "int4_quant.h"
+#include "ops/int4_math.h"
+
+namespace ckpt::cuda {
+
+namespace {
+
+using namespace ckpt::ops;
+
+constexpr int kThreads = 256;
+constexpr int kTileRows = 64;
+constexpr int kTileCols = 128;
+constexpr int kWordsPerRow = kTileCols / 8;  // 16
+constexpr unsigned kFull = 0xFFFFFFFFu;
+__constant__ int kOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};  // AWQ: nibble i holds column 8m + kOrder[i]
+
+// Kernel arguments (the host's Int4QuantArgs checked and narrowed).
+struct Params {
+  int format, scale_type, zero_offset;
+  bool symmetric;
+  uint32_t n, k, group, groups;  // groups per row
+  uint32_t row0, rows;
+  const uint8_t* in;
+  uint32_t* weights;
+  uint8_t* scales;
+  uint32_t* zeros;
+  unsigned long long* issue;  // min over (position << 1 | overflow)
+  double* partials;           // [CTAs][3]
+  float2* given;              // [rows][groups] (scale, zero) from the wide-group kernel, or null
+};
+
+__device__ __forceinline__ void report(const Params& p, uint32_t lr, uint32_t col, bool overflow) {
+  const unsigned long long pos = static_cast<unsigned long long>(p.row0 + lr) * p.k + col;
+  atomicMin(p.issue, (pos << 1) | (overflow ? 1ull : 0ull));
+}
+
+// 8 consecutive elements: their raw 16 or 32 bytes, then widened to float32 (exactly).
+template <int InType>
+struct Raw8 {
+  uint4 v[InType == 2 ? 2 : 1];
+};
+
+template <int InType>
+__device__ __forceinline__ Raw8<InType> load_raw8(const uint8_t* src) {
+  Raw8<InType> r;
+  r.v[0] = *reinterpret_cast<const uint4*>(src);
+  if (InType == 2) r.v[InType == 2 ? 1 : 0] = *reinterpret_cast<const uint4*>(src + 16);
+  return r;
+}
+
+template <int InType>
+__device__ __forceinline__ void widen8(const Raw8<InType>& r, float x[8]) {
+  if (InType == 2) {
+    const uint4 a = r.v[0], b = r.v[InType == 2 ? 1 : 0];
+    const uint32_t w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+    for (int i = 0; i < 8; ++i) x[i] = __uint_as_float(w[i]);
+  } else {
+    const uint32_t w[4] = {r.v[0].x, r.v[0].y, r.v[0].z, r.v[0].w};
+    for (int i = 0; i < 4; ++i) {
+      const uint16_t lo = static_cast<uint16_t>(w[i] & 0xFFFF), hi = static_cast<uint16_t>(w[i] >> 16);
+      if (InType == 0) {
+        x[2 * i] = __uint_as_float(static_cast<uint32_t>(lo) << 16);
+        x[2 * i + 1] = __uint_as_float(static_cast<uint32_t>(hi) << 16);
+      } else {
+        x[2 * i] = __half2float(__ushort_as_half(lo));  // exact, as ops::f16_to_f32
+        x[2 * i + 1] = __half2float(__ushort_as_half(hi));
+      }
+    }
+  }
+}
+
+template <int InType>
+__device__ __forceinline__ void load8(const uint8_t* src, float x[8]) {
+  widen8<InType>(load_raw8<InType>(src), x);
+}
+
+// The group's parameters from its range (int4_group_params of lib/ops, on the device).
+struct Group {
+  float scale, rinv;
+  uint32_t zero;
+  bool overflow;
+};
+__device__ __forceinline__ Group group_params(const Params& p, float amax, float lo, float hi) {
+  Group g;
+  g.overflow = false;
+  if (p.symmetric ? amax == 0.0f : hi == lo) {
+    g.scale = int4_zero_group_scale(p.format, p.scale_type);
+    g.zero = int4_zero_group_zero(p.format, p.symmetric);
+  } else {
+    g.scale = p.symmetric ? int4_sym_scale(amax, p.scale_type) : int4_asym_scale(lo, hi, p.scale_type);
+    g.overflow = !(g.scale < 3.4e38f);
+    g.zero = p.symmetric ? 8u : (g.overflow ? 0u : int4_asym_zero(lo, g.scale));
+  }
+  g.rinv = __frcp_rn(g.scale);
+  return g;
+}
+
+// clamp(RNE(x / S) + z, 0, 15) (see step 3 above).
+__device__ __forceinline__ uint32_t code_of(float x, const Group& g) {
+  float q;
+  if (isinf(g.rinv)) {
+    q = rintf(__fdiv_rn(x, g.scale));
+  } else {
+    const float k = floorf(x * g.rinv);
+    const float e = fmaf(k + 0.5f, g.scale, -x);  // (k + 1/2)·S − x, its sign exact
+    const bool odd = (static_cast<int>(k) & 1) != 0;
+    q = e < 0.0f ? k + 1.0f : (e > 0.0f ? k : (odd ? k + 1.0f : k));
+  }
+  const float v = q + static_cast<float>(g.zero);
+  return v <= 0.0f ? 0u : (v >= 15.0f ? 15u : static_cast<uint32_t>(v));
+}
+
+__device__ __forceinline__ void store_scale(const Params& p, uint32_t grow, uint32_t gi, float s) {
+  const uint64_t at = p.format == kInt4Ct ? static_cast<uint64_t>(grow) * p.groups + gi : static_cast<uint64_t>(gi) * p.n + grow;
+  if (p.scale_type == kInt4ScaleF32) reinterpret_cast<float*>(p.scales)[at] = s;
+  else reinterpret_cast<uint16_t*>(p.scales)[at] = p.scale_type == kInt4ScaleF16 ? f32_to_f16(s) : f32_to_bf16(s);
+}
+
+// The zero word of rows grow8..grow8+7 (grow8 % 8 == 0) for group gi; z[i] of row grow8 + i, rows
+// at or past N count as 0 (compressed-tensors pads).
+__device__ __forceinline__ void store_zero_word(const Params& p, uint32_t grow8, uint32_t gi, const uint32_t z[8]) {
+  uint32_t w = 0;
+  for (int i = 0; i < 8; ++i) {
+    uint32_t nib;
+    if (p.format == kInt4Gptq) nib = (z[i] - static_cast<uint32_t>(p.zero_offset)) & 15u;
+    else if (p.format == kInt4Awq) nib = z[kOrder[i]];
+    else nib = grow8 + i < p.n ? z[i] : 0u;
+    w |= nib << (4 * i);
+  }
+  if (p.format == kInt4Ct) p.zeros[static_cast<uint64_t>(grow8 / 8) * p.groups + gi] = w;
+  else p.zeros[static_cast<uint64_t>(gi) * (p.n / 8) + grow8 / 8] = w;
+}
+
+template <typename T>
+__device__ __forceinline__ T block_sum(T v, T* shared) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  T t = 0;
+  if (threadIdx.x == 0)
+    for (int i = 0; i < static_cast<int>(blockDim.x / 32); ++i) t += shared[i];
+  return t;
+}
+
+template <typename T>
+__device__ __forceinline__ T block_max(T v, T* shared) {
+  for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(kFull, v, o));
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  T t = 0;
+  if (threadIdx.x == 0)
+    for (int i = 0; i < static_cast<int>(blockDim.x / 32); ++i) t = max(t, shared[i]);
+  return t;
+}
+
+// One tile (see the top of the file). kGiven: parameters from p.given (wide groups).
+template <int InType, bool kGiven, bool kStats>
+__global__ void __launch_bounds__(kThreads) tile_kernel(Params p) {
+  constexpr int esize = InType == 2 ? 4 : 2;
+  __shared__ uint32_t words[kTileRows][kWordsPerRow + 1];
+  __shared__ float sscale[kTileRows][kWordsPerRow];
+  __shared__ uint8_t szero[kTileRows][kWordsPerRow];
+  __shared__ double reduce[kThreads / 32];
+  const uint32_t lr0 = blockIdx.y * kTileRows, col0 = blockIdx.x * kTileCols;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const uint32_t gw = kGiven ? 1 : p.group / 8;  // threads per group
+  float sq_err = 0, sq = 0, max_err = 0;
+  // All four rounds' loads first, so each thread has 64 (F32: 128) bytes in flight.
+  Raw8<InType> raw[4];
+#pragma unroll
+  for (int round = 0; round < 4; ++round) {
+    const uint32_t lr = lr0 + (round * 8 + warp) * 2 + lane / 16, col = col0 + 8 * (lane % 16);
+    if (lr < p.rows && col < p.k) raw[round] = load_raw8<InType>(p.in + (static_cast<uint64_t>(lr) * p.k + col) * esize);
+    else raw[round] = Raw8<InType>{};
+  }
+#pragma unroll
+  for (int round = 0; round < 4; ++round) {
+    const int r = (round * 8 + warp) * 2 + lane / 16, c8 = lane % 16;
+    const uint32_t lr = lr0 + r, col = col0 + 8 * c8;
+    const bool valid = lr < p.rows && col < p.k;
+    float x[8];
+    widen8<InType>(raw[round], x);  // invalid lanes: zeros
+    Group g;
+    if (kGiven) {
+      if (valid) {
+        const float2 v = p.given[static_cast<uint64_t>(lr) * p.groups + col / p.group];
+        g.scale = v.x;
+        g.zero = static_cast<uint32_t>(v.y);
+        g.rinv = __frcp_rn(g.scale);
+      } else {
+        g.scale = 1.0f;
+        g.zero = 0;
+        g.rinv = 1.0f;
+      }
+    } else {
+      uint32_t mb = 0;
+      float lo = 0.0f, hi = 0.0f;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        mb = max(mb, __float_as_uint(x[i]) & 0x7FFFFFFFu);
+        lo = fminf(lo, x[i]);
+        hi = fmaxf(hi, x[i]);
+      }
+      for (uint32_t o = 1; o < gw; o <<= 1) {  // the group's lanes are aligned and consecutive
+        mb = max(mb, __shfl_xor_sync(kFull, mb, o));
+        lo = fminf(lo, __shfl_xor_sync(kFull, lo, o));
+        hi = fmaxf(hi, __shfl_xor_sync(kFull, hi, o));
+      }
+      const bool first = c8 % gw == 0;
+      if (mb >= 0x7F800000u) {
+        // The group holds a NaN/Inf: each thread reports its first, the minimum wins.
+        if (valid)
+          for (int i = 0; i < 8; ++i)
+            if (!isfinite(x[i])) {
+              report(p, lr, col + i, false);
+              break;
+            }
+        g.scale = 1.0f;
+        g.zero = 0;
+        g.rinv = 1.0f;
+      } else {
+        g = group_params(p, __uint_as_float(mb), lo, hi);
+        if (g.overflow) {
+          if (valid && first) report(p, lr, col, true);
+          g.scale = 1.0f;
+          g.rinv = 1.0f;
+        }
+      }
+      if (first) {
+        sscale[r][c8 / gw] = g.scale;
+        szero[r][c8 / gw] = static_cast<uint8_t>(g.zero);
+      }
+    }
+    uint32_t w = 0;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const uint32_t q = code_of(x[i], g);
+      w |= q << (4 * i);
+      if (kStats && valid) {
+        const float e = x[i] - int4_dequant(q, g.zero, g.scale);
+        sq_err += e * e;
+        sq += x[i] * x[i];
+        max_err = fmaxf(max_err, fabsf(e));
+      }
+    }
+    words[r][c8] = w;
+  }
+  __syncthreads();
+
+  // Weights in the format's layout.
+  const uint32_t t = threadIdx.x;
+  if (p.format == kInt4Ct) {
+    for (uint32_t idx = t; idx < kTileRows * kWordsPerRow; idx += kThreads) {
+      const uint32_t r = idx / kWordsPerRow, c8 = idx % kWordsPerRow;
+      if (lr0 + r < p.rows && col0 + 8 * c8 < p.k)
+        p.weights[static_cast<uint64_t>(p.row0 + lr0 + r) * (p.k / 8) + col0 / 8 + c8] = words[r][c8];
+    }
+  } else if (p.format == kInt4Gptq) {
+    for (uint32_t idx = t; idx < kTileRows * kWordsPerRow; idx += kThreads) {
+      const uint32_t c8 = idx / kTileRows, r = idx % kTileRows;
+      if (lr0 + r < p.rows && col0 + 8 * c8 < p.k)
+        p.weights[static_cast<uint64_t>(col0 / 8 + c8) * p.n + p.row0 + lr0 + r] = words[r][c8];
+    }
+  } else {
+    for (uint32_t idx = t; idx < kTileCols * (kTileRows / 8); idx += kThreads) {
+      const uint32_t kk = idx / (kTileRows / 8), m = idx % (kTileRows / 8);
+      if (lr0 + 8 * m < p.rows && col0 + kk < p.k) {
+        uint32_t w = 0;
+        for (int i = 0; i < 8; ++i) w |= ((words[8 * m + kOrder[i]][kk / 8] >> (4 * (kk % 8))) & 15u) << (4 * i);
+        p.weights[static_cast<uint64_t>(col0 + kk) * (p.n / 8) + (p.row0 + lr0) / 8 + m] = w;
+      }
+    }
+  }
+
+  // Scales and zeros of the tile's groups (wide groups: written by params_store_kernel).
+  if (!kGiven) {
+    const uint32_t ng = kTileCols / p.group;  // groups in the tile
+    for (uint32_t idx = t; idx < kTileRows * ng; idx += kThreads) {
+      uint32_t r, j;
+      if (p.format == kInt4Ct) {
+        r = idx / ng;
+        j = idx % ng;
+      } else {
+        j = idx / kTileRows;
+        r = idx % kTileRows;
+      }
+      if (lr0 + r < p.rows && col0 + j * p.group < p.k) store_scale(p, p.row0 + lr0 + r, col0 / p.group + j, sscale[r][j]);
+    }
+    if (p.zeros) {
+      for (uint32_t idx = t; idx < (kTileRows / 8) * ng; idx += kThreads) {
+        const uint32_t m = p.format == kInt4Ct ? idx / ng : idx % (kTileRows / 8);
+        const uint32_t j = p.format == kInt4Ct ? idx % ng : idx / (kTileRows / 8);
+        if (lr0 + 8 * m < p.rows && col0 + j * p.group < p.k) {
+          uint32_t z[8];
+          for (int i = 0; i < 8; ++i) z[i] = lr0 + 8 * m + i < p.rows ? szero[8 * m + i][j] : 0u;
+          store_zero_word(p, p.row0 + lr0 + 8 * m, col0 / p.group + j, z);
+        }
+      }
+    }
+  }
+
+  if (kStats) {
+    const double a = block_sum<double>(sq_err, reduce), b = block_sum<double>(sq, reduce);
+    const double c = block_max<double>(max_err, reduce);
+    if (threadIdx.x == 0) {
+      double* out = p.partials + 3 * (static_cast<uint64_t>(blockIdx.y) * gridDim.x + blockIdx.x);
+      out[0] = a;
+      out[1] = b;
+      out[2] = c;
+    }
+  }
+}
+
+// Wide groups: one CTA per (row, group) reduces the group and stores its parameters.
+template <int InType>
+__global__ void __launch_bounds__(kThreads) wide_params_kernel(Params p) {
+  constexpr int esize = InType == 2 ? 4 : 2;
+  __shared__ uint32_t smb[kThreads / 32];
+  __shared__ float slo[kThreads / 32], shi[kThreads / 32];
+  const uint32_t lr = blockIdx.y, gi = blockIdx.x;
+  const uint8_t* row = p.in + (static_cast<uint64_t>(lr) * p.k + static_cast<uint64_t>(gi) * p.group) * esize;
+  uint32_t mb = 0, bad = 0xFFFFFFFFu;
+  float lo = 0.0f, hi = 0.0f;
+  for (uint32_t c = 8 * threadIdx.x; c < p.group; c += 8 * kThreads) {
+    float x[8];
+    load8<InType>(row + static_cast<uint64_t>(c) * esize, x);
+    for (int i = 0; i < 8; ++i) {
+      const uint32_t m = __float_as_uint(x[i]) & 0x7FFFFFFFu;
+      if (m >= 0x7F800000u && bad == 0xFFFFFFFFu) bad = c + i;
+      mb = max(mb, m);
+      lo = fminf(lo, x[i]);
+      hi = fmaxf(hi, x[i]);
+    }
+  }
+  if (bad != 0xFFFFFFFFu) report(p, lr, gi * p.group + bad, false);
+  for (int o = 16; o > 0; o >>= 1) {
+    mb = max(mb, __shfl_xor_sync(kFull, mb, o));
+    lo = fminf(lo, __shfl_xor_sync(kFull, lo, o));
+    hi = fmaxf(hi, __shfl_xor_sync(kFull, hi, o));
+  }
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) {
+    smb[warp] = mb;
+    slo[warp] = lo;
+    shi[warp] = hi;
+  }
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  for (int i = 1; i < kThreads / 32; ++i) {
+    mb = max(mb, smb[i]);
+    lo = fminf(lo, slo[i]);
+    hi = fmaxf(hi, shi[i]);
+  }
+  Group g{1.0f, 1.0f, 0, false};
+  if (mb < 0x7F800000u) {
+    g = group_params(p, __uint_as_float(mb), lo, hi);
+    if (g.overflow) {
+      report(p, lr, gi * p.group, true);
+      g.scale = 1.0f;
+    }
+  }
+  p.given[static_cast<uint64_t>(lr) * p.groups + gi] = make_float2(g.scale, static_cast<float>(g.zero));
+}
+
+// Wide groups: scales and zeros from the parameters, one thread per (8 rows, group).
+__global__ void params_store_kernel(Params p) {
+  const uint64_t idx = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const uint64_t words = (static_cast<uint64_t>(p.rows) + 7) / 8 * p.groups;
+  if (idx >= words) return;
+  const uint32_t m = static_cast<uint32_t>(idx / p.groups), gi = static_cast<uint32_t>(idx % p.groups);
+  uint32_t z[8];
+  for (int i = 0; i < 8; ++i) {
+    const uint32_t lr = 8 * m + i;
+    z[i] = 0;
+    if (lr < p.rows) {
+      const float2 v = p.given[static_cast<uint64_t>(lr) * p.groups + gi];
+      store_scale(p, p.row0 + lr, gi, v.x);
+      z[i] = static_cast<uint32_t>(v.y);
+    }
+  }
+  if (p.zeros) store_zero_word(p, p.row0 + 8 * m, gi, z);
+}
+
+__global__ void g_idx_kernel(int32_t* g_idx, uint32_t k, uint32_t group) {
+  const uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < k) g_idx[i] = static_cast<int32_t>(i / group);
+}
+
+bool tile_groups(const Int4QuantArgs& a) { return a.group <= kTileCols && kTileCols % a.group == 0; }
+
+struct Layout {
+  size_t partials, given, total;
+};
+Layout workspace_layout(const Int4QuantArgs& a) {
+  Layout l;
+  const uint64_t ctas = ((a.k + kTileCols - 1) / kTileCols) * ((a.rows + kTileRows - 1) / kTileRows);
+  l.partials = 256;
+  l.given = l.partials + ((ctas * 3 * sizeof(double) + 255) / 256) * 256;
+  l.total = l.given + (tile_groups(a) ? 0 : a.rows * (a.k / a.group) * sizeof(float2));
+  return l;
+}
+
+template <int InType>
+cudaError_t launch(const Params& p, bool wide, bool stats, dim3 grid, cudaStream_t s) {
+  if (wide) {
+    wide_params_kernel<InType><<<dim3(p.groups, p.rows), kThreads, 0, s>>>(p);
+    if (stats) tile_kernel<InType, true, true><<<grid, kThreads, 0, s>>>(p);
+    else tile_kernel<InType, true, false><<<grid, kThreads, 0, s>>>(p);
+  } else {
+    if (stats) tile_kernel<InType, false, true><<<grid, kThreads, 0, s>>>(p);
+    else tile_kernel<InType, false, false><<<grid, kThreads, 0, s>>>(p);
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+const char* int4_status_name(Int4Status s) {
+  switch (s) {
+    case Int4Status::kSuccess: return "success";
+    case Int4Status::kInvalidProblem: return "invalid problem";
+    case Int4Status::kWorkspaceNull: return "workspace null";
+    case Int4Status::kCudaError: return "CUDA error";
+  }
+  return "?";
+}
+
+Int4Status Int4QuantKernel::can_implement(const Int4QuantArgs& a) {
+  const bool types = a.format >= 0 && a.format <= 2 && a.in_type >= 0 && a.in_type <= 2 && a.scale_type >= 0 &&
+                     a.scale_type <= 2;
+  const bool shape = a.n > 0 && a.k > 0 && a.k % 8 == 0 && a.group > 0 && a.group % 8 == 0 && a.k % a.group == 0 &&
+                     a.row0 % 8 == 0 && a.row0 + a.rows <= a.n && a.rows > 0 &&
+                     (a.rows % 8 == 0 || a.row0 + a.rows == a.n) && (a.format == 2 || a.n % 8 == 0);
+  const bool sizes = a.n < (1ull << 31) && a.k < (1ull << 31) && a.n * (a.k / 8) < (1ull << 40) &&
+                     (a.rows + kTileRows - 1) / kTileRows < 65536 && (tile_groups(a) || a.rows < 65536);
+  const bool pointers = a.in && a.weights && a.scales && (a.zeros || (a.format == 2 && a.symmetric)) &&
+                        reinterpret_cast<uintptr_t>(a.in) % 16 == 0;
+  return types && shape && sizes && pointers ? Int4Status::kSuccess : Int4Status::kInvalidProblem;
+}
+
+size_t Int4QuantKernel::get_workspace_size(const Int4QuantArgs& a) { return workspace_layout(a).total; }
+
+Int4Status Int4QuantKernel::run(const Int4QuantArgs& a, void* workspace, cudaStream_t stream) {
+  if (can_implement(a) != Int4Status::kSuccess) return Int4Status::kInvalidProblem;
+  if (!workspace) return Int4Status::kWorkspaceNull;
+  const Layout l = workspace_layout(a);
+  uint8_t* ws = static_cast<uint8_t*>(workspace);
+  Params p;
+  p.format = a.format;
+  p.scale_type = a.scale_type;
+  p.zero_offset = a.zero_offset;
+  p.symmetric = a.symmetric;
+  p.n = static_cast<uint32_t>(a.n);
+  p.k = static_cast<uint32_t>(a.k);
+  p.group = static_cast<uint32_t>(a.group);
+  p.groups = static_cast<uint32_t>(a.k / a.group);
+  p.row0 = static_cast<uint32_t>(a.row0);
+  p.rows = static_cast<uint32_t>(a.rows);
+  p.in = static_cast<const uint8_t*>(a.in);
+  p.weights = a.weights;
+  p.scales = static_cast<uint8_t*>(a.scales);
+  p.zeros = a.zeros;
+  p.issue = reinterpret_cast<unsigned long long*>(ws);
+  p.partials = reinterpret_cast<double*>(ws + l.partials);
+  const bool wide = !tile_groups(a);
+  p.given = wide ? reinterpret_cast<float2*>(ws + l.given) : nullptr;
+  if (cudaError_t e = cudaMemsetAsync(ws, 0xFF, 8, stream)) return fail(e);
+  const dim3 grid(static_cast<unsigned>((a.k + kTileCols - 1) / kTileCols),
+                  static_cast<unsigned>((a.rows + kTileRows - 1) / kTileRows));
+  cudaError_t e = a.in_type == 0   ? launch<0>(p, wide, a.stats, grid, stream)
+                  : a.in_type == 1 ? launch<1>(p, wide, a.stats, grid, stream)
+                                   : launch<2>(p, wide, a.stats, grid, stream);
+  if (e != cudaSuccess) return fail(e);
+  if (wide) {
+    const uint64_t words = (a.rows + 7) / 8 * p.groups;
+    params_store_kernel<<<static_cast<unsigned>((words + kThreads - 1) / kThreads), kThreads, 0, stream>>>(p);
+    if ((e = cudaGetLastError()) != cudaSuccess) return fail(e);
+  }
+  if (a.g_idx && a.format == kInt4Gptq) {
+    g_idx_kernel<<<static_cast<unsigned>((a.k + kThreads - 1) / kThreads), kThreads, 0, stream>>>(a.g_idx, p.k, p.group);
+    if ((e = cudaGetLastError()) != cudaSuccess) return fail(e);
+  }
+  return Int4Status::kSuccess;
+}
+
+Int4Status Int4QuantKernel::read_result(const Int4QuantArgs& a, const void* workspace, cudaStream_t stream,
+                                        Int4QuantResult* out) {
+  if (!workspace) return Int4Status::kWorkspaceNull;
+  const Layout l = workspace_layout(a);
+  const uint8_t* ws = static_cast<const uint8_t*>(workspace);
+  unsigned long long key = 0;
+  if (cudaError_t e = cudaMemcpyAsync(&key, ws, 8, cudaMemcpyDeviceToHost, stream)) return fail(e);
+  const uint64_t ctas = ((a.k + kTileCols - 1) / kTileCols) * ((a.rows + kTileRows - 1) / kTileRows);
+  std::vector<double> partials(a.stats ? 3 * ctas : 0);
+  if (a.stats)
+    if (cudaError_t e = cudaMemcpyAsync(partials.data(), ws + l.partials, 3 * ctas * sizeof(double),
+                                        cudaMemcpyDeviceToHost, stream))
+      return fail(e);
+  if (cudaError_t e = cudaStreamSynchronize(stream)) return fail(e);
+  *out = Int4QuantResult{};
+  if (key != ~0ull) {
+    out->issue = (key & 1) ? 2 : 1;
+    out->row = (key >> 1) / a.k;
+    out->col = (key >> 1) % a.k;
+  }
+  for (uint64_t i = 0; i < partials.size() / 3; ++i) {  // in CTA order: the same sums at every run
+    out->sum_sq_err += partials[3 * i];
+    out->sum_sq += partials[3 * i + 1];
+    out->max_abs_err = std::max(out->max_abs_err, partials[3 * i + 2]);
+  }
+  return Int4Status::kSuccess;
+}
+
+}  // namespace ckpt::cuda

@@ -1,0 +1,71 @@
+// The per-group and per-element math of INT4 RTN quantization (definition: ops/int4_quant.h), as
+// host/device inline functions so that the CPU reference and kernels/int4_quant.cu run the very
+// same operations. C++17-clean for nvcc.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "ops/float_convert.h"
+
+namespace ckpt::ops {
+
+// Scale storage types and formats as plain ints (DType's header is C++20).
+enum Int4ScaleType : int { kInt4ScaleF16 = 0, kInt4ScaleBF16 = 1, kInt4ScaleF32 = 2 };
+enum Int4FormatId : int { kInt4Gptq = 0, kInt4Awq = 1, kInt4Ct = 2 };
+
+// `s` rounded (RNE) to the scale type, as a float32 value.
+CKPT_HD inline float int4_round_to_scale_type(float s, int type) {
+  if (type == kInt4ScaleF16) return f16_to_f32(f32_to_f16(s));
+  if (type == kInt4ScaleBF16) return bf16_to_f32(f32_to_bf16(s));
+  return s;
+}
+
+// The stored scale for a float32 quotient: rounded to the type; 0 becomes the type's smallest
+// positive value (so no code divides by 0). +Inf (an overflowing range) is returned as is: the
+// caller reports it.
+CKPT_HD inline float int4_stored_scale(float s, int type) {
+  const float r = int4_round_to_scale_type(s, type);
+  if (r != 0.0f) return r;
+  if (type == kInt4ScaleF16) return 5.9604644775390625e-08f;  // 2^-24
+  if (type == kInt4ScaleBF16) return 9.18354961579912e-41f;   // 2^-133
+  return 1.40129846e-45f;                                     // 2^-149
+}
+
+// Symmetric: absmax / 7.5. Asymmetric: (hi - lo) / 15 with lo <= 0 <= hi.
+CKPT_HD inline float int4_sym_scale(float amax, int type) { return int4_stored_scale(amax / 7.5f, type); }
+CKPT_HD inline float int4_asym_scale(float lo, float hi, int type) { return int4_stored_scale((hi - lo) / 15.0f, type); }
+
+// Asymmetric zero: clamp(RNE(-lo / S), 0, 15) (lo <= 0, S > 0).
+CKPT_HD inline uint32_t int4_asym_zero(float lo, float scale) {
+  const float z = rintf(-lo / scale);
+  return z >= 15.0f ? 15u : static_cast<uint32_t>(z);  // -lo / S >= 0 (or NaN-free: S finite > 0)
+}
+
+// Code of one element: clamp(RNE(x / S) + z, 0, 15).
+CKPT_HD inline uint32_t int4_code(float x, float scale, uint32_t zero) {
+  const float v = rintf(x / scale) + static_cast<float>(zero);  // exact below 2^24; clamped beyond
+  return v <= 0.0f ? 0u : (v >= 15.0f ? 15u : static_cast<uint32_t>(v));
+}
+
+// Dequantized value: (q - z) * S, one float32 rounding.
+CKPT_HD inline float int4_dequant(uint32_t q, uint32_t zero, float scale) {
+  return static_cast<float>(static_cast<int>(q) - static_cast<int>(zero)) * scale;
+}
+
+// A group whose values are all zero: the scale and zero its format's reference quantizer gives it
+// (see ops/int4_quant.h). Every code of such a group equals the zero.
+CKPT_HD inline float int4_zero_group_scale(int format, int type) {
+  if (format == kInt4Gptq) return int4_round_to_scale_type(2.0f / 15.0f, type);
+  if (format == kInt4Awq) return int4_round_to_scale_type(int4_round_to_scale_type(1e-5f, type) / 15.0f, type);
+  // torch.finfo(dtype).eps
+  if (type == kInt4ScaleF16) return 9.765625e-04f;  // 2^-10
+  if (type == kInt4ScaleBF16) return 7.8125e-03f;   // 2^-7
+  return 1.1920928955078125e-07f;                   // 2^-23
+}
+CKPT_HD inline uint32_t int4_zero_group_zero(int format, bool symmetric) {
+  if (symmetric) return 8;
+  return format == kInt4Gptq ? 7u : (format == kInt4Awq ? 0u : 8u);
+}
+
+}  // namespace ckpt::ops

@@ -1,0 +1,230 @@
+// AVX-512 forms of the INT4 layout transforms (lib/ops/int4_quant.h, marlin_layout.cpp): the
+// 32-bit transpose between K-packed words and GPTQ's qweight in 16 x 16 tiles, and the move
+// between GPTQ's K-packed and AWQ's N-packed words. The latter works on 8 words of consecutive
+// columns 8m..8m+7 of one GPTQ row (lane m, 16 lanes): an 8 x 16 dword transpose gathers them
+// into 8 vectors, an 8 x 8 nibble transpose in three swap rounds (16-, 8-, 4-bit) turns "column
+// 8m + i, nibble c = K-row 8j + c" into "K-row 8j + c, nibble i = column 8m + order[i]", and the
+// 8 vectors are stored as 16 consecutive AWQ words of 8 K-rows. The transpose is its own
+// inverse, so AWQ -> GPTQ runs the same steps backwards. Tested bit for bit against the scalar
+// loops (tests/unit/test_int4_quant.cpp, test_marlin_layout.cpp).
+#if defined(__x86_64__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "ops/int4_pack_detail.h"
+
+#define CKPT_TARGET_PACK_AVX512 __attribute__((target("avx512f")))
+
+namespace ckpt::ops::detail {
+namespace {
+
+// r[0..15] (16 dwords each) transposed in place.
+CKPT_TARGET_PACK_AVX512 inline void transpose16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  // Now r[4q + s] holds, in 128-bit lane L, rows 4L'..: element (row 4q + x, col 4L + s') layout;
+  // finish with two rounds of 128-bit lane shuffles.
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xDD);
+    t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xDD);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xDD);
+    r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
+    r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xDD);
+  }
+}
+
+// The 8 x 8 nibble transpose of a[0..7] (row i = a[i], column c = nibble c), lane by lane.
+CKPT_TARGET_PACK_AVX512 inline void nibble_transpose8(__m512i a[8]) {
+  auto swap = [](__m512i& x, __m512i& y, int shift, int mask) CKPT_TARGET_PACK_AVX512 {
+    // t = ((x >> shift) ^ y) & mask; x ^= t << shift; y ^= t
+    const __m512i t = _mm512_ternarylogic_epi32(_mm512_srli_epi32(x, shift), y, _mm512_set1_epi32(mask), 0x28);
+    x = _mm512_xor_si512(x, _mm512_slli_epi32(t, shift));
+    y = _mm512_xor_si512(y, t);
+  };
+  for (int i = 0; i < 4; ++i) swap(a[i], a[i + 4], 16, 0x0000FFFF);
+  for (int i : {0, 1, 4, 5}) swap(a[i], a[i + 2], 8, 0x00FF00FF);
+  for (int i : {0, 2, 4, 6}) swap(a[i], a[i + 1], 4, 0x0F0F0F0F);
+}
+
+}  // namespace
+
+CKPT_TARGET_PACK_AVX512 void transpose32_avx512(const uint32_t* in, uint64_t is, uint64_t rows, uint64_t cols,
+                                                uint32_t* out, uint64_t os) {
+  // out[c * os + r] = in[r * is + c]; whole 16 x 16 tiles here, the edges by the scalar loop.
+  const uint64_t r16 = rows / 16 * 16, c16 = cols / 16 * 16;
+  for (uint64_t r0 = 0; r0 < r16; r0 += 16)
+    for (uint64_t c0 = 0; c0 < c16; c0 += 16) {
+      __m512i v[16];
+      for (int i = 0; i < 16; ++i) v[i] = _mm512_loadu_si512(in + (r0 + i) * is + c0);
+      transpose16(v);
+      for (int i = 0; i < 16; ++i) _mm512_storeu_si512(out + (c0 + i) * os + r0, v[i]);
+    }
+  transpose32_scalar(in + r16 * is, is, rows - r16, cols, out + r16, os);
+  transpose32_scalar(in + c16, is, r16, cols - c16, out + c16 * os, os);
+}
+
+namespace {
+
+// Moving the 128 words of columns c0..c0+127 of one GPTQ row between "L[t] lane l = column
+// 16t + l" (8 plain loads) and "a[i] lane m = column 8m + i" in three rounds of vpermt2d; the
+// index vectors are found by following each column's word through the rounds.
+struct Regroup {
+  __m512i fwd[3][8], bwd[3][8];  // per round, per output register
+};
+
+// idx such that want[l] = (l-th element of permutex2var(x, idx, y)).
+CKPT_TARGET_PACK_AVX512 __m512i find_index(const int* x, const int* y, const int* want) {
+  alignas(64) int32_t idx[16];
+  for (int l = 0; l < 16; ++l)
+    for (int s = 0; s < 32; ++s)
+      if ((s < 16 ? x[s] : y[s - 16]) == want[l]) idx[l] = s;
+  return _mm512_load_si512(idx);
+}
+
+CKPT_TARGET_PACK_AVX512 Regroup make_regroup() {
+  // Contents (column numbers) of the registers before and after each round, forward direction.
+  int stage[4][8][16];
+  for (int t = 0; t < 8; ++t)
+    for (int l = 0; l < 16; ++l) stage[0][t][l] = 16 * t + l;  // L[t]
+  for (int u = 0; u < 4; ++u)  // round 1: Q[2u + h] lane 4 ii + mm = column 8 (4u + mm) + 4h + ii
+    for (int h = 0; h < 2; ++h)
+      for (int ii = 0; ii < 4; ++ii)
+        for (int mm = 0; mm < 4; ++mm) stage[1][2 * u + h][4 * ii + mm] = 8 * (4 * u + mm) + 4 * h + ii;
+  for (int h = 0; h < 2; ++h)  // round 2: from Q[2u + h] (u = 2v, 2v + 1): lane 8 (ii % 2) + 4 (u % 2) + mm
+    for (int v = 0; v < 2; ++v)
+      for (int half = 0; half < 2; ++half)
+        for (int jj = 0; jj < 2; ++jj)
+          for (int uu = 0; uu < 2; ++uu)
+            for (int mm = 0; mm < 4; ++mm) {
+              const int ii = 2 * half + jj, u = 2 * v + uu;
+              stage[2][4 * h + 2 * v + half][8 * jj + 4 * uu + mm] = 8 * (4 * u + mm) + 4 * h + ii;
+            }
+  for (int i = 0; i < 8; ++i)  // round 3: a[i] lane m = column 8m + i
+    for (int m = 0; m < 16; ++m) stage[3][i][m] = 8 * m + i;
+  // Which two registers feed each output register, per round.
+  static constexpr int kSrc[3][8][2] = {
+      {{0, 1}, {0, 1}, {2, 3}, {2, 3}, {4, 5}, {4, 5}, {6, 7}, {6, 7}},
+      {{0, 2}, {0, 2}, {4, 6}, {4, 6}, {1, 3}, {1, 3}, {5, 7}, {5, 7}},
+      {{0, 2}, {0, 2}, {1, 3}, {1, 3}, {4, 6}, {4, 6}, {5, 7}, {5, 7}},
+  };
+  Regroup g;
+  for (int r = 0; r < 3; ++r)
+    for (int o = 0; o < 8; ++o)
+      g.fwd[r][o] = find_index(stage[r][kSrc[r][o][0]], stage[r][kSrc[r][o][1]], stage[r + 1][o]);
+  // Backward: the same rounds reversed; each input register of a round is rebuilt from the two
+  // outputs it fed.
+  for (int r = 0; r < 3; ++r)
+    for (int o = 0; o < 8; ++o) {
+      int a = -1, b = -1;
+      for (int q = 0; q < 8; ++q)
+        if (kSrc[r][q][0] == o || kSrc[r][q][1] == o) (a < 0 ? a : b) = q;
+      g.bwd[r][o] = find_index(stage[r + 1][a], stage[r + 1][b], stage[r][o]);
+    }
+  return g;
+}
+
+// The output registers of round r that each input register o feeds (for the backward rounds).
+CKPT_TARGET_PACK_AVX512 void round_fwd(const Regroup& g, int r, const __m512i in[8], __m512i out[8]) {
+  static constexpr int kSrc[3][8][2] = {
+      {{0, 1}, {0, 1}, {2, 3}, {2, 3}, {4, 5}, {4, 5}, {6, 7}, {6, 7}},
+      {{0, 2}, {0, 2}, {4, 6}, {4, 6}, {1, 3}, {1, 3}, {5, 7}, {5, 7}},
+      {{0, 2}, {0, 2}, {1, 3}, {1, 3}, {4, 6}, {4, 6}, {5, 7}, {5, 7}},
+  };
+  for (int o = 0; o < 8; ++o) out[o] = _mm512_permutex2var_epi32(in[kSrc[r][o][0]], g.fwd[r][o], in[kSrc[r][o][1]]);
+}
+
+CKPT_TARGET_PACK_AVX512 void round_bwd(const Regroup& g, int r, const __m512i in[8], __m512i out[8]) {
+  static constexpr int kSrc[3][8][2] = {
+      {{0, 1}, {0, 1}, {2, 3}, {2, 3}, {4, 5}, {4, 5}, {6, 7}, {6, 7}},
+      {{0, 2}, {0, 2}, {4, 6}, {4, 6}, {1, 3}, {1, 3}, {5, 7}, {5, 7}},
+      {{0, 2}, {0, 2}, {1, 3}, {1, 3}, {4, 6}, {4, 6}, {5, 7}, {5, 7}},
+  };
+  for (int o = 0; o < 8; ++o) {
+    int a = -1, b = -1;
+    for (int q = 0; q < 8; ++q)
+      if (kSrc[r][q][0] == o || kSrc[r][q][1] == o) (a < 0 ? a : b) = q;
+    out[o] = _mm512_permutex2var_epi32(in[a], g.bwd[r][o], in[b]);
+  }
+}
+
+}  // namespace
+
+CKPT_TARGET_PACK_AVX512 void gptq_to_awq_avx512(const uint32_t* g, uint64_t gs, uint64_t nrows, uint64_t n,
+                                                uint32_t* awq, uint64_t as) {
+  // GPTQ rows [0, nrows) of columns [0, n) (n % 8 == 0) -> AWQ rows [0, 8 nrows), words [0, n/8).
+  const uint64_t m128 = n / 128 * 128;
+  static const Regroup rg = make_regroup();
+  for (uint64_t j = 0; j < nrows; ++j)
+    for (uint64_t c0 = 0; c0 < m128; c0 += 128) {
+      __m512i x[8], y[8];
+      for (int t = 0; t < 8; ++t) x[t] = _mm512_loadu_si512(g + j * gs + c0 + 16 * t);
+      round_fwd(rg, 0, x, y);
+      round_fwd(rg, 1, y, x);
+      round_fwd(rg, 2, x, y);  // y[i] lane m = column 8m + i
+      __m512i a[8];
+      for (int i = 0; i < 8; ++i) a[i] = y[kAwqOrder[i]];  // AWQ nibble i = column 8m + order[i]
+      nibble_transpose8(a);
+      for (int c = 0; c < 8; ++c) _mm512_storeu_si512(awq + (8 * j + c) * as + c0 / 8, a[c]);
+    }
+  gptq_to_awq_scalar(g + m128, gs, nrows, n - m128, awq + m128 / 8, as);
+}
+
+CKPT_TARGET_PACK_AVX512 void awq_to_gptq_avx512(const uint32_t* awq, uint64_t as, uint64_t nrows, uint64_t n,
+                                                uint32_t* g, uint64_t gs) {
+  const uint64_t m128 = n / 128 * 128;
+  static const Regroup rg = make_regroup();
+  for (uint64_t j = 0; j < nrows; ++j)
+    for (uint64_t c0 = 0; c0 < m128; c0 += 128) {
+      __m512i a[8], x[8], y[8];
+      for (int c = 0; c < 8; ++c) a[c] = _mm512_loadu_si512(awq + (8 * j + c) * as + c0 / 8);
+      nibble_transpose8(a);
+      for (int i = 0; i < 8; ++i) y[kAwqOrder[i]] = a[i];
+      round_bwd(rg, 2, y, x);
+      round_bwd(rg, 1, x, y);
+      round_bwd(rg, 0, y, x);
+      for (int t = 0; t < 8; ++t) _mm512_storeu_si512(g + j * gs + c0 + 16 * t, x[t]);
+    }
+  awq_to_gptq_scalar(awq + m128 / 8, as, nrows, n - m128, g + m128, gs);
+}
+
+bool pack_avx512_on_this_cpu() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f");
+}
+
+}  // namespace ckpt::ops::detail
+
+#else
+
+#include "ops/int4_pack_detail.h"
+
+namespace ckpt::ops::detail {
+bool pack_avx512_on_this_cpu() { return false; }
+void transpose32_avx512(const uint32_t* in, uint64_t is, uint64_t rows, uint64_t cols, uint32_t* out, uint64_t os) {
+  transpose32_scalar(in, is, rows, cols, out, os);
+}
+void gptq_to_awq_avx512(const uint32_t* g, uint64_t gs, uint64_t nrows, uint64_t n, uint32_t* awq, uint64_t as) {
+  gptq_to_awq_scalar(g, gs, nrows, n, awq, as);
+}
+void awq_to_gptq_avx512(const uint32_t* awq, uint64_t as, uint64_t nrows, uint64_t n, uint32_t* g, uint64_t gs) {
+  awq_to_gptq_scalar(awq, as, nrows, n, g, gs);
+}
+}  // namespace ckpt::ops::detail
+
+#endif

@@ -1,0 +1,27 @@
+// Internal to lib/ops: the layout transforms between K-packed words, GPTQ's qweight and AWQ's
+// qweight, in scalar form (int4_pack.cpp) and AVX-512 form (int4_pack_avx512.cpp), and the
+// dispatch used by int4_quant.cpp and marlin_layout.cpp.
+#pragma once
+
+#include <cstdint>
+
+#include "ops/int4_quant.h"
+
+namespace ckpt::ops::detail {
+
+// out[c * os + r] = in[r * is + c] for r < rows, c < cols.
+void transpose32_scalar(const uint32_t* in, uint64_t is, uint64_t rows, uint64_t cols, uint32_t* out, uint64_t os);
+void transpose32_avx512(const uint32_t* in, uint64_t is, uint64_t rows, uint64_t cols, uint32_t* out, uint64_t os);
+void transpose32(const uint32_t* in, uint64_t is, uint64_t rows, uint64_t cols, uint32_t* out, uint64_t os);
+
+// GPTQ-layout rows [0, nrows) (columns [0, n), n % 8 == 0) <-> AWQ rows [0, 8 nrows) (words [0, n/8)).
+void gptq_to_awq_scalar(const uint32_t* g, uint64_t gs, uint64_t nrows, uint64_t n, uint32_t* awq, uint64_t as);
+void gptq_to_awq_avx512(const uint32_t* g, uint64_t gs, uint64_t nrows, uint64_t n, uint32_t* awq, uint64_t as);
+void gptq_to_awq(const uint32_t* g, uint64_t gs, uint64_t nrows, uint64_t n, uint32_t* awq, uint64_t as);
+void awq_to_gptq_scalar(const uint32_t* awq, uint64_t as, uint64_t nrows, uint64_t n, uint32_t* g, uint64_t gs);
+void awq_to_gptq_avx512(const uint32_t* awq, uint64_t as, uint64_t nrows, uint64_t n, uint32_t* g, uint64_t gs);
+void awq_to_gptq(const uint32_t* awq, uint64_t as, uint64_t nrows, uint64_t n, uint32_t* g, uint64_t gs);
+
+bool pack_avx512_on_this_cpu();
+
+}  // namespace ckpt::ops::detail

@@ -1,0 +1,305 @@
+#include "ops/int4_quant.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "core/error.h"
+#include "ops/float_convert.h"
+#include "ops/int4_quant_detail.h"
+
+namespace ckpt::ops {
+
+const char* int4_format_name(Int4Format f) {
+  switch (f) {
+    case Int4Format::kGptq: return "gptq";
+    case Int4Format::kAwq: return "awq";
+    case Int4Format::kCompressedTensors: return "compressed-tensors";
+  }
+  return "?";
+}
+
+namespace detail {
+
+int int4_scale_type(DType t) {
+  switch (t) {
+    case DType::F16: return kInt4ScaleF16;
+    case DType::BF16: return kInt4ScaleBF16;
+    case DType::F32: return kInt4ScaleF32;
+    default: throw std::logic_error("int4: unsupported scale dtype");
+  }
+}
+
+int int4_format_id(Int4Format f) {
+  switch (f) {
+    case Int4Format::kGptq: return kInt4Gptq;
+    case Int4Format::kAwq: return kInt4Awq;
+    case Int4Format::kCompressedTensors: return kInt4Ct;
+  }
+  throw std::logic_error("int4: unknown format");
+}
+
+void int4_check_block(const Int4Geometry& geo, const Int4Source& src, uint64_t kb, uint64_t ke) {
+  const bool ok = geo.group > 0 && src.col0 % geo.group == 0 && src.cols % geo.group == 0 &&
+                  src.col0 + src.cols <= geo.k && src.row0 + src.rows <= geo.n && kb % 8 == 0 && kb >= src.col0 &&
+                  ke <= src.col0 + src.cols && kb <= ke && (ke % 8 == 0 || ke == geo.k);
+  if (!ok) throw std::logic_error("int4: block or column range not on group / word boundaries");
+}
+
+}  // namespace detail
+
+using detail::int4_issue;
+
+std::string int4_shape_problem(const Int4Scheme& s, uint64_t n, uint64_t k) {
+  const std::string shape = "[" + std::to_string(n) + ", " + std::to_string(k) + "]";
+  if (n == 0 || k == 0) return "an empty weight " + shape + " has nothing to quantize";
+  if (s.group_size == 0 || s.group_size < -1) return "group size " + std::to_string(s.group_size) + " is not > 0 or -1";
+  if (s.group_size > 0 && k % static_cast<uint64_t>(s.group_size) != 0)
+    return "in_features " + std::to_string(k) + " of " + shape + " is not a multiple of the group size " +
+           std::to_string(s.group_size);
+  const bool n_packed = s.format != Int4Format::kCompressedTensors;  // qzeros (and AWQ qweight) pack 8 rows of W
+  if (n_packed && n % 8 != 0)
+    return "out_features " + std::to_string(n) + " of " + shape + " is not a multiple of 8 (" +
+           int4_format_name(s.format) + " packs 8 output channels per int32)";
+  if (s.format == Int4Format::kGptq && k % 8 != 0)
+    return "in_features " + std::to_string(k) + " of " + shape + " is not a multiple of 8 (gptq packs 8 inputs per int32)";
+  if (s.scale_dtype != DType::F16 && s.scale_dtype != DType::BF16 && s.scale_dtype != DType::F32)
+    return std::string("scale dtype ") + std::string(dtype_name(s.scale_dtype)) + " is not F16, BF16 or F32";
+  if (s.format != Int4Format::kCompressedTensors && s.scale_dtype != DType::F16)
+    return std::string(int4_format_name(s.format)) + " stores F16 scales";
+  return "";
+}
+
+Int4Geometry int4_geometry(const Int4Scheme& s, uint64_t n, uint64_t k) {
+  Int4Geometry g;
+  g.n = n;
+  g.k = k;
+  g.group = s.group_size > 0 ? static_cast<uint64_t>(s.group_size) : k;
+  g.groups = g.group ? k / g.group : 0;
+  return g;
+}
+
+Int4Shapes int4_shapes(const Int4Scheme& s, uint64_t n, uint64_t k) {
+  const Int4Geometry g = int4_geometry(s, n, k);
+  Int4Shapes out;
+  switch (s.format) {
+    case Int4Format::kGptq:
+      out.weights = {k / 8, n};
+      out.zeros = {g.groups, n / 8};
+      out.scales = {g.groups, n};
+      out.g_idx = {k};
+      break;
+    case Int4Format::kAwq:
+      out.weights = {k, n / 8};
+      out.zeros = {g.groups, n / 8};
+      out.scales = {g.groups, n};
+      break;
+    case Int4Format::kCompressedTensors:
+      out.weights = {n, (k + 7) / 8};
+      if (!s.symmetric) out.zeros = {(n + 7) / 8, g.groups};
+      out.scales = {n, g.groups};
+      out.shape = {2};
+      break;
+  }
+  return out;
+}
+
+void int4_fail(const Int4Issue& issue, const Int4Scheme& s, const std::string& file, const std::string& tensor) {
+  char buf[256];
+  if (issue.kind == Int4Issue::kNonFinite) {
+    std::snprintf(buf, sizeof buf, "element [%llu, %llu] is %g; refusing to quantize a weight holding NaN or Inf",
+                  static_cast<unsigned long long>(issue.row), static_cast<unsigned long long>(issue.col),
+                  static_cast<double>(issue.value));
+  } else {
+    std::snprintf(buf, sizeof buf,
+                  "the group at [%llu, %llu] spans %g, whose INT4 scale does not fit %s (values this large cannot be "
+                  "quantized to INT4 with %s scales)",
+                  static_cast<unsigned long long>(issue.row), static_cast<unsigned long long>(issue.col),
+                  static_cast<double>(issue.value), std::string(dtype_name(s.scale_dtype)).c_str(),
+                  std::string(dtype_name(s.scale_dtype)).c_str());
+  }
+  fail(Errc::kCheckFailed, file, tensor, buf);
+}
+
+namespace {
+
+// One group's scan in float32: amax, lo = min(min x, 0), hi = max(max x, 0); the first
+// non-finite element's column, or ~0.
+struct GroupRange {
+  float amax = 0, lo = 0, hi = 0;
+  uint64_t bad = ~0ull;
+  float bad_value = 0;
+};
+
+GroupRange scan_reference(const Int4Source& src, uint64_t r, uint64_t c0, uint64_t n) {
+  GroupRange g;
+  const uint8_t* row = src.data + r * src.stride * (dtype_bits(src.dtype) / 8);
+  for (uint64_t c = c0; c < c0 + n; ++c) {
+    const float x = load_as_f32(row, src.dtype, c - src.col0);
+    if (!std::isfinite(x)) {
+      g.bad = c;
+      g.bad_value = x;
+      return g;
+    }
+    g.amax = std::max(g.amax, std::fabs(x));
+    g.lo = std::min(g.lo, x);
+    g.hi = std::max(g.hi, x);
+  }
+  return g;
+}
+
+// The parameters of group j of block row r (whole-weight indices in the issue).
+Int4Issue params_reference(const Int4Scheme& s, const Int4Geometry& geo, const Int4Source& src, uint64_t r, uint64_t j,
+                           Int4Params* p) {
+  const uint64_t c0 = src.col0 + j * geo.group;
+  const GroupRange g = scan_reference(src, r, c0, geo.group);
+  if (g.bad != ~0ull) return int4_issue(Int4Issue::kNonFinite, src.row0 + r, g.bad, g.bad_value);
+  if (!detail::int4_group_params(s, g.amax, g.lo, g.hi, p))
+    return int4_issue(Int4Issue::kScaleOverflow, src.row0 + r, c0, s.symmetric ? g.amax : g.hi - g.lo);
+  return {};
+}
+
+}  // namespace
+
+Int4Issue int4_params_reference(const Int4Scheme& s, const Int4Geometry& geo, const Int4Source& src,
+                                Int4Params* params) {
+  detail::int4_check_block(geo, src, src.col0, src.col0);
+  const uint64_t ng = src.cols / geo.group;
+  for (uint64_t r = 0; r < src.rows; ++r)
+    for (uint64_t j = 0; j < ng; ++j)
+      if (Int4Issue i = params_reference(s, geo, src, r, j, &params[r * ng + j])) return i;
+  return {};
+}
+
+Int4Issue int4_quantize_reference(const Int4Scheme& s, const Int4Geometry& geo, const Int4Source& src, uint64_t kb,
+                                  uint64_t ke, Int4Params* params, uint32_t* words, uint64_t words_stride,
+                                  Fp8ErrorStats* stats) {
+  detail::int4_check_block(geo, src, kb, ke);
+  const uint64_t ng = src.cols / geo.group;
+  const uint64_t nwords = (ke - kb + 7) / 8;
+  const size_t esize = dtype_bits(src.dtype) / 8;
+  for (uint64_t r = 0; r < src.rows; ++r) {
+    uint32_t* out = words + r * words_stride;
+    std::fill(out, out + nwords, 0u);
+    const uint8_t* row = src.data + r * src.stride * esize;
+    for (uint64_t j = 0; j < ng; ++j) {
+      Int4Params& p = params[r * ng + j];
+      if (Int4Issue i = params_reference(s, geo, src, r, j, &p)) return i;
+      const uint64_t g0 = src.col0 + j * geo.group;
+      for (uint64_t k = std::max(kb, g0); k < std::min(ke, g0 + geo.group); ++k) {
+        const float x = load_as_f32(row, src.dtype, k - src.col0);
+        const uint32_t q = int4_code(x, p.scale, p.zero);
+        out[(k - kb) / 8] |= q << (4 * (k % 8));
+        if (stats) {
+          const float e = x - int4_dequant(q, p.zero, p.scale);
+          stats->sum_sq_err += static_cast<double>(e) * e;
+          stats->sum_sq += static_cast<double>(x) * x;
+          stats->max_abs_err = std::max(stats->max_abs_err, static_cast<double>(std::fabs(e)));
+        }
+      }
+    }
+  }
+  return {};
+}
+
+// ---- scales, zeros, g_idx ------------------------------------------------------------------
+
+void int4_store_scales(const Int4Scheme& s, const Int4Geometry& geo, const Int4ParamsView& v, uint8_t* out) {
+  const size_t size = dtype_bits(s.scale_dtype) / 8;
+  const bool gn = s.format != Int4Format::kCompressedTensors;
+  for (uint64_t r = 0; r < v.rows; ++r)
+    for (uint64_t j = 0; j < v.ngroups; ++j) {
+      const uint64_t n = v.row0 + r, g = v.g0 + j;
+      const uint64_t at = gn ? g * geo.n + n : n * geo.groups + g;
+      store_scale(v.p[r * v.stride + j].scale, s.scale_dtype, out + at * size);
+    }
+}
+
+void int4_store_zeros(const Int4Scheme& s, const Int4Geometry& geo, const Int4ParamsView& v, uint32_t* out) {
+  const bool whole = v.row0 % 8 == 0 && (v.rows % 8 == 0 || v.row0 + v.rows == geo.n);
+  if (!whole) throw std::logic_error("int4: zeros are stored for whole words of 8 rows");
+  for (uint64_t r8 = 0; r8 < v.rows; r8 += 8) {
+    const uint64_t m = (v.row0 + r8) / 8;
+    for (uint64_t j = 0; j < v.ngroups; ++j) {
+      const uint64_t g = v.g0 + j;
+      uint32_t w = 0;
+      for (int i = 0; i < 8; ++i) {
+        uint32_t nib = 0;
+        switch (s.format) {
+          case Int4Format::kGptq:  // nibble i = row 8m + i, minus the v1 offset
+            nib = (static_cast<uint32_t>(v.p[(r8 + i) * v.stride + j].zero) - static_cast<uint32_t>(s.gptq_zero_offset)) & 15u;
+            break;
+          case Int4Format::kAwq:  // nibble i = row 8m + order[i]
+            nib = v.p[(r8 + static_cast<uint64_t>(kAwqOrder[i])) * v.stride + j].zero;
+            break;
+          case Int4Format::kCompressedTensors:  // nibble i = row 8m + i; 0 past N
+            nib = r8 + i < v.rows ? v.p[(r8 + i) * v.stride + j].zero : 0u;
+            break;
+        }
+        w |= nib << (4 * i);
+      }
+      out[s.format == Int4Format::kCompressedTensors ? m * geo.groups + g : g * (geo.n / 8) + m] = w;
+    }
+  }
+}
+
+void int4_store_g_idx(const Int4Geometry& geo, uint64_t k0, uint64_t k1, int32_t* out) {
+  for (uint64_t k = k0; k < k1; ++k) out[k - k0] = static_cast<int32_t>(k / geo.group);
+}
+
+// ---- decoding ------------------------------------------------------------------------------
+
+void int4_unpack(const Int4Scheme& s, const Int4Geometry& geo, const Int4Stored& st, uint64_t n0, uint64_t n1,
+                 uint8_t* codes, uint8_t* zeros, float* scales) {
+  const uint64_t K = geo.k, N = geo.n, G = geo.groups;
+  for (uint64_t n = n0; n < n1; ++n) {
+    uint8_t* c = codes + (n - n0) * K;
+    for (uint64_t k = 0; k < K; ++k) {
+      uint32_t w = 0, shift = 0;
+      switch (s.format) {
+        case Int4Format::kGptq: w = st.weights[(k / 8) * N + n]; shift = 4 * (k % 8); break;
+        case Int4Format::kAwq: w = st.weights[k * (N / 8) + n / 8]; shift = 4 * static_cast<uint32_t>(kAwqNibble[n % 8]); break;
+        case Int4Format::kCompressedTensors: w = st.weights[n * ((K + 7) / 8) + k / 8]; shift = 4 * (k % 8); break;
+      }
+      c[k] = static_cast<uint8_t>((w >> shift) & 15u);
+    }
+    for (uint64_t g = 0; g < G; ++g) {
+      uint32_t z = 8;
+      if (st.zeros) {
+        switch (s.format) {
+          case Int4Format::kGptq:
+            z = ((st.zeros[g * (N / 8) + n / 8] >> (4 * (n % 8))) & 15u) + static_cast<uint32_t>(s.gptq_zero_offset);
+            break;
+          case Int4Format::kAwq:
+            z = (st.zeros[g * (N / 8) + n / 8] >> (4 * kAwqNibble[n % 8])) & 15u;
+            break;
+          case Int4Format::kCompressedTensors: z = (st.zeros[(n / 8) * G + g] >> (4 * (n % 8))) & 15u; break;
+        }
+      }
+      zeros[(n - n0) * G + g] = static_cast<uint8_t>(z);
+      const uint64_t at = s.format == Int4Format::kCompressedTensors ? n * G + g : g * N + n;
+      scales[(n - n0) * G + g] = load_as_f32(st.scales, s.scale_dtype, at);
+    }
+  }
+}
+
+bool int4_decode(const Int4Scheme& s, const Int4Geometry& geo, const Int4Stored& st, uint64_t n0, uint64_t n1,
+                 float* out) {
+  const uint64_t K = geo.k, G = geo.groups;
+  if (st.g_idx)
+    for (uint64_t k = 0; k < K; ++k)
+      if (st.g_idx[k] < 0 || static_cast<uint64_t>(st.g_idx[k]) >= G) return false;
+  std::vector<uint8_t> codes(K), zeros(G);
+  std::vector<float> scales(G);
+  for (uint64_t n = n0; n < n1; ++n) {
+    int4_unpack(s, geo, st, n, n + 1, codes.data(), zeros.data(), scales.data());
+    for (uint64_t k = 0; k < K; ++k) {
+      const uint64_t g = st.g_idx ? static_cast<uint64_t>(st.g_idx[k]) : k / geo.group;
+      out[(n - n0) * K + k] = int4_dequant(codes[k], zeros[g], scales[g]);
+    }
+  }
+  return true;
+}
+
+}  // namespace ckpt::ops

@@ -1,0 +1,51 @@
+// Internal to lib/ops/int4_quant*.cpp: the scheme as the shared math's ints, one group's
+// parameters from its range, and the AVX-512 loop (int4_quant_avx512.cpp).
+#pragma once
+
+#include <cstdint>
+
+#include "ops/int4_math.h"
+#include "ops/int4_quant.h"
+
+namespace ckpt::ops::detail {
+
+int int4_scale_type(DType t);
+int int4_format_id(Int4Format f);
+// Throws std::logic_error unless the block is whole groups and [kb, ke) lies inside it on word
+// boundaries (a caller's bug, not bad input).
+void int4_check_block(const Int4Geometry& geo, const Int4Source& src, uint64_t kb, uint64_t ke);
+
+// A group's parameters from its float32 range: `amax` (symmetric) or lo <= 0 <= hi (asymmetric).
+// Returns false when the scale overflows its dtype (or the float32 range).
+inline bool int4_group_params(const Int4Scheme& s, float amax, float lo, float hi, Int4Params* p) {
+  const int type = int4_scale_type(s.scale_dtype);
+  if (s.symmetric ? amax == 0.0f : hi == lo) {
+    p->scale = int4_zero_group_scale(int4_format_id(s.format), type);
+    p->zero = static_cast<uint8_t>(int4_zero_group_zero(int4_format_id(s.format), s.symmetric));
+    return true;
+  }
+  const float scale = s.symmetric ? int4_sym_scale(amax, type) : int4_asym_scale(lo, hi, type);
+  if (!(scale < 3.4e38f)) return false;  // +Inf: the range does not fit the scale dtype
+  p->scale = scale;
+  p->zero = static_cast<uint8_t>(s.symmetric ? 8u : int4_asym_zero(lo, scale));
+  return true;
+}
+
+// The issue for a non-finite element / an overflowing group.
+inline Int4Issue int4_issue(Int4Issue::Kind kind, uint64_t row, uint64_t col, float value) {
+  Int4Issue i;
+  i.kind = kind;
+  i.row = row;
+  i.col = col;
+  i.value = value;
+  return i;
+}
+
+// Whether this CPU has what the AVX-512 loop needs: AVX-512 F, BW, DQ and VL.
+bool int4_avx512_on_this_cpu();
+// int4_quantize_fast on AVX-512; call only where int4_avx512_on_this_cpu().
+Int4Issue int4_quantize_avx512(const Int4Scheme& scheme, const Int4Geometry& geo, const Int4Source& src, uint64_t kb,
+                               uint64_t ke, Int4Params* params, uint32_t* words, uint64_t words_stride,
+                               Fp8ErrorStats* stats);
+
+}  // namespace ckpt::ops::detail
