@@ -18,5 +18,7 @@ void add_quantize(CLI::App& app, std::function<int()>& action);
 void add_cast(CLI::App& app, std::function<int()>& action);
 void add_forward(CLI::App& app, std::function<int()>& action);
 void add_perplexity(CLI::App& app, std::function<int()>& action);
+void add_pack(CLI::App& app, std::function<int()>& action);
+void add_unpack(CLI::App& app, std::function<int()>& action);
 
 }  // namespace ckpt::cli

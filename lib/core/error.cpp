@@ -32,6 +32,8 @@ const char* errc_name(Errc code) {
     case Errc::kPickleRefused: return "pickle_refused";
     case Errc::kPickleInvalid: return "pickle_invalid";
     case Errc::kTorchInvalid: return "torch_invalid";
+    case Errc::kPackInvalid: return "pack_invalid";
+    case Errc::kPackCorrupt: return "pack_corrupt";
     case Errc::kBadTensorName: return "bad_tensor_name";
     case Errc::kDestinationExists: return "destination_exists";
     case Errc::kDestinationInSource: return "destination_in_source";

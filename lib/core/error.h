@@ -37,6 +37,10 @@ enum class Errc {
   kPickleRefused,
   kPickleInvalid,
   kTorchInvalid,
+  // Packed container (formats/pack_format.h): its structure, and a frame that does not decode to
+  // its declared length and digest.
+  kPackInvalid,
+  kPackCorrupt,
   // Writing.
   kBadTensorName,
   kDestinationExists,

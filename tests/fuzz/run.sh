@@ -15,6 +15,8 @@ mkdir -p "$out/crashes"
 common=(lib/core/error.cpp lib/core/dtype.cpp lib/core/file_io.cpp lib/formats/strict_json.cpp
         lib/formats/byte_source.cpp)
 zip_sources=(lib/formats/crc32.cpp lib/formats/zip_reader.cpp)
+pack_sources=(lib/core/hash.cpp lib/formats/pack_codec.cpp lib/formats/pack_format.cpp lib/formats/packed_source.cpp
+              lib/formats/safetensors.cpp)
 pickle_sources=(lib/formats/pickle/opcodes.cpp lib/formats/pickle/allowed_globals.cpp
                 lib/formats/pickle/unpickler.cpp lib/formats/torch_state_dict.cpp lib/checkpoint/tensor_ref.cpp)
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
@@ -27,10 +29,11 @@ build() {  # name sources...
 }
 build fuzz_zip_reader "${common[@]}" "${zip_sources[@]}"
 build fuzz_unpickler "${common[@]}" "${pickle_sources[@]}"
+build fuzz_pack_reader "${common[@]}" "${pack_sources[@]}" -lzstd
 
 # Seeds: real torch zips for the zip reader; their data.pkl pickles and the legacy streams
 # (several pickles back to back) for the unpickler.
-mkdir -p "$out/seeds_zip" "$out/seeds_pickle" "$out/corpus_zip" "$out/corpus_pickle"
+mkdir -p "$out/seeds_zip" "$out/seeds_pickle" "$out/corpus_zip" "$out/corpus_pickle" "$out/seeds_pack" "$out/corpus_pack"
 for f in "$root"/testdata/llama-bin/*.bin "$root"/testdata/llama-tied/*.bin "$root"/testdata/edge/edge.bin \
          "$root"/testdata/malicious/malicious.bin; do
   cp "$f" "$out/seeds_zip/$(basename "$(dirname "$f")")_$(basename "$f")"
@@ -46,6 +49,15 @@ for p in [src / "edge/edge_legacy.bin", src / "malicious/malicious_legacy.bin"]:
     (dst / p.name).write_bytes(p.read_bytes()[15:])  # after the magic: version, sys_info, object, keys
 PY
 
+# Seeds for the packed container: small checkpoints packed by the ckpt being tested.
+ckpt_bin=${CKPT_BIN:-$root/build/ckpt}
+for d in llama edge llama-tied; do
+  rm -rf "$out/pack_tmp"
+  "$ckpt_bin" pack "$root/testdata/$d" "$out/pack_tmp" -q
+  cp "$out/pack_tmp/checkpoint.ckptpack" "$out/seeds_pack/$d.ckptpack"
+done
+rm -rf "$out/pack_tmp"
+
 run() {  # name corpus seeds
   local name=$1 corpus=$2 seeds=$3
   echo "fuzz: running $name for ${seconds}s"
@@ -58,4 +70,5 @@ run() {  # name corpus seeds
 }
 run fuzz_zip_reader "$out/corpus_zip" "$out/seeds_zip"
 run fuzz_unpickler "$out/corpus_pickle" "$out/seeds_pickle"
+run fuzz_pack_reader "$out/corpus_pack" "$out/seeds_pack"
 echo "fuzz: no crash, leak or sanitizer report"
