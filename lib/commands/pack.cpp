@@ -1,7 +1,5 @@
 #include "commands/pack.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <chrono>
 #include <exception>
@@ -56,12 +54,19 @@ struct GroupRef {
   uint64_t g;
 };
 
-// Per-thread state of the batch loop.
+// Per-thread state of the batch loop (a zstd context for one level, and the group's raw bytes).
 struct Worker {
-  explicit Worker(int level) : encoder(level) {}
+  explicit Worker(int l) : level(l), encoder(l) {}
+  int level;
   GroupEncoder encoder;
   std::vector<uint8_t> raw;
 };
+
+Worker& thread_worker(int level) {
+  thread_local std::unique_ptr<Worker> w;
+  if (!w || w->level != level) w = std::make_unique<Worker>(level);
+  return *w;
+}
 
 void pack_one(const PackJob& job, const std::string& out_path, const PackOptions& o, int threads, PackRatios& ratios) {
   std::vector<File> files;
@@ -94,7 +99,6 @@ void pack_one(const PackJob& job, const std::string& out_path, const PackOptions
   // bound) per group of a batch.
   const size_t batch = static_cast<size_t>(threads) * 4;
   std::vector<std::vector<uint8_t>> encoded(batch);
-  std::vector<std::unique_ptr<Worker>> workers(static_cast<size_t>(threads));
   uint64_t cursor = layout.data_start();
   for (size_t b0 = 0; b0 < groups.size(); b0 += batch) {
     const size_t n = std::min(batch, groups.size() - b0);
@@ -102,8 +106,7 @@ void pack_one(const PackJob& job, const std::string& out_path, const PackOptions
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (size_t i = 0; i < n; ++i) {
       try {
-        auto& w = workers[static_cast<size_t>(omp_get_thread_num())];
-        if (!w) w = std::make_unique<Worker>(o.level);
+        Worker* w = &thread_worker(o.level);
         const GroupRef& gr = groups[b0 + i];
         const PackRegion& r = members[gr.member].regions[gr.region];
         const uint64_t at = gr.g * kPackGroupBytes;
