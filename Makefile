@@ -7,7 +7,8 @@ CMAKE_ARGS ?=
 # Debian packages the build and the tests need. `make deps` installs whichever are missing with
 # apt-get (as root, or through sudo) and does nothing when all are present.
 DEB_PACKAGES = cmake ninja-build g++ pkg-config libcli11-dev nlohmann-json3-dev libzstd-dev \
-               libgtest-dev libxxhash-dev python3 time
+               libgtest-dev libxxhash-dev python3 time \
+               libonig-dev libutf8proc-dev libsentencepiece-dev npm
 
 .PHONY: all deps configure build test test-gpu bench run fuzz clean
 

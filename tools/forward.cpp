@@ -1,7 +1,5 @@
 // ckpt forward MODEL --ids 1,5,9|FILE [--logits OUT.safetensors] [--generate N] [--device cpu|cuda]
 // ckpt perplexity MODEL --ids FILE [--seq-len N] [--json]
-#include <sys/stat.h>
-
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -20,12 +18,6 @@
 namespace ckpt::cli {
 
 namespace {
-
-model::TokenIds ids_from_argument(const std::string& text) {
-  struct stat st {};
-  if (::stat(text.c_str(), &st) == 0 && S_ISREG(st.st_mode)) return model::read_token_ids(text);
-  return model::parse_id_list(text);
-}
 
 void require_cpu(const std::string& device) {
   if (wants_cuda_device(device))
@@ -93,7 +85,7 @@ void add_forward(CLI::App& app, std::function<int()>& action) {
   cmd->callback([&action, a] {
     action = [a] {
       const bool cuda = wants_cuda_device(a->device);
-      model::TokenIds ids = ids_from_argument(a->ids);
+      model::TokenIds ids = model::read_token_ids_argument(a->ids);
       auto m = model::Model::open(a->model);
       const uint64_t V = m->config().vocab;
       std::printf("model: %s%s%s; %s\n", m->config().describe().c_str(), m->parallelism().empty() ? "" : ", ",

@@ -40,6 +40,8 @@ const char* errc_name(Errc code) {
     case Errc::kIo: return "io";
     case Errc::kInterrupted: return "interrupted";
     case Errc::kCheckFailed: return "check_failed";
+    case Errc::kTokenizerInvalid: return "tokenizer_invalid";
+    case Errc::kTokenizerUnsupported: return "tokenizer_unsupported";
   }
   return "unknown";
 }

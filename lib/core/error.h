@@ -46,6 +46,9 @@ enum class Errc {
   kIo,
   kInterrupted,
   kCheckFailed,
+  // Tokenizer files (lib/tokenizer).
+  kTokenizerInvalid,
+  kTokenizerUnsupported,
 };
 
 // The symbolic name of a code ("invalid_offset"), printed in brackets so scripts can match it.
