@@ -229,6 +229,9 @@ struct Tokenizer::Impl {
   std::unordered_map<std::string, int32_t> vocab;   // the model's own vocabulary
   std::unordered_map<std::string, int32_t> raw_vocab;   // byte-level: raw bytes -> id
   std::unordered_map<uint64_t, std::pair<uint32_t, int32_t>> merges;   // (a,b) -> (rank, new id)
+  // Single-character tokens by code point, for the initial symbols when there is no
+  // continuing_subword_prefix / end_of_word_suffix (the same lookup as by string, without one).
+  std::unordered_map<uint32_t, int32_t> char_symbol;
   int32_t byte_symbol[256];     // byte-level: each byte's initial symbol (-1: not in vocab)
   int32_t fallback_symbol[256]; // byte fallback <0xNN> ids (-1: none)
   std::optional<int32_t> unk;
@@ -337,6 +340,14 @@ void Tokenizer::Impl::build_bpe() {
       append_utf8(t.byte_to_cp[b], &s);
       auto it = vocab.find(s);
       if (it != vocab.end()) byte_symbol[b] = it->second;
+    }
+  }
+  if (m.continuing_subword_prefix.empty() && m.end_of_word_suffix.empty()) {
+    for (auto& [str, id] : vocab) {
+      if (str.empty()) continue;
+      size_t len;
+      uint32_t cp = decode_utf8(str.data(), &len);
+      if (len == str.size() && utf8_len(static_cast<unsigned char>(str[0])) == len) char_symbol.emplace(cp, id);
     }
   }
   if (m.byte_fallback) {
@@ -519,11 +530,19 @@ void Tokenizer::Impl::bpe_word(std::string_view w, std::vector<int32_t>* out) co
       if (!first) s += m.continuing_subword_prefix;
       s.append(w.substr(i, len));
       if (last) s += m.end_of_word_suffix;
+      std::optional<int32_t> found;
+      if (!char_symbol.empty()) {
+        size_t l;
+        auto it = char_symbol.find(decode_utf8(w.data() + i, &l));
+        if (it != char_symbol.end()) found = it->second;
+      } else {
+        auto it = vocab.find(s);
+        if (it != vocab.end()) found = it->second;
+      }
       i += len;
-      auto it = vocab.find(s);
-      if (it != vocab.end()) {
+      if (found) {
         if (pending_unk) add(*pending_unk), pending_unk.reset();
-        add(it->second);
+        add(*found);
         continue;
       }
       if (m.byte_fallback) {
