@@ -17,4 +17,8 @@ mkdir "$tmp/bad"; echo '{"model": {"type": "Unigram", "vocab": []}}' > "$tmp/bad
 if err=$("$ckpt" tokenize "$tmp/bad" --text x 2>&1); then echo "accepted a Unigram model"; exit 1; fi
 grep -q "bad/tokenizer.json: model type \"Unigram\"" <<<"$err" || { echo "error: $err"; exit 1; }
 [ "$(wc -l <<<"$err")" = 1 ] || { echo "more than one line: $err"; exit 1; }
+# forward --text runs the model on the tokenizer's ids: the same output as --ids with those ids.
+ids_bos=$("$ckpt" tokenize "$data/llama-trained" --text "Hello world" --json | python3 -c 'import json,sys; print(",".join(map(str, json.load(sys.stdin)["ids"])))')
+[ "$("$ckpt" forward "$data/llama-trained" --text "Hello world")" = "$("$ckpt" forward "$data/llama-trained" --ids "$ids_bos")" ] \
+  || { echo "forward --text differs from --ids $ids_bos"; exit 1; }
 echo "tokenize: ok"
