@@ -40,7 +40,7 @@ void add_cast(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--keep", a->keep, "Leave matching tensors as they are ('*' matches any run; repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--only", a->only, "Cast only matching tensors ('*' matches any run; repeatable)")->allow_extra_args(false);
-  cmd->add_option("--max-shard-size", a->max_shard, "Largest shard, in tensor bytes (5GB = 5e9, 5GiB = 5*2^30)");
+  cmd->add_option("--max-shard-size", a->max_shard, kMaxShardSizeHelp);
   cmd->add_option("--device", a->device, "Where the conversion runs: cpu (default) or cuda");
   add_write_options(cmd, a->w);
   cmd->callback([&action, a] {
@@ -48,7 +48,7 @@ void add_cast(CLI::App& app, std::function<int()>& action) {
       CastOptions o;
       auto dtype = dtype_from_user_name(a->dtype);
       if (!dtype || (*dtype != DType::BF16 && *dtype != DType::F16 && *dtype != DType::F32))
-        fail(Errc::kInvalidArgument, "", "", "--dtype must be bf16, f16 or f32, not '" + a->dtype + "'");
+        usage("--dtype must be bf16, f16 or f32, not '" + a->dtype + "'");
       o.dtype = *dtype;
       const uint64_t max = parse_max_shard_size(a->max_shard);
       o.max_shard_bytes = max;
