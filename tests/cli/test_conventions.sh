@@ -85,4 +85,24 @@ words=$(bash -c 'source "$1"; COMP_WORDS=(ckpt shard --vo); COMP_CWORD=2; _ckpt;
 if command -v zsh >/dev/null; then
   zsh -n "$share/zsh/site-functions/_ckpt" && pass "zsh completion parses" || fail "zsh completion syntax"
 fi
+# --dtype auto: config.json's dtype (llama-f32 says float32, llama bfloat16).
+"$ckpt" cast --dtype auto "$td/llama-f32" "$scratch/auto32" -q --json >"$scratch/auto.json" \
+  && "$ckpt" cast --dtype bf16 "$td/llama-f32" "$scratch/bf" -q && "$ckpt" cast --dtype auto "$scratch/bf" "$scratch/auto" -q \
+  && python3 - "$scratch/auto32/model.safetensors" "$scratch/auto/model.safetensors" <<'PY' && pass "--dtype auto" || fail "--dtype auto"
+import json, struct, sys
+def dtypes(p):
+    f = open(p, "rb"); n = struct.unpack("<Q", f.read(8))[0]
+    return {v["dtype"] for k, v in json.loads(f.read(n)).items() if k != "__metadata__"}
+assert dtypes(sys.argv[1]) == {"F32"}, dtypes(sys.argv[1])
+assert dtypes(sys.argv[2]) == {"BF16"}, dtypes(sys.argv[2])
+PY
+
+# make install's rules: binary, man page and completions under PREFIX, staged under DESTDIR.
+build=$(dirname "$ckpt")
+if [ -f "$build/cmake_install.cmake" ]; then
+  DESTDIR="$scratch/stage" cmake --install "$build" --prefix /opt/ckpt >/dev/null \
+    && [ -x "$scratch/stage/opt/ckpt/bin/ckpt" ] && [ -f "$scratch/stage/opt/ckpt/share/man/man1/ckpt.1" ] \
+    && [ -f "$scratch/stage/opt/ckpt/share/bash-completion/completions/ckpt" ] \
+    && [ -f "$scratch/stage/opt/ckpt/share/zsh/site-functions/_ckpt" ] && pass "install (PREFIX, DESTDIR)" || fail "install"
+fi
 finish
