@@ -10,7 +10,9 @@ DEB_PACKAGES = cmake ninja-build g++ pkg-config libcli11-dev nlohmann-json3-dev 
                libgtest-dev libxxhash-dev python3 time \
                libonig-dev libutf8proc-dev libsentencepiece-dev npm
 
-.PHONY: all deps configure build test test-gpu bench run fuzz clean
+PREFIX     ?= /usr/local
+
+.PHONY: all deps configure build test test-gpu bench run fuzz install clean
 
 all: build
 
@@ -51,6 +53,11 @@ run: build
 
 fuzz:
 	bash tests/fuzz/run.sh
+
+# Installs bin/ckpt, the man page and the bash/zsh completions under PREFIX (default /usr/local),
+# staged under DESTDIR when set (packaging).
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 clean:
 	rm -rf $(BUILD)

@@ -20,7 +20,7 @@ void add_convert(CLI::App& app, std::function<int()>& action) {
   auto a = std::make_shared<Args>();
   cmd->add_option("SRC", a->src, "A .bin/.pt/.pth file, or a directory with pytorch_model.bin or its shards + index")->required();
   cmd->add_option("DST", a->dst, "Output directory")->required();
-  cmd->add_option("--max-shard-size", a->max_shard, "Largest shard, in tensor bytes (5GB = 5e9, 5GiB = 5*2^30)");
+  cmd->add_option("--max-shard-size", a->max_shard, kMaxShardSizeHelp);
   cmd->add_option("--key", a->key, "Take the tensors from this top-level key (e.g. state_dict, model, module)");
   cmd->add_flag("--keep-aliases", a->keep_aliases, "Write tied weights under every name instead of once");
   cmd->add_flag("--no-verify", a->no_verify, "Skip the CRC-32 check of the zip records");
