@@ -7,6 +7,7 @@
 #include "core/sizes.h"
 #include "plan/executor.h"
 #include "plan/progress.h"
+#include "parts.h"
 
 namespace ckpt::cli {
 
@@ -24,6 +25,7 @@ void add_write_options(CLI::App* cmd, WriteOptions& o) {
   cmd->add_flag("--dry-run", o.dry_run, "Print the plan as JSON and write nothing");
   cmd->add_flag("-q,--quiet", o.quiet, "No progress and no summary line");
   cmd->add_flag("--json", o.json, "Print the summary as JSON on stdout");
+  add_part_options(cmd, o);
 }
 
 bool wants_cuda_device(const std::string& device) {
@@ -53,6 +55,7 @@ int run_plan(const Plan& plan, const std::string& destination, const std::vector
   eo.progress = !o.quiet && stderr_is_tty();
   eo.protected_paths = protected_paths;
   eo.command_line = command_line();
+  if (wants_parts(o)) return run_plan_parts(plan, destination, eo, o);
   ExecReport r = execute(plan, destination, eo);
   double gbps = r.seconds > 0 ? static_cast<double>(r.tensor_bytes) / r.seconds / 1e9 : 0;
   if (o.json) {

@@ -24,6 +24,8 @@ struct WriteOptions {
   bool dry_run = false;
   bool quiet = false;
   bool json = false;
+  std::string part;     // --part i/n (tools/parts.h)
+  bool resume = false;  // --resume
 };
 
 void add_write_options(CLI::App* cmd, WriteOptions& o);

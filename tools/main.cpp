@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   add_cast(app, action);
   add_forward(app, action);
   add_perplexity(app, action);
+  add_finalize(app, action);
   set_command_line(argc, argv);
   try {
     app.parse(argc, argv);

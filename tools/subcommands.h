@@ -18,5 +18,6 @@ void add_quantize(CLI::App& app, std::function<int()>& action);
 void add_cast(CLI::App& app, std::function<int()>& action);
 void add_forward(CLI::App& app, std::function<int()>& action);
 void add_perplexity(CLI::App& app, std::function<int()>& action);
+void add_finalize(CLI::App& app, std::function<int()>& action);  // tools/parts.cpp
 
 }  // namespace ckpt::cli
