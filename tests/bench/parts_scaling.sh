@@ -14,7 +14,7 @@ src=$(synthetic "llama-$layers" --layers "$layers")
 bytes=$(stat -c %s "$src/model.safetensors")
 out="$bench_dir/parts-out"
 echo "source: $bytes bytes, $cores cores, median of $runs runs"
-printf '%-34s %3s %9s %10s %9s %8s %8s\n' command n parts_s finalize_s total_s vs_one same
+printf '%-40s %3s %9s %10s %9s %8s %8s\n' command n parts_s finalize_s total_s vs_one same
 
 # parts N ARGS...: the n parts as concurrent processes (cores/n threads each), then finalize;
 # sets parts_secs and fin_secs.
@@ -24,7 +24,7 @@ parts() {
   local pids=()
   start=$(date +%s.%N)
   for ((i = 0; i < n; i++)); do
-    "$ckpt" "$@" --threads $((cores / n)) --part "$i/$n" -q &
+    "$ckpt" "$@" --threads $((cores / n > 0 ? cores / n : 1)) --part "$i/$n" -q &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p"; done
@@ -49,7 +49,7 @@ for cmd in "cast --dtype f16 --max-shard-size 500MB" "shard --tp 8" "rechunk --m
   done
   one=$(median "${ones[@]}")
   ref=$(sums "$out")
-  printf '%-34s %3s %9s %10s %9s %8s %8s\n' "$cmd" 1p "$one" - "$one" 1.000 ref
+  printf '%-40s %3s %9s %10s %9s %8s %8s\n' "$cmd" 1p "$one" - "$one" 1.000 ref
   for n in 1 2 4 8; do
     ps=() fs=() ts=()
     same=yes
@@ -60,7 +60,7 @@ for cmd in "cast --dtype f16 --max-shard-size 500MB" "shard --tp 8" "rechunk --m
       [ "$(sums "$out")" = "$ref" ] || same=NO
     done
     t=$(median "${ts[@]}")
-    printf '%-34s %3s %9s %10s %9s %8.3f %8s\n' "$cmd" "$n" "$(median "${ps[@]}")" "$(median "${fs[@]}")" "$t" \
+    printf '%-40s %3s %9s %10s %9s %8.3f %8s\n' "$cmd" "$n" "$(median "${ps[@]}")" "$(median "${fs[@]}")" "$t" \
       "$(awk -v a="$t" -v b="$one" 'BEGIN{print a / b}')" "$same"
   done
   rm -rf "$out"
