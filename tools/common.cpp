@@ -13,6 +13,7 @@
 #include "plan/executor.h"
 #include "plan/output_dir.h"
 #include "plan/progress.h"
+#include "parts.h"
 
 namespace ckpt::cli {
 
@@ -48,6 +49,7 @@ void add_write_options(CLI::App* cmd, WriteOptions& o) {
   cmd->add_flag("-q,--quiet", o.quiet, "No progress and no summary line");
   cmd->add_flag("-v,--verbose", o.verbose, "Also list every output file with its tensors and bytes");
   cmd->add_flag("--json", o.json, "Print the summary as JSON on stdout (human text goes to stderr)");
+  add_part_options(cmd, o);
 }
 
 bool wants_cuda_device(const std::string& device) {
@@ -106,6 +108,7 @@ int run_plan(const Plan& plan, const std::string& destination, const std::vector
   eo.progress = !o.quiet && stderr_is_tty();
   eo.protected_paths = protected_paths;
   eo.command_line = command_line();
+  if (wants_parts(o)) return run_plan_parts(plan, destination, eo, o);
   ExecReport r = execute(plan, destination, eo);
   double gbps = r.seconds > 0 ? static_cast<double>(r.tensor_bytes) / r.seconds / 1e9 : 0;
   if (o.verbose)

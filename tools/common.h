@@ -40,6 +40,8 @@ struct WriteOptions {
   bool quiet = false;
   bool verbose = false;
   bool json = false;
+  std::string part;     // --part i/n (tools/parts.h)
+  bool resume = false;  // --resume
 };
 
 void add_write_options(CLI::App* cmd, WriteOptions& o);

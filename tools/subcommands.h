@@ -16,7 +16,8 @@
   X(validate)               \
   X(forward)                \
   X(perplexity)             \
-  X(tokenize)
+  X(tokenize)               \
+  X(finalize)
 
 namespace ckpt::cli {
 
