@@ -68,7 +68,7 @@ TokenIds read_json_ids(const std::string& path) {
   if (!r.ok) fail(Errc::kInvalidArgument, path, "", "not valid JSON: " + r.error);
   const ojson& v = r.value;
   auto id = [&](const ojson& x) -> int64_t {
-    if (!x.is_number_integer() || x.get<int64_t>() < 0) fail(Errc::kInvalidArgument, path, "", "token ids must be non-negative integers, found " + x.dump());
+    if (!x.is_number_integer() || x.get<int64_t>() < 0) fail(Errc::kInvalidArgument, path, "", "token ids must be non-negative integers, found " + json_excerpt(x));
     return x.get<int64_t>();
   };
   TokenIds t;
