@@ -8,7 +8,7 @@ CMAKE_ARGS ?=
 # apt-get (as root, or through sudo) and does nothing when all are present.
 DEB_PACKAGES = cmake ninja-build g++ pkg-config libcli11-dev nlohmann-json3-dev libzstd-dev \
                libgtest-dev libxxhash-dev python3 time \
-               libonig-dev libutf8proc-dev libsentencepiece-dev npm \
+               libonig-dev libutf8proc-dev libsentencepiece-dev \
                clang libclang-rt-dev libomp-dev
 
 PREFIX     ?= /usr/local
