@@ -44,15 +44,20 @@ void check_destination(const std::string& destination, const std::string& source
              (force ? ", which --force would delete" : ""));
 }
 
-OutputDir::OutputDir(const std::string& destination, bool force, const std::vector<std::string>& sources)
-    : dest_(destination), force_(force) {
+void check_output(const std::string& destination, bool force, const std::vector<std::string>& sources) {
   for (const auto& s : sources) check_destination(destination, s, force);
   std::error_code ec;
   if (fs::exists(fs::symlink_status(destination, ec)) && !force)
     fail(Errc::kDestinationExists, destination, "", "the destination exists (use --force to replace it)");
+  fs::path parent = resolved(destination).parent_path();
+  if (!fs::is_directory(parent)) fail(Errc::kIo, destination, "", "the parent directory " + parent.string() + " does not exist");
+}
+
+OutputDir::OutputDir(const std::string& destination, bool force, const std::vector<std::string>& sources)
+    : dest_(destination), force_(force) {
+  check_output(destination, force, sources);
   fs::path d = resolved(destination);
   fs::path parent = d.parent_path();
-  if (!fs::is_directory(parent)) fail(Errc::kIo, destination, "", "the parent directory " + parent.string() + " does not exist");
   std::string tmpl = (parent / ("." + d.filename().string() + ".ckpt-tmp-XXXXXX")).string();
   if (!::mkdtemp(tmpl.data())) fail_errno(tmpl, "cannot create the temporary output directory");
   temp_ = tmpl;

@@ -28,6 +28,10 @@ class OutputDir {
   bool force_ = false, committed_ = false;
 };
 
+// Every check OutputDir's constructor makes before it creates anything (so that --dry-run can make
+// them too): the sources, an existing destination without `force`, a missing parent directory.
+void check_output(const std::string& destination, bool force, const std::vector<std::string>& sources);
+
 // Refuses a destination that equals or lies inside `source`, or that would delete it.
 void check_destination(const std::string& destination, const std::string& source, bool force);
 
