@@ -65,13 +65,14 @@ void add_quantize(CLI::App& app, std::function<int()>& action) {
     action = [a] {
       if (!a->fp8) fail(Errc::kInvalidArgument, "", "", "choose a quantization: --fp8");
       QuantizeOptions o;
-      auto scheme = fp8_scheme_from_name(a->scheme);
-      if (!scheme) fail(Errc::kInvalidArgument, "", "", "--scheme must be tensor, block or channel, not '" + a->scheme + "'");
-      o.scheme = *scheme;
+      auto granularity = fp8_granularity_from_name(a->scheme);
+      if (!granularity)
+        fail(Errc::kInvalidArgument, "", "", "--scheme must be tensor, block or channel, not '" + a->scheme + "'");
+      o.granularity = *granularity;
       if (!parse_block(a->block, o.block_rows, o.block_cols))
         fail(Errc::kInvalidArgument, "", "", "--block '" + a->block + "' is not ROWSxCOLS like 128x128");
-      if (a->format == "native") o.format = QuantFormat::kNative;
-      else if (a->format == "compressed-tensors") o.format = QuantFormat::kCompressedTensors;
+      if (a->format == "native") o.format = quant::Format::kFp8Native;
+      else if (a->format == "compressed-tensors") o.format = quant::Format::kCompressedTensors;
       else if (!a->format.empty())
         fail(Errc::kInvalidArgument, "", "", "--format must be native or compressed-tensors, not '" + a->format + "'");
       o.ignore = a->ignore;

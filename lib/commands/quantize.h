@@ -16,21 +16,19 @@
 #include "checkpoint/checkpoint.h"
 #include "ops/fp8_producers.h"
 #include "plan/plan.h"
+#include "quant/scheme.h"
 
 namespace ckpt {
 
-enum class Fp8Scheme { kTensor, kBlock, kChannel };
-enum class QuantFormat { kNative, kCompressedTensors };
-
-const char* fp8_scheme_name(Fp8Scheme s);
-std::optional<Fp8Scheme> fp8_scheme_from_name(const std::string& name);
+// --scheme tensor|block|channel
+std::optional<quant::Granularity> fp8_granularity_from_name(const std::string& name);
 
 struct QuantizeOptions {
-  Fp8Scheme scheme = Fp8Scheme::kTensor;
-  uint64_t block_rows = 128, block_cols = 128;  // --block NxK (scheme block)
+  quant::Granularity granularity = quant::Granularity::kTensor;
+  uint64_t block_rows = 128, block_cols = 128;  // --block NxK (granularity block)
   // Default: native for tensor and block, compressed-tensors for channel (the only format that
   // has per-channel FP8).
-  std::optional<QuantFormat> format;
+  std::optional<quant::Format> format;
   // Globs ('*' = any run) over module names ("model.layers.0.mlp.down_proj") or tensor names.
   std::vector<std::string> ignore;
   std::string recipe_path;                  // empty: the recipe for the checkpoint's architecture

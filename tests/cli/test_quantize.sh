@@ -58,6 +58,17 @@ then pass "--json report: per-tensor scale(s), relative and max abs error, bytes
 "$ckpt" quantize "$src" "$scratch/dry" --fp8 --dry-run >"$scratch/plan.json" || fail "dry run"
 grep -q '"fp8 e4m3fn codes"' "$scratch/plan.json" && [ ! -e "$scratch/dry" ] && pass "--dry-run prints the plan, writes nothing" || fail "--dry-run"
 
+# Sharding reads the block size from the one quantization model: 16x16 compressed-tensors blocks
+# split in units of 16 (issue 13: this was refused as "not a multiple of the quantization unit 128").
+# llama-trained: every per-rank slice at --tp 2 is a multiple of 16 rows and columns.
+"$ckpt" quantize "$td/llama-trained" "$scratch/ct16" --fp8 --scheme block --block 16x16 --format compressed-tensors -q || fail "16x16 run"
+if "$ckpt" shard "$scratch/ct16" "$scratch/ct16-tp2" --tp 2 -q && "$ckpt" merge "$scratch/ct16-tp2" "$scratch/ct16-back" -q &&
+  cmp -s "$scratch/ct16-back/model.safetensors" "$scratch/ct16/model.safetensors"; then
+  pass "16x16 compressed-tensors blocks: shard --tp 2 and merge back byte for byte"
+else
+  fail "16x16 compressed-tensors blocks do not shard --tp 2 and merge back"
+fi
+
 # Already quantized: the same scheme is a plain copy, another one is refused.
 "$ckpt" quantize "$scratch/block" "$scratch/block2" --fp8 --scheme block -q || fail "same-scheme copy"
 python3 "$here/st_tensors.py" equal "$scratch/block" "$scratch/block2" && pass "same scheme again: tensors copied unchanged" || fail "same-scheme copy differs"
