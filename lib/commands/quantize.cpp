@@ -100,7 +100,34 @@ std::vector<Decision> decide(const Checkpoint& ck, const Recipe& recipe, const Q
 }
 
 // The scheme the options ask for.
+quant::Scheme int4_target(const QuantizeOptions& o) {
+  quant::Scheme s;
+  s.method = quant::Method::kInt4;
+  s.format = o.format.value_or(quant::Format::kGptq);
+  if (s.format == quant::Format::kFp8Native)
+    fail(Errc::kInvalidArgument, "", "", "--int4 formats are gptq, awq and compressed-tensors, not native");
+  if (o.group_size == -1) {
+    s.granularity = quant::Granularity::kChannel;
+  } else if (o.group_size > 0) {
+    s.granularity = quant::Granularity::kGroup;
+    s.group_size = static_cast<uint64_t>(o.group_size);
+  } else {
+    fail(Errc::kInvalidArgument, "", "", "--group-size must be positive or -1, not " + std::to_string(o.group_size));
+  }
+  if (s.format == quant::Format::kAwq) {
+    if (o.symmetric.value_or(false))
+      fail(Errc::kInvalidArgument, "", "", "--format awq has zero points (AutoAWQ GEMM, vLLM awq/awq_marlin): use --asym");
+    s.symmetric = false;
+  } else {
+    s.symmetric = o.symmetric.value_or(true);
+  }
+  s.gptq_v2 = s.format == quant::Format::kGptq && !s.symmetric;
+  s.method_name = s.format == quant::Format::kCompressedTensors ? "compressed-tensors" : quant::format_name(s.format);
+  return s;
+}
+
 quant::Scheme target_scheme(const QuantizeOptions& o) {
+  if (o.method == quant::Method::kInt4) return int4_target(o);
   quant::Scheme s;
   s.method = quant::Method::kFp8;
   s.granularity = o.granularity;
@@ -169,6 +196,30 @@ QuantizePlan plan_quantize(const Checkpoint& ck, const QuantizeOptions& o) {
     }
     const uint64_t n = t.shape()[0], k = t.shape()[1];
     const std::vector<quant::Part> parts = target.linear_parts(n, k, t.dtype());
+    const RecipeRule* rule = recipe.match(t.name);
+    qp.linears.push_back({d.module, n, k, !(rule && rule->role == TensorRole::kRow)});
+    if (target.method == quant::Method::kInt4) {
+      const ops::Int4Scheme s4 = target.int4(t.dtype());
+      const std::string why = ops::int4_shape_problem(s4, n, k);
+      if (!why.empty())
+        fail(Errc::kUnsupported, t.view.file >= 0 ? ck.files[t.view.file].path : ck.path, t.name,
+             "cannot quantize to " + wanted + ": " + why + " (--ignore the module to keep it unquantized)");
+      auto q = std::make_shared<const Int4Quantization>(t.name, t.view, s4);
+      qp.int4.push_back(q);
+      for (const auto& part : parts) {
+        std::shared_ptr<Producer> p;
+        switch (part.role) {
+          case quant::PartRole::kCodes: p = int4_codes_producer(q); break;
+          case quant::PartRole::kScale: p = int4_scales_producer(q); break;
+          case quant::PartRole::kZero: p = int4_zeros_producer(q); break;
+          case quant::PartRole::kGroupIndex: p = int4_g_idx_producer(q); break;
+          case quant::PartRole::kShape: p = int4_weight_shape_producer(q); break;
+          case quant::PartRole::kInputScale: throw std::logic_error("int4 has no input scales");
+        }
+        tensors.push_back({d.module + "." + part.suffix, part.dtype, part.shape, p});
+      }
+      continue;
+    }
     const quant::Part& scale = parts[1];
     ops::Fp8Grid grid = target.granularity == quant::Granularity::kTensor    ? ops::Fp8Grid::per_tensor(n, k)
                         : target.granularity == quant::Granularity::kChannel ? ops::Fp8Grid::per_channel(n, k)
@@ -184,11 +235,18 @@ QuantizePlan plan_quantize(const Checkpoint& ck, const QuantizeOptions& o) {
 
   add_hf_safetensors_files(qp.plan, std::move(tensors), kDefaultMaxShardBytes);
   const std::string config = quant::config_with_quantization(*ck.config, quant::quantization_config(target, qp.not_converted));
-  add_side_files(qp.plan, ck, {{"config.json", config}});
+  std::map<std::string, std::string> replaced = {{"config.json", config}};
+  const std::optional<std::string> qcfile = quant::quantize_config_file(target, qp.not_converted);
+  if (qcfile) replaced["quantize_config.json"] = *qcfile;
+  add_side_files(qp.plan, ck, replaced);
+  if (qcfile && std::none_of(ck.side_files.begin(), ck.side_files.end(),
+                             [](const SideFile& s) { return s.name == "quantize_config.json"; }))
+    qp.plan.extras.push_back({"quantize_config.json", *qcfile, std::nullopt});
   if (std::none_of(ck.side_files.begin(), ck.side_files.end(), [](const SideFile& s) { return s.name == "config.json"; }))
     qp.plan.extras.push_back({"config.json", config, std::nullopt});
   qp.plan.notes["recipe"] = recipe.name();
-  qp.plan.notes["quantized_tensors"] = qp.quantized.size();
+  qp.scheme = target;
+  qp.plan.notes["quantized_tensors"] = qp.quantized.size() + qp.int4.size();
   qp.plan.notes["not_converted"] = qp.not_converted;
   if (!kept.empty()) qp.plan.notes["kept"] = kept;
   qp.plan.notes["engine"] = o.engine ? o.engine->name() : "cpu";
@@ -197,6 +255,38 @@ QuantizePlan plan_quantize(const Checkpoint& ck, const QuantizeOptions& o) {
   qp.plan.notes["bytes_after"] = qp.plan.tensor_bytes();
   return qp;
 }
+
+namespace {
+
+// vLLM marlin_utils.py: GPTQ_MARLIN_MIN_THREAD_N = 64, GPTQ_MARLIN_MIN_THREAD_K = 128, and
+// verify_marlin_supports_shape's group check (K/tp % group when group < K).
+ojson marlin_tp_table(const QuantizePlan& qp) {
+  ojson table = ojson::array();
+  const uint64_t group = qp.scheme.granularity == quant::Granularity::kGroup ? qp.scheme.group_size : 0;
+  for (uint64_t tp : {1, 2, 4, 8}) {
+    std::string first, why;
+    for (const auto& l : qp.linears) {
+      const uint64_t n = l.column ? l.n / tp : l.n, k = l.column ? l.k : l.k / tp;
+      const uint64_t split = l.column ? l.n : l.k;
+      auto num = [](uint64_t v) { return std::to_string(v); };
+      if (split % tp != 0) why = (l.column ? "out_features " : "in_features ") + num(split) + " is not divisible by " + num(tp);
+      else if (n % 64 != 0) why = "out_features per rank " + num(n) + " is not a multiple of 64";
+      else if (k % 128 != 0) why = "in_features per rank " + num(k) + " is not a multiple of 128";
+      else if (group && group < l.k && k % group != 0)
+        why = "in_features per rank " + num(k) + " is not a multiple of the group size " + num(group);
+      if (!why.empty()) {
+        first = l.name;
+        break;
+      }
+    }
+    ojson row = {{"tp", tp}, {"marlin_ok", why.empty()}};
+    if (!why.empty()) row["first_failure"] = {{"module", first}, {"reason", why}};
+    table.push_back(row);
+  }
+  return table;
+}
+
+}  // namespace
 
 ojson quantize_report(const QuantizePlan& qp) {
   ojson r = ojson::object();
@@ -222,26 +312,38 @@ ojson quantize_report(const QuantizePlan& qp) {
     j["max_abs_error"] = st.max_abs_err;
     ts.push_back(j);
   }
+  for (const auto& q : qp.int4) {
+    const ops::Fp8ErrorStats st = q->stats();
+    ts.push_back({{"tensor", q->tensor()},
+                  {"shape", {q->geometry().n, q->geometry().k}},
+                  {"relative_error", st.relative_error()},
+                  {"max_abs_error", st.max_abs_err}});
+  }
   r["tensors"] = ts;
+  if (qp.scheme.method == quant::Method::kInt4) r["tp_compatibility"] = marlin_tp_table(qp);
   return r;
 }
 
 std::string quantize_summary_line(const QuantizePlan& qp) {
   if (qp.copied) return "source already has this quantization: tensors copied unchanged";
-  const Fp8Quantization* worst = nullptr;
   double worst_err = -1;
+  std::string worst_name;
   for (const auto& q : qp.quantized) {
     double e = q->stats().relative_error();
-    if (e > worst_err) worst_err = e, worst = q.get();
+    if (e > worst_err) worst_err = e, worst_name = q->tensor();
   }
-  std::string s = std::to_string(qp.quantized.size()) + " weights quantized (" +
+  for (const auto& q : qp.int4) {
+    double e = q->stats().relative_error();
+    if (e > worst_err) worst_err = e, worst_name = q->tensor();
+  }
+  std::string s = std::to_string(qp.quantized.size() + qp.int4.size()) + " weights quantized (" +
                   qp.plan.notes["quantization"].get<std::string>() + "), " + format_bytes(qp.bytes_before) + " -> " +
                   format_bytes(qp.plan.tensor_bytes()) + ", " + std::to_string(qp.not_converted.size()) +
                   " modules left unquantized";
-  if (worst) {
+  if (!worst_name.empty()) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.3f%%", 100 * worst_err);
-    s += "; worst relative error " + std::string(buf) + " (" + worst->tensor() + ")";
+    s += "; worst relative error " + std::string(buf) + " (" + worst_name + ")";
   }
   return s;
 }
