@@ -91,7 +91,8 @@ tp = {row["tp"]: row for row in r["tp_compatibility"]}
 assert tp[1]["marlin_ok"] and not tp[2]["marlin_ok"], tp
 assert tp[2]["first_failure"]["reason"] == "in_features per rank 192 is not a multiple of 128", tp[2]
 PY
-"$ckpt" inspect "$scratch/awq" | grep -q "^quantization int4 awq asym group 64$" && pass "inspect shows the scheme" || fail "inspect scheme"
+# (output captured first: grep -q closing the pipe early would fail the pipeline under pipefail)
+inspected=$("$ckpt" inspect "$scratch/awq") && grep -q "^quantization int4 awq asym group 64$" <<<"$inspected" && pass "inspect shows the scheme" || fail "inspect scheme"
 # shard / merge of INT4 (group 32 so that K/2 stays whole groups): byte for byte back.
 "$ckpt" quantize "$tr" "$scratch/g32" --int4 --group-size 32 -q && "$ckpt" shard "$scratch/g32" "$scratch/g32-tp2" --tp 2 -q &&
   "$ckpt" merge "$scratch/g32-tp2" "$scratch/g32-back" -q && cmp -s "$scratch/g32-back/model.safetensors" "$scratch/g32/model.safetensors" \
