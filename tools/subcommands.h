@@ -17,6 +17,8 @@
   X(forward)                \
   X(perplexity)             \
   X(tokenize)               \
+  X(pack)                   \
+  X(unpack)                 \
   X(finalize)
 
 namespace ckpt::cli {

@@ -27,7 +27,12 @@ struct SourceFile {
 struct SideFile {
   std::string name;  // file name relative to the checkpoint directory
   std::string path;  // where it is now
+  // The bytes, for a side file inside a packed checkpoint (whose path names no file on disk).
+  std::optional<std::string> content;
 };
+
+// A side file's bytes (read from disk, or the packed checkpoint's decoded copy).
+std::string side_file_text(const SideFile& s);
 
 struct Checkpoint {
   std::string path;  // as given
@@ -37,6 +42,8 @@ struct Checkpoint {
   std::vector<SideFile> side_files;
   std::optional<ojson> config;     // config.json, when present
   std::optional<std::string> index_file;  // the index that listed the shards, if any
+  // The packed container the files are read from (formats/packed_source.h), if any.
+  std::optional<std::string> packed;
   // Names dropped while opening (exact aliases of another tensor), with the name they alias.
   std::vector<std::pair<std::string, std::string>> aliases;
   // Checks of source bytes to run while a plan over this checkpoint executes (torch zip CRCs).

@@ -13,6 +13,7 @@
 
 #include "core/dtype.h"
 #include "core/file_io.h"
+#include "formats/byte_source.h"
 
 namespace ckpt {
 
@@ -39,6 +40,8 @@ SafetensorsHeader parse_safetensors_header(const std::string& file_label, std::s
                                            uint64_t file_size);
 // Reads and validates the header of an open file (reads 8 + N bytes, never tensor data).
 SafetensorsHeader read_safetensors_header(const File& f);
+// The same from any byte source (a file inside a packed checkpoint).
+SafetensorsHeader read_safetensors_header(const ByteSource& f);
 
 // --- writer ---------------------------------------------------------------------------------
 struct HeaderEntry {

@@ -19,8 +19,8 @@ if [ ! -f "$build/build.ninja" ]; then
 fi
 targets=()
 for src in "$root"/tests/fuzz/fuzz_*.cpp; do targets+=("$(basename "$src" .cpp)"); done
-echo "fuzz: building ${targets[*]}"
-cmake --build "$build" -j "${JOBS:-$(nproc)}" --target "${targets[@]}"
+echo "fuzz: building ${targets[*]} and ckpt (it packs the packed container's seeds)"
+cmake --build "$build" -j "${JOBS:-$(nproc)}" --target "${targets[@]}" ckpt
 
 # Seeds: real torch zips for the zip reader; their data.pkl pickles and the legacy streams
 # (several pickles back to back) for the unpickler; real safetensors files (header and a little
@@ -59,6 +59,14 @@ header_file("deep_dtype", '{"x":{"dtype":' + '{"a":' * deep + "1" + "}" * deep +
 header_file("nesting_127", '{"__metadata__":null,"x":{"dtype":"F32","shape":' + "[" * 126 + "]" * 126 + ',"data_offsets":[0,0]}}')
 header_file("duplicate_key", '{"x":{"dtype":"F32","shape":[],"data_offsets":[0,4]},"x":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}')
 PY
+
+# Seeds for the packed container: small checkpoints packed by the ckpt being fuzzed.
+for d in llama edge llama-tied; do
+  rm -rf "$out/pack_tmp"
+  "$build/ckpt" pack "$root/testdata/$d" "$out/pack_tmp" -q
+  cp "$out/pack_tmp/checkpoint.ckptpack" "$out/seeds_fuzz_pack_reader/$d.ckptpack"
+done
+rm -rf "$out/pack_tmp"
 
 run() {  # name
   local name=$1
