@@ -3,6 +3,7 @@
 #include "commands/cast.h"
 
 #include "common.h"
+#include "interrupt.h"
 #include "core/error.h"
 #include "core/sizes.h"
 #include "subcommands.h"
@@ -55,7 +56,7 @@ void add_cast(CLI::App& app, std::function<int()>& action) {
       o.keep = a->keep;
       o.only = a->only;
       o.make_op = op_factory_for(a->device);
-      Checkpoint ck = open_checkpoint(a->src);
+      Checkpoint ck = open_checkpoint(a->src, open_options());
       Plan plan = plan_cast(ck, o);
       return run_plan(plan, a->dst, {a->src}, a->w);
     };

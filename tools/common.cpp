@@ -6,7 +6,8 @@
 #include "core/error.h"
 #include "core/sizes.h"
 #include "plan/executor.h"
-#include "plan/progress.h"
+#include "interrupt.h"
+#include "progress.h"
 
 namespace ckpt::cli {
 
@@ -24,6 +25,7 @@ void add_write_options(CLI::App* cmd, WriteOptions& o) {
   cmd->add_flag("--dry-run", o.dry_run, "Print the plan as JSON and write nothing");
   cmd->add_flag("-q,--quiet", o.quiet, "No progress and no summary line");
   cmd->add_flag("--json", o.json, "Print the summary as JSON on stdout");
+  cmd->add_flag("--no-sync", o.no_sync, "Do not fsync the output before moving it into place (faster; not crash-safe)");
 }
 
 bool wants_cuda_device(const std::string& device) {
@@ -50,10 +52,16 @@ int run_plan(const Plan& plan, const std::string& destination, const std::vector
   ExecOptions eo;
   eo.threads = o.threads;
   eo.force = o.force;
-  eo.progress = !o.quiet && stderr_is_tty();
+  eo.sync = !o.no_sync;
+  TerminalProgress progress(!o.quiet && stderr_is_tty());
+  eo.progress = progress.observer();
+  eo.cancel = &interrupt_token();
   eo.protected_paths = protected_paths;
   eo.command_line = command_line();
   ExecReport r = execute(plan, destination, eo);
+  progress.end();
+  if (!o.quiet)
+    for (const auto& note : r.notes) std::fprintf(stderr, "ckpt %s: %s\n", plan.command.c_str(), note.c_str());
   double gbps = r.seconds > 0 ? static_cast<double>(r.tensor_bytes) / r.seconds / 1e9 : 0;
   if (o.json) {
     ojson j = ojson::object();

@@ -16,7 +16,6 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;   // bad input, or a check failed
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitNoGpu = 3;    // validate: GPU phases could not run
-inline constexpr int kExitInterrupted = 130;
 
 struct WriteOptions {
   bool force = false;
@@ -24,6 +23,7 @@ struct WriteOptions {
   bool dry_run = false;
   bool quiet = false;
   bool json = false;
+  bool no_sync = false;
 };
 
 void add_write_options(CLI::App* cmd, WriteOptions& o);

@@ -3,6 +3,7 @@
 
 #include "commands/inspect.h"
 #include "common.h"
+#include "interrupt.h"
 #include "subcommands.h"
 
 namespace ckpt::cli {
@@ -15,7 +16,7 @@ void add_inspect(CLI::App& app, std::function<int()>& action) {
   cmd->add_flag("--json", *json, "Print one JSON document on stdout");
   cmd->callback([&action, path, json] {
     action = [path, json] {
-      Checkpoint ck = open_checkpoint(*path);
+      Checkpoint ck = open_checkpoint(*path, open_options());
       ojson r = inspect_report(ck);
       if (*json) std::cout << r.dump(2) << "\n";
       else std::cout << inspect_text(r);

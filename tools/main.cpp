@@ -4,7 +4,7 @@
 
 #include "common.h"
 #include "core/error.h"
-#include "plan/executor.h"
+#include "interrupt.h"
 #include "plan/manifest.h"
 #include "subcommands.h"
 
@@ -31,12 +31,12 @@ int main(int argc, char** argv) {
     int code = app.exit(e);
     return code == 0 ? kExitOk : kExitUsage;
   }
-  ckpt::install_interrupt_handler();
+  install_interrupt_handlers();
   try {
     return action();
   } catch (const ckpt::Error& e) {
     std::fprintf(stderr, "ckpt: error: %s\n", e.what());
-    if (e.code() == ckpt::Errc::kInterrupted) return kExitInterrupted;
+    if (e.code() == ckpt::Errc::kInterrupted) return interrupted_exit_code();
     return e.code() == ckpt::Errc::kInvalidArgument ? kExitUsage : kExitFailed;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ckpt: error: %s\n", e.what());

@@ -4,6 +4,8 @@
 #include <sstream>
 
 #include "common.h"
+#include "interrupt.h"
+#include "progress.h"
 #include "core/error.h"
 #include "core/file_io.h"
 #include "subcommands.h"
@@ -47,7 +49,8 @@ int gpu_count() {
 #endif
 }
 
-int finish(const validate::Report& report, const std::string& json_path, int code) {
+int finish(const validate::Report& report, TerminalProgress& progress, const std::string& json_path, int code) {
+  progress.end();
   std::fputs(report.table().c_str(), stdout);
   for (const auto& f : report.failures()) std::fprintf(stderr, "ckpt: check failed: %s\n", f.line().c_str());
   if (!json_path.empty()) {
@@ -114,14 +117,15 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
     action = [a] {
       std::vector<int> batches = parse_int_list(a->batch_sizes, "--batch-sizes", 1, 4096);
       std::vector<int> gpus = a->gpus.empty() ? std::vector<int>{0} : parse_int_list(a->gpus, "--gpus", 0, 1023);
-      validate::Report report;
+      TerminalProgress progress(stderr_is_tty());
+      validate::Report report(workers(0), progress.observer());
       report.set("directory", a->dir);
       const bool gpu = !a->cpu_only && gpu_count() > 0;
       validate::CpuPhaseOptions cpu;
       cpu.file_checksums = !gpu;  // with a GPU, the digests are computed there
       cpu.gemm_check = !gpu;
       validate::Prepared prepared = validate::run_cpu_phases(a->dir, report, cpu);
-      if (!report.ok()) return finish(report, a->json, kExitFailed);
+      if (!report.ok()) return finish(report, progress, a->json, kExitFailed);
       if (!a->against.empty()) {
         validate::AgainstOptions ao;
         ao.source = a->against;
@@ -134,11 +138,11 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
         auto c = validate::run_against_phase(prepared, ao, report);
         if (c) print_comparison(*c);
       }
-      if (!report.ok()) return finish(report, a->json, kExitFailed);
-      if (a->cpu_only) return finish(report, a->json, kExitOk);
+      if (!report.ok()) return finish(report, progress, a->json, kExitFailed);
+      if (a->cpu_only) return finish(report, progress, a->json, kExitOk);
       if (!gpu) {
         report.set("gpu", "none");
-        int code = finish(report, a->json, kExitNoGpu);
+        int code = finish(report, progress, a->json, kExitNoGpu);
         std::fprintf(stderr,
                      "ckpt: no GPU: all CPU checks passed (structure, manifest checksums, CPU GEMM reference); "
                      "the GPU phases (load, integrity, allocate, warm-up, graphs) did not run\n");
@@ -155,7 +159,7 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
       options.gpus = gpus;
       ckpt::cuda::run_gpu_phases(prepared, report, options);
 #endif
-      return finish(report, a->json, report.ok() ? kExitOk : kExitFailed);
+      return finish(report, progress, a->json, report.ok() ? kExitOk : kExitFailed);
     };
   });
 }

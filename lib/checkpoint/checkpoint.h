@@ -8,6 +8,7 @@
 
 #include "checkpoint/source_check.h"
 #include "checkpoint/tensor_ref.h"
+#include "core/cancel.h"
 #include "formats/safetensors.h"
 #include "formats/strict_json.h"
 
@@ -54,6 +55,7 @@ struct OpenOptions {
   bool keep_aliases = false;     // torch: write exact aliases (tied weights) under every name
   // A directory holding both PyTorch and safetensors weights: read the PyTorch ones (convert).
   bool prefer_torch = false;
+  const CancelToken* cancel = nullptr;  // checked before each weight file is opened
 };
 
 Checkpoint open_checkpoint(const std::string& path, const OpenOptions& options = {});
