@@ -11,6 +11,7 @@
 #include "core/hash.h"
 #include "core/parallel.h"
 #include "plan/check_passes.h"
+#include "plan/extra_files.h"
 #include "plan/manifest.h"
 #include "plan/output_dir.h"
 
@@ -43,25 +44,6 @@ std::vector<Chunk> interleave_files(std::vector<Chunk> chunks, size_t files) {
   return out;
 }
 
-// A file's first bytes: the header's length as a little-endian u64, then the padded header.
-std::string header_bytes(const OutputFile& f) {
-  std::string head(8, '\0');
-  for (int i = 0; i < 8; ++i) head[i] = static_cast<char>(f.header.size() >> (8 * i));
-  return head + f.header;
-}
-
-// The path of a new output file; a name with directories ("rank-0/model.safetensors", as shard
-// writes one directory per rank) gets them created inside the temporary directory.
-std::string new_file_path(const OutputDir& out, const std::string& name) {
-  std::string path = out.path_of(name);
-  if (name.find('/') != std::string::npos) {
-    std::error_code ec;
-    std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-    if (ec) fail(Errc::kIo, path, "", "cannot create the directory: " + ec.message());
-  }
-  return path;
-}
-
 }  // namespace
 
 uint64_t peak_rss_bytes() {
@@ -82,9 +64,9 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
   std::vector<File> files;
   for (const auto& f : plan.files) {
     if (f.offsets.size() != f.tensors.size()) throw std::logic_error("execute: plan was not finalized");
-    File file = File::create(new_file_path(out, f.name));
+    File file = File::create(new_output_path(out, f.name));
     file.truncate(f.size);
-    const std::string head = header_bytes(f);
+    const std::string head = file_prefix(f);
     file.pwrite_exact(head.data(), head.size(), 0);
     files.push_back(std::move(file));
   }
@@ -149,14 +131,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
   for (const auto& e : plan.extras) {
     workers.check();
     progress_current(opt.progress, e.name);
-    if (e.content) {
-      write_text_file(new_file_path(out, e.name), *e.content);
-    } else {
-      File src = File::open_read(*e.copy_from);
-      File dst = File::create(new_file_path(out, e.name));
-      copy_file_bytes(src, 0, dst, 0, src.size());
-      dst.close();
-    }
+    write_extra_file(out, e);
   }
 
   ManifestInput mi;
@@ -168,7 +143,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
     ManifestFile mf;
     mf.name = f.name;
     mf.size = f.size;
-    const std::string head = header_bytes(f);
+    const std::string head = file_prefix(f);
     mf.header_digest = hash_bytes(head.data(), head.size());
     for (size_t ti = 0; ti < f.tensors.size(); ++ti)
       mf.tensors.push_back({f.tensors[ti].name, combine_digests(state[fi][ti].block_digests)});

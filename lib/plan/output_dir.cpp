@@ -38,12 +38,6 @@ bool is_within(const fs::path& inner, const fs::path& outer) {
   return true;
 }
 
-// "out/" and "out//" name "out"; "/" stays.
-std::string without_trailing_slashes(std::string p) {
-  while (p.size() > 1 && p.back() == '/') p.pop_back();
-  return p;
-}
-
 // An open descriptor of directory `path` with an exclusive, non-blocking flock on it; -1 when
 // the lock is held elsewhere (or the directory cannot be opened).
 int lock_directory(const std::string& path) {
@@ -98,6 +92,11 @@ void remove_stale_temporaries(const fs::path& parent, const std::string& name, s
 
 }  // namespace
 
+std::string without_trailing_slashes(std::string p) {
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return p;
+}
+
 unsigned current_umask() {
   std::ifstream status("/proc/self/status");
   std::string line;
@@ -119,23 +118,42 @@ void check_destination(const std::string& destination, const std::string& source
              (force ? ", which --force would delete" : ""));
 }
 
+namespace {
+
+// Where DST's temporary goes: beside the name as given (not where a symlink of that name points),
+// so that the final rename stays inside one directory.
+struct Placement {
+  fs::path parent;
+  std::string name;
+};
+
+Placement placement_of(const std::string& dest, const std::string& as_given) {
+  const fs::path d(dest);
+  Placement p{d.parent_path(), d.filename().string()};
+  if (p.parent.empty()) p.parent = ".";
+  if (p.name.empty() || p.name == "." || p.name == "..")
+    fail(Errc::kInvalidArgument, as_given, "", "the destination must name a new directory");
+  return p;
+}
+
+}  // namespace
+
+void check_output(const std::string& destination, bool force, const std::vector<std::string>& sources) {
+  const std::string dest = without_trailing_slashes(destination);
+  for (const auto& s : sources) check_destination(dest, s, force);
+  std::error_code ec;
+  if (fs::exists(fs::symlink_status(dest, ec)) && !force)
+    fail(Errc::kDestinationExists, dest, "", "the destination exists (use --force to replace it)");
+  const Placement p = placement_of(dest, destination);
+  if (!fs::is_directory(p.parent)) fail(Errc::kIo, dest, "", "the parent directory " + p.parent.string() + " does not exist");
+}
+
 OutputDir::OutputDir(const std::string& destination, bool force, const std::vector<std::string>& sources)
     : dest_(without_trailing_slashes(destination)), force_(force) {
-  for (const auto& s : sources) check_destination(dest_, s, force);
-  std::error_code ec;
-  if (fs::exists(fs::symlink_status(dest_, ec)) && !force)
-    fail(Errc::kDestinationExists, dest_, "", "the destination exists (use --force to replace it)");
-  // Beside the name as given (not where a symlink of that name points), so that the final
-  // rename stays inside one directory.
-  const fs::path d(dest_);
-  fs::path parent = d.parent_path();
-  if (parent.empty()) parent = ".";
-  const std::string name = d.filename().string();
-  if (name.empty() || name == "." || name == "..")
-    fail(Errc::kInvalidArgument, destination, "", "the destination must name a new directory");
-  if (!fs::is_directory(parent)) fail(Errc::kIo, dest_, "", "the parent directory " + parent.string() + " does not exist");
-  remove_stale_temporaries(parent, name, notes_);
-  std::string tmpl = (parent / ("." + name + ".ckpt-tmp-" + std::to_string(::getpid()) + "-XXXXXX")).string();
+  check_output(destination, force, sources);
+  const Placement p = placement_of(dest_, destination);
+  remove_stale_temporaries(p.parent, p.name, notes_);
+  std::string tmpl = (p.parent / ("." + p.name + ".ckpt-tmp-" + std::to_string(::getpid()) + "-XXXXXX")).string();
   if (!::mkdtemp(tmpl.data())) fail_errno(tmpl, "cannot create the temporary output directory");
   temp_ = tmpl;
   // mkdtemp makes it 0700; the output is for whoever the umask lets read it (a serving process).

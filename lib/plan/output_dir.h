@@ -57,8 +57,15 @@ class OutputDir {
   std::vector<std::string> notes_;
 };
 
+// Every check OutputDir's constructor makes before it creates anything (so that --dry-run can make
+// them too): the sources, an existing destination without `force`, a missing parent directory.
+void check_output(const std::string& destination, bool force, const std::vector<std::string>& sources);
+
 // Refuses a destination that equals or lies inside `source`, or that would delete it.
 void check_destination(const std::string& destination, const std::string& source, bool force);
+
+// "out/" and "out//" name "out" (a destination as the user typed it); "/" stays.
+std::string without_trailing_slashes(std::string p);
 
 // The process's umask, read without changing it (/proc/self/status; umask(2) as a fallback).
 unsigned current_umask();

@@ -167,6 +167,12 @@ size_t Plan::tensor_count() const {
   return n;
 }
 
+std::string file_prefix(const OutputFile& f) {
+  std::string head(8, '\0');
+  for (int i = 0; i < 8; ++i) head[i] = static_cast<char>(f.header.size() >> (8 * i));
+  return head + f.header;
+}
+
 ojson Plan::to_json() const {
   ojson j = ojson::object();
   j["command"] = command;

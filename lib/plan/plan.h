@@ -88,6 +88,10 @@ struct OutputFile {
   uint64_t size = 0;
 };
 
+// A finalized file's first bytes: the header's length as a little-endian u64, then the padded
+// header (safetensors' layout).
+std::string file_prefix(const OutputFile& f);
+
 // A small file written as a whole: generated text (index, config) or a copy of a side file.
 struct ExtraFile {
   std::string name;
