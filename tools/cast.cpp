@@ -3,6 +3,7 @@
 #include "commands/cast.h"
 
 #include "common.h"
+#include "interrupt.h"
 #include "core/error.h"
 #include "core/sizes.h"
 #include "subcommands.h"
@@ -47,7 +48,7 @@ void add_cast(CLI::App& app, std::function<int()>& action) {
     action = [a] {
       CastOptions o;
       const uint64_t max = parse_max_shard_size(a->max_shard);
-      Checkpoint ck = open_checkpoint(a->src);
+      Checkpoint ck = open_checkpoint(a->src, open_options());
       std::string name = a->dtype;
       if (name == "auto") {
         // As transformers' torch_dtype="auto": the dtype config.json names ("dtype" in

@@ -11,9 +11,10 @@
 #include "core/file_io.h"
 #include "core/sizes.h"
 #include "plan/executor.h"
+#include "interrupt.h"
 #include "plan/output_dir.h"
-#include "plan/progress.h"
 #include "parts.h"
+#include "progress.h"
 
 namespace ckpt::cli {
 
@@ -49,6 +50,7 @@ void add_write_options(CLI::App* cmd, WriteOptions& o) {
   cmd->add_flag("-q,--quiet", o.quiet, "No progress and no summary line");
   cmd->add_flag("-v,--verbose", o.verbose, "Also list every output file with its tensors and bytes");
   cmd->add_flag("--json", o.json, "Print the summary as JSON on stdout (human text goes to stderr)");
+  cmd->add_flag("--no-sync", o.no_sync, "Do not fsync the output before moving it into place (faster; not crash-safe)");
   add_part_options(cmd, o);
 }
 
@@ -105,11 +107,17 @@ int run_plan(const Plan& plan, const std::string& destination, const std::vector
   ExecOptions eo;
   eo.threads = o.threads;
   eo.force = o.force;
-  eo.progress = !o.quiet && stderr_is_tty();
+  eo.sync = !o.no_sync;
+  TerminalProgress progress(!o.quiet && stderr_is_tty());
+  eo.progress = progress.observer();
+  eo.cancel = &interrupt_token();
   eo.protected_paths = protected_paths;
   eo.command_line = command_line();
   if (wants_parts(o)) return run_plan_parts(plan, destination, eo, o);
   ExecReport r = execute(plan, destination, eo);
+  progress.end();
+  if (!o.quiet)
+    for (const auto& note : r.notes) std::fprintf(stderr, "ckpt %s: %s\n", plan.command.c_str(), note.c_str());
   double gbps = r.seconds > 0 ? static_cast<double>(r.tensor_bytes) / r.seconds / 1e9 : 0;
   if (o.verbose)
     for (const auto& f : plan.files)

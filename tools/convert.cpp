@@ -4,6 +4,7 @@
 #include "commands/convert.h"
 #include "commands/rechunk.h"
 #include "common.h"
+#include "interrupt.h"
 #include "core/error.h"
 #include "core/sizes.h"
 #include "subcommands.h"
@@ -30,7 +31,7 @@ void add_convert(CLI::App& app, std::function<int()>& action) {
   cmd->callback([&action, a] {
     action = [a] {
       const uint64_t max = parse_max_shard_size(a->max_shard);
-      OpenOptions oo;
+      OpenOptions oo = open_options();
       oo.verify_crc = !a->no_verify;
       oo.state_dict_key = a->key;
       oo.keep_aliases = a->keep_aliases;

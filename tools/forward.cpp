@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "common.h"
+#include "interrupt.h"
 #include "core/error.h"
 #include "formats/safetensors_small.h"
 #include "model/compare.h"
@@ -52,7 +53,7 @@ Runner make_runner(const model::Model& m, uint64_t batch, uint64_t capacity, boo
   }
 #endif
   (void)cuda;
-  r.cpu = std::make_unique<model::CpuForward>(m, batch, capacity);
+  r.cpu = std::make_unique<model::CpuForward>(m, batch, capacity, workers(0));
   r.kv_bytes = r.cpu->kv_cache_bytes();
   return r;
 }
@@ -169,7 +170,7 @@ void add_perplexity(CLI::App& app, std::function<int()>& action) {
       model::TokenIds ids = model::read_token_ids(a->ids);
       auto m = model::Model::open(a->model);
       const uint64_t chunk = a->seq_len ? a->seq_len : ids.length;
-      model::PerplexityResult r = model::perplexity(*m, ids, chunk);
+      model::PerplexityResult r = model::perplexity(*m, ids, chunk, workers(0));
       if (a->json) {
         ojson j = {{"perplexity", r.perplexity}, {"mean_nll", r.mean_nll}, {"chunks", r.chunks},
                    {"chunk_tokens", chunk},      {"scored_tokens", r.scored_tokens},

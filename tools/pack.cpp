@@ -7,6 +7,7 @@
 
 #include "common.h"
 #include "core/sizes.h"
+#include "interrupt.h"
 #include "subcommands.h"
 
 namespace ckpt::cli {
@@ -28,6 +29,7 @@ void add_pack(CLI::App& app, std::function<int()>& action) {
   cmd->add_flag("--json", a->json, "Print the summary as JSON on stdout");
   cmd->callback([&action, a] {
     action = [a] {
+      a->p.cancel = &interrupt_token();
       PackReport r = pack_checkpoint(a->src, a->dst, a->p);
       const double gbps = r.seconds > 0 ? static_cast<double>(r.ratios.total.original) / r.seconds / 1e9 : 0;
       if (a->json) {
@@ -62,6 +64,7 @@ void add_unpack(CLI::App& app, std::function<int()>& action) {
   cmd->add_flag("--json", a->json, "Print the summary as JSON on stdout");
   cmd->callback([&action, a] {
     action = [a] {
+      a->p.cancel = &interrupt_token();
       UnpackReport r = unpack_checkpoint(a->src, a->dst, a->p);
       const double gbps = r.seconds > 0 ? static_cast<double>(r.bytes) / r.seconds / 1e9 : 0;
       if (a->json) {

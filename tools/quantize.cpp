@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "common.h"
+#include "interrupt.h"
 #include "core/error.h"
 #include "subcommands.h"
 #if defined(CKPT_HAVE_CUDA)
@@ -98,7 +99,7 @@ void add_quantize(CLI::App& app, std::function<int()>& action) {
       o.ignore = a->ignore;
       o.recipe_path = a->recipe;
       o.engine = engine_for(a->device);
-      Checkpoint ck = open_checkpoint(a->src);
+      Checkpoint ck = open_checkpoint(a->src, open_options());
       QuantizePlan qp = plan_quantize(ck, o);
       int rc = run_plan(qp.plan, a->dst, {a->src}, a->w, [&qp] { return quantize_report(qp); });
       if (rc == kExitOk && !a->w.dry_run && !a->w.quiet && !a->w.json)

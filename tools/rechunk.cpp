@@ -2,6 +2,7 @@
 #include "commands/rechunk.h"
 
 #include "common.h"
+#include "interrupt.h"
 #include "core/error.h"
 #include "core/sizes.h"
 #include "subcommands.h"
@@ -22,7 +23,7 @@ void add_rechunk(CLI::App& app, std::function<int()>& action) {
   cmd->callback([&action, a] {
     action = [a] {
       const uint64_t max = parse_max_shard_size(a->max_shard);
-      Checkpoint ck = open_checkpoint(a->src);
+      Checkpoint ck = open_checkpoint(a->src, open_options());
       Plan plan = plan_rechunk(ck, max);
       return run_plan(plan, a->dst, {a->src}, a->w);
     };

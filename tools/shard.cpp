@@ -2,6 +2,7 @@
 #include "commands/shard.h"
 
 #include "common.h"
+#include "interrupt.h"
 #include "core/error.h"
 #include "core/sizes.h"
 #include "subcommands.h"
@@ -32,7 +33,7 @@ void add_shard(CLI::App& app, std::function<int()>& action) {
   cmd->callback([&action, a] {
     action = [a] {
       const uint64_t max = parse_max_shard_size(a->max_shard);
-      Checkpoint ck = open_checkpoint(a->src);
+      Checkpoint ck = open_checkpoint(a->src, open_options());
       Recipe recipe = a->recipe.empty() ? Recipe::for_checkpoint(ck) : Recipe::load_file(a->recipe);
       ShardOptions o;
       o.tp = a->tp;

@@ -4,6 +4,8 @@
 #include <sstream>
 
 #include "common.h"
+#include "interrupt.h"
+#include "progress.h"
 #include "core/error.h"
 #include "core/file_io.h"
 #include "subcommands.h"
@@ -50,7 +52,9 @@ int gpu_count() {
 // Where the human text goes: stdout, or stderr when --json keeps stdout for the JSON document.
 std::FILE* human(bool json) { return json ? stderr : stdout; }
 
-int finish(const validate::Report& report, bool json, const std::string& report_path, int code) {
+int finish(const validate::Report& report, TerminalProgress& progress, bool json, const std::string& report_path,
+           int code) {
+  progress.end();
   std::fputs(report.table().c_str(), human(json));
   for (const auto& f : report.failures())
     std::fprintf(stderr, "ckpt: error: check failed: %s [%s]\n", f.line().c_str(), errc_name(Errc::kCheckFailed));
@@ -115,14 +119,15 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
       if (!a->report.empty()) check_report_path(a->report);
       std::vector<int> batches = parse_int_list(a->batch_sizes, "--batch-sizes", 1, 4096);
       std::vector<int> gpus = a->gpus.empty() ? std::vector<int>{0} : parse_int_list(a->gpus, "--gpus", 0, 1023);
-      validate::Report report;
+      TerminalProgress progress(stderr_is_tty());
+      validate::Report report(workers(0), progress.observer());
       report.set("directory", a->dir);
       const bool gpu = !a->cpu_only && gpu_count() > 0;
       validate::CpuPhaseOptions cpu;
       cpu.file_checksums = !gpu;  // with a GPU, the digests are computed there
       cpu.gemm_check = !gpu;
       validate::Prepared prepared = validate::run_cpu_phases(a->dir, report, cpu);
-      if (!report.ok()) return finish(report, a->json, a->report, kExitFailed);
+      if (!report.ok()) return finish(report, progress, a->json, a->report, kExitFailed);
       if (!a->against.empty()) {
         validate::AgainstOptions ao;
         ao.source = a->against;
@@ -135,11 +140,11 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
         auto c = validate::run_against_phase(prepared, ao, report);
         if (c) print_comparison(*c, human(a->json));
       }
-      if (!report.ok()) return finish(report, a->json, a->report, kExitFailed);
-      if (a->cpu_only) return finish(report, a->json, a->report, kExitOk);
+      if (!report.ok()) return finish(report, progress, a->json, a->report, kExitFailed);
+      if (a->cpu_only) return finish(report, progress, a->json, a->report, kExitOk);
       if (!gpu) {
         report.set("gpu", "none");
-        int code = finish(report, a->json, a->report, kExitNoGpu);
+        int code = finish(report, progress, a->json, a->report, kExitNoGpu);
         std::fprintf(stderr,
                      "ckpt: no GPU: all CPU checks passed (structure, manifest checksums, CPU GEMM reference); "
                      "the GPU phases (load, integrity, allocate, warm-up, graphs) did not run\n");
@@ -156,7 +161,7 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
       options.gpus = gpus;
       ckpt::cuda::run_gpu_phases(prepared, report, options);
 #endif
-      return finish(report, a->json, a->report, report.ok() ? kExitOk : kExitFailed);
+      return finish(report, progress, a->json, a->report, report.ok() ? kExitOk : kExitFailed);
     };
   });
 }

@@ -83,6 +83,7 @@ void add_safetensors_file(Checkpoint& ck, const std::string& path) {
 }
 
 void add_weight_file(Checkpoint& ck, const std::string& path, const OpenOptions& opt) {
+  check_cancel(opt.cancel);
   if (ends_with(path, ".safetensors")) add_safetensors_file(ck, path);
   else add_torch_file(ck, path, opt);
 }
@@ -216,6 +217,7 @@ Checkpoint open_checkpoint(const std::string& path, const OpenOptions& opt) {
     add_weight_file(ck, path, opt);
   }
   check_unique_names(ck);
+  check_cancel(opt.cancel);
   return ck;
 }
 

@@ -8,6 +8,7 @@
 
 #include "checkpoint/source_check.h"
 #include "checkpoint/tensor_ref.h"
+#include "core/cancel.h"
 #include "formats/safetensors.h"
 #include "formats/strict_json.h"
 
@@ -62,6 +63,7 @@ struct OpenOptions {
   bool allow_expand = false;     // torch: accept views that repeat their storages far past their size
   // A directory holding both PyTorch and safetensors weights: read the PyTorch ones (convert).
   bool prefer_torch = false;
+  const CancelToken* cancel = nullptr;  // checked before each weight file is opened
 };
 
 Checkpoint open_checkpoint(const std::string& path, const OpenOptions& options = {});

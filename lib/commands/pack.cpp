@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/hash.h"
+#include "core/parallel.h"
 #include "formats/packed_source.h"
 #include "plan/executor.h"
 #include "plan/output_dir.h"
@@ -102,27 +103,19 @@ void pack_one(const PackJob& job, const std::string& out_path, const PackOptions
   uint64_t cursor = layout.data_start();
   for (size_t b0 = 0; b0 < groups.size(); b0 += batch) {
     const size_t n = std::min(batch, groups.size() - b0);
-    std::exception_ptr error;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (size_t i = 0; i < n; ++i) {
-      try {
-        Worker* w = &thread_worker(o.level);
-        const GroupRef& gr = groups[b0 + i];
-        const PackRegion& r = members[gr.member].regions[gr.region];
-        const uint64_t at = gr.g * kPackGroupBytes;
-        const uint64_t len = std::min(kPackGroupBytes, r.length - at);
-        w->raw.resize(len);
-        files[gr.member].pread_exact(w->raw.data(), len, r.offset + at);
-        digests[b0 + i] = hash_bytes(w->raw.data(), len);
-        encoded[i].clear();
-        w->encoder.encode(w->raw.data(), len, r.planes, encoded[i],
-                          std::span<EncodedFrame>(frames.data() + first_frame[b0 + i], r.planes));
-      } catch (...) {
-#pragma omp critical(pack_error)
-        if (!error) error = std::current_exception();
-      }
-    }
-    if (error) std::rethrow_exception(error);
+    parallel_for(n, Workers{threads, o.cancel}, [&](size_t i) {
+      Worker* w = &thread_worker(o.level);
+      const GroupRef& gr = groups[b0 + i];
+      const PackRegion& r = members[gr.member].regions[gr.region];
+      const uint64_t at = gr.g * kPackGroupBytes;
+      const uint64_t len = std::min(kPackGroupBytes, r.length - at);
+      w->raw.resize(len);
+      files[gr.member].pread_exact(w->raw.data(), len, r.offset + at);
+      digests[b0 + i] = hash_bytes(w->raw.data(), len);
+      encoded[i].clear();
+      w->encoder.encode(w->raw.data(), len, r.planes, encoded[i],
+                        std::span<EncodedFrame>(frames.data() + first_frame[b0 + i], r.planes));
+    });
     for (size_t i = 0; i < n; ++i) {
       out.pwrite_exact(encoded[i].data(), encoded[i].size(), cursor);
       cursor += encoded[i].size();
@@ -202,21 +195,13 @@ ojson pack_ratios_json(const PackRatios& r) {
   return j;
 }
 
-namespace {
-
-int resolve_threads(int requested) {
-  return requested > 0 ? requested : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-}
-
-}  // namespace
-
 PackReport pack_checkpoint(const std::string& source, const std::string& destination, const PackOptions& o) {
   auto t0 = std::chrono::steady_clock::now();
   std::error_code ec;
   if (!fs::is_directory(source, ec)) fail(Errc::kNoCheckpoint, source, "", "pack takes a checkpoint directory");
   if (o.level < 1 || o.level > 19) fail(Errc::kInvalidArgument, "", "", "--level must be between 1 and 19");
   PackReport report;
-  report.threads = resolve_threads(o.threads);
+  report.threads = Workers{o.threads, o.cancel}.count();
   const std::vector<PackJob> jobs = find_jobs(source);
   if (jobs.empty()) fail(Errc::kNoCheckpoint, source, "", "no files to pack");
   OutputDir out(destination, o.force, {source});
@@ -245,7 +230,7 @@ UnpackReport unpack_checkpoint(const std::string& packed, const std::string& des
   if (rels.empty()) fail(Errc::kNoCheckpoint, packed, "", std::string("no ") + kPackFileName + " here: not a packed checkpoint");
   std::sort(rels.begin(), rels.end());
   UnpackReport report;
-  report.threads = resolve_threads(o.threads);
+  report.threads = Workers{o.threads, o.cancel}.count();
   // Every container is opened (and its tables checked) before anything is written.
   std::vector<std::shared_ptr<const PackedContainer>> containers;
   for (const auto& rel : rels) containers.push_back(PackedContainer::open((fs::path(packed) / rel / kPackFileName).string()));
@@ -275,24 +260,14 @@ UnpackReport unpack_checkpoint(const std::string& packed, const std::string& des
   report.files = files.size();
   // Groups decode independently into their final offsets: any order, any thread count, the same
   // bytes. One 1 MiB buffer per thread.
-  std::exception_ptr error;
-#pragma omp parallel num_threads(report.threads)
-  {
-    std::vector<uint8_t> buf(kPackGroupBytes);
-#pragma omp for schedule(dynamic, 1)
-    for (size_t i = 0; i < tasks.size(); ++i) {
-      try {
-        const Task& t = tasks[i];
-        const uint64_t len = std::min(kPackGroupBytes, t.r->length - t.g * kPackGroupBytes);
-        t.c->decode_group(*t.m, *t.r, t.g, buf.data());
-        files[t.file].pwrite_exact(buf.data(), len, t.r->offset + t.g * kPackGroupBytes);
-      } catch (...) {
-#pragma omp critical(unpack_error)
-        if (!error) error = std::current_exception();
-      }
-    }
-  }
-  if (error) std::rethrow_exception(error);
+  parallel_for(tasks.size(), Workers{report.threads, o.cancel}, [&](size_t i) {
+    thread_local std::vector<uint8_t> buf;
+    buf.resize(kPackGroupBytes);
+    const Task& t = tasks[i];
+    const uint64_t len = std::min(kPackGroupBytes, t.r->length - t.g * kPackGroupBytes);
+    t.c->decode_group(*t.m, *t.r, t.g, buf.data());
+    files[t.file].pwrite_exact(buf.data(), len, t.r->offset + t.g * kPackGroupBytes);
+  });
   files.clear();
   out.commit();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -13,12 +13,15 @@
 #include "formats/pack_format.h"
 #include "formats/strict_json.h"
 
+#include "core/cancel.h"
+
 namespace ckpt {
 
 struct PackOptions {
   int level = 1;        // zstd level of every frame (see BENCHMARKS.md: higher levels gain nothing here)
   int threads = 0;      // 0: one per online CPU
   bool force = false;   // replace an existing destination
+  const CancelToken* cancel = nullptr;  // checked before every group (nullptr: never cancelled)
 };
 
 // Original and packed bytes of a set of regions.

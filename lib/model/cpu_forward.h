@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "core/parallel.h"
 #include "model/model_weights.h"
 #include "model/rope.h"
 
@@ -37,8 +38,9 @@ class ActivationObserver {
 
 class CpuForward {
  public:
-  // A KV cache for `batch` sequences of up to `capacity` tokens each.
-  CpuForward(const Model& model, uint64_t batch, uint64_t capacity);
+  // A KV cache for `batch` sequences of up to `capacity` tokens each; the matrix products and the
+  // attention run on `workers` (and stop with Errc::kInterrupted when its token is set).
+  CpuForward(const Model& model, uint64_t batch, uint64_t capacity, Workers workers = {});
 
   const Model& model() const { return m_; }
   uint64_t batch() const { return batch_; }
@@ -69,6 +71,7 @@ class CpuForward {
   const Model& m_;
   const ModelConfig& c_;
   uint64_t batch_, capacity_, length_ = 0;
+  Workers workers_;
   RopeTable rope_;
   // keys_[layer][rank] and values_: [batch][capacity][local kv heads][head_dim]
   std::vector<std::vector<std::vector<double>>> keys_, values_;

@@ -1,10 +1,27 @@
-// Atomic output directories. Everything is written into a temporary sibling of the destination
-// and renamed into place only when the whole run succeeded; a failed or interrupted run removes
-// the temporary directory, so nothing half-written is ever left under the destination's name.
+// Atomic, durable output directories. Everything is written into a temporary sibling of the
+// destination and renamed into place only when the whole run succeeded; a failed or interrupted
+// run removes the temporary directory, so nothing half-written is ever left under the
+// destination's name.
+//
+// The temporary is named `.NAME.ckpt-tmp-PID-XXXXXX` beside NAME, and its owner holds an
+// exclusive flock(2) on it while running. A run killed outright (SIGKILL, power loss) cannot
+// remove its temporary; the next run writing to the same NAME finds it, and removes it when it is
+// provably dead (its pid is gone and its lock is free), or leaves it alone and says so.
+//
+// Durability: before the rename every file and directory of the output is fsync'ed (unless
+// asked not to), and after it the parent directory, so a successful exit means the output is on
+// disk. close(2) results are checked. With `force`, an existing destination is swapped with the
+// new one in one step (renameat2 RENAME_EXCHANGE, Linux 3.15+) so that the destination never
+// disappears; on a file system without it (EINVAL), the old destination is renamed aside first,
+// leaving a moment in which the name does not exist.
+//
+// Permissions follow the umask, as cp and zstd do: directories 0777 & ~umask, files 0666 & ~umask.
 #pragma once
 
 #include <string>
 #include <vector>
+
+#include "core/cancel.h"
 
 namespace ckpt {
 
@@ -12,20 +29,32 @@ class OutputDir {
  public:
   // Refuses an existing destination unless `force`, a destination that is a source or lies
   // inside one, and (with `force`) a destination that contains a source, which replacing it
-  // would delete. Creates the temporary sibling.
+  // would delete. Removes stale temporaries of earlier runs for this destination (notes() says
+  // which), then creates and locks the temporary sibling. A trailing '/' on `destination` is
+  // ignored. A symlink named as the destination is itself replaced (with `force`), never the
+  // directory it points to: the temporary lives beside the name, so the final rename never
+  // crosses file systems.
   OutputDir(const std::string& destination, bool force, const std::vector<std::string>& sources);
   ~OutputDir();
   OutputDir(const OutputDir&) = delete;
   OutputDir& operator=(const OutputDir&) = delete;
 
+  const std::string& destination() const { return dest_; }
   const std::string& temp_path() const { return temp_; }
   std::string path_of(const std::string& name) const;  // a file inside the temporary directory
-  // Moves the finished directory into place (replacing the old destination when forced).
+  // One line per stale temporary found: removed, or left because its owner may still run.
+  const std::vector<std::string>& notes() const { return notes_; }
+  // fsyncs every file and directory under the temporary directory (checking `cancel` between).
+  void sync(const CancelToken* cancel) const;
+  // Moves the finished directory into place (exchanging it with the old destination when
+  // forced) and fsyncs the parent directory.
   void commit();
 
  private:
   std::string dest_, temp_;
+  int lock_fd_ = -1;
   bool force_ = false, committed_ = false;
+  std::vector<std::string> notes_;
 };
 
 // Every check OutputDir's constructor makes before it creates anything (so that --dry-run can make
@@ -34,5 +63,11 @@ void check_output(const std::string& destination, bool force, const std::vector<
 
 // Refuses a destination that equals or lies inside `source`, or that would delete it.
 void check_destination(const std::string& destination, const std::string& source, bool force);
+
+// "out/" and "out//" name "out" (a destination as the user typed it); "/" stays.
+std::string without_trailing_slashes(std::string p);
+
+// The process's umask, read without changing it (/proc/self/status; umask(2) as a fallback).
+unsigned current_umask();
 
 }  // namespace ckpt

@@ -14,7 +14,9 @@ std::optional<model::Comparison> run_against_phase(const Prepared& prepared, con
     model::TokenIds ids = options.ids_file.empty()
                               ? model::seeded_token_ids(src->config().vocab, options.samples, options.seq_len, options.seed)
                               : model::read_token_ids(options.ids_file);
-    model::Comparison c = model::compare_models(*src, *dst, ids, options.compare);
+    model::CompareOptions co = options.compare;
+    co.workers = scope.workers();
+    model::Comparison c = model::compare_models(*src, *dst, ids, co);
     scope.phase().summary = c.summary() + "; thresholds (" + model::transformation_name(c.transformation) +
                             "): " + c.thresholds.describe();
     scope.phase().details = c.to_json();
