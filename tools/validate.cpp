@@ -1,5 +1,5 @@
 // ckpt validate DIR [--json] [--report FILE] [--batch-sizes 1,2,4,8,16,32] [--gpus LIST] [--cpu-only]
-//               [--against SRC [--ids FILE | --seq-len N --samples S] [--generate N] [--min-top1 X] [--max-kl Y]]
+//               [--against SRC [--ids FILE | --text PROMPT | --seq-len N --samples S] [--generate N] [--min-top1 X] [--max-kl Y]]
 #include <cstdio>
 #include <sstream>
 
@@ -84,6 +84,11 @@ void print_comparison(const model::Comparison& c, std::FILE* out) {
       for (int64_t x : c.dst_generated[s]) std::fprintf(out, " %lld", static_cast<long long>(x));
       std::fprintf(out, " (first differs at %lld)\n", static_cast<long long>(c.first_divergence[s]));
     }
+    if (s < c.src_generated_text.size()) {
+      std::fprintf(out, "    src text: %s\n", quote(c.src_generated_text[s], model::kContinuationTextBytes).c_str());
+      if (c.first_divergence[s] >= 0)
+        std::fprintf(out, "    dst text: %s\n", quote(c.dst_generated_text[s], model::kContinuationTextBytes).c_str());
+    }
   }
 }
 
@@ -94,7 +99,7 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
   struct Args {
     std::string dir, report, batch_sizes = "1,2,4,8,16,32", gpus;
     bool cpu_only = false, json = false;
-    std::string against, ids;
+    std::string against, ids, text;
     uint64_t seq_len = 32, samples = 4, generate = 8;
     std::optional<double> min_top1, max_kl;
   };
@@ -105,7 +110,8 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--against", a->against,
                   "Source checkpoint: run both on the same ids and compare logits, perplexity, generations and "
                   "every layer, naming the first layer and Linear that disagree");
-  cmd->add_option("--ids", a->ids, "--against: token ids (.safetensors/.json/.npy) instead of seeded ones");
+  auto* ids_opt = cmd->add_option("--ids", a->ids, "--against: token ids (.safetensors/.json/.npy) instead of seeded ones");
+  cmd->add_option("--text", a->text, "--against: a prompt, tokenized by SRC's tokenizer, instead of seeded ids")->excludes(ids_opt);
   cmd->add_option("--seq-len", a->seq_len, "--against: seeded ids per sample (default 32)")->check(int_range(2, 1 << 20));
   cmd->add_option("--samples", a->samples, "--against: seeded sequences (default 4)")->check(int_range(1, 1 << 16));
   cmd->add_option("--generate", a->generate, "--against: greedy tokens each model continues with (default 8)");
@@ -132,6 +138,7 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
         validate::AgainstOptions ao;
         ao.source = a->against;
         ao.ids_file = a->ids;
+        ao.text = a->text;
         ao.seq_len = a->seq_len;
         ao.samples = a->samples;
         ao.compare.generate = a->generate;

@@ -343,6 +343,10 @@ ojson Comparison::to_json() const {
   j["first_bad_linear"] = first_bad_linear;
   j["src_generated"] = src_generated;
   j["dst_generated"] = dst_generated;
+  if (!src_generated_text.empty()) {
+    j["src_generated_text"] = src_generated_text;
+    j["dst_generated_text"] = dst_generated_text;
+  }
   j["first_divergence"] = first_divergence;
   j["failures"] = failures;
   return j;

@@ -57,6 +57,8 @@ struct Comparison {
   int64_t first_bad_layer = -1;
   std::string first_bad_linear;
   std::vector<std::vector<int64_t>> src_generated, dst_generated;  // greedy continuations per sequence
+  // The continuations as text, decoded by the source's tokenizer (empty when it ships none).
+  std::vector<std::string> src_generated_text, dst_generated_text;
   std::vector<int64_t> first_divergence;  // per sequence: index of the first differing token, -1 none
   std::vector<std::string> failures;      // one line per threshold broken
   ojson to_json() const;
