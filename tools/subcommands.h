@@ -11,6 +11,7 @@
   X(rechunk)                \
   X(cast)                   \
   X(quantize)               \
+  X(marlin)                 \
   X(shard)                  \
   X(merge)                  \
   X(validate)               \
