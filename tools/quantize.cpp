@@ -1,4 +1,6 @@
 // ckpt quantize SRC DST --fp8|--int4 [--group-size G] [--sym|--asym]
+//     --int4 [--method rtn|gptq|awq --calib FILE [--samples N] [--seq-len L] [--act-order static|none]
+//     [--damp F] [--no-clip]]
 //     --fp8 [--scheme tensor|block|channel] [--block 128x128]
 //     [--format native|compressed-tensors] [--ignore PATTERN]... [--recipe FILE] [--device cpu|cuda]
 #include "commands/quantize.h"
@@ -8,6 +10,7 @@
 #include "common.h"
 #include "interrupt.h"
 #include "core/error.h"
+#include "quantize_calib.h"
 #include "subcommands.h"
 #if defined(CKPT_HAVE_CUDA)
 #include "fp8_quant_engine.h"
@@ -50,6 +53,7 @@ void add_quantize(CLI::App& app, std::function<int()>& action) {
     int64_t group_size = 128;
     std::vector<std::string> ignore;
     WriteOptions w;
+    CalibArgs calib;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("SRC", a->src, "Source checkpoint (file or directory)")->required();
@@ -68,12 +72,15 @@ void add_quantize(CLI::App& app, std::function<int()>& action) {
       ->allow_extra_args(false);
   cmd->add_option("--recipe", a->recipe, "Recipe JSON naming the Linear weights (default: by architecture)");
   cmd->add_option("--device", a->device, "Where the math runs: cpu (default) or cuda");
+  add_calibration_options(cmd, a->calib);
   add_write_options(cmd, a->w);
   cmd->callback([&action, a, block] {
     const bool block_given = block->count() > 0;
     action = [a, block_given] {
       if (a->fp8 == a->int4) usage("choose a quantization: --fp8 or --int4");
       if (a->sym && a->asym) usage("--sym and --asym exclude each other");
+      const bool calibrate = calibrated(a->calib, a->int4);
+      if (a->calib.method == "awq" && a->format.empty()) a->format = "awq";  // AutoAWQ's own layout
       QuantizeOptions o;
       if (a->int4) {
         o.method = quant::Method::kInt4;
@@ -101,6 +108,7 @@ void add_quantize(CLI::App& app, std::function<int()>& action) {
       o.engine = engine_for(a->device);
       Checkpoint ck = open_checkpoint(a->src, open_options());
       QuantizePlan qp = plan_quantize(ck, o);
+      if (calibrate) return run_calibrated(qp, a->calib, a->src, a->dst, a->w);
       int rc = run_plan(qp.plan, a->dst, {a->src}, a->w, [&qp] { return quantize_report(qp); });
       if (rc == kExitOk && !a->w.dry_run && !a->w.quiet && !a->w.json)
         std::fprintf(stderr, "ckpt quantize: %s\n", quantize_summary_line(qp).c_str());

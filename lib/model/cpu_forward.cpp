@@ -82,7 +82,8 @@ void observe_gathered(ActivationObserver* obs, uint64_t layer, const std::vector
 // The gated MLP of one rank on `rows` rows of x: its partial down_proj output (no down bias).
 // Observed gate/up outputs are returned through gate_out / up_out when asked for.
 std::vector<double> rank_mlp(const Workers& w, const RankMlp& m, const std::vector<double>& x, uint64_t rows,
-                             std::vector<double>* gate_out, std::vector<double>* up_out) {
+                             std::vector<double>* gate_out, std::vector<double>* up_out,
+                             std::vector<double>* down_in = nullptr) {
   const uint64_t n = m.local_intermediate;
   std::vector<double> g, u;
   if (m.gate_up.present()) {
@@ -98,6 +99,7 @@ std::vector<double> rank_mlp(const Workers& w, const RankMlp& m, const std::vect
   }
   std::vector<double> a(rows * n);
   for (size_t i = 0; i < a.size(); ++i) a[i] = silu(g[i]) * u[i];
+  if (down_in) *down_in = a;
   return apply(w, m.down, a, rows);
 }
 
@@ -194,6 +196,7 @@ void CpuForward::attention(uint64_t i, const std::vector<double>& x, uint64_t to
     const RankAttention& a = L.attention[r];
     const uint64_t nq = a.q_heads.size(), nkv = a.kv_heads.size();
     std::vector<double> q, k, v;
+    if (obs) obs->on_input(i, "self_attn.q_proj", x.data(), rows, c_.hidden);
     if (a.qkv.present()) {
       std::vector<double> qkv = apply(workers_, a.qkv, x, rows);
       const uint64_t w = (nq + 2 * nkv) * hd;
@@ -260,6 +263,7 @@ void CpuForward::attention(uint64_t i, const std::vector<double>& x, uint64_t to
     if (parallel) parallel_for(batch_ * tokens, workers_, attend);
     else
       for (uint64_t row = 0; row < batch_ * tokens; ++row) attend(row);
+    if (obs) obs->on_input(i, "self_attn.o_proj", ctx.data(), rows, nq * hd);
     add_into(out, apply(workers_, a.o, ctx, rows));  // row-parallel: partial sums, reduced in rank order
   }
   add_bias(out, L.o_bias, rows);
@@ -285,8 +289,13 @@ void CpuForward::mlp(uint64_t i, const std::vector<double>& x, uint64_t rows, st
   const Layer& L = m_.layers()[i];
   out.assign(rows * c_.hidden, 0.0);
   std::vector<std::vector<double>> g_obs(L.mlp.size()), u_obs(L.mlp.size());
-  for (size_t r = 0; r < L.mlp.size(); ++r)
-    add_into(out, rank_mlp(workers_, L.mlp[r], x, rows, obs ? &g_obs[r] : nullptr, obs ? &u_obs[r] : nullptr));
+  for (size_t r = 0; r < L.mlp.size(); ++r) {
+    std::vector<double> down_in;
+    if (obs) obs->on_input(i, "mlp.gate_proj", x.data(), rows, c_.hidden);
+    add_into(out, rank_mlp(workers_, L.mlp[r], x, rows, obs ? &g_obs[r] : nullptr, obs ? &u_obs[r] : nullptr,
+                           obs ? &down_in : nullptr));
+    if (obs) obs->on_input(i, "mlp.down_proj", down_in.data(), rows, L.mlp[r].local_intermediate);
+  }
   add_bias(out, L.down_bias, rows);
   if (!obs) return;
   std::vector<const RankLinear*> lins;

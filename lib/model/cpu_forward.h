@@ -34,6 +34,12 @@ class ActivationObserver {
  public:
   virtual ~ActivationObserver() = default;
   virtual void on(uint64_t layer, const std::string& name, const double* data, uint64_t tokens, uint64_t width) = 0;
+  // The inputs of a dense layer's Linears, once per distinct input (calibration, lib/calib), named
+  // by the first Linear that takes it: "self_attn.q_proj" (also k/v or the fused qkv),
+  // "self_attn.o_proj", "mlp.gate_proj" (also up, or the fused gate_up), "mlp.down_proj". Under
+  // tensor parallelism each rank's own input is shown (the o/down inputs are rank slices).
+  virtual void on_input(uint64_t /*layer*/, const std::string& /*name*/, const double* /*data*/, uint64_t /*tokens*/,
+                        uint64_t /*width*/) {}
 };
 
 class CpuForward {
