@@ -49,9 +49,7 @@ make_big 768 "$scratch/big"
 interrupt INT 130 "cast" "$scratch/out" "$ckpt" cast "$scratch/big" "$scratch/out" --dtype f16 --threads 1
 interrupt TERM 143 "cast (TERM)" "$scratch/out" "$ckpt" cast "$scratch/big" "$scratch/out" --dtype f32 --threads 1
 
-# validate's checksum phase: hash a copy with its manifest.
-"$ckpt" rechunk "$scratch/big" "$scratch/copy" -q || fail "rechunk for validate"
-interrupt INT 130 "validate --cpu-only" "" "$ckpt" validate "$scratch/copy" --cpu-only
-rm -rf "$scratch/copy"
+# validate is not interrupted here: on a quiet machine it hashes a copy of this size before a
+# signal sent after 0.4 s arrives, so the check would depend on the machine's load.
 
 finish

@@ -54,10 +54,17 @@ TEST(ParallelFor, UsesTheRequestedThreadsAndNoMore) {
 
 TEST(ParallelFor, TheFirstErrorStopsTheRestAndIsRethrown) {
   std::atomic<int> ran{0};
+  std::atomic<bool> thrown{false};
   try {
+    // Items after 10 wait for it: on a loaded machine the thread holding item 10 could otherwise
+    // be descheduled while the others finish every item before the error exists.
     parallel_for(100000, Workers{4, nullptr}, [&](size_t i) {
       ++ran;
-      if (i == 10) fail(Errc::kIo, "f", "", "boom");
+      if (i == 10) {
+        thrown = true;
+        fail(Errc::kIo, "f", "", "boom");
+      }
+      while (i > 10 && !thrown) std::this_thread::yield();
     });
     FAIL() << "no exception";
   } catch (const Error& e) {
