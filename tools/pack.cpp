@@ -12,21 +12,31 @@
 
 namespace ckpt::cli {
 
+namespace {
+
+// What pack and unpack both take.
+struct PackArgs {
+  std::string src, dst;
+  PackOptions p;
+  bool quiet = false, json = false;
+};
+
+void add_shared_options(CLI::App* cmd, PackArgs& a) {
+  cmd->add_option("--threads", a.p.threads, "Worker threads (default: one per CPU)")->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--force", a.p.force, "Replace the destination if it exists");
+  cmd->add_flag("-q,--quiet", a.quiet, "No summary line");
+  cmd->add_flag("--json", a.json, "Print the summary as JSON on stdout");
+}
+
+}  // namespace
+
 void add_pack(CLI::App& app, std::function<int()>& action) {
   auto* cmd = app.add_subcommand("pack", "Pack a checkpoint losslessly (byte planes + zstd) for transport and storage");
-  struct Args {
-    std::string src, dst;
-    PackOptions p;
-    bool quiet = false, json = false;
-  };
-  auto a = std::make_shared<Args>();
+  auto a = std::make_shared<PackArgs>();
   cmd->add_option("SRC", a->src, "Checkpoint directory (a TP/PP output root packs each rank)")->required();
   cmd->add_option("DST", a->dst, "Output directory")->required();
   cmd->add_option("--level", a->p.level, "zstd level of every frame, 1-19 (default 1)");
-  cmd->add_option("--threads", a->p.threads, "Worker threads (default: one per CPU)")->check(CLI::NonNegativeNumber);
-  cmd->add_flag("--force", a->p.force, "Replace the destination if it exists");
-  cmd->add_flag("-q,--quiet", a->quiet, "No summary line");
-  cmd->add_flag("--json", a->json, "Print the summary as JSON on stdout");
+  add_shared_options(cmd, *a);
   cmd->callback([&action, a] {
     action = [a] {
       a->p.cancel = &interrupt_token();
@@ -50,18 +60,10 @@ void add_pack(CLI::App& app, std::function<int()>& action) {
 
 void add_unpack(CLI::App& app, std::function<int()>& action) {
   auto* cmd = app.add_subcommand("unpack", "Write every file of a packed checkpoint back, byte for byte");
-  struct Args {
-    std::string src, dst;
-    PackOptions p;
-    bool quiet = false, json = false;
-  };
-  auto a = std::make_shared<Args>();
+  auto a = std::make_shared<PackArgs>();
   cmd->add_option("PACKED", a->src, "Directory written by ckpt pack")->required();
   cmd->add_option("OUT", a->dst, "Output directory")->required();
-  cmd->add_option("--threads", a->p.threads, "Worker threads (default: one per CPU)")->check(CLI::NonNegativeNumber);
-  cmd->add_flag("--force", a->p.force, "Replace the destination if it exists");
-  cmd->add_flag("-q,--quiet", a->quiet, "No summary line");
-  cmd->add_flag("--json", a->json, "Print the summary as JSON on stdout");
+  add_shared_options(cmd, *a);
   cmd->callback([&action, a] {
     action = [a] {
       a->p.cancel = &interrupt_token();
