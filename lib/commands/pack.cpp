@@ -2,11 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <exception>
 #include <memory>
 #include <span>
 #include <filesystem>
-#include <thread>
 
 #include "core/error.h"
 #include "core/file_io.h"
