@@ -73,15 +73,14 @@ std::vector<LoadedFile> load_files_to_device(const std::vector<std::string>& pat
   const int used = static_cast<int>(std::min<size_t>(threads, std::max<size_t>(chunks.size(), 1)));
   std::vector<PinnedBuffer> slots;
   for (int i = 0; i < used * kSlotsPerThread; ++i) slots.emplace_back(kChunk);
-  std::vector<cudaStream_t> streams(used);
-  for (auto& s : streams) CKPT_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  std::vector<cudaEvent_t> starts(chunks.size()), stops(chunks.size());
+  std::vector<Stream> streams;
+  for (int i = 0; i < used; ++i) streams.push_back(new_stream());
+  std::vector<Event> starts, stops;
   for (size_t i = 0; i < chunks.size(); ++i) {
-    CKPT_CUDA(cudaEventCreate(&starts[i]));
-    CKPT_CUDA(cudaEventCreate(&stops[i]));
+    starts.push_back(new_event());
+    stops.push_back(new_event());
   }
-  cudaEvent_t base;
-  CKPT_CUDA(cudaEventCreate(&base));
+  const Event base = new_event();
   timing->setup_s = std::chrono::duration<double>(Clock::now() - setup_start).count();
 
   const auto t0 = Clock::now();
@@ -136,12 +135,6 @@ std::vector<LoadedFile> load_files_to_device(const std::vector<std::string>& pat
     timing->h2d_busy_s = union_length(copies);
     timing->read_busy_s = union_length(reads);
   }
-  for (size_t i = 0; i < chunks.size(); ++i) {
-    cudaEventDestroy(starts[i]);
-    cudaEventDestroy(stops[i]);
-  }
-  cudaEventDestroy(base);
-  for (auto& s : streams) cudaStreamDestroy(s);
   timing->threads = used;
   timing->chunk_bytes = kChunk;
   if (error) std::rethrow_exception(error);
@@ -151,11 +144,8 @@ std::vector<LoadedFile> load_files_to_device(const std::vector<std::string>& pat
 H2dFloor measure_pinned_h2d(uint64_t bytes, int reps) {
   PinnedBuffer host(bytes);  // cudaHostAlloc pins (and so faults in) every page
   DeviceBuffer dev(bytes);
-  cudaStream_t stream;
-  CKPT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  cudaEvent_t b, e;
-  CKPT_CUDA(cudaEventCreate(&b));
-  CKPT_CUDA(cudaEventCreate(&e));
+  const Stream stream = new_stream();
+  const Event b = new_event(), e = new_event();
   std::vector<double> gbps;
   for (int r = -1; r < reps; ++r) {
     CKPT_CUDA(cudaEventRecord(b, stream));
@@ -166,9 +156,6 @@ H2dFloor measure_pinned_h2d(uint64_t bytes, int reps) {
     CKPT_CUDA(cudaEventElapsedTime(&ms, b, e));
     if (r >= 0) gbps.push_back(bytes / (ms / 1e3) / 1e9);
   }
-  cudaEventDestroy(b);
-  cudaEventDestroy(e);
-  cudaStreamDestroy(stream);
   std::sort(gbps.begin(), gbps.end());
   H2dFloor f;
   f.bytes = bytes;

@@ -121,8 +121,8 @@ int run_plan(const Plan& plan, const std::string& destination, const std::vector
   double gbps = r.seconds > 0 ? static_cast<double>(r.tensor_bytes) / r.seconds / 1e9 : 0;
   if (o.verbose)
     for (const auto& f : plan.files)
-      std::fprintf(stderr, "  %s/%s: %zu tensors, %s\n", destination.c_str(), f.name.c_str(), f.tensors.size(),
-                   format_bytes(f.size).c_str());
+      std::fprintf(stderr, "  %s/%s: %s, %s\n", destination.c_str(), f.name.c_str(),
+                   count_of(f.tensors.size(), "tensor").c_str(), format_bytes(f.size).c_str());
   if (o.json) {
     ojson j = ojson::object();
     j["command"] = plan.command;
@@ -138,9 +138,11 @@ int run_plan(const Plan& plan, const std::string& destination, const std::vector
     if (report) j["report"] = report();
     std::cout << j.dump(2) << "\n";
   } else if (!o.quiet) {
-    std::fprintf(stderr, "ckpt %s: %zu tensors, %s in %.2f s (%.2f GB/s), %zu files, peak RSS %s -> %s\n",
-                 plan.command.c_str(), r.tensors, format_bytes(r.tensor_bytes).c_str(), r.seconds, gbps,
-                 plan.files.size(), format_bytes(r.peak_rss_bytes).c_str(), destination.c_str());
+    const std::string rate = format_rate(r.tensor_bytes, r.seconds);
+    std::fprintf(stderr, "ckpt %s: %s, %s in %.2f s%s, %s, peak RSS %s -> %s\n", plan.command.c_str(),
+                 count_of(r.tensors, "tensor").c_str(), format_bytes(r.tensor_bytes).c_str(), r.seconds,
+                 rate.empty() ? "" : (" (" + rate + ")").c_str(), count_of(plan.files.size(), "file").c_str(),
+                 format_bytes(r.peak_rss_bytes).c_str(), destination.c_str());
   }
   return kExitOk;
 }

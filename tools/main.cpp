@@ -21,6 +21,10 @@ int usage_error(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Line-buffered stdout, so that what goes to stdout (tables, JSON) and to stderr (errors,
+  // summaries) keeps its order when both are sent into one pipe or file (2>&1); fully buffered,
+  // stdout would come out at exit, after every stderr line.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   CLI::App app;
   std::function<int()> action;
   TopLevel top;

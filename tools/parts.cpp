@@ -50,8 +50,8 @@ void print_finalized(const std::string& command, const std::string& destination,
     std::cout << j.dump(2) << "\n";
   } else if (!o.quiet) {
     for (const auto& note : r.notes) std::fprintf(stderr, "ckpt %s: %s\n", command.c_str(), note.c_str());
-    std::fprintf(stderr, "ckpt %s: %zu tensors, %s verified and put into place in %.2f s, peak RSS %s -> %s\n",
-                 command.c_str(), r.tensors, format_bytes(r.tensor_bytes).c_str(), r.seconds,
+    std::fprintf(stderr, "ckpt %s: %s, %s verified and put into place in %.2f s, peak RSS %s -> %s\n",
+                 command.c_str(), count_of(r.tensors, "tensor").c_str(), format_bytes(r.tensor_bytes).c_str(), r.seconds,
                  format_bytes(r.peak_rss_bytes).c_str(), destination.c_str());
   }
 }
@@ -99,11 +99,12 @@ int run_plan_parts(const Plan& plan, const std::string& destination, ExecOptions
     std::cout << j.dump(2) << "\n";
   } else if (!o.quiet) {
     if (r.already_done)
-      std::fprintf(stderr, "ckpt %s: part %s had already finished (%zu files); nothing to do\n", plan.command.c_str(),
-                   label.c_str(), r.files);
+      std::fprintf(stderr, "ckpt %s: part %s had already finished (%s); nothing to do\n", plan.command.c_str(),
+                   label.c_str(), count_of(r.files, "file").c_str());
     else
-      std::fprintf(stderr, "ckpt %s: part %s: %zu files (%zu kept from an earlier run), %s written in %.2f s -> %s\n",
-                   plan.command.c_str(), label.c_str(), r.files, r.reused, format_bytes(r.bytes_written).c_str(),
+      std::fprintf(stderr, "ckpt %s: part %s: %s (%zu kept from an earlier run), %s written in %.2f s -> %s\n",
+                   plan.command.c_str(), label.c_str(), count_of(r.files, "file").c_str(), r.reused,
+                   format_bytes(r.bytes_written).c_str(),
                    r.seconds, staging_path(destination).c_str());
   }
   return kExitOk;

@@ -6,6 +6,7 @@
 #include "common.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/sizes.h"
 #include "model/token_ids.h"
 #include "subcommands.h"
 #include "tokenizer/tokenizer.h"
@@ -55,7 +56,7 @@ void add_tokenize(CLI::App& app, std::function<int()>& action) {
         std::printf("%s\n", j.dump(-1, ' ', false, ojson::error_handler_t::replace).c_str());
         return kExitOk;
       }
-      std::printf("%zu tokens\n", ids.size());
+      std::printf("%s\n", count_of(ids.size(), "token").c_str());
       for (int32_t id : ids) std::printf("%d\t%s\n", id, printable(t.piece(id), SIZE_MAX).c_str());
       return kExitOk;
     };

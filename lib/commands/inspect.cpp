@@ -118,9 +118,8 @@ std::string inspect_text(const ojson& r) {
                   format_bytes((*it)["bytes"].get<uint64_t>()).c_str());
     add(line);
   }
-  std::snprintf(line, sizeof line, "total        %llu tensors, %llu parameters, %s",
-                static_cast<unsigned long long>(r["tensor_count"].get<uint64_t>()),
-                static_cast<unsigned long long>(r["parameter_count"].get<uint64_t>()),
+  std::snprintf(line, sizeof line, "total        %s, %s, %s", count_of(r["tensor_count"].get<uint64_t>(), "tensor").c_str(),
+                count_of(r["parameter_count"].get<uint64_t>(), "parameter").c_str(),
                 format_bytes(r["tensor_bytes"].get<uint64_t>()).c_str());
   add(line);
   if (!r["side_files"].empty()) {
