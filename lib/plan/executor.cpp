@@ -95,13 +95,6 @@ std::vector<Chunk> interleave_files(std::vector<Chunk> chunks, size_t files) {
   return out;
 }
 
-// A file's first bytes: the header's length as a little-endian u64, then the padded header.
-std::string header_bytes(const OutputFile& f) {
-  std::string head(8, '\0');
-  for (int i = 0; i < 8; ++i) head[i] = static_cast<char>(f.header.size() >> (8 * i));
-  return head + f.header;
-}
-
 // The path of a new output file; a name with directories ("rank-0/model.safetensors", as shard
 // writes one directory per rank) gets them created inside the temporary directory.
 std::string new_file_path(const OutputDir& out, const std::string& name) {
@@ -130,7 +123,10 @@ void install_interrupt_handler() {
 ExecReport execute(const Plan& plan, const std::string& destination, const ExecOptions& opt) {
   auto t0 = std::chrono::steady_clock::now();
   const int threads = resolve_threads(opt.threads);
-  OutputDir out(destination, opt.force, opt.protected_paths);
+  if (opt.file_destination && (plan.files.size() != 1 || !plan.extras.empty()))
+    throw std::logic_error("execute: a file destination takes a plan of one file and no extras");
+  OutputDir out(destination, opt.force, opt.protected_paths,
+                opt.file_destination ? OutputDir::Kind::kFile : OutputDir::Kind::kDirectory);
   SourceReader reader(plan.sources);
 
   // Headers first: every size is known, so each file gets its final length and header now.
@@ -139,8 +135,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
     if (f.offsets.size() != f.tensors.size()) throw std::logic_error("execute: plan was not finalized");
     File file = File::create(new_file_path(out, f.name));
     file.truncate(f.size);
-    const std::string head = header_bytes(f);
-    file.pwrite_exact(head.data(), head.size(), 0);
+    file.pwrite_exact(f.head.data(), f.head.size(), 0);
     files.push_back(std::move(file));
   }
 
@@ -218,8 +213,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
     ManifestFile mf;
     mf.name = f.name;
     mf.size = f.size;
-    const std::string head = header_bytes(f);
-    mf.header_digest = hash_bytes(head.data(), head.size());
+    mf.header_digest = hash_bytes(f.head.data(), f.head.size());
     for (size_t ti = 0; ti < f.tensors.size(); ++ti)
       mf.tensors.push_back({f.tensors[ti].name, combine_digests(state[fi][ti].block_digests)});
     mi.files.push_back(std::move(mf));
@@ -229,7 +223,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
   report.manifest = write_manifest(out, mi);
 
   files.clear();
-  out.commit();
+  out.commit(opt.file_destination ? plan.files[0].name : "");
   report.tensors = plan.tensor_count();
   report.tensor_bytes = plan.tensor_bytes();
   report.threads = threads;

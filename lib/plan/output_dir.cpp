@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "plan/manifest.h"
 
 namespace fs = std::filesystem;
 
@@ -44,12 +45,14 @@ void check_destination(const std::string& destination, const std::string& source
              (force ? ", which --force would delete" : ""));
 }
 
-OutputDir::OutputDir(const std::string& destination, bool force, const std::vector<std::string>& sources)
-    : dest_(destination), force_(force) {
+OutputDir::OutputDir(const std::string& destination, bool force, const std::vector<std::string>& sources, Kind kind)
+    : dest_(destination), kind_(kind), force_(force) {
   for (const auto& s : sources) check_destination(destination, s, force);
   std::error_code ec;
   if (fs::exists(fs::symlink_status(destination, ec)) && !force)
     fail(Errc::kDestinationExists, destination, "", "the destination exists (use --force to replace it)");
+  if (kind == Kind::kFile && fs::is_directory(fs::symlink_status(destination, ec)))
+    fail(Errc::kDestinationExists, destination, "", "the destination is a directory; this command writes one file");
   fs::path d = resolved(destination);
   fs::path parent = d.parent_path();
   if (!fs::is_directory(parent)) fail(Errc::kIo, destination, "", "the parent directory " + parent.string() + " does not exist");
@@ -67,8 +70,20 @@ OutputDir::~OutputDir() {
 
 std::string OutputDir::path_of(const std::string& name) const { return (fs::path(temp_) / name).string(); }
 
-void OutputDir::commit() {
+void OutputDir::commit(const std::string& file_name) {
   std::error_code ec;
+  if (kind_ == Kind::kFile) {
+    // Each rename is atomic: the file appears whole or not at all, then its manifest.
+    const std::string manifest = dest_ + ".ckpt-manifest.json";
+    if (!force_ && fs::exists(fs::symlink_status(dest_, ec)))
+      fail(Errc::kDestinationExists, dest_, "", "the destination appeared while writing; not replacing it");
+    if (std::rename(path_of(file_name).c_str(), dest_.c_str()) != 0) fail_errno(dest_, "cannot move the output into place");
+    if (std::rename(path_of(kManifestName).c_str(), manifest.c_str()) != 0)
+      fail_errno(manifest, "cannot move the manifest into place");
+    committed_ = true;
+    fs::remove_all(temp_, ec);
+    return;
+  }
   std::string old;
   if (fs::exists(fs::symlink_status(dest_, ec))) {
     if (!force_) fail(Errc::kDestinationExists, dest_, "", "the destination appeared while writing; not replacing it");
