@@ -7,9 +7,13 @@ CMAKE_ARGS ?=
 # Debian packages the build and the tests need. `make deps` installs whichever are missing with
 # apt-get (as root, or through sudo) and does nothing when all are present.
 DEB_PACKAGES = cmake ninja-build g++ pkg-config libcli11-dev nlohmann-json3-dev libzstd-dev \
-               libgtest-dev libxxhash-dev python3 time
+               libgtest-dev libxxhash-dev python3 time \
+               libonig-dev libutf8proc-dev libsentencepiece-dev \
+               clang libclang-rt-dev libomp-dev
 
-.PHONY: all deps configure build test test-gpu bench run fuzz clean
+PREFIX     ?= /usr/local
+
+.PHONY: all deps configure build test test-gpu bench run fuzz install clean
 
 all: build
 
@@ -35,10 +39,11 @@ build: deps configure
 test: build
 	cd $(BUILD) && ctest -LE gpu --output-on-failure -j $(JOBS)
 
-# The GPU tests and GPU benchmarks, for the lent GPU machine (no apt there: no deps step).
+# The GPU tests and GPU benchmarks, for the lent GPU machine (no apt there: no deps step). Fails,
+# loudly, when the GPU tests skip for want of a GPU (tests/gpu/run_ctest.sh).
 test-gpu: configure
 	cmake --build $(BUILD) -j $(JOBS)
-	cd $(BUILD) && ctest -L gpu --output-on-failure
+	bash tests/gpu/run_ctest.sh $(BUILD)
 	bash tests/gpu/run_all.sh $(BUILD)/ckpt
 
 bench: build
@@ -48,8 +53,15 @@ bench: build
 run: build
 	bash tests/run_demo.sh $(BUILD)/ckpt
 
-fuzz:
+# The libFuzzer targets, built by CMake (clang, ASan + UBSan) in build-fuzz, each run for
+# FUZZ_SECONDS (default 300).
+fuzz: deps
 	bash tests/fuzz/run.sh
+
+# Installs bin/ckpt, the man page and the bash/zsh completions under PREFIX (default /usr/local),
+# staged under DESTDIR when set (packaging).
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 clean:
 	rm -rf $(BUILD)

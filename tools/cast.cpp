@@ -1,4 +1,4 @@
-// ckpt cast SRC DST --dtype bf16|f16|f32 [--keep PATTERN]... [--only PATTERN]...
+// ckpt cast SRC DST --dtype bf16|f16|f32|auto [--keep PATTERN]... [--only PATTERN]...
 //     [--max-shard-size 5GB] [--device cpu|cuda]
 #include "commands/cast.h"
 
@@ -36,26 +36,37 @@ void add_cast(CLI::App& app, std::function<int()>& action) {
   auto a = std::make_shared<Args>();
   cmd->add_option("SRC", a->src, "Source checkpoint (file or directory; safetensors or PyTorch .bin)")->required();
   cmd->add_option("DST", a->dst, "Output directory")->required();
-  cmd->add_option("--dtype", a->dtype, "Target dtype: bf16, f16 or f32")->required();
+  cmd->add_option("--dtype", a->dtype, "Target dtype: bf16, f16, f32, or auto (config.json's torch_dtype, as transformers)")->required();
   cmd->add_option("--keep", a->keep, "Leave matching tensors as they are ('*' matches any run; repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--only", a->only, "Cast only matching tensors ('*' matches any run; repeatable)")->allow_extra_args(false);
-  cmd->add_option("--max-shard-size", a->max_shard, "Largest shard, in tensor bytes (5GB = 5e9, 5GiB = 5*2^30)");
+  cmd->add_option("--max-shard-size", a->max_shard, kMaxShardSizeHelp);
   cmd->add_option("--device", a->device, "Where the conversion runs: cpu (default) or cuda");
   add_write_options(cmd, a->w);
   cmd->callback([&action, a] {
     action = [a] {
       CastOptions o;
-      auto dtype = dtype_from_user_name(a->dtype);
-      if (!dtype || (*dtype != DType::BF16 && *dtype != DType::F16 && *dtype != DType::F32))
-        fail(Errc::kInvalidArgument, "", "", "--dtype must be bf16, f16 or f32, not '" + a->dtype + "'");
-      o.dtype = *dtype;
       const uint64_t max = parse_max_shard_size(a->max_shard);
+      Checkpoint ck = open_checkpoint(a->src);
+      std::string name = a->dtype;
+      if (name == "auto") {
+        // As transformers' torch_dtype="auto": the dtype config.json names ("dtype" in
+        // transformers >= 4.56, "torch_dtype" before).
+        for (const char* key : {"dtype", "torch_dtype"})
+          if (ck.config && ck.config->is_object() && ck.config->contains(key) && (*ck.config)[key].is_string()) {
+            name = (*ck.config)[key].get<std::string>();
+            break;
+          }
+        if (name == "auto") fail(Errc::kInvalidArgument, ck.path, "", "--dtype auto: config.json names no dtype (torch_dtype)");
+      }
+      auto dtype = dtype_from_user_name(name);
+      if (!dtype || (*dtype != DType::BF16 && *dtype != DType::F16 && *dtype != DType::F32))
+        usage("--dtype must be bf16, f16, f32 or auto, not '" + name + "'" + (name != a->dtype ? " (config.json's)" : ""));
+      o.dtype = *dtype;
       o.max_shard_bytes = max;
       o.keep = a->keep;
       o.only = a->only;
       o.make_op = op_factory_for(a->device);
-      Checkpoint ck = open_checkpoint(a->src);
       Plan plan = plan_cast(ck, o);
       return run_plan(plan, a->dst, {a->src}, a->w);
     };

@@ -1,7 +1,5 @@
-// ckpt forward MODEL --ids 1,5,9|FILE [--logits OUT.safetensors] [--generate N] [--device cpu|cuda]
+// ckpt forward MODEL --ids 1,5,9|FILE | --text "..." [--logits OUT.safetensors] [--generate N] [--device cpu|cuda]
 // ckpt perplexity MODEL --ids FILE [--seq-len N] [--json]
-#include <sys/stat.h>
-
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -12,6 +10,7 @@
 #include "model/compare.h"
 #include "model/cpu_forward.h"
 #include "subcommands.h"
+#include "tokenizer/tokenizer.h"
 #if CKPT_HAVE_CUDA
 #include "gpu_info.h"
 #include "runtime/gpu_forward.h"
@@ -20,12 +19,6 @@
 namespace ckpt::cli {
 
 namespace {
-
-model::TokenIds ids_from_argument(const std::string& text) {
-  struct stat st {};
-  if (::stat(text.c_str(), &st) == 0 && S_ISREG(st.st_mode)) return model::read_token_ids(text);
-  return model::parse_id_list(text);
-}
 
 void require_cpu(const std::string& device) {
   if (wants_cuda_device(device))
@@ -81,19 +74,31 @@ void write_logits(const std::string& path, const model::TokenIds& ids, const std
 void add_forward(CLI::App& app, std::function<int()>& action) {
   auto* cmd = app.add_subcommand("forward", "Run the model on token ids: top-5 next tokens per position, greedy generation");
   struct Args {
-    std::string model, ids, logits, device = "cpu";
+    std::string model, ids, text, logits, device = "cpu";
     uint64_t generate = 0;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("MODEL", a->model, "Checkpoint directory (or a TP/PP output root)")->required();
-  cmd->add_option("--ids", a->ids, "Token ids: 1,5,9 or a .safetensors/.json/.npy file of [sequences, length]")->required();
+  auto* ids_opt = cmd->add_option("--ids", a->ids, "Token ids: 1,5,9 or a .safetensors/.json/.npy file of [sequences, length]");
+  auto* text_opt = cmd->add_option("--text,--prompt", a->text, "Text, tokenized by the model's tokenizer (with its BOS/EOS)");
+  ids_opt->excludes(text_opt);
   cmd->add_option("--logits", a->logits, "Write input_ids and float32 logits [sequences, length, vocab] here");
   cmd->add_option("--generate", a->generate, "Greedy tokens to generate after the ids (KV cache)");
   cmd->add_option("--device", a->device, "cpu (the float64 reference forward) or cuda (float32, dense models)");
   cmd->callback([&action, a] {
     action = [a] {
       const bool cuda = wants_cuda_device(a->device);
-      model::TokenIds ids = ids_from_argument(a->ids);
+      if (a->ids.empty() && a->text.empty()) fail(Errc::kInvalidArgument, "", "", "give --ids or --text");
+      model::TokenIds ids;
+      if (!a->text.empty()) {
+        std::vector<int32_t> t = tok::Tokenizer::load(a->model).encode(a->text, true);
+        if (t.empty()) fail(Errc::kInvalidArgument, "", "", "--text: the tokenizer gives no ids for this text");
+        ids.ids.assign(t.begin(), t.end());
+        ids.sequences = 1;
+        ids.length = t.size();
+      } else {
+        ids = model::read_token_ids_argument(a->ids);
+      }
       auto m = model::Model::open(a->model);
       const uint64_t V = m->config().vocab;
       std::printf("model: %s%s%s; %s\n", m->config().describe().c_str(), m->parallelism().empty() ? "" : ", ",

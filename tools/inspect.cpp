@@ -15,7 +15,9 @@ void add_inspect(CLI::App& app, std::function<int()>& action) {
   cmd->add_flag("--json", *json, "Print one JSON document on stdout");
   cmd->callback([&action, path, json] {
     action = [path, json] {
-      Checkpoint ck = open_checkpoint(*path);
+      OpenOptions oo;
+      oo.allow_expand = true;  // inspect writes nothing: it shows expanded views with their full size
+      Checkpoint ck = open_checkpoint(*path, oo);
       ojson r = inspect_report(ck);
       if (*json) std::cout << r.dump(2) << "\n";
       else std::cout << inspect_text(r);

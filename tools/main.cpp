@@ -1,45 +1,65 @@
-// ckpt: turns LLM checkpoints into deployment-ready ones. This file only dispatches.
+// ckpt: turns LLM checkpoints into deployment-ready ones. This file parses the command line with
+// the definition in app.cpp, runs the chosen subcommand and turns every failure into one line
+// "ckpt: error: ... [code]" and the README's exit code.
 #include <cstdio>
 #include <functional>
 
+#include "app.h"
 #include "common.h"
 #include "core/error.h"
 #include "plan/executor.h"
-#include "plan/manifest.h"
-#include "subcommands.h"
+
+namespace {
+
+using namespace ckpt::cli;
+
+int usage_error(const std::string& message) {
+  std::fprintf(stderr, "ckpt: error: %s [usage]\n", message.c_str());
+  return kExitUsage;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  using namespace ckpt::cli;
-  CLI::App app{"ckpt: offline LLM checkpoint conversion, quantization, sharding and validation"};
-  app.set_version_flag("--version", ckpt::kToolVersion);
-  app.require_subcommand(1);
+  CLI::App app;
   std::function<int()> action;
-  add_inspect(app, action);
-  add_rechunk(app, action);
-  add_shard(app, action);
-  add_merge(app, action);
-  add_validate(app, action);
-  add_convert(app, action);
-  add_quantize(app, action);
-  add_cast(app, action);
-  add_forward(app, action);
-  add_perplexity(app, action);
+  TopLevel top;
+  build_cli(app, action, top);
   set_command_line(argc, argv);
   try {
     app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    int code = app.exit(e);
-    return code == 0 ? kExitOk : kExitUsage;
+    return usage_error(describe_parse_error(app, e, argc, argv));
+  }
+  if (top.version) {
+    std::fputs(version_text().c_str(), stdout);
+    return kExitOk;
+  }
+  if (top.help && !top.help_topic.empty()) {
+    const CLI::App* sub = find_subcommand(app, top.help_topic);
+    if (!sub) return usage_error("help: no command '" + top.help_topic + "'" + suggestion(app, top.help_topic));
+    std::fputs(sub->help().c_str(), stdout);
+    return kExitOk;
+  }
+  if (!action) {  // `ckpt` alone, `ckpt help`
+    std::fputs(overview(app).c_str(), stdout);
+    return kExitOk;
   }
   ckpt::install_interrupt_handler();
   try {
     return action();
+  } catch (const UsageError& e) {
+    return usage_error(e.what());
   } catch (const ckpt::Error& e) {
     std::fprintf(stderr, "ckpt: error: %s\n", e.what());
     if (e.code() == ckpt::Errc::kInterrupted) return kExitInterrupted;
     return e.code() == ckpt::Errc::kInvalidArgument ? kExitUsage : kExitFailed;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "ckpt: error: %s\n", e.what());
+    std::fprintf(stderr, "ckpt: error: %s [internal]\n", e.what());
     return kExitFailed;
   }
 }

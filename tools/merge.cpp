@@ -18,7 +18,7 @@ void add_merge(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("SHARDED", a->src, "Output directory of ckpt shard (rank-r/ or stage-s/rank-r/ inside)")->required();
   cmd->add_option("OUT", a->dst, "Output directory")->required();
   cmd->add_option("--recipe", a->recipe, "Recipe JSON, when the shard used one outside the recipes directory");
-  cmd->add_option("--max-shard-size", a->max_shard, "Largest output safetensors file, in tensor bytes");
+  cmd->add_option("--max-shard-size", a->max_shard, kMaxShardSizeHelp);
   add_write_options(cmd, a->w);
   cmd->callback([&action, a] {
     action = [a] {

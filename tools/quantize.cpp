@@ -53,7 +53,7 @@ void add_quantize(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("DST", a->dst, "Output directory")->required();
   cmd->add_flag("--fp8", a->fp8, "FP8 E4M3FN weights with dequantization scales");
   cmd->add_option("--scheme", a->scheme, "Scale granularity: tensor (default), block or channel");
-  cmd->add_option("--block", a->block, "Block shape for --scheme block, rows x cols of the weight (default 128x128)");
+  auto* block = cmd->add_option("--block", a->block, "Block shape for --scheme block, rows x cols of the weight (default 128x128)");
   cmd->add_option("--format", a->format,
                   "native (quant_method fp8; default for tensor/block) or compressed-tensors (default for channel)");
   cmd->add_option("--ignore", a->ignore, "Leave matching modules unquantized ('*' matches any run; repeatable)")
@@ -61,19 +61,22 @@ void add_quantize(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--recipe", a->recipe, "Recipe JSON naming the Linear weights (default: by architecture)");
   cmd->add_option("--device", a->device, "Where the math runs: cpu (default) or cuda");
   add_write_options(cmd, a->w);
-  cmd->callback([&action, a] {
-    action = [a] {
-      if (!a->fp8) fail(Errc::kInvalidArgument, "", "", "choose a quantization: --fp8");
+  cmd->callback([&action, a, block] {
+    const bool block_given = block->count() > 0;
+    action = [a, block_given] {
+      if (!a->fp8) usage("choose a quantization: --fp8");
       QuantizeOptions o;
       auto scheme = fp8_scheme_from_name(a->scheme);
-      if (!scheme) fail(Errc::kInvalidArgument, "", "", "--scheme must be tensor, block or channel, not '" + a->scheme + "'");
+      if (!scheme) usage("--scheme must be tensor, block or channel, not '" + a->scheme + "'");
       o.scheme = *scheme;
+      if (block_given && o.scheme != Fp8Scheme::kBlock)
+        usage("--block " + a->block + " applies only to --scheme block (the scheme is " + a->scheme + ")");
       if (!parse_block(a->block, o.block_rows, o.block_cols))
-        fail(Errc::kInvalidArgument, "", "", "--block '" + a->block + "' is not ROWSxCOLS like 128x128");
+        usage("--block '" + a->block + "' is not ROWSxCOLS like 128x128");
       if (a->format == "native") o.format = QuantFormat::kNative;
       else if (a->format == "compressed-tensors") o.format = QuantFormat::kCompressedTensors;
       else if (!a->format.empty())
-        fail(Errc::kInvalidArgument, "", "", "--format must be native or compressed-tensors, not '" + a->format + "'");
+        usage("--format must be native or compressed-tensors, not '" + a->format + "'");
       o.ignore = a->ignore;
       o.recipe_path = a->recipe;
       o.engine = engine_for(a->device);

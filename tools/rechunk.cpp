@@ -17,7 +17,7 @@ void add_rechunk(CLI::App& app, std::function<int()>& action) {
   auto a = std::make_shared<Args>();
   cmd->add_option("SRC", a->src, "Source checkpoint (file or directory)")->required();
   cmd->add_option("DST", a->dst, "Output directory")->required();
-  cmd->add_option("--max-shard-size", a->max_shard, "Largest shard, in tensor bytes (5GB = 5e9, 5GiB = 5*2^30)");
+  cmd->add_option("--max-shard-size", a->max_shard, kMaxShardSizeHelp);
   add_write_options(cmd, a->w);
   cmd->callback([&action, a] {
     action = [a] {

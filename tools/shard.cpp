@@ -20,14 +20,14 @@ void add_shard(CLI::App& app, std::function<int()>& action) {
   auto a = std::make_shared<Args>();
   cmd->add_option("SRC", a->src, "Source checkpoint (file or directory)")->required();
   cmd->add_option("DST", a->dst, "Output directory")->required();
-  cmd->add_option("--tp", a->tp, "Tensor-parallel degree")->required()->check(CLI::PositiveNumber);
-  cmd->add_option("--pp", a->pp, "Pipeline stages (vLLM's default layer partition)")->check(CLI::PositiveNumber);
+  cmd->add_option("--tp", a->tp, "Tensor-parallel degree")->required()->check(int_range(1));
+  cmd->add_option("--pp", a->pp, "Pipeline stages (vLLM's default layer partition)")->check(int_range(1));
   cmd->add_flag("--ep", a->ep, "Expert parallel: whole MoE experts distributed over the tp ranks instead of split");
   cmd->add_option("--vocab-padding", a->vocab_padding,
                   "Pad the vocab of embeddings/lm_head to a multiple of this (zero rows; vLLM: 64, 1 = none)")
-      ->check(CLI::PositiveNumber);
+      ->check(int_range(1));
   cmd->add_option("--recipe", a->recipe, "Recipe JSON to use instead of the one config.json's architecture selects");
-  cmd->add_option("--max-shard-size", a->max_shard, "Largest safetensors file per rank, in tensor bytes");
+  cmd->add_option("--max-shard-size", a->max_shard, kMaxShardSizeHelp);
   add_write_options(cmd, a->w);
   cmd->callback([&action, a] {
     action = [a] {

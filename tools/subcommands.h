@@ -1,22 +1,31 @@
-// One function per subcommand; each lives in its own file and only parses options and calls lib/.
+// The subcommands, in the order `ckpt help` lists them. Each lives in tools/<name>.cpp, only parses
+// options and calls lib/, and defines add_<name>; adding one is one X(name) line here.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <functional>
 
+#define CKPT_SUBCOMMANDS(X) \
+  X(inspect)                \
+  X(convert)                \
+  X(rechunk)                \
+  X(cast)                   \
+  X(quantize)               \
+  X(shard)                  \
+  X(merge)                  \
+  X(validate)               \
+  X(forward)                \
+  X(perplexity)             \
+  X(tokenize)               \
+  X(gguf)                   \
+  X(finalize)
+
 namespace ckpt::cli {
 
 // Each adds its subcommand to `app`; when the subcommand is chosen its callback stores the work
 // to run in `action` (so errors are reported by main, in one place).
-void add_inspect(CLI::App& app, std::function<int()>& action);
-void add_rechunk(CLI::App& app, std::function<int()>& action);
-void add_shard(CLI::App& app, std::function<int()>& action);
-void add_merge(CLI::App& app, std::function<int()>& action);
-void add_validate(CLI::App& app, std::function<int()>& action);
-void add_convert(CLI::App& app, std::function<int()>& action);
-void add_quantize(CLI::App& app, std::function<int()>& action);
-void add_cast(CLI::App& app, std::function<int()>& action);
-void add_forward(CLI::App& app, std::function<int()>& action);
-void add_perplexity(CLI::App& app, std::function<int()>& action);
+#define CKPT_DECLARE_SUBCOMMAND(name) void add_##name(CLI::App& app, std::function<int()>& action);
+CKPT_SUBCOMMANDS(CKPT_DECLARE_SUBCOMMAND)
+#undef CKPT_DECLARE_SUBCOMMAND
 
 }  // namespace ckpt::cli

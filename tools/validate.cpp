@@ -1,4 +1,4 @@
-// ckpt validate DIR [--json REPORT] [--batch-sizes 1,2,4,8,16,32] [--gpus LIST] [--cpu-only]
+// ckpt validate DIR [--json] [--report FILE] [--batch-sizes 1,2,4,8,16,32] [--gpus LIST] [--cpu-only]
 //               [--against SRC [--ids FILE | --seq-len N --samples S] [--generate N] [--min-top1 X] [--max-kl Y]]
 #include <cstdio>
 #include <sstream>
@@ -31,11 +31,11 @@ std::vector<int> parse_int_list(const std::string& text, const char* option, int
       used = 0;
     }
     if (used != item.size() || item.empty() || v < min || v > max)
-      fail(Errc::kInvalidArgument, "", "", std::string(option) + " '" + text + "': each item must be an integer in [" +
+      usage(std::string(option) + " '" + text + "': each item must be an integer in [" +
                                                std::to_string(min) + ", " + std::to_string(max) + "]");
     out.push_back(v);
   }
-  if (out.empty()) fail(Errc::kInvalidArgument, "", "", std::string(option) + " is empty");
+  if (out.empty()) usage(std::string(option) + " is empty");
   return out;
 }
 
@@ -47,39 +47,38 @@ int gpu_count() {
 #endif
 }
 
-int finish(const validate::Report& report, const std::string& json_path, int code) {
-  std::fputs(report.table().c_str(), stdout);
-  for (const auto& f : report.failures()) std::fprintf(stderr, "ckpt: check failed: %s\n", f.line().c_str());
-  if (!json_path.empty()) {
-    std::string text = report.to_json().dump(2) + "\n";
-    if (json_path == "-") std::fputs(text.c_str(), stdout);
-    else {
-      std::remove(json_path.c_str());
-      write_text_file(json_path, text);
-    }
-  }
+// Where the human text goes: stdout, or stderr when --json keeps stdout for the JSON document.
+std::FILE* human(bool json) { return json ? stderr : stdout; }
+
+int finish(const validate::Report& report, bool json, const std::string& report_path, int code) {
+  std::fputs(report.table().c_str(), human(json));
+  for (const auto& f : report.failures())
+    std::fprintf(stderr, "ckpt: error: check failed: %s [%s]\n", f.line().c_str(), errc_name(Errc::kCheckFailed));
+  const std::string text = report.to_json().dump(2) + "\n";
+  if (json) std::fputs(text.c_str(), stdout);
+  if (!report_path.empty()) write_report_file(report_path, text);
   return code;
 }
 
-void print_comparison(const model::Comparison& c) {
-  std::printf("against: %s\n  thresholds (%s, defaults unless given): %s\n", c.summary().c_str(),
+void print_comparison(const model::Comparison& c, std::FILE* out) {
+  std::fprintf(out, "against: %s\n  thresholds (%s, defaults unless given): %s\n", c.summary().c_str(),
               model::transformation_name(c.transformation), c.thresholds.describe().c_str());
   for (const auto& l : c.layers) {
-    std::printf("  layer %-3llu hidden cosine %.6f, own-input cosine %.6f; Linear relative error:",
+    std::fprintf(out, "  layer %-3llu hidden cosine %.6f, own-input cosine %.6f; Linear relative error:",
                 static_cast<unsigned long long>(l.layer), l.hidden_cosine, l.isolated_cosine);
-    for (const auto& lin : l.linears) std::printf(" %s %.2e", lin.name.c_str(), lin.relative_error);
-    std::printf("\n");
+    for (const auto& lin : l.linears) std::fprintf(out, " %s %.2e", lin.name.c_str(), lin.relative_error);
+    std::fprintf(out, "\n");
   }
   for (size_t s = 0; s < c.src_generated.size(); ++s) {
     if (c.src_generated[s].empty()) continue;
-    std::printf("  greedy %zu: ", s);
+    std::fprintf(out, "  greedy %zu: ", s);
     for (size_t g = 0; g < c.src_generated[s].size(); ++g)
-      std::printf("%s%lld", g ? " " : "", static_cast<long long>(c.src_generated[s][g]));
-    if (c.first_divergence[s] < 0) std::printf(" (identical)\n");
+      std::fprintf(out, "%s%lld", g ? " " : "", static_cast<long long>(c.src_generated[s][g]));
+    if (c.first_divergence[s] < 0) std::fprintf(out, " (identical)\n");
     else {
-      std::printf(" | dst:");
-      for (int64_t x : c.dst_generated[s]) std::printf(" %lld", static_cast<long long>(x));
-      std::printf(" (first differs at %lld)\n", static_cast<long long>(c.first_divergence[s]));
+      std::fprintf(out, " | dst:");
+      for (int64_t x : c.dst_generated[s]) std::fprintf(out, " %lld", static_cast<long long>(x));
+      std::fprintf(out, " (first differs at %lld)\n", static_cast<long long>(c.first_divergence[s]));
     }
   }
 }
@@ -89,21 +88,22 @@ void print_comparison(const model::Comparison& c) {
 void add_validate(CLI::App& app, std::function<int()>& action) {
   auto* cmd = app.add_subcommand("validate", "Prove an output loads and runs: structure, checksums, GPU load, GEMM warm-up, CUDA graphs");
   struct Args {
-    std::string dir, json, batch_sizes = "1,2,4,8,16,32", gpus;
-    bool cpu_only = false;
+    std::string dir, report, batch_sizes = "1,2,4,8,16,32", gpus;
+    bool cpu_only = false, json = false;
     std::string against, ids;
     uint64_t seq_len = 32, samples = 4, generate = 8;
     std::optional<double> min_top1, max_kl;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("DIR", a->dir, "Checkpoint directory (or a TP output holding rank-r/ directories)")->required();
-  cmd->add_option("--json,--report", a->json, "Also write the report as JSON to this file ('-' for stdout)");
+  cmd->add_flag("--json", a->json, "Print the report as JSON on stdout (the table goes to stderr)");
+  cmd->add_option("--report", a->report, "Also write the report as JSON to this file (replaced if it is a file)");
   cmd->add_option("--against", a->against,
                   "Source checkpoint: run both on the same ids and compare logits, perplexity, generations and "
                   "every layer, naming the first layer and Linear that disagree");
   cmd->add_option("--ids", a->ids, "--against: token ids (.safetensors/.json/.npy) instead of seeded ones");
-  cmd->add_option("--seq-len", a->seq_len, "--against: seeded ids per sample (default 32)")->check(CLI::Range(2, 1 << 20));
-  cmd->add_option("--samples", a->samples, "--against: seeded sequences (default 4)")->check(CLI::Range(1, 1 << 16));
+  cmd->add_option("--seq-len", a->seq_len, "--against: seeded ids per sample (default 32)")->check(int_range(2, 1 << 20));
+  cmd->add_option("--samples", a->samples, "--against: seeded sequences (default 4)")->check(int_range(1, 1 << 16));
   cmd->add_option("--generate", a->generate, "--against: greedy tokens each model continues with (default 8)");
   cmd->add_option("--min-top1", a->min_top1, "--against: least top-1 agreement (default per transformation, printed)");
   cmd->add_option("--max-kl", a->max_kl, "--against: largest mean KL(src||dst) in nats (default per transformation)");
@@ -112,6 +112,7 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
   cmd->add_flag("--cpu-only", a->cpu_only, "Run only the checks that need no GPU; exit 0 when they pass");
   cmd->callback([&action, a] {
     action = [a] {
+      if (!a->report.empty()) check_report_path(a->report);
       std::vector<int> batches = parse_int_list(a->batch_sizes, "--batch-sizes", 1, 4096);
       std::vector<int> gpus = a->gpus.empty() ? std::vector<int>{0} : parse_int_list(a->gpus, "--gpus", 0, 1023);
       validate::Report report;
@@ -121,7 +122,7 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
       cpu.file_checksums = !gpu;  // with a GPU, the digests are computed there
       cpu.gemm_check = !gpu;
       validate::Prepared prepared = validate::run_cpu_phases(a->dir, report, cpu);
-      if (!report.ok()) return finish(report, a->json, kExitFailed);
+      if (!report.ok()) return finish(report, a->json, a->report, kExitFailed);
       if (!a->against.empty()) {
         validate::AgainstOptions ao;
         ao.source = a->against;
@@ -132,13 +133,13 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
         ao.compare.min_top1 = a->min_top1;
         ao.compare.max_mean_kl = a->max_kl;
         auto c = validate::run_against_phase(prepared, ao, report);
-        if (c) print_comparison(*c);
+        if (c) print_comparison(*c, human(a->json));
       }
-      if (!report.ok()) return finish(report, a->json, kExitFailed);
-      if (a->cpu_only) return finish(report, a->json, kExitOk);
+      if (!report.ok()) return finish(report, a->json, a->report, kExitFailed);
+      if (a->cpu_only) return finish(report, a->json, a->report, kExitOk);
       if (!gpu) {
         report.set("gpu", "none");
-        int code = finish(report, a->json, kExitNoGpu);
+        int code = finish(report, a->json, a->report, kExitNoGpu);
         std::fprintf(stderr,
                      "ckpt: no GPU: all CPU checks passed (structure, manifest checksums, CPU GEMM reference); "
                      "the GPU phases (load, integrity, allocate, warm-up, graphs) did not run\n");
@@ -147,7 +148,7 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
 #if CKPT_HAVE_CUDA
       for (int g : gpus)
         if (g >= gpu_count())
-          fail(Errc::kInvalidArgument, "", "", "--gpus: device " + std::to_string(g) + " does not exist (" +
+          usage("--gpus: device " + std::to_string(g) + " does not exist (" +
                                                    std::to_string(gpu_count()) + " GPUs)");
       if (prepared.expected.files.empty()) validate::expect_file_digests(prepared, report);
       ckpt::cuda::GpuValidateOptions options;
@@ -155,7 +156,7 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
       options.gpus = gpus;
       ckpt::cuda::run_gpu_phases(prepared, report, options);
 #endif
-      return finish(report, a->json, report.ok() ? kExitOk : kExitFailed);
+      return finish(report, a->json, a->report, report.ok() ? kExitOk : kExitFailed);
     };
   });
 }

@@ -52,6 +52,7 @@ struct OpenOptions {
   bool verify_crc = true;        // torch zip: check every record's CRC-32
   std::string state_dict_key;    // torch: take the tensor dict under this top-level key
   bool keep_aliases = false;     // torch: write exact aliases (tied weights) under every name
+  bool allow_expand = false;     // torch: accept views that repeat their storages far past their size
   // A directory holding both PyTorch and safetensors weights: read the PyTorch ones (convert).
   bool prefer_torch = false;
 };

@@ -5,6 +5,7 @@
 #include "commands/hf_layout.h"
 #include "commands/rechunk.h"
 #include "core/error.h"
+#include "core/name_pattern.h"
 #include "ops/cast.h"
 #include "ops/cast_op.h"
 #include "recipes/recipe.h"
@@ -13,16 +14,14 @@ namespace ckpt {
 
 namespace {
 
-bool matches_any(const std::vector<std::string>& patterns, const std::string& name) {
-  return std::any_of(patterns.begin(), patterns.end(), [&](const std::string& p) { return glob_match(p, name); });
-}
-
 // Every pattern must match some tensor: a typo in --keep must not silently cast what it meant to keep.
-void check_patterns_match(const Checkpoint& ck, const std::vector<std::string>& patterns, const char* option) {
+std::vector<NamePattern> patterns_matching(const Checkpoint& ck, const std::vector<std::string>& texts, const char* option) {
+  std::vector<NamePattern> patterns = parse_name_patterns(texts, option);
   for (const auto& p : patterns) {
-    bool hit = std::any_of(ck.tensors.begin(), ck.tensors.end(), [&](const TensorRef& t) { return glob_match(p, t.name); });
-    if (!hit) fail(Errc::kInvalidArgument, ck.path, "", std::string(option) + " '" + p + "' matches no tensor");
+    bool hit = std::any_of(ck.tensors.begin(), ck.tensors.end(), [&](const TensorRef& t) { return p.matches(t.name); });
+    if (!hit) fail(Errc::kInvalidArgument, ck.path, "", std::string(option) + " '" + p.text() + "' matches no tensor");
   }
+  return patterns;
 }
 
 bool keys_sorted(const ojson& o) {
@@ -73,8 +72,8 @@ std::string config_with_dtype(const ojson& config, const std::string& torch_name
 Plan plan_cast(const Checkpoint& ck, const CastOptions& o) {
   if (!ops::is_cast_target(o.dtype))
     fail(Errc::kInvalidArgument, "", "", "cast target must be bf16, f16 or f32, not " + std::string(dtype_name(o.dtype)));
-  check_patterns_match(ck, o.only, "--only");
-  check_patterns_match(ck, o.keep, "--keep");
+  const std::vector<NamePattern> only = patterns_matching(ck, o.only, "--only");
+  const std::vector<NamePattern> keep = patterns_matching(ck, o.keep, "--keep");
   const CastOpFactory make_op = o.make_op ? o.make_op : [](DType in, DType out) -> std::shared_ptr<const ElementOp> {
     return std::make_shared<ops::CastOp>(in, out);
   };
@@ -85,8 +84,8 @@ Plan plan_cast(const Checkpoint& ck, const CastOptions& o) {
   std::vector<OutputTensor> tensors;
   ojson cast = ojson::array(), kept = ojson::array();
   for (const auto& t : ck.tensors) {
-    const bool selected = ops::is_cast_source(t.dtype()) && (o.only.empty() || matches_any(o.only, t.name)) &&
-                          !matches_any(o.keep, t.name);
+    const bool selected = ops::is_cast_source(t.dtype()) && (only.empty() || matches_any(only, t.name)) &&
+                          !matches_any(keep, t.name);
     if (!selected || t.dtype() == o.dtype) {
       if (ops::is_cast_source(t.dtype()) && t.dtype() != o.dtype) kept.push_back(t.name);
       tensors.push_back({t.name, t.dtype(), t.shape(), copy_of(t)});

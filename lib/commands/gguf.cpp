@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -294,6 +295,7 @@ void add_vocab(GgufMetadata& md, const GgufVocab& v, uint64_t rows, const std::s
   id("tokenizer.ggml.padding_token_id", v.pad);
   if (v.add_bos) md.add_bool("tokenizer.ggml.add_bos_token", *v.add_bos);
   if (v.add_eos) md.add_bool("tokenizer.ggml.add_eos_token", *v.add_eos);
+  if (v.add_space_prefix) md.add_bool("tokenizer.ggml.add_space_prefix", *v.add_space_prefix);
   if (!v.chat_template.empty()) md.add_string("tokenizer.chat_template", v.chat_template);
 }
 
@@ -516,11 +518,39 @@ Plan plan_gguf(const Checkpoint& ck, const GgufVocab& vocab, const GgufOptions& 
   Plan plan;
   plan.command = "gguf";
   set_plan_sources(plan, ck);
-  OutputFile f;
-  f.name = o.file_name;
-  f.container = gguf_container(std::move(md), std::move(types));
-  f.tensors = std::move(tensors);
-  plan.files.push_back(std::move(f));
+  // Split into files (gguf-py gguf_writer.py add_tensor_info / add_shard_kv_data /
+  // format_shard_names, SHARD_NAME_FORMAT in constants.py).
+  std::vector<std::vector<OutputTensor>> shards(1);
+  uint64_t shard_bytes = 0;
+  const size_t tensor_total = tensors.size();
+  for (auto& t : tensors) {
+    const uint64_t nb = t.nbytes();
+    if (o.split_max_bytes && !shards.back().empty() && shard_bytes + nb > o.split_max_bytes) {
+      shards.emplace_back();
+      shard_bytes = 0;
+    }
+    shard_bytes += nb;
+    shards.back().push_back(std::move(t));
+  }
+  const size_t n = shards.size();
+  if (n > 65535) fail(Errc::kInvalidArgument, label, "", "--split-max-size gives more than 65535 files (split.count is a u16)");
+  std::string stem = o.file_name;
+  if (const size_t dot = stem.rfind('.'); dot != std::string::npos && dot > 0) stem.resize(dot);
+  for (size_t i = 0; i < n; ++i) {
+    GgufMetadata shard_md = i == 0 ? md : GgufMetadata();
+    if (n > 1) {
+      shard_md.add_u16("split.no", static_cast<uint16_t>(i));
+      shard_md.add_u16("split.count", static_cast<uint16_t>(n));
+      shard_md.add_i32("split.tensors.count", static_cast<int32_t>(tensor_total));
+    }
+    OutputFile f;
+    char suffix[64];
+    std::snprintf(suffix, sizeof suffix, "-%05zu-of-%05zu.gguf", i + 1, n);
+    f.name = n == 1 ? o.file_name : stem + suffix;
+    f.container = gguf_container(std::move(shard_md), types);
+    f.tensors = std::move(shards[i]);
+    plan.files.push_back(std::move(f));
+  }
   plan.notes["architecture"] = arch;
   plan.notes["file_type"] = file_type_of(type);
   ojson counts = ojson::object();

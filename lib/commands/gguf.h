@@ -35,13 +35,22 @@ struct GgufVocab {
   std::vector<std::string> merges;   // "gpt2" only: "left right" in rank order
   std::optional<uint32_t> bos, eos, unk, pad;
   std::optional<bool> add_bos, add_eos;
+  std::optional<bool> add_space_prefix;  // "llama" only; absent: llama.cpp's default (true)
   std::string chat_template;         // empty: none
+  // "gpt2": llama.cpp's pre-tokenizer hash of this tokenizer and the name its table gives it ("":
+  // unknown); recorded in the plan's notes.
+  std::string pre_hash, pre_hash_name;
 };
 
 struct GgufOptions {
   GgufType type = GgufType::kAuto;
   std::string file_name = "model.gguf";  // the output file's name
   std::string model_name;                // general.name (default: the source directory's name)
+  // --split-max-size: the most tensor bytes per file (0: one file). As convert_hf_to_gguf.py
+  // (gguf-py GGUFWriter): a new file starts when the next tensor would exceed it; more than one
+  // file are named "<file_name without .gguf>-00001-of-0000N.gguf" (llama.cpp's llama_split_path)
+  // and carry split.no / split.count / split.tensors.count, the metadata only in the first.
+  uint64_t split_max_bytes = 0;
 };
 
 // Fails with kUnsupported for an architecture or tensor outside the list above, kInvalidArgument

@@ -8,6 +8,7 @@
 #include "commands/hf_layout.h"
 #include "commands/rechunk.h"
 #include "core/error.h"
+#include "core/name_pattern.h"
 #include "core/sizes.h"
 #include "recipes/recipe.h"
 
@@ -124,16 +125,18 @@ struct Decision {
 
 std::vector<Decision> decide(const Checkpoint& ck, const Recipe& recipe, const QuantizeOptions& o) {
   std::vector<Decision> ds;
+  const std::vector<NamePattern> ignore = parse_name_patterns(o.ignore, "--ignore");
+  std::vector<bool> ignore_hit(ignore.size(), false);
   for (const auto& t : ck.tensors) {
     Decision d;
     d.tensor = &t;
     d.module = module_of(t.name);
+    bool ignored = false;
+    for (size_t i = 0; i < ignore.size(); ++i)
+      if ((!d.module.empty() && ignore[i].matches(d.module)) || ignore[i].matches(t.name)) ignored = ignore_hit[i] = true;
     const RecipeRule* rule = recipe.match(t.name);
     const bool two_d = t.shape().size() == 2;
     if (rule && rule->quantize && !d.module.empty()) {
-      bool ignored = std::any_of(o.ignore.begin(), o.ignore.end(), [&](const std::string& p) {
-        return glob_match(p, d.module) || glob_match(p, t.name);
-      });
       if (ignored) d.reason = "--ignore";
       else if (!two_d) d.reason = "not a 2-D weight";
       else if (!ops::fp8_input_dtype_ok(t.dtype())) d.reason = "dtype " + std::string(dtype_name(t.dtype()));
@@ -144,6 +147,10 @@ std::vector<Decision> decide(const Checkpoint& ck, const Recipe& recipe, const Q
     d.list = !d.quantize && !d.module.empty() && ((rule && rule->linear) || (!rule && two_d));
     ds.push_back(std::move(d));
   }
+  // A pattern that matches nothing is a typo that would quantize what it meant to keep.
+  for (size_t i = 0; i < ignore.size(); ++i)
+    if (!ignore_hit[i])
+      fail(Errc::kInvalidArgument, ck.path, "", "--ignore '" + ignore[i].text() + "' matches no module or tensor");
   // Fused engine modules (q/k/v, gate/up) must be all quantized or all not.
   std::map<std::string, std::string> blocked;  // group key -> first member left unquantized
   for (const auto& d : ds)

@@ -72,12 +72,25 @@ std::string first_refusal(const std::vector<Item>& items, const ModelDims& dims,
       *tensor = it.tensor->name;
       return "--ep " + std::to_string(tp) + " ranks but the layer has only " + std::to_string(it.experts) + " experts";
     }
+    // A block-FP8 weight: every rank's slice must be whole blocks, as vLLM's block-FP8 loader
+    // requires of each output partition (block_n) and of a row-parallel input partition (block_k)
+    // (vllm/model_executor/layers/quantization/utils/fp8_utils.py, validate_fp8_block_shape).
+    const bool block_weight = dims.fp8_block && it.tensor->dtype() == DType::F8_E4M3 && layout.kind == TensorLayout::Kind::kAxis;
+    const uint64_t block = layout.dim == 0 ? dims.block_n : dims.block_k;
     for (uint64_t r = 0; r < tp; r = (all_ranks || r + 1 == tp || tp == 1) ? r + 1 : tp - 1) {
       RankSlice s = rank_slice(layout, it.tensor->shape(), tp, r, o.vocab_multiple, it.experts);
       if (!s.refusal.empty()) {
         *tensor = it.tensor->name;
         return s.refusal;
       }
+      if (block_weight)
+        for (const auto& range : s.ranges)
+          if (range.begin % block != 0 || range.length % block != 0) {
+            *tensor = it.tensor->name;
+            return "block-FP8: rank " + std::to_string(r) + "'s slice of " + std::to_string(range.length) +
+                   (layout.dim == 0 ? " rows" : " columns") + " is not a multiple of the " + std::to_string(dims.block_n) +
+                   "x" + std::to_string(dims.block_k) + " block (vLLM's block-FP8 loader needs whole blocks per rank)";
+          }
     }
   }
   return "";
@@ -145,6 +158,10 @@ Plan plan_shard(const Checkpoint& ck, const Recipe& recipe, const ShardOptions& 
     if (it.rule->expert && parse_expert(t.name, &prefix, &id)) it.experts = expert_counts.at(prefix);
     items.push_back(it);
   }
+
+  if (o.ep && expert_counts.empty())
+    fail(Errc::kInvalidArgument, ck.path, "",
+         "--ep distributes MoE experts, and recipe " + recipe.name() + " finds no expert tensors in this model (dense)");
 
   std::string bad_tensor;
   if (std::string why = first_refusal(items, dims, o, o.tp, true, &bad_tensor); !why.empty()) {

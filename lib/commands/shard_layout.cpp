@@ -69,7 +69,21 @@ ModelDims ModelDims::from_config(const ojson& config, const std::string& file) {
                                                (*b)[0].is_number_unsigned() && (*b)[1].is_number_unsigned()) {
       d.block_n = (*b)[0].get<uint64_t>();
       d.block_k = (*b)[1].get<uint64_t>();
+      d.fp8_block = true;
     }
+    // compressed-tensors: config_groups.<g>.weights {"strategy": "block", "block_structure": [n, k]}.
+    if (auto g = q->find("config_groups"); g != q->end() && g->is_object())
+      for (const auto& [name, group] : g->items()) {
+        if (!group.is_object() || !group.contains("weights") || !group["weights"].is_object()) continue;
+        const ojson& w = group["weights"];
+        auto bs = w.find("block_structure");
+        if (w.value("strategy", "") != "block" || bs == w.end() || !bs->is_array() || bs->size() != 2 ||
+            !(*bs)[0].is_number_unsigned() || !(*bs)[1].is_number_unsigned())
+          continue;
+        d.block_n = (*bs)[0].get<uint64_t>();
+        d.block_k = (*bs)[1].get<uint64_t>();
+        d.fp8_block = true;
+      }
     if (auto g = q->find("group_size"); g != q->end() && g->is_number_integer()) {
       if (g->get<int64_t>() > 0) d.gptq_group = g->get<uint64_t>();
       d.gptq_channelwise = g->get<int64_t>() == -1;

@@ -20,6 +20,7 @@ struct ModelDims {
   uint64_t heads = 0, kv_heads = 0, layers = 0;
   // quantization_config: FP8 block size, GPTQ pack factor, group size and act-order.
   uint64_t block_n = 128, block_k = 128;
+  bool fp8_block = false;  // block-FP8 weights (weight_block_size, or compressed-tensors strategy "block")
   uint64_t gptq_pack = 8, gptq_group = 128;
   bool gptq_desc_act = false;
   bool gptq_channelwise = false;  // group_size -1: one scale row for the whole input

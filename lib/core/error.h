@@ -3,8 +3,11 @@
 // apart without matching message text.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace ckpt {
 
@@ -37,6 +40,7 @@ enum class Errc {
   kPickleRefused,
   kPickleInvalid,
   kTorchInvalid,
+  kExpandedView,  // views that repeat storage elements far past the storages' size
   // Writing.
   kBadTensorName,
   kDestinationExists,
@@ -46,7 +50,27 @@ enum class Errc {
   kIo,
   kInterrupted,
   kCheckFailed,
+  // Tokenizer files (lib/tokenizer).
+  kTokenizerInvalid,
+  kTokenizerUnsupported,
 };
+
+// Untrusted text (tensor, global, record and key names, JSON values: anything a file controls) made
+// safe for one terminal line: C0 controls (NUL, ESC, CR, LF, ...), DEL, C1 controls, bidirectional
+// and line-separator characters, and bytes that are not UTF-8 become visible escapes (\x1b,
+// \u{202e}); text longer than `max_bytes` is cut at a character boundary with the count of bytes
+// left out. Every error line goes through it (error_line), so a file can neither forge a line
+// on the terminal nor cut the [code] off with a NUL nor print 20 MB.
+std::string printable(std::string_view text, size_t max_bytes);
+// A file-controlled string quoted inside a rule: 'text', cut shorter than a whole line's budget.
+inline constexpr size_t kQuotedBytes = 160;
+std::string quote(std::string_view text, size_t max_bytes = kQuotedBytes);
+// The one error line, "FILE: tensor 'NAME': RULE", every part through printable(): Error::what()
+// (with " [code]" after it) and validate's failure lines.
+std::string error_line(std::string_view file, std::string_view tensor, std::string_view rule);
+// One UTF-8 character at the start of `s`: its length (1-4), with its code point in *cp, or 0 when
+// it is not well-formed UTF-8 (overlong, surrogate, above U+10FFFF, truncated).
+size_t utf8_char(std::string_view s, uint32_t* cp);
 
 // The symbolic name of a code ("invalid_offset"), printed in brackets so scripts can match it.
 const char* errc_name(Errc code);

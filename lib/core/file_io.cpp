@@ -12,11 +12,33 @@
 
 namespace ckpt {
 
+namespace {
+
+const char* file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "not a regular file";
+}
+
+}  // namespace
+
 File File::open_read(const std::string& path) {
   File f;
   f.path_ = path;
-  f.fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading waits for a writer, forever if none comes; with it the
+  // open returns at once, and anything that is not a regular file (a symlink is followed) is
+  // refused before a byte is read. Regular files ignore the flag; it is cleared all the same.
+  f.fd_ = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (f.fd_ < 0) fail_errno(path, "cannot open");
+  struct stat st;
+  if (::fstat(f.fd_, &st) != 0) fail_errno(path, "cannot stat");
+  if (!S_ISREG(st.st_mode))
+    fail(Errc::kIo, path, "", std::string("is ") + file_kind(st.st_mode) + ", not a regular file; refusing to read it");
+  const int flags = ::fcntl(f.fd_, F_GETFL);
+  if (flags < 0 || ::fcntl(f.fd_, F_SETFL, flags & ~O_NONBLOCK) != 0) fail_errno(path, "cannot clear O_NONBLOCK");
   return f;
 }
 

@@ -11,6 +11,8 @@ namespace ckpt {
 class File {
  public:
   File() = default;
+  // Opens a regular file (or a symlink to one) for reading; FIFOs, devices, sockets and
+  // directories are refused without blocking.
   static File open_read(const std::string& path);
   // Creates (O_EXCL) a new file for writing.
   static File create(const std::string& path);

@@ -16,7 +16,10 @@ std::optional<uint64_t> parse_byte_size(std::string_view text) {
   for (char c : text.substr(i))
     if (c != ' ') unit += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   long double mult;
-  if (unit.empty() || unit == "b") mult = 1;
+  // A bare K/M/G/T is decimal, as llama.cpp's gguf-split reads --split-max-size "4G" (1000^3;
+  // examples/gguf-split/gguf-split.cpp, split_str_to_n_bytes).
+  if (unit.size() <= 1 && unit != "b") unit += 'b';
+  if (unit == "b") mult = 1;
   else if (unit == "kb") mult = 1e3L;
   else if (unit == "mb") mult = 1e6L;
   else if (unit == "gb") mult = 1e9L;

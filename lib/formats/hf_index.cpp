@@ -38,7 +38,7 @@ HfIndex read_hf_index(const std::string& path) {
     std::string file = it->get<std::string>();
     if (file.empty() || file.find('/') != std::string::npos || file.find('\\') != std::string::npos ||
         file == "." || file == "..")
-      fail(Errc::kIndexInvalid, path, it.key(), "shard name '" + file + "' is not a plain file name in the index's directory");
+      fail(Errc::kIndexInvalid, path, it.key(), "shard name " + quote(file) + " is not a plain file name in the index's directory");
     index.weight_map.emplace_back(it.key(), file);
   }
   if (index.weight_map.empty()) fail(Errc::kIndexInvalid, path, "", "weight_map is empty");
@@ -49,13 +49,16 @@ void check_index_matches(const HfIndex& index, const std::string& index_path, co
   std::map<std::string, std::string> actual;  // name -> shard file name
   for (const auto& t : ck.tensors)
     actual[t.name] = std::filesystem::path(ck.files[t.view.file].path).filename().string();
-  for (const auto& [name, _] : ck.aliases) actual.erase(name);
+  std::set<std::string> aliases;
+  for (const auto& [name, _] : ck.aliases) {
+    actual.erase(name);
+    aliases.insert(name);
+  }
   std::set<std::string> listed;
   for (const auto& [name, file] : index.weight_map) {
     listed.insert(name);
     auto it = actual.find(name);
-    bool alias = std::any_of(ck.aliases.begin(), ck.aliases.end(), [&](const auto& a) { return a.first == name; });
-    if (alias) continue;
+    if (aliases.count(name)) continue;
     if (it == actual.end())
       fail(Errc::kIndexMismatch, index_path, name, "listed in the index for " + file + " but no shard holds it");
     if (it->second != file)

@@ -21,20 +21,20 @@ SafetensorsTensor parse_entry(const std::string& file, const std::string& name, 
   SafetensorsTensor t;
   t.name = name;
   const ojson& dt = field("dtype");
-  if (!dt.is_string()) fail(Errc::kBadFieldType, file, name, "`dtype` must be a string, got " + dt.dump());
+  if (!dt.is_string()) fail(Errc::kBadFieldType, file, name, "`dtype` must be a string, got " + json_excerpt(dt));
   auto parsed = dtype_from_name(dt.get<std::string>());
-  if (!parsed) fail(Errc::kUnknownDtype, file, name, "unknown dtype " + dt.dump());
+  if (!parsed) fail(Errc::kUnknownDtype, file, name, "unknown dtype " + json_excerpt(dt));
   t.dtype = *parsed;
   const ojson& shape = field("shape");
-  if (!shape.is_array()) fail(Errc::kBadFieldType, file, name, "`shape` must be an array, got " + shape.dump());
+  if (!shape.is_array()) fail(Errc::kBadFieldType, file, name, "`shape` must be an array, got " + json_excerpt(shape));
   for (const auto& d : shape) {
     if (!d.is_number_unsigned())
-      fail(Errc::kBadFieldType, file, name, "shape dimension must be a non-negative integer, got " + d.dump());
+      fail(Errc::kBadFieldType, file, name, "shape dimension must be a non-negative integer, got " + json_excerpt(d));
     t.shape.push_back(d.get<uint64_t>());
   }
   const ojson& offs = field("data_offsets");
   if (!offs.is_array() || offs.size() != 2 || !offs[0].is_number_unsigned() || !offs[1].is_number_unsigned())
-    fail(Errc::kBadFieldType, file, name, "`data_offsets` must be two non-negative integers, got " + offs.dump());
+    fail(Errc::kBadFieldType, file, name, "`data_offsets` must be two non-negative integers, got " + json_excerpt(offs));
   t.begin = offs[0].get<uint64_t>();
   t.end = offs[1].get<uint64_t>();
   return t;
@@ -63,7 +63,7 @@ SafetensorsHeader parse_safetensors_header(const std::string& file, std::string_
       for (auto m = it->begin(); m != it->end(); ++m) {
         if (!m->is_string())
           fail(Errc::kMetadataNotStringMap, file, "",
-               "__metadata__ value of '" + m.key() + "' must be a string, got " + m->dump());
+               "__metadata__ value of " + quote(m.key()) + " must be a string, got " + json_excerpt(*m));
         md.emplace_back(m.key(), m->get<std::string>());
       }
       h.metadata = std::move(md);

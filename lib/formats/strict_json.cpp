@@ -1,14 +1,19 @@
 #include "formats/strict_json.h"
 
-#include <set>
+#include <unordered_set>
 #include <vector>
+
+#include "core/error.h"
 
 namespace ckpt {
 
 namespace {
 
 // Builds an ordered_json DOM through nlohmann's SAX interface so that every object's keys can be
-// checked for repeats as they arrive.
+// checked for repeats as they arrive and nesting is bounded. The work per value is constant:
+// repeats are found by hashing, and members are appended to the object's underlying vector
+// (ordered_map's own operator[] searches the members linearly, which made a header of 100k tensors
+// quadratic).
 class DuplicateCheckingBuilder : public nlohmann::json_sax<ojson> {
  public:
   explicit DuplicateCheckingBuilder(StrictJsonResult& r) : result_(r) {}
@@ -21,6 +26,7 @@ class DuplicateCheckingBuilder : public nlohmann::json_sax<ojson> {
   bool string(string_t& v) override { return put(v); }
   bool binary(binary_t&) override { return false; }
   bool start_object(std::size_t) override {
+    if (!enter()) return false;
     ojson* o = place(ojson::object());
     stack_.push_back({o, {}, {}});
     return true;
@@ -40,6 +46,7 @@ class DuplicateCheckingBuilder : public nlohmann::json_sax<ojson> {
     return true;
   }
   bool start_array(std::size_t) override {
+    if (!enter()) return false;
     ojson* a = place(ojson::array());
     stack_.push_back({a, {}, {}});
     return true;
@@ -56,9 +63,19 @@ class DuplicateCheckingBuilder : public nlohmann::json_sax<ojson> {
  private:
   struct Frame {
     ojson* node;
-    std::set<std::string> keys;
+    std::unordered_set<std::string> keys;
     std::string pending_key;
   };
+
+  // Deep nesting is refused before it is built: copying, printing or destroying a DOM recurses
+  // once per level, and a 200 KB header of 100,000 brackets overflowed the stack.
+  bool enter() {
+    if (stack_.size() + 1 < kMaxJsonDepth) return true;
+    result_.too_deep = true;
+    result_.error = "JSON nesting is deeper than " + std::to_string(kMaxJsonDepth - 1) +
+                    " levels (serde_json, the safetensors crate's parser, stops at " + std::to_string(kMaxJsonDepth) + ")";
+    return false;
+  }
 
   template <class T>
   bool put(T&& v) {
@@ -72,8 +89,10 @@ class DuplicateCheckingBuilder : public nlohmann::json_sax<ojson> {
     }
     Frame& f = stack_.back();
     if (f.node->is_object()) {
-      (*f.node)[f.pending_key] = std::move(v);
-      return &(*f.node)[f.pending_key];
+      // The key is new (checked in key()), so it is appended without ordered_map's linear search.
+      auto& members = static_cast<ojson::object_t::Container&>(f.node->get_ref<ojson::object_t&>());
+      members.emplace_back(std::move(f.pending_key), std::move(v));
+      return &members.back().second;
     }
     f.node->push_back(std::move(v));
     return &f.node->back();
@@ -85,30 +104,14 @@ class DuplicateCheckingBuilder : public nlohmann::json_sax<ojson> {
 
 }  // namespace
 
+std::string json_excerpt(const ojson& value) {
+  return printable(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), kQuotedBytes);
+}
+
 bool is_valid_utf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  size_t n = s.size(), i = 0;
-  while (i < n) {
-    unsigned char c = p[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len;
-    uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
-    else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
-    else return false;
-    if (i + len > n) return false;
-    for (size_t k = 1; k < len; ++k) {
-      if ((p[i + k] & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (p[i + k] & 0x3F);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))) return false;
-    if (cp >= 0xD800 && cp <= 0xDFFF) return false;
-    i += len;
-  }
+  uint32_t cp;
+  for (size_t i = 0, len; i < s.size(); i += len)
+    if ((len = utf8_char(s.substr(i), &cp)) == 0) return false;
   return true;
 }
 
@@ -128,7 +131,7 @@ StrictJsonResult parse_strict_json(std::string_view text) {
   DuplicateCheckingBuilder builder(r);
   bool ok = ojson::sax_parse(text.begin(), text.end(), &builder, nlohmann::json::input_format_t::json,
                              /*strict=*/true, /*ignore_comments=*/false);
-  r.ok = ok && !r.duplicate_key && r.error.empty();
+  r.ok = ok && !r.duplicate_key && !r.too_deep && r.error.empty();
   if (!r.ok && r.error.empty() && r.duplicate_key) r.error = "duplicate key '" + r.duplicate + "'";
   return r;
 }

@@ -43,6 +43,7 @@ void add_torch_file(Checkpoint& ck, const std::string& path, const OpenOptions& 
     fail(Errc::kTorchInvalid, path, "", "not a PyTorch file (neither a torch zip archive nor a legacy torch stream)");
   }
   AliasChoice choice = choose_aliases(std::move(tensors), tie_word_embeddings(ck), options.keep_aliases);
+  check_expansion(path, choice.kept, options.allow_expand);
   ck.files.push_back({path, format, f.size(), std::nullopt});
   for (auto& t : choice.kept) ck.tensors.push_back({std::move(t.name), std::move(t.view)});
   for (auto& d : choice.dropped) ck.aliases.push_back(std::move(d));

@@ -44,26 +44,26 @@ std::vector<TorchTensor> read_torch_legacy(const File& f, const std::string& key
   for (const pickle::Object* k : keys->items) {
     if (k->kind != pickle::Kind::kStr) fail(Errc::kTorchInvalid, path, "", "legacy storage key is not a string");
     auto it = arena.storages.find(k->text);
-    if (it == arena.storages.end()) fail(Errc::kTorchInvalid, path, "", "storage '" + k->text + "' is listed but never used");
+    if (it == arena.storages.end()) fail(Errc::kTorchInvalid, path, "", "storage " + quote(k->text) + " is listed but never used");
     const pickle::StorageRef& s = it->second->storage;
-    if (size - pos < 8) fail(Errc::kTorchInvalid, path, "", "file ends before storage '" + k->text + "' (truncated?)");
+    if (size - pos < 8) fail(Errc::kTorchInvalid, path, "", "file ends before storage " + quote(k->text) + " (truncated?)");
     uint64_t numel = 0;
     for (int i = 0; i < 8; ++i) numel |= static_cast<uint64_t>(map.data()[pos + i]) << (8 * i);
     pos += 8;
     if (numel != s.numel)
-      fail(Errc::kTorchInvalid, path, "", "storage '" + k->text + "' holds " + std::to_string(numel) + " elements, the pickle declares " +
+      fail(Errc::kTorchInvalid, path, "", "storage " + quote(k->text) + " holds " + std::to_string(numel) + " elements, the pickle declares " +
                                               std::to_string(s.numel));
     const auto nbytes_or = checked_nbytes(s.dtype, s.numel);
-    if (!nbytes_or || size - pos < *nbytes_or) fail(Errc::kTorchInvalid, path, "", "file ends inside storage '" + k->text + "' (truncated?)");
+    if (!nbytes_or || size - pos < *nbytes_or) fail(Errc::kTorchInvalid, path, "", "file ends inside storage " + quote(k->text) + " (truncated?)");
     const uint64_t nbytes = *nbytes_or;
     if (!where.emplace(k->text, StorageLocation{pos, nbytes}).second)
-      fail(Errc::kTorchInvalid, path, "", "storage '" + k->text + "' is listed twice");
+      fail(Errc::kTorchInvalid, path, "", "storage " + quote(k->text) + " is listed twice");
     pos += nbytes;
   }
   if (pos != size) fail(Errc::kTorchInvalid, path, "", std::to_string(size - pos) + " unexpected bytes after the last storage");
   auto resolve = [&](const pickle::StorageRef& s) {
     auto it = where.find(s.key);
-    if (it == where.end()) fail(Errc::kTorchInvalid, path, "", "storage '" + s.key + "' has no data in the file");
+    if (it == where.end()) fail(Errc::kTorchInvalid, path, "", "storage " + quote(s.key) + " has no data in the file");
     return it->second;
   };
   return read_state_dict(root, path, key, file_index, resolve);

@@ -1,6 +1,9 @@
 #include "formats/torch_state_dict.h"
 
+#include <map>
+
 #include "core/error.h"
+#include "core/sizes.h"
 
 namespace ckpt {
 
@@ -63,13 +66,14 @@ void check_entries(const Object* root, const Object* dict, const std::string& fi
 }
 
 SourceView to_view(const std::string& name, const pickle::TensorView& t, const std::string& file, int file_index,
-                   const StorageResolver& resolve) {
+                   const StorageResolver& resolve, uint64_t* storage_bytes) {
   const pickle::StorageRef& s = t.storage->storage;
   const unsigned bits = dtype_bits(t.dtype), storage_bits = dtype_bits(s.dtype);
   if (bits % 8 || storage_bits % 8)
     fail(Errc::kUnsupported, file, name, "dtype " + std::string(dtype_name(t.dtype)) + " packs several values per byte; not supported");
   const uint64_t es = bits / 8, storage_es = storage_bits / 8;
   StorageLocation loc = resolve(s);
+  *storage_bytes = loc.nbytes;
   // The bytes this tensor may use: the storage, or its legacy sub-view.
   uint64_t base = loc.offset, span = loc.nbytes;
   if (s.view_numel) {
@@ -90,7 +94,7 @@ SourceView to_view(const std::string& name, const pickle::TensorView& t, const s
            "view (offset " + std::to_string(t.offset) + ", shape " + shape_to_string(t.shape) + ") reaches outside its storage '" +
                s.key + "' of " + std::to_string(span) + " bytes");
   } else if (static_cast<unsigned __int128>(t.offset) * es > span) {
-    fail(Errc::kTorchInvalid, file, name, "storage offset lies outside its storage '" + s.key + "'");
+    fail(Errc::kTorchInvalid, file, name, "storage offset lies outside its storage " + quote(s.key));
   }
   SourceView v;
   v.file = file_index;
@@ -109,9 +113,36 @@ std::vector<TorchTensor> read_state_dict(const pickle::Object* root, const std::
   const Object* dict = find_tensor_dict(root, file, key);
   check_entries(root, dict, file, key);
   std::vector<TorchTensor> out;
-  for (const auto& [k, v] : dict->entries)
-    out.push_back({k->text, v->tensor.storage->storage.key, to_view(k->text, v->tensor, file, file_index, resolve)});
+  for (const auto& [k, v] : dict->entries) {
+    TorchTensor t{k->text, v->tensor.storage->storage.key, {}, 0};
+    t.view = to_view(k->text, v->tensor, file, file_index, resolve, &t.storage_bytes);
+    out.push_back(std::move(t));
+  }
   return out;
+}
+
+void check_expansion(const std::string& file, const std::vector<TorchTensor>& tensors, bool allow) {
+  if (allow || tensors.empty()) return;
+  std::map<std::string, uint64_t> storages;
+  unsigned __int128 out = 0;
+  const TorchTensor* worst = &tensors[0];
+  auto growth = [](const TorchTensor& t) { return static_cast<__int128>(t.view.nbytes()) - t.storage_bytes; };
+  for (const auto& t : tensors) {
+    storages.emplace(t.storage_key, t.storage_bytes);
+    out += t.view.nbytes();
+    if (growth(t) > growth(*worst)) worst = &t;
+  }
+  unsigned __int128 in = 0;
+  for (const auto& [key, bytes] : storages) in += bytes;
+  if (out <= kMaxExpansion * in || out - in <= kExpansionSlack) return;
+  std::string strides;
+  for (int64_t st : worst->view.effective_strides()) strides += (strides.empty() ? "" : ", ") + std::to_string(st);
+  auto size = [](unsigned __int128 v) { return format_bytes(v > UINT64_MAX ? UINT64_MAX : static_cast<uint64_t>(v)); };
+  fail(Errc::kExpandedView, file, worst->name,
+       "view of " + shape_to_string(worst->view.shape) + " with strides (" + strides + ") makes " +
+           size(worst->view.nbytes()) + " from its " + size(worst->storage_bytes) + " storage " + quote(worst->storage_key) +
+           "; the file's tensors come to " + size(out) + " from " + size(in) + " of storages (repeated elements, as " +
+           "expand() makes); --allow-expand writes them anyway");
 }
 
 }  // namespace ckpt

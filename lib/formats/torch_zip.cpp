@@ -51,7 +51,7 @@ std::vector<TorchTensor> read_torch_zip(const File& f, const std::string& key, b
   // Every record sits under one folder, named after the first record (never assume "archive/").
   const std::string& first = zip.records[0].name;
   const size_t slash = first.find('/');
-  if (slash == std::string::npos) fail(Errc::kTorchInvalid, path, "", "first zip record '" + first + "' is not inside a folder; not a torch file");
+  if (slash == std::string::npos) fail(Errc::kTorchInvalid, path, "", "first zip record " + quote(first) + " is not inside a folder; not a torch file");
   const std::string prefix = first.substr(0, slash + 1);
   if (zip.find(prefix + "constants.pkl"))
     fail(Errc::kZipUnsupported, path, "", "this is a TorchScript archive (torch.jit.save), not a state dict");
@@ -75,14 +75,14 @@ std::vector<TorchTensor> read_torch_zip(const File& f, const std::string& key, b
   pickle::Source ps{reinterpret_cast<const uint8_t*>(pickle_bytes.data()), pickle_bytes.size(), path, prefix + "data.pkl"};
   const pickle::Object* root = pickle::unpickle(ps, 0, arena);
   auto resolve = [&](const pickle::StorageRef& s) {
-    if (s.view_numel) fail(Errc::kTorchInvalid, path, "", "storage '" + s.key + "' has legacy view metadata inside a zip file");
+    if (s.view_numel) fail(Errc::kTorchInvalid, path, "", "storage " + quote(s.key) + " has legacy view metadata inside a zip file");
     const std::string name = prefix + "data/" + s.key;
     const ZipRecord* r = zip.find(name);
-    if (!r) fail(Errc::kTorchInvalid, path, "", "record '" + name + "' for storage '" + s.key + "' is missing");
+    if (!r) fail(Errc::kTorchInvalid, path, "", "record " + quote(name) + " for storage " + quote(s.key) + " is missing");
     const auto expect = checked_nbytes(s.dtype, s.numel);
     if (!expect || r->size != *expect)
       fail(Errc::kTorchInvalid, path, "",
-           "record '" + name + "' holds " + std::to_string(r->size) + " bytes, its storage declares " + std::to_string(s.numel) +
+           "record " + quote(name) + " holds " + std::to_string(r->size) + " bytes, its storage declares " + std::to_string(s.numel) +
                " elements of " + std::string(dtype_name(s.dtype)));
     return StorageLocation{r->data_offset, r->size};
   };

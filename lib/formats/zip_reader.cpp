@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <map>
 #include <mutex>
 
 #include "core/error.h"
@@ -92,35 +91,33 @@ void apply_zip64_extra(const ByteSource& src, const std::string& name, const uin
   size_t pos = 0;
   while (pos + 4 <= len) {
     uint16_t tag = le16(extra + pos), n = le16(extra + pos + 2);
-    if (pos + 4 + n > len) bad(src, "record '" + name + "': extra field runs past its end");
+    if (pos + 4 + n > len) bad(src, "record " + quote(name) + ": extra field runs past its end");
     if (tag == kZip64ExtraTag) {
       const uint8_t* f = extra + pos + 4;
       size_t k = 0;
       for (uint64_t* field : {&usize, &csize, &offset}) {
         if (*field != k32) continue;
-        if (k + 8 > n) bad(src, "record '" + name + "': ZIP64 extra field is too short");
+        if (k + 8 > n) bad(src, "record " + quote(name) + ": ZIP64 extra field is too short");
         *field = le64(f + k);
         k += 8;
       }
     }
     pos += 4 + size_t{n};
   }
-  if (pos != len) bad(src, "record '" + name + "': malformed extra field");
+  if (pos != len) bad(src, "record " + quote(name) + ": malformed extra field");
 }
 
 }  // namespace
 
-const ZipRecord* ZipArchive::find(std::string_view name) const {
-  for (const auto& r : records)
-    if (r.name == name) return &r;
-  return nullptr;
+const ZipRecord* ZipArchive::find(const std::string& name) const {
+  auto it = by_name.find(name);
+  return it == by_name.end() ? nullptr : &records[it->second];
 }
 
 ZipArchive read_zip_directory(const ByteSource& src) {
   const Directory d = find_directory(src);
   std::vector<uint8_t> cd = src.read_vector(d.offset, d.size);
   ZipArchive zip;
-  std::map<std::string, size_t> seen;
   struct Span { uint64_t begin, end; size_t record; };
   std::vector<Span> spans;
   size_t pos = 0;
@@ -140,26 +137,26 @@ ZipArchive read_zip_directory(const ByteSource& src) {
     pos += kCentralBytes + name_len + extra_len + comment_len;
 
     if (flags & 0x0041)
-      fail(Errc::kZipUnsupported, src.name(), "", "record '" + r.name + "' is encrypted");
+      fail(Errc::kZipUnsupported, src.name(), "", "record " + quote(r.name) + " is encrypted");
     if (method != 0)
       fail(Errc::kZipUnsupported, src.name(), "",
-           "record '" + r.name + "' is compressed (method " + std::to_string(method) + ", " + method_name(method) +
+           "record " + quote(r.name) + " is compressed (method " + std::to_string(method) + ", " + method_name(method) +
                "); torch.save writes stored records only, re-save the file with torch.save");
-    if (csize != usize) bad(src, "record '" + r.name + "' is stored but its compressed and plain sizes differ");
-    if (!seen.emplace(r.name, zip.records.size()).second) bad(src, "record name '" + r.name + "' appears twice");
+    if (csize != usize) bad(src, "record " + quote(r.name) + " is stored but its compressed and plain sizes differ");
+    if (!zip.by_name.emplace(r.name, zip.records.size()).second) bad(src, "record name " + quote(r.name) + " appears twice");
 
     // The local header gives only where the data starts; its sizes are zero in torch files.
-    if (local > d.offset || d.offset - local < kLocalBytes) bad(src, "record '" + r.name + "' starts outside the file");
+    if (local > d.offset || d.offset - local < kLocalBytes) bad(src, "record " + quote(r.name) + " starts outside the file");
     uint8_t lh[kLocalBytes];
     src.read(local, kLocalBytes, lh);
-    if (le32(lh) != kLocalSig) bad(src, "record '" + r.name + "': no local header where the directory points");
-    if (le16(lh + 8) != method) bad(src, "record '" + r.name + "': local header and directory disagree on the method");
+    if (le32(lh) != kLocalSig) bad(src, "record " + quote(r.name) + ": no local header where the directory points");
+    if (le16(lh + 8) != method) bad(src, "record " + quote(r.name) + ": local header and directory disagree on the method");
     const uint64_t data = local + kLocalBytes + le16(lh + 26) + le16(lh + 28);
     if (le16(lh + 26) != name_len || src.read_vector(local + kLocalBytes, std::min<uint64_t>(name_len, d.offset - local - kLocalBytes)) !=
                                          std::vector<uint8_t>(r.name.begin(), r.name.end()))
-      bad(src, "record '" + r.name + "': local header names a different record");
+      bad(src, "record " + quote(r.name) + ": local header names a different record");
     if (data > d.offset || usize > d.offset - data)
-      bad(src, "record '" + r.name + "' data runs past the start of the central directory (truncated?)");
+      bad(src, "record " + quote(r.name) + " data runs past the start of the central directory (truncated?)");
     r.data_offset = data;
     r.size = usize;
     spans.push_back({local, data + usize, zip.records.size()});
@@ -182,7 +179,7 @@ bool crc_matches(const ByteSource& src, const ZipRecord& r, Crc32Pieces& seen) {
 
 [[noreturn]] void fail_crc(const ByteSource& src, const ZipRecord& r) {
   fail(Errc::kZipCrcMismatch, src.name(), "",
-       "record '" + r.name + "' does not match its CRC-32 (corrupt or truncated file; --no-verify skips this check)");
+       "record " + quote(r.name) + " does not match its CRC-32 (corrupt or truncated file; --no-verify skips this check)");
 }
 
 }  // namespace

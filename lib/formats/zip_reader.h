@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "formats/byte_source.h"
@@ -24,7 +25,9 @@ struct ZipRecord {
 
 struct ZipArchive {
   std::vector<ZipRecord> records;  // central directory order
-  const ZipRecord* find(std::string_view name) const;
+  // Constant time: a torch file holds one record per storage, and each storage is looked up.
+  const ZipRecord* find(const std::string& name) const;
+  std::unordered_map<std::string, size_t> by_name;  // record name -> index in `records`
 };
 
 // Limits that keep a hostile directory from costing more than a real one could need.

@@ -77,7 +77,7 @@ class Reader {
       if (fallback) return *fallback;
       bad(where + key, "is required (a positive integer)");
     }
-    if (!v->is_number_integer() || v->get<int64_t>() < 0) bad(where + key, "must be a non-negative integer, not " + v->dump());
+    if (!v->is_number_integer() || v->get<int64_t>() < 0) bad(where + key, "must be a non-negative integer, not " + json_excerpt(*v));
     uint64_t x = v->get<uint64_t>();
     if (x < lo || x > hi)
       bad(where + key, "is " + std::to_string(x) + ", outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
@@ -93,7 +93,7 @@ class Reader {
       if (fallback) return *fallback;
       bad(where + key, "is required (a number)");
     }
-    if (!v->is_number()) bad(where + key, "must be a number, not " + v->dump());
+    if (!v->is_number()) bad(where + key, "must be a number, not " + json_excerpt(*v));
     double x = v->get<double>();
     if (!std::isfinite(x)) bad(where + key, "must be finite");
     return x;
@@ -103,14 +103,14 @@ class Reader {
   bool boolean(const std::string& key, bool fallback) const {
     const ojson* v = find(key);
     if (!v) return fallback;
-    if (!v->is_boolean()) bad(key, "must be true or false, not " + v->dump());
+    if (!v->is_boolean()) bad(key, "must be true or false, not " + json_excerpt(*v));
     return v->get<bool>();
   }
 
   std::string string_in(const ojson& obj, const std::string& key, const std::string& where, const std::string& fallback) const {
     const ojson* v = find(obj, key);
     if (!v) return fallback;
-    if (!v->is_string()) bad(where + key, "must be a string, not " + v->dump());
+    if (!v->is_string()) bad(where + key, "must be a string, not " + json_excerpt(*v));
     return v->get<std::string>();
   }
 
@@ -221,7 +221,7 @@ std::vector<uint64_t> read_sliding_windows(const Reader& r, const FamilyInfo& fa
       const ojson& t = (*lt)[i];
       if (t == "full_attention") continue;
       if (t != "sliding_attention")
-        r.unsupported("layer_types[" + std::to_string(i) + "]", t.dump() + " is not full_attention or sliding_attention");
+        r.unsupported("layer_types[" + std::to_string(i) + "]", json_excerpt(t) + " is not full_attention or sliding_attention");
       if (window == 0) r.bad("layer_types[" + std::to_string(i) + "]", "is sliding_attention but no sliding window is in effect");
       out[i] = window;
     }

@@ -1,5 +1,7 @@
 #include "model/token_ids.h"
 
+#include <sys/stat.h>
+
 #include <cstring>
 #include <regex>
 
@@ -66,7 +68,7 @@ TokenIds read_json_ids(const std::string& path) {
   if (!r.ok) fail(Errc::kInvalidArgument, path, "", "not valid JSON: " + r.error);
   const ojson& v = r.value;
   auto id = [&](const ojson& x) -> int64_t {
-    if (!x.is_number_integer() || x.get<int64_t>() < 0) fail(Errc::kInvalidArgument, path, "", "token ids must be non-negative integers, found " + x.dump());
+    if (!x.is_number_integer() || x.get<int64_t>() < 0) fail(Errc::kInvalidArgument, path, "", "token ids must be non-negative integers, found " + json_excerpt(x));
     return x.get<int64_t>();
   };
   TokenIds t;
@@ -161,6 +163,12 @@ TokenIds read_token_ids(const std::string& path) {
   if (ends_with(path, ".json")) return read_json_ids(path);
   if (ends_with(path, ".npy")) return read_npy_ids(path);
   fail(Errc::kInvalidArgument, path, "", "token id files are .safetensors, .json or .npy");
+}
+
+TokenIds read_token_ids_argument(const std::string& text) {
+  struct stat st {};
+  if (::stat(text.c_str(), &st) == 0 && S_ISREG(st.st_mode)) return read_token_ids(text);
+  return parse_id_list(text);
 }
 
 void write_token_ids(const std::string& path, const TokenIds& ids) {

@@ -2,7 +2,7 @@
 // (an I64/I32/U32 tensor named input_ids, or the file's only integer tensor), JSON (a list of
 // ids, or a list of equal-length lists), or NumPy .npy (int64/int32/uint32, little-endian, C
 // order, 1-D or 2-D). Read strictly: a malformed file is an error naming it and the rule.
-// (Text in and out goes through lib/tokenizer when it lands; ids always work.)
+// Text in and out goes through lib/tokenizer.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +23,10 @@ TokenIds parse_id_list(const std::string& text);
 
 // Reads a file by its extension (.safetensors, .json, .npy).
 TokenIds read_token_ids(const std::string& path);
+
+// A command-line ids argument: an existing regular file is read as above, anything else is
+// parsed as "1,5,9".
+TokenIds read_token_ids_argument(const std::string& text);
 
 // Writes [sequences, length] ids as a safetensors file with one I64 tensor "input_ids".
 void write_token_ids(const std::string& path, const TokenIds& ids);

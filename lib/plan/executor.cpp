@@ -15,6 +15,7 @@
 #include "core/file_io.h"
 #include "core/hash.h"
 #include "plan/check_passes.h"
+#include "plan/extra_files.h"
 #include "plan/manifest.h"
 #include "plan/output_dir.h"
 #include "plan/progress.h"
@@ -95,18 +96,6 @@ std::vector<Chunk> interleave_files(std::vector<Chunk> chunks, size_t files) {
   return out;
 }
 
-// The path of a new output file; a name with directories ("rank-0/model.safetensors", as shard
-// writes one directory per rank) gets them created inside the temporary directory.
-std::string new_file_path(const OutputDir& out, const std::string& name) {
-  std::string path = out.path_of(name);
-  if (name.find('/') != std::string::npos) {
-    std::error_code ec;
-    std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-    if (ec) fail(Errc::kIo, path, "", "cannot create the directory: " + ec.message());
-  }
-  return path;
-}
-
 }  // namespace
 
 uint64_t peak_rss_bytes() {
@@ -123,17 +112,17 @@ void install_interrupt_handler() {
 ExecReport execute(const Plan& plan, const std::string& destination, const ExecOptions& opt) {
   auto t0 = std::chrono::steady_clock::now();
   const int threads = resolve_threads(opt.threads);
-  if (opt.file_destination && (plan.files.size() != 1 || !plan.extras.empty()))
-    throw std::logic_error("execute: a file destination takes a plan of one file and no extras");
+  if (opt.file_destination && !plan.extras.empty())
+    throw std::logic_error("execute: a file destination takes a plan without extras");
   OutputDir out(destination, opt.force, opt.protected_paths,
-                opt.file_destination ? OutputDir::Kind::kFile : OutputDir::Kind::kDirectory);
+                opt.file_destination ? OutputDir::Kind::kFile : OutputDir::Kind::kDirectory, plan.file_names());
   SourceReader reader(plan.sources);
 
   // Headers first: every size is known, so each file gets its final length and header now.
   std::vector<File> files;
   for (const auto& f : plan.files) {
     if (f.offsets.size() != f.tensors.size()) throw std::logic_error("execute: plan was not finalized");
-    File file = File::create(new_file_path(out, f.name));
+    File file = File::create(new_output_path(out, f.name));
     file.truncate(f.size);
     file.pwrite_exact(f.head.data(), f.head.size(), 0);
     files.push_back(std::move(file));
@@ -195,13 +184,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
 
   // Extras: generated files and carried side files.
   for (const auto& e : plan.extras) {
-    if (e.content) {
-      write_text_file(new_file_path(out, e.name), *e.content);
-    } else {
-      File src = File::open_read(*e.copy_from);
-      File dst = File::create(new_file_path(out, e.name));
-      copy_file_bytes(src, 0, dst, 0, src.size());
-    }
+    write_extra_file(out, e);
   }
 
   ManifestInput mi;
@@ -223,7 +206,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
   report.manifest = write_manifest(out, mi);
 
   files.clear();
-  out.commit(opt.file_destination ? plan.files[0].name : "");
+  out.commit();
   report.tensors = plan.tensor_count();
   report.tensor_bytes = plan.tensor_bytes();
   report.threads = threads;

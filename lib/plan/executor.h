@@ -16,7 +16,8 @@ namespace ckpt {
 struct ExecOptions {
   int threads = 0;                          // 0: one per online CPU
   bool force = false;                       // replace an existing destination
-  bool file_destination = false;            // the destination is the plan's one file (OutputDir::Kind::kFile)
+  // The destination names the output file; the plan's files land beside it (OutputDir::Kind::kFile).
+  bool file_destination = false;
   bool progress = false;                    // draw a progress line on stderr
   uint64_t memory_budget = 256ull << 20;    // bytes of chunk buffers in flight, all threads
   std::vector<std::string> protected_paths;  // the user's source paths (never written, never inside)

@@ -45,17 +45,42 @@ void check_destination(const std::string& destination, const std::string& source
              (force ? ", which --force would delete" : ""));
 }
 
-OutputDir::OutputDir(const std::string& destination, bool force, const std::vector<std::string>& sources, Kind kind)
-    : dest_(destination), kind_(kind), force_(force) {
+namespace {
+
+// Where Kind::kFile puts the plan's file `name`: beside the destination.
+fs::path sibling_path(const std::string& destination, const std::string& name) {
+  return fs::path(destination).parent_path() / name;
+}
+
+}  // namespace
+
+void check_output(const std::string& destination, bool force, const std::vector<std::string>& sources,
+                  OutputDir::Kind kind, const std::vector<std::string>& files) {
   for (const auto& s : sources) check_destination(destination, s, force);
   std::error_code ec;
-  if (fs::exists(fs::symlink_status(destination, ec)) && !force)
-    fail(Errc::kDestinationExists, destination, "", "the destination exists (use --force to replace it)");
-  if (kind == Kind::kFile && fs::is_directory(fs::symlink_status(destination, ec)))
-    fail(Errc::kDestinationExists, destination, "", "the destination is a directory; this command writes one file");
+  if (kind == OutputDir::Kind::kFile && fs::is_directory(fs::symlink_status(destination, ec)))
+    fail(Errc::kDestinationExists, destination, "", "the destination is a directory; this command writes a file");
+  std::vector<std::string> outputs = {destination};
+  if (kind == OutputDir::Kind::kFile) {
+    outputs.clear();
+    for (const auto& f : files) outputs.push_back(sibling_path(destination, f).string());
+  }
+  for (const auto& o : outputs) {
+    if (fs::exists(fs::symlink_status(o, ec)) && !force)
+      fail(Errc::kDestinationExists, o, "", "the destination exists (use --force to replace it)");
+    if (o != destination)
+      for (const auto& s : sources) check_destination(o, s, force);
+  }
+  fs::path parent = resolved(destination).parent_path();
+  if (!fs::is_directory(parent)) fail(Errc::kIo, destination, "", "the parent directory " + parent.string() + " does not exist");
+}
+
+OutputDir::OutputDir(const std::string& destination, bool force, const std::vector<std::string>& sources, Kind kind,
+                     const std::vector<std::string>& files)
+    : dest_(destination), files_(files), kind_(kind), force_(force) {
+  check_output(destination, force, sources, kind, files);
   fs::path d = resolved(destination);
   fs::path parent = d.parent_path();
-  if (!fs::is_directory(parent)) fail(Errc::kIo, destination, "", "the parent directory " + parent.string() + " does not exist");
   std::string tmpl = (parent / ("." + d.filename().string() + ".ckpt-tmp-XXXXXX")).string();
   if (!::mkdtemp(tmpl.data())) fail_errno(tmpl, "cannot create the temporary output directory");
   temp_ = tmpl;
@@ -70,14 +95,17 @@ OutputDir::~OutputDir() {
 
 std::string OutputDir::path_of(const std::string& name) const { return (fs::path(temp_) / name).string(); }
 
-void OutputDir::commit(const std::string& file_name) {
+void OutputDir::commit() {
   std::error_code ec;
   if (kind_ == Kind::kFile) {
-    // Each rename is atomic: the file appears whole or not at all, then its manifest.
+    // Each rename is atomic: a file appears whole or not at all; the manifest comes last.
     const std::string manifest = dest_ + ".ckpt-manifest.json";
-    if (!force_ && fs::exists(fs::symlink_status(dest_, ec)))
-      fail(Errc::kDestinationExists, dest_, "", "the destination appeared while writing; not replacing it");
-    if (std::rename(path_of(file_name).c_str(), dest_.c_str()) != 0) fail_errno(dest_, "cannot move the output into place");
+    for (const auto& f : files_) {
+      const std::string to = sibling_path(dest_, f).string();
+      if (!force_ && fs::exists(fs::symlink_status(to, ec)))
+        fail(Errc::kDestinationExists, to, "", "the destination appeared while writing; not replacing it");
+      if (std::rename(path_of(f).c_str(), to.c_str()) != 0) fail_errno(to, "cannot move the output into place");
+    }
     if (std::rename(path_of(kManifestName).c_str(), manifest.c_str()) != 0)
       fail_errno(manifest, "cannot move the manifest into place");
     committed_ = true;

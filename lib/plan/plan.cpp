@@ -135,6 +135,12 @@ uint64_t Plan::tensor_bytes() const {
   return n;
 }
 
+std::vector<std::string> Plan::file_names() const {
+  std::vector<std::string> names;
+  for (const auto& f : files) names.push_back(f.name);
+  return names;
+}
+
 size_t Plan::tensor_count() const {
   size_t n = 0;
   for (const auto& f : files) n += f.tensors.size();

@@ -111,6 +111,7 @@ struct Plan {
   void finalize();
   uint64_t tensor_bytes() const;
   size_t tensor_count() const;
+  std::vector<std::string> file_names() const;  // files' names, in order
   ojson to_json() const;
 };
 

@@ -62,27 +62,6 @@ std::optional<TensorRole> tensor_role_from_name(const std::string& name) {
   return std::nullopt;
 }
 
-bool glob_match(const std::string& pattern, const std::string& text) {
-  // Iterative matcher with one backtrack point (the last '*'): linear in practice, no recursion.
-  size_t p = 0, t = 0, star = std::string::npos, mark = 0;
-  while (t < text.size()) {
-    if (p < pattern.size() && pattern[p] == '*') {
-      star = p++;
-      mark = t;
-    } else if (p < pattern.size() && pattern[p] == text[t]) {
-      ++p;
-      ++t;
-    } else if (star != std::string::npos) {
-      p = star + 1;
-      t = ++mark;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*') ++p;
-  return p == pattern.size();
-}
-
 Recipe Recipe::parse(const ojson& doc, const std::string& label) {
   if (!doc.is_object()) fail(Errc::kInvalidArgument, label, "", "a recipe must be a JSON object");
   for (const auto& [key, value] : doc.items())

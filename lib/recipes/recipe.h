@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "core/name_pattern.h"
 #include "formats/strict_json.h"
 
 namespace ckpt {
@@ -90,9 +91,5 @@ class Recipe {
   std::vector<std::string> architectures_;
   std::vector<RecipeRule> rules_;
 };
-
-// Glob match where '*' matches any run of characters (including '.') and everything else is
-// literal.
-bool glob_match(const std::string& pattern, const std::string& text);
 
 }  // namespace ckpt

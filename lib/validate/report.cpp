@@ -2,14 +2,11 @@
 
 #include <cstdio>
 
+#include "core/error.h"
+
 namespace ckpt::validate {
 
-std::string Failure::line() const {
-  std::string s = check + ": ";
-  if (!file.empty()) s += file + ": ";
-  if (!tensor.empty()) s += "tensor '" + tensor + "': ";
-  return s + message;
-}
+std::string Failure::line() const { return check + ": " + error_line(file, tensor, message); }
 
 const char* phase_status_name(PhaseStatus s) {
   switch (s) {

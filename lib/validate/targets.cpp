@@ -235,11 +235,11 @@ void check_parallel_layout(const Layout& layout, const FailFn& fail) {
     const ojson& p = *t->parallel;
     const std::string cfg = (fs::path(t->dir) / "config.json").string();
     if (parallel_uint(p, "tp_size", 0) != tp)
-      fail("tp-layout", cfg, "", "ckpt_parallel.tp_size " + p.value("tp_size", ojson()).dump() + " but " + first_cfg +
+      fail("tp-layout", cfg, "", "ckpt_parallel.tp_size " + json_excerpt(p.value("tp_size", ojson())) + " but " + first_cfg +
                                      " says " + std::to_string(tp));
     if (int(t->rank) >= int(tp)) fail("tp-layout", t->dir, "", "rank directory beyond tp_size " + std::to_string(tp));
     if (parallel_uint(p, "tp_rank", UINT64_MAX) != uint64_t(t->rank))
-      fail("tp-layout", cfg, "", "ckpt_parallel.tp_rank " + p.value("tp_rank", ojson()).dump() + " in directory rank-" +
+      fail("tp-layout", cfg, "", "ckpt_parallel.tp_rank " + json_excerpt(p.value("tp_rank", ojson())) + " in directory rank-" +
                                      std::to_string(t->rank));
     if (parallel_uint(p, "pp_size", 1) != pp)
       fail("tp-layout", cfg, "", "ckpt_parallel.pp_size differs from " + first_cfg);

@@ -1,8 +1,6 @@
-// Benchmarks for GGUF export (numbers in BENCHMARKS.md):
-//   ckpt_bench_gguf export SRC OUT.gguf TYPE [THREADS]
-//     the `ckpt gguf` plan and executor on SRC (the tokenizer section is the tests' byte-level
-//     vocabulary, a few KB: the time is the tensors'), printing seconds and peak RSS;
-//   ckpt_bench_gguf blocks LIBGGML_BASE [MB]
+// The ggml block encoders' speed for BENCHMARKS.md (the export itself is timed through the CLI
+// by bench_gguf.sh):
+//   ckpt_bench_gguf LIBGGML_BASE [MB]
 //     single-core encode speed of each ggml type, ckpt's encode_row beside ggml's own reference
 //     quantizer (quantize_row_*_ref, what llama-quantize runs without an importance matrix),
 //     called from node-llama-cpp's libggml-base.so on the same float32 rows.
@@ -11,17 +9,11 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "checkpoint/checkpoint.h"
-#include "commands/gguf.h"
-#include "core/error.h"
-#include "gguf_fixtures.h"
 #include "ops/ggml_blocks.h"
-#include "plan/executor.h"
 
 using namespace ckpt;
 
@@ -31,33 +23,13 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-int export_gguf(int argc, char** argv) {
-  if (argc < 5) return 2;
-  const std::string src = argv[2], out = argv[3];
-  auto type = gguf_type_from_name(argv[4]);
-  if (!type) return 2;
-  Checkpoint ck = open_checkpoint(src);
-  GgufOptions o;
-  o.type = *type;
-  o.file_name = std::filesystem::path(out).filename().string();
-  Plan plan = plan_gguf(ck, test::byte_level_vocab(1, 2), o);
-  ExecOptions e;
-  e.threads = argc > 5 ? std::atoi(argv[5]) : 0;
-  e.file_destination = true;
-  e.force = true;
-  const ExecReport r = execute(plan, out, e);
-  std::printf("%s %.3f s, %.1f MB peak RSS, %d threads\n", argv[4], r.seconds, r.peak_rss_bytes / 1e6, r.threads);
-  return 0;
-}
-
 int blocks(int argc, char** argv) {
-  if (argc < 3) return 2;
-  void* h = dlopen(argv[2], RTLD_NOW | RTLD_LOCAL);
+  void* h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
   if (!h) {
-    std::fprintf(stderr, "cannot load %s\n", argv[2]);
+    std::fprintf(stderr, "cannot load %s\n", argv[1]);
     return 1;
   }
-  const uint64_t mb = argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 64;
+  const uint64_t mb = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 64;
   const uint64_t n = mb * (1u << 20) / 4 / 256 * 256;
   std::vector<float> x(n);
   std::mt19937 rng(7);
@@ -91,13 +63,9 @@ int blocks(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    if (argc > 1 && std::string(argv[1]) == "export") return export_gguf(argc, argv);
-    if (argc > 1 && std::string(argv[1]) == "blocks") return blocks(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: ckpt_bench_gguf LIBGGML_BASE [MB]\n");
+    return 2;
   }
-  std::fprintf(stderr, "usage: ckpt_bench_gguf export SRC OUT.gguf TYPE [THREADS] | blocks LIBGGML_BASE [MB]\n");
-  return 2;
+  return blocks(argc, argv);
 }

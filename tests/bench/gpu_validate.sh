@@ -28,7 +28,7 @@ def validate(path, tag):
     report = f"{out}/validate-{tag}.json"
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.time()
-    p = subprocess.run([ckpt, "validate", path, "--json", report], capture_output=True, text=True)
+    p = subprocess.run([ckpt, "validate", path, "--report", report], capture_output=True, text=True)
     wall = time.time() - t
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # max over children so far, KiB
     print(p.stdout, p.stderr, sep="", end="")
@@ -58,7 +58,7 @@ PY
 if [ "${CKPT_BENCH_FP8:-1}" = 1 ]; then
   fp8=$work/llama8b-fp8
   [ -f "$fp8/config.json" ] || "$ckpt" quantize --fp8 "$model" "$fp8" -q
-  "$ckpt" validate "$fp8" --json "$out/validate-fp8.json"
+  "$ckpt" validate "$fp8" --report "$out/validate-fp8.json"
 fi
 
 # With two GPUs: the model sharded --tp 2, validated with one rank per GPU and with both ranks in
@@ -68,7 +68,7 @@ if [ "$(nvidia-smi -L | grep -c '^GPU ')" -ge 2 ]; then
   [ -f "$tp2/ckpt-manifest.json" ] || "$ckpt" shard --tp 2 "$model" "$tp2" -q
   cat "$tp2"/rank-*/*.safetensors >/dev/null
   for gpus in 0,1 0; do
-    "$ckpt" validate "$tp2" --gpus "$gpus" --json "$work/validate-tp2.json" >/dev/null
+    "$ckpt" validate "$tp2" --gpus "$gpus" --report "$work/validate-tp2.json" >/dev/null
     python3 - "$work/validate-tp2.json" "$gpus" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

@@ -85,8 +85,8 @@ line=$("$ckpt" cast "$td/llama" "$scratch/sum" --dtype f16 2>&1 >/dev/null)
 grep -q "ckpt cast: 21 tensors" <<<"$line" && pass "summary line" || fail "summary: $line"
 
 # Refusals: one line, non-zero, nothing written.
-expect_error 2 "dtype must be bf16, f16 or f32" "$ckpt" cast "$td/llama" "$scratch/x1" --dtype int8
-expect_error 2 "dtype must be bf16, f16 or f32" "$ckpt" cast "$td/llama" "$scratch/x1" --dtype f64
+expect_error 2 "dtype must be bf16, f16, f32 or auto" "$ckpt" cast "$td/llama" "$scratch/x1" --dtype int8
+expect_error 2 "dtype must be bf16, f16, f32 or auto" "$ckpt" cast "$td/llama" "$scratch/x1" --dtype f64
 expect_error 2 "keep '\*nothing\*' matches no tensor" "$ckpt" cast "$td/llama" "$scratch/x2" --dtype f16 --keep '*nothing*'
 expect_error 2 "device must be cpu or cuda" "$ckpt" cast "$td/llama" "$scratch/x3" --dtype f16 --device tpu
 if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then

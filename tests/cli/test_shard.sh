@@ -50,4 +50,16 @@ expect_error 1 "not a ckpt shard output" "$ckpt" merge "$td/llama" "$scratch/bad
   | python3 -c 'import json,sys; p=json.load(sys.stdin); assert len(p["files"])==8 and p["files"][7]["name"]=="rank-7/model.safetensors"' \
   && pass "dry-run plan" || fail "dry-run plan"
 [ ! -e "$scratch/dry" ] && pass "dry-run wrote nothing" || fail "dry-run wrote output"
+# Block-FP8: every rank's slice of a quantized weight must be whole blocks (vLLM's block-FP8
+# loader). The 64-wide llama with 128x128 blocks shards at no tp > 1 (k_proj has 16 rows), in
+# either format (the refusal lists the valid degrees); with 8x8 blocks tp 2 works.
+"$ckpt" quantize --fp8 --scheme block "$td/llama" "$scratch/b128" -q || fail "quantize block 128"
+"$ckpt" quantize --fp8 --scheme block --format compressed-tensors "$td/llama" "$scratch/b128ct" -q || fail "quantize block ct"
+for d in b128 b128ct; do
+  expect_error 2 "q_proj.weight': cannot shard at --tp 2: block-FP8: rank 0's slice of 32 rows is not a multiple of the 128x128 block.*valid --tp for this model: 1 " \
+    "$ckpt" shard --tp 2 "$scratch/$d" "$scratch/$d-tp2"
+  [ ! -e "$scratch/$d-tp2" ] || fail "$d: refused shard left output"
+done
+"$ckpt" quantize --fp8 --scheme block --block 8x8 "$td/llama" "$scratch/b8" -q || fail "quantize block 8"
+"$ckpt" shard --tp 2 "$scratch/b8" "$scratch/b8-tp2" -q && pass "block 8x8 at tp 2" || fail "block 8x8 at tp 2"
 finish

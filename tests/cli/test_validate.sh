@@ -29,7 +29,7 @@ expect_fail() {  # DIR PATTERN...: exit 1 and a "check failed" line matching eve
 
 # Good outputs pass.
 for d in rc fp8t fp8b fp8c tp2 tp2c; do
-  rc=$(rc_of "$tmp/$d" --cpu-only --json "$tmp/$d.json")
+  rc=$(rc_of "$tmp/$d" --cpu-only --report "$tmp/$d.json")
   [ "$rc" = 0 ] || { cat "$tmp/out" "$tmp/err"; fail "$d: --cpu-only exit $rc"; }
   python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert r['passed'] and r['phases'][0]['phase']=='structure'" "$tmp/$d.json"
 done

@@ -1,61 +1,73 @@
 #!/usr/bin/env bash
-# `make fuzz`: builds the libFuzzer targets (clang, ASan + UBSan, leak checking on) and runs each
-# for FUZZ_SECONDS (default 300, so 10 minutes for both), seeded with the testdata files.
-# Exits non-zero on the first crash, leak or sanitizer report; findings land in $FUZZ_DIR/crashes.
+# `make fuzz` and CI: builds the libFuzzer targets with CMake against the library (clang, ASan +
+# UBSan, CKPT_FUZZ: see tests/fuzz/CMakeLists.txt) and runs every tests/fuzz/fuzz_*.cpp target for
+# FUZZ_SECONDS (default 300), seeded from the testdata files. Exits non-zero on the first crash,
+# leak or sanitizer report; findings land in $FUZZ_DIR/crashes.
 #   FUZZ_SECONDS=60 bash tests/fuzz/run.sh        # a shorter run
-#   FUZZ_JOBS=1 FUZZ_DIR=build-fuzz ...           # defaults
+#   FUZZ_BUILD=build-asan                         # a build dir configured with CKPT_FUZZ=ON to reuse
+#   FUZZ_DIR=build-fuzz/work                      # corpora and crashes (default)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 seconds=${FUZZ_SECONDS:-300}
-out=${FUZZ_DIR:-$root/build-fuzz}
-cxx=${CXX_FUZZ:-clang++}
+build=$(realpath -m "${FUZZ_BUILD:-$root/build-fuzz}")
+out=$(realpath -m "${FUZZ_DIR:-$build/fuzz-work}")
 mkdir -p "$out/crashes"
 
-# The library sources these targets reach, nothing else (no CUDA, no executor).
-common=(lib/core/error.cpp lib/core/dtype.cpp lib/core/file_io.cpp lib/formats/strict_json.cpp
-        lib/formats/byte_source.cpp)
-zip_sources=(lib/formats/crc32.cpp lib/formats/zip_reader.cpp)
-pickle_sources=(lib/formats/pickle/opcodes.cpp lib/formats/pickle/allowed_globals.cpp
-                lib/formats/pickle/unpickler.cpp lib/formats/torch_state_dict.cpp lib/checkpoint/tensor_ref.cpp)
-flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-       -fno-omit-frame-pointer -I"$root/lib" -Wno-unknown-pragmas)
-
-build() {  # name sources...
-  local name=$1; shift
-  echo "fuzz: building $name"
-  (cd "$root" && "$cxx" "${flags[@]}" "tests/fuzz/$name.cpp" "$@" -o "$out/$name")
-}
-build fuzz_zip_reader "${common[@]}" "${zip_sources[@]}"
-build fuzz_unpickler "${common[@]}" "${pickle_sources[@]}"
+if [ ! -f "$build/build.ninja" ]; then
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+        -DCKPT_SANITIZE=ON -DCKPT_FUZZ=ON -DCKPT_CUDA=OFF -DCKPT_BUILD_TESTS=OFF
+fi
+targets=()
+for src in "$root"/tests/fuzz/fuzz_*.cpp; do targets+=("$(basename "$src" .cpp)"); done
+echo "fuzz: building ${targets[*]}"
+cmake --build "$build" -j "${JOBS:-$(nproc)}" --target "${targets[@]}"
 
 # Seeds: real torch zips for the zip reader; their data.pkl pickles and the legacy streams
-# (several pickles back to back) for the unpickler.
-mkdir -p "$out/seeds_zip" "$out/seeds_pickle" "$out/corpus_zip" "$out/corpus_pickle"
-for f in "$root"/testdata/llama-bin/*.bin "$root"/testdata/llama-tied/*.bin "$root"/testdata/edge/edge.bin \
-         "$root"/testdata/malicious/malicious.bin; do
-  cp "$f" "$out/seeds_zip/$(basename "$(dirname "$f")")_$(basename "$f")"
-done
-python3 - "$root/testdata" "$out/seeds_pickle" <<'PY'
-import sys, zipfile, pathlib
-src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+# (several pickles back to back) for the unpickler; real safetensors files (header and a little
+# data) and hostile headers (deep nesting, duplicate keys) for the header parser.
+for t in "${targets[@]}"; do mkdir -p "$out/seeds_$t" "$out/corpus_$t"; done
+python3 - "$root/testdata" "$out" <<'PY'
+import sys, zipfile, pathlib, struct
+src, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+zips = [src / "llama-bin/pytorch_model.bin", src / "llama-tied/pytorch_model.bin", src / "edge/edge.bin",
+        src / "malicious/malicious.bin"]
+zips += sorted((src / "llama-bin-sharded").glob("*.bin"))
+for p in zips:
+    if p.exists():
+        (out / "seeds_fuzz_zip_reader" / (p.parent.name + "_" + p.name)).write_bytes(p.read_bytes())
 for p in [src / "edge/edge.bin", src / "llama-bin/pytorch_model.bin", src / "malicious/malicious.bin"]:
     z = zipfile.ZipFile(p)
     name = next(n for n in z.namelist() if n.endswith("/data.pkl"))
-    (dst / (p.parent.name + "_data.pkl")).write_bytes(z.read(name))
+    (out / "seeds_fuzz_unpickler" / (p.parent.name + "_data.pkl")).write_bytes(z.read(name))
 for p in [src / "edge/edge_legacy.bin", src / "malicious/malicious_legacy.bin"]:
-    (dst / p.name).write_bytes(p.read_bytes()[15:])  # after the magic: version, sys_info, object, keys
+    (out / "seeds_fuzz_unpickler" / p.name).write_bytes(p.read_bytes()[15:])  # after the magic
+st = out / "seeds_fuzz_safetensors_header"
+for p in sorted(src.glob("*/*.safetensors")):
+    b = p.read_bytes()
+    n = struct.unpack("<Q", b[:8])[0]
+    header = b[8:8 + n]
+    # The header with the data cut to what the header's first tensors need keeps seeds small.
+    (st / (p.parent.name + "_" + p.name)).write_bytes(b[:8 + n] + b[8 + n:8 + n + 256])
+    (st / (p.parent.name + "_" + p.name + ".header_only")).write_bytes(struct.pack("<Q", len(header)) + header)
+def header_file(name, text):
+    h = text.encode()
+    h += b" " * (-len(h) % 8)
+    (st / name).write_bytes(struct.pack("<Q", len(h)) + h)
+deep = 100_000  # issue 12: this nesting crashed every command (recursive dump/copy)
+header_file("deep_metadata", '{"__metadata__":{"a":' + "[" * deep + "]" * deep + "}}")
+header_file("deep_dtype", '{"x":{"dtype":' + '{"a":' * deep + "1" + "}" * deep + ',"shape":[],"data_offsets":[0,0]}}')
+header_file("nesting_127", '{"__metadata__":null,"x":{"dtype":"F32","shape":' + "[" * 126 + "]" * 126 + ',"data_offsets":[0,0]}}')
+header_file("duplicate_key", '{"x":{"dtype":"F32","shape":[],"data_offsets":[0,4]},"x":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}')
 PY
 
-run() {  # name corpus seeds
-  local name=$1 corpus=$2 seeds=$3
+run() {  # name
+  local name=$1
   echo "fuzz: running $name for ${seconds}s"
-  local start=$SECONDS
-  (cd "$out/crashes" && "$out/$name" -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=262144 \
-      -timeout=10 -print_final_stats=1 "$corpus" "$seeds" 2>&1 | tail -n 25)
-  local rc=${PIPESTATUS[0]}
+  local start=$SECONDS rc=0
+  (cd "$out/crashes" && "$build/tests/fuzz/$name" -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=262144 \
+      -timeout=10 -print_final_stats=1 "$out/corpus_$name" "$out/seeds_$name" 2>&1 | tail -n 25) || rc=$?
   echo "fuzz: $name ran $((SECONDS - start))s, exit $rc"
   return "$rc"
 }
-run fuzz_zip_reader "$out/corpus_zip" "$out/seeds_zip"
-run fuzz_unpickler "$out/corpus_pickle" "$out/seeds_pickle"
+for t in "${targets[@]}"; do run "$t"; done
 echo "fuzz: no crash, leak or sanitizer report"

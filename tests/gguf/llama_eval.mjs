@@ -3,8 +3,10 @@
 // (teacher forcing, LlamaContextSequence.controlledEvaluate). One process for all files: start-up
 // dominates (node-llama-cpp loads its native addon once).
 //   node llama_eval.mjs NPM_DIR JOBS.json
-// JOBS.json: [{"file": "a.gguf", "ids": [1, 5, ...], "out": "a.probs"}, ...]. Each out gets
-// ids.length x n_vocab float32 values (little-endian), or a file "<out>.error" with the load error.
+// JOBS.json: [{"file": "a.gguf", "ids": [1, 5, ...], "vocab": N, "out": "a.probs", "texts": [...]}, ...].
+// Each out gets ids.length x N float32 values (little-endian), or a file "<out>.error" with the load
+// error; with "texts", "<out>.tokens.json" gets llama.cpp's ids of each text (no BOS/EOS added,
+// special-token text not parsed); an empty "ids" only tokenizes.
 import fs from "node:fs";
 import path from "node:path";
 import {pathToFileURL} from "node:url";
@@ -25,6 +27,9 @@ for (const job of jobs) {
   try {
     // No memory-safety simulation: it loads every file a second time just to estimate its needs.
     model = await llama.loadModel({modelPath: job.file, gpuLayers: 0, ignoreMemorySafetyChecks: true});
+    if (job.texts)
+      fs.writeFileSync(job.out + ".tokens.json", JSON.stringify(job.texts.map((t) => Array.from(model.tokenize(t, false)))));
+    if (job.ids.length === 0) continue;
     context = await model.createContext({
       contextSize: Math.max(32, job.ids.length + 1), batchSize: 64, threads: 2, ignoreMemorySafetyChecks: true});
     const seq = context.getSequence();

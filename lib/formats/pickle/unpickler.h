@@ -17,6 +17,12 @@ struct Limits {
   size_t max_stack = 1u << 20;   // values on the stack, marks included
   size_t max_memo = 1u << 22;    // memo entries
   size_t max_string = 1u << 26;  // bytes in one string
+  // Memory: what the objects built so far hold may not pass memory_floor + memory_per_byte for
+  // every pickle byte read. A state dict costs far less per byte than that (measured on real
+  // torch.save pickles: see test_hostile_inputs), while one-byte opcodes that each build a tuple
+  // cost hundreds of bytes apiece (2M nested tuples, 2 MB of pickle, took 742 MB).
+  size_t memory_floor = 64u << 20;
+  size_t memory_per_byte = 128;
 };
 
 struct Source {
