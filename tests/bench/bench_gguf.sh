@@ -5,7 +5,7 @@
 # single-core encode speed of every ggml type beside llama.cpp's own reference quantizers
 # (node-llama-cpp's libggml-base.so, what llama-quantize runs without an importance matrix).
 # Targets: f16 <= 1.1x cp, q8_0 <= 1.3x cp, peak RSS <= 512 MB; exits 1 if missed.
-# Usage: bench_gguf.sh path/to/ckpt [runs]
+# Usage: bench_gguf.sh path/to/ckpt [runs]   (CKPT_GGUF_TYPES="f16 q8_0" to time only some types)
 set -euo pipefail
 ckpt=$1
 runs=${2:-3}
@@ -18,7 +18,7 @@ cp "$bench_root/testdata/llama-trained/tokenizer.json" "$bench_root/testdata/lla
 bytes=$(stat -c %s "$src/model.safetensors")
 printf '%-8s %12s %8s %8s %8s %12s\n' type bytes cp_s gguf_s ratio gguf_rss_MB
 ok=1
-for type in f16 q8_0 q4_k; do
+for type in ${CKPT_GGUF_TYPES:-f16 q8_0 q4_k}; do
   against_cp "$src/model.safetensors" "$runs" "$bench_dir/out.gguf" "$ckpt" gguf "$src" "$bench_dir/out.gguf" --type "$type" -f -q
   ratio=$(awk -v a="$cmd_med" -v b="$cp_med" 'BEGIN{printf "%.3f", a/b}')
   printf '%-8s %12s %8s %8s %8s %12s\n' "$type" "$bytes" "$cp_med" "$cmd_med" "$ratio" "$cmd_rss"
