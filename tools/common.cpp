@@ -99,8 +99,10 @@ void write_report_file(const std::string& path, const std::string& text) {
 
 int run_plan(const Plan& plan, const std::string& destination, const std::vector<std::string>& protected_paths,
              const WriteOptions& o, const ReportFn& report) {
+  const auto kind = o.file_destination ? OutputDir::Kind::kFile : OutputDir::Kind::kDirectory;
+  if (o.file_destination && wants_parts(o)) usage("--part and --resume write a directory; this command writes a file");
   if (o.dry_run) {
-    check_output(destination, o.force, protected_paths);
+    check_output(destination, o.force, protected_paths, kind, plan.file_names());
     std::cout << plan.to_json().dump(2) << "\n";
     return kExitOk;
   }
@@ -113,6 +115,7 @@ int run_plan(const Plan& plan, const std::string& destination, const std::vector
   eo.cancel = &interrupt_token();
   eo.protected_paths = protected_paths;
   eo.command_line = command_line();
+  eo.file_destination = o.file_destination;
   if (wants_parts(o)) return run_plan_parts(plan, destination, eo, o);
   ExecReport r = execute(plan, destination, eo);
   progress.end();
@@ -121,7 +124,9 @@ int run_plan(const Plan& plan, const std::string& destination, const std::vector
   double gbps = r.seconds > 0 ? static_cast<double>(r.tensor_bytes) / r.seconds / 1e9 : 0;
   if (o.verbose)
     for (const auto& f : plan.files)
-      std::fprintf(stderr, "  %s/%s: %s, %s\n", destination.c_str(), f.name.c_str(),
+      std::fprintf(stderr, "  %s: %s, %s\n",
+                   (o.file_destination ? (std::filesystem::path(destination).parent_path() / f.name).string()
+                                       : destination + "/" + f.name).c_str(),
                    count_of(f.tensors.size(), "tensor").c_str(), format_bytes(f.size).c_str());
   if (o.json) {
     ojson j = ojson::object();

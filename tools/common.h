@@ -42,6 +42,8 @@ struct WriteOptions {
   bool no_sync = false;
   std::string part;     // --part i/n (tools/parts.h)
   bool resume = false;  // --resume
+  // Not an option: the destination names the output file (ckpt gguf), not a directory.
+  bool file_destination = false;
 };
 
 void add_write_options(CLI::App* cmd, WriteOptions& o);

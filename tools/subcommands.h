@@ -20,6 +20,7 @@
   X(tokenize)               \
   X(pack)                   \
   X(unpack)                 \
+  X(gguf)                   \
   X(finalize)
 
 namespace ckpt::cli {

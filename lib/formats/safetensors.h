@@ -52,6 +52,7 @@ struct HeaderEntry {
 };
 
 // The reference writer's order: dtype enum position descending, then name ascending (bytewise).
+bool reference_writer_less(const HeaderEntry& a, const HeaderEntry& b);
 void sort_like_reference_writer(std::vector<HeaderEntry>& entries);
 // Refuses names the reference would write into an unreadable file (`__metadata__`).
 void check_writable_name(const std::string& file_label, const std::string& name);

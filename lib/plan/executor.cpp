@@ -57,7 +57,10 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
   const Workers workers{opt.threads, opt.cancel};
   const int threads = workers.count();
   workers.check();
-  OutputDir out(destination, opt.force, opt.protected_paths);
+  if (opt.file_destination && !plan.extras.empty())
+    throw std::logic_error("execute: a file destination takes a plan without extras");
+  OutputDir out(destination, opt.force, opt.protected_paths,
+                opt.file_destination ? OutputDir::Kind::kFile : OutputDir::Kind::kDirectory, plan.file_names());
   SourceReader reader(plan.sources);
 
   // Headers first: every size is known, so each file gets its final length and header now.
@@ -66,8 +69,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
     if (f.offsets.size() != f.tensors.size()) throw std::logic_error("execute: plan was not finalized");
     File file = File::create(new_output_path(out, f.name));
     file.truncate(f.size);
-    const std::string head = file_prefix(f);
-    file.pwrite_exact(head.data(), head.size(), 0);
+    file.pwrite_exact(f.head.data(), f.head.size(), 0);
     files.push_back(std::move(file));
   }
 
@@ -143,8 +145,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
     ManifestFile mf;
     mf.name = f.name;
     mf.size = f.size;
-    const std::string head = file_prefix(f);
-    mf.header_digest = hash_bytes(head.data(), head.size());
+    mf.header_digest = hash_bytes(f.head.data(), f.head.size());
     for (size_t ti = 0; ti < f.tensors.size(); ++ti)
       mf.tensors.push_back({f.tensors[ti].name, combine_digests(state[fi][ti].block_digests)});
     mi.files.push_back(std::move(mf));

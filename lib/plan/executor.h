@@ -21,6 +21,8 @@ struct ExecOptions {
   bool sync = true;                         // fsync the output before it is moved into place
   ProgressObserver* progress = nullptr;     // told each stage, the bytes done and the current file
   const CancelToken* cancel = nullptr;      // checked before every chunk, check, side file and the commit
+  // The destination names the output file; the plan's files land beside it (OutputDir::Kind::kFile).
+  bool file_destination = false;
   uint64_t memory_budget = 256ull << 20;    // bytes of chunk buffers in flight, all threads
   std::vector<std::string> protected_paths;  // the user's source paths (never written, never inside)
   std::vector<std::string> command_line;    // recorded in the manifest

@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "plan/manifest.h"
 
 namespace fs = std::filesystem;
 
@@ -136,21 +137,39 @@ Placement placement_of(const std::string& dest, const std::string& as_given) {
   return p;
 }
 
+// Where Kind::kFile puts the plan's file `name`: beside the destination.
+fs::path sibling_path(const std::string& destination, const std::string& name) {
+  return fs::path(destination).parent_path() / name;
+}
+
 }  // namespace
 
-void check_output(const std::string& destination, bool force, const std::vector<std::string>& sources) {
+void check_output(const std::string& destination, bool force, const std::vector<std::string>& sources,
+                  OutputDir::Kind kind, const std::vector<std::string>& files) {
   const std::string dest = without_trailing_slashes(destination);
   for (const auto& s : sources) check_destination(dest, s, force);
   std::error_code ec;
-  if (fs::exists(fs::symlink_status(dest, ec)) && !force)
-    fail(Errc::kDestinationExists, dest, "", "the destination exists (use --force to replace it)");
+  if (kind == OutputDir::Kind::kFile && fs::is_directory(fs::symlink_status(dest, ec)))
+    fail(Errc::kDestinationExists, dest, "", "the destination is a directory; this command writes a file");
+  std::vector<std::string> outputs = {dest};
+  if (kind == OutputDir::Kind::kFile) {
+    outputs.clear();
+    for (const auto& f : files) outputs.push_back(sibling_path(dest, f).string());
+  }
+  for (const auto& o : outputs) {
+    if (fs::exists(fs::symlink_status(o, ec)) && !force)
+      fail(Errc::kDestinationExists, o, "", "the destination exists (use --force to replace it)");
+    if (o != dest)
+      for (const auto& s : sources) check_destination(o, s, force);
+  }
   const Placement p = placement_of(dest, destination);
   if (!fs::is_directory(p.parent)) fail(Errc::kIo, dest, "", "the parent directory " + p.parent.string() + " does not exist");
 }
 
-OutputDir::OutputDir(const std::string& destination, bool force, const std::vector<std::string>& sources)
-    : dest_(without_trailing_slashes(destination)), force_(force) {
-  check_output(destination, force, sources);
+OutputDir::OutputDir(const std::string& destination, bool force, const std::vector<std::string>& sources, Kind kind,
+                     const std::vector<std::string>& files)
+    : dest_(without_trailing_slashes(destination)), files_(files), kind_(kind), force_(force) {
+  check_output(destination, force, sources, kind, files);
   const Placement p = placement_of(dest_, destination);
   remove_stale_temporaries(p.parent, p.name, notes_);
   std::string tmpl = (p.parent / ("." + p.name + ".ckpt-tmp-" + std::to_string(::getpid()) + "-XXXXXX")).string();
@@ -184,8 +203,30 @@ void OutputDir::sync(const CancelToken* cancel) const {
   fsync_path(temp_, true);
 }
 
+// Moves `from` to `to`; without `replace`, a `to` that appeared meanwhile is refused, never overwritten.
+void OutputDir::move_file(const std::string& from, const std::string& to) const {
+  if (force_) {
+    if (std::rename(from.c_str(), to.c_str()) != 0) fail_errno(to, "cannot move the output into place");
+    return;
+  }
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) {
+    if (errno == EEXIST) fail(Errc::kDestinationExists, to, "", "the destination appeared while writing; not replacing it");
+    if (errno != EINVAL || std::rename(from.c_str(), to.c_str()) != 0) fail_errno(to, "cannot move the output into place");
+  }
+}
+
 void OutputDir::commit() {
   std::error_code ec;
+  if (kind_ == Kind::kFile) {
+    // Each rename is atomic: a file appears whole or not at all; the manifest comes last.
+    for (const auto& f : files_) move_file(path_of(f), sibling_path(dest_, f).string());
+    move_file(path_of(kManifestName), dest_ + ".ckpt-manifest.json");
+    committed_ = true;
+    fs::remove_all(temp_, ec);
+    fs::path parent = fs::path(dest_).parent_path();
+    fsync_path(parent.empty() ? "." : parent.string(), true);
+    return;
+  }
   const bool exists = fs::exists(fs::symlink_status(dest_, ec));
   if (exists && !force_) fail(Errc::kDestinationExists, dest_, "", "the destination appeared while writing; not replacing it");
   if (!exists) {

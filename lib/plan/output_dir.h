@@ -27,14 +27,21 @@ namespace ckpt {
 
 class OutputDir {
  public:
-  // Refuses an existing destination unless `force`, a destination that is a source or lies
-  // inside one, and (with `force`) a destination that contains a source, which replacing it
-  // would delete. Removes stale temporaries of earlier runs for this destination (notes() says
-  // which), then creates and locks the temporary sibling. A trailing '/' on `destination` is
-  // ignored. A symlink named as the destination is itself replaced (with `force`), never the
-  // directory it points to: the temporary lives beside the name, so the final rename never
-  // crosses file systems.
-  OutputDir(const std::string& destination, bool force, const std::vector<std::string>& sources);
+  // What the destination names: a directory that receives every output file (the default), or
+  // the output's file itself (`ckpt gguf SRC OUT.gguf`): the plan's files are then written as
+  // siblings in the destination's directory under their own names (one file: the destination's
+  // own name; llama.cpp's splits: OUT-00001-of-00003.gguf ...), and the manifest as
+  // "<destination>.ckpt-manifest.json". `files` names them (Kind::kFile only).
+  enum class Kind { kDirectory, kFile };
+  // Refuses an existing destination (for kFile: any of `files`) unless `force`, a destination that
+  // is a source or lies inside one, and (with `force`) a destination that contains a source, which
+  // replacing it would delete. Removes stale temporaries of earlier runs for this destination
+  // (notes() says which), then creates and locks the temporary sibling. A trailing '/' on
+  // `destination` is ignored. A symlink named as the destination is itself replaced (with
+  // `force`), never the directory it points to: the temporary lives beside the name, so the final
+  // rename never crosses file systems.
+  OutputDir(const std::string& destination, bool force, const std::vector<std::string>& sources,
+            Kind kind = Kind::kDirectory, const std::vector<std::string>& files = {});
   ~OutputDir();
   OutputDir(const OutputDir&) = delete;
   OutputDir& operator=(const OutputDir&) = delete;
@@ -47,19 +54,26 @@ class OutputDir {
   // fsyncs every file and directory under the temporary directory (checking `cancel` between).
   void sync(const CancelToken* cancel) const;
   // Moves the finished directory into place (exchanging it with the old destination when
-  // forced) and fsyncs the parent directory.
+  // forced); for Kind::kFile, each of `files` (each rename atomic), then the manifest. Then
+  // fsyncs the parent directory.
   void commit();
 
  private:
+  void move_file(const std::string& from, const std::string& to) const;
+
   std::string dest_, temp_;
   int lock_fd_ = -1;
+  std::vector<std::string> files_;
+  Kind kind_ = Kind::kDirectory;
   bool force_ = false, committed_ = false;
   std::vector<std::string> notes_;
 };
 
 // Every check OutputDir's constructor makes before it creates anything (so that --dry-run can make
-// them too): the sources, an existing destination without `force`, a missing parent directory.
-void check_output(const std::string& destination, bool force, const std::vector<std::string>& sources);
+// them too): the sources, an existing destination without `force`, a directory where `kind` wants a
+// file, a missing parent directory.
+void check_output(const std::string& destination, bool force, const std::vector<std::string>& sources,
+                  OutputDir::Kind kind = OutputDir::Kind::kDirectory, const std::vector<std::string>& files = {});
 
 // Refuses a destination that equals or lies inside `source`, or that would delete it.
 void check_destination(const std::string& destination, const std::string& source, bool force);

@@ -124,7 +124,7 @@ std::vector<StagedFile> staged_files(const Plan& plan, const std::vector<uint32_
     s.name = f.name;
     s.part = parts[i];
     s.size = f.size;
-    const std::string prefix = file_prefix(f);
+    const std::string& prefix = f.head;
     s.prefix_bytes = prefix.size();
     s.header_digest = hash_bytes(prefix.data(), prefix.size());
     for (size_t t = 0; t < f.tensors.size(); ++t) s.tensors.push_back({f.tensors[t].name, f.offsets[t], f.tensors[t].nbytes()});
@@ -326,7 +326,7 @@ std::vector<uint32_t> assign_parts(const Plan& plan, uint32_t count) {
 
 uint64_t plan_digest(const Plan& plan) {
   std::string all = plan.to_json().dump();
-  for (const auto& f : plan.files) all += file_prefix(f);
+  for (const auto& f : plan.files) all += f.head;
   for (const auto& e : plan.extras)
     if (e.content) all += *e.content;
   return hash_bytes(all.data(), all.size());
