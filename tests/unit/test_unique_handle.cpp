@@ -51,14 +51,14 @@ TEST_F(UniqueHandleTest, AnEmptyOwnerDestroysNothing) {
 
 // The leak issue 12 found in gemm_warmup.cpp: a check throwing between create and destroy.
 TEST_F(UniqueHandleTest, AThrowBetweenCreateAndUseLeaksNothing) {
-  EXPECT_THROW(
-      {
-        Fake a, b;
-        fake_create(a.out(), 1);
-        fake_create(b.out(), 2);
-        throw std::runtime_error("a failed check");
-      },
-      std::runtime_error);
+  // (a lambda: the block's comma would split EXPECT_THROW's arguments)
+  auto create_two_then_fail = [] {
+    Fake a, b;
+    fake_create(a.out(), 1);
+    fake_create(b.out(), 2);
+    throw std::runtime_error("a failed check");
+  };
+  EXPECT_THROW(create_two_then_fail(), std::runtime_error);
   EXPECT_EQ(g_destroyed, (std::vector<int>{2, 1}));
 }
 
