@@ -23,7 +23,7 @@ same "$tmp/sharded" "$data/llama/model.safetensors"
 # lm_head.weight is dropped (tie_word_embeddings: true), as transformers' save_pretrained did.
 "$ckpt" convert "$data/llama-tied" "$tmp/tied" 2>"$tmp/err.txt"
 grep -q "dropped 'lm_head.weight': the same memory as 'model.embed_tokens.weight'" "$tmp/err.txt"
-"$ckpt" convert --dry-run "$data/llama-tied" "$tmp/dry" | grep -q '"source_format": "torch-zip"'
+"$ckpt" convert --dry-run "$data/llama-tied" "$tmp/dry" | grep -c '"source_format": "torch-zip"' >/dev/null
 same "$tmp/tied" "$data/llama-tied/model.safetensors"
 [ "$(python3 "$here/st_tensors.py" metadata "$tmp/tied/model.safetensors")" = \
   '{"format": "pt", "lm_head.weight": "model.embed_tokens.weight"}' ]
@@ -41,7 +41,7 @@ done
 # --no-verify gives the same bytes; --dry-run writes nothing; --json reports the dropped alias.
 "$ckpt" convert -q --no-verify --keep-aliases "$data/edge/edge.bin" "$tmp/nv"
 cmp "$tmp/nv/model.safetensors" "$tmp/edge.bin.all/model.safetensors"
-"$ckpt" convert --dry-run "$data/edge/edge.bin" "$tmp/dry" | grep -q '"strided_views": 2'
+"$ckpt" convert --dry-run "$data/edge/edge.bin" "$tmp/dry" | grep -c '"strided_views": 2' >/dev/null
 [ ! -e "$tmp/dry" ]
-"$ckpt" convert --json "$data/edge/edge.bin" "$tmp/js" 2>/dev/null | grep -q '"tied_b": "tied_a"'
+"$ckpt" convert --json "$data/edge/edge.bin" "$tmp/js" 2>/dev/null | grep -c '"tied_b": "tied_a"' >/dev/null
 echo "test_convert: ok"

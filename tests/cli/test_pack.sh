@@ -63,7 +63,7 @@ r = b["packed"]
 assert r["by_dtype"]["BF16"]["ratio"] > 1.2, r
 assert set(r["by_class"]) >= {"embeddings", "attention", "mlp", "norms"}, r
 PY
-"$ckpt" inspect "$p" | grep -q "packed, by tensor class" && pass "inspect text shows ratios" || fail "inspect text"
+"$ckpt" inspect "$p" | grep -c "packed, by tensor class" >/dev/null && pass "inspect text shows ratios" || fail "inspect text"
 
 # Damage: a flipped bit in a frame, truncation, trailing bytes; nothing written on refusal.
 cp -r "$p" "$scratch/bad"
