@@ -4,8 +4,8 @@
 
 #include <cstdio>
 
-#include "common.h"
 #include "core/error.h"
+#include "steps.h"
 #include "subcommands.h"
 #if defined(CKPT_HAVE_CUDA)
 #include "fp8_quant_engine.h"
@@ -40,17 +40,13 @@ std::shared_ptr<const Fp8Engine> engine_for(const std::string& device) {
 
 }  // namespace
 
-void add_quantize(CLI::App& app, std::function<int()>& action) {
-  auto* cmd = app.add_subcommand("quantize", "Quantize Linear weights (FP8 E4M3FN) into a checkpoint vLLM, SGLang and transformers load");
+MakeStep add_quantize_options(CLI::App* cmd) {
   struct Args {
-    std::string src, dst, scheme = "tensor", block = "128x128", format, recipe, device = "cpu";
+    std::string scheme = "tensor", block = "128x128", format, recipe, device = "cpu";
     bool fp8 = false;
     std::vector<std::string> ignore;
-    WriteOptions w;
   };
   auto a = std::make_shared<Args>();
-  cmd->add_option("SRC", a->src, "Source checkpoint (file or directory)")->required();
-  cmd->add_option("DST", a->dst, "Output directory")->required();
   cmd->add_flag("--fp8", a->fp8, "FP8 E4M3FN weights with dequantization scales");
   cmd->add_option("--scheme", a->scheme, "Scale granularity: tensor (default), block or channel");
   auto* block = cmd->add_option("--block", a->block, "Block shape for --scheme block, rows x cols of the weight (default 128x128)");
@@ -60,34 +56,41 @@ void add_quantize(CLI::App& app, std::function<int()>& action) {
       ->allow_extra_args(false);
   cmd->add_option("--recipe", a->recipe, "Recipe JSON naming the Linear weights (default: by architecture)");
   cmd->add_option("--device", a->device, "Where the math runs: cpu (default) or cuda");
-  add_write_options(cmd, a->w);
-  cmd->callback([&action, a, block] {
-    const bool block_given = block->count() > 0;
-    action = [a, block_given] {
-      if (!a->fp8) usage("choose a quantization: --fp8");
-      QuantizeOptions o;
-      auto scheme = fp8_scheme_from_name(a->scheme);
-      if (!scheme) usage("--scheme must be tensor, block or channel, not '" + a->scheme + "'");
-      o.scheme = *scheme;
-      if (block_given && o.scheme != Fp8Scheme::kBlock)
-        usage("--block " + a->block + " applies only to --scheme block (the scheme is " + a->scheme + ")");
-      if (!parse_block(a->block, o.block_rows, o.block_cols))
-        usage("--block '" + a->block + "' is not ROWSxCOLS like 128x128");
-      if (a->format == "native") o.format = QuantFormat::kNative;
-      else if (a->format == "compressed-tensors") o.format = QuantFormat::kCompressedTensors;
-      else if (!a->format.empty())
-        usage("--format must be native or compressed-tensors, not '" + a->format + "'");
-      o.ignore = a->ignore;
-      o.recipe_path = a->recipe;
-      o.engine = engine_for(a->device);
-      Checkpoint ck = open_checkpoint(a->src);
-      QuantizePlan qp = plan_quantize(ck, o);
-      int rc = run_plan(qp.plan, a->dst, {a->src}, a->w, [&qp] { return quantize_report(qp); });
-      if (rc == kExitOk && !a->w.dry_run && !a->w.quiet && !a->w.json)
-        std::fprintf(stderr, "ckpt quantize: %s\n", quantize_summary_line(qp).c_str());
-      return rc;
+  return [a, block] {
+    if (!a->fp8) usage("choose a quantization: --fp8");
+    QuantizeOptions o;
+    auto scheme = fp8_scheme_from_name(a->scheme);
+    if (!scheme) usage("--scheme must be tensor, block or channel, not '" + a->scheme + "'");
+    o.scheme = *scheme;
+    if (block->count() > 0 && o.scheme != Fp8Scheme::kBlock)
+      usage("--block " + a->block + " applies only to --scheme block (the scheme is " + a->scheme + ")");
+    if (!parse_block(a->block, o.block_rows, o.block_cols))
+      usage("--block '" + a->block + "' is not ROWSxCOLS like 128x128");
+    if (a->format == "native") o.format = QuantFormat::kNative;
+    else if (a->format == "compressed-tensors") o.format = QuantFormat::kCompressedTensors;
+    else if (!a->format.empty())
+      usage("--format must be native or compressed-tensors, not '" + a->format + "'");
+    o.ignore = a->ignore;
+    o.recipe_path = a->recipe;
+    o.engine = engine_for(a->device);
+    Step s;
+    auto qp = std::make_shared<QuantizePlan>();
+    s.plan = [o, qp](const Checkpoint& ck) {
+      *qp = plan_quantize(ck, o);
+      return qp->plan;
     };
-  });
+    s.report = [qp] { return quantize_report(*qp); };
+    s.summary = [qp](const WriteOptions& w) {
+      if (!w.json) std::fprintf(stderr, "ckpt quantize: %s\n", quantize_summary_line(*qp).c_str());
+    };
+    return s;
+  };
+}
+
+void add_quantize(CLI::App& app, std::function<int()>& action) {
+  add_step_subcommand(app, action, "quantize",
+                      "Quantize Linear weights (FP8 E4M3FN) into a checkpoint vLLM, SGLang and transformers load",
+                      "Source checkpoint (file or directory)", "Output directory", &add_quantize_options);
 }
 
 }  // namespace ckpt::cli

@@ -12,6 +12,7 @@
   X(cast)                   \
   X(quantize)               \
   X(shard)                  \
+  X(run)                    \
   X(merge)                  \
   X(validate)               \
   X(forward)                \

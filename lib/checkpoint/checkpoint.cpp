@@ -28,6 +28,8 @@ const TensorRef* Checkpoint::find(const std::string& name) const {
   return nullptr;
 }
 
+std::string SideFile::text() const { return content ? *content : read_text_file(path); }
+
 uint64_t Checkpoint::total_bytes() const {
   uint64_t n = 0;
   for (const auto& t : tensors) n += t.nbytes();
@@ -87,7 +89,7 @@ void collect_side_files(Checkpoint& ck) {
   for (const auto& e : fs::directory_iterator(ck.dir)) {
     std::string name = e.path().filename().string();
     if (name.empty() || name[0] == '.' || !e.is_regular_file() || is_weight_file_name(name)) continue;
-    sides.push_back({name, e.path().string()});
+    sides.push_back({name, e.path().string(), std::nullopt});
   }
   std::sort(sides.begin(), sides.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   ck.side_files = std::move(sides);

@@ -27,6 +27,11 @@ struct SourceFile {
 struct SideFile {
   std::string name;  // file name relative to the checkpoint directory
   std::string path;  // where it is now
+  // The text of a file an earlier pipeline step generated (plan/pipeline.h): it exists only in
+  // memory, and `path` is empty.
+  std::optional<std::string> content;
+  // Its bytes: `content`, else the file at `path`.
+  std::string text() const;
 };
 
 struct Checkpoint {

@@ -121,6 +121,7 @@ void add_side_files(Plan& plan, const Checkpoint& ck, const std::map<std::string
   for (const auto& s : ck.side_files) {
     auto it = replaced.find(s.name);
     if (it != replaced.end()) plan.extras.push_back({s.name, it->second, std::nullopt});
+    else if (s.content) plan.extras.push_back({s.name, s.content, std::nullopt});
     else plan.extras.push_back({s.name, std::nullopt, s.path});
   }
 }

@@ -186,7 +186,7 @@ Plan plan_shard(const Checkpoint& ck, const Recipe& recipe, const ShardOptions& 
 
   std::string source_config;
   for (const auto& s : ck.side_files)
-    if (s.name == "config.json") source_config = read_text_file(s.path);
+    if (s.name == "config.json") source_config = s.text();
   if (source_config.empty()) source_config = ck.config->dump(2) + "\n";
 
   Plan plan;
