@@ -16,7 +16,6 @@ namespace ckpt::cuda {
 namespace {
 
 using validate::LinearWeight;
-using validate::ScaleLayout;
 
 constexpr size_t kWorkspaceBytes = 32ull << 20;
 constexpr uint64_t kKvContext = 2048;  // tokens per sequence the KV cache holds
@@ -144,11 +143,11 @@ struct GemmWarmup::Impl {
         r.dq.scale_type = elem_of(lw.scale->dtype());
         r.dq.block_n = lw.block_n;
         r.dq.block_k = lw.block_k;
-        r.dq.scale_kind = lw.layout == ScaleLayout::kPerTensor    ? ScaleKind::kTensor
-                          : lw.layout == ScaleLayout::kPerChannel ? ScaleKind::kChannel
+        r.dq.scale_kind = lw.layout == quant::Granularity::kTensor    ? ScaleKind::kTensor
+                          : lw.layout == quant::Granularity::kChannel ? ScaleKind::kChannel
                                                                   : ScaleKind::kBlock;
         r.out = model_act;
-        if (lw.layout == ScaleLayout::kPerTensor) {
+        if (lw.layout == quant::Granularity::kTensor) {
           r.path = Path::kLtFp8;
           r.act = Elem::kE4M3;
         } else {

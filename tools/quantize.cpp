@@ -1,4 +1,5 @@
-// ckpt quantize SRC DST --fp8 [--scheme tensor|block|channel] [--block 128x128]
+// ckpt quantize SRC DST --fp8|--int4 [--group-size G] [--sym|--asym]
+//     --fp8 [--scheme tensor|block|channel] [--block 128x128]
 //     [--format native|compressed-tensors] [--ignore PATTERN]... [--recipe FILE] [--device cpu|cuda]
 #include "commands/quantize.h"
 
@@ -43,33 +44,50 @@ std::shared_ptr<const Fp8Engine> engine_for(const std::string& device) {
 MakeStep add_quantize_options(CLI::App* cmd) {
   struct Args {
     std::string scheme = "tensor", block = "128x128", format, recipe, device = "cpu";
-    bool fp8 = false;
+    bool fp8 = false, int4 = false, sym = false, asym = false;
+    int64_t group_size = 128;
     std::vector<std::string> ignore;
   };
   auto a = std::make_shared<Args>();
   cmd->add_flag("--fp8", a->fp8, "FP8 E4M3FN weights with dequantization scales");
+  cmd->add_flag("--int4", a->int4, "INT4 W4A16 weights, round to nearest (GPTQ, AWQ or compressed-tensors layout)");
+  cmd->add_option("--group-size", a->group_size, "--int4: inputs per scale group: 128 (default), 64, 32, or -1 (per channel)");
+  cmd->add_flag("--sym", a->sym, "--int4: symmetric (default for gptq and compressed-tensors)");
+  cmd->add_flag("--asym", a->asym, "--int4: asymmetric, with zero points (always for awq)");
   cmd->add_option("--scheme", a->scheme, "Scale granularity: tensor (default), block or channel");
   auto* block = cmd->add_option("--block", a->block, "Block shape for --scheme block, rows x cols of the weight (default 128x128)");
   cmd->add_option("--format", a->format,
-                  "native (quant_method fp8; default for tensor/block) or compressed-tensors (default for channel)");
+                  "--fp8: native (quant_method fp8; default for tensor/block) or compressed-tensors (default for "
+                  "channel); --int4: gptq (default), awq or compressed-tensors");
   cmd->add_option("--ignore", a->ignore, "Leave matching modules unquantized ('*' matches any run; repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--recipe", a->recipe, "Recipe JSON naming the Linear weights (default: by architecture)");
   cmd->add_option("--device", a->device, "Where the math runs: cpu (default) or cuda");
   return [a, block] {
-    if (!a->fp8) usage("choose a quantization: --fp8");
+    if (a->fp8 == a->int4) usage("choose a quantization: --fp8 or --int4");
+    if (a->sym && a->asym) usage("--sym and --asym exclude each other");
     QuantizeOptions o;
-    auto scheme = fp8_scheme_from_name(a->scheme);
-    if (!scheme) usage("--scheme must be tensor, block or channel, not '" + a->scheme + "'");
-    o.scheme = *scheme;
-    if (block->count() > 0 && o.scheme != Fp8Scheme::kBlock)
-      usage("--block " + a->block + " applies only to --scheme block (the scheme is " + a->scheme + ")");
-    if (!parse_block(a->block, o.block_rows, o.block_cols))
-      usage("--block '" + a->block + "' is not ROWSxCOLS like 128x128");
-    if (a->format == "native") o.format = QuantFormat::kNative;
-    else if (a->format == "compressed-tensors") o.format = QuantFormat::kCompressedTensors;
+    if (a->int4) {
+      o.method = quant::Method::kInt4;
+      o.group_size = a->group_size;
+      if (a->sym || a->asym) o.symmetric = a->sym;
+      if (wants_cuda_device(a->device))
+        fail(Errc::kUnsupported, "", "", "--int4 runs on the CPU in this build (--device cuda is FP8 only)");
+    }
+    auto granularity = fp8_granularity_from_name(a->scheme);
+    if (!granularity) usage("--scheme must be tensor, block or channel, not '" + a->scheme + "'");
+    o.granularity = *granularity;
+    if (block->count() > 0 && (a->int4 || o.granularity != quant::Granularity::kBlock))
+      usage("--block " + a->block + " applies only to --scheme block (the scheme is " +
+            (a->int4 ? std::string("int4 groups") : a->scheme) + ")");
+    if (!parse_block(a->block, o.block_rows, o.block_cols)) usage("--block '" + a->block + "' is not ROWSxCOLS like 128x128");
+    if (a->format == "native") o.format = quant::Format::kFp8Native;
+    else if (a->format == "compressed-tensors") o.format = quant::Format::kCompressedTensors;
+    else if (a->format == "gptq" && a->int4) o.format = quant::Format::kGptq;
+    else if (a->format == "awq" && a->int4) o.format = quant::Format::kAwq;
     else if (!a->format.empty())
-      usage("--format must be native or compressed-tensors, not '" + a->format + "'");
+      usage("--format must be native or compressed-tensors (--fp8), gptq, awq or compressed-tensors (--int4), not '" +
+            a->format + "'");
     o.ignore = a->ignore;
     o.recipe_path = a->recipe;
     o.engine = engine_for(a->device);

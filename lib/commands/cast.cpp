@@ -8,6 +8,7 @@
 #include "core/name_pattern.h"
 #include "ops/cast.h"
 #include "ops/cast_op.h"
+#include "quant/scheme.h"
 #include "recipes/recipe.h"
 
 namespace ckpt {
@@ -78,16 +79,28 @@ Plan plan_cast(const Checkpoint& ck, const CastOptions& o) {
     return std::make_shared<ops::CastOp>(in, out);
   };
 
+  // Scales, packed ints and zero points of quantized Linears are part of their format (vLLM reads
+  // GPTQ/AWQ scales as F16, fp8's as F32, compressed-tensors' in the checkpoint's dtype): a cast
+  // converts only unquantized tensors and lists the quantization tensors it kept.
+  const quant::Scheme scheme = quant::read_scheme(ck.config ? &*ck.config : nullptr, ck.path + "/config.json");
+  auto quantization_part = [&](const std::string& name) {
+    const size_t dot = name.rfind('.');
+    return scheme.owns_suffix(dot == std::string::npos ? name : name.substr(dot + 1));
+  };
+  ojson quant_kept = ojson::array();
+
   Plan plan;
   plan.command = "cast";
   set_plan_sources(plan, ck);
   std::vector<OutputTensor> tensors;
   ojson cast = ojson::array(), kept = ojson::array();
   for (const auto& t : ck.tensors) {
-    const bool selected = ops::is_cast_source(t.dtype()) && (only.empty() || matches_any(only, t.name)) &&
+    const bool quant_part = quantization_part(t.name);
+    if (quant_part && ops::is_cast_source(t.dtype()) && t.dtype() != o.dtype) quant_kept.push_back(t.name);
+    const bool selected = ops::is_cast_source(t.dtype()) && !quant_part && (only.empty() || matches_any(only, t.name)) &&
                           !matches_any(keep, t.name);
     if (!selected || t.dtype() == o.dtype) {
-      if (ops::is_cast_source(t.dtype()) && t.dtype() != o.dtype) kept.push_back(t.name);
+      if (ops::is_cast_source(t.dtype()) && t.dtype() != o.dtype && !quant_part) kept.push_back(t.name);
       tensors.push_back({t.name, t.dtype(), t.shape(), copy_of(t)});
       continue;
     }
@@ -108,6 +121,10 @@ Plan plan_cast(const Checkpoint& ck, const CastOptions& o) {
   plan.notes["dtype"] = std::string(dtype_name(o.dtype));
   plan.notes["cast_tensors"] = cast.size();
   plan.notes["kept_float_tensors"] = kept;
+  if (scheme.quantized()) {
+    plan.notes["quantization"] = scheme.describe();
+    plan.notes["kept_quantization_tensors"] = quant_kept;
+  }
   plan.finalize();
   return plan;
 }

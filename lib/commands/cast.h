@@ -1,7 +1,9 @@
 // `ckpt cast`: converts the floating-point tensors (F64, F32, F16, BF16) of any checkpoint the
 // library opens to one dtype (BF16, F16 or F32), bit-identical with torch's `tensor.to()`.
 // Integer, bool, FP8 and sub-byte tensors are carried unchanged; `keep` patterns leave matching
-// tensors as they are, `only` patterns restrict the cast to matching tensors. config.json gets
+// tensors as they are, `only` patterns restrict the cast to matching tensors. In a quantized
+// checkpoint (quant/scheme.h) the scales, packed ints, zero points and g_idx of quantized Linears
+// are never cast. config.json gets
 // the new dtype; every other side file is carried over unchanged.
 #pragma once
 

@@ -3,7 +3,9 @@
 #include <cstdio>
 #include <map>
 
+#include "core/error.h"
 #include "core/sizes.h"
+#include "quant/scheme.h"
 
 namespace ckpt {
 
@@ -12,6 +14,12 @@ ojson inspect_report(const Checkpoint& ck) {
   r["path"] = ck.path;
   r["architecture"] = ck.architecture();
   if (ck.index_file) r["index"] = *ck.index_file;
+  // The quantization scheme (quant/scheme.h); inspect shows a config it cannot read instead of failing.
+  try {
+    r["quantization"] = quant::read_scheme(ck.config ? &*ck.config : nullptr, ck.path + "/config.json").describe();
+  } catch (const Error& e) {
+    r["quantization"] = "unreadable: " + e.rule();
+  }
   ojson files = ojson::array();
   std::vector<size_t> per_file(ck.files.size(), 0);
   for (const auto& t : ck.tensors) ++per_file[static_cast<size_t>(t.view.file)];
@@ -81,6 +89,7 @@ std::string inspect_text(const ojson& r) {
   add("checkpoint   " + r["path"].get<std::string>());
   std::string arch = r["architecture"].get<std::string>();
   add("architecture " + (arch.empty() ? std::string("(unknown: no config.json architectures)") : arch));
+  add("quantization " + r["quantization"].get<std::string>());
   add("files");
   for (const auto& f : r["files"]) {
     std::snprintf(line, sizeof line, "  %-12s %10s %6llu tensors  %s", f["format"].get<std::string>().c_str(),

@@ -14,91 +14,32 @@
 
 namespace ckpt {
 
-const char* fp8_scheme_name(Fp8Scheme s) {
-  switch (s) {
-    case Fp8Scheme::kTensor: return "tensor";
-    case Fp8Scheme::kBlock: return "block";
-    case Fp8Scheme::kChannel: return "channel";
-  }
-  return "?";
-}
-
-std::optional<Fp8Scheme> fp8_scheme_from_name(const std::string& name) {
-  if (name == "tensor") return Fp8Scheme::kTensor;
-  if (name == "block") return Fp8Scheme::kBlock;
-  if (name == "channel") return Fp8Scheme::kChannel;
+std::optional<quant::Granularity> fp8_granularity_from_name(const std::string& name) {
+  if (name == "tensor") return quant::Granularity::kTensor;
+  if (name == "block") return quant::Granularity::kBlock;
+  if (name == "channel") return quant::Granularity::kChannel;
   return std::nullopt;
 }
 
 namespace {
 
-const char* format_name(QuantFormat f) { return f == QuantFormat::kNative ? "native" : "compressed-tensors"; }
-
-// What the source's own quantization is, when it has one.
-struct SourceQuant {
-  std::string what;                    // for messages: "fp8 block 128x128", "gptq"
-  std::optional<QuantFormat> format;  // set when it is an FP8 scheme this command writes
-  Fp8Scheme scheme = Fp8Scheme::kTensor;
-  uint64_t block_rows = 0, block_cols = 0;
-};
-
-std::string scheme_text(QuantFormat f, Fp8Scheme s, uint64_t br, uint64_t bc) {
-  std::string t = std::string("fp8 ") + format_name(f) + " " + fp8_scheme_name(s);
-  if (s == Fp8Scheme::kBlock) t += " " + std::to_string(br) + "x" + std::to_string(bc);
-  return t;
-}
-
-bool block_pair(const ojson& j, uint64_t& a, uint64_t& b) {
-  if (!j.is_array() || j.size() != 2 || !j[0].is_number_unsigned() || !j[1].is_number_unsigned()) return false;
-  a = j[0].get<uint64_t>();
-  b = j[1].get<uint64_t>();
-  return true;
-}
-
-std::optional<SourceQuant> source_quantization(const Checkpoint& ck) {
-  const ojson* qc = nullptr;
-  if (ck.config && ck.config->is_object() && ck.config->contains("quantization_config"))
-    qc = &(*ck.config)["quantization_config"];
-  if (qc) {
-    SourceQuant sq;
-    std::string method = qc->is_object() && qc->contains("quant_method") && (*qc)["quant_method"].is_string()
-                             ? (*qc)["quant_method"].get<std::string>()
-                             : "unknown";
-    sq.what = method;
-    if (method == "fp8") {
-      sq.format = QuantFormat::kNative;
-      if (qc->contains("weight_block_size") && !(*qc)["weight_block_size"].is_null()) {
-        sq.scheme = Fp8Scheme::kBlock;
-        if (!block_pair((*qc)["weight_block_size"], sq.block_rows, sq.block_cols)) sq.format.reset();
-      }
-    } else if (method == "compressed-tensors") {
-      const ojson* groups = qc->contains("config_groups") ? &(*qc)["config_groups"] : nullptr;
-      if (groups && groups->is_object() && groups->size() == 1) {
-        const ojson& w = groups->begin().value().value("weights", ojson());
-        if (w.is_object() && w.value("type", ojson()) == "float" && w.value("num_bits", ojson()) == 8) {
-          std::string strategy = w.value("strategy", ojson()).is_string() ? w["strategy"].get<std::string>() : "";
-          if (auto s = fp8_scheme_from_name(strategy)) {
-            sq.format = QuantFormat::kCompressedTensors;
-            sq.scheme = *s;
-            if (*s == Fp8Scheme::kBlock && !block_pair(w.value("block_structure", ojson()), sq.block_rows, sq.block_cols))
-              sq.format.reset();
-          }
-        }
-      }
-    }
-    if (sq.format) sq.what = scheme_text(*sq.format, sq.scheme, sq.block_rows, sq.block_cols);
-    return sq;
-  }
+// Tensors that look quantized in a checkpoint whose config.json declares no quantization.
+std::optional<std::string> undeclared_quantized_tensor(const Checkpoint& ck) {
   for (const auto& t : ck.tensors) {
     const std::string& n = t.name;
     auto ends = [&](const std::string& s) { return n.size() >= s.size() && n.compare(n.size() - s.size(), s.size(), s) == 0; };
     if (t.dtype() == DType::F8_E4M3 || t.dtype() == DType::F8_E5M2 || ends(".weight_scale") ||
         ends(".weight_scale_inv") || ends(".qweight") || ends(".weight_packed"))
-      return SourceQuant{"quantized tensors (" + n + ", " + std::string(dtype_name(t.dtype())) +
-                             ") without a quantization_config",
-                         std::nullopt};
+      return "quantized tensors (" + n + ", " + std::string(dtype_name(t.dtype())) + ") without a quantization_config";
   }
   return std::nullopt;
+}
+
+// Whether two schemes write the same tensors and config facts.
+bool same_scheme(const quant::Scheme& a, const quant::Scheme& b) {
+  return a.method == b.method && a.format == b.format && a.granularity == b.granularity && a.block_n == b.block_n &&
+         a.block_k == b.block_k && a.group_size == b.group_size && a.symmetric == b.symmetric &&
+         a.act_order == b.act_order && a.gptq_v2 == b.gptq_v2;
 }
 
 std::string module_of(const std::string& tensor) {
@@ -165,105 +106,60 @@ std::vector<Decision> decide(const Checkpoint& ck, const Recipe& recipe, const Q
   return ds;
 }
 
-ojson fp8_quant_args(const char* strategy, ojson block_structure, bool dynamic, ojson group_size,
-                     const char* observer) {
-  ojson a = ojson::object();
-  a["num_bits"] = 8;
-  a["type"] = "float";
-  a["symmetric"] = true;
-  a["group_size"] = std::move(group_size);
-  a["strategy"] = strategy;
-  a["block_structure"] = std::move(block_structure);
-  a["dynamic"] = dynamic;
-  a["actorder"] = nullptr;
-  a["observer"] = observer ? ojson(observer) : ojson();
-  a["observer_kwargs"] = ojson::object();
-  return a;
-}
-
-// config.json's quantization_config, as each engine expects it (specs/quant_formats.md §1).
-ojson quantization_config(QuantFormat format, Fp8Scheme scheme, uint64_t br, uint64_t bc,
-                          const std::vector<std::string>& not_converted) {
-  ojson q = ojson::object();
-  if (format == QuantFormat::kNative) {
-    q["quant_method"] = "fp8";
-    if (scheme == Fp8Scheme::kBlock) q["fmt"] = "e4m3";
-    q["activation_scheme"] = "dynamic";
-    if (scheme == Fp8Scheme::kBlock) q["weight_block_size"] = {br, bc};
-    // vLLM reads ignored_layers; transformers and SGLang also read modules_to_not_convert.
-    q["ignored_layers"] = not_converted;
-    q["modules_to_not_convert"] = not_converted;
-    return q;
-  }
-  // llm-compressor's presets: FP8_DYNAMIC (channel weights, dynamic per-token activations),
-  // FP8_BLOCK (block weights, dynamic per-group-of-128 activations); tensor weights get the same
-  // dynamic per-token activations (no calibration data here for static input scales).
-  ojson weights, inputs;
-  if (scheme == Fp8Scheme::kBlock) {
-    weights = fp8_quant_args("block", {br, bc}, false, nullptr, "minmax");
-    inputs = fp8_quant_args("group", nullptr, true, bc, nullptr);
+// The scheme the options ask for.
+quant::Scheme int4_target(const QuantizeOptions& o) {
+  quant::Scheme s;
+  s.method = quant::Method::kInt4;
+  s.format = o.format.value_or(quant::Format::kGptq);
+  if (s.format == quant::Format::kFp8Native)
+    fail(Errc::kInvalidArgument, "", "", "--int4 formats are gptq, awq and compressed-tensors, not native");
+  if (o.group_size == -1) {
+    s.granularity = quant::Granularity::kChannel;
+  } else if (o.group_size > 0) {
+    s.granularity = quant::Granularity::kGroup;
+    s.group_size = static_cast<uint64_t>(o.group_size);
   } else {
-    weights = fp8_quant_args(fp8_scheme_name(scheme), nullptr, false, nullptr, "minmax");
-    inputs = fp8_quant_args("token", nullptr, true, nullptr, nullptr);
+    fail(Errc::kInvalidArgument, "", "", "--group-size must be positive or -1, not " + std::to_string(o.group_size));
   }
-  ojson group = ojson::object();
-  group["targets"] = {"Linear"};
-  group["weights"] = weights;
-  group["input_activations"] = inputs;
-  group["output_activations"] = nullptr;
-  group["format"] = "float-quantized";
-  q["quant_method"] = "compressed-tensors";
-  q["format"] = "float-quantized";
-  q["quantization_status"] = "compressed";
-  q["config_groups"] = {{"group_0", group}};
-  q["ignore"] = not_converted;
-  q["kv_cache_scheme"] = nullptr;
-  q["global_compression_ratio"] = nullptr;
-  q["sparsity_config"] = ojson::object();
-  q["transform_config"] = ojson::object();
-  return q;
+  if (s.format == quant::Format::kAwq) {
+    if (o.symmetric.value_or(false))
+      fail(Errc::kInvalidArgument, "", "", "--format awq has zero points (AutoAWQ GEMM, vLLM awq/awq_marlin): use --asym");
+    s.symmetric = false;
+  } else {
+    s.symmetric = o.symmetric.value_or(true);
+  }
+  s.gptq_v2 = s.format == quant::Format::kGptq && !s.symmetric;
+  s.method_name = s.format == quant::Format::kCompressedTensors ? "compressed-tensors" : quant::format_name(s.format);
+  return s;
 }
 
-// config.json with quantization_config set; placed in key order when the file's keys are sorted
-// (as transformers writes them), else at the end.
-std::string config_with_quantization(const ojson& config, const ojson& qc) {
-  ojson out = ojson::object();
-  bool sorted = true;
-  std::string prev;
-  for (const auto& [k, v] : config.items()) {
-    if (k < prev) sorted = false;
-    prev = k;
-  }
-  bool placed = false;
-  for (const auto& [k, v] : config.items()) {
-    if (k == "quantization_config") continue;
-    if (sorted && !placed && k > "quantization_config") {
-      out["quantization_config"] = qc;
-      placed = true;
-    }
-    out[k] = v;
-  }
-  if (!placed) out["quantization_config"] = qc;
-  return out.dump(2) + "\n";
-}
-
-void check_options(const QuantizeOptions& o, QuantFormat format) {
-  if (o.scheme == Fp8Scheme::kChannel && format == QuantFormat::kNative)
+quant::Scheme target_scheme(const QuantizeOptions& o) {
+  if (o.method == quant::Method::kInt4) return int4_target(o);
+  quant::Scheme s;
+  s.method = quant::Method::kFp8;
+  s.granularity = o.granularity;
+  s.format = o.format.value_or(o.granularity == quant::Granularity::kChannel ? quant::Format::kCompressedTensors
+                                                                             : quant::Format::kFp8Native);
+  if (s.format != quant::Format::kFp8Native && s.format != quant::Format::kCompressedTensors)
+    fail(Errc::kInvalidArgument, "", "", std::string("--fp8 has no --format ") + quant::format_name(s.format));
+  if (s.granularity == quant::Granularity::kChannel && s.format == quant::Format::kFp8Native)
     fail(Errc::kInvalidArgument, "", "",
          "--scheme channel exists only in --format compressed-tensors (vLLM's native fp8 has no per-channel scales)");
-  if (o.scheme == Fp8Scheme::kBlock && (o.block_rows == 0 || o.block_cols == 0))
-    fail(Errc::kInvalidArgument, "", "", "--block sizes must be positive");
+  if (s.granularity == quant::Granularity::kBlock) {
+    if (o.block_rows == 0 || o.block_cols == 0) fail(Errc::kInvalidArgument, "", "", "--block sizes must be positive");
+    s.block_n = o.block_rows;
+    s.block_k = o.block_cols;
+  }
+  if (s.format == quant::Format::kFp8Native) s.method_name = "fp8";
+  else s.method_name = "compressed-tensors";
+  return s;
 }
 
 }  // namespace
 
 QuantizePlan plan_quantize(const Checkpoint& ck, const QuantizeOptions& o) {
-  const QuantFormat format =
-      o.format.value_or(o.scheme == Fp8Scheme::kChannel ? QuantFormat::kCompressedTensors : QuantFormat::kNative);
-  check_options(o, format);
-  const uint64_t br = o.scheme == Fp8Scheme::kBlock ? o.block_rows : 0;
-  const uint64_t bc = o.scheme == Fp8Scheme::kBlock ? o.block_cols : 0;
-  const std::string wanted = scheme_text(format, o.scheme, br, bc);
+  const quant::Scheme target = target_scheme(o);
+  const std::string wanted = target.describe();
 
   QuantizePlan qp;
   qp.plan.command = "quantize";
@@ -271,12 +167,11 @@ QuantizePlan plan_quantize(const Checkpoint& ck, const QuantizeOptions& o) {
   qp.bytes_before = ck.total_bytes();
   qp.plan.notes["quantization"] = wanted;
 
-  if (auto sq = source_quantization(ck)) {
-    const bool same = sq->format == format && sq->scheme == o.scheme &&
-                      (o.scheme != Fp8Scheme::kBlock || (sq->block_rows == br && sq->block_cols == bc));
-    if (!same)
+  const quant::Scheme source = quant::read_scheme(ck.config ? &*ck.config : nullptr, ck.path + "/config.json");
+  if (source.quantized()) {
+    if (!same_scheme(source, target))
       fail(Errc::kUnsupported, ck.path, "",
-           "the source is already quantized (" + sq->what + "); refusing to quantize it again as " + wanted);
+           "the source is already quantized (" + source.describe() + "); refusing to quantize it again as " + wanted);
     qp.copied = true;
     std::vector<OutputTensor> tensors;
     for (const auto& t : ck.tensors) tensors.push_back({t.name, t.dtype(), t.shape(), copy_of(t)});
@@ -286,6 +181,9 @@ QuantizePlan plan_quantize(const Checkpoint& ck, const QuantizeOptions& o) {
     qp.plan.finalize();
     return qp;
   }
+  if (auto what = undeclared_quantized_tensor(ck))
+    fail(Errc::kUnsupported, ck.path, "",
+         "the source is already quantized (" + *what + "); refusing to quantize it again as " + wanted);
   if (!ck.config || !ck.config->is_object())
     fail(Errc::kUnsupported, ck.path, "", "no config.json next to the weights: it must carry the quantization_config");
 
@@ -304,34 +202,58 @@ QuantizePlan plan_quantize(const Checkpoint& ck, const QuantizeOptions& o) {
       continue;
     }
     const uint64_t n = t.shape()[0], k = t.shape()[1];
-    ops::Fp8Grid grid = o.scheme == Fp8Scheme::kTensor    ? ops::Fp8Grid::per_tensor(n, k)
-                        : o.scheme == Fp8Scheme::kChannel ? ops::Fp8Grid::per_channel(n, k)
-                                                          : ops::Fp8Grid::blocks(n, k, br, bc);
-    const DType scale_dtype = format == QuantFormat::kNative ? DType::F32 : t.dtype();
-    auto q = std::make_shared<Fp8Quantization>(t.name, t.view, grid, scale_dtype, o.engine);
+    const std::vector<quant::Part> parts = target.linear_parts(n, k, t.dtype());
+    const RecipeRule* rule = recipe.match(t.name);
+    qp.linears.push_back({d.module, n, k, !(rule && rule->role == TensorRole::kRow)});
+    if (target.method == quant::Method::kInt4) {
+      const ops::Int4Scheme s4 = target.int4(t.dtype());
+      const std::string why = ops::int4_shape_problem(s4, n, k);
+      if (!why.empty())
+        fail(Errc::kUnsupported, t.view.file >= 0 ? ck.files[t.view.file].path : ck.path, t.name,
+             "cannot quantize to " + wanted + ": " + why + " (--ignore the module to keep it unquantized)");
+      auto q = std::make_shared<const Int4Quantization>(t.name, t.view, s4);
+      qp.int4.push_back(q);
+      for (const auto& part : parts) {
+        std::shared_ptr<Producer> p;
+        switch (part.role) {
+          case quant::PartRole::kCodes: p = int4_codes_producer(q); break;
+          case quant::PartRole::kScale: p = int4_scales_producer(q); break;
+          case quant::PartRole::kZero: p = int4_zeros_producer(q); break;
+          case quant::PartRole::kGroupIndex: p = int4_g_idx_producer(q); break;
+          case quant::PartRole::kShape: p = int4_weight_shape_producer(q); break;
+          case quant::PartRole::kInputScale: throw std::logic_error("int4 has no input scales");
+        }
+        tensors.push_back({d.module + "." + part.suffix, part.dtype, part.shape, p});
+      }
+      continue;
+    }
+    const quant::Part& scale = parts[1];
+    ops::Fp8Grid grid = target.granularity == quant::Granularity::kTensor    ? ops::Fp8Grid::per_tensor(n, k)
+                        : target.granularity == quant::Granularity::kChannel ? ops::Fp8Grid::per_channel(n, k)
+                                                                             : ops::Fp8Grid::blocks(n, k, target.block_n, target.block_k);
+    auto q = std::make_shared<Fp8Quantization>(t.name, t.view, grid, scale.dtype, o.engine);
     qp.quantized.push_back(q);
-    tensors.push_back({t.name, DType::F8_E4M3, t.shape(), fp8_codes_producer(q)});
-    std::string scale_name = d.module + (format == QuantFormat::kNative && o.scheme == Fp8Scheme::kBlock
-                                             ? ".weight_scale_inv"
-                                             : ".weight_scale");
-    std::vector<uint64_t> scale_shape;
-    if (o.scheme == Fp8Scheme::kBlock) scale_shape = {grid.grid_rows(), grid.grid_cols()};
-    else if (o.scheme == Fp8Scheme::kChannel) scale_shape = {n, 1};
-    else if (format == QuantFormat::kCompressedTensors) scale_shape = {1};  // native: a 0-d scalar
-    tensors.push_back({scale_name, scale_dtype, scale_shape, fp8_scales_producer(q)});
+    tensors.push_back({t.name, parts[0].dtype, parts[0].shape, fp8_codes_producer(q)});
+    tensors.push_back({d.module + "." + scale.suffix, scale.dtype, scale.shape, fp8_scales_producer(q)});
   }
   listed.insert("lm_head");  // never quantized by any engine; listed so every loader agrees
   qp.not_converted.assign(listed.begin(), listed.end());
   std::sort(qp.not_converted.begin(), qp.not_converted.end(), natural_less);
 
   add_hf_safetensors_files(qp.plan, std::move(tensors), kDefaultMaxShardBytes);
-  const ojson qc = quantization_config(format, o.scheme, br, bc, qp.not_converted);
-  const std::string config = config_with_quantization(*ck.config, qc);
-  add_side_files(qp.plan, ck, {{"config.json", config}});
+  const std::string config = quant::config_with_quantization(*ck.config, quant::quantization_config(target, qp.not_converted));
+  std::map<std::string, std::string> replaced = {{"config.json", config}};
+  const std::optional<std::string> qcfile = quant::quantize_config_file(target, qp.not_converted);
+  if (qcfile) replaced["quantize_config.json"] = *qcfile;
+  add_side_files(qp.plan, ck, replaced);
+  if (qcfile && std::none_of(ck.side_files.begin(), ck.side_files.end(),
+                             [](const SideFile& s) { return s.name == "quantize_config.json"; }))
+    qp.plan.extras.push_back({"quantize_config.json", *qcfile, std::nullopt});
   if (std::none_of(ck.side_files.begin(), ck.side_files.end(), [](const SideFile& s) { return s.name == "config.json"; }))
     qp.plan.extras.push_back({"config.json", config, std::nullopt});
   qp.plan.notes["recipe"] = recipe.name();
-  qp.plan.notes["quantized_tensors"] = qp.quantized.size();
+  qp.scheme = target;
+  qp.plan.notes["quantized_tensors"] = qp.quantized.size() + qp.int4.size();
   qp.plan.notes["not_converted"] = qp.not_converted;
   if (!kept.empty()) qp.plan.notes["kept"] = kept;
   qp.plan.notes["engine"] = o.engine ? o.engine->name() : "cpu";
@@ -340,6 +262,38 @@ QuantizePlan plan_quantize(const Checkpoint& ck, const QuantizeOptions& o) {
   qp.plan.notes["bytes_after"] = qp.plan.tensor_bytes();
   return qp;
 }
+
+namespace {
+
+// vLLM marlin_utils.py: GPTQ_MARLIN_MIN_THREAD_N = 64, GPTQ_MARLIN_MIN_THREAD_K = 128, and
+// verify_marlin_supports_shape's group check (K/tp % group when group < K).
+ojson marlin_tp_table(const QuantizePlan& qp) {
+  ojson table = ojson::array();
+  const uint64_t group = qp.scheme.granularity == quant::Granularity::kGroup ? qp.scheme.group_size : 0;
+  for (uint64_t tp : {1, 2, 4, 8}) {
+    std::string first, why;
+    for (const auto& l : qp.linears) {
+      const uint64_t n = l.column ? l.n / tp : l.n, k = l.column ? l.k : l.k / tp;
+      const uint64_t split = l.column ? l.n : l.k;
+      auto num = [](uint64_t v) { return std::to_string(v); };
+      if (split % tp != 0) why = (l.column ? "out_features " : "in_features ") + num(split) + " is not divisible by " + num(tp);
+      else if (n % 64 != 0) why = "out_features per rank " + num(n) + " is not a multiple of 64";
+      else if (k % 128 != 0) why = "in_features per rank " + num(k) + " is not a multiple of 128";
+      else if (group && group < l.k && k % group != 0)
+        why = "in_features per rank " + num(k) + " is not a multiple of the group size " + num(group);
+      if (!why.empty()) {
+        first = l.name;
+        break;
+      }
+    }
+    ojson row = {{"tp", tp}, {"marlin_ok", why.empty()}};
+    if (!why.empty()) row["first_failure"] = {{"module", first}, {"reason", why}};
+    table.push_back(row);
+  }
+  return table;
+}
+
+}  // namespace
 
 ojson quantize_report(const QuantizePlan& qp) {
   ojson r = ojson::object();
@@ -365,26 +319,38 @@ ojson quantize_report(const QuantizePlan& qp) {
     j["max_abs_error"] = st.max_abs_err;
     ts.push_back(j);
   }
+  for (const auto& q : qp.int4) {
+    const ops::Fp8ErrorStats st = q->stats();
+    ts.push_back({{"tensor", q->tensor()},
+                  {"shape", {q->geometry().n, q->geometry().k}},
+                  {"relative_error", st.relative_error()},
+                  {"max_abs_error", st.max_abs_err}});
+  }
   r["tensors"] = ts;
+  if (qp.scheme.method == quant::Method::kInt4) r["tp_compatibility"] = marlin_tp_table(qp);
   return r;
 }
 
 std::string quantize_summary_line(const QuantizePlan& qp) {
   if (qp.copied) return "source already has this quantization: tensors copied unchanged";
-  const Fp8Quantization* worst = nullptr;
   double worst_err = -1;
+  std::string worst_name;
   for (const auto& q : qp.quantized) {
     double e = q->stats().relative_error();
-    if (e > worst_err) worst_err = e, worst = q.get();
+    if (e > worst_err) worst_err = e, worst_name = q->tensor();
   }
-  std::string s = std::to_string(qp.quantized.size()) + " weights quantized (" +
+  for (const auto& q : qp.int4) {
+    double e = q->stats().relative_error();
+    if (e > worst_err) worst_err = e, worst_name = q->tensor();
+  }
+  std::string s = std::to_string(qp.quantized.size() + qp.int4.size()) + " weights quantized (" +
                   qp.plan.notes["quantization"].get<std::string>() + "), " + format_bytes(qp.bytes_before) + " -> " +
                   format_bytes(qp.plan.tensor_bytes()) + ", " + std::to_string(qp.not_converted.size()) +
                   " modules left unquantized";
-  if (worst) {
+  if (!worst_name.empty()) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.3f%%", 100 * worst_err);
-    s += "; worst relative error " + std::string(buf) + " (" + worst->tensor() + ")";
+    s += "; worst relative error " + std::string(buf) + " (" + worst_name + ")";
   }
   return s;
 }

@@ -75,8 +75,9 @@ std::string first_refusal(const std::vector<Item>& items, const ModelDims& dims,
     // A block-FP8 weight: every rank's slice must be whole blocks, as vLLM's block-FP8 loader
     // requires of each output partition (block_n) and of a row-parallel input partition (block_k)
     // (vllm/model_executor/layers/quantization/utils/fp8_utils.py, validate_fp8_block_shape).
-    const bool block_weight = dims.fp8_block && it.tensor->dtype() == DType::F8_E4M3 && layout.kind == TensorLayout::Kind::kAxis;
-    const uint64_t block = layout.dim == 0 ? dims.block_n : dims.block_k;
+    const bool block_weight = dims.quant.method == quant::Method::kFp8 &&
+                              dims.quant.granularity == quant::Granularity::kBlock && it.tensor->dtype() == DType::F8_E4M3 && layout.kind == TensorLayout::Kind::kAxis;
+    const uint64_t block = layout.dim == 0 ? dims.quant.block_n : dims.quant.block_k;
     for (uint64_t r = 0; r < tp; r = (all_ranks || r + 1 == tp || tp == 1) ? r + 1 : tp - 1) {
       RankSlice s = rank_slice(layout, it.tensor->shape(), tp, r, o.vocab_multiple, it.experts);
       if (!s.refusal.empty()) {
@@ -88,8 +89,8 @@ std::string first_refusal(const std::vector<Item>& items, const ModelDims& dims,
           if (range.begin % block != 0 || range.length % block != 0) {
             *tensor = it.tensor->name;
             return "block-FP8: rank " + std::to_string(r) + "'s slice of " + std::to_string(range.length) +
-                   (layout.dim == 0 ? " rows" : " columns") + " is not a multiple of the " + std::to_string(dims.block_n) +
-                   "x" + std::to_string(dims.block_k) + " block (vLLM's block-FP8 loader needs whole blocks per rank)";
+                   (layout.dim == 0 ? " rows" : " columns") + " is not a multiple of the " + std::to_string(dims.quant.block_n) +
+                   "x" + std::to_string(dims.quant.block_k) + " block (vLLM's block-FP8 loader needs whole blocks per rank)";
           }
     }
   }

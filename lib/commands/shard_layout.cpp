@@ -62,38 +62,7 @@ ModelDims ModelDims::from_config(const ojson& config, const std::string& file) {
   if (d.heads == 0 || d.kv_heads == 0 || d.layers == 0)
     fail(Errc::kInvalidArgument, file, "",
          "config.json needs positive integers num_attention_heads, num_key_value_heads and num_hidden_layers");
-  auto q = config.find("quantization_config");
-  if (q != config.end() && q->is_object()) {
-    if (auto m = q->find("quant_method"); m != q->end() && m->is_string()) d.quant_method = m->get<std::string>();
-    if (auto b = q->find("weight_block_size"); b != q->end() && b->is_array() && b->size() == 2 &&
-                                               (*b)[0].is_number_unsigned() && (*b)[1].is_number_unsigned()) {
-      d.block_n = (*b)[0].get<uint64_t>();
-      d.block_k = (*b)[1].get<uint64_t>();
-      d.fp8_block = true;
-    }
-    // compressed-tensors: config_groups.<g>.weights {"strategy": "block", "block_structure": [n, k]}.
-    if (auto g = q->find("config_groups"); g != q->end() && g->is_object())
-      for (const auto& [name, group] : g->items()) {
-        if (!group.is_object() || !group.contains("weights") || !group["weights"].is_object()) continue;
-        const ojson& w = group["weights"];
-        auto bs = w.find("block_structure");
-        if (w.value("strategy", "") != "block" || bs == w.end() || !bs->is_array() || bs->size() != 2 ||
-            !(*bs)[0].is_number_unsigned() || !(*bs)[1].is_number_unsigned())
-          continue;
-        d.block_n = (*bs)[0].get<uint64_t>();
-        d.block_k = (*bs)[1].get<uint64_t>();
-        d.fp8_block = true;
-      }
-    if (auto g = q->find("group_size"); g != q->end() && g->is_number_integer()) {
-      if (g->get<int64_t>() > 0) d.gptq_group = g->get<uint64_t>();
-      d.gptq_channelwise = g->get<int64_t>() == -1;
-    }
-    if (auto bits = q->find("bits"); bits != q->end() && bits->is_number_unsigned() && bits->get<uint64_t>() > 0 &&
-                                     32 % bits->get<uint64_t>() == 0)
-      d.gptq_pack = 32 / bits->get<uint64_t>();
-    if (auto a = q->find("desc_act"); a != q->end() && a->is_boolean()) d.gptq_desc_act = a->get<bool>();
-  }
-  if (d.block_n == 0 || d.block_k == 0) fail(Errc::kInvalidArgument, file, "", "weight_block_size must be positive");
+  d.quant = quant::read_scheme(&config, file);
   return d;
 }
 
@@ -145,8 +114,9 @@ TensorLayout tensor_layout(const std::string& name, const std::vector<uint64_t>&
     l.kind = TensorLayout::Kind::kExpert;
     return l;
   }
-  const bool split_part = part == "weight" || part == "bias" || part == "qweight" || part == "qzeros" ||
-                          part == "scales" || part == "g_idx";
+  const quant::Scheme& q = dims.quant;
+  const bool int4 = q.method == quant::Method::kInt4, fp8 = q.method == quant::Method::kFp8;
+  const bool split_part = part == "weight" || part == "bias" || (int4 && q.owns_suffix(part));
   // Per-tensor scales (input_scale, k_scale, an FP8 per-tensor weight_scale) are copied whole.
   if (!split_part && numel(shape) == 1) return whole();
   if (role == TensorRole::kVocab) {
@@ -157,33 +127,43 @@ TensorLayout tensor_layout(const std::string& name, const std::vector<uint64_t>&
     return l;
   }
   if (tp == 1) return whole();
-  const bool gptq = part == "qweight" || part == "qzeros" || part == "scales" || part == "g_idx";
-  if (gptq && dims.quant_method == "awq")
-    refuse("AWQ-packed tensors are not supported (GPTQ layout only)");
-  const bool block_scale = part == "weight_scale_inv" || (part == "weight_scale" && shape.size() == 2 && shape[1] > 1);
+  if (!split_part && !(fp8 && q.owns_suffix(part)))
+    return refuse("no split rule for a tensor ending in '." + part + "' (quantization: " + q.describe() + ")");
+  // FP8 (specs: vLLM fp8.py / compressed_tensors_w8a8_fp8.py): block scales follow the weight in
+  // block units, per-channel scales follow its output rows.
+  const bool block_scale = fp8 && q.granularity == quant::Granularity::kBlock &&
+                           (part == "weight_scale_inv" || part == "weight_scale");
+  // INT4 (vLLM gptq.py / awq.py / compressed_tensors_wNa16.py create_weights, and
+  // marlin_utils.marlin_repeat_scales_on_all_ranks): packed dims split in units of the pack
+  // factor 8; group rows in units of the group size; act-order or channelwise (group -1) scales
+  // and zeros of a row-parallel layer stay whole on every rank.
+  const uint64_t group = q.granularity == quant::Granularity::kGroup ? q.group_size : 1;
+  const bool replicate_groups = q.act_order || q.granularity == quant::Granularity::kChannel;
+  const bool ct = q.format == quant::Format::kCompressedTensors;
+  if (int4 && (part == "weight_shape" || ((part == "g_idx" || part == "weight_g_idx") && is_column_like(role))))
+    return whole();
   if (is_column_like(role)) {
     auto p = pieces_of(role, dims);
     if (part == "weight" || part == "bias") return axis(0, p, 1);
-    if (block_scale) return axis(0, p, dims.block_n);
-    if (part == "weight_scale") return axis(0, p, 1);  // per-channel [N, 1] or [N]
-    if (part == "qweight" || part == "scales") return axis(1, p, 1);
-    if (part == "qzeros") return axis(1, p, dims.gptq_pack);
-    if (part == "g_idx") return whole();
+    if (block_scale) return axis(0, p, q.block_n);
+    if (fp8) return axis(0, p, 1);  // per-channel [N, 1]
+    if (ct) return axis(0, p, part == "weight_zero_point" ? 8 : 1);  // [N, K/8], [N, G], [N/8, G]
+    if (part == "qzeros" || (part == "qweight" && q.format == quant::Format::kAwq)) return axis(1, p, 8);
+    return axis(1, p, 1);  // GPTQ qweight [K/8, N], scales [G, N]
   } else if (role == TensorRole::kRow) {
     if (part == "bias") return whole();  // only rank 0 adds it (vLLM RowParallelLinear)
     if (part == "weight") {
       if (shape.size() != 2) refuse("a row-parallel weight must be 2-D");
       return axis(1, plain_axis(), 1);
     }
-    if (block_scale) return axis(1, plain_axis(), dims.block_k);
-    if (part == "weight_scale") return whole();  // per-channel: output rows are not split
-    if (part == "qweight") return axis(0, plain_axis(), dims.gptq_pack);
-    if (part == "g_idx") return axis(0, plain_axis(), 1);
-    if (part == "scales" || part == "qzeros") {
-      // Act-order: the local g_idx may point at any group, so every rank keeps all of them.
-      if (dims.gptq_desc_act || dims.gptq_channelwise) return whole();
-      return axis(0, plain_axis(), dims.gptq_group);
-    }
+    if (block_scale) return axis(1, plain_axis(), q.block_k);
+    if (fp8) return whole();  // per-channel: output rows are not split
+    if (part == "g_idx" || part == "weight_g_idx") return axis(0, plain_axis(), 1);
+    if (part == "qweight") return axis(0, plain_axis(), q.format == quant::Format::kGptq ? 8 : 1);
+    if (part == "weight_packed") return axis(1, plain_axis(), 8);
+    // scales / qzeros [G, *], weight_scale / weight_zero_point [*, G]
+    if (replicate_groups) return whole();
+    return axis(ct ? 1 : 0, plain_axis(), group);
   }
   return refuse("no split rule for a tensor ending in '." + part + "'");
 }

@@ -11,6 +11,7 @@
 
 #include "commands/tp_split.h"
 #include "formats/strict_json.h"
+#include "quant/scheme.h"
 #include "recipes/recipe.h"
 
 namespace ckpt {
@@ -18,13 +19,7 @@ namespace ckpt {
 // What the layout needs from config.json.
 struct ModelDims {
   uint64_t heads = 0, kv_heads = 0, layers = 0;
-  // quantization_config: FP8 block size, GPTQ pack factor, group size and act-order.
-  uint64_t block_n = 128, block_k = 128;
-  bool fp8_block = false;  // block-FP8 weights (weight_block_size, or compressed-tensors strategy "block")
-  uint64_t gptq_pack = 8, gptq_group = 128;
-  bool gptq_desc_act = false;
-  bool gptq_channelwise = false;  // group_size -1: one scale row for the whole input
-  std::string quant_method;
+  quant::Scheme quant;  // quantization_config: which tensors a quantized Linear owns and their units
 
   static ModelDims from_config(const ojson& config, const std::string& file);
 };

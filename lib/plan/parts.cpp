@@ -390,14 +390,11 @@ PartReport run_part(const Plan& plan, const std::string& destination, PartSpec p
     report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return report;
   };
-  if (fs::exists(marker) && read_json(marker, "part record")["plan_digest"] == record["plan_digest"]) {
-    ensure_record(staging, record);
-    report.already_done = true;
-    report.reused = report.files;
-    return done();
-  }
+  // A part marked finished is still re-hashed below: a staged file damaged after its part
+  // finished must be rewritten, not discovered by finalize.
+  const bool marked = fs::exists(marker) && read_json(marker, "part record")["plan_digest"] == record["plan_digest"];
   std::error_code ec;
-  if (fs::exists(fs::symlink_status(destination, ec)) && !opt.force)
+  if (!marked && fs::exists(fs::symlink_status(destination, ec)) && !opt.force)
     fail(Errc::kDestinationExists, destination, "", "the destination exists (use --force to replace it)");
   fs::create_directories(staging + "/files", ec);
   if (ec) fail(Errc::kIo, staging, "", "cannot create the staging directory: " + ec.message());
@@ -436,6 +433,7 @@ PartReport run_part(const Plan& plan, const std::string& destination, PartSpec p
     written[f.name] = r.manifest["files"][f.name]["digest"];
     report.bytes_written += one.tensor_bytes();
   }
+  report.already_done = marked && report.reused == report.files;
   ojson m = ojson::object();
   m["plan_digest"] = record["plan_digest"];
   m["part"] = part_label(part.index, part.count);

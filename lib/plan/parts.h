@@ -50,7 +50,7 @@ struct PartReport {
   size_t reused = 0;           // of those, found complete and verified in the staging directory
   uint64_t bytes_written = 0;  // tensor bytes written by this run
   uint64_t bytes_reused = 0;
-  bool already_done = false;   // the part had finished before: nothing was done
+  bool already_done = false;   // the part had finished before and its files verified: nothing written
   double seconds = 0;
 };
 

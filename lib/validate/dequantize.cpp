@@ -40,7 +40,7 @@ void dequantize_rows(const LinearWeight& lw, const uint8_t* weight, const std::v
   const DType t = lw.weight->dtype();
   const unsigned size = dtype_bits(t) / 8;
   const uint64_t k = lw.k;
-  const uint64_t k_blocks = lw.layout == ScaleLayout::kBlock ? (k + lw.block_k - 1) / lw.block_k : 0;
+  const uint64_t k_blocks = lw.layout == quant::Granularity::kBlock ? (k + lw.block_k - 1) / lw.block_k : 0;
   for (uint64_t r = 0; r < rows; ++r) {
     const uint64_t row = row_begin + r;
     const uint8_t* src = weight + row * k * size;
@@ -49,9 +49,10 @@ void dequantize_rows(const LinearWeight& lw, const uint8_t* weight, const std::v
       double v = decode_element(t, src + c * size);
       if (lw.fp8()) {
         switch (lw.layout) {
-          case ScaleLayout::kPerTensor: v *= scales[0]; break;
-          case ScaleLayout::kPerChannel: v *= scales[row]; break;
-          case ScaleLayout::kBlock: v *= scales[(row / lw.block_n) * k_blocks + c / lw.block_k]; break;
+          case quant::Granularity::kTensor: v *= scales[0]; break;
+          case quant::Granularity::kChannel: v *= scales[row]; break;
+          case quant::Granularity::kGroup:  // not an FP8 granularity
+          case quant::Granularity::kBlock: v *= scales[(row / lw.block_n) * k_blocks + c / lw.block_k]; break;
         }
       }
       dst[c] = v;

@@ -26,6 +26,16 @@ const char* kScaleSuffixes[] = {".weight_scale", ".weight_scale_inv"};
 
 }  // namespace
 
+const char* scale_layout_name(quant::Granularity g) {
+  switch (g) {
+    case quant::Granularity::kTensor: return "per-tensor";
+    case quant::Granularity::kChannel: return "per-channel";
+    case quant::Granularity::kBlock: return "block";
+    case quant::Granularity::kGroup: return "group";
+  }
+  return "?";
+}
+
 std::string LinearWeight::format() const {
   if (!fp8()) {
     switch (weight->dtype()) {
@@ -35,7 +45,7 @@ std::string LinearWeight::format() const {
     }
   }
   std::string s = std::string("fp8 ") + scale_layout_name(layout);
-  if (layout == ScaleLayout::kBlock) s += " " + std::to_string(block_n) + "x" + std::to_string(block_k);
+  if (layout == quant::Granularity::kBlock) s += " " + std::to_string(block_n) + "x" + std::to_string(block_k);
   return s;
 }
 
@@ -66,7 +76,7 @@ bool LinearSelector::operator()(const TensorRef& t) const {
   return true;
 }
 
-std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const QuantScheme& scheme,
+std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const quant::Scheme& scheme,
                                               const LinearSelector& is_linear, const FailFn& fail) {
   auto file_of = [&](const TensorRef& t) { return ck.files[t.view.file].path; };
   std::map<std::string, const TensorRef*> by_name;
@@ -103,14 +113,14 @@ std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const QuantS
     if (t.dtype() != DType::F8_E4M3) {
       // An unquantized Linear in a quantized checkpoint must be listed as ignored, or vLLM creates
       // FP8 parameters for it and the load fails. lm_head is never quantized by engines.
-      if (scheme.method != QuantMethod::kNone && module != "lm_head" && !scheme.ignores(module))
+      if (scheme.quantized() && module != "lm_head" && !scheme.ignores(module))
         fail("quant-config", file_of(t), t.name,
              std::string(dtype_name(t.dtype())) + " Linear weight in a " + scheme.method_name +
                  " checkpoint, but quantization_config does not list '" + module + "' as ignored");
       out.push_back(std::move(lw));
       continue;
     }
-    if (scheme.method == QuantMethod::kNone || !scheme.layout) {
+    if (scheme.method != quant::Method::kFp8) {
       fail("quant-config", file_of(t), t.name, "F8_E4M3 weight but config.json declares no FP8 quantization_config");
       continue;
     }
@@ -118,8 +128,8 @@ std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const QuantS
       fail("quant-config", file_of(t), t.name, "F8_E4M3 weight of a module quantization_config lists as ignored");
       continue;
     }
-    lw.layout = *scheme.layout;
-    const bool native_block = scheme.method == QuantMethod::kFp8 && lw.layout == ScaleLayout::kBlock;
+    lw.layout = scheme.granularity;
+    const bool native_block = scheme.format == quant::Format::kFp8Native && lw.layout == quant::Granularity::kBlock;
     const std::string scale_name = module + (native_block ? ".weight_scale_inv" : ".weight_scale");
     const TensorRef* s = find(scale_name);
     if (!s) {
@@ -128,26 +138,27 @@ std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const QuantS
     }
     std::vector<uint64_t> want;
     switch (lw.layout) {
-      case ScaleLayout::kPerTensor: want = {}; break;
-      case ScaleLayout::kPerChannel: want = {lw.n, 1}; break;
-      case ScaleLayout::kBlock:
+      case quant::Granularity::kTensor: want = {}; break;
+      case quant::Granularity::kChannel: want = {lw.n, 1}; break;
+      case quant::Granularity::kGroup:  // not an FP8 granularity (read_scheme never gives it)
+      case quant::Granularity::kBlock:
         lw.block_n = scheme.block_n;
         lw.block_k = scheme.block_k;
         want = {ceil_div(lw.n, lw.block_n), ceil_div(lw.k, lw.block_k)};
         break;
     }
-    bool shape_ok = lw.layout == ScaleLayout::kPerTensor
+    bool shape_ok = lw.layout == quant::Granularity::kTensor
                         ? (s->shape().empty() || (s->shape().size() == 1 && s->shape()[0] == 1))
                         : s->shape() == want;
     if (!shape_ok) {
       fail("scale", file_of(*s), s->name,
            std::string(scale_layout_name(lw.layout)) + " scale of weight " + shape_str(t.shape()) + " must have shape " +
-               (lw.layout == ScaleLayout::kPerTensor ? std::string("[] or [1]") : shape_str(want)) + ", not " +
+               (lw.layout == quant::Granularity::kTensor ? std::string("[] or [1]") : shape_str(want)) + ", not " +
                shape_str(s->shape()));
       continue;
     }
     // vLLM's fp8 method stores float32 scales; compressed-tensors stores the weight's own dtype.
-    bool dtype_ok = scheme.method == QuantMethod::kFp8 ? (s->dtype() == DType::F32 || (native_block && s->dtype() == DType::BF16))
+    bool dtype_ok = scheme.format == quant::Format::kFp8Native ? (s->dtype() == DType::F32 || (native_block && s->dtype() == DType::BF16))
                                                         : is_float(s->dtype());
     if (!dtype_ok) {
       fail("scale", file_of(*s), s->name, std::string("scale dtype ") + std::string(dtype_name(s->dtype())) +

@@ -12,15 +12,18 @@
 
 #include "checkpoint/checkpoint.h"
 #include "recipes/recipe.h"
-#include "validate/quant_scheme.h"
+#include "quant/scheme.h"
 
 namespace ckpt::validate {
+
+// "per-tensor", "per-channel", "block": how FP8 scale layouts read in messages.
+const char* scale_layout_name(quant::Granularity g);
 
 struct LinearWeight {
   std::string name;                 // "model.layers.0.self_attn.q_proj.weight"
   const TensorRef* weight = nullptr;
   const TensorRef* scale = nullptr;  // FP8: the dequantization multiplier tensor
-  ScaleLayout layout = ScaleLayout::kPerTensor;
+  quant::Granularity layout = quant::Granularity::kTensor;
   uint64_t n = 0, k = 0;             // weight shape [N, K]: out features, in features
   uint64_t block_n = 0, block_k = 0;  // kBlock
   bool fp8() const { return scale != nullptr; }
@@ -49,7 +52,7 @@ class LinearSelector {
 
 // The Linear weights of `ck` in tensor order. Structural problems are reported through `fail`
 // (check "scale" or "quant-config") and the offending weight is left out.
-std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const QuantScheme& scheme,
+std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const quant::Scheme& scheme,
                                               const LinearSelector& is_linear, const FailFn& fail);
 
 }  // namespace ckpt::validate

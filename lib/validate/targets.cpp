@@ -56,6 +56,22 @@ uint64_t parallel_uint(const ojson& p, const char* key, uint64_t fallback) {
   return p.contains(key) && p[key].is_number_unsigned() ? p[key].get<uint64_t>() : fallback;
 }
 
+// The engine rules a readable scheme must also meet before this runtime runs its GEMMs: vLLM's
+// Fp8Config requires activation_scheme, and block scales only with dynamic activations
+// (vllm model_executor/layers/quantization/fp8.py).
+void check_scheme_runs(const quant::Scheme& s, const std::string& label) {
+  if (s.format == quant::Format::kFp8Native && s.method == quant::Method::kFp8) {
+    if (!s.activation_scheme)
+      fail(Errc::kUnsupported, label, "",
+           "quantization_config: quant_method fp8 needs activation_scheme (\"static\" or \"dynamic\"), as vLLM requires");
+    if (s.granularity == quant::Granularity::kBlock && *s.activation_scheme != "dynamic")
+      fail(Errc::kUnsupported, label, "", "quantization_config: weight_block_size needs activation_scheme dynamic (vLLM)");
+  }
+  if (s.method == quant::Method::kInt4)
+    fail(Errc::kUnsupported, label, "",
+         "quantization_config: " + s.describe() + " has no GEMM path in ckpt validate (fp8 and compressed-tensors FP8 do)");
+}
+
 void check_stray_shards(const Target& t, const FailFn& fail) {
   if (!t.ck.index_file) return;
   std::set<std::string> listed;
@@ -131,7 +147,8 @@ void open_target(Target& t, uint64_t tp_size, const FailFn& fail) {
   if (t.ck.config && t.ck.config->contains("ckpt_parallel")) t.parallel = (*t.ck.config)["ckpt_parallel"];
   const std::string config_label = (fs::path(t.dir) / "config.json").string();
   try {
-    t.scheme = parse_quant_scheme(t.ck.config ? &*t.ck.config : nullptr, config_label);
+    t.scheme = quant::read_scheme(t.ck.config ? &*t.ck.config : nullptr, config_label);
+    check_scheme_runs(t.scheme, config_label);
   } catch (const Error& e) {
     fail("quant-config", e.file(), e.tensor(), e.rule());
   }

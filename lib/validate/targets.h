@@ -10,7 +10,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "validate/linear_weights.h"
-#include "validate/quant_scheme.h"
+#include "quant/scheme.h"
 
 namespace ckpt::validate {
 
@@ -20,7 +20,7 @@ struct Target {
   int stage = 0, rank = 0;
   bool opened = false;  // the checkpoint opened; GPU phases run only on opened targets
   Checkpoint ck;
-  QuantScheme scheme;
+  quant::Scheme scheme;
   std::vector<LinearWeight> linears;  // point into ck.tensors: a Target is never copied
   std::string linear_source;          // how Linear weights were told apart (LinearSelector)
   std::optional<ojson> parallel;      // config.json's "ckpt_parallel" block

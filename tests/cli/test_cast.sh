@@ -95,4 +95,14 @@ fi
 expect_error 1 "destination_exists" "$ckpt" cast "$td/llama" "$scratch/f16" --dtype f16
 [ ! -e "$scratch/x1" ] && [ ! -e "$scratch/x2" ] && [ ! -e "$scratch/x3" ] && [ ! -e "$scratch/x4" ] \
   && pass "refusals wrote nothing" || fail "refusal left output"
+# A quantized checkpoint: scales stay in their format's dtype; only unquantized tensors change.
+"$ckpt" quantize "$td/llama" "$scratch/ct-fp8" --fp8 --scheme channel -q || fail "quantize for cast"
+"$ckpt" cast "$scratch/ct-fp8" "$scratch/ct-fp8-f16" --dtype f16 -q || fail "cast of a quantized checkpoint"
+python3 - "$scratch/ct-fp8-f16/model.safetensors" <<'PY' && pass "cast keeps scales of quantized Linears" || fail "cast touched scales"
+import json, struct, sys
+f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n))
+p = "model.layers.0.self_attn.q_proj"
+assert h[p + ".weight_scale"]["dtype"] == "BF16" and h[p + ".weight"]["dtype"] == "F8_E4M3", h[p + ".weight_scale"]
+assert h["model.norm.weight"]["dtype"] == "F16" and h["lm_head.weight"]["dtype"] == "F16"
+PY
 finish

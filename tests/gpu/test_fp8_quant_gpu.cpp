@@ -285,12 +285,12 @@ TEST(Fp8QuantGpu, NonFiniteWeightsAreDetected) {
 
 TEST(Fp8QuantGpu, WholeCheckpointMatchesTheCpuBytes) {
   SKIP_WITHOUT_GPU();
-  for (Fp8Scheme scheme : {Fp8Scheme::kTensor, Fp8Scheme::kBlock, Fp8Scheme::kChannel}) {
+  for (quant::Granularity scheme : {quant::Granularity::kTensor, quant::Granularity::kBlock, quant::Granularity::kChannel}) {
     test::ScratchDir d;
     std::vector<std::string> outs;
     for (bool gpu : {false, true}) {
       QuantizeOptions o;
-      o.scheme = scheme;
+      o.granularity = scheme;
       if (gpu) o.engine = cuda_fp8_engine();
       Checkpoint ck = open_checkpoint(test::testdata("qwen3-moe"));
       QuantizePlan qp = plan_quantize(ck, o);
@@ -300,6 +300,6 @@ TEST(Fp8QuantGpu, WholeCheckpointMatchesTheCpuBytes) {
       execute(qp.plan, outs.back(), eo);
     }
     EXPECT_EQ(test::read_file_bytes(outs[0] + "/model.safetensors"), test::read_file_bytes(outs[1] + "/model.safetensors"))
-        << fp8_scheme_name(scheme);
+        << quant::granularity_name(scheme);
   }
 }

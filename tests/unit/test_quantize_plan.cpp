@@ -44,8 +44,8 @@ std::vector<uint8_t> bytes_of(const Checkpoint& ck, const std::string& name) {
 ojson config_of(const std::string& dir) { return ojson::parse(read_text_file(dir + "/config.json")); }
 
 struct Expect {
-  Fp8Scheme scheme;
-  std::optional<QuantFormat> format;
+  quant::Granularity scheme;
+  std::optional<quant::Format> format;
   const char* scale_suffix;
   bool scale_in_weight_dtype;
 };
@@ -64,8 +64,8 @@ void check_bit_exact(const std::string& src, const std::string& out, const Expec
     ++n;
     const std::string module = t.name.substr(0, t.name.size() - 7);
     const uint64_t rows = t.shape()[0], cols = t.shape()[1];
-    ops::Fp8Grid g = x.scheme == Fp8Scheme::kTensor    ? ops::Fp8Grid::per_tensor(rows, cols)
-                     : x.scheme == Fp8Scheme::kChannel ? ops::Fp8Grid::per_channel(rows, cols)
+    ops::Fp8Grid g = x.scheme == quant::Granularity::kTensor    ? ops::Fp8Grid::per_tensor(rows, cols)
+                     : x.scheme == quant::Granularity::kChannel ? ops::Fp8Grid::per_channel(rows, cols)
                                                        : ops::Fp8Grid::blocks(rows, cols, 128, 128);
     const DType sdt = x.scale_in_weight_dtype ? t.dtype() : DType::F32;
     const auto in = bytes_of(s, t.name);
@@ -85,8 +85,8 @@ void check_bit_exact(const std::string& src, const std::string& out, const Expec
     EXPECT_EQ(st->dtype(), sdt);
     EXPECT_EQ(bytes_of(o, st->name), scale_bytes) << st->name;
     std::vector<uint64_t> shape;
-    if (x.scheme == Fp8Scheme::kBlock) shape = {g.grid_rows(), g.grid_cols()};
-    else if (x.scheme == Fp8Scheme::kChannel) shape = {rows, 1};
+    if (x.scheme == quant::Granularity::kBlock) shape = {g.grid_rows(), g.grid_cols()};
+    else if (x.scheme == quant::Granularity::kChannel) shape = {rows, 1};
     else if (x.scale_in_weight_dtype) shape = {1};
     EXPECT_EQ(st->shape(), shape) << st->name;
   }
@@ -99,7 +99,7 @@ TEST(QuantizePlan, NativePerTensorIsBitExactWithConfig) {
   ScratchDir d;
   QuantizeOptions o;
   QuantizePlan qp = run(testdata("llama"), d / "out", o);
-  check_bit_exact(testdata("llama"), d / "out", {Fp8Scheme::kTensor, {}, ".weight_scale", false}, 14);
+  check_bit_exact(testdata("llama"), d / "out", {quant::Granularity::kTensor, {}, ".weight_scale", false}, 14);
   ojson q = config_of(d / "out")["quantization_config"];
   EXPECT_EQ(q["quant_method"], "fp8");
   EXPECT_EQ(q["activation_scheme"], "dynamic");
@@ -118,10 +118,10 @@ TEST(QuantizePlan, NativePerTensorIsBitExactWithConfig) {
 TEST(QuantizePlan, NativeBlockIsBitExactWithPartialEdgeBlocks) {
   ScratchDir d;
   QuantizeOptions o;
-  o.scheme = Fp8Scheme::kBlock;
+  o.granularity = quant::Granularity::kBlock;
   run(testdata("llama"), d / "out", o);
   // llama's weights are 16..128 wide: every block is a partial edge block except 128-wide ones.
-  check_bit_exact(testdata("llama"), d / "out", {Fp8Scheme::kBlock, {}, ".weight_scale_inv", false}, 14);
+  check_bit_exact(testdata("llama"), d / "out", {quant::Granularity::kBlock, {}, ".weight_scale_inv", false}, 14);
   ojson q = config_of(d / "out")["quantization_config"];
   EXPECT_EQ(q["weight_block_size"], ojson::array({128, 128}));
   EXPECT_EQ(q["fmt"], "e4m3");
@@ -144,9 +144,9 @@ TEST(QuantizePlan, NativeBlockIsBitExactWithPartialEdgeBlocks) {
 TEST(QuantizePlan, CompressedTensorsChannelIsBitExact) {
   ScratchDir d;
   QuantizeOptions o;
-  o.scheme = Fp8Scheme::kChannel;  // compressed-tensors by default
+  o.granularity = quant::Granularity::kChannel;  // compressed-tensors by default
   run(testdata("llama"), d / "out", o);
-  check_bit_exact(testdata("llama"), d / "out", {Fp8Scheme::kChannel, {}, ".weight_scale", true}, 14);
+  check_bit_exact(testdata("llama"), d / "out", {quant::Granularity::kChannel, {}, ".weight_scale", true}, 14);
   ojson q = config_of(d / "out")["quantization_config"];
   EXPECT_EQ(q["quant_method"], "compressed-tensors");
   EXPECT_EQ(q["format"], "float-quantized");
@@ -157,15 +157,15 @@ TEST(QuantizePlan, CompressedTensorsChannelIsBitExact) {
 }
 
 TEST(QuantizePlan, CompressedTensorsTensorAndBlockOnF32Weights) {
-  for (Fp8Scheme scheme : {Fp8Scheme::kTensor, Fp8Scheme::kBlock}) {
+  for (quant::Granularity scheme : {quant::Granularity::kTensor, quant::Granularity::kBlock}) {
     ScratchDir d;
     QuantizeOptions o;
-    o.scheme = scheme;
-    o.format = QuantFormat::kCompressedTensors;
+    o.granularity = scheme;
+    o.format = quant::Format::kCompressedTensors;
     run(testdata("llama-f32"), d / "out", o);
     check_bit_exact(testdata("llama-f32"), d / "out", {scheme, o.format, ".weight_scale", true}, 14);
     ojson w = config_of(d / "out")["quantization_config"]["config_groups"]["group_0"]["weights"];
-    EXPECT_EQ(w["strategy"], fp8_scheme_name(scheme));
+    EXPECT_EQ(w["strategy"], quant::granularity_name(scheme));
   }
 }
 
@@ -186,10 +186,10 @@ TEST(QuantizePlan, SameBytesAtAnyThreadCountAcrossManyChunks) {
                               R"({"model.layers.0.mlp.up_proj.weight":{"dtype":"BF16","shape":[2050,1030],"data_offsets":[0,)" +
                                   std::to_string(data.size()) + "]}}",
                               data);
-  for (Fp8Scheme scheme : {Fp8Scheme::kTensor, Fp8Scheme::kBlock, Fp8Scheme::kChannel}) {
+  for (quant::Granularity scheme : {quant::Granularity::kTensor, quant::Granularity::kBlock, quant::Granularity::kChannel}) {
     QuantizeOptions o;
-    o.scheme = scheme;
-    std::string a = d / ("a" + std::string(fp8_scheme_name(scheme))), b = d / ("b" + std::string(fp8_scheme_name(scheme)));
+    o.granularity = scheme;
+    std::string a = d / ("a" + std::string(quant::granularity_name(scheme))), b = d / ("b" + std::string(quant::granularity_name(scheme)));
     std::vector<ojson> reports;
     for (auto [dst, threads] : {std::pair{a, 1}, std::pair{b, 3}}) {
       Checkpoint ck = open_checkpoint(d / "src");
@@ -202,15 +202,15 @@ TEST(QuantizePlan, SameBytesAtAnyThreadCountAcrossManyChunks) {
     }
     EXPECT_EQ(reports[0], reports[1]) << "the error report must not depend on the thread count";
     EXPECT_EQ(test::read_file_bytes(a + "/model.safetensors"), test::read_file_bytes(b + "/model.safetensors"));
-    check_bit_exact(d / "src", a, {scheme, {}, scheme == Fp8Scheme::kBlock ? ".weight_scale_inv" : ".weight_scale",
-                                   scheme == Fp8Scheme::kChannel}, 1);
+    check_bit_exact(d / "src", a, {scheme, {}, scheme == quant::Granularity::kBlock ? ".weight_scale_inv" : ".weight_scale",
+                                   scheme == quant::Granularity::kChannel}, 1);
   }
 }
 
 TEST(QuantizePlan, RoutersAndLmHeadStayAndAreListed) {
   ScratchDir d;
   QuantizeOptions o;
-  o.scheme = Fp8Scheme::kBlock;
+  o.granularity = quant::Granularity::kBlock;
   QuantizePlan qp = run(testdata("qwen3-moe"), d / "out", o);
   Checkpoint out = open_checkpoint(d / "out");
   for (const auto& t : out.tensors) {
@@ -244,7 +244,7 @@ TEST(QuantizePlan, IgnoringOneOfQkvLeavesTheWholeGroup) {
 TEST(QuantizePlan, AlreadyQuantizedSourceIsCopiedOrRefused) {
   ScratchDir d;
   QuantizeOptions o;
-  o.scheme = Fp8Scheme::kBlock;
+  o.granularity = quant::Granularity::kBlock;
   run(testdata("llama"), d / "fp8", o);
   QuantizePlan again = run(d / "fp8", d / "again", o);
   EXPECT_TRUE(again.copied);

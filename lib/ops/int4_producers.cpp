@@ -1,0 +1,246 @@
+#include "ops/int4_producers.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace ckpt {
+
+namespace {
+
+constexpr uint64_t kStripBytes = 4ull << 20;  // source bytes quantized at a time
+
+uint64_t cdiv(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+
+ojson describe(const Int4Quantization& q, const char* what) {
+  ojson d = ojson::object();
+  d["op"] = what;
+  d["tensor"] = q.tensor();
+  d["format"] = ops::int4_format_name(q.scheme().format);
+  d["group_size"] = q.scheme().group_size;
+  d["symmetric"] = q.scheme().symmetric;
+  d["scale_dtype"] = std::string(dtype_name(q.scheme().scale_dtype));
+  d["source"] = {{"file", q.view().file}, {"offset", q.view().offset}, {"dtype", std::string(dtype_name(q.view().dtype))}};
+  return d;
+}
+
+// A producer whose output is an array of `elem`-byte elements made `range` at a time.
+class Int4Producer : public Producer {
+ public:
+  using Fn = std::function<void(const Int4Quantization&, const SourceReader&, uint64_t e0, uint64_t e1, uint8_t* out)>;
+  Int4Producer(std::shared_ptr<const Int4Quantization> q, uint64_t elements, uint64_t elem, const char* what, Fn fn)
+      : q_(std::move(q)), elements_(elements), elem_(elem), what_(what), fn_(std::move(fn)) {}
+  uint64_t nbytes() const override { return elements_ * elem_; }
+  void produce(const SourceReader& src, uint64_t begin, uint64_t n, uint8_t* out) const override {
+    fn_(*q_, src, begin / elem_, (begin + n) / elem_, out);
+  }
+  ojson describe() const override { return ckpt::describe(*q_, what_); }
+
+ private:
+  std::shared_ptr<const Int4Quantization> q_;
+  uint64_t elements_, elem_;
+  const char* what_;
+  Fn fn_;
+};
+
+// Group-aligned column range covering columns [a, b).
+std::pair<uint64_t, uint64_t> widen(const ops::Int4Geometry& geo, uint64_t a, uint64_t b) {
+  return {a / geo.group * geo.group, std::min(geo.k, cdiv(b, geo.group) * geo.group)};
+}
+
+// compressed-tensors weight_packed [N, W]: words [w0, w1). A row counts its error in the chunk
+// holding its first word.
+void ct_codes(const Int4Quantization& q, const SourceReader& src, uint64_t w0, uint64_t w1, uint8_t* out) {
+  const ops::Int4Geometry& geo = q.geometry();
+  const uint64_t W = cdiv(geo.k, 8);
+  const uint64_t r0 = w0 / W, r1 = cdiv(w1, W);
+  const uint64_t counted = cdiv(w0, W);  // first row whose first word is in the chunk
+  auto copy = [&](uint64_t row0, uint64_t rows, const ops::Int4Params*, const uint32_t* words) {
+    for (uint64_t r = 0; r < rows; ++r) {
+      const uint64_t a = std::max(w0, (row0 + r) * W), b = std::min(w1, (row0 + r + 1) * W);
+      if (a < b) std::memcpy(out + (a - w0) * 4, words + r * W + (a - (row0 + r) * W), (b - a) * 4);
+    }
+  };
+  if (counted > r0) q.run(src, r0, counted, 0, geo.k, 0, geo.k, geo.k, w0, copy);
+  if (r1 > counted) q.run(src, counted, r1, 0, geo.k, 0, geo.k, 0, w0, copy);
+}
+
+// GPTQ qweight [K/8, N] (words (j, n)) and AWQ qweight [K, N/8] (words (k, m)): a stripe of K
+// columns over every row. An 8-column unit counts its error in the chunk holding its first word.
+void kpacked_codes(const Int4Quantization& q, const SourceReader& src, uint64_t w0, uint64_t w1, uint8_t* out) {
+  const ops::Int4Geometry& geo = q.geometry();
+  const bool gptq = q.scheme().format == ops::Int4Format::kGptq;
+  const uint64_t row_words = gptq ? geo.n : geo.n / 8;  // words per output row
+  const uint64_t cols_per_row = gptq ? 8 : 1;            // K columns per output row
+  const uint64_t o0 = w0 / row_words, o1 = cdiv(w1, row_words);  // output rows
+  const uint64_t kb = o0 * cols_per_row / 8 * 8, ke = std::min(geo.k, cdiv(o1 * cols_per_row, 8) * 8);
+  // First 8-column unit whose first word lies in the chunk.
+  const uint64_t unit_words = 8 / cols_per_row * row_words;
+  const uint64_t ks = std::min(ke, std::max(kb, cdiv(w0, unit_words) * 8));
+  const auto [c0, c1] = widen(geo, kb, ke);
+  const uint64_t nwords = cdiv(ke - kb, 8);
+  const uint64_t first_row = gptq ? kb / 8 : kb;          // output row of column kb
+  const uint64_t block_rows = gptq ? nwords : nwords * 8;  // output rows the stripe fills
+  std::vector<uint32_t> block(block_rows * row_words);
+  auto place = [&](uint64_t row0, uint64_t rows, const ops::Int4Params*, const uint32_t* words) {
+    if (gptq) ops::int4_words_to_gptq(words, nwords, rows, nwords, block.data() + row0, geo.n);
+    else ops::int4_words_to_awq(words, nwords, rows, nwords, block.data() + row0 / 8, geo.n / 8);
+  };
+  if (ks > kb) q.run(src, 0, geo.n, c0, c1, kb, ke, ke, w0, place);  // codes only (head unit)
+  if (ke > ks) q.run(src, 0, geo.n, c0, c1, kb, ke, ks, w0, place);
+  const uint64_t first = first_row * row_words;
+  std::memcpy(out, reinterpret_cast<const uint8_t*>(block.data()) + (w0 - first) * 4, (w1 - w0) * 4);
+}
+
+// The parameters of rows [r0, r1) and groups [g0, g1), handed to `store` strip by strip with a
+// view whose g0 is relative (0).
+template <class Store>
+void params_of(const Int4Quantization& q, const SourceReader& src, uint64_t r0, uint64_t r1, uint64_t g0, uint64_t g1,
+               Store store) {
+  const ops::Int4Geometry& geo = q.geometry();
+  const uint64_t c0 = g0 * geo.group;  // kb == ke == c0: parameters only
+  q.run(src, r0, r1, c0, g1 * geo.group, c0, c0, c0, 0,
+        [&](uint64_t row0, uint64_t rows, const ops::Int4Params* p, const uint32_t*) {
+          store(ops::Int4ParamsView{p, g1 - g0, row0, rows, 0, g1 - g0});
+        });
+}
+
+void scales_chunk(const Int4Quantization& q, const SourceReader& src, uint64_t e0, uint64_t e1, uint8_t* out) {
+  const ops::Int4Geometry& geo = q.geometry();
+  const ops::Int4Scheme& s = q.scheme();
+  const uint64_t size = dtype_bits(s.scale_dtype) / 8;
+  std::vector<uint8_t> tmp;
+  if (s.format == ops::Int4Format::kCompressedTensors) {  // [N, G]: rows of W
+    const uint64_t r0 = e0 / geo.groups, r1 = cdiv(e1, geo.groups);
+    tmp.resize((r1 - r0) * geo.groups * size);
+    ops::Int4Geometry local = geo;
+    local.n = r1 - r0;
+    params_of(q, src, r0, r1, 0, geo.groups, [&](ops::Int4ParamsView v) {
+      v.row0 -= r0;
+      ops::int4_store_scales(s, local, v, tmp.data());
+    });
+    std::memcpy(out, tmp.data() + (e0 - r0 * geo.groups) * size, (e1 - e0) * size);
+    return;
+  }
+  const uint64_t g0 = e0 / geo.n, g1 = cdiv(e1, geo.n);  // [G, N]: groups
+  tmp.resize((g1 - g0) * geo.n * size);
+  params_of(q, src, 0, geo.n, g0, g1, [&](const ops::Int4ParamsView& v) { ops::int4_store_scales(s, geo, v, tmp.data()); });
+  std::memcpy(out, tmp.data() + (e0 - g0 * geo.n) * size, (e1 - e0) * size);
+}
+
+void zeros_chunk(const Int4Quantization& q, const SourceReader& src, uint64_t e0, uint64_t e1, uint8_t* out) {
+  const ops::Int4Geometry& geo = q.geometry();
+  const ops::Int4Scheme& s = q.scheme();
+  std::vector<uint32_t> tmp;
+  if (s.format == ops::Int4Format::kCompressedTensors) {  // [ceil(N/8), G]
+    const uint64_t m0 = e0 / geo.groups, m1 = cdiv(e1, geo.groups);
+    const uint64_t r0 = m0 * 8, r1 = std::min(geo.n, m1 * 8);
+    tmp.resize((m1 - m0) * geo.groups);
+    ops::Int4Geometry local = geo;
+    local.n = r1 - r0;
+    params_of(q, src, r0, r1, 0, geo.groups, [&](ops::Int4ParamsView v) {
+      v.row0 -= r0;
+      ops::int4_store_zeros(s, local, v, tmp.data());
+    });
+    std::memcpy(out, tmp.data() + (e0 - m0 * geo.groups), (e1 - e0) * 4);
+    return;
+  }
+  const uint64_t per = geo.n / 8;  // [G, N/8]
+  const uint64_t g0 = e0 / per, g1 = cdiv(e1, per);
+  tmp.resize((g1 - g0) * per);
+  params_of(q, src, 0, geo.n, g0, g1, [&](const ops::Int4ParamsView& v) { ops::int4_store_zeros(s, geo, v, tmp.data()); });
+  std::memcpy(out, tmp.data() + (e0 - g0 * per), (e1 - e0) * 4);
+}
+
+}  // namespace
+
+Int4Quantization::Int4Quantization(std::string tensor, SourceView view, ops::Int4Scheme scheme)
+    : tensor_(std::move(tensor)), view_(std::move(view)), scheme_(scheme) {
+  if (view_.shape.size() != 2 || !ops::int4_shape_problem(scheme_, view_.shape[0], view_.shape[1]).empty())
+    throw std::logic_error("Int4Quantization: a shape the scheme cannot take for " + tensor_);
+  geo_ = ops::int4_geometry(scheme_, view_.shape[0], view_.shape[1]);
+}
+
+void Int4Quantization::run(const SourceReader& src, uint64_t r0, uint64_t r1, uint64_t c0, uint64_t c1, uint64_t kb,
+                           uint64_t ke, uint64_t ks, uint64_t slot, const StripFn& each) const {
+  const uint64_t es = dtype_bits(view_.dtype) / 8;
+  const uint64_t cols = c1 - c0, ngroups = cols / geo_.group, nwords = cdiv(ke - kb, 8);
+  uint64_t strip = std::max<uint64_t>(8, kStripBytes / (cols * es) / 8 * 8);
+  const SourceView cv = cols == geo_.k ? view_ : view_.narrow(1, c0, cols);
+  std::vector<uint8_t> in;
+  std::vector<ops::Int4Params> params;
+  std::vector<uint32_t> words;
+  ops::Fp8ErrorStats total;
+  for (uint64_t r = r0; r < r1; r += strip) {
+    const uint64_t rows = std::min(strip, r1 - r);
+    in.resize(rows * cols * es);
+    src.gather(cv, r * cols, rows * cols, in.data());
+    params.resize(rows * ngroups);
+    words.resize(rows * nwords);
+    const ops::Int4Source block{in.data(), view_.dtype, cols, r, rows, c0, cols};
+    ops::Int4Issue issue;
+    if (ks > kb) {  // columns [kb, ks) without stats, then [ks, ke) with
+      issue = ops::int4_quantize_fast(scheme_, geo_, block, kb, ks, params.data(), words.data(), nwords, nullptr);
+      if (!issue && ke > ks)
+        issue = ops::int4_quantize_fast(scheme_, geo_, block, ks, ke, params.data(), words.data() + (ks - kb) / 8,
+                                        nwords, &total);
+    } else {
+      issue = ops::int4_quantize_fast(scheme_, geo_, block, kb, ke, params.data(), words.data(), nwords,
+                                      ke > ks ? &total : nullptr);
+    }
+    if (issue) ops::int4_fail(issue, scheme_, view_.file >= 0 ? src.file(view_.file).path() : "", tensor_);
+    each(r, rows, params.data(), words.data());
+  }
+  if (ke > ks) add_stats(slot, total);
+}
+
+void Int4Quantization::add_stats(uint64_t slot, const ops::Fp8ErrorStats& s) const {
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  stats_[slot].merge(s);
+}
+
+ops::Fp8ErrorStats Int4Quantization::stats() const {
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  ops::Fp8ErrorStats total;
+  for (const auto& [slot, s] : stats_) total.merge(s);
+  return total;
+}
+
+std::shared_ptr<Producer> int4_codes_producer(std::shared_ptr<const Int4Quantization> q) {
+  const ops::Int4Shapes sh = ops::int4_shapes(q->scheme(), q->geometry().n, q->geometry().k);
+  const bool ct = q->scheme().format == ops::Int4Format::kCompressedTensors;
+  return std::make_shared<Int4Producer>(q, sh.weights[0] * sh.weights[1], 4, "int4 packed codes",
+                                        ct ? Int4Producer::Fn(ct_codes) : Int4Producer::Fn(kpacked_codes));
+}
+
+std::shared_ptr<Producer> int4_scales_producer(std::shared_ptr<const Int4Quantization> q) {
+  const ops::Int4Shapes sh = ops::int4_shapes(q->scheme(), q->geometry().n, q->geometry().k);
+  return std::make_shared<Int4Producer>(q, sh.scales[0] * sh.scales[1], dtype_bits(q->scheme().scale_dtype) / 8,
+                                        "int4 scales", scales_chunk);
+}
+
+std::shared_ptr<Producer> int4_zeros_producer(std::shared_ptr<const Int4Quantization> q) {
+  const ops::Int4Shapes sh = ops::int4_shapes(q->scheme(), q->geometry().n, q->geometry().k);
+  return std::make_shared<Int4Producer>(q, sh.zeros[0] * sh.zeros[1], 4, "int4 zero points", zeros_chunk);
+}
+
+std::shared_ptr<Producer> int4_g_idx_producer(std::shared_ptr<const Int4Quantization> q) {
+  return std::make_shared<Int4Producer>(q, q->geometry().k, 4, "gptq g_idx",
+                                        [](const Int4Quantization& q, const SourceReader&, uint64_t e0, uint64_t e1,
+                                           uint8_t* out) {
+                                          std::vector<int32_t> v(e1 - e0);
+                                          ops::int4_store_g_idx(q.geometry(), e0, e1, v.data());
+                                          std::memcpy(out, v.data(), v.size() * 4);
+                                        });
+}
+
+std::shared_ptr<Producer> int4_weight_shape_producer(std::shared_ptr<const Int4Quantization> q) {
+  return std::make_shared<Int4Producer>(q, 2, 8, "compressed-tensors weight_shape",
+                                        [](const Int4Quantization& q, const SourceReader&, uint64_t e0, uint64_t e1,
+                                           uint8_t* out) {
+                                          const int64_t shape[2] = {static_cast<int64_t>(q.geometry().n),
+                                                                    static_cast<int64_t>(q.geometry().k)};
+                                          std::memcpy(out, shape + e0, (e1 - e0) * 8);
+                                        });
+}
+
+}  // namespace ckpt

@@ -1,0 +1,166 @@
+// The streaming INT4 producers (ops/int4_producers.h) against the scalar reference run over the
+// whole weight: every array of every format, symmetric and asymmetric, groups 32/128/-1, made
+// whole and in odd chunks (the executor may ask for any whole-element range), give the bytes of
+// ops::int4_quantize_reference packed by the format's layout; the error statistics count every
+// element exactly once whatever the chunking; a NaN is an error naming the tensor.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "checkpoint/checkpoint.h"
+#include "core/error.h"
+#include "ops/int4_producers.h"
+#include "test_support.h"
+
+namespace ckpt {
+namespace {
+
+constexpr uint64_t kN = 48, kK = 256;
+
+// A BF16 weight with varied magnitudes, an all-zero group (row 3, first 32 columns), exact ties
+// and an all-positive row (row 5).
+std::vector<uint16_t> weight_bits(bool nan) {
+  std::vector<uint16_t> w(kN * kK);
+  uint32_t x = 12345;
+  for (uint64_t i = 0; i < w.size(); ++i) {
+    x = x * 1664525u + 1013904223u;
+    float v = (static_cast<float>(x >> 8) / 16777216.0f - 0.5f) * (1.0f + static_cast<float>(i % 97) / 7.0f);
+    const uint64_t r = i / kK, c = i % kK;
+    if (r == 3 && c < 32) v = 0.0f;
+    if (r == 5) v = std::fabs(v);
+    if (r == 7) v = static_cast<float>(static_cast<int>(c % 16) - 8) * 0.25f;  // ties at x / S = k + 0.5
+    uint32_t b;
+    std::memcpy(&b, &v, 4);
+    w[i] = static_cast<uint16_t>(b >> 16);
+  }
+  if (nan) w[17 * kK + 200] = 0x7FC0;
+  return w;
+}
+
+std::string write_weight(const test::ScratchDir& d, bool nan) {
+  std::vector<uint16_t> w = weight_bits(nan);
+  std::vector<uint8_t> bytes(w.size() * 2);
+  std::memcpy(bytes.data(), w.data(), bytes.size());
+  const std::string header = "{\"w.weight\":{\"dtype\":\"BF16\",\"shape\":[" + std::to_string(kN) + "," +
+                             std::to_string(kK) + "],\"data_offsets\":[0," + std::to_string(bytes.size()) + "]}}";
+  const std::string path = d / "model.safetensors";
+  test::write_raw_safetensors(path, header, bytes);
+  return path;
+}
+
+struct Arrays {
+  std::vector<uint8_t> codes, scales, zeros, g_idx, shape;
+};
+
+// The reference: one int4_quantize_reference call over the whole weight, packed by the layouts.
+Arrays reference(const ops::Int4Scheme& s, const std::vector<uint16_t>& w, ops::Fp8ErrorStats* stats) {
+  const ops::Int4Geometry geo = ops::int4_geometry(s, kN, kK);
+  const uint64_t W = kK / 8;
+  std::vector<ops::Int4Params> params(kN * geo.groups);
+  std::vector<uint32_t> words(kN * W);
+  const ops::Int4Source src{reinterpret_cast<const uint8_t*>(w.data()), DType::BF16, kK, 0, kN, 0, kK};
+  EXPECT_FALSE(ops::int4_quantize_reference(s, geo, src, 0, kK, params.data(), words.data(), W, stats));
+  const ops::Int4Shapes sh = ops::int4_shapes(s, kN, kK);
+  Arrays a;
+  std::vector<uint32_t> codes(sh.weights[0] * sh.weights[1]);
+  if (s.format == ops::Int4Format::kCompressedTensors) codes = words;
+  else if (s.format == ops::Int4Format::kGptq) ops::int4_words_to_gptq(words.data(), W, kN, W, codes.data(), kN);
+  else ops::int4_words_to_awq(words.data(), W, kN, W, codes.data(), kN / 8);
+  a.codes.resize(codes.size() * 4);
+  std::memcpy(a.codes.data(), codes.data(), a.codes.size());
+  const ops::Int4ParamsView all{params.data(), geo.groups, 0, kN, 0, geo.groups};
+  a.scales.resize(sh.scales[0] * sh.scales[1] * (dtype_bits(s.scale_dtype) / 8));
+  ops::int4_store_scales(s, geo, all, a.scales.data());
+  if (!sh.zeros.empty()) {
+    std::vector<uint32_t> z(sh.zeros[0] * sh.zeros[1]);
+    ops::int4_store_zeros(s, geo, all, z.data());
+    a.zeros.resize(z.size() * 4);
+    std::memcpy(a.zeros.data(), z.data(), a.zeros.size());
+  }
+  return a;
+}
+
+// The producer's bytes, asked for in chunks of `chunk` elements of `elem` bytes.
+std::vector<uint8_t> produce(const Producer& p, const SourceReader& src, uint64_t elem, uint64_t chunk) {
+  std::vector<uint8_t> out(p.nbytes());
+  for (uint64_t b = 0; b < out.size(); b += chunk * elem) {
+    const uint64_t n = std::min(chunk * elem, out.size() - b);
+    p.produce(src, b, n, out.data() + b);
+  }
+  return out;
+}
+
+TEST(Int4Producers, EveryArrayInAnyChunkingIsTheReference) {
+  test::ScratchDir d;
+  const std::string path = write_weight(d, false);
+  const std::vector<uint16_t> w = weight_bits(false);
+  Checkpoint ck = open_checkpoint(path);
+  const TensorRef& t = ck.tensors.at(0);
+  SourceReader src({path});
+  for (auto format : {ops::Int4Format::kGptq, ops::Int4Format::kAwq, ops::Int4Format::kCompressedTensors})
+    for (bool sym : {true, false})
+      for (int64_t group : {int64_t{32}, int64_t{128}, int64_t{-1}}) {
+        if (format == ops::Int4Format::kAwq && sym) continue;  // AWQ always has zero points
+        ops::Int4Scheme s;
+        s.format = format;
+        s.symmetric = sym;
+        s.group_size = group;
+        s.scale_dtype = format == ops::Int4Format::kCompressedTensors ? DType::BF16 : DType::F16;
+        s.gptq_zero_offset = sym ? 1 : 0;
+        const std::string what = std::string(ops::int4_format_name(format)) + (sym ? " sym g" : " asym g") +
+                                 std::to_string(group);
+        ops::Fp8ErrorStats ref_stats;
+        const Arrays ref = reference(s, w, &ref_stats);
+        for (uint64_t chunk : {uint64_t{1} << 30, uint64_t{7}, uint64_t{53}, uint64_t{200}}) {
+          auto q = std::make_shared<Int4Quantization>(t.name, t.view, s);
+          EXPECT_EQ(produce(*int4_codes_producer(q), src, 4, chunk), ref.codes) << what << " chunk " << chunk;
+          const uint64_t ss = dtype_bits(s.scale_dtype) / 8;
+          EXPECT_EQ(produce(*int4_scales_producer(q), src, ss, chunk), ref.scales) << what << " chunk " << chunk;
+          if (!ref.zeros.empty())
+            EXPECT_EQ(produce(*int4_zeros_producer(q), src, 4, chunk), ref.zeros) << what << " chunk " << chunk;
+          // Every element counted once: the reference's sums, up to the fast path's float32 summation order.
+          const ops::Fp8ErrorStats st = q->stats();
+          EXPECT_NEAR(st.sum_sq, ref_stats.sum_sq, 1e-6 * ref_stats.sum_sq) << what << " chunk " << chunk;
+          EXPECT_NEAR(st.sum_sq_err, ref_stats.sum_sq_err, 1e-6 * ref_stats.sum_sq_err) << what << " chunk " << chunk;
+          EXPECT_NEAR(st.max_abs_err, ref_stats.max_abs_err, 1e-6 * ref_stats.max_abs_err) << what;  // fast path: last bits
+          EXPECT_GT(st.sum_sq_err, 0.0) << what;
+        }
+        if (format == ops::Int4Format::kGptq) {
+          auto q = std::make_shared<Int4Quantization>(t.name, t.view, s);
+          std::vector<uint8_t> g = produce(*int4_g_idx_producer(q), src, 4, 5);
+          const uint64_t gs = group > 0 ? static_cast<uint64_t>(group) : kK;
+          for (uint64_t k = 0; k < kK; ++k) {
+            int32_t v;
+            std::memcpy(&v, g.data() + 4 * k, 4);
+            ASSERT_EQ(v, static_cast<int32_t>(k / gs)) << k;
+          }
+        }
+        if (format == ops::Int4Format::kCompressedTensors) {
+          auto q = std::make_shared<Int4Quantization>(t.name, t.view, s);
+          std::vector<uint8_t> sh = produce(*int4_weight_shape_producer(q), src, 8, 1);
+          int64_t v[2];
+          std::memcpy(v, sh.data(), 16);
+          EXPECT_EQ(v[0], static_cast<int64_t>(kN));
+          EXPECT_EQ(v[1], static_cast<int64_t>(kK));
+        }
+      }
+}
+
+TEST(Int4Producers, NaNIsAnErrorNamingTheTensor) {
+  test::ScratchDir d;
+  const std::string path = write_weight(d, true);
+  Checkpoint ck = open_checkpoint(path);
+  SourceReader src({path});
+  ops::Int4Scheme s;
+  auto q = std::make_shared<Int4Quantization>("w.weight", ck.tensors.at(0).view, s);
+  try {
+    produce(*int4_codes_producer(q), src, 4, 1 << 20);
+    ADD_FAILURE() << "NaN accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.tensor(), "w.weight");
+    EXPECT_EQ(e.file(), path);
+  }
+}
+
+}  // namespace
+}  // namespace ckpt
