@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ckpt run (one pass) against the same four commands in sequence and against cp of the source, on
-# a ~2.2 GB bf16 Llama-shaped PyTorch checkpoint (TinyLlama 1.1B shape, written by
-# torch_zip_writer.py): convert -> cast f16 -> quantize --fp8 -> shard --tp 2. Runs alternate
+# a ~2.2 GB bf16 Llama-shaped checkpoint (TinyLlama 1.1B shape, random finite values, written by
+# ckpt_make_synthetic): rechunk 1GB -> cast f32 -> quantize --fp8 -> shard --tp 2. Runs alternate
 # (cp, sequence, run), each from a settled page cache holding the source; medians and peak RSS
 # (/usr/bin/time -v; for the sequence, the largest of its four commands). Issue 19's goal: run
 # <= 1.2x cp. The outputs of run and of the sequence are compared byte for byte once.
@@ -14,39 +14,17 @@ source "$here/lib.sh"
 work=$(mktemp -d "$bench_dir/pipeline.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-src="$work/src"
-mkdir -p "$src"
-python3 "$here/torch_zip_writer.py" llama "$src/pytorch_model.bin" --layers 22
-cat >"$src/config.json" <<'JSON'
-{
-  "architectures": ["LlamaForCausalLM"],
-  "hidden_size": 2048,
-  "intermediate_size": 5632,
-  "model_type": "llama",
-  "num_attention_heads": 32,
-  "num_hidden_layers": 22,
-  "num_key_value_heads": 4,
-  "rms_norm_eps": 1e-05,
-  "tie_word_embeddings": false,
-  "torch_dtype": "bfloat16",
-  "vocab_size": 32000
-}
-JSON
+src=$(synthetic "llama-22" --layers 22)
 cat >"$work/pipeline.json" <<'JSON'
-{"steps": [{"convert": {}}, {"cast": {"dtype": "f16"}}, {"quantize": {"fp8": true}}, {"shard": {"tp": 2}}]}
+{"steps": [{"rechunk": {"max-shard-size": "1GB"}}, {"cast": {"dtype": "f32"}}, {"quantize": {"fp8": true}}, {"shard": {"tp": 2}}]}
 JSON
-bytes=$(stat -c %s "$src/pytorch_model.bin")
-warm "$src"/*
+bytes=$(stat -c %s "$src/model.safetensors")
 
-sequence() {
-  "$ckpt" convert "$src" "$work/s1" -q && "$ckpt" cast "$work/s1" "$work/s2" --dtype f16 -q &&
-    "$ckpt" quantize "$work/s2" "$work/s3" --fp8 -q && "$ckpt" shard "$work/s3" "$work/seq" --tp 2 -q
-}
 # The sequence's peak RSS: the largest of its commands'.
 sequence_timed() {
   local start end peak=0 step
   start=$(date +%s.%N)
-  for step in "convert $src $work/s1" "cast $work/s1 $work/s2 --dtype f16" "quantize $work/s2 $work/s3 --fp8" \
+  for step in "rechunk $src $work/s1 --max-shard-size 1GB" "cast $work/s1 $work/s2 --dtype f32" "quantize $work/s2 $work/s3 --fp8" \
               "shard $work/s3 $work/seq --tp 2"; do
     # shellcheck disable=SC2086
     /usr/bin/time -v "$ckpt" $step -q 2>"$work/.time" >/dev/null || { cat "$work/.time" >&2; return 1; }
@@ -61,7 +39,7 @@ sequence_timed() {
 cps=() seqs=() pipes=() cprss=() seqrss=() piperss=()
 for ((i = 0; i < runs; i++)); do
   rm -rf "$work/cp-out" "$work/s1" "$work/s2" "$work/s3" "$work/seq" "$work/run"; settle
-  timed cp "$src/pytorch_model.bin" "$work/cp-out"; cps+=("$secs"); cprss+=("$rss_mb")
+  timed cp "$src/model.safetensors" "$work/cp-out"; cps+=("$secs"); cprss+=("$rss_mb")
   rm -rf "$work/cp-out"; settle
   sequence_timed; seqs+=("$secs"); seqrss+=("$rss_mb")
   [ "$i" = 0 ] || rm -rf "$work/seq"
@@ -74,7 +52,7 @@ for ((i = 0; i < runs; i++)); do
   fi
 done
 cp_med=$(median "${cps[@]}"); seq_med=$(median "${seqs[@]}"); run_med=$(median "${pipes[@]}")
-printf 'source: %s bytes (torch zip, bf16); %s runs each, alternating; load: %s\n' "$bytes" "$runs" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf 'source: %s bytes (safetensors, bf16); %s runs each, alternating; load: %s\n' "$bytes" "$runs" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-34s %10s %8s %12s\n' what median_s vs_cp peak_rss_MB
 printf '%-34s %10s %8s %12s\n' "cp of the source" "$cp_med" 1.00 "$(max_of "${cprss[@]}")"
 printf '%-34s %10s %8s %12s\n' "4 commands in sequence" "$seq_med" "$(awk -v a="$seq_med" -v b="$cp_med" 'BEGIN{printf "%.2f", a/b}')" "$(max_of "${seqrss[@]}")"
