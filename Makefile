@@ -9,7 +9,7 @@ CMAKE_ARGS ?=
 DEB_PACKAGES = cmake ninja-build g++ pkg-config libcli11-dev nlohmann-json3-dev libzstd-dev \
                libgtest-dev libxxhash-dev python3 time \
                libonig-dev libutf8proc-dev libsentencepiece-dev \
-               clang libclang-rt-dev libomp-dev
+               clang libclang-rt-dev
 
 PREFIX     ?= /usr/local
 

@@ -8,12 +8,32 @@ namespace ckpt::cuda {
 
 void check_cuda(cudaError_t status, const char* call) {
   if (status != cudaSuccess)
-    fail(Errc::kCheckFailed, "", "", std::string("CUDA: ") + call + ": " + cudaGetErrorString(status));
+    fail(Errc::kIo, "", "",
+         std::string("CUDA error in ") + call + ": " + cudaGetErrorString(status) + " (" + cudaGetErrorName(status) + ")");
 }
 
 void check_cublas(cublasStatus_t status, const char* call) {
   if (status != CUBLAS_STATUS_SUCCESS)
-    fail(Errc::kCheckFailed, "", "", std::string("cuBLAS: ") + call + ": " + cublasGetStatusString(status));
+    fail(Errc::kIo, "", "", std::string("cuBLAS error in ") + call + ": " + cublasGetStatusString(status));
+}
+
+Stream new_stream() {
+  Stream s;
+  CKPT_CUDA(cudaStreamCreateWithFlags(s.out(), cudaStreamNonBlocking));
+  return s;
+}
+
+Event new_event() {
+  Event e;
+  CKPT_CUDA(cudaEventCreate(e.out()));
+  return e;
+}
+
+CaptureGuard::~CaptureGuard() {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream_, &status) != cudaSuccess || status == cudaStreamCaptureStatusNone) return;
+  Graph partial;
+  (void)cudaStreamEndCapture(stream_, partial.out());
 }
 
 DeviceBuffer::DeviceBuffer(size_t size) : size_(size) { CKPT_CUDA(cudaMalloc(&ptr_, size + 16)); }
@@ -33,10 +53,23 @@ DeviceBuffer::~DeviceBuffer() {
   if (ptr_) cudaFree(ptr_);
 }
 
+void DeviceBuffer::reserve(size_t size) {
+  if (ptr_ && size <= size_) return;
+  *this = DeviceBuffer();      // free first: the old and the new are never held together
+  *this = DeviceBuffer(size);  // a throw leaves *this empty
+}
+
 PinnedBuffer::PinnedBuffer(size_t size) : size_(size) { CKPT_CUDA(cudaHostAlloc(&ptr_, size, cudaHostAllocDefault)); }
 
 PinnedBuffer::~PinnedBuffer() {
   if (ptr_) cudaFreeHost(ptr_);
+}
+
+ThreadWorkspace::ThreadWorkspace() : stream_(new_stream()) {}
+
+ThreadWorkspace& ThreadWorkspace::mine() {
+  thread_local ThreadWorkspace w;
+  return w;
 }
 
 }  // namespace ckpt::cuda

@@ -1,5 +1,7 @@
-// CUDA and cuBLAS status checks that turn a failure into a ckpt::Error naming the call, and
-// owning wrappers for device and pinned host memory.
+// CUDA host-side essentials, one of each: the status checks that turn a CUDA or cuBLAS failure
+// into a ckpt::Error (Errc::kIo, one line naming the call and the error), owning wrappers for
+// every handle the runtime and the libraries hand out (core/unique_handle.h), device and pinned host
+// memory, and the per-thread stream workspace the element-wise ops run in.
 #pragma once
 
 #include <cublasLt.h>
@@ -8,13 +10,45 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
+
+#include "core/unique_handle.h"
 
 namespace ckpt::cuda {
 
+// Throw Error(Errc::kIo) when `status` is not success, one line: "CUDA error in CALL: TEXT (NAME)"
+// or "cuBLAS error in CALL: TEXT". Every CUDA and cuBLAS call of the host code goes through these.
 void check_cuda(cudaError_t status, const char* call);
 void check_cublas(cublasStatus_t status, const char* call);
 #define CKPT_CUDA(call) ::ckpt::cuda::check_cuda((call), #call)
 #define CKPT_CUBLAS(call) ::ckpt::cuda::check_cublas((call), #call)
+
+using Stream = UniqueHandle<cudaStream_t, cudaStreamDestroy>;
+using Event = UniqueHandle<cudaEvent_t, cudaEventDestroy>;
+using Graph = UniqueHandle<cudaGraph_t, cudaGraphDestroy>;
+using GraphExec = UniqueHandle<cudaGraphExec_t, cudaGraphExecDestroy>;
+using BlasHandle = UniqueHandle<cublasHandle_t, cublasDestroy_v2>;
+using LtHandle = UniqueHandle<cublasLtHandle_t, cublasLtDestroy>;
+using LtMatmulDesc = UniqueHandle<cublasLtMatmulDesc_t, cublasLtMatmulDescDestroy>;
+using LtLayout = UniqueHandle<cublasLtMatrixLayout_t, cublasLtMatrixLayoutDestroy>;
+using LtPreference = UniqueHandle<cublasLtMatmulPreference_t, cublasLtMatmulPreferenceDestroy>;
+
+// A new non-blocking stream; a new event (with timing).
+Stream new_stream();
+Event new_event();
+
+// Ends a stream capture that did not reach its cudaStreamEndCapture (a check threw while work was
+// being enqueued), so the stream is usable again and the partial graph is freed.
+class CaptureGuard {
+ public:
+  explicit CaptureGuard(cudaStream_t stream) : stream_(stream) {}
+  ~CaptureGuard();
+  CaptureGuard(const CaptureGuard&) = delete;
+  CaptureGuard& operator=(const CaptureGuard&) = delete;
+
+ private:
+  cudaStream_t stream_;
+};
 
 // cudaMalloc'd memory with 16 bytes of slack past `size` (the hash kernels may read there).
 class DeviceBuffer {
@@ -30,6 +64,11 @@ class DeviceBuffer {
   size_t size() const { return size_; }
   template <typename T>
   T* as() const { return static_cast<T*>(ptr_); }
+  // Room for at least `size` bytes, keeping the allocation when it is large enough (the contents
+  // are not kept when it grows). The old allocation is freed before the new one is made; when
+  // that fails the buffer is empty (size() 0, data() null) and the error is thrown, so a later
+  // call allocates again instead of trusting a stale capacity.
+  void reserve(size_t size);
 
  private:
   void* ptr_ = nullptr;
@@ -51,6 +90,27 @@ class PinnedBuffer {
  private:
   void* ptr_ = nullptr;
   size_t size_ = 0;
+};
+
+// The calling thread's stream and device buffers, for ops the executor calls from several
+// threads at once (cast, FP8 quantization): a thread's calls run one after another, so they share
+// its workspace; buffers grow to the largest request and live as long as the thread.
+class ThreadWorkspace {
+ public:
+  static ThreadWorkspace& mine();
+  cudaStream_t stream() const { return stream_; }
+  // Buffer number `slot` with room for `bytes`, as T*.
+  template <typename T = void>
+  T* buffer(size_t slot, size_t bytes) {
+    if (slot >= buffers_.size()) buffers_.resize(slot + 1);
+    buffers_[slot].reserve(bytes);
+    return buffers_[slot].as<T>();
+  }
+
+ private:
+  ThreadWorkspace();
+  Stream stream_;
+  std::vector<DeviceBuffer> buffers_;
 };
 
 }  // namespace ckpt::cuda

@@ -4,8 +4,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <exception>
 #include <mutex>
-#include <thread>
 
 #include "core/error.h"
 #include "core/file_io.h"
@@ -19,7 +19,7 @@ namespace {
 constexpr uint64_t kDefaultChunk = 8ull << 20;
 constexpr int kSlotsPerThread = 3;
 
-// CKPT_LOAD_THREADS / CKPT_LOAD_CHUNK_MB override the defaults, for tuning on a new machine.
+// CKPT_LOAD_CHUNK_MB overrides the default chunk, for tuning on a new machine.
 uint64_t env_or(const char* name, uint64_t fallback) {
   const char* v = std::getenv(name);
   if (!v || !*v) return fallback;
@@ -54,7 +54,8 @@ struct Chunk {
 
 }  // namespace
 
-std::vector<LoadedFile> load_files_to_device(const std::vector<std::string>& paths, LoadTiming* timing) {
+std::vector<LoadedFile> load_files_to_device(const std::vector<std::string>& paths, LoadTiming* timing,
+                                             const Workers& workers) {
   auto setup_start = Clock::now();
   const uint64_t kChunk = env_or("CKPT_LOAD_CHUNK_MB", kDefaultChunk >> 20) << 20;
   std::vector<File> files;
@@ -67,19 +68,19 @@ std::vector<LoadedFile> load_files_to_device(const std::vector<std::string>& pat
     for (uint64_t off = 0; off < size; off += kChunk) chunks.push_back({i, off, std::min(kChunk, size - off)});
     timing->bytes += size;
   }
-  const int threads = static_cast<int>(env_or("CKPT_LOAD_THREADS", std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 16)));
+  // The caller's thread count, or one per CPU up to 16 (more readers do not load faster).
+  const int threads = workers.threads > 0 ? workers.threads : std::min(workers.count(), 16);
   const int used = static_cast<int>(std::min<size_t>(threads, std::max<size_t>(chunks.size(), 1)));
   std::vector<PinnedBuffer> slots;
   for (int i = 0; i < used * kSlotsPerThread; ++i) slots.emplace_back(kChunk);
-  std::vector<cudaStream_t> streams(used);
-  for (auto& s : streams) CKPT_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  std::vector<cudaEvent_t> starts(chunks.size()), stops(chunks.size());
+  std::vector<Stream> streams;
+  for (int i = 0; i < used; ++i) streams.push_back(new_stream());
+  std::vector<Event> starts, stops;
   for (size_t i = 0; i < chunks.size(); ++i) {
-    CKPT_CUDA(cudaEventCreate(&starts[i]));
-    CKPT_CUDA(cudaEventCreate(&stops[i]));
+    starts.push_back(new_event());
+    stops.push_back(new_event());
   }
-  cudaEvent_t base;
-  CKPT_CUDA(cudaEventCreate(&base));
+  const Event base = new_event();
   timing->setup_s = std::chrono::duration<double>(Clock::now() - setup_start).count();
 
   const auto t0 = Clock::now();
@@ -87,7 +88,7 @@ std::vector<LoadedFile> load_files_to_device(const std::vector<std::string>& pat
   std::atomic<size_t> next{0};
   std::mutex mu;
   std::vector<std::pair<double, double>> reads;
-  std::string error;
+  std::exception_ptr error;
   int device = 0;
   CKPT_CUDA(cudaGetDevice(&device));
   auto worker = [&](int t) {
@@ -96,6 +97,7 @@ std::vector<LoadedFile> load_files_to_device(const std::vector<std::string>& pat
       std::vector<long> slot_chunk(kSlotsPerThread, -1);  // the chunk whose copy last used each slot
       std::vector<std::pair<double, double>> my_reads;
       for (int n = 0;; ++n) {
+        workers.check();
         size_t c = next.fetch_add(1);
         if (c >= chunks.size()) break;
         const int slot = n % kSlotsPerThread;
@@ -113,17 +115,16 @@ std::vector<LoadedFile> load_files_to_device(const std::vector<std::string>& pat
       CKPT_CUDA(cudaStreamSynchronize(streams[t]));
       std::lock_guard lock(mu);
       reads.insert(reads.end(), my_reads.begin(), my_reads.end());
-    } catch (const std::exception& e) {
+    } catch (...) {
       std::lock_guard lock(mu);
-      if (error.empty()) error = e.what();
+      if (!error) error = std::current_exception();
       next = chunks.size();
     }
   };
-  std::vector<std::thread> pool;
-  for (int t = 0; t < used; ++t) pool.emplace_back(worker, t);
-  for (auto& th : pool) th.join();
+  // One item per reader thread (each owns its stream and staging slots), all running at once.
+  parallel_for(static_cast<size_t>(used), Workers{used, nullptr}, [&](size_t t) { worker(static_cast<int>(t)); });
   timing->wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
-  if (error.empty()) {
+  if (!error) {
     std::vector<std::pair<double, double>> copies;
     for (size_t i = 0; i < chunks.size(); ++i) {
       float b = 0, e = 0;
@@ -134,26 +135,17 @@ std::vector<LoadedFile> load_files_to_device(const std::vector<std::string>& pat
     timing->h2d_busy_s = union_length(copies);
     timing->read_busy_s = union_length(reads);
   }
-  for (size_t i = 0; i < chunks.size(); ++i) {
-    cudaEventDestroy(starts[i]);
-    cudaEventDestroy(stops[i]);
-  }
-  cudaEventDestroy(base);
-  for (auto& s : streams) cudaStreamDestroy(s);
   timing->threads = used;
   timing->chunk_bytes = kChunk;
-  if (!error.empty()) fail(Errc::kIo, "", "", "load: " + error);
+  if (error) std::rethrow_exception(error);
   return out;
 }
 
 H2dFloor measure_pinned_h2d(uint64_t bytes, int reps) {
   PinnedBuffer host(bytes);  // cudaHostAlloc pins (and so faults in) every page
   DeviceBuffer dev(bytes);
-  cudaStream_t stream;
-  CKPT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  cudaEvent_t b, e;
-  CKPT_CUDA(cudaEventCreate(&b));
-  CKPT_CUDA(cudaEventCreate(&e));
+  const Stream stream = new_stream();
+  const Event b = new_event(), e = new_event();
   std::vector<double> gbps;
   for (int r = -1; r < reps; ++r) {
     CKPT_CUDA(cudaEventRecord(b, stream));
@@ -164,9 +156,6 @@ H2dFloor measure_pinned_h2d(uint64_t bytes, int reps) {
     CKPT_CUDA(cudaEventElapsedTime(&ms, b, e));
     if (r >= 0) gbps.push_back(bytes / (ms / 1e3) / 1e9);
   }
-  cudaEventDestroy(b);
-  cudaEventDestroy(e);
-  cudaStreamDestroy(stream);
   std::sort(gbps.begin(), gbps.end());
   H2dFloor f;
   f.bytes = bytes;

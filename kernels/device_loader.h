@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/parallel.h"
 #include "cuda_check.h"
 
 namespace ckpt::cuda {
@@ -27,7 +28,9 @@ struct LoadTiming {
   uint64_t chunk_bytes = 0;
 };
 
-std::vector<LoadedFile> load_files_to_device(const std::vector<std::string>& paths, LoadTiming* timing);
+// Reads on workers.threads threads (0: one per CPU, at most 16) and stops on workers' token.
+std::vector<LoadedFile> load_files_to_device(const std::vector<std::string>& paths, LoadTiming* timing,
+                                             const Workers& workers);
 
 struct H2dFloor {
   double best_gbps = 0, median_gbps = 0;

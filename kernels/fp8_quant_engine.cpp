@@ -8,16 +8,13 @@
 #include <vector>
 
 #include "core/error.h"
+#include "cuda_check.h"
 #include "fp8_quant.h"
 #include "gpu_info.h"
 
 namespace ckpt {
 
 namespace {
-
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) fail(Errc::kIo, "", "", std::string("CUDA ") + what + ": " + cudaGetErrorString(e));
-}
 
 cuda::Fp8InputType input_type(DType t) {
   switch (t) {
@@ -35,52 +32,8 @@ void group_range(const ops::Fp8Grid& g, uint64_t first, uint64_t count, uint64_t
   hi = (r1 / g.block_rows + 1) * g.grid_cols();
 }
 
-// Device buffers and a stream per calling thread (the executor calls from several at once).
-struct Workspace {
-  cudaStream_t stream = nullptr;
-  void* in = nullptr;
-  uint8_t* codes = nullptr;
-  float* scales = nullptr;
-  unsigned* amax = nullptr;
-  double* partials = nullptr;
-  size_t in_cap = 0, codes_cap = 0, groups_cap = 0;
-
-  Workspace() {
-    check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
-    check(cudaMalloc(&partials, 3 * sizeof(double) * cuda::kFp8MaxCtas), "malloc");
-  }
-  ~Workspace() {
-    cudaFree(in);
-    cudaFree(codes);
-    cudaFree(scales);
-    cudaFree(amax);
-    cudaFree(partials);
-    if (stream) cudaStreamDestroy(stream);
-  }
-  template <class T>
-  static void grow(T*& p, size_t& cap, size_t bytes) {
-    if (bytes <= cap) return;
-    cudaFree(p);
-    p = nullptr;
-    check(cudaMalloc(reinterpret_cast<void**>(&p), bytes), "malloc");
-    cap = bytes;
-  }
-  void reserve(size_t in_bytes, size_t codes_bytes, size_t groups) {
-    grow(in, in_cap, in_bytes);
-    grow(codes, codes_cap, codes_bytes);
-    if (groups * sizeof(float) > groups_cap) {
-      size_t cap = groups_cap;
-      grow(scales, cap, groups * sizeof(float));
-      cap = groups_cap;
-      grow(amax, cap, groups * sizeof(unsigned));
-      groups_cap = groups * sizeof(float);
-    }
-  }
-  static Workspace& mine() {
-    thread_local Workspace w;
-    return w;
-  }
-};
+// The calling thread's workspace buffers (cuda::ThreadWorkspace slots).
+enum Slot : size_t { kIn, kCodes, kScales, kAmax, kPartials };
 
 class CudaFp8Engine : public Fp8Engine {
  public:
@@ -92,16 +45,16 @@ class CudaFp8Engine : public Fp8Engine {
     uint64_t lo, hi;
     group_range(grid, first, count, lo, hi);
     const size_t in_bytes = count * (dtype_bits(dtype) / 8);
-    Workspace& w = Workspace::mine();
-    w.reserve(in_bytes, 0, hi - lo);
-    check(cudaMemcpyAsync(w.in, in, in_bytes, cudaMemcpyHostToDevice, w.stream), "copy to device");
-    check(cudaMemsetAsync(w.amax, 0, (hi - lo) * sizeof(unsigned), w.stream), "memset");
+    cuda::ThreadWorkspace& w = cuda::ThreadWorkspace::mine();
+    void* d_in = w.buffer(kIn, in_bytes);
+    unsigned* d_amax = w.buffer<unsigned>(kAmax, (hi - lo) * sizeof(unsigned));
+    CKPT_CUDA(cudaMemcpyAsync(d_in, in, in_bytes, cudaMemcpyHostToDevice, w.stream()));
+    CKPT_CUDA(cudaMemsetAsync(d_amax, 0, (hi - lo) * sizeof(unsigned), w.stream()));
     const cuda::Fp8ChunkDesc d{grid.rows, grid.cols, grid.block_rows, grid.block_cols, first, count, lo};
-    check(cuda::fp8_amax_launch(w.in, input_type(dtype), d, w.amax, w.stream), "amax kernel");
+    CKPT_CUDA(cuda::fp8_amax_launch(d_in, input_type(dtype), d, d_amax, w.stream()));
     std::vector<unsigned> bits(hi - lo);
-    check(cudaMemcpyAsync(bits.data(), w.amax, bits.size() * sizeof(unsigned), cudaMemcpyDeviceToHost, w.stream),
-          "copy to host");
-    check(cudaStreamSynchronize(w.stream), "amax");
+    CKPT_CUDA(cudaMemcpyAsync(bits.data(), d_amax, bits.size() * sizeof(unsigned), cudaMemcpyDeviceToHost, w.stream()));
+    CKPT_CUDA(cudaStreamSynchronize(w.stream()));
     for (uint64_t g = lo; g < hi; ++g) {
       const unsigned b = bits[g - lo];
       float v;
@@ -116,21 +69,21 @@ class CudaFp8Engine : public Fp8Engine {
     uint64_t lo, hi;
     group_range(grid, first, count, lo, hi);
     const size_t in_bytes = count * (dtype_bits(dtype) / 8);
-    Workspace& w = Workspace::mine();
-    w.reserve(in_bytes, count, hi - lo);
-    check(cudaMemcpyAsync(w.in, in, in_bytes, cudaMemcpyHostToDevice, w.stream), "copy to device");
-    check(cudaMemcpyAsync(w.scales, scales + lo, (hi - lo) * sizeof(float), cudaMemcpyHostToDevice, w.stream),
-          "copy to device");
+    cuda::ThreadWorkspace& w = cuda::ThreadWorkspace::mine();
+    void* d_in = w.buffer(kIn, in_bytes);
+    uint8_t* d_codes = w.buffer<uint8_t>(kCodes, count);
+    float* d_scales = w.buffer<float>(kScales, (hi - lo) * sizeof(float));
+    double* d_partials = w.buffer<double>(kPartials, 3 * sizeof(double) * cuda::kFp8MaxCtas);
+    CKPT_CUDA(cudaMemcpyAsync(d_in, in, in_bytes, cudaMemcpyHostToDevice, w.stream()));
+    CKPT_CUDA(cudaMemcpyAsync(d_scales, scales + lo, (hi - lo) * sizeof(float), cudaMemcpyHostToDevice, w.stream()));
     const cuda::Fp8ChunkDesc d{grid.rows, grid.cols, grid.block_rows, grid.block_cols, first, count, lo};
     int ctas = 0;
-    check(cuda::fp8_quantize_launch(w.in, input_type(dtype), d, w.scales, w.codes, w.partials, &ctas, w.stream),
-          "quantize kernel");
+    CKPT_CUDA(cuda::fp8_quantize_launch(d_in, input_type(dtype), d, d_scales, d_codes, d_partials, &ctas, w.stream()));
     std::vector<double> partials(3 * static_cast<size_t>(ctas));
-    check(cudaMemcpyAsync(out, w.codes, count, cudaMemcpyDeviceToHost, w.stream), "copy to host");
-    check(cudaMemcpyAsync(partials.data(), w.partials, partials.size() * sizeof(double), cudaMemcpyDeviceToHost,
-                          w.stream),
-          "copy to host");
-    check(cudaStreamSynchronize(w.stream), "quantize");
+    CKPT_CUDA(cudaMemcpyAsync(out, d_codes, count, cudaMemcpyDeviceToHost, w.stream()));
+    CKPT_CUDA(cudaMemcpyAsync(partials.data(), d_partials, partials.size() * sizeof(double), cudaMemcpyDeviceToHost,
+                              w.stream()));
+    CKPT_CUDA(cudaStreamSynchronize(w.stream()));
     if (!stats) return;
     for (int c = 0; c < ctas; ++c) stats->merge({partials[3 * c], partials[3 * c + 1], partials[3 * c + 2]});
   }

@@ -70,7 +70,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 }
 
 struct LtShape {
-  cublasLtMatrixLayout_t b = nullptr, c = nullptr;
+  LtLayout b, c;
   cublasLtMatmulAlgo_t algo{};
 };
 
@@ -84,8 +84,8 @@ struct WeightRun {
   DequantArgs dq{};
   size_t scale_slot = 0;       // float index into the scale array, 16-byte aligned (kLtFp8)
   size_t out_off = 0, ref_off = 0;
-  cublasLtMatmulDesc_t op = nullptr;
-  cublasLtMatrixLayout_t a = nullptr;
+  LtMatmulDesc op;
+  LtLayout a;
   std::vector<LtShape> lt;  // per batch size index
   std::string file;
 };
@@ -112,9 +112,9 @@ struct GemmWarmup::Impl {
   static int lt_batch(int b) { return (b + 15) / 16 * 16; }
   int pool_batch() const { return lt_batch(max_batch); }
   std::vector<WeightRun> runs;
-  cudaStream_t stream = nullptr;
-  cublasHandle_t blas = nullptr;
-  cublasLtHandle_t lt = nullptr;
+  Stream stream;
+  BlasHandle blas;
+  LtHandle lt;
   DeviceBuffer workspace, lt_workspace, kv_cache, out_arena, ref_arena, w64, dequant_scratch, scales, stats;
   std::map<Elem, DeviceBuffer> x;
   std::map<Elem, DeviceBuffer> x_ref;
@@ -162,20 +162,6 @@ struct GemmWarmup::Impl {
     }
   }
 
-  ~Impl() {
-    for (auto& r : runs) {
-      for (auto& s : r.lt) {
-        if (s.b) cublasLtMatrixLayoutDestroy(s.b);
-        if (s.c) cublasLtMatrixLayoutDestroy(s.c);
-      }
-      if (r.a) cublasLtMatrixLayoutDestroy(r.a);
-      if (r.op) cublasLtMatmulDescDestroy(r.op);
-    }
-    if (lt) cublasLtDestroy(lt);
-    if (blas) cublasDestroy(blas);
-    if (stream) cudaStreamDestroy(stream);
-  }
-
   // cuBLASLt FP8 for a per-tensor weight: descriptors and an algorithm for every batch size, or
   // the reason there is none (then the weight takes the dequantize + cuBLAS path).
   std::string setup_lt(WeightRun& r) {
@@ -185,7 +171,7 @@ struct GemmWarmup::Impl {
       CKPT_CUDA(cudaMemcpy(r.realigned.data(), r.w, n * k, cudaMemcpyDeviceToDevice));
       r.w = r.realigned.data();
     }
-    CKPT_CUBLAS(cublasLtMatmulDescCreate(&r.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CKPT_CUBLAS(cublasLtMatmulDescCreate(r.op.out(), CUBLAS_COMPUTE_32F, CUDA_R_32F));
     const cublasOperation_t t = CUBLAS_OP_T, nt = CUBLAS_OP_N;
     CKPT_CUBLAS(cublasLtMatmulDescSetAttribute(r.op, CUBLASLT_MATMUL_DESC_TRANSA, &t, sizeof t));
     CKPT_CUBLAS(cublasLtMatmulDescSetAttribute(r.op, CUBLASLT_MATMUL_DESC_TRANSB, &nt, sizeof nt));
@@ -193,9 +179,9 @@ struct GemmWarmup::Impl {
     float* b_scale = scales.as<float>();  // slot 0: the activation scale
     CKPT_CUBLAS(cublasLtMatmulDescSetAttribute(r.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a_scale, sizeof a_scale));
     CKPT_CUBLAS(cublasLtMatmulDescSetAttribute(r.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b_scale, sizeof b_scale));
-    CKPT_CUBLAS(cublasLtMatrixLayoutCreate(&r.a, CUDA_R_8F_E4M3, k, n, k));
-    cublasLtMatmulPreference_t pref;
-    CKPT_CUBLAS(cublasLtMatmulPreferenceCreate(&pref));
+    CKPT_CUBLAS(cublasLtMatrixLayoutCreate(r.a.out(), CUDA_R_8F_E4M3, k, n, k));
+    LtPreference pref;
+    CKPT_CUBLAS(cublasLtMatmulPreferenceCreate(pref.out()));
     const size_t ws = kWorkspaceBytes;
     CKPT_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
     // The heuristic assumes 256-byte aligned operands unless told; a weight inside a file buffer
@@ -212,28 +198,28 @@ struct GemmWarmup::Impl {
     for (int b : batches) {
       LtShape s;
       const int pb = lt_batch(b);
-      CKPT_CUBLAS(cublasLtMatrixLayoutCreate(&s.b, CUDA_R_8F_E4M3, k, pb, k));
-      CKPT_CUBLAS(cublasLtMatrixLayoutCreate(&s.c, cuda_type(r.out), n, pb, n));
+      CKPT_CUBLAS(cublasLtMatrixLayoutCreate(s.b.out(), CUDA_R_8F_E4M3, k, pb, k));
+      CKPT_CUBLAS(cublasLtMatrixLayoutCreate(s.c.out(), cuda_type(r.out), n, pb, n));
       cublasLtMatmulHeuristicResult_t result{};
       int found = 0;
       cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, r.op, r.a, s.b, s.c, s.c, pref, 1, &result, &found);
       s.algo = result.algo;
-      r.lt.push_back(s);
+      r.lt.push_back(std::move(s));
+      const LtShape& placed = r.lt.back();
       if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
         why = "cuBLASLt FP8 has no algorithm for [" + std::to_string(n) + "," + std::to_string(k) + "] at batch " +
               std::to_string(b) + " (padded to " + std::to_string(pb) + "); dequantized first";
         break;
       }
       // One trial run before any graph capture: a refusal here is a fallback, not a failure.
-      st = cublasLtMatmul(lt, r.op, &one, r.w, r.a, xq, s.b, &zero, y, s.c, y, s.c, &s.algo, lt_workspace.data(),
-                          kWorkspaceBytes, stream);
+      st = cublasLtMatmul(lt, r.op, &one, r.w, r.a, xq, placed.b, &zero, y, placed.c, y, placed.c, &placed.algo,
+                          lt_workspace.data(), kWorkspaceBytes, stream);
       if (st != CUBLAS_STATUS_SUCCESS) {
         why = std::string("cuBLASLt FP8 matmul refused [") + std::to_string(n) + "," + std::to_string(k) + "] at batch " +
               std::to_string(b) + " (" + cublasGetStatusString(st) + "); dequantized first";
         break;
       }
     }
-    cublasLtMatmulPreferenceDestroy(pref);
     CKPT_CUDA(cudaStreamSynchronize(stream));
     return why;
   }
@@ -293,9 +279,9 @@ GemmWarmup::~GemmWarmup() = default;
 
 void GemmWarmup::allocate(validate::PhaseScope& scope) {
   Impl& m = *impl_;
-  CKPT_CUDA(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking));
-  CKPT_CUBLAS(cublasCreate(&m.blas));
-  CKPT_CUBLAS(cublasLtCreate(&m.lt));
+  m.stream = new_stream();
+  CKPT_CUBLAS(cublasCreate(m.blas.out()));
+  CKPT_CUBLAS(cublasLtCreate(m.lt.out()));
   CKPT_CUBLAS(cublasSetStream(m.blas, m.stream));
   m.workspace = DeviceBuffer(kWorkspaceBytes);
   m.lt_workspace = DeviceBuffer(kWorkspaceBytes);
@@ -411,10 +397,7 @@ void GemmWarmup::allocate(validate::PhaseScope& scope) {
 
 void GemmWarmup::warm_up(validate::PhaseScope& scope) {
   Impl& m = *impl_;
-  cudaEvent_t e0, e1, e2;
-  CKPT_CUDA(cudaEventCreate(&e0));
-  CKPT_CUDA(cudaEventCreate(&e1));
-  CKPT_CUDA(cudaEventCreate(&e2));
+  const Event e0 = new_event(), e1 = new_event(), e2 = new_event();
   const size_t last = m.batches.size() - 1;
   const double one = 1.0, zero = 0.0;
   CKPT_CUDA(cudaEventRecord(e0, m.stream));
@@ -436,7 +419,6 @@ void GemmWarmup::warm_up(validate::PhaseScope& scope) {
   float ref_ms = 0, gemm_ms = 0;
   CKPT_CUDA(cudaEventElapsedTime(&ref_ms, e0, e1));
   CKPT_CUDA(cudaEventElapsedTime(&gemm_ms, e1, e2));
-  for (auto e : {e0, e1, e2}) cudaEventDestroy(e);
   const double worst = m.judge_pass(scope, 0, "gemm", "at batch " + std::to_string(m.max_batch));
 
   std::map<std::string, int> by_path;
@@ -468,9 +450,7 @@ void GemmWarmup::warm_up(validate::PhaseScope& scope) {
 
 void GemmWarmup::graphs(validate::PhaseScope& scope) {
   Impl& m = *impl_;
-  cudaEvent_t e0, e1;
-  CKPT_CUDA(cudaEventCreate(&e0));
-  CKPT_CUDA(cudaEventCreate(&e1));
+  const Event e0 = new_event(), e1 = new_event();
   ojson per_batch = ojson::array();
   double capture_total = 0, instantiate_total = 0;
   std::string replay_list;
@@ -479,14 +459,17 @@ void GemmWarmup::graphs(validate::PhaseScope& scope) {
     CKPT_CUDA(cudaMemsetAsync(m.out_arena.data(), 0, m.out_arena.size(), m.stream));
     CKPT_CUDA(cudaStreamSynchronize(m.stream));
     auto t = std::chrono::steady_clock::now();
-    cudaGraph_t graph;
-    CKPT_CUDA(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal));
-    for (auto& r : m.runs) m.enqueue(r, bi);
-    CKPT_CUDA(cudaStreamEndCapture(m.stream, &graph));
+    Graph graph;
+    {
+      CKPT_CUDA(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal));
+      CaptureGuard capturing(m.stream);
+      for (auto& r : m.runs) m.enqueue(r, bi);
+      CKPT_CUDA(cudaStreamEndCapture(m.stream, graph.out()));
+    }
     const double capture_s = seconds_since(t);
     t = std::chrono::steady_clock::now();
-    cudaGraphExec_t exec;
-    CKPT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+    GraphExec exec;
+    CKPT_CUDA(cudaGraphInstantiate(exec.out(), graph, 0));
     const double instantiate_s = seconds_since(t);
     size_t nodes = 0;
     CKPT_CUDA(cudaGraphGetNodes(graph, nullptr, &nodes));
@@ -506,8 +489,6 @@ void GemmWarmup::graphs(validate::PhaseScope& scope) {
     float replay_ms = 0;
     CKPT_CUDA(cudaEventElapsedTime(&replay_ms, e0, e1));
     replay_ms /= kReplays;
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
     const double worst = m.judge_pass(scope, 1 + bi, "graph", "in the CUDA graph for batch " + std::to_string(b));
     capture_total += capture_s;
     instantiate_total += instantiate_s;
@@ -524,8 +505,6 @@ void GemmWarmup::graphs(validate::PhaseScope& scope) {
     jb["worst_relative_error"] = worst;
     per_batch.push_back(jb);
   }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
   char buf[512];
   std::snprintf(buf, sizeof buf, "%zu graphs of %zu GEMMs: capture %.1f ms, instantiate %.1f ms in all; replay ms by batch {%s}",
                 m.batches.size(), m.runs.size(), capture_total * 1e3, instantiate_total * 1e3, replay_list.c_str());

@@ -46,9 +46,7 @@ std::vector<validate::FileDigests> gpu_file_digests(const Checkpoint& ck, const 
   DeviceBuffer seg1(pass1.size() * sizeof(HashSegment)), seg2(pass2.size() * sizeof(HashSegment));
   CKPT_CUDA(cudaMemcpy(seg1.data(), pass1.data(), pass1.size() * sizeof(HashSegment), cudaMemcpyHostToDevice));
   CKPT_CUDA(cudaMemcpy(seg2.data(), pass2.data(), pass2.size() * sizeof(HashSegment), cudaMemcpyHostToDevice));
-  cudaEvent_t b, e;
-  CKPT_CUDA(cudaEventCreate(&b));
-  CKPT_CUDA(cudaEventCreate(&e));
+  const Event b = new_event(), e = new_event();
   CKPT_CUDA(cudaEventRecord(b, 0));
   CKPT_CUDA(xxh3_hash_segments(seg1.as<HashSegment>(), pass1.size(), 0));
   CKPT_CUDA(xxh3_hash_segments(seg2.as<HashSegment>(), pass2.size(), 0));
@@ -56,8 +54,6 @@ std::vector<validate::FileDigests> gpu_file_digests(const Checkpoint& ck, const 
   CKPT_CUDA(cudaEventSynchronize(e));
   float ms = 0;
   CKPT_CUDA(cudaEventElapsedTime(&ms, b, e));
-  cudaEventDestroy(b);
-  cudaEventDestroy(e);
   *hash_seconds = ms / 1e3;
   std::vector<uint64_t> host(digest_slots);
   CKPT_CUDA(cudaMemcpy(host.data(), d_digests, digest_slots * 8, cudaMemcpyDeviceToHost));

@@ -1,7 +1,6 @@
 #include "gpu_validate.h"
 
 #include <cstdio>
-#include <thread>
 
 #include "cuda_check.h"
 #include "device_loader.h"
@@ -32,7 +31,7 @@ void validate_target(validate::Target& t, const validate::ExpectedDigests& expec
     std::vector<std::string> paths;
     for (const auto& f : t.ck.files) paths.push_back(f.path);
     LoadTiming tm;
-    files = load_files_to_device(paths, &tm);
+    files = load_files_to_device(paths, &tm, scope.workers());
     const double gbps = tm.bytes / tm.wall_s / 1e9;
     scope.phase().summary =
         fmt("%.2f GB in %.3f s = %.2f GB/s (%.0f%% of the pinned H2D floor); ", tm.bytes / 1e9, tm.wall_s, gbps,
@@ -121,12 +120,10 @@ void run_gpu_phases(validate::Prepared& prepared, validate::Report& report, cons
   ojson devices = ojson::array();
   for (int g : gpus) devices.push_back(device_description(g));
   report.set("gpus", devices);
-  std::vector<std::thread> threads;
-  for (size_t g = 0; g < gpus.size(); ++g)
-    if (!per_gpu[g].empty())
-      threads.emplace_back(validate_on_device, gpus[g], per_gpu[g], std::cref(prepared.expected), std::ref(report),
-                           std::cref(options));
-  for (auto& th : threads) th.join();
+  // One thread per GPU, all at once; an interruption seen by any of them stops them all.
+  parallel_for(gpus.size(), Workers{static_cast<int>(gpus.size()), report.workers().cancel}, [&](size_t g) {
+    if (!per_gpu[g].empty()) validate_on_device(gpus[g], per_gpu[g], prepared.expected, report, options);
+  });
 }
 
 }  // namespace ckpt::cuda

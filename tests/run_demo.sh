@@ -23,7 +23,9 @@ step convert "$td/llama-bin-sharded" "$out/llama"
 validate "$out/llama"
 step cast "$out/llama" "$out/llama-f16" --dtype f16 --keep '*norm*'
 validate "$out/llama-f16"
-step quantize "$out/llama" "$out/llama-fp8-block" --fp8 --scheme block
+# 8x8 blocks: the tiny model's per-rank slices at --tp 2 (8 rows of k_proj) hold no whole 128x128 block,
+# which shard rightly refuses as vLLM's block-FP8 loader would.
+step quantize "$out/llama" "$out/llama-fp8-block" --fp8 --scheme block --block 8x8
 validate "$out/llama-fp8-block"
 step shard "$out/llama-fp8-block" "$out/llama-fp8-block-tp2" --tp 2
 validate "$out/llama-fp8-block-tp2"

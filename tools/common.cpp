@@ -11,9 +11,10 @@
 #include "core/file_io.h"
 #include "core/sizes.h"
 #include "plan/executor.h"
+#include "interrupt.h"
 #include "plan/output_dir.h"
-#include "plan/progress.h"
 #include "parts.h"
+#include "progress.h"
 
 namespace ckpt::cli {
 
@@ -49,6 +50,7 @@ void add_write_options(CLI::App* cmd, WriteOptions& o) {
   cmd->add_flag("-q,--quiet", o.quiet, "No progress and no summary line");
   cmd->add_flag("-v,--verbose", o.verbose, "Also list every output file with its tensors and bytes");
   cmd->add_flag("--json", o.json, "Print the summary as JSON on stdout (human text goes to stderr)");
+  cmd->add_flag("--no-sync", o.no_sync, "Do not fsync the output before moving it into place (faster; not crash-safe)");
   add_part_options(cmd, o);
 }
 
@@ -97,24 +99,35 @@ void write_report_file(const std::string& path, const std::string& text) {
 
 int run_plan(const Plan& plan, const std::string& destination, const std::vector<std::string>& protected_paths,
              const WriteOptions& o, const ReportFn& report) {
+  const auto kind = o.file_destination ? OutputDir::Kind::kFile : OutputDir::Kind::kDirectory;
+  if (o.file_destination && wants_parts(o)) usage("--part and --resume write a directory; this command writes a file");
   if (o.dry_run) {
-    check_output(destination, o.force, protected_paths);
+    check_output(destination, o.force, protected_paths, kind, plan.file_names());
     std::cout << plan.to_json().dump(2) << "\n";
     return kExitOk;
   }
   ExecOptions eo;
   eo.threads = o.threads;
   eo.force = o.force;
-  eo.progress = !o.quiet && stderr_is_tty();
+  eo.sync = !o.no_sync;
+  TerminalProgress progress(!o.quiet && stderr_is_tty());
+  eo.progress = progress.observer();
+  eo.cancel = &interrupt_token();
   eo.protected_paths = protected_paths;
   eo.command_line = command_line();
+  eo.file_destination = o.file_destination;
   if (wants_parts(o)) return run_plan_parts(plan, destination, eo, o);
   ExecReport r = execute(plan, destination, eo);
+  progress.end();
+  if (!o.quiet)
+    for (const auto& note : r.notes) std::fprintf(stderr, "ckpt %s: %s\n", plan.command.c_str(), note.c_str());
   double gbps = r.seconds > 0 ? static_cast<double>(r.tensor_bytes) / r.seconds / 1e9 : 0;
   if (o.verbose)
     for (const auto& f : plan.files)
-      std::fprintf(stderr, "  %s/%s: %zu tensors, %s\n", destination.c_str(), f.name.c_str(), f.tensors.size(),
-                   format_bytes(f.size).c_str());
+      std::fprintf(stderr, "  %s: %s, %s\n",
+                   (o.file_destination ? (std::filesystem::path(destination).parent_path() / f.name).string()
+                                       : destination + "/" + f.name).c_str(),
+                   count_of(f.tensors.size(), "tensor").c_str(), format_bytes(f.size).c_str());
   if (o.json) {
     ojson j = ojson::object();
     j["command"] = plan.command;
@@ -130,9 +143,11 @@ int run_plan(const Plan& plan, const std::string& destination, const std::vector
     if (report) j["report"] = report();
     std::cout << j.dump(2) << "\n";
   } else if (!o.quiet) {
-    std::fprintf(stderr, "ckpt %s: %zu tensors, %s in %.2f s (%.2f GB/s), %zu files, peak RSS %s -> %s\n",
-                 plan.command.c_str(), r.tensors, format_bytes(r.tensor_bytes).c_str(), r.seconds, gbps,
-                 plan.files.size(), format_bytes(r.peak_rss_bytes).c_str(), destination.c_str());
+    const std::string rate = format_rate(r.tensor_bytes, r.seconds);
+    std::fprintf(stderr, "ckpt %s: %s, %s in %.2f s%s, %s, peak RSS %s -> %s\n", plan.command.c_str(),
+                 count_of(r.tensors, "tensor").c_str(), format_bytes(r.tensor_bytes).c_str(), r.seconds,
+                 rate.empty() ? "" : (" (" + rate + ")").c_str(), count_of(plan.files.size(), "file").c_str(),
+                 format_bytes(r.peak_rss_bytes).c_str(), destination.c_str());
   }
   return kExitOk;
 }

@@ -19,7 +19,6 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;   // bad input, or a check failed
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitNoGpu = 3;    // validate: GPU phases could not run
-inline constexpr int kExitInterrupted = 130;
 
 // A command line that cannot work (an option that cannot apply, a bad value): main prints
 // "ckpt: error: MESSAGE [usage]" and exits 2.
@@ -40,8 +39,11 @@ struct WriteOptions {
   bool quiet = false;
   bool verbose = false;
   bool json = false;
+  bool no_sync = false;
   std::string part;     // --part i/n (tools/parts.h)
   bool resume = false;  // --resume
+  // Not an option: the destination names the output file (ckpt gguf), not a directory.
+  bool file_destination = false;
 };
 
 void add_write_options(CLI::App* cmd, WriteOptions& o);

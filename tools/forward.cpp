@@ -1,11 +1,13 @@
 // ckpt forward MODEL --ids 1,5,9|FILE | --text "..." [--logits OUT.safetensors] [--generate N] [--device cpu|cuda]
-// ckpt perplexity MODEL --ids FILE [--seq-len N] [--json]
+// ckpt perplexity MODEL --ids FILE | --text "..." | --file F [--seq-len N] [--json]
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 
 #include "common.h"
+#include "interrupt.h"
 #include "core/error.h"
+#include "core/file_io.h"
 #include "formats/safetensors_small.h"
 #include "model/compare.h"
 #include "model/cpu_forward.h"
@@ -52,7 +54,7 @@ Runner make_runner(const model::Model& m, uint64_t batch, uint64_t capacity, boo
   }
 #endif
   (void)cuda;
-  r.cpu = std::make_unique<model::CpuForward>(m, batch, capacity);
+  r.cpu = std::make_unique<model::CpuForward>(m, batch, capacity, workers(0));
   r.kv_bytes = r.cpu->kv_cache_bytes();
   return r;
 }
@@ -88,19 +90,14 @@ void add_forward(CLI::App& app, std::function<int()>& action) {
   cmd->callback([&action, a] {
     action = [a] {
       const bool cuda = wants_cuda_device(a->device);
-      if (a->ids.empty() && a->text.empty()) fail(Errc::kInvalidArgument, "", "", "give --ids or --text");
-      model::TokenIds ids;
-      if (!a->text.empty()) {
-        std::vector<int32_t> t = tok::Tokenizer::load(a->model).encode(a->text, true);
-        if (t.empty()) fail(Errc::kInvalidArgument, "", "", "--text: the tokenizer gives no ids for this text");
-        ids.ids.assign(t.begin(), t.end());
-        ids.sequences = 1;
-        ids.length = t.size();
-      } else {
-        ids = model::read_token_ids_argument(a->ids);
-      }
+      if (a->ids.empty() && a->text.empty()) usage("give --ids or --text");
       auto m = model::Model::open(a->model);
       const uint64_t V = m->config().vocab;
+      // The model's tokenizer when it ships one: the text's ids, and the continuations as text.
+      std::optional<tok::Tokenizer> tokenizer =
+          a->text.empty() ? tok::Tokenizer::load_if_present(a->model) : tok::Tokenizer::load(a->model);
+      const model::TokenIds ids = a->text.empty() ? model::read_token_ids_argument(a->ids)
+                                                  : model::text_token_ids(*tokenizer, a->text, V, "--text");
       std::printf("model: %s%s%s; %s\n", m->config().describe().c_str(), m->parallelism().empty() ? "" : ", ",
                   m->parallelism().c_str(), m->formats().c_str());
       Runner f = make_runner(*m, ids.sequences, ids.length + a->generate, cuda);
@@ -143,6 +140,7 @@ void add_forward(CLI::App& app, std::function<int()>& action) {
           std::printf("generated%s:", ids.sequences > 1 ? (" " + std::to_string(s)).c_str() : "");
           for (int64_t x : out[s]) std::printf(" %lld", static_cast<long long>(x));
           std::printf("\n");
+          if (tokenizer) std::printf("  text: %s\n", quote(model::token_ids_text(*tokenizer, out[s]), model::kContinuationTextBytes).c_str());
         }
       }
       return kExitOk;
@@ -153,23 +151,32 @@ void add_forward(CLI::App& app, std::function<int()>& action) {
 void add_perplexity(CLI::App& app, std::function<int()>& action) {
   auto* cmd = app.add_subcommand("perplexity", "Perplexity on held-out token ids, chunked as llama.cpp's perplexity tool");
   struct Args {
-    std::string model, ids, device = "cpu";
+    std::string model, ids, text, file, device = "cpu";
     uint64_t seq_len = 0;
     bool json = false;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("MODEL", a->model, "Checkpoint directory (or a TP/PP output root)")->required();
-  cmd->add_option("--ids", a->ids, "Held-out ids: .safetensors (input_ids), .json or .npy")->required();
+  auto* ids_opt = cmd->add_option("--ids", a->ids, "Held-out ids: .safetensors (input_ids), .json or .npy");
+  auto* text_opt = cmd->add_option("--text", a->text, "Held-out text, tokenized by the model's tokenizer (with its BOS/EOS)");
+  auto* file_opt = cmd->add_option("--file", a->file, "A text file, tokenized as --text (invalid UTF-8 becomes U+FFFD)");
+  ids_opt->excludes(text_opt)->excludes(file_opt);
+  text_opt->excludes(file_opt);
   cmd->add_option("--seq-len", a->seq_len, "Chunk length (default: the file's row length)");
   cmd->add_option("--device", a->device, "cpu or cuda");
   cmd->add_flag("--json", a->json, "Print the result as JSON");
   cmd->callback([&action, a] {
     action = [a] {
       require_cpu(a->device);
-      model::TokenIds ids = model::read_token_ids(a->ids);
+      if (a->ids.empty() && a->text.empty() && a->file.empty()) usage("give --ids, --text or --file");
       auto m = model::Model::open(a->model);
+      model::TokenIds ids;
+      if (!a->ids.empty()) ids = model::read_token_ids(a->ids);
+      else if (!a->file.empty())
+        ids = model::text_token_ids(tok::Tokenizer::load(a->model), read_text_file(a->file), m->config().vocab, a->file);
+      else ids = model::text_token_ids(tok::Tokenizer::load(a->model), a->text, m->config().vocab, "--text");
       const uint64_t chunk = a->seq_len ? a->seq_len : ids.length;
-      model::PerplexityResult r = model::perplexity(*m, ids, chunk);
+      model::PerplexityResult r = model::perplexity(*m, ids, chunk, workers(0));
       if (a->json) {
         ojson j = {{"perplexity", r.perplexity}, {"mean_nll", r.mean_nll}, {"chunks", r.chunks},
                    {"chunk_tokens", chunk},      {"scored_tokens", r.scored_tokens},

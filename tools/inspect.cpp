@@ -3,6 +3,7 @@
 
 #include "commands/inspect.h"
 #include "common.h"
+#include "interrupt.h"
 #include "subcommands.h"
 
 namespace ckpt::cli {
@@ -15,7 +16,7 @@ void add_inspect(CLI::App& app, std::function<int()>& action) {
   cmd->add_flag("--json", *json, "Print one JSON document on stdout");
   cmd->callback([&action, path, json] {
     action = [path, json] {
-      OpenOptions oo;
+      OpenOptions oo = open_options();
       oo.allow_expand = true;  // inspect writes nothing: it shows expanded views with their full size
       Checkpoint ck = open_checkpoint(*path, oo);
       ojson r = inspect_report(ck);

@@ -7,7 +7,7 @@
 #include "app.h"
 #include "common.h"
 #include "core/error.h"
-#include "plan/executor.h"
+#include "interrupt.h"
 
 namespace {
 
@@ -21,6 +21,10 @@ int usage_error(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Line-buffered stdout, so that what goes to stdout (tables, JSON) and to stderr (errors,
+  // summaries) keeps its order when both are sent into one pipe or file (2>&1); fully buffered,
+  // stdout would come out at exit, after every stderr line.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   CLI::App app;
   std::function<int()> action;
   TopLevel top;
@@ -49,14 +53,14 @@ int main(int argc, char** argv) {
     std::fputs(overview(app).c_str(), stdout);
     return kExitOk;
   }
-  ckpt::install_interrupt_handler();
+  install_interrupt_handlers();
   try {
     return action();
   } catch (const UsageError& e) {
     return usage_error(e.what());
   } catch (const ckpt::Error& e) {
     std::fprintf(stderr, "ckpt: error: %s\n", e.what());
-    if (e.code() == ckpt::Errc::kInterrupted) return kExitInterrupted;
+    if (e.code() == ckpt::Errc::kInterrupted) return interrupted_exit_code();
     return e.code() == ckpt::Errc::kInvalidArgument ? kExitUsage : kExitFailed;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ckpt: error: %s [internal]\n", e.what());

@@ -5,6 +5,8 @@
 #include <iostream>
 
 #include "common.h"
+#include "interrupt.h"
+#include "progress.h"
 #include "core/error.h"
 #include "core/sizes.h"
 #include "plan/parts.h"
@@ -30,6 +32,10 @@ std::vector<std::string> single_run_command_line() {
   return out;
 }
 
+void end_progress(const ExecOptions& eo) {
+  if (eo.progress) eo.progress->end();
+}
+
 void print_finalized(const std::string& command, const std::string& destination, const ExecReport& r,
                      const WriteOptions& o) {
   if (o.json) {
@@ -43,8 +49,9 @@ void print_finalized(const std::string& command, const std::string& destination,
     j["threads"] = r.threads;
     std::cout << j.dump(2) << "\n";
   } else if (!o.quiet) {
-    std::fprintf(stderr, "ckpt %s: %zu tensors, %s verified and put into place in %.2f s, peak RSS %s -> %s\n",
-                 command.c_str(), r.tensors, format_bytes(r.tensor_bytes).c_str(), r.seconds,
+    for (const auto& note : r.notes) std::fprintf(stderr, "ckpt %s: %s\n", command.c_str(), note.c_str());
+    std::fprintf(stderr, "ckpt %s: %s, %s verified and put into place in %.2f s, peak RSS %s -> %s\n",
+                 command.c_str(), count_of(r.tensors, "tensor").c_str(), format_bytes(r.tensor_bytes).c_str(), r.seconds,
                  format_bytes(r.peak_rss_bytes).c_str(), destination.c_str());
   }
 }
@@ -72,9 +79,11 @@ int run_plan_parts(const Plan& plan, const std::string& destination, ExecOptions
   PartReport r = run_part(plan, destination, part, eo);
   if (o.part.empty()) {  // --resume alone: the one part is the whole run
     ExecReport f = finalize_parts(destination, eo);
+    end_progress(eo);
     print_finalized(plan.command, destination, f, o);
     return kExitOk;
   }
+  end_progress(eo);
   const std::string label = std::to_string(part.index) + "/" + std::to_string(part.count);
   if (o.json) {
     ojson j = ojson::object();
@@ -90,11 +99,12 @@ int run_plan_parts(const Plan& plan, const std::string& destination, ExecOptions
     std::cout << j.dump(2) << "\n";
   } else if (!o.quiet) {
     if (r.already_done)
-      std::fprintf(stderr, "ckpt %s: part %s had already finished (%zu files); nothing to do\n", plan.command.c_str(),
-                   label.c_str(), r.files);
+      std::fprintf(stderr, "ckpt %s: part %s had already finished (%s); nothing to do\n", plan.command.c_str(),
+                   label.c_str(), count_of(r.files, "file").c_str());
     else
-      std::fprintf(stderr, "ckpt %s: part %s: %zu files (%zu kept from an earlier run), %s written in %.2f s -> %s\n",
-                   plan.command.c_str(), label.c_str(), r.files, r.reused, format_bytes(r.bytes_written).c_str(),
+      std::fprintf(stderr, "ckpt %s: part %s: %s (%zu kept from an earlier run), %s written in %.2f s -> %s\n",
+                   plan.command.c_str(), label.c_str(), count_of(r.files, "file").c_str(), r.reused,
+                   format_bytes(r.bytes_written).c_str(),
                    r.seconds, staging_path(destination).c_str());
   }
   return kExitOk;
@@ -109,16 +119,23 @@ void add_finalize(CLI::App& app, std::function<int()>& action) {
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("DST", a->dst, "The destination the parts were run for (their staging is DST.ckpt-parts)")->required();
-  cmd->add_flag("--force", a->w.force, "Replace the destination if it exists");
-  cmd->add_option("--threads", a->w.threads, "Hashing threads (default: one per CPU)")->check(CLI::NonNegativeNumber);
-  cmd->add_flag("-q,--quiet", a->w.quiet, "No summary line");
+  cmd->add_flag("-f,--force", a->w.force, "Replace the destination if it exists");
+  cmd->add_option("-T,--threads", a->w.threads, "Hashing threads (default 0: one per CPU)")->check(int_range(0, 4096));
+  cmd->add_flag("-q,--quiet", a->w.quiet, "No progress and no summary line");
   cmd->add_flag("--json", a->w.json, "Print the summary as JSON on stdout");
+  cmd->add_flag("--no-sync", a->w.no_sync, "Do not fsync the output before moving it into place (faster; not crash-safe)");
   cmd->callback([&action, a] {
     action = [a] {
       ExecOptions eo;
       eo.threads = a->w.threads;
       eo.force = a->w.force;
-      print_finalized("finalize", a->dst, finalize_parts(a->dst, eo), a->w);
+      eo.sync = !a->w.no_sync;
+      eo.cancel = &interrupt_token();
+      TerminalProgress progress(!a->w.quiet && stderr_is_tty());
+      eo.progress = progress.observer();
+      ExecReport r = finalize_parts(a->dst, eo);
+      progress.end();
+      print_finalized("finalize", a->dst, r, a->w);
       return kExitOk;
     };
   });

@@ -1,4 +1,6 @@
 // ckpt quantize SRC DST --fp8|--int4 [--group-size G] [--sym|--asym]
+//     --int4 [--method rtn|gptq|awq --calib FILE [--samples N] [--seq-len L] [--act-order static|none]
+//     [--damp F] [--no-clip]]
 //     --fp8 [--scheme tensor|block|channel] [--block 128x128]
 //     [--format native|compressed-tensors] [--ignore PATTERN]... [--recipe FILE] [--device cpu|cuda]
 #include "commands/quantize.h"
@@ -6,6 +8,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "quantize_calib.h"
 #include "steps.h"
 #include "subcommands.h"
 #if defined(CKPT_HAVE_CUDA)
@@ -47,6 +50,7 @@ MakeStep add_quantize_options(CLI::App* cmd) {
     bool fp8 = false, int4 = false, sym = false, asym = false;
     int64_t group_size = 128;
     std::vector<std::string> ignore;
+    CalibArgs calib;
   };
   auto a = std::make_shared<Args>();
   cmd->add_flag("--fp8", a->fp8, "FP8 E4M3FN weights with dequantization scales");
@@ -63,9 +67,12 @@ MakeStep add_quantize_options(CLI::App* cmd) {
       ->allow_extra_args(false);
   cmd->add_option("--recipe", a->recipe, "Recipe JSON naming the Linear weights (default: by architecture)");
   cmd->add_option("--device", a->device, "Where the math runs: cpu (default) or cuda");
+  add_calibration_options(cmd, a->calib);
   return [a, block] {
     if (a->fp8 == a->int4) usage("choose a quantization: --fp8 or --int4");
     if (a->sym && a->asym) usage("--sym and --asym exclude each other");
+    const bool calibrate = calibrated(a->calib, a->int4);
+    if (a->calib.method == "awq" && a->format.empty()) a->format = "awq";  // AutoAWQ's own layout
     QuantizeOptions o;
     if (a->int4) {
       o.method = quant::Method::kInt4;
@@ -92,6 +99,14 @@ MakeStep add_quantize_options(CLI::App* cmd) {
     o.recipe_path = a->recipe;
     o.engine = engine_for(a->device);
     Step s;
+    if (calibrate) {
+      s.run_alone = [o, calib = a->calib](const Checkpoint& ck, const std::string& src, const std::string& dst,
+                                          const WriteOptions& w) {
+        QuantizePlan qp = plan_quantize(ck, o);
+        return run_calibrated(qp, calib, src, dst, w);
+      };
+      return s;
+    }
     auto qp = std::make_shared<QuantizePlan>();
     s.plan = [o, qp](const Checkpoint& ck) {
       *qp = plan_quantize(ck, o);

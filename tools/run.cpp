@@ -110,6 +110,9 @@ std::vector<LoadedStep> load_pipeline(const std::string& path) {
     } catch (const UsageError& e) {
       usage(path + ": " + ls.label + ": " + e.what());
     }
+    if (ls.made.run_alone)
+      usage(path + ": " + ls.label + ": calibrated quantization runs the model layer by layer and cannot join a one-pass "
+            "pipeline; run `ckpt quantize` with these options, then a pipeline of the remaining steps on its output");
     ls.step.command = command;
     ls.step.options = s.begin().value();
     ls.step.plan = [plan = ls.made.plan, path, label = ls.label](const Checkpoint& ck) {

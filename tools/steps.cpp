@@ -28,6 +28,7 @@ void add_step_subcommand(CLI::App& app, std::function<int()>& action, const std:
     action = [a, make] {
       const Step step = make();
       const Checkpoint ck = open_checkpoint(a->src, step.open);
+      if (step.run_alone) return step.run_alone(ck, a->src, a->dst, a->w);
       const Plan plan = step.plan(ck);
       const int rc = run_plan(plan, a->dst, {a->src}, a->w, step.report);
       // After the run, so that a failure stays the one line on stderr.

@@ -12,13 +12,18 @@
 
 #include "checkpoint/checkpoint.h"
 #include "common.h"
+#include "interrupt.h"
 #include "plan/plan.h"
 
 namespace ckpt::cli {
 
 struct Step {
-  OpenOptions open;                                 // how the step opens SRC when it comes first
+  OpenOptions open = open_options();                // how the step opens SRC when it comes first
   std::function<Plan(const Checkpoint&)> plan;      // the command's planning
+  // Instead of `plan`, for work that is not one pass over the source (calibrated quantization
+  // runs the model layer by layer and writes as it goes): the subcommand runs it, a pipeline
+  // refuses it.
+  std::function<int(const Checkpoint&, const std::string& src, const std::string& dst, const WriteOptions&)> run_alone;
   ReportFn report;                                  // after execution: the command's --json "report"
   std::function<void(const WriteOptions&)> summary;  // after a successful run: its closing lines
 };

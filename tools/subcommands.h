@@ -11,6 +11,7 @@
   X(rechunk)                \
   X(cast)                   \
   X(quantize)               \
+  X(marlin)                 \
   X(shard)                  \
   X(run)                    \
   X(merge)                  \
@@ -18,6 +19,9 @@
   X(forward)                \
   X(perplexity)             \
   X(tokenize)               \
+  X(pack)                   \
+  X(unpack)                 \
+  X(gguf)                   \
   X(finalize)
 
 namespace ckpt::cli {

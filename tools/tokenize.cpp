@@ -1,38 +1,17 @@
 // ckpt tokenize MODEL --text "..." | --file F [--json] [--no-special]
 // ckpt tokenize MODEL --decode 1,5,9 [--skip-special] [--json]
+#include <cstdint>
 #include <cstdio>
 
 #include "common.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/sizes.h"
 #include "model/token_ids.h"
 #include "subcommands.h"
 #include "tokenizer/tokenizer.h"
 
 namespace ckpt::cli {
-
-namespace {
-
-// A piece made printable on one line: control characters and backslashes escaped.
-std::string printable(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else if (c == '\r') out += "\\r";
-    else if (c == '\t') out += "\\t";
-    else if (c < 0x20 || c == 0x7F) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  return out;
-}
-
-}  // namespace
 
 void add_tokenize(CLI::App& app, std::function<int()>& action) {
   auto* cmd = app.add_subcommand("tokenize", "Text to the model's token ids and pieces (tokenizer.json / tokenizer.model), or ids back to text");
@@ -52,7 +31,7 @@ void add_tokenize(CLI::App& app, std::function<int()>& action) {
   cmd->add_flag("--json", a->json, "Print JSON");
   cmd->callback([&action, a, text, file, dec] {
     action = [a, text, file, dec] {
-      if (!*text && !*file && !*dec) fail(Errc::kInvalidArgument, "", "", "give --text, --file or --decode");
+      if (!*text && !*file && !*dec) usage("give --text, --file or --decode");
       tok::Tokenizer t = tok::Tokenizer::load(a->model);
       if (*dec) {
         std::vector<int32_t> ids;
@@ -77,8 +56,8 @@ void add_tokenize(CLI::App& app, std::function<int()>& action) {
         std::printf("%s\n", j.dump(-1, ' ', false, ojson::error_handler_t::replace).c_str());
         return kExitOk;
       }
-      std::printf("%zu tokens\n", ids.size());
-      for (int32_t id : ids) std::printf("%d\t%s\n", id, printable(t.piece(id)).c_str());
+      std::printf("%s\n", count_of(ids.size(), "token").c_str());
+      for (int32_t id : ids) std::printf("%d\t%s\n", id, printable(t.piece(id), SIZE_MAX).c_str());
       return kExitOk;
     };
   });

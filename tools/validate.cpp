@@ -1,9 +1,11 @@
 // ckpt validate DIR [--json] [--report FILE] [--batch-sizes 1,2,4,8,16,32] [--gpus LIST] [--cpu-only]
-//               [--against SRC [--ids FILE | --seq-len N --samples S] [--generate N] [--min-top1 X] [--max-kl Y]]
+//               [--against SRC [--ids FILE | --text PROMPT | --seq-len N --samples S] [--generate N] [--min-top1 X] [--max-kl Y]]
 #include <cstdio>
 #include <sstream>
 
 #include "common.h"
+#include "interrupt.h"
+#include "progress.h"
 #include "core/error.h"
 #include "core/file_io.h"
 #include "subcommands.h"
@@ -50,7 +52,9 @@ int gpu_count() {
 // Where the human text goes: stdout, or stderr when --json keeps stdout for the JSON document.
 std::FILE* human(bool json) { return json ? stderr : stdout; }
 
-int finish(const validate::Report& report, bool json, const std::string& report_path, int code) {
+int finish(const validate::Report& report, TerminalProgress& progress, bool json, const std::string& report_path,
+           int code) {
+  progress.end();
   std::fputs(report.table().c_str(), human(json));
   for (const auto& f : report.failures())
     std::fprintf(stderr, "ckpt: error: check failed: %s [%s]\n", f.line().c_str(), errc_name(Errc::kCheckFailed));
@@ -80,6 +84,11 @@ void print_comparison(const model::Comparison& c, std::FILE* out) {
       for (int64_t x : c.dst_generated[s]) std::fprintf(out, " %lld", static_cast<long long>(x));
       std::fprintf(out, " (first differs at %lld)\n", static_cast<long long>(c.first_divergence[s]));
     }
+    if (s < c.src_generated_text.size()) {
+      std::fprintf(out, "    src text: %s\n", quote(c.src_generated_text[s], model::kContinuationTextBytes).c_str());
+      if (c.first_divergence[s] >= 0)
+        std::fprintf(out, "    dst text: %s\n", quote(c.dst_generated_text[s], model::kContinuationTextBytes).c_str());
+    }
   }
 }
 
@@ -90,7 +99,7 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
   struct Args {
     std::string dir, report, batch_sizes = "1,2,4,8,16,32", gpus;
     bool cpu_only = false, json = false;
-    std::string against, ids;
+    std::string against, ids, text;
     uint64_t seq_len = 32, samples = 4, generate = 8;
     std::optional<double> min_top1, max_kl;
   };
@@ -101,7 +110,8 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--against", a->against,
                   "Source checkpoint: run both on the same ids and compare logits, perplexity, generations and "
                   "every layer, naming the first layer and Linear that disagree");
-  cmd->add_option("--ids", a->ids, "--against: token ids (.safetensors/.json/.npy) instead of seeded ones");
+  auto* ids_opt = cmd->add_option("--ids", a->ids, "--against: token ids (.safetensors/.json/.npy) instead of seeded ones");
+  cmd->add_option("--text", a->text, "--against: a prompt, tokenized by SRC's tokenizer, instead of seeded ids")->excludes(ids_opt);
   cmd->add_option("--seq-len", a->seq_len, "--against: seeded ids per sample (default 32)")->check(int_range(2, 1 << 20));
   cmd->add_option("--samples", a->samples, "--against: seeded sequences (default 4)")->check(int_range(1, 1 << 16));
   cmd->add_option("--generate", a->generate, "--against: greedy tokens each model continues with (default 8)");
@@ -115,18 +125,20 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
       if (!a->report.empty()) check_report_path(a->report);
       std::vector<int> batches = parse_int_list(a->batch_sizes, "--batch-sizes", 1, 4096);
       std::vector<int> gpus = a->gpus.empty() ? std::vector<int>{0} : parse_int_list(a->gpus, "--gpus", 0, 1023);
-      validate::Report report;
+      TerminalProgress progress(stderr_is_tty());
+      validate::Report report(workers(0), progress.observer());
       report.set("directory", a->dir);
       const bool gpu = !a->cpu_only && gpu_count() > 0;
       validate::CpuPhaseOptions cpu;
       cpu.file_checksums = !gpu;  // with a GPU, the digests are computed there
       cpu.gemm_check = !gpu;
       validate::Prepared prepared = validate::run_cpu_phases(a->dir, report, cpu);
-      if (!report.ok()) return finish(report, a->json, a->report, kExitFailed);
+      if (!report.ok()) return finish(report, progress, a->json, a->report, kExitFailed);
       if (!a->against.empty()) {
         validate::AgainstOptions ao;
         ao.source = a->against;
         ao.ids_file = a->ids;
+        ao.text = a->text;
         ao.seq_len = a->seq_len;
         ao.samples = a->samples;
         ao.compare.generate = a->generate;
@@ -135,11 +147,11 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
         auto c = validate::run_against_phase(prepared, ao, report);
         if (c) print_comparison(*c, human(a->json));
       }
-      if (!report.ok()) return finish(report, a->json, a->report, kExitFailed);
-      if (a->cpu_only) return finish(report, a->json, a->report, kExitOk);
+      if (!report.ok()) return finish(report, progress, a->json, a->report, kExitFailed);
+      if (a->cpu_only) return finish(report, progress, a->json, a->report, kExitOk);
       if (!gpu) {
         report.set("gpu", "none");
-        int code = finish(report, a->json, a->report, kExitNoGpu);
+        int code = finish(report, progress, a->json, a->report, kExitNoGpu);
         std::fprintf(stderr,
                      "ckpt: no GPU: all CPU checks passed (structure, manifest checksums, CPU GEMM reference); "
                      "the GPU phases (load, integrity, allocate, warm-up, graphs) did not run\n");
@@ -156,7 +168,7 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
       options.gpus = gpus;
       ckpt::cuda::run_gpu_phases(prepared, report, options);
 #endif
-      return finish(report, a->json, a->report, report.ok() ? kExitOk : kExitFailed);
+      return finish(report, progress, a->json, a->report, report.ok() ? kExitOk : kExitFailed);
     };
   });
 }

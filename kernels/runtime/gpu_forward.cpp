@@ -100,16 +100,16 @@ struct GpuForward::Impl {
   const model::Model& m;
   const model::ModelConfig& c;
   uint64_t batch, capacity, length = 0, kv_bytes = 0, w_bytes = 0;
-  cudaStream_t stream = nullptr;
-  cublasHandle_t blas = nullptr;
+  Stream stream;
+  BlasHandle blas;
   std::vector<DevLayer> layers;
   std::vector<DevVocab> embed, lm_head;
   DeviceBuffer final_norm, cos, sin;
   uint64_t half = 0;
 
   Impl(const model::Model& model, uint64_t b, uint64_t cap) : m(model), c(model.config()), batch(b), capacity(cap) {
-    CKPT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    CKPT_CUBLAS(cublasCreate(&blas));
+    stream = new_stream();
+    CKPT_CUBLAS(cublasCreate(blas.out()));
     CKPT_CUBLAS(cublasSetStream(blas, stream));
     const model::RopeTable t = model::rope_table(c.rope, capacity);
     half = t.half;
@@ -159,11 +159,6 @@ struct GpuForward::Impl {
       }
       layers.push_back(std::move(d));
     }
-  }
-
-  ~Impl() {
-    if (blas) cublasDestroy(blas);
-    if (stream) cudaStreamDestroy(stream);
   }
 
   // y[rows][n] = x[rows][k] W^T (+ bias): column-major y^T = W^T(k x n)^T x^T, float32 compute.

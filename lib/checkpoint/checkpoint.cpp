@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "formats/hf_index.h"
+#include "formats/packed_source.h"
 #include "formats/torch_checkpoint.h"
 
 namespace fs = std::filesystem;
@@ -28,8 +29,6 @@ const TensorRef* Checkpoint::find(const std::string& name) const {
   return nullptr;
 }
 
-std::string SideFile::text() const { return content ? *content : read_text_file(path); }
-
 uint64_t Checkpoint::total_bytes() const {
   uint64_t n = 0;
   for (const auto& t : tensors) n += t.nbytes();
@@ -42,6 +41,8 @@ std::string Checkpoint::architecture() const {
   if (it == config->end() || !it->is_array() || it->empty() || !(*it)[0].is_string()) return "";
   return (*it)[0].get<std::string>();
 }
+
+std::string side_file_text(const SideFile& s) { return s.content ? *s.content : read_text_file(s.path); }
 
 static bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -60,11 +61,11 @@ bool is_torch_file_name(const std::string& name) {
   return ends_with(name, ".bin") || ends_with(name, ".pt") || ends_with(name, ".pth");
 }
 
-void add_safetensors_file(Checkpoint& ck, const std::string& path) {
-  File f = File::open_read(path);
-  SafetensorsHeader h = read_safetensors_header(f);
+// A safetensors file on disk, or one inside a packed checkpoint.
+void add_safetensors_source(Checkpoint& ck, const ByteSource& src) {
+  SafetensorsHeader h = read_safetensors_header(src);
   int index = static_cast<int>(ck.files.size());
-  ck.files.push_back({path, SourceFormat::kSafetensors, f.size(), h.metadata});
+  ck.files.push_back({src.name(), SourceFormat::kSafetensors, src.size(), h.metadata});
   for (auto& t : h.tensors) {
     TensorRef r;
     r.name = std::move(t.name);
@@ -76,7 +77,13 @@ void add_safetensors_file(Checkpoint& ck, const std::string& path) {
   }
 }
 
+void add_safetensors_file(Checkpoint& ck, const std::string& path) {
+  File f = File::open_read(path);
+  add_safetensors_source(ck, FileSource(f));
+}
+
 void add_weight_file(Checkpoint& ck, const std::string& path, const OpenOptions& opt) {
+  check_cancel(opt.cancel);
   if (ends_with(path, ".safetensors")) add_safetensors_file(ck, path);
   else add_torch_file(ck, path, opt);
 }
@@ -105,13 +112,52 @@ void check_unique_names(const Checkpoint& ck) {
   }
 }
 
+void parse_config(Checkpoint& ck, const std::string& path, const std::string& text) {
+  StrictJsonResult r = parse_strict_json(text);
+  if (!r.ok) fail(Errc::kInvalidArgument, path, "", "config.json is not valid JSON: " + r.error);
+  ck.config = std::move(r.value);
+}
+
 void read_config(Checkpoint& ck) {
   fs::path cfg = fs::path(ck.dir) / "config.json";
   if (!fs::is_regular_file(cfg)) return;
-  std::string text = read_text_file(cfg.string());
-  StrictJsonResult r = parse_strict_json(text);
-  if (!r.ok) fail(Errc::kInvalidArgument, cfg.string(), "", "config.json is not valid JSON: " + r.error);
-  ck.config = std::move(r.value);
+  parse_config(ck, cfg.string(), read_text_file(cfg.string()));
+}
+
+// A packed checkpoint (formats/pack_format.h): the same Hugging Face layout, read from the files
+// inside the container. Weight files are safetensors read through PackedMemberSource; every other
+// file is a side file whose bytes are decoded now (they are small: config, tokenizer, index).
+void open_packed(Checkpoint& ck, const std::string& container_path) {
+  auto c = PackedContainer::open(container_path);
+  const PackIndex& idx = c->index();
+  ck.packed = container_path;
+  ck.dir = fs::path(container_path).parent_path().string();
+  if (ck.dir.empty()) ck.dir = ".";
+  if (const PackMember* m = idx.find("config.json")) parse_config(ck, c->member_path(*m), c->read_member(*m));
+  std::vector<const PackMember*> weights;
+  std::optional<HfIndex> index;
+  if (const PackMember* m = idx.find("model.safetensors.index.json")) {
+    ck.index_file = c->member_path(*m);
+    index = parse_hf_index(*ck.index_file, c->read_member(*m));
+    for (const auto& shard : index->shard_files()) {
+      const PackMember* w = idx.find(shard);
+      if (!w) fail(Errc::kIndexMismatch, *ck.index_file, "", "shard " + shard + " is not in the packed checkpoint");
+      weights.push_back(w);
+    }
+  } else if (const PackMember* m = idx.find("model.safetensors")) {
+    weights.push_back(m);
+  } else {
+    for (const auto& m : idx.members)
+      if (ends_with(m.name, ".safetensors")) weights.push_back(&m);
+    std::sort(weights.begin(), weights.end(), [](auto* a, auto* b) { return a->name < b->name; });
+  }
+  if (weights.empty())
+    fail(Errc::kNoCheckpoint, container_path, "",
+         "no safetensors weights in this packed checkpoint (other formats are read after `ckpt unpack`)");
+  for (const PackMember* m : weights) add_safetensors_source(ck, PackedMemberSource(c, *m));
+  if (index) check_index_matches(*index, *ck.index_file, ck);
+  for (const auto& m : idx.members)
+    if (!is_weight_file_name(m.name)) ck.side_files.push_back({m.name, c->member_path(m), c->read_member(m)});
 }
 
 }  // namespace
@@ -121,7 +167,11 @@ Checkpoint open_checkpoint(const std::string& path, const OpenOptions& opt) {
   ck.path = path;
   std::error_code ec;
   if (!fs::exists(path, ec)) fail(Errc::kNoCheckpoint, path, "", "no such file or directory");
-  if (fs::is_directory(path)) {
+  if (fs::is_directory(path) && fs::is_regular_file(fs::path(path) / kPackFileName)) {
+    open_packed(ck, (fs::path(path) / kPackFileName).string());
+  } else if (fs::path(path).filename() == kPackFileName) {
+    open_packed(ck, path);
+  } else if (fs::is_directory(path)) {
     ck.dir = path;
     read_config(ck);  // before the weights: alias handling of torch files looks at tie_word_embeddings
     auto has = [&](const char* name) { return fs::is_regular_file(fs::path(path) / name); };
@@ -167,6 +217,7 @@ Checkpoint open_checkpoint(const std::string& path, const OpenOptions& opt) {
     add_weight_file(ck, path, opt);
   }
   check_unique_names(ck);
+  check_cancel(opt.cancel);
   return ck;
 }
 

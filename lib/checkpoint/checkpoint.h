@@ -8,6 +8,7 @@
 
 #include "checkpoint/source_check.h"
 #include "checkpoint/tensor_ref.h"
+#include "core/cancel.h"
 #include "formats/safetensors.h"
 #include "formats/strict_json.h"
 
@@ -27,12 +28,13 @@ struct SourceFile {
 struct SideFile {
   std::string name;  // file name relative to the checkpoint directory
   std::string path;  // where it is now
-  // The text of a file an earlier pipeline step generated (plan/pipeline.h): it exists only in
-  // memory, and `path` is empty.
+  // The bytes, where no file on disk holds them: a side file inside a packed checkpoint, or one
+  // an earlier pipeline step generated (plan/pipeline.h; `path` is then empty).
   std::optional<std::string> content;
-  // Its bytes: `content`, else the file at `path`.
-  std::string text() const;
 };
+
+// A side file's bytes (read from disk, or the packed checkpoint's decoded copy).
+std::string side_file_text(const SideFile& s);
 
 struct Checkpoint {
   std::string path;  // as given
@@ -42,6 +44,8 @@ struct Checkpoint {
   std::vector<SideFile> side_files;
   std::optional<ojson> config;     // config.json, when present
   std::optional<std::string> index_file;  // the index that listed the shards, if any
+  // The packed container the files are read from (formats/packed_source.h), if any.
+  std::optional<std::string> packed;
   // Names dropped while opening (exact aliases of another tensor), with the name they alias.
   std::vector<std::pair<std::string, std::string>> aliases;
   // Checks of source bytes to run while a plan over this checkpoint executes (torch zip CRCs).
@@ -60,6 +64,7 @@ struct OpenOptions {
   bool allow_expand = false;     // torch: accept views that repeat their storages far past their size
   // A directory holding both PyTorch and safetensors weights: read the PyTorch ones (convert).
   bool prefer_torch = false;
+  const CancelToken* cancel = nullptr;  // checked before each weight file is opened
 };
 
 Checkpoint open_checkpoint(const std::string& path, const OpenOptions& options = {});

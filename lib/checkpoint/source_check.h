@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/cancel.h"
 #include "core/file_io.h"
 
 namespace ckpt {
@@ -23,8 +24,9 @@ class SourceCheck {
     // Source bytes [offset, offset + n), inside the check's range, as a copy read them. Any
     // thread, any order; the same bytes may come more than once (aliased tensors).
     virtual void feed(uint64_t offset, const uint8_t* data, size_t n) = 0;
-    // After the last feed: reads what was not fed; throws ckpt::Error when the check fails.
-    virtual void finish(const File& source) = 0;
+    // After the last feed: reads what was not fed (checking `cancel` as it goes); throws
+    // ckpt::Error when the check fails.
+    virtual void finish(const File& source, const CancelToken* cancel) = 0;
   };
 
   virtual ~SourceCheck() = default;

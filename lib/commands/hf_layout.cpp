@@ -101,7 +101,7 @@ void add_hf_safetensors_files(Plan& plan, std::vector<OutputTensor> tensors, uin
   std::vector<OutputFile> files(count);
   for (size_t k = 0; k < count; ++k) {
     files[k].name = count == 1 ? "model.safetensors" : shard_file_name("model", k + 1, count, ".safetensors");
-    files[k].metadata = metadata;
+    files[k].container = safetensors_container(metadata);
   }
   std::vector<std::pair<std::string, std::string>> weight_map;
   uint64_t total = 0, parameters = 0;

@@ -3,8 +3,10 @@
 #include <cstdio>
 #include <map>
 
+#include "commands/pack.h"
 #include "core/error.h"
 #include "core/sizes.h"
+#include "formats/packed_source.h"
 #include "quant/scheme.h"
 
 namespace ckpt {
@@ -79,6 +81,8 @@ ojson inspect_report(const Checkpoint& ck) {
     for (const auto& [dropped, kept] : ck.aliases) al[dropped] = kept;
     r["aliases"] = al;
   }
+  // A packed checkpoint: original and packed bytes per dtype and per tensor class.
+  if (ck.packed) r["packed"] = pack_ratios_json(pack_ratios(PackedContainer::open(*ck.packed)->index()));
   return r;
 }
 
@@ -114,15 +118,28 @@ std::string inspect_text(const ojson& r) {
                   format_bytes((*it)["bytes"].get<uint64_t>()).c_str());
     add(line);
   }
-  std::snprintf(line, sizeof line, "total        %llu tensors, %llu parameters, %s",
-                static_cast<unsigned long long>(r["tensor_count"].get<uint64_t>()),
-                static_cast<unsigned long long>(r["parameter_count"].get<uint64_t>()),
+  std::snprintf(line, sizeof line, "total        %s, %s, %s", count_of(r["tensor_count"].get<uint64_t>(), "tensor").c_str(),
+                count_of(r["parameter_count"].get<uint64_t>(), "parameter").c_str(),
                 format_bytes(r["tensor_bytes"].get<uint64_t>()).c_str());
   add(line);
   if (!r["side_files"].empty()) {
     std::string s = "side files  ";
     for (const auto& f : r["side_files"]) s += " " + f.get<std::string>();
     add(s);
+  }
+  if (r.contains("packed")) {
+    const ojson& p = r["packed"];
+    auto ratio_line = [&](const std::string& label, const ojson& t) {
+      std::snprintf(line, sizeof line, "  %-12s %10s -> %10s  %.3fx", label.c_str(),
+                    format_bytes(t["original_bytes"].get<uint64_t>()).c_str(),
+                    format_bytes(t["packed_bytes"].get<uint64_t>()).c_str(), t["ratio"].get<double>());
+      add(line);
+    };
+    add("packed, by dtype");
+    for (auto it = p["by_dtype"].begin(); it != p["by_dtype"].end(); ++it) ratio_line(it.key(), *it);
+    add("packed, by tensor class");
+    for (auto it = p["by_class"].begin(); it != p["by_class"].end(); ++it) ratio_line(it.key(), *it);
+    ratio_line("total", p["total"]);
   }
   return out;
 }

@@ -186,7 +186,7 @@ Plan plan_merge(const std::string& shard_dir, const MergeOptions& options) {
   add_hf_safetensors_files(plan, std::move(tensors), options.max_shard_bytes);
   std::string config;
   for (const auto& s : first.side_files)
-    if (s.name == "config.json") config = config_without_block(s.text());
+    if (s.name == "config.json") config = config_without_block(side_file_text(s));
   add_side_files(plan, first, {{"config.json", config}});
   plan.notes["tp"] = b0.tp;
   plan.notes["pp"] = b0.pp;

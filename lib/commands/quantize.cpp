@@ -23,6 +23,10 @@ std::optional<quant::Granularity> fp8_granularity_from_name(const std::string& n
 
 namespace {
 
+// Bytes of INT4 group parameters the plan keeps between a weight's codes and its scales/zeros
+// (16 MB per GB of BF16 weights at g128); past it, scales and zeros re-read their groups.
+constexpr uint64_t kInt4KeepBytes = 128ull << 20;
+
 // Tensors that look quantized in a checkpoint whose config.json declares no quantization.
 std::optional<std::string> undeclared_quantized_tensor(const Checkpoint& ck) {
   for (const auto& t : ck.tensors) {
@@ -192,6 +196,8 @@ QuantizePlan plan_quantize(const Checkpoint& ck, const QuantizeOptions& o) {
 
   std::vector<OutputTensor> tensors;
   std::set<std::string> listed;
+  // INT4 group parameters kept from a weight's codes to its scales/zeros (ops/int4_producers.h).
+  const auto keep = std::make_shared<Int4KeepBudget>(kInt4KeepBytes);
   ojson kept = ojson::array();
   for (const auto& d : ds) {
     const TensorRef& t = *d.tensor;
@@ -211,7 +217,7 @@ QuantizePlan plan_quantize(const Checkpoint& ck, const QuantizeOptions& o) {
       if (!why.empty())
         fail(Errc::kUnsupported, t.view.file >= 0 ? ck.files[t.view.file].path : ck.path, t.name,
              "cannot quantize to " + wanted + ": " + why + " (--ignore the module to keep it unquantized)");
-      auto q = std::make_shared<const Int4Quantization>(t.name, t.view, s4);
+      auto q = std::make_shared<const Int4Quantization>(t.name, t.view, s4, Int4CacheOptions{.keep = keep});
       qp.int4.push_back(q);
       for (const auto& part : parts) {
         std::shared_ptr<Producer> p;

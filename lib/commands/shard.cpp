@@ -187,7 +187,7 @@ Plan plan_shard(const Checkpoint& ck, const Recipe& recipe, const ShardOptions& 
 
   std::string source_config;
   for (const auto& s : ck.side_files)
-    if (s.name == "config.json") source_config = s.text();
+    if (s.name == "config.json") source_config = side_file_text(s);
   if (source_config.empty()) source_config = ck.config->dump(2) + "\n";
 
   Plan plan;

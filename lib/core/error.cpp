@@ -35,6 +35,8 @@ const char* errc_name(Errc code) {
     case Errc::kPickleInvalid: return "pickle_invalid";
     case Errc::kTorchInvalid: return "torch_invalid";
     case Errc::kExpandedView: return "expanded_view";
+    case Errc::kPackInvalid: return "pack_invalid";
+    case Errc::kPackCorrupt: return "pack_corrupt";
     case Errc::kBadTensorName: return "bad_tensor_name";
     case Errc::kDestinationExists: return "destination_exists";
     case Errc::kDestinationInSource: return "destination_in_source";

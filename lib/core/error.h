@@ -41,6 +41,10 @@ enum class Errc {
   kPickleInvalid,
   kTorchInvalid,
   kExpandedView,  // views that repeat storage elements far past the storages' size
+  // Packed container (formats/pack_format.h): its structure, and a frame that does not decode to
+  // its declared length and digest.
+  kPackInvalid,
+  kPackCorrupt,
   // Writing.
   kBadTensorName,
   kDestinationExists,

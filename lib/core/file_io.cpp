@@ -45,7 +45,7 @@ File File::open_read(const std::string& path) {
 File File::create(const std::string& path) {
   File f;
   f.path_ = path;
-  f.fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  f.fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);  // less the umask
   if (f.fd_ < 0) fail_errno(path, "cannot create");
   return f;
 }
@@ -62,6 +62,14 @@ File& File::operator=(File&& o) noexcept {
 
 File::~File() {
   if (fd_ >= 0) ::close(fd_);
+}
+
+void File::close() {
+  if (fd_ < 0) return;
+  const int fd = fd_;
+  fd_ = -1;
+  // Linux releases the descriptor even when close fails (EIO, ENOSPC on NFS): never retry.
+  if (::close(fd) != 0) fail_errno(path_, "close failed (the data may not have been written)");
 }
 
 uint64_t File::size() const {
@@ -157,6 +165,7 @@ std::string read_text_file(const std::string& path) {
 void write_text_file(const std::string& path, const std::string& content) {
   File f = File::create(path);
   f.pwrite_exact(content.data(), content.size(), 0);
+  f.close();
 }
 
 }  // namespace ckpt

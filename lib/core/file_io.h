@@ -14,7 +14,7 @@ class File {
   // Opens a regular file (or a symlink to one) for reading; FIFOs, devices, sockets and
   // directories are refused without blocking.
   static File open_read(const std::string& path);
-  // Creates (O_EXCL) a new file for writing.
+  // Creates (O_EXCL) a new file for writing, mode 0666 less the umask.
   static File create(const std::string& path);
   File(File&& o) noexcept : fd_(o.fd_), path_(std::move(o.path_)) { o.fd_ = -1; }
   File& operator=(File&& o) noexcept;
@@ -30,6 +30,9 @@ class File {
   void pwrite_exact(const void* buf, size_t n, uint64_t offset) const;
   void truncate(uint64_t size) const;
   void sync() const;
+  // Closes now and reports a failed close(2) (a deferred write error), which the destructor,
+  // unable to throw, would lose. Output files are closed this way before they are committed.
+  void close();
 
  private:
   int fd_ = -1;

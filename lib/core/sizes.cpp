@@ -48,4 +48,17 @@ std::string format_bytes(uint64_t bytes) {
   return buf;
 }
 
+std::string format_rate(uint64_t bytes, double seconds) {
+  // Below a millisecond the clock says more about the machine's load than about the work.
+  if (bytes == 0 || !(seconds >= 1e-3)) return "";
+  return format_bytes(static_cast<uint64_t>(static_cast<double>(bytes) / seconds)) + "/s";
+}
+
+std::string count_of(uint64_t n, std::string_view singular, std::string_view plural) {
+  std::string out = std::to_string(n) + " ";
+  if (n == 1) return out.append(singular);
+  if (plural.empty()) return out.append(singular).append("s");
+  return out.append(plural);
+}
+
 }  // namespace ckpt

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <vector>
 
+#include "core/cancel.h"
 #include "formats/byte_source.h"
 
 namespace ckpt {
@@ -19,7 +20,8 @@ class Crc32Pieces {
   void add(uint64_t offset, const uint8_t* data, size_t n);
   // The CRC-32 of bytes [begin, begin + n) of src: the pieces that tile the range from its start
   // combined in order, each stretch no usable piece covers read from src. Call once adding is done.
-  uint32_t crc_of(const ByteSource& src, uint64_t begin, uint64_t n);
+  // Reads what no piece covers in 4 MiB blocks, checking `cancel` before each.
+  uint32_t crc_of(const ByteSource& src, uint64_t begin, uint64_t n, const CancelToken* cancel = nullptr);
 
  private:
   struct Piece {

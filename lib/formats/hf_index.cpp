@@ -18,8 +18,9 @@ std::vector<std::string> HfIndex::shard_files() const {
   return {s.begin(), s.end()};
 }
 
-HfIndex read_hf_index(const std::string& path) {
-  std::string text = read_text_file(path);
+HfIndex read_hf_index(const std::string& path) { return parse_hf_index(path, read_text_file(path)); }
+
+HfIndex parse_hf_index(const std::string& path, std::string_view text) {
   StrictJsonResult r = parse_strict_json(text);
   if (r.duplicate_key) fail(Errc::kIndexInvalid, path, r.duplicate, "tensor listed twice in the index");
   if (!r.ok) fail(Errc::kIndexInvalid, path, "", "not valid JSON: " + r.error);

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "formats/strict_json.h"
@@ -22,6 +23,8 @@ struct HfIndex {
 // Reads and checks an index: a JSON object whose weight_map maps names to plain file names in
 // the same directory (no paths: an index may not point outside its directory).
 HfIndex read_hf_index(const std::string& path);
+// The same checks on an index's text (`path` names it in errors).
+HfIndex parse_hf_index(const std::string& path, std::string_view text);
 // Cross-checks an index against the tensors the shards actually hold, both ways.
 void check_index_matches(const HfIndex& index, const std::string& index_path, const Checkpoint& ck);
 // The index text as transformers writes it: metadata (total_size plus extra_metadata, such as

@@ -107,28 +107,32 @@ SafetensorsHeader parse_safetensors_header(const std::string& file, std::string_
   return h;
 }
 
-SafetensorsHeader read_safetensors_header(const File& f) {
+SafetensorsHeader read_safetensors_header(const File& f) { return read_safetensors_header(FileSource(f)); }
+
+SafetensorsHeader read_safetensors_header(const ByteSource& f) {
   uint64_t size = f.size();
-  if (size < 8) fail(Errc::kHeaderTooSmall, f.path(), "", "file is " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
+  if (size < 8) fail(Errc::kHeaderTooSmall, f.name(), "", "file is " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
   uint8_t len_bytes[8];
-  f.pread_exact(len_bytes, 8, 0);
+  f.read(0, 8, len_bytes);
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | len_bytes[i];
   if (n > kMaxHeaderSize)
-    fail(Errc::kHeaderTooLarge, f.path(), "", "header length " + std::to_string(n) + " exceeds the limit of 100000000");
+    fail(Errc::kHeaderTooLarge, f.name(), "", "header length " + std::to_string(n) + " exceeds the limit of 100000000");
   if (8 + n > size)
-    fail(Errc::kInvalidHeaderLength, f.path(), "",
+    fail(Errc::kInvalidHeaderLength, f.name(), "",
          "header length " + std::to_string(n) + " reaches past the end of the " + std::to_string(size) + "-byte file");
   std::string header(n, '\0');
-  if (n) f.pread_exact(header.data(), n, 8);
-  return parse_safetensors_header(f.path(), header, size);
+  if (n) f.read(8, n, header.data());
+  return parse_safetensors_header(f.name(), header, size);
+}
+
+bool reference_writer_less(const HeaderEntry& a, const HeaderEntry& b) {
+  if (a.dtype != b.dtype) return static_cast<int>(a.dtype) > static_cast<int>(b.dtype);
+  return a.name < b.name;
 }
 
 void sort_like_reference_writer(std::vector<HeaderEntry>& entries) {
-  std::stable_sort(entries.begin(), entries.end(), [](const HeaderEntry& a, const HeaderEntry& b) {
-    if (a.dtype != b.dtype) return static_cast<int>(a.dtype) > static_cast<int>(b.dtype);
-    return a.name < b.name;
-  });
+  std::stable_sort(entries.begin(), entries.end(), reference_writer_less);
 }
 
 void check_writable_name(const std::string& file_label, const std::string& name) {

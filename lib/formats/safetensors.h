@@ -13,6 +13,7 @@
 
 #include "core/dtype.h"
 #include "core/file_io.h"
+#include "formats/byte_source.h"
 
 namespace ckpt {
 
@@ -39,6 +40,8 @@ SafetensorsHeader parse_safetensors_header(const std::string& file_label, std::s
                                            uint64_t file_size);
 // Reads and validates the header of an open file (reads 8 + N bytes, never tensor data).
 SafetensorsHeader read_safetensors_header(const File& f);
+// The same from any byte source (a file inside a packed checkpoint).
+SafetensorsHeader read_safetensors_header(const ByteSource& f);
 
 // --- writer ---------------------------------------------------------------------------------
 struct HeaderEntry {
@@ -49,6 +52,7 @@ struct HeaderEntry {
 };
 
 // The reference writer's order: dtype enum position descending, then name ascending (bytewise).
+bool reference_writer_less(const HeaderEntry& a, const HeaderEntry& b);
 void sort_like_reference_writer(std::vector<HeaderEntry>& entries);
 // Refuses names the reference would write into an unreadable file (`__metadata__`).
 void check_writable_name(const std::string& file_label, const std::string& name);

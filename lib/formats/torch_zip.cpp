@@ -29,7 +29,9 @@ class RecordCrcCheck : public SourceCheck {
    public:
     explicit RecordPass(const ZipRecord& record) : record_(record) {}
     void feed(uint64_t offset, const uint8_t* data, size_t n) override { seen_.add(offset, data, n); }
-    void finish(const File& source) override { verify_zip_record_crc(FileSource(source), record_, seen_); }
+    void finish(const File& source, const CancelToken* cancel) override {
+      verify_zip_record_crc(FileSource(source), record_, seen_, cancel);
+    }
 
    private:
     const ZipRecord& record_;

@@ -1,8 +1,6 @@
 #include "formats/zip_reader.h"
 
 #include <algorithm>
-#include <atomic>
-#include <mutex>
 
 #include "core/error.h"
 #include "formats/crc32_pieces.h"
@@ -173,8 +171,8 @@ ZipArchive read_zip_directory(const ByteSource& src) {
 
 namespace {
 
-bool crc_matches(const ByteSource& src, const ZipRecord& r, Crc32Pieces& seen) {
-  return seen.crc_of(src, r.data_offset, r.size) == r.crc32;
+bool crc_matches(const ByteSource& src, const ZipRecord& r, Crc32Pieces& seen, const CancelToken* cancel) {
+  return seen.crc_of(src, r.data_offset, r.size, cancel) == r.crc32;
 }
 
 [[noreturn]] void fail_crc(const ByteSource& src, const ZipRecord& r) {
@@ -184,8 +182,9 @@ bool crc_matches(const ByteSource& src, const ZipRecord& r, Crc32Pieces& seen) {
 
 }  // namespace
 
-void verify_zip_record_crc(const ByteSource& src, const ZipRecord& record, Crc32Pieces& seen) {
-  if (!crc_matches(src, record, seen)) fail_crc(src, record);
+void verify_zip_record_crc(const ByteSource& src, const ZipRecord& record, Crc32Pieces& seen,
+                           const CancelToken* cancel) {
+  if (!crc_matches(src, record, seen, cancel)) fail_crc(src, record);
 }
 
 void verify_zip_record_crc(const ByteSource& src, const ZipRecord& record) {
@@ -193,28 +192,15 @@ void verify_zip_record_crc(const ByteSource& src, const ZipRecord& record) {
   verify_zip_record_crc(src, record, none);
 }
 
-void verify_zip_crcs(const ByteSource& src, const ZipArchive& zip) {
-  std::atomic<size_t> next{0};
-  std::mutex m;
-  size_t failed_index = SIZE_MAX;  // the first mismatching record in directory order
-  std::exception_ptr error;
-#pragma omp parallel
-  {
-    for (size_t i; (i = next.fetch_add(1)) < zip.records.size();) {
-      try {
-        Crc32Pieces none;
-        if (!crc_matches(src, zip.records[i], none)) {
-          std::lock_guard<std::mutex> lock(m);
-          if (i < failed_index) failed_index = i;
-        }
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(m);
-        if (!error) error = std::current_exception();
-      }
-    }
-  }
-  if (error) std::rethrow_exception(error);
-  if (failed_index != SIZE_MAX) fail_crc(src, zip.records[failed_index]);
+void verify_zip_crcs(const ByteSource& src, const ZipArchive& zip, const Workers& workers) {
+  std::vector<char> matches(zip.records.size(), 0);
+  parallel_for(zip.records.size(), workers, [&](size_t i) {
+    Crc32Pieces none;
+    matches[i] = crc_matches(src, zip.records[i], none, workers.cancel);
+  });
+  // The first mismatching record in directory order, whatever the thread count.
+  for (size_t i = 0; i < zip.records.size(); ++i)
+    if (!matches[i]) fail_crc(src, zip.records[i]);
 }
 
 }  // namespace ckpt

@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/parallel.h"
 #include "formats/byte_source.h"
 #include "formats/crc32_pieces.h"
 
@@ -36,10 +37,11 @@ inline constexpr uint64_t kMaxZipDirectoryBytes = 256ull << 20;
 ZipArchive read_zip_directory(const ByteSource& src);
 
 // Checks the CRC-32 of every record against the central directory, records in parallel.
-void verify_zip_crcs(const ByteSource& src, const ZipArchive& zip);
+void verify_zip_crcs(const ByteSource& src, const ZipArchive& zip, const Workers& workers = {});
 // Checks one record; the error names the file and the record. With `seen`, the CRC is assembled
 // from the pieces of the record already hashed, and only the rest is read.
 void verify_zip_record_crc(const ByteSource& src, const ZipRecord& record);
-void verify_zip_record_crc(const ByteSource& src, const ZipRecord& record, Crc32Pieces& seen);
+void verify_zip_record_crc(const ByteSource& src, const ZipRecord& record, Crc32Pieces& seen,
+                           const CancelToken* cancel = nullptr);
 
 }  // namespace ckpt

@@ -158,7 +158,8 @@ Comparison compare_models(const Model& src, const Model& dst, const TokenIds& id
   if (options.max_mean_kl) out.thresholds.max_mean_kl = *options.max_mean_kl;
 
   const uint64_t B = ids.sequences, S = ids.length, H = cs.hidden, V = cs.vocab;
-  CpuForward fs(src, B, S + options.generate), fd(dst, B, S + options.generate), fi(dst, B, S);
+  CpuForward fs(src, B, S + options.generate, options.workers), fd(dst, B, S + options.generate, options.workers),
+      fi(dst, B, S, options.workers);
   std::vector<double> hs = fs.embed(ids.ids), hd = fd.embed(ids.ids);
   for (uint64_t i = 0; i < cs.layers; ++i) {
     Recorder rs, ri;
@@ -342,12 +343,16 @@ ojson Comparison::to_json() const {
   j["first_bad_linear"] = first_bad_linear;
   j["src_generated"] = src_generated;
   j["dst_generated"] = dst_generated;
+  if (!src_generated_text.empty()) {
+    j["src_generated_text"] = src_generated_text;
+    j["dst_generated_text"] = dst_generated_text;
+  }
   j["first_divergence"] = first_divergence;
   j["failures"] = failures;
   return j;
 }
 
-PerplexityResult perplexity(const Model& m, const TokenIds& ids, uint64_t chunk) {
+PerplexityResult perplexity(const Model& m, const TokenIds& ids, uint64_t chunk, const Workers& workers) {
   const ModelConfig& c = m.config();
   if (chunk < 2) fail(Errc::kInvalidArgument, "", "", "--seq-len must be at least 2");
   const uint64_t chunks = ids.ids.size() / chunk;
@@ -355,7 +360,7 @@ PerplexityResult perplexity(const Model& m, const TokenIds& ids, uint64_t chunk)
     fail(Errc::kInvalidArgument, "", "", std::to_string(ids.ids.size()) + " ids are fewer than one chunk of " +
                                              std::to_string(chunk) + " (--seq-len)");
   PerplexityResult r;
-  CpuForward f(m, 1, chunk);
+  CpuForward f(m, 1, chunk, workers);
   const uint64_t first = chunk / 2;  // llama.cpp perplexity: score the second half of each chunk
   double nll = 0;
   std::vector<double> lp(c.vocab);

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/parallel.h"
 #include "formats/strict_json.h"
 #include "model/model_weights.h"
 #include "model/token_ids.h"
@@ -56,6 +57,8 @@ struct Comparison {
   int64_t first_bad_layer = -1;
   std::string first_bad_linear;
   std::vector<std::vector<int64_t>> src_generated, dst_generated;  // greedy continuations per sequence
+  // The continuations as text, decoded by the source's tokenizer (empty when it ships none).
+  std::vector<std::string> src_generated_text, dst_generated_text;
   std::vector<int64_t> first_divergence;  // per sequence: index of the first differing token, -1 none
   std::vector<std::string> failures;      // one line per threshold broken
   ojson to_json() const;
@@ -64,6 +67,7 @@ struct Comparison {
 
 struct CompareOptions {
   uint64_t generate = 0;
+  Workers workers;  // threads of the forwards, and their cancellation
   std::optional<double> min_top1, max_mean_kl;  // override the defaults
 };
 
@@ -78,7 +82,7 @@ struct PerplexityResult {
   uint64_t chunks = 0, scored_tokens = 0;
   std::vector<double> chunk_perplexity;  // running perplexity after each chunk, as llama.cpp prints
 };
-PerplexityResult perplexity(const Model& m, const TokenIds& ids, uint64_t chunk);
+PerplexityResult perplexity(const Model& m, const TokenIds& ids, uint64_t chunk, const Workers& workers = {});
 
 // Seeded ids in [0, vocab) (the default evaluation set of validate --against).
 TokenIds seeded_token_ids(uint64_t vocab, uint64_t sequences, uint64_t length, uint64_t seed);

@@ -11,19 +11,19 @@ namespace ckpt::model {
 namespace {
 
 // y = W x (+ bias) for `rows` rows of x.
-std::vector<double> apply(const RankLinear& l, const std::vector<double>& x, uint64_t rows) {
+std::vector<double> apply(const Workers& w, const RankLinear& l, const std::vector<double>& x, uint64_t rows) {
   const uint64_t n = l.weight->out_features();
   std::vector<double> y(rows * n);
-  linear_forward(*l.weight, x.data(), rows, y.data());
+  linear_forward(*l.weight, x.data(), rows, y.data(), w);
   if (!l.bias.empty())
     for (uint64_t t = 0; t < rows; ++t)
       for (uint64_t j = 0; j < n; ++j) y[t * n + j] += l.bias[j];
   return y;
 }
 
-std::vector<double> apply(const LinearWeights& w, const std::vector<double>& x, uint64_t rows) {
+std::vector<double> apply(const Workers& workers, const LinearWeights& w, const std::vector<double>& x, uint64_t rows) {
   std::vector<double> y(rows * w.out_features());
-  linear_forward(w, x.data(), rows, y.data());
+  linear_forward(w, x.data(), rows, y.data(), workers);
   return y;
 }
 
@@ -81,24 +81,26 @@ void observe_gathered(ActivationObserver* obs, uint64_t layer, const std::vector
 
 // The gated MLP of one rank on `rows` rows of x: its partial down_proj output (no down bias).
 // Observed gate/up outputs are returned through gate_out / up_out when asked for.
-std::vector<double> rank_mlp(const RankMlp& m, const std::vector<double>& x, uint64_t rows,
-                             std::vector<double>* gate_out, std::vector<double>* up_out) {
+std::vector<double> rank_mlp(const Workers& w, const RankMlp& m, const std::vector<double>& x, uint64_t rows,
+                             std::vector<double>* gate_out, std::vector<double>* up_out,
+                             std::vector<double>* down_in = nullptr) {
   const uint64_t n = m.local_intermediate;
   std::vector<double> g, u;
   if (m.gate_up.present()) {
-    std::vector<double> gu = apply(m.gate_up, x, rows);
+    std::vector<double> gu = apply(w, m.gate_up, x, rows);
     g = columns(gu, rows, 2 * n, 0, n);
     u = columns(gu, rows, 2 * n, n, n);
     if (gate_out) *gate_out = std::move(gu);
   } else {
-    g = apply(m.gate, x, rows);
-    u = apply(m.up, x, rows);
+    g = apply(w, m.gate, x, rows);
+    u = apply(w, m.up, x, rows);
     if (gate_out) *gate_out = g;
     if (up_out) *up_out = u;
   }
   std::vector<double> a(rows * n);
   for (size_t i = 0; i < a.size(); ++i) a[i] = silu(g[i]) * u[i];
-  return apply(m.down, a, rows);
+  if (down_in) *down_in = a;
+  return apply(w, m.down, a, rows);
 }
 
 }  // namespace
@@ -143,8 +145,8 @@ std::vector<ExpertRows> route(const std::vector<double>& logits, uint64_t rows, 
   return out;
 }
 
-CpuForward::CpuForward(const Model& model, uint64_t batch, uint64_t capacity)
-    : m_(model), c_(model.config()), batch_(batch), capacity_(capacity) {
+CpuForward::CpuForward(const Model& model, uint64_t batch, uint64_t capacity, Workers workers)
+    : m_(model), c_(model.config()), batch_(batch), capacity_(capacity), workers_(workers) {
   if (batch == 0 || capacity == 0) throw std::logic_error("CpuForward: empty batch or capacity");
   rope_ = rope_table(c_.rope, capacity);
   keys_.resize(c_.layers);
@@ -194,17 +196,18 @@ void CpuForward::attention(uint64_t i, const std::vector<double>& x, uint64_t to
     const RankAttention& a = L.attention[r];
     const uint64_t nq = a.q_heads.size(), nkv = a.kv_heads.size();
     std::vector<double> q, k, v;
+    if (obs) obs->on_input(i, "self_attn.q_proj", x.data(), rows, c_.hidden);
     if (a.qkv.present()) {
-      std::vector<double> qkv = apply(a.qkv, x, rows);
+      std::vector<double> qkv = apply(workers_, a.qkv, x, rows);
       const uint64_t w = (nq + 2 * nkv) * hd;
       q = columns(qkv, rows, w, 0, nq * hd);
       k = columns(qkv, rows, w, nq * hd, nkv * hd);
       v = columns(qkv, rows, w, (nq + nkv) * hd, nkv * hd);
       if (obs) qkv_obs.push_back(std::move(qkv));
     } else {
-      q = apply(a.q, x, rows);
-      k = apply(a.k, x, rows);
-      v = apply(a.v, x, rows);
+      q = apply(workers_, a.q, x, rows);
+      k = apply(workers_, a.k, x, rows);
+      v = apply(workers_, a.v, x, rows);
       if (obs) {
         q_obs.push_back(q);
         k_obs.push_back(k);
@@ -232,10 +235,8 @@ void CpuForward::attention(uint64_t i, const std::vector<double>& x, uint64_t to
     // softmax(q k^T * scale + causal/window mask) v, per sequence and query head.
     std::vector<double> ctx(rows * nq * hd, 0.0);
     const bool parallel = batch_ * tokens * nq * (length_ + tokens) * hd >= (1u << 20);
-#pragma omp parallel for collapse(2) schedule(static) if (parallel)
-    for (uint64_t b = 0; b < batch_; ++b)
-      for (uint64_t t = 0; t < tokens; ++t) {
-        const uint64_t row = b * tokens + t, pos = length_ + t;
+    auto attend = [&](size_t row) {
+        const uint64_t b = row / tokens, t = row % tokens, pos = length_ + t;
         const uint64_t first = window && pos + 1 > window ? pos + 1 - window : 0;
         std::vector<double> p(pos + 1 - first);
         for (uint64_t h = 0; h < nq; ++h) {
@@ -258,8 +259,12 @@ void CpuForward::attention(uint64_t i, const std::vector<double>& x, uint64_t to
             for (uint64_t d = 0; d < hd; ++d) o[d] += w * vj[d];
           }
         }
-      }
-    add_into(out, apply(a.o, ctx, rows));  // row-parallel: partial sums, reduced in rank order
+      };
+    if (parallel) parallel_for(batch_ * tokens, workers_, attend);
+    else
+      for (uint64_t row = 0; row < batch_ * tokens; ++row) attend(row);
+    if (obs) obs->on_input(i, "self_attn.o_proj", ctx.data(), rows, nq * hd);
+    add_into(out, apply(workers_, a.o, ctx, rows));  // row-parallel: partial sums, reduced in rank order
   }
   add_bias(out, L.o_bias, rows);
   if (obs) {
@@ -284,8 +289,13 @@ void CpuForward::mlp(uint64_t i, const std::vector<double>& x, uint64_t rows, st
   const Layer& L = m_.layers()[i];
   out.assign(rows * c_.hidden, 0.0);
   std::vector<std::vector<double>> g_obs(L.mlp.size()), u_obs(L.mlp.size());
-  for (size_t r = 0; r < L.mlp.size(); ++r)
-    add_into(out, rank_mlp(L.mlp[r], x, rows, obs ? &g_obs[r] : nullptr, obs ? &u_obs[r] : nullptr));
+  for (size_t r = 0; r < L.mlp.size(); ++r) {
+    std::vector<double> down_in;
+    if (obs) obs->on_input(i, "mlp.gate_proj", x.data(), rows, c_.hidden);
+    add_into(out, rank_mlp(workers_, L.mlp[r], x, rows, obs ? &g_obs[r] : nullptr, obs ? &u_obs[r] : nullptr,
+                           obs ? &down_in : nullptr));
+    if (obs) obs->on_input(i, "mlp.down_proj", down_in.data(), rows, L.mlp[r].local_intermediate);
+  }
   add_bias(out, L.down_bias, rows);
   if (!obs) return;
   std::vector<const RankLinear*> lins;
@@ -309,7 +319,7 @@ void CpuForward::moe(uint64_t i, const std::vector<double>& x, uint64_t rows, st
   const uint64_t E = moe.experts, H = c_.hidden;
   // Router: softmax over all experts, the top-k probabilities, renormalised when configured
   // (MixtralSparseMoeBlock / Qwen2MoeSparseMoeBlock / Qwen3MoeSparseMoeBlock.forward).
-  std::vector<double> logits = apply(*L.router, x, rows);
+  std::vector<double> logits = apply(workers_, *L.router, x, rows);
   if (obs) obs->on(i, short_name(L.router_module), logits.data(), rows, E);
   const std::vector<ExpertRows> routed_rows = route(logits, rows, moe);
   // Each expert runs on the rows routed to it: every rank's share (a slice of every expert, or
@@ -323,7 +333,7 @@ void CpuForward::moe(uint64_t i, const std::vector<double>& x, uint64_t rows, st
     std::vector<double> xs(sel.size() * H), y(sel.size() * H, 0.0);
     for (size_t s = 0; s < sel.size(); ++s) std::copy_n(&x[sel[s] * H], H, &xs[s * H]);
     for (const RankMoe& rm : L.experts)
-      if (rm.experts[e].present()) add_into(y, rank_mlp(rm.experts[e], xs, sel.size(), nullptr, nullptr));
+      if (rm.experts[e].present()) add_into(y, rank_mlp(workers_, rm.experts[e], xs, sel.size(), nullptr, nullptr));
     // The expert's own output on its rows (unweighted), for locating a broken expert.
     if (obs) obs->on(i, block + "experts." + std::to_string(e), y.data(), sel.size(), H);
     for (size_t s = 0; s < sel.size(); ++s)
@@ -334,8 +344,8 @@ void CpuForward::moe(uint64_t i, const std::vector<double>& x, uint64_t rows, st
   if (L.shared_gate) {
     // Qwen2MoeSparseMoeBlock: + sigmoid(shared_expert_gate(x)) * shared_expert(x).
     std::vector<double> shared(rows * H, 0.0);
-    for (const RankMoe& rm : L.experts) add_into(shared, rank_mlp(rm.shared, x, rows, nullptr, nullptr));
-    std::vector<double> gate = apply(*L.shared_gate, x, rows);
+    for (const RankMoe& rm : L.experts) add_into(shared, rank_mlp(workers_, rm.shared, x, rows, nullptr, nullptr));
+    std::vector<double> gate = apply(workers_, *L.shared_gate, x, rows);
     for (uint64_t t = 0; t < rows; ++t) {
       const double s = 1.0 / (1.0 + std::exp(-gate[t]));
       for (uint64_t j = 0; j < H; ++j) shared[t * H + j] *= s;
@@ -372,7 +382,7 @@ std::vector<double> CpuForward::logits(const std::vector<double>& hidden) const 
   std::vector<double> out(rows * V);
   // Each rank's lm_head rows; its padding rows (past the real vocab) are dropped.
   for (const VocabSlice& s : m_.lm_head()) {
-    std::vector<double> y = apply(*s.table, x, rows);
+    std::vector<double> y = apply(workers_, *s.table, x, rows);
     const uint64_t n = s.table->out_features();
     for (uint64_t t = 0; t < rows; ++t)
       std::copy_n(&y[t * n], s.rows.length, &out[t * V + s.rows.begin]);

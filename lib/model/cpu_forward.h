@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "core/parallel.h"
 #include "model/model_weights.h"
 #include "model/rope.h"
 
@@ -33,12 +34,19 @@ class ActivationObserver {
  public:
   virtual ~ActivationObserver() = default;
   virtual void on(uint64_t layer, const std::string& name, const double* data, uint64_t tokens, uint64_t width) = 0;
+  // The inputs of a dense layer's Linears, once per distinct input (calibration, lib/calib), named
+  // by the first Linear that takes it: "self_attn.q_proj" (also k/v or the fused qkv),
+  // "self_attn.o_proj", "mlp.gate_proj" (also up, or the fused gate_up), "mlp.down_proj". Under
+  // tensor parallelism each rank's own input is shown (the o/down inputs are rank slices).
+  virtual void on_input(uint64_t /*layer*/, const std::string& /*name*/, const double* /*data*/, uint64_t /*tokens*/,
+                        uint64_t /*width*/) {}
 };
 
 class CpuForward {
  public:
-  // A KV cache for `batch` sequences of up to `capacity` tokens each.
-  CpuForward(const Model& model, uint64_t batch, uint64_t capacity);
+  // A KV cache for `batch` sequences of up to `capacity` tokens each; the matrix products and the
+  // attention run on `workers` (and stop with Errc::kInterrupted when its token is set).
+  CpuForward(const Model& model, uint64_t batch, uint64_t capacity, Workers workers = {});
 
   const Model& model() const { return m_; }
   uint64_t batch() const { return batch_; }
@@ -69,6 +77,7 @@ class CpuForward {
   const Model& m_;
   const ModelConfig& c_;
   uint64_t batch_, capacity_, length_ = 0;
+  Workers workers_;
   RopeTable rope_;
   // keys_[layer][rank] and values_: [batch][capacity][local kv heads][head_dim]
   std::vector<std::vector<std::vector<double>>> keys_, values_;

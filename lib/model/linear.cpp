@@ -61,18 +61,18 @@ std::unique_ptr<LinearWeights> stored_linear(const validate::LinearWeight& lw, c
   return std::make_unique<StoredLinear>(lw, host);
 }
 
-void linear_forward(const LinearWeights& w, const double* x, uint64_t tokens, double* y) {
+void linear_forward(const LinearWeights& w, const double* x, uint64_t tokens, double* y, const Workers& workers) {
   const uint64_t n = w.out_features(), k = w.in_features();
   constexpr uint64_t kRowsPerBlock = 16;
-  const int64_t blocks = static_cast<int64_t>((n + kRowsPerBlock - 1) / kRowsPerBlock);
-  // Threads only where the work repays waking them (tiny models run faster on one).
+  const uint64_t blocks = (n + kRowsPerBlock - 1) / kRowsPerBlock;
+  // Threads only where the work repays starting them (tiny models run faster on one); each takes
+  // one contiguous range of row blocks with its own dequantization buffer.
   const bool parallel = n * k * std::max<uint64_t>(tokens, 1) >= (1u << 22);
-#pragma omp parallel if (parallel)
-  {
+  const uint64_t parts = parallel ? std::min<uint64_t>(static_cast<uint64_t>(workers.count()), blocks) : 1;
+  parallel_for(parts, workers, [&](size_t part) {
     std::vector<double> rows(kRowsPerBlock * k);
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < blocks; ++b) {
-      const uint64_t begin = static_cast<uint64_t>(b) * kRowsPerBlock;
+    for (uint64_t b = blocks * part / parts; b < blocks * (part + 1) / parts; ++b) {
+      const uint64_t begin = b * kRowsPerBlock;
       const uint64_t count = std::min(kRowsPerBlock, n - begin);
       w.dequantize_rows(begin, count, rows.data());
       for (uint64_t t = 0; t < tokens; ++t) {
@@ -85,7 +85,7 @@ void linear_forward(const LinearWeights& w, const double* x, uint64_t tokens, do
         }
       }
     }
-  }
+  });
 }
 
 }  // namespace ckpt::model

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
+#include "core/parallel.h"
 #include "core/file_io.h"
 #include "validate/linear_weights.h"
 
@@ -59,6 +60,6 @@ std::unique_ptr<LinearWeights> stored_linear(const validate::LinearWeight& lw, c
 // y[t][n] = sum_k W[n][k] * x[t][k] for `tokens` rows of x ([tokens, K]) into y ([tokens, N]), in
 // double; rows of W are dequantized once per call and shared by every token. Deterministic at
 // any thread count (each output is one thread's ordered sum).
-void linear_forward(const LinearWeights& w, const double* x, uint64_t tokens, double* y);
+void linear_forward(const LinearWeights& w, const double* x, uint64_t tokens, double* y, const Workers& workers = {});
 
 }  // namespace ckpt::model

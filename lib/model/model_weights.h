@@ -82,6 +82,9 @@ class Model {
   uint64_t tp() const { return tp_; }
   uint64_t pp() const { return pp_; }
   const std::vector<Layer>& layers() const { return layers_; }
+  // Calibrated quantization (lib/calib) swaps a layer's Linear weights and norm weights for
+  // quantized or smoothed ones as it goes.
+  Layer& mutable_layer(uint64_t i) { return layers_.at(i); }
   const std::vector<VocabSlice>& embed() const { return embed_; }
   const std::vector<VocabSlice>& lm_head() const { return lm_head_; }
   const std::vector<double>& final_norm() const { return final_norm_; }

@@ -178,4 +178,26 @@ void write_token_ids(const std::string& path, const TokenIds& ids) {
   write_small_safetensors(path, {t});
 }
 
+TokenIds text_token_ids(const tok::Tokenizer& tokenizer, std::string_view text, uint64_t vocab,
+                        const std::string& what) {
+  std::vector<int32_t> ids = tokenizer.encode(text, /*add_special_tokens=*/true);
+  if (ids.empty()) fail(Errc::kInvalidArgument, what, "", "the tokenizer gives no token ids for this text");
+  if (ids.size() > kMaxIds) fail(Errc::kInvalidArgument, what, "", "more than " + std::to_string(kMaxIds) + " token ids");
+  for (int32_t id : ids)
+    if (id < 0 || static_cast<uint64_t>(id) >= vocab)
+      fail(Errc::kInvalidArgument, what, "", "the tokenizer gives id " + std::to_string(id) + " (" +
+                                                 tokenizer.piece(id) + "), which the model's vocabulary of " +
+                                                 std::to_string(vocab) + " does not have");
+  TokenIds t{{ids.begin(), ids.end()}, 1, ids.size()};
+  return t;
+}
+
+std::string token_ids_text(const tok::Tokenizer& tokenizer, std::span<const int64_t> ids) {
+  std::vector<int32_t> narrow;
+  narrow.reserve(ids.size());
+  for (int64_t id : ids)
+    if (id >= 0 && id <= INT32_MAX) narrow.push_back(static_cast<int32_t>(id));
+  return tokenizer.decode(narrow, /*skip_special_tokens=*/false);
+}
+
 }  // namespace ckpt::model

@@ -6,8 +6,12 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "tokenizer/tokenizer.h"
 
 namespace ckpt::model {
 
@@ -27,6 +31,20 @@ TokenIds read_token_ids(const std::string& path);
 // A command-line ids argument: an existing regular file is read as above, anything else is
 // parsed as "1,5,9".
 TokenIds read_token_ids_argument(const std::string& text);
+
+// Text through the model's tokenizer as one sequence: the ids Hugging Face's tokenizer(text)
+// gives, BOS/EOS as the tokenizer adds them. Refused (naming `what`, the option or file the text
+// came from): text that gives no ids, and ids at or above `vocab`, the model's embedding rows (a
+// tokenizer whose added tokens lie past the embedding).
+TokenIds text_token_ids(const tok::Tokenizer& tokenizer, std::string_view text, uint64_t vocab,
+                        const std::string& what);
+
+// Ids back to text through the tokenizer (readable continuations in reports), special tokens
+// kept so that an EOS shows; ids the tokenizer does not have are left out, as tokenizers' decode
+// leaves them out.
+std::string token_ids_text(const tok::Tokenizer& tokenizer, std::span<const int64_t> ids);
+// The most bytes of such a text one report line shows (quote() in core/error.h cuts it there).
+inline constexpr size_t kContinuationTextBytes = 4096;
 
 // Writes [sequences, length] ids as a safetensors file with one I64 tensor "input_ids".
 void write_token_ids(const std::string& path, const TokenIds& ids);

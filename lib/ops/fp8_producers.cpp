@@ -37,7 +37,7 @@ void with_elements(const SourceReader& src, const SourceView& view, uint64_t fir
       } unmap{p, end - map_begin};
       fn(static_cast<const uint8_t*>(p) + (begin - map_begin));
       return;
-    }  // mapping refused (an odd file system): read instead
+    }  // mapping refused (an odd file system, or a source inside a packed checkpoint): read instead
   }
   buf.resize(count * es);
   src.gather(view, first, count, buf.data());

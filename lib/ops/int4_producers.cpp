@@ -1,13 +1,13 @@
 #include "ops/int4_producers.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <optional>
 
 namespace ckpt {
 
 namespace {
-
-constexpr uint64_t kStripBytes = 4ull << 20;  // source bytes quantized at a time
 
 uint64_t cdiv(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 
@@ -27,11 +27,13 @@ ojson describe(const Int4Quantization& q, const char* what) {
 class Int4Producer : public Producer {
  public:
   using Fn = std::function<void(const Int4Quantization&, const SourceReader&, uint64_t e0, uint64_t e1, uint8_t* out)>;
-  Int4Producer(std::shared_ptr<const Int4Quantization> q, uint64_t elements, uint64_t elem, const char* what, Fn fn)
-      : q_(std::move(q)), elements_(elements), elem_(elem), what_(what), fn_(std::move(fn)) {}
+  Int4Producer(std::shared_ptr<const Int4Quantization> q, uint64_t elements, uint64_t elem, const char* what, Fn fn,
+               std::optional<Int4Quantization::Array> array = std::nullopt)
+      : q_(std::move(q)), elements_(elements), elem_(elem), what_(what), fn_(std::move(fn)), array_(array) {}
   uint64_t nbytes() const override { return elements_ * elem_; }
   void produce(const SourceReader& src, uint64_t begin, uint64_t n, uint8_t* out) const override {
     fn_(*q_, src, begin / elem_, (begin + n) / elem_, out);
+    if (array_) q_->produced(*array_, n);
   }
   ojson describe() const override { return ckpt::describe(*q_, what_); }
 
@@ -40,6 +42,7 @@ class Int4Producer : public Producer {
   uint64_t elements_, elem_;
   const char* what_;
   Fn fn_;
+  std::optional<Int4Quantization::Array> array_;
 };
 
 // Group-aligned column range covering columns [a, b).
@@ -53,6 +56,10 @@ void ct_codes(const Int4Quantization& q, const SourceReader& src, uint64_t w0, u
   const ops::Int4Geometry& geo = q.geometry();
   const uint64_t W = cdiv(geo.k, 8);
   const uint64_t r0 = w0 / W, r1 = cdiv(w1, W);
+  if (const auto c = q.rows(src, r0, r1, true); c.words) {
+    std::memcpy(out, c.words.get() + w0, (w1 - w0) * 4);
+    return;
+  }
   const uint64_t counted = cdiv(w0, W);  // first row whose first word is in the chunk
   auto copy = [&](uint64_t row0, uint64_t rows, const ops::Int4Params*, const uint32_t* words) {
     for (uint64_t r = 0; r < rows; ++r) {
@@ -72,6 +79,23 @@ void kpacked_codes(const Int4Quantization& q, const SourceReader& src, uint64_t 
   const uint64_t row_words = gptq ? geo.n : geo.n / 8;  // words per output row
   const uint64_t cols_per_row = gptq ? 8 : 1;            // K columns per output row
   const uint64_t o0 = w0 / row_words, o1 = cdiv(w1, row_words);  // output rows
+  if (const auto c = q.rows(src, 0, geo.n, true); c.words) {
+    const uint64_t W = cdiv(geo.k, 8);
+    const uint64_t j0 = gptq ? o0 : o0 / 8, j1 = gptq ? o1 : cdiv(o1, 8);  // words of each row
+    const uint64_t first = (gptq ? j0 : 8 * j0) * row_words;       // output word of the stripe's start
+    const uint64_t span = (j1 - j0) * (gptq ? geo.n : 8 * row_words);  // output words of the stripe
+    // Whole output rows (the usual chunk): straight into `out`; otherwise through a buffer.
+    std::vector<uint32_t> tmp;
+    uint32_t* dst = reinterpret_cast<uint32_t*>(out);
+    if (w0 != first || w1 != first + span) {
+      tmp.resize(span);
+      dst = tmp.data();
+    }
+    if (gptq) ops::int4_words_to_gptq(c.words.get() + j0, W, geo.n, j1 - j0, dst, geo.n);
+    else ops::int4_words_to_awq(c.words.get() + j0, W, geo.n, j1 - j0, dst, row_words);
+    if (!tmp.empty()) std::memcpy(out, tmp.data() + (w0 - first), (w1 - w0) * 4);
+    return;
+  }
   const uint64_t kb = o0 * cols_per_row / 8 * 8, ke = std::min(geo.k, cdiv(o1 * cols_per_row, 8) * 8);
   // First 8-column unit whose first word lies in the chunk.
   const uint64_t unit_words = 8 / cols_per_row * row_words;
@@ -97,6 +121,10 @@ template <class Store>
 void params_of(const Int4Quantization& q, const SourceReader& src, uint64_t r0, uint64_t r1, uint64_t g0, uint64_t g1,
                Store store) {
   const ops::Int4Geometry& geo = q.geometry();
+  if (const auto c = q.rows(src, r0, r1, false); c.params) {
+    store(ops::Int4ParamsView{c.params.get() + r0 * geo.groups + g0, geo.groups, r0, r1 - r0, 0, g1 - g0});
+    return;
+  }
   const uint64_t c0 = g0 * geo.group;  // kb == ke == c0: parameters only
   q.run(src, r0, r1, c0, g1 * geo.group, c0, c0, c0, 0,
         [&](uint64_t row0, uint64_t rows, const ops::Int4Params* p, const uint32_t*) {
@@ -153,18 +181,151 @@ void zeros_chunk(const Int4Quantization& q, const SourceReader& src, uint64_t e0
 
 }  // namespace
 
-Int4Quantization::Int4Quantization(std::string tensor, SourceView view, ops::Int4Scheme scheme)
-    : tensor_(std::move(tensor)), view_(std::move(view)), scheme_(scheme) {
+bool Int4KeepBudget::take(uint64_t n) {
+  const int64_t want = static_cast<int64_t>(n);
+  int64_t left = left_.load();
+  while (left >= want)
+    if (left_.compare_exchange_weak(left, left - want)) return true;
+  return false;
+}
+
+struct Int4Quantization::Cache {
+  enum class State : uint8_t { kFresh, kLive, kParamsOnly, kGone };
+  enum Strip : uint8_t { kFree, kComputing, kDone, kFailed };
+  std::mutex m;
+  std::condition_variable cv;
+  State state = State::kFresh;
+  std::shared_ptr<uint32_t[]> words;
+  std::shared_ptr<ops::Int4Params[]> params;
+  std::vector<uint8_t> strips;
+  std::vector<ops::Fp8ErrorStats> strip_stats;
+  std::exception_ptr error;
+  uint64_t left[3] = {0, 0, 0};  // bytes of each Array still to produce
+  bool kept = false;             // the parameters hold cache_options_.keep budget
+};
+
+Int4Quantization::Int4Quantization(std::string tensor, SourceView view, ops::Int4Scheme scheme, Int4CacheOptions cache)
+    : tensor_(std::move(tensor)), view_(std::move(view)), scheme_(scheme), cache_options_(std::move(cache)),
+      cache_(std::make_unique<Cache>()) {
   if (view_.shape.size() != 2 || !ops::int4_shape_problem(scheme_, view_.shape[0], view_.shape[1]).empty())
     throw std::logic_error("Int4Quantization: a shape the scheme cannot take for " + tensor_);
   geo_ = ops::int4_geometry(scheme_, view_.shape[0], view_.shape[1]);
+  const uint64_t es = dtype_bits(view_.dtype) / 8;
+  strip_rows_ = std::max<uint64_t>(8, cache_options_.strip_bytes / (geo_.k * es) / 8 * 8);
+  cache_bytes_ = geo_.n * (cdiv(geo_.k, 8) * 4 + geo_.groups * sizeof(ops::Int4Params));
+  const ops::Int4Shapes sh = ops::int4_shapes(scheme_, geo_.n, geo_.k);
+  auto bytes = [](const std::vector<uint64_t>& shape, uint64_t elem) {
+    return shape.empty() ? 0 : shape[0] * shape[1] * elem;
+  };
+  cache_->left[static_cast<int>(Array::kCodes)] = bytes(sh.weights, 4);
+  cache_->left[static_cast<int>(Array::kScales)] = bytes(sh.scales, dtype_bits(scheme_.scale_dtype) / 8);
+  cache_->left[static_cast<int>(Array::kZeros)] = bytes(sh.zeros, 4);
+}
+
+Int4Quantization::~Int4Quantization() {
+  if (cache_->kept) cache_options_.keep->give(geo_.n * geo_.groups * sizeof(ops::Int4Params));
+}
+
+ops::Fp8ErrorStats Int4Quantization::compute_strip(const SourceReader& src, uint64_t strip, uint32_t* words,
+                                                   ops::Int4Params* params) const {
+  const uint64_t es = dtype_bits(view_.dtype) / 8, W = cdiv(geo_.k, 8);
+  const uint64_t a = strip * strip_rows_, rows = std::min(strip_rows_, geo_.n - a);
+  thread_local std::unique_ptr<uint8_t[]> in;  // reused: no zero fill, no page faults per strip
+  thread_local uint64_t in_size = 0;
+  if (in_size < rows * geo_.k * es) {
+    in_size = rows * geo_.k * es;
+    in.reset(new uint8_t[in_size]);
+  }
+  src.gather(view_, a * geo_.k, rows * geo_.k, in.get());
+  const ops::Int4Source block{in.get(), view_.dtype, geo_.k, a, rows, 0, geo_.k};
+  ops::Fp8ErrorStats st;
+  const ops::Int4Issue issue = ops::int4_quantize_fast(scheme_, geo_, block, 0, geo_.k, params + a * geo_.groups,
+                                                       words + a * W, W, &st);
+  if (issue) ops::int4_fail(issue, scheme_, view_.file >= 0 ? src.file(view_.file).path() : "", tensor_);
+  return st;
+}
+
+Int4Quantization::Rows Int4Quantization::rows(const SourceReader& src, uint64_t r0, uint64_t r1, bool words) const {
+  if (!cached()) return {};
+  Cache& c = *cache_;
+  std::unique_lock<std::mutex> lock(c.m);
+  if (c.state == Cache::State::kFresh) {
+    // Every element is written by its strip before anyone reads it: no zero fill.
+    c.words = std::make_shared_for_overwrite<uint32_t[]>(geo_.n * cdiv(geo_.k, 8));
+    c.params = std::make_shared_for_overwrite<ops::Int4Params[]>(geo_.n * geo_.groups);
+    c.strips.assign(cdiv(geo_.n, strip_rows_), Cache::kFree);
+    c.strip_stats.assign(c.strips.size(), {});
+    c.state = Cache::State::kLive;
+  }
+  if (c.state == Cache::State::kGone || (words && c.state == Cache::State::kParamsOnly)) return {};
+  if (c.state == Cache::State::kParamsOnly) return {nullptr, c.params};  // every strip is done
+  const std::shared_ptr<uint32_t[]> w = c.words;
+  const std::shared_ptr<ops::Int4Params[]> p = c.params;
+  const uint64_t s0 = r0 / strip_rows_, s1 = cdiv(r1, strip_rows_);
+  // Compute the strips nobody has claimed, then wait for the ones others are computing.
+  for (uint64_t s = s0; s < s1; ++s) {
+    if (c.strips[s] != Cache::kFree) continue;
+    c.strips[s] = Cache::kComputing;
+    lock.unlock();
+    ops::Fp8ErrorStats st;
+    try {
+      st = compute_strip(src, s, w.get(), p.get());
+    } catch (...) {
+      lock.lock();
+      c.strips[s] = Cache::kFailed;
+      if (!c.error) c.error = std::current_exception();
+      c.cv.notify_all();
+      throw;
+    }
+    lock.lock();
+    c.strips[s] = Cache::kDone;
+    c.strip_stats[s] = st;
+    c.cv.notify_all();
+  }
+  for (uint64_t s = s0; s < s1; ++s) {
+    c.cv.wait(lock, [&] { return c.strips[s] == Cache::kDone || c.strips[s] == Cache::kFailed; });
+    if (c.strips[s] == Cache::kFailed) std::rethrow_exception(c.error);
+  }
+  return {words ? w : nullptr, p};
+}
+
+void Int4Quantization::produced(Array a, uint64_t bytes) const {
+  if (!cached()) return;
+  std::lock_guard<std::mutex> lock(cache_->m);
+  uint64_t& left = cache_->left[static_cast<int>(a)];
+  left -= std::min(left, bytes);
+  release_if_done();
+}
+
+void Int4Quantization::release_if_done() const {
+  Cache& c = *cache_;
+  const bool params_needed =
+      c.left[static_cast<int>(Array::kScales)] + c.left[static_cast<int>(Array::kZeros)] > 0;
+  const uint64_t params_bytes = geo_.n * geo_.groups * sizeof(ops::Int4Params);
+  if (c.state == Cache::State::kLive && c.left[static_cast<int>(Array::kCodes)] == 0) {
+    c.words.reset();  // every strip is done: the codes covered every row
+    if (params_needed && cache_options_.keep && cache_options_.keep->take(params_bytes)) {
+      c.kept = true;
+      c.state = Cache::State::kParamsOnly;
+    } else {
+      c.params.reset();
+      c.state = Cache::State::kGone;
+    }
+  }
+  if (c.state == Cache::State::kParamsOnly && !params_needed) {
+    c.params.reset();
+    if (c.kept) cache_options_.keep->give(params_bytes);
+    c.kept = false;
+    c.state = Cache::State::kGone;
+  }
 }
 
 void Int4Quantization::run(const SourceReader& src, uint64_t r0, uint64_t r1, uint64_t c0, uint64_t c1, uint64_t kb,
                            uint64_t ke, uint64_t ks, uint64_t slot, const StripFn& each) const {
   const uint64_t es = dtype_bits(view_.dtype) / 8;
   const uint64_t cols = c1 - c0, ngroups = cols / geo_.group, nwords = cdiv(ke - kb, 8);
-  uint64_t strip = std::max<uint64_t>(8, kStripBytes / (cols * es) / 8 * 8);
+  // Rows per strip from the whole row: a K-stripe's reads span the rows' full width.
+  const uint64_t strip = strip_rows_;
   const SourceView cv = cols == geo_.k ? view_ : view_.narrow(1, c0, cols);
   std::vector<uint8_t> in;
   std::vector<ops::Int4Params> params;
@@ -199,8 +360,13 @@ void Int4Quantization::add_stats(uint64_t slot, const ops::Fp8ErrorStats& s) con
 }
 
 ops::Fp8ErrorStats Int4Quantization::stats() const {
-  std::lock_guard<std::mutex> lock(stats_mutex_);
   ops::Fp8ErrorStats total;
+  if (cached()) {
+    std::lock_guard<std::mutex> lock(cache_->m);
+    for (const auto& s : cache_->strip_stats) total.merge(s);
+    return total;
+  }
+  std::lock_guard<std::mutex> lock(stats_mutex_);
   for (const auto& [slot, s] : stats_) total.merge(s);
   return total;
 }
@@ -209,18 +375,20 @@ std::shared_ptr<Producer> int4_codes_producer(std::shared_ptr<const Int4Quantiza
   const ops::Int4Shapes sh = ops::int4_shapes(q->scheme(), q->geometry().n, q->geometry().k);
   const bool ct = q->scheme().format == ops::Int4Format::kCompressedTensors;
   return std::make_shared<Int4Producer>(q, sh.weights[0] * sh.weights[1], 4, "int4 packed codes",
-                                        ct ? Int4Producer::Fn(ct_codes) : Int4Producer::Fn(kpacked_codes));
+                                        ct ? Int4Producer::Fn(ct_codes) : Int4Producer::Fn(kpacked_codes),
+                                        Int4Quantization::Array::kCodes);
 }
 
 std::shared_ptr<Producer> int4_scales_producer(std::shared_ptr<const Int4Quantization> q) {
   const ops::Int4Shapes sh = ops::int4_shapes(q->scheme(), q->geometry().n, q->geometry().k);
   return std::make_shared<Int4Producer>(q, sh.scales[0] * sh.scales[1], dtype_bits(q->scheme().scale_dtype) / 8,
-                                        "int4 scales", scales_chunk);
+                                        "int4 scales", scales_chunk, Int4Quantization::Array::kScales);
 }
 
 std::shared_ptr<Producer> int4_zeros_producer(std::shared_ptr<const Int4Quantization> q) {
   const ops::Int4Shapes sh = ops::int4_shapes(q->scheme(), q->geometry().n, q->geometry().k);
-  return std::make_shared<Int4Producer>(q, sh.zeros[0] * sh.zeros[1], 4, "int4 zero points", zeros_chunk);
+  return std::make_shared<Int4Producer>(q, sh.zeros[0] * sh.zeros[1], 4, "int4 zero points", zeros_chunk,
+                                        Int4Quantization::Array::kZeros);
 }
 
 std::shared_ptr<Producer> int4_g_idx_producer(std::shared_ptr<const Int4Quantization> q) {

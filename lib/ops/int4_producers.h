@@ -1,42 +1,87 @@
 // Streaming producers for INT4 RTN quantization (ops/int4_quant.h): one weight becomes the arrays
-// its format stores (codes, scales, zeros, g_idx, weight_shape), each made by its own producer
-// that reads, for any chunk the executor asks for, only the source rows/columns of that chunk's
-// groups (group parameters depend on their own group alone, so any split gives the same bytes):
-//   compressed-tensors weight_packed [N, K/8]: chunk = source rows, whole K;
-//   GPTQ qweight [K/8, N] / AWQ qweight [K, N/8]: chunk = a stripe of K columns, widened to whole
-//     groups, every row (read in strips of rows);
-//   scales / zeros: the parameters of the chunk's groups.
-// Memory per chunk is a few times the chunk (kStripBytes of source at a time); nothing holds a
-// whole tensor.
+// its format stores (codes, scales, zeros, g_idx, weight_shape), each made by its own producer.
+//
+// One read of each weight: the producers of one weight share its Int4Quantization, which
+// quantizes the weight strip by strip (whole rows, contiguous reads of about Int4CacheOptions::strip_bytes) into a
+// cache of K-packed words [N, ceil(K/8)] and group parameters [N, G]; every array is then a copy
+// or a relayout of that cache:
+//   compressed-tensors weight_packed [N, K/8]: the chunk's rows of the words;
+//   GPTQ qweight [K/8, N] / AWQ qweight [K, N/8]: a transpose / an N-pack of a stripe of K
+//     columns over every row (so the first such chunk needs every strip);
+//   scales / zeros: the parameters of the chunk's groups and rows.
+// A chunk computes the strips it needs that nobody has claimed yet and waits for those another
+// thread is computing, so threads working on one weight share its strips. The words are freed
+// once every codes byte has been produced; the parameters once scales and zeros are done (they
+// come last in a file: safetensors sorts I32 before F16/BF16), or right after the codes when the
+// plan's Int4KeepBudget cannot hold them until then.
+//
+// A weight whose cache would exceed Int4CacheOptions::max_cache_bytes is not cached: each chunk
+// then quantizes just its own source rows / K-stripe (whole groups) from the source, and scales
+// and zeros re-read the groups they need. The bytes are the same either way, and so is the error
+// report for a given weight (the choice depends on the weight's shape alone, never on timing).
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "ops/int4_quant.h"
 #include "plan/plan.h"
 
 namespace ckpt {
 
+// Bytes of group parameters that the weights of one plan may keep between the end of their codes
+// and the end of their scales/zeros, shared by all of them (thread-safe).
+class Int4KeepBudget {
+ public:
+  explicit Int4KeepBudget(uint64_t bytes) : left_(static_cast<int64_t>(bytes)) {}
+  bool take(uint64_t n);
+  void give(uint64_t n) { left_.fetch_add(static_cast<int64_t>(n)); }
+
+ private:
+  std::atomic<int64_t> left_;
+};
+
+struct Int4CacheOptions {
+  uint64_t max_cache_bytes = 256ull << 20;  // words + parameters of one weight; above: not cached
+  std::shared_ptr<Int4KeepBudget> keep;     // null: parameters are dropped with the words
+  uint64_t strip_bytes = 2ull << 20;        // source bytes quantized at a time (whole rows, >= 8)
+};
+
 // One weight [N, K] being quantized.
 class Int4Quantization {
  public:
-  Int4Quantization(std::string tensor, SourceView view, ops::Int4Scheme scheme);
+  Int4Quantization(std::string tensor, SourceView view, ops::Int4Scheme scheme, Int4CacheOptions cache = {});
+  ~Int4Quantization();
 
   const std::string& tensor() const { return tensor_; }
   const ops::Int4Scheme& scheme() const { return scheme_; }
   const ops::Int4Geometry& geometry() const { return geo_; }
   const SourceView& view() const { return view_; }
-  // The error of everything the codes producer has written, summed per chunk in chunk order (the
-  // same for any thread count). Each element is counted once: in the chunk holding its unit's
-  // first word.
+  // The error of everything the codes producer has written, summed per strip (cached weights) or
+  // per chunk (others) in order: the same for any thread count. Each element is counted once.
   ops::Fp8ErrorStats stats() const;
+  // Whether this weight goes through the cache (its words and parameters fit max_cache_bytes).
+  bool cached() const { return cache_bytes_ <= cache_options_.max_cache_bytes; }
+
+  // The cache, for the producers: rows [r0, r1) of the words (when `words`) and parameters,
+  // computed (or waited for) now. Null members: the cache is not available for this (not cached,
+  // or already freed) and the caller reads the source itself.
+  struct Rows {
+    std::shared_ptr<const uint32_t[]> words;           // [N, ceil(K/8)]
+    std::shared_ptr<const ops::Int4Params[]> params;  // [N, G]
+  };
+  Rows rows(const SourceReader& src, uint64_t r0, uint64_t r1, bool words) const;
+  // Bytes of an array produced, so the cache can be freed when nothing needs it any more.
+  enum class Array : uint8_t { kCodes, kScales, kZeros };
+  void produced(Array a, uint64_t bytes) const;
 
   // Runs ops::int4_quantize_fast over source rows [r0, r1) and columns [c0, c1) (group
-  // boundaries), reading about kStripBytes of source at a time: for each strip of rows (a
+  // boundaries), reading about strip_bytes of source at a time: for each strip of rows (a
   // multiple of 8 rows), `each(row0, rows, params, words)` sees the strip's parameters
   // ([rows, (c1 - c0) / group]) and, when kb < ke, its K-packed words of columns [kb, ke)
   // ([rows, ceil((ke - kb) / 8)]). Errors of columns [ks, ke) are added to stats slot `slot`
@@ -46,12 +91,18 @@ class Int4Quantization {
            uint64_t ks, uint64_t slot, const StripFn& each) const;
 
  private:
+  struct Cache;
   void add_stats(uint64_t slot, const ops::Fp8ErrorStats& s) const;
+  ops::Fp8ErrorStats compute_strip(const SourceReader& src, uint64_t strip, uint32_t* words, ops::Int4Params* params) const;
+  void release_if_done() const;  // with the cache's mutex held
 
   std::string tensor_;
   SourceView view_;
   ops::Int4Scheme scheme_;
   ops::Int4Geometry geo_;
+  Int4CacheOptions cache_options_;
+  uint64_t cache_bytes_ = 0, strip_rows_ = 0;
+  std::unique_ptr<Cache> cache_;
   mutable std::mutex stats_mutex_;
   mutable std::map<uint64_t, ops::Fp8ErrorStats> stats_;
 };

@@ -25,8 +25,8 @@ void CheckPasses::feed(int file, uint64_t offset, const uint8_t* data, size_t n)
   }
 }
 
-void CheckPasses::finish(size_t i, const SourceReader& reader) const {
-  watches_[i].pass->finish(reader.file(watches_[i].file));
+void CheckPasses::finish(size_t i, const SourceReader& reader, const CancelToken* cancel) const {
+  watches_[i].pass->finish(reader.file(watches_[i].file), cancel);
 }
 
 }  // namespace ckpt

@@ -20,7 +20,7 @@ class CheckPasses {
   void feed(int file, uint64_t offset, const uint8_t* data, size_t n) const;
   size_t size() const { return watches_.size(); }
   // Finishes the i-th pass (any order, any thread); throws when its check fails.
-  void finish(size_t i, const SourceReader& reader) const;
+  void finish(size_t i, const SourceReader& reader, const CancelToken* cancel) const;
 
  private:
   struct Watch {

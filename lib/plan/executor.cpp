@@ -2,31 +2,22 @@
 
 #include <sys/resource.h>
 
-#include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cstring>
-#include <exception>
 #include <filesystem>
-#include <mutex>
-#include <thread>
 
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/hash.h"
+#include "core/parallel.h"
 #include "plan/check_passes.h"
 #include "plan/extra_files.h"
 #include "plan/manifest.h"
 #include "plan/output_dir.h"
-#include "plan/progress.h"
 
 namespace ckpt {
 
 namespace {
-
-std::atomic<bool> g_interrupted{false};
-
-extern "C" void on_signal(int) { g_interrupted.store(true); }
 
 // One unit of work: output bytes [begin, begin + n) of one tensor.
 struct Chunk {
@@ -37,49 +28,6 @@ struct Chunk {
 struct TensorState {
   std::vector<uint64_t> block_digests;
 };
-
-int resolve_threads(int requested) {
-  if (requested > 0) return requested;
-  unsigned hc = std::thread::hardware_concurrency();
-  return hc ? static_cast<int>(hc) : 1;
-}
-
-// Runs fn(i) for i in [0, n) on `threads` threads; the first exception stops the rest and is
-// rethrown here.
-template <class Fn>
-void parallel_for(size_t n, int threads, Fn fn) {
-  std::atomic<size_t> next{0};
-  std::atomic<bool> stop{false};
-  std::exception_ptr error;
-  std::mutex error_mutex;
-  auto worker = [&] {
-    for (;;) {
-      if (stop.load(std::memory_order_relaxed)) return;
-      if (g_interrupted.load(std::memory_order_relaxed)) {
-        std::lock_guard<std::mutex> lock(error_mutex);
-        if (!error) error = std::make_exception_ptr(Error(Errc::kInterrupted, "", "", "interrupted"));
-        stop = true;
-        return;
-      }
-      size_t i = next.fetch_add(1);
-      if (i >= n) return;
-      try {
-        fn(i);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(error_mutex);
-        if (!error) error = std::current_exception();
-        stop = true;
-        return;
-      }
-    }
-  };
-  int t = static_cast<int>(std::min<size_t>(static_cast<size_t>(threads), n));
-  std::vector<std::thread> pool;
-  for (int k = 1; k < t; ++k) pool.emplace_back(worker);
-  if (t > 0) worker();
-  for (auto& th : pool) th.join();
-  if (error) std::rethrow_exception(error);
-}
 
 // Orders chunks round-robin over the output files: threads working at the same time then write
 // different files (buffered writes to one file serialize on its inode lock), and plans whose
@@ -104,15 +52,15 @@ uint64_t peak_rss_bytes() {
   return static_cast<uint64_t>(ru.ru_maxrss) * 1024;
 }
 
-void install_interrupt_handler() {
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
-}
-
 ExecReport execute(const Plan& plan, const std::string& destination, const ExecOptions& opt) {
   auto t0 = std::chrono::steady_clock::now();
-  const int threads = resolve_threads(opt.threads);
-  OutputDir out(destination, opt.force, opt.protected_paths);
+  const Workers workers{opt.threads, opt.cancel};
+  const int threads = workers.count();
+  workers.check();
+  if (opt.file_destination && !plan.extras.empty())
+    throw std::logic_error("execute: a file destination takes a plan without extras");
+  OutputDir out(destination, opt.force, opt.protected_paths,
+                opt.file_destination ? OutputDir::Kind::kFile : OutputDir::Kind::kDirectory, plan.file_names());
   SourceReader reader(plan.sources);
 
   // Headers first: every size is known, so each file gets its final length and header now.
@@ -121,8 +69,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
     if (f.offsets.size() != f.tensors.size()) throw std::logic_error("execute: plan was not finalized");
     File file = File::create(new_output_path(out, f.name));
     file.truncate(f.size);
-    const std::string head = file_prefix(f);
-    file.pwrite_exact(head.data(), head.size(), 0);
+    file.pwrite_exact(f.head.data(), f.head.size(), 0);
     files.push_back(std::move(file));
   }
 
@@ -146,14 +93,15 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
   }
   chunks = interleave_files(std::move(chunks), plan.files.size());
 
-  Progress progress(plan.tensor_bytes(), opt.progress);
-  parallel_for(to_prepare.size(), threads, [&](size_t i) { to_prepare[i]->prepare(reader); });
+  progress_begin(opt.progress, "write", plan.tensor_bytes());
+  parallel_for(to_prepare.size(), workers, [&](size_t i) { to_prepare[i]->prepare(reader); });
 
   // Source checks (torch zip CRCs) take the bytes the verbatim copies read, while each block is
   // in cache, and read only the rest themselves once every chunk is done.
   const CheckPasses checks(plan.checks);
-  parallel_for(chunks.size(), threads, [&](size_t ci) {
+  parallel_for(chunks.size(), workers, [&](size_t ci) {
     const Chunk& c = chunks[ci];
+    progress_current(opt.progress, plan.files[c.file].name);
     const OutputTensor& t = plan.files[c.file].tensors[c.tensor];
     const uint64_t dst_off = plan.files[c.file].offsets[c.tensor] + c.begin;
     std::vector<uint64_t> digests;
@@ -175,13 +123,16 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
     }
     auto& blocks = state[c.file][c.tensor].block_digests;
     std::copy(digests.begin(), digests.end(), blocks.begin() + static_cast<ptrdiff_t>(c.begin / kHashBlockBytes));
-    progress.add(c.n);
+    progress_advance(opt.progress, c.n);
   });
-  parallel_for(checks.size(), threads, [&](size_t i) { checks.finish(i, reader); });
-  progress.finish();
+  progress_begin(opt.progress, "verify", 0);
+  parallel_for(checks.size(), workers, [&](size_t i) { checks.finish(i, reader, opt.cancel); });
 
   // Extras: generated files and carried side files.
+  progress_begin(opt.progress, "side files", 0);
   for (const auto& e : plan.extras) {
+    workers.check();
+    progress_current(opt.progress, e.name);
     write_extra_file(out, e);
   }
 
@@ -195,8 +146,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
     ManifestFile mf;
     mf.name = f.name;
     mf.size = f.size;
-    const std::string head = file_prefix(f);
-    mf.header_digest = hash_bytes(head.data(), head.size());
+    mf.header_digest = hash_bytes(f.head.data(), f.head.size());
     for (size_t ti = 0; ti < f.tensors.size(); ++ti)
       mf.tensors.push_back({f.tensors[ti].name, combine_digests(state[fi][ti].block_digests)});
     mi.files.push_back(std::move(mf));
@@ -205,8 +155,15 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
   ExecReport report;
   report.manifest = write_manifest(out, mi);
 
+  for (File& f : files) f.close();
   files.clear();
+  if (opt.sync) {
+    progress_begin(opt.progress, "sync", 0);
+    out.sync(opt.cancel);
+  }
+  workers.check();  // the last moment an interruption still leaves the destination untouched
   out.commit();
+  report.notes = out.notes();
   report.tensors = plan.tensor_count();
   report.tensor_bytes = plan.tensor_bytes();
   report.threads = threads;

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "core/cancel.h"
+#include "core/progress_observer.h"
 #include "formats/strict_json.h"
 #include "plan/plan.h"
 
@@ -16,7 +18,11 @@ namespace ckpt {
 struct ExecOptions {
   int threads = 0;                          // 0: one per online CPU
   bool force = false;                       // replace an existing destination
-  bool progress = false;                    // draw a progress line on stderr
+  bool sync = true;                         // fsync the output before it is moved into place
+  ProgressObserver* progress = nullptr;     // told each stage, the bytes done and the current file
+  const CancelToken* cancel = nullptr;      // checked before every chunk, check, side file and the commit
+  // The destination names the output file; the plan's files land beside it (OutputDir::Kind::kFile).
+  bool file_destination = false;
   uint64_t memory_budget = 256ull << 20;    // bytes of chunk buffers in flight, all threads
   std::vector<std::string> protected_paths;  // the user's source paths (never written, never inside)
   std::vector<std::string> command_line;    // recorded in the manifest
@@ -29,14 +35,13 @@ struct ExecReport {
   uint64_t peak_rss_bytes = 0;
   int threads = 0;
   ojson manifest;
+  // Stale temporaries of earlier runs found beside the destination: removed, or left and why.
+  std::vector<std::string> notes;
 };
 
 ExecReport execute(const Plan& plan, const std::string& destination, const ExecOptions& options);
 
 // Peak resident set size of this process so far.
 uint64_t peak_rss_bytes();
-
-// Set by SIGINT/SIGTERM; running plans stop at the next chunk and clean up.
-void install_interrupt_handler();
 
 }  // namespace ckpt

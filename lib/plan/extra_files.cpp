@@ -25,6 +25,7 @@ void write_extra_file(const OutputDir& out, const ExtraFile& e) {
   File src = File::open_read(*e.copy_from);
   File dst = File::create(new_output_path(out, e.name));
   copy_file_bytes(src, 0, dst, 0, src.size());
+  dst.close();  // a deferred write error is reported here, not lost in the destructor
 }
 
 }  // namespace ckpt

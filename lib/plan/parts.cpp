@@ -5,18 +5,15 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <exception>
 #include <filesystem>
-#include <mutex>
 #include <numeric>
-#include <thread>
 
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/hash.h"
+#include "core/parallel.h"
 #include "plan/extra_files.h"
 #include "plan/manifest.h"
 #include "plan/output_dir.h"
@@ -45,11 +42,6 @@ struct StagedFile {
   std::vector<Extent> tensors;  // file order
 };
 
-std::string strip_slash(std::string p) {
-  while (p.size() > 1 && p.back() == '/') p.pop_back();
-  return p;
-}
-
 std::string part_label(uint32_t i, uint32_t n) { return std::to_string(i) + "/" + std::to_string(n); }
 
 std::string marker_name(uint32_t i, uint32_t n) {
@@ -63,43 +55,9 @@ std::string unit_dir(const std::string& staging, size_t index) {
 }
 std::string unit_out(const std::string& staging, size_t index) { return unit_dir(staging, index) + "/out"; }
 
-int thread_count(int requested) {
-  if (requested > 0) return requested;
-  unsigned hc = std::thread::hardware_concurrency();
-  return hc ? static_cast<int>(hc) : 1;
-}
-
-// Runs fn(i) for i in [0, n) on `threads` threads; the first exception stops the rest and is
-// rethrown here.
-template <class Fn>
-void for_each_parallel(size_t n, int threads, Fn fn) {
-  std::atomic<size_t> next{0};
-  std::atomic<bool> stop{false};
-  std::exception_ptr error;
-  std::mutex m;
-  auto worker = [&] {
-    while (!stop.load(std::memory_order_relaxed)) {
-      size_t i = next.fetch_add(1);
-      if (i >= n) return;
-      try {
-        fn(i);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(m);
-        if (!error) error = std::current_exception();
-        stop = true;
-      }
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int k = 1; k < std::min<int>(threads, static_cast<int>(n)); ++k) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
-  if (error) std::rethrow_exception(error);
-}
-
 // The digests of staged files computed from their bytes, in the manifest's form.
 std::vector<ManifestFile> hash_staged(const std::vector<const StagedFile*>& files, const std::vector<std::string>& paths,
-                                      int threads) {
+                                      const Workers& workers, ProgressObserver* progress) {
   std::vector<File> open;
   std::vector<ManifestFile> out(files.size());
   std::vector<std::vector<std::vector<uint64_t>>> blocks(files.size());
@@ -128,8 +86,13 @@ std::vector<ManifestFile> hash_staged(const std::vector<const StagedFile*>& file
     }
     open.push_back(std::move(file));
   }
-  for_each_parallel(work.size(), threads, [&](size_t w) {
+  uint64_t total = 0;
+  for (const StagedFile* f : files)
+    for (const auto& t : f->tensors) total += t.nbytes;
+  progress_begin(progress, "verify", total);
+  parallel_for(work.size(), workers, [&](size_t w) {
     const Work& k = work[w];
+    progress_current(progress, files[k.file]->name);
     const StagedFile::Extent& e = files[k.file]->tensors[k.tensor];
     thread_local std::vector<uint8_t> buf;
     buf.resize(kHashBlockBytes);
@@ -138,6 +101,7 @@ std::vector<ManifestFile> hash_staged(const std::vector<const StagedFile*>& file
       const uint64_t n = std::min(kHashBlockBytes, e.nbytes - at);
       open[k.file].pread_exact(buf.data(), n, e.offset + at);
       blocks[k.file][k.tensor][b] = hash_bytes(buf.data(), n);
+      progress_advance(progress, n);
     }
   });
   for (size_t i = 0; i < files.size(); ++i)
@@ -160,7 +124,7 @@ std::vector<StagedFile> staged_files(const Plan& plan, const std::vector<uint32_
     s.name = f.name;
     s.part = parts[i];
     s.size = f.size;
-    const std::string prefix = file_prefix(f);
+    const std::string& prefix = f.head;
     s.prefix_bytes = prefix.size();
     s.header_digest = hash_bytes(prefix.data(), prefix.size());
     for (size_t t = 0; t < f.tensors.size(); ++t) s.tensors.push_back({f.tensors[t].name, f.offsets[t], f.tensors[t].nbytes()});
@@ -363,13 +327,13 @@ std::vector<uint32_t> assign_parts(const Plan& plan, uint32_t count) {
 
 uint64_t plan_digest(const Plan& plan) {
   std::string all = plan.to_json().dump();
-  for (const auto& f : plan.files) all += file_prefix(f);
+  for (const auto& f : plan.files) all += f.head;
   for (const auto& e : plan.extras)
     if (e.content) all += *e.content;
   return hash_bytes(all.data(), all.size());
 }
 
-std::string staging_path(const std::string& destination) { return strip_slash(destination) + ".ckpt-parts"; }
+std::string staging_path(const std::string& destination) { return without_trailing_slashes(destination) + ".ckpt-parts"; }
 
 PartReport run_part(const Plan& plan, const std::string& destination, PartSpec part, const ExecOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -402,16 +366,17 @@ PartReport run_part(const Plan& plan, const std::string& destination, PartSpec p
   PartLock lock(staging, part);
 
   const std::vector<SourceChecks> checks = checks_by_file(plan);
-  const int threads = thread_count(opt.threads);
+  const Workers workers{opt.threads, opt.cancel};
   ojson written = ojson::object();
   for (size_t i = 0; i < files.size(); ++i) {
     if (parts[i] != part.index) continue;
+    workers.check();
     const StagedFile& f = files[i];
     const std::string unit = unit_dir(staging, i), out = unit_out(staging, i);
     // A file completed by an earlier run is kept only when its bytes hash to what was recorded.
     if (fs::exists(out + "/" + kManifestName)) {
       ManifestFile want = recorded_digests(out, f);
-      ManifestFile got = hash_staged({&f}, {out + "/" + f.name}, threads)[0];
+      ManifestFile got = hash_staged({&f}, {out + "/" + f.name}, workers, opt.progress)[0];
       if (want.header_digest == f.header_digest && digest_of(want) == digest_of(got)) {
         written[f.name] = digest_hex(digest_of(got));
         ++report.reused;
@@ -496,8 +461,8 @@ ExecReport finalize_parts(const std::string& destination, const ExecOptions& opt
       fail(Errc::kCheckFailed, staging, files[i].name,
            "part " + part_label(files[i].part, count) + " did not record this file");
   }
-  const int threads = thread_count(opt.threads);
-  std::vector<ManifestFile> got = hash_staged(ptrs, paths, threads);
+  const Workers workers{opt.threads, opt.cancel};
+  std::vector<ManifestFile> got = hash_staged(ptrs, paths, workers, opt.progress);
   for (size_t i = 0; i < files.size(); ++i) {
     uint64_t want = hex_field(markers[files[i].part]["files"], files[i].name.c_str(), staging);
     if (got[i].header_digest != files[i].header_digest || digest_of(got[i]) != want)
@@ -509,12 +474,16 @@ ExecReport finalize_parts(const std::string& destination, const ExecOptions& opt
   std::vector<std::string> protect = rec.at("protected_paths").get<std::vector<std::string>>();
   protect.insert(protect.end(), opt.protected_paths.begin(), opt.protected_paths.end());
   OutputDir out(destination, opt.force, protect);
+  progress_begin(opt.progress, "link", 0);
   for (size_t i = 0; i < files.size(); ++i) {
+    workers.check();
+    progress_current(opt.progress, files[i].name);
     const std::string to = new_output_path(out, files[i].name);
     if (::link(paths[i].c_str(), to.c_str()) != 0) {
       File src = File::open_read(paths[i]);
       File dst = File::create(to);
       copy_file_bytes(src, 0, dst, 0, src.size());
+      dst.close();
     }
   }
   ManifestInput mi;
@@ -528,19 +497,26 @@ ExecReport finalize_parts(const std::string& destination, const ExecOptions& opt
     e.name = je.at("name").get<std::string>();
     if (je.contains("content")) e.content = je["content"].get<std::string>();
     else e.copy_from = je.at("copy_from").get<std::string>();
+    workers.check();
     write_extra_file(out, e);
     mi.extras.push_back(e.name);
   }
   ExecReport report;
   report.manifest = write_manifest(out, mi);
+  if (opt.sync) {
+    progress_begin(opt.progress, "sync", 0);
+    out.sync(opt.cancel);
+  }
+  workers.check();  // the last moment an interruption still leaves the destination untouched
   out.commit();
+  report.notes = out.notes();
   std::error_code ec;
   fs::remove_all(staging, ec);
   for (const auto& f : files) {
     report.tensors += f.tensors.size();
     for (const auto& t : f.tensors) report.tensor_bytes += t.nbytes;
   }
-  report.threads = threads;
+  report.threads = workers.count();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   report.peak_rss_bytes = peak_rss_bytes();
   return report;

@@ -59,7 +59,7 @@ Checkpoint checkpoint_of_plan(const Plan& plan, const Checkpoint& source, const 
     if (e.content) s.content = e.content;
     else s.path = *e.copy_from;
     if (e.name == "config.json") {
-      StrictJsonResult r = parse_strict_json(s.text());
+      StrictJsonResult r = parse_strict_json(side_file_text(s));
       if (!r.ok) fail(Errc::kInvalidArgument, label + "/config.json", "", "config.json is not valid JSON: " + r.error);
       ck.config = std::move(r.value);
     }

@@ -1,7 +1,6 @@
 #include "plan/plan.h"
 
 #include <algorithm>
-#include <numeric>
 #include <set>
 
 #include "core/error.h"
@@ -128,45 +127,20 @@ std::shared_ptr<Producer> copy_of(const TensorRef& t) {
 void Plan::finalize() {
   std::set<std::string> names;
   for (auto& f : files) {
-    std::vector<HeaderEntry> entries;
-    for (size_t i = 0; i < f.tensors.size(); ++i) {
-      const auto& t = f.tensors[i];
-      check_writable_name(f.name, t.name);
+    std::vector<ContainerTensor> tensors;
+    for (const auto& t : f.tensors) {
       // Names are unique per output directory (shard writes one directory per rank).
       if (!names.insert(f.name.substr(0, f.name.rfind('/') + 1) + '\0' + t.name).second)
         fail(Errc::kDuplicateKey, f.name, t.name, "the plan writes this tensor name twice");
-      auto numel = checked_numel(t.shape);
-      auto expect = numel ? checked_nbytes(t.dtype, *numel) : std::nullopt;
-      if (!expect || *expect != t.producer->nbytes())
-        throw std::logic_error("plan: producer size of '" + t.name + "' does not match its dtype and shape");
-      entries.push_back({t.name, t.dtype, t.shape, t.producer->nbytes()});
+      tensors.push_back({t.name, t.dtype, t.shape, t.producer->nbytes()});
     }
-    // Reorder the tensors themselves like the reference writer, so file bytes match it.
-    std::vector<size_t> order(f.tensors.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-      const auto& x = f.tensors[a];
-      const auto& y = f.tensors[b];
-      if (x.dtype != y.dtype) return static_cast<int>(x.dtype) > static_cast<int>(y.dtype);
-      return x.name < y.name;
-    });
-    std::vector<OutputTensor> sorted;
-    std::vector<HeaderEntry> sorted_entries;
-    for (size_t i : order) {
-      sorted.push_back(f.tensors[i]);
-      sorted_entries.push_back(entries[i]);
-    }
-    f.tensors = std::move(sorted);
-    f.header = build_safetensors_header(f.metadata, sorted_entries);
-    if (f.header.size() > kMaxHeaderSize)
-      fail(Errc::kUnsupported, f.name, "", "header would exceed 100000000 bytes; use smaller shards");
-    f.offsets.clear();
-    uint64_t off = 8 + f.header.size();
-    for (const auto& e : sorted_entries) {
-      f.offsets.push_back(off);
-      off += e.nbytes;
-    }
-    f.size = off;
+    ContainerLayout layout = f.container->lay_out(f.name, tensors);
+    std::vector<OutputTensor> ordered;
+    for (size_t i : layout.order) ordered.push_back(f.tensors[i]);
+    f.tensors = std::move(ordered);
+    f.head = std::move(layout.head);
+    f.offsets = std::move(layout.offsets);
+    f.size = layout.size;
   }
 }
 
@@ -177,16 +151,16 @@ uint64_t Plan::tensor_bytes() const {
   return n;
 }
 
+std::vector<std::string> Plan::file_names() const {
+  std::vector<std::string> names;
+  for (const auto& f : files) names.push_back(f.name);
+  return names;
+}
+
 size_t Plan::tensor_count() const {
   size_t n = 0;
   for (const auto& f : files) n += f.tensors.size();
   return n;
-}
-
-std::string file_prefix(const OutputFile& f) {
-  std::string head(8, '\0');
-  for (int i = 0; i < 8; ++i) head[i] = static_cast<char>(f.header.size() >> (8 * i));
-  return head + f.header;
 }
 
 ojson Plan::to_json() const {
@@ -200,13 +174,14 @@ ojson Plan::to_json() const {
     ojson jf = ojson::object();
     jf["name"] = f.name;
     jf["size"] = f.size;
-    jf["header_bytes"] = f.header.size();
+    jf["format"] = std::string(f.container->format());
+    jf["header_bytes"] = f.head.size();
     ojson ts = ojson::array();
     for (size_t i = 0; i < f.tensors.size(); ++i) {
       const auto& t = f.tensors[i];
       ojson jt = ojson::object();
       jt["name"] = t.name;
-      jt["dtype"] = std::string(dtype_name(t.dtype));
+      jt["dtype"] = f.container->type_name({t.name, t.dtype, t.shape, t.nbytes()});
       jt["shape"] = t.shape;
       jt["bytes"] = t.nbytes();
       jt["offset"] = f.offsets.empty() ? 0 : f.offsets[i];

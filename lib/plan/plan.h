@@ -13,6 +13,7 @@
 
 #include "checkpoint/source_check.h"
 #include "checkpoint/tensor_ref.h"
+#include "formats/container.h"
 #include "formats/safetensors.h"
 #include "formats/strict_json.h"
 #include "plan/source_reader.h"
@@ -101,17 +102,14 @@ struct OutputTensor {
 
 struct OutputFile {
   std::string name;  // relative to the output directory
-  std::optional<Metadata> metadata;
-  std::vector<OutputTensor> tensors;  // written in this order (see Plan::finalize)
+  // The format that lays the file out (header, tensor order, alignment, offsets).
+  std::shared_ptr<const ContainerWriter> container = safetensors_container();
+  std::vector<OutputTensor> tensors;  // finalize() puts them in the container's write order
   // Filled by finalize():
-  std::string header;                 // padded JSON
+  std::string head;                   // the file's bytes before the first tensor
   std::vector<uint64_t> offsets;      // absolute file offset of each tensor's data
   uint64_t size = 0;
 };
-
-// A finalized file's first bytes: the header's length as a little-endian u64, then the padded
-// header (safetensors' layout).
-std::string file_prefix(const OutputFile& f);
 
 // A small file written as a whole: generated text (index, config) or a copy of a side file.
 struct ExtraFile {
@@ -128,11 +126,13 @@ struct Plan {
   ojson notes = ojson::object();  // command-specific facts for the plan JSON and the manifest
   SourceChecks checks;            // run by the executor beside the chunks (see source_check.h)
 
-  // Sorts each file's tensors as the reference safetensors writer would, checks names and sizes,
-  // and lays out headers and offsets. Must be called before execution or printing.
+  // Checks that names are unique per output directory, then lets each file's container check its
+  // tensors, order them and lay out the header and offsets. Must be called before execution or
+  // printing.
   void finalize();
   uint64_t tensor_bytes() const;
   size_t tensor_count() const;
+  std::vector<std::string> file_names() const;  // files' names, in order
   ojson to_json() const;
 };
 

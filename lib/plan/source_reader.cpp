@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
+#include <stdexcept>
 
 #include "core/error.h"
 #include "core/hash.h"
@@ -43,7 +45,28 @@ class Window {
 }  // namespace
 
 SourceReader::SourceReader(const std::vector<std::string>& paths) {
-  for (const auto& p : paths) files_.push_back(File::open_read(p));
+  for (const auto& p : paths) {
+    if (auto packed = split_packed_path(p)) {
+      auto& c = containers_[packed->first];
+      if (!c) c = PackedContainer::open(packed->first);
+      const PackMember* m = c->index().find(packed->second);
+      if (!m) fail(Errc::kNoCheckpoint, p, "", "no such file in the packed checkpoint");
+      files_.emplace_back();
+      packed_.push_back(std::make_unique<PackedMemberSource>(c, *m));
+    } else {
+      files_.push_back(File::open_read(p));
+      packed_.push_back(nullptr);
+    }
+  }
+}
+
+// A packed source's File is unopened (fd -1): a caller that maps it (fp8_producers) gets a refusal
+// and reads through gather() instead.
+const File& SourceReader::file(int index) const { return files_.at(static_cast<size_t>(index)); }
+
+void SourceReader::read(int index, void* out, size_t n, uint64_t offset) const {
+  if (const auto& p = packed_.at(static_cast<size_t>(index))) p->read(offset, n, out);
+  else files_[static_cast<size_t>(index)].pread_exact(out, n, offset);
 }
 
 namespace {
@@ -103,12 +126,13 @@ void SourceReader::gather(const SourceView& v, uint64_t first, uint64_t count, u
     });
     return;
   }
-  const File& f = file(v.file);
   if (v.is_contiguous()) {
-    f.pread_exact(out, count * bits / 8, v.offset + first * bits / 8);
+    read(v.file, out, count * bits / 8, v.offset + first * bits / 8);
     return;
   }
-  if (bits % 8 != 0) fail(Errc::kUnsupported, f.path(), "", "strided views of sub-byte dtypes are not supported");
+  const ByteSource* packed = packed_.at(static_cast<size_t>(v.file)).get();
+  if (bits % 8 != 0)
+    fail(Errc::kUnsupported, packed ? packed->name() : file(v.file).path(), "", "strided views of sub-byte dtypes are not supported");
   const uint64_t es = bits / 8;
   const std::vector<int64_t> strides = v.effective_strides();
   const size_t nd = v.shape.size();
@@ -125,8 +149,18 @@ void SourceReader::gather(const SourceView& v, uint64_t first, uint64_t count, u
   for (size_t d = 1; d < nd; ++d) hi += static_cast<int64_t>(v.shape[d] - 1) * strides[d];
   uint64_t byte_lo = v.offset + static_cast<uint64_t>(lo) * es;
   uint64_t byte_hi = v.offset + static_cast<uint64_t>(hi + 1) * es;
-  Window w(f, byte_lo, byte_hi);
-  const uint8_t* base = w.data() - static_cast<uint64_t>(lo) * es;
+  // The footprint: mapped from a file on disk, decoded into a buffer from a packed one.
+  std::optional<Window> w;
+  thread_local std::vector<uint8_t> decoded;
+  const uint8_t* footprint;
+  if (packed) {
+    decoded.resize(byte_hi - byte_lo);
+    packed->read(byte_lo, byte_hi - byte_lo, decoded.data());
+    footprint = decoded.data();
+  } else {
+    footprint = w.emplace(file(v.file), byte_lo, byte_hi).data();
+  }
+  const uint8_t* base = footprint - static_cast<uint64_t>(lo) * es;
   const int64_t inner_stride = strides[nd - 1];
   for_each_run(v, strides, first, count, [&](int64_t off, uint64_t run) {
     const uint8_t* src = base + static_cast<uint64_t>(off) * es;
@@ -142,11 +176,10 @@ void SourceReader::gather(const SourceView& v, uint64_t first, uint64_t count, u
 
 void SourceReader::copy_hashed(int file_index, uint64_t offset, const File& dst, uint64_t dst_offset, uint64_t n,
                                std::vector<uint64_t>& digests, const BlockObserver& on_block) const {
-  const File& src = file(file_index);
   thread_local std::vector<uint8_t> block(kHashBlockBytes);
   for (uint64_t off = 0; off < n; off += kHashBlockBytes) {
     uint64_t k = std::min(kHashBlockBytes, n - off);
-    src.pread_exact(block.data(), k, offset + off);
+    read(file_index, block.data(), k, offset + off);
     digests.push_back(hash_bytes(block.data(), k));
     on_block(offset + off, block.data(), k);
     dst.pwrite_exact(block.data(), k, dst_offset + off);

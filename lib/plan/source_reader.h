@@ -1,21 +1,27 @@
 // Reading source tensor bytes during execution: whole ranges with pread, strided views through a
 // short-lived memory map of just the rows a chunk needs (so resident memory stays bounded).
+// A source path inside a packed checkpoint ("dst/checkpoint.ckptpack/model.safetensors", see
+// formats/packed_source.h) is read by decoding the groups each read covers.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "checkpoint/tensor_ref.h"
 #include "core/file_io.h"
+#include "formats/packed_source.h"
 
 namespace ckpt {
 
 class SourceReader {
  public:
   explicit SourceReader(const std::vector<std::string>& paths);
-  const File& file(int index) const { return files_.at(static_cast<size_t>(index)); }
+  // The open file of a source on disk (not one inside a packed checkpoint).
+  const File& file(int index) const;
   size_t file_count() const { return files_.size(); }
 
   // Copies elements [first, first + count) of `view`, in row-major order, into `out`
@@ -32,9 +38,13 @@ class SourceReader {
   using BlockObserver = std::function<void(uint64_t offset, const uint8_t* data, size_t n)>;
   void copy_hashed(int file, uint64_t offset, const File& dst, uint64_t dst_offset, uint64_t n,
                    std::vector<uint64_t>& digests, const BlockObserver& on_block) const;
+  // Reads bytes [offset, offset + n) of a source.
+  void read(int file, void* out, size_t n, uint64_t offset) const;
 
  private:
-  std::vector<File> files_;
+  std::vector<File> files_;                        // unopened for packed sources
+  std::vector<std::unique_ptr<ByteSource>> packed_;  // null for files on disk
+  std::map<std::string, std::shared_ptr<const PackedContainer>> containers_;
 };
 
 }  // namespace ckpt

@@ -321,6 +321,9 @@ Scheme read_scheme(const ojson* config, const std::string& label) {
   else if (s.method_name == "compressed-tensors") read_compressed_tensors(*q, label, s);
   else if (s.method_name == "gptq") read_gptq(*q, label, s);
   else if (s.method_name == "awq") read_awq(*q, label, s);
+  else if (s.method_name == "ckpt_marlin")  // lib/commands/marlin.h: tiles no other command can split or read
+    bad(label, "quant_method 'ckpt_marlin': the weights are in vLLM's Marlin layout; run `ckpt marlin --undo` first "
+               "(to shard, shard the INT4 source and relayout each rank)");
   else bad(label, "quant_method '" + s.method_name + "' is not one ckpt understands (fp8, compressed-tensors, gptq, awq)");
   return s;
 }

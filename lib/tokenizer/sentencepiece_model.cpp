@@ -5,14 +5,10 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "core/file_io.h"
 
 namespace ckpt::tok {
 
 namespace {
-
-// tokenizer.model files are a few MB; refuse anything far larger before reading it.
-constexpr uint64_t kMaxModelBytes = uint64_t{1} << 30;
 
 // A bounds-checked reader of the protobuf wire format, enough for ModelProto's repeated
 // SentencePiece pieces = 1 {string piece = 1; float score = 2; Type type = 3 (default NORMAL)}
@@ -64,10 +60,7 @@ TokenType piece_type(const std::string& path, uint64_t t) {
 }  // namespace
 
 TokenizerModel load_sentencepiece_model(const std::string& path) {
-  File f = File::open_read(path);
-  if (f.size() > kMaxModelBytes) fail(Errc::kTokenizerInvalid, path, "", "larger than 1 GiB");
-  std::string data(f.size(), '\0');
-  if (!data.empty()) f.pread_exact(data.data(), data.size(), 0);
+  const std::string data = read_tokenizer_file(path);
 
   TokenizerModel m;
   m.path = path;

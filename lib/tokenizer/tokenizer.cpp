@@ -787,6 +787,12 @@ Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 
 Tokenizer Tokenizer::load(const std::string& path) { return Tokenizer(load_tokenizer_model(path)); }
 
+std::optional<Tokenizer> Tokenizer::load_if_present(const std::string& dir) {
+  std::string file = find_tokenizer_file(dir);
+  if (file.empty()) return std::nullopt;
+  return Tokenizer(load_tokenizer_model(dir));
+}
+
 const TokenizerModel& Tokenizer::model() const { return impl_->m; }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {

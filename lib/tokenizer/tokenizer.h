@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -29,6 +30,9 @@ class Tokenizer {
   Tokenizer& operator=(Tokenizer&&) noexcept;
   // load_tokenizer_model(path) and the above.
   static Tokenizer load(const std::string& path);
+  // The tokenizer of a model directory when it ships one (find_tokenizer_file), else nullopt; a
+  // tokenizer file that is there but malformed or unsupported still throws.
+  static std::optional<Tokenizer> load_if_present(const std::string& dir);
 
   const TokenizerModel& model() const;
   size_t vocab_size() const { return model().vocab.size(); }

@@ -9,12 +9,16 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "formats/strict_json.h"
-#include "tokenizer/json_dom.h"
 #include "tokenizer/sentencepiece_model.h"
 
 namespace ckpt::tok {
 
 namespace {
+
+using value_t = ojson::value_t;
+
+// Tokenizer files are at most tens of MB; anything far larger is refused before it is read.
+constexpr uint64_t kMaxTokenizerFileBytes = uint64_t{1} << 30;
 
 // Ids beyond this are refused before anything is sized from them (the largest real vocabularies
 // are a few hundred thousand tokens).
@@ -27,33 +31,59 @@ constexpr int64_t kMaxTokenId = int64_t{1} << 24;
   fail(Errc::kTokenizerUnsupported, path, "", rule);
 }
 
-const json& member(const std::string& path, const json& obj, const char* key, const std::string& where) {
+const char* type_name(value_t t) {
+  switch (t) {
+    case value_t::string: return "a string";
+    case value_t::boolean: return "a boolean";
+    case value_t::array: return "an array";
+    case value_t::object: return "an object";
+    case value_t::number_unsigned: return "a non-negative integer";
+    default: return "a JSON value";
+  }
+}
+
+// The one reader of an object's member in a tokenizer file: obj[key] when present and not null,
+// nullptr otherwise; a value of another JSON type than `type` (value_t::discarded: any) is refused
+// naming where.key.
+const ojson* find_member(const std::string& path, const ojson& obj, const char* key, const std::string& where,
+                         value_t type) {
   auto it = obj.find(key);
-  if (it == obj.end()) invalid(path, where + " has no \"" + key + "\"");
-  return *it;
+  if (it == obj.end() || it->is_null()) return nullptr;
+  if (type != value_t::discarded && it->type() != type)
+    invalid(path, where + "." + key + " is not " + type_name(type));
+  return &*it;
 }
 
-std::string get_string(const std::string& path, const json& obj, const char* key, const std::string& where) {
-  const json& v = member(path, obj, key, where);
-  if (!v.is_string()) invalid(path, where + "." + key + " is not a string");
-  return v.get<std::string>();
+// The same member, required.
+const ojson& member(const std::string& path, const ojson& obj, const char* key, const std::string& where,
+                    value_t type = value_t::discarded) {
+  const ojson* v = find_member(path, obj, key, where, type);
+  if (!v) invalid(path, where + " has no \"" + key + "\"");
+  return *v;
 }
 
-bool get_bool(const std::string& path, const json& obj, const char* key, const std::string& where,
-              bool fallback) {
-  auto it = obj.find(key);
-  if (it == obj.end() || it->is_null()) return fallback;
-  if (!it->is_boolean()) invalid(path, where + "." + key + " is not a boolean");
-  return it->get<bool>();
+std::string get_string(const std::string& path, const ojson& obj, const char* key, const std::string& where) {
+  return member(path, obj, key, where, value_t::string).get<std::string>();
 }
 
-std::string type_of(const std::string& path, const json& obj, const std::string& where) {
+std::optional<std::string> optional_string(const std::string& path, const ojson& obj, const char* key,
+                                           const std::string& where) {
+  const ojson* v = find_member(path, obj, key, where, value_t::string);
+  return v ? std::optional<std::string>(v->get<std::string>()) : std::nullopt;
+}
+
+bool get_bool(const std::string& path, const ojson& obj, const char* key, const std::string& where, bool fallback) {
+  const ojson* v = find_member(path, obj, key, where, value_t::boolean);
+  return v ? v->get<bool>() : fallback;
+}
+
+std::string type_of(const std::string& path, const ojson& obj, const std::string& where) {
   if (!obj.is_object()) invalid(path, where + " is not an object");
   return get_string(path, obj, "type", where);
 }
 
 // {"String": s} or {"Regex": r}.
-void parse_pattern(const std::string& path, const json& p, const std::string& where, std::string* text,
+void parse_pattern(const std::string& path, const ojson& p, const std::string& where, std::string* text,
                    bool* regex) {
   if (!p.is_object() || p.size() != 1) invalid(path, where + ".pattern is not {\"String\"|\"Regex\": ...}");
   auto it = p.begin();
@@ -64,14 +94,13 @@ void parse_pattern(const std::string& path, const json& p, const std::string& wh
   *regex = it.key() == "Regex";
 }
 
-void parse_normalizer(const std::string& path, const json& n, std::vector<NormalizerStep>* out) {
+void parse_normalizer(const std::string& path, const ojson& n, std::vector<NormalizerStep>* out) {
   if (n.is_null()) return;
   const std::string where = "normalizer";
   std::string type = type_of(path, n, where);
   if (type == "Sequence") {
-    const json& list = member(path, n, "normalizers", where);
-    if (!list.is_array()) invalid(path, "normalizer.normalizers is not an array");
-    for (const json& s : list) parse_normalizer(path, s, out);
+    const ojson& list = member(path, n, "normalizers", where, value_t::array);
+    for (const ojson& s : list) parse_normalizer(path, s, out);
     return;
   }
   NormalizerStep s;
@@ -103,11 +132,9 @@ SplitBehavior parse_behavior(const std::string& path, const std::string& b) {
 }
 
 // Metaspace's prepend_scheme, or the older add_prefix_space flag it replaced.
-PreTokenizerStep::Prepend parse_prepend_scheme(const std::string& path, const json& n, const std::string& where) {
-  auto it = n.find("prepend_scheme");
-  if (it != n.end() && !it->is_null()) {
-    if (!it->is_string()) invalid(path, where + ".prepend_scheme is not a string");
-    std::string s = it->get<std::string>();
+PreTokenizerStep::Prepend parse_prepend_scheme(const std::string& path, const ojson& n, const std::string& where) {
+  if (auto scheme = optional_string(path, n, "prepend_scheme", where)) {
+    const std::string& s = *scheme;
     if (s == "always") return PreTokenizerStep::Prepend::kAlways;
     if (s == "never") return PreTokenizerStep::Prepend::kNever;
     if (s == "first") return PreTokenizerStep::Prepend::kFirst;
@@ -117,14 +144,13 @@ PreTokenizerStep::Prepend parse_prepend_scheme(const std::string& path, const js
                                                              : PreTokenizerStep::Prepend::kNever;
 }
 
-void parse_pre_tokenizer(const std::string& path, const json& n, std::vector<PreTokenizerStep>* out) {
+void parse_pre_tokenizer(const std::string& path, const ojson& n, std::vector<PreTokenizerStep>* out) {
   if (n.is_null()) return;
   const std::string where = "pre_tokenizer";
   std::string type = type_of(path, n, where);
   if (type == "Sequence") {
-    const json& list = member(path, n, "pretokenizers", where);
-    if (!list.is_array()) invalid(path, "pre_tokenizer.pretokenizers is not an array");
-    for (const json& s : list) parse_pre_tokenizer(path, s, out);
+    const ojson& list = member(path, n, "pretokenizers", where, value_t::array);
+    for (const ojson& s : list) parse_pre_tokenizer(path, s, out);
     return;
   }
   PreTokenizerStep s;
@@ -156,14 +182,13 @@ void parse_pre_tokenizer(const std::string& path, const json& n, std::vector<Pre
   out->push_back(std::move(s));
 }
 
-void parse_decoder(const std::string& path, const json& n, std::vector<DecoderStep>* out) {
+void parse_decoder(const std::string& path, const ojson& n, std::vector<DecoderStep>* out) {
   if (n.is_null()) return;
   const std::string where = "decoder";
   std::string type = type_of(path, n, where);
   if (type == "Sequence") {
-    const json& list = member(path, n, "decoders", where);
-    if (!list.is_array()) invalid(path, "decoder.decoders is not an array");
-    for (const json& s : list) parse_decoder(path, s, out);
+    const ojson& list = member(path, n, "decoders", where, value_t::array);
+    for (const ojson& s : list) parse_decoder(path, s, out);
     return;
   }
   DecoderStep s;
@@ -183,11 +208,10 @@ void parse_decoder(const std::string& path, const json& n, std::vector<DecoderSt
   } else if (type == "Strip") {
     s.kind = DecoderStep::kStrip;
     s.strip_content = get_string(path, n, "content", where);
-    const json& start = member(path, n, "start", where);
-    const json& stop = member(path, n, "stop", where);
-    if (!start.is_number_unsigned() || !stop.is_number_unsigned() || start.get<uint64_t>() > 1024 ||
-        stop.get<uint64_t>() > 1024)
-      invalid(path, "decoder Strip start/stop are not small non-negative integers");
+    const ojson& start = member(path, n, "start", where, value_t::number_unsigned);
+    const ojson& stop = member(path, n, "stop", where, value_t::number_unsigned);
+    if (start.get<uint64_t>() > 1024 || stop.get<uint64_t>() > 1024)
+      invalid(path, "decoder Strip start/stop are larger than 1024");
     s.strip_start = static_cast<int>(start.get<uint64_t>());
     s.strip_stop = static_cast<int>(stop.get<uint64_t>());
   } else if (type == "Metaspace") {
@@ -201,29 +225,26 @@ void parse_decoder(const std::string& path, const json& n, std::vector<DecoderSt
 }
 
 // TemplateProcessing's "single" template (pair templates are never used by ckpt).
-void parse_post_processor(const std::string& path, const json& n, std::vector<TemplateItem>* out) {
+void parse_post_processor(const std::string& path, const ojson& n, std::vector<TemplateItem>* out) {
   if (n.is_null()) return;
   const std::string where = "post_processor";
   std::string type = type_of(path, n, where);
   if (type == "Sequence") {
-    const json& list = member(path, n, "processors", where);
-    if (!list.is_array()) invalid(path, "post_processor.processors is not an array");
-    for (const json& s : list) parse_post_processor(path, s, out);
+    const ojson& list = member(path, n, "processors", where, value_t::array);
+    for (const ojson& s : list) parse_post_processor(path, s, out);
     return;
   }
   if (type == "ByteLevel") return;  // changes offsets only, never ids
   if (type != "TemplateProcessing") unsupported(path, "post_processor type \"" + type + "\"");
   if (!out->empty()) unsupported(path, "more than one TemplateProcessing post-processor");
-  const json& specials = member(path, n, "special_tokens", where);
-  if (!specials.is_object()) invalid(path, "post_processor.special_tokens is not an object");
-  const json& single = member(path, n, "single", where);
-  if (!single.is_array()) invalid(path, "post_processor.single is not an array");
+  const ojson& specials = member(path, n, "special_tokens", where, value_t::object);
+  const ojson& single = member(path, n, "single", where, value_t::array);
   int sequences = 0;
-  for (const json& item : single) {
+  for (const ojson& item : single) {
     if (!item.is_object() || item.size() != 1) invalid(path, "post_processor.single has a malformed item");
     TemplateItem t;
     if (item.contains("Sequence")) {
-      const json& seq = item["Sequence"];
+      const ojson& seq = item["Sequence"];
       if (!seq.is_object() || get_string(path, seq, "id", "post_processor.single.Sequence") != "A")
         invalid(path, "post_processor.single refers to a sequence other than A");
       t.is_sequence = true;
@@ -232,9 +253,8 @@ void parse_post_processor(const std::string& path, const json& n, std::vector<Te
       std::string name = get_string(path, item["SpecialToken"], "id", "post_processor.single.SpecialToken");
       auto it = specials.find(name);
       if (it == specials.end()) invalid(path, "post_processor special token \"" + name + "\" is not in special_tokens");
-      const json& ids = member(path, *it, "ids", "post_processor.special_tokens." + name);
-      if (!ids.is_array()) invalid(path, "post_processor.special_tokens." + name + ".ids is not an array");
-      for (const json& id : ids) {
+      const ojson& ids = member(path, *it, "ids", "post_processor.special_tokens." + name, value_t::array);
+      for (const ojson& id : ids) {
         if (!id.is_number_unsigned() || id.get<uint64_t>() >= static_cast<uint64_t>(kMaxTokenId))
           invalid(path, "post_processor.special_tokens." + name + " has an id out of range");
         t.ids.push_back(static_cast<int32_t>(id.get<uint64_t>()));
@@ -247,7 +267,7 @@ void parse_post_processor(const std::string& path, const json& n, std::vector<Te
   if (sequences != 1) invalid(path, "post_processor.single does not hold the sequence exactly once");
 }
 
-int32_t checked_id(const std::string& path, const json& v, const std::string& where) {
+int32_t checked_id(const std::string& path, const ojson& v, const std::string& where) {
   if (!v.is_number_unsigned() || v.get<uint64_t>() >= static_cast<uint64_t>(kMaxTokenId))
     invalid(path, where + " is not a token id below " + std::to_string(kMaxTokenId));
   return static_cast<int32_t>(v.get<uint64_t>());
@@ -273,7 +293,7 @@ bool is_byte_piece(const std::string& s) {
   return s.size() == 6 && s[0] == '<' && s[1] == '0' && s[2] == 'x' && hex(s[3]) && hex(s[4]) && s[5] == '>';
 }
 
-void parse_model(const std::string& path, const json& model, TokenizerModel& m) {
+void parse_model(const std::string& path, const ojson& model, TokenizerModel& m) {
   const std::string where = "model";
   auto type_it = model.find("type");
   // Files written before "type" was serialized are BPE when they have merges.
@@ -284,13 +304,8 @@ void parse_model(const std::string& path, const json& model, TokenizerModel& m) 
   else if (type == "WordLevel") m.kind = ModelKind::kWordLevel;
   else unsupported(path, "model type \"" + (type.empty() ? std::string("(none)") : type) + "\"");
 
-  auto unk = model.find("unk_token");
-  if (unk != model.end() && !unk->is_null()) {
-    if (!unk->is_string()) invalid(path, "model.unk_token is not a string");
-    m.unk_token = unk->get<std::string>();
-  }
-  const json& vocab = member(path, model, "vocab", where);
-  if (!vocab.is_object()) invalid(path, "model.vocab is not an object");
+  m.unk_token = optional_string(path, model, "unk_token", where);
+  const ojson& vocab = member(path, model, "vocab", where, value_t::object);
   m.vocab.reserve(vocab.size());
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
     int32_t id = checked_id(path, it.value(), "model.vocab[\"" + it.key() + "\"]");
@@ -304,17 +319,12 @@ void parse_model(const std::string& path, const json& model, TokenizerModel& m) 
   auto dropout = model.find("dropout");
   if (dropout != model.end() && !dropout->is_null() && !(dropout->is_number() && dropout->get<double>() == 0.0))
     unsupported(path, "BPE dropout (encoding would not be deterministic)");
-  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
-    auto it = model.find(key);
-    if (it == model.end() || it->is_null()) continue;
-    if (!it->is_string()) invalid(path, std::string("model.") + key + " is not a string");
-    (key[0] == 'c' ? m.continuing_subword_prefix : m.end_of_word_suffix) = it->get<std::string>();
-  }
-  const json& merges = member(path, model, "merges", where);
-  if (!merges.is_array()) invalid(path, "model.merges is not an array");
+  m.continuing_subword_prefix = optional_string(path, model, "continuing_subword_prefix", where).value_or("");
+  m.end_of_word_suffix = optional_string(path, model, "end_of_word_suffix", where).value_or("");
+  const ojson& merges = member(path, model, "merges", where, value_t::array);
   m.merges.reserve(merges.size());
   for (size_t i = 0; i < merges.size(); ++i) {
-    const json& mg = merges[i];
+    const ojson& mg = merges[i];
     std::string a, b;
     if (mg.is_string()) {
       // "a b": exactly one space, as tokenizers' BPE deserializer requires (models/bpe/serialization.rs).
@@ -338,12 +348,12 @@ void parse_model(const std::string& path, const json& model, TokenizerModel& m) 
   }
 }
 
-void parse_added_tokens(const std::string& path, const json& list, TokenizerModel& m) {
+void parse_added_tokens(const std::string& path, const ojson& list, TokenizerModel& m) {
   if (list.is_null()) return;
   if (!list.is_array()) invalid(path, "added_tokens is not an array");
   for (size_t i = 0; i < list.size(); ++i) {
     const std::string where = "added_tokens[" + std::to_string(i) + "]";
-    const json& t = list[i];
+    const ojson& t = list[i];
     if (!t.is_object()) invalid(path, where + " is not an object");
     AddedToken a;
     a.id = checked_id(path, member(path, t, "id", where), where + ".id");
@@ -367,16 +377,15 @@ void parse_added_tokens(const std::string& path, const json& list, TokenizerMode
 }
 
 // A token named in tokenizer_config.json: a string, or an AddedToken object with "content".
-std::optional<std::string> config_token(const std::string& path, const json& cfg, const char* key) {
-  auto it = cfg.find(key);
-  if (it == cfg.end() || it->is_null()) return std::nullopt;
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_object() && it->contains("content") && (*it)["content"].is_string())
-    return (*it)["content"].get<std::string>();
+std::optional<std::string> config_token(const std::string& path, const ojson& cfg, const char* key) {
+  const ojson* v = find_member(path, cfg, key, "tokenizer_config.json", value_t::discarded);
+  if (!v) return std::nullopt;
+  if (v->is_string()) return v->get<std::string>();
+  if (v->is_object()) return get_string(path, *v, "content", std::string("tokenizer_config.json.") + key);
   invalid(path, std::string("tokenizer_config.json ") + key + " is neither a string nor {\"content\": ...}");
 }
 
-void apply_config(const std::string& cfg_path, const json& cfg, TokenizerModel& m) {
+void apply_config(const std::string& cfg_path, const ojson& cfg, TokenizerModel& m) {
   if (!cfg.is_object()) invalid(cfg_path, "tokenizer_config.json is not an object");
   auto lookup = [&](const char* key) -> std::optional<int32_t> {
     auto name = config_token(cfg_path, cfg, key);
@@ -394,24 +403,21 @@ void apply_config(const std::string& cfg_path, const json& cfg, TokenizerModel& 
     if (tmpl->is_string()) {
       m.chat_template = tmpl->get<std::string>();
     } else if (tmpl->is_array()) {  // [{"name": ..., "template": ...}]: the "default" one
-      for (const json& t : *tmpl)
+      for (const ojson& t : *tmpl)
         if (t.is_object() && t.value("name", "") == "default" && t.contains("template") && t["template"].is_string())
           m.chat_template = t["template"].get<std::string>();
     } else {
       invalid(cfg_path, "chat_template is neither a string nor a list of named templates");
     }
   }
-  auto cls = cfg.find("tokenizer_class");
-  if (cls != cfg.end() && cls->is_string()) m.tokenizer_class = cls->get<std::string>();
+  m.tokenizer_class = optional_string(cfg_path, cfg, "tokenizer_class", "tokenizer_config.json").value_or("");
 
   // add_bos_token / add_eos_token rebuild the single template as transformers'
   // LlamaTokenizerFast.update_post_processor does (models/llama/tokenization_llama_fast.py):
   // bos? $A eos?. A key that is absent leaves that end of the file's template as it is.
   auto flag = [&](const char* key) -> std::optional<bool> {
-    auto it = cfg.find(key);
-    if (it == cfg.end() || it->is_null()) return std::nullopt;
-    if (!it->is_boolean()) invalid(cfg_path, std::string(key) + " is not a boolean");
-    return it->get<bool>();
+    const ojson* v = find_member(cfg_path, cfg, key, "tokenizer_config.json", value_t::boolean);
+    return v ? std::optional<bool>(v->get<bool>()) : std::nullopt;
   };
   std::optional<bool> add_bos = flag("add_bos_token"), add_eos = flag("add_eos_token");
   if (!add_bos && !add_eos) return;
@@ -439,7 +445,7 @@ void apply_config(const std::string& cfg_path, const json& cfg, TokenizerModel& 
 void apply_config_text(const std::string& model_path, const std::string& config_json, TokenizerModel& m) {
   if (config_json.empty()) return;
   std::string cfg_path = model_path.substr(0, model_path.find_last_of('/') + 1) + "tokenizer_config.json";
-  JsonParse cfg = parse_json_checked(config_json);
+  StrictJsonResult cfg = parse_strict_json(config_json);
   if (!cfg.ok) invalid(cfg_path, cfg.error);
   apply_config(cfg_path, cfg.value, m);
 }
@@ -480,9 +486,9 @@ std::optional<int32_t> TokenizerModel::id_of(const std::string& token) const {
 
 TokenizerModel parse_tokenizer_json(const std::string& path, const std::string& tokenizer_json,
                                     const std::string& config_json) {
-  JsonParse doc = parse_json_checked(tokenizer_json);
+  StrictJsonResult doc = parse_strict_json(tokenizer_json);
   if (!doc.ok) invalid(path, doc.error);
-  const json& root = doc.value;
+  const ojson& root = doc.value;
   if (!root.is_object()) invalid(path, "not a JSON object");
   TokenizerModel m;
   m.path = path;
@@ -492,8 +498,8 @@ TokenizerModel parse_tokenizer_json(const std::string& path, const std::string& 
       unsupported(path, std::string(key) + " (ckpt encodes whole texts; remove it from tokenizer.json)");
   }
   parse_model(path, member(path, root, "model", "tokenizer.json"), m);
-  auto get = [&](const char* key) -> const json& {
-    static const json null_value;
+  auto get = [&](const char* key) -> const ojson& {
+    static const ojson null_value;
     auto it = root.find(key);
     return it == root.end() ? null_value : *it;
   };
@@ -514,30 +520,44 @@ TokenizerModel parse_tokenizer_json(const std::string& path, const std::string& 
   return m;
 }
 
+std::string read_tokenizer_file(const std::string& path) {
+  File f = File::open_read(path);
+  if (f.size() > kMaxTokenizerFileBytes) invalid(path, "larger than 1 GiB (tokenizer files are a few MB)");
+  std::string data(f.size(), '\0');
+  if (!data.empty()) f.pread_exact(data.data(), data.size(), 0);
+  return data;
+}
+
+std::string find_tokenizer_file(const std::string& dir) {
+  if (!is_directory(dir)) return "";
+  for (const char* name : {"/tokenizer.json", "/tokenizer.model"})
+    if (is_regular(dir + name)) return dir + name;
+  return "";
+}
+
 TokenizerModel load_tokenizer_model(const std::string& model) {
   std::string dir, file;
   if (is_directory(model)) {
     dir = model;
-    if (is_regular(dir + "/tokenizer.json")) file = dir + "/tokenizer.json";
-    else if (is_regular(dir + "/tokenizer.model")) file = dir + "/tokenizer.model";
-    else fail(Errc::kTokenizerInvalid, model, "", "no tokenizer.json or tokenizer.model in this directory");
+    file = find_tokenizer_file(dir);
+    if (file.empty()) fail(Errc::kTokenizerInvalid, model, "", "no tokenizer.json or tokenizer.model in this directory");
   } else {
     file = model;
     size_t slash = model.find_last_of('/');
     dir = slash == std::string::npos ? "." : model.substr(0, slash);
   }
   std::string config_path = dir + "/tokenizer_config.json";
-  std::string config = is_regular(config_path) ? read_text_file(config_path) : std::string();
+  std::string config = is_regular(config_path) ? read_tokenizer_file(config_path) : std::string();
   TokenizerModel m;
   if (file.size() >= 6 && file.compare(file.size() - 6, 6, ".model") == 0) {
     m = load_sentencepiece_model(file);
     apply_config_text(file, config, m);
     finish(m);
   } else {
-    m = parse_tokenizer_json(file, read_text_file(file), config);
+    m = parse_tokenizer_json(file, read_tokenizer_file(file), config);
   }
   if (m.chat_template.empty() && is_regular(dir + "/chat_template.jinja"))
-    m.chat_template = read_text_file(dir + "/chat_template.jinja");
+    m.chat_template = read_tokenizer_file(dir + "/chat_template.jinja");
   return m;
 }
 

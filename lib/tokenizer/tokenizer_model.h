@@ -141,6 +141,14 @@ struct TokenizerModel {
 // files. Throws ckpt::Error naming the file and what is wrong or unsupported.
 TokenizerModel load_tokenizer_model(const std::string& model);
 
+// A tokenizer file's bytes (tokenizer.json, tokenizer.model, tokenizer_config.json, ...), one over
+// 1 GiB refused before anything is allocated.
+std::string read_tokenizer_file(const std::string& path);
+
+// The tokenizer file load_tokenizer_model(dir) reads: DIR/tokenizer.json, else DIR/tokenizer.model;
+// "" when DIR is not a directory or has neither.
+std::string find_tokenizer_file(const std::string& dir);
+
 // The same from in-memory texts (tests): tokenizer.json text and tokenizer_config.json text
 // (empty: none). `path` names them in errors.
 TokenizerModel parse_tokenizer_json(const std::string& path, const std::string& tokenizer_json,

@@ -14,7 +14,8 @@ namespace ckpt::validate {
 
 struct AgainstOptions {
   std::string source;         // SRC directory
-  std::string ids_file;       // token ids (safetensors/JSON/NPY); empty: seeded ids
+  std::string ids_file;       // token ids (safetensors/JSON/NPY); empty: text, else seeded ids
+  std::string text;           // a prompt, tokenized by the source's tokenizer (one sequence)
   uint64_t seq_len = 32, samples = 4;
   uint64_t seed = 1;
   model::CompareOptions compare;

@@ -116,7 +116,8 @@ std::vector<TensorExtent> file_tensors(const Checkpoint& ck, size_t file_index) 
   return out;
 }
 
-FileDigests compute_file_digests(const Checkpoint& ck, size_t file_index) {
+FileDigests compute_file_digests(const Checkpoint& ck, size_t file_index, const Workers& workers,
+                                 ProgressObserver* progress) {
   const SourceFile& sf = ck.files[file_index];
   File f = File::open_read(sf.path);
   MappedFile map(f);
@@ -135,12 +136,13 @@ FileDigests compute_file_digests(const Checkpoint& ck, size_t file_index) {
   }
   first_block[tensors.size()] = blocks.size();
   std::vector<uint64_t> block_digest(blocks.size());
-#pragma omp parallel for schedule(dynamic, 16)
-  for (size_t i = 0; i < blocks.size(); ++i) {
+  progress_current(progress, sf.path);
+  parallel_for(blocks.size(), workers, [&](size_t i) {
     const TensorExtent& t = tensors[blocks[i].first];
-    uint64_t off = blocks[i].second * kHashBlockBytes;
-    block_digest[i] = hash_bytes(map.data() + t.offset + off, std::min(kHashBlockBytes, t.nbytes - off));
-  }
+    const uint64_t off = blocks[i].second * kHashBlockBytes, n = std::min(kHashBlockBytes, t.nbytes - off);
+    block_digest[i] = hash_bytes(map.data() + t.offset + off, n);
+    progress_advance(progress, n);
+  });
   for (size_t t = 0; t < tensors.size(); ++t) {
     std::span<const uint64_t> span(block_digest.data() + first_block[t], first_block[t + 1] - first_block[t]);
     d.tensors.emplace_back(tensors[t].name, combine_digests(span));

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
+#include "core/parallel.h"
+#include "core/progress_observer.h"
 #include "validate/linear_weights.h"
 
 namespace ckpt::validate {
@@ -44,7 +46,9 @@ struct TensorExtent {
 std::vector<TensorExtent> file_tensors(const Checkpoint& ck, size_t file_index);
 
 // Digests of one safetensors file computed from its bytes (memory-mapped, hashed in parallel).
-FileDigests compute_file_digests(const Checkpoint& ck, size_t file_index);
+// Hashes its 1 MiB blocks on `workers`' threads (checking its token), telling `progress` the bytes.
+FileDigests compute_file_digests(const Checkpoint& ck, size_t file_index, const Workers& workers = {},
+                                 ProgressObserver* progress = nullptr);
 
 // Compares computed digests with expected ones; each difference is a failure (check "checksum")
 // naming the file and the tensor. `source` says where `got` came from ("gpu", "cpu").

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "core/parallel.h"
+#include "core/progress_observer.h"
 #include "formats/strict_json.h"
 
 namespace ckpt::validate {
@@ -36,6 +38,12 @@ struct Phase {
 // Thread-safe: ranks validated on several GPUs at once add their phases and failures here.
 class Report {
  public:
+  // `workers`: the threads every phase may use and the token each checks (between phases, files,
+  // chunks and batches); `progress`: told each phase as a stage, with its bytes where it has some.
+  explicit Report(Workers workers = {}, ProgressObserver* progress = nullptr)
+      : workers_(workers), progress_(progress) {}
+  const Workers& workers() const { return workers_; }
+  ProgressObserver* progress() const { return progress_; }
   void add_phase(Phase p);
   void add_failure(Failure f);
   void set(const std::string& key, ojson value);  // top-level facts (directory, devices, ...)
@@ -51,6 +59,8 @@ class Report {
 
  private:
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  const Workers workers_;
+  ProgressObserver* const progress_;
   mutable std::mutex mu_;
   std::vector<Phase> phases_;
   std::vector<Failure> failures_;
@@ -62,6 +72,8 @@ class PhaseScope {
  public:
   PhaseScope(Report& report, Phase& phase) : report_(report), phase_(phase) {}
   Phase& phase() { return phase_; }
+  const Workers& workers() const { return report_.workers(); }
+  ProgressObserver* progress() const { return report_.progress(); }
   void fail(const std::string& check, const std::string& file, const std::string& tensor, const std::string& message);
   size_t failures() const { return failures_; }
 
@@ -72,7 +84,8 @@ class PhaseScope {
 };
 
 // Runs `body(PhaseScope&)`, timing it as phase `name`; a ckpt::Error thrown by it becomes a
-// failure of check `check`. The phase is failed when any failure was recorded in it. Returns the
+// failure of check `check`, except an interruption (Errc::kInterrupted), which propagates: the
+// whole validation stops. The phase is failed when any failure was recorded in it. Returns the
 // phase as added.
 template <typename F>
 Phase run_phase(Report& report, const std::string& name, const std::string& target, const std::string& check,

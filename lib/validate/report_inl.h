@@ -10,6 +10,8 @@ namespace ckpt::validate {
 template <typename F>
 Phase run_phase(Report& report, const std::string& name, const std::string& target, const std::string& check,
                 F&& body) {
+  report.workers().check();
+  progress_begin(report.progress(), name, 0);
   Phase phase;
   phase.name = name;
   phase.target = target;
@@ -18,6 +20,7 @@ Phase run_phase(Report& report, const std::string& name, const std::string& targ
   try {
     body(scope);
   } catch (const Error& e) {
+    if (e.code() == Errc::kInterrupted) throw;
     scope.fail(check, e.file(), e.tensor(), e.rule());
   }
   phase.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

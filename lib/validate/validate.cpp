@@ -33,12 +33,14 @@ uint64_t weight_bytes(const Layout& layout) {
 void cpu_checksums(Prepared& p, PhaseScope& scope) {
   FailFn fail = fail_into(scope);
   uint64_t files = 0, bytes = 0;
+  progress_begin(scope.progress(), scope.phase().name, weight_bytes(p.layout));
   for (const auto& t : p.layout.targets) {
     if (!t->opened) continue;
     for (size_t i = 0; i < t->ck.files.size(); ++i) {
       const FileDigests* want = p.expected.find(t->ck.files[i].path);
       if (!want) continue;
-      compare_digests(t->ck.files[i].path, *want, compute_file_digests(t->ck, i), "cpu", fail);
+      compare_digests(t->ck.files[i].path, *want, compute_file_digests(t->ck, i, scope.workers(), scope.progress()),
+                      "cpu", fail);
       ++files;
       bytes += t->ck.files[i].size;
     }
@@ -72,8 +74,7 @@ void cpu_gemm(Prepared& p, PhaseScope& scope, uint64_t batch) {
     return maps[0];
   };
   const double tol = relative_tolerance(DType::F32, false);
-#pragma omp parallel for schedule(dynamic, 1)
-  for (size_t i = 0; i < results.size(); ++i) {
+  parallel_for(results.size(), scope.workers(), [&](size_t i) {
     Result& r = results[i];
     auto& m = map_of(r.target);
     std::vector<double> scales;
@@ -82,7 +83,7 @@ void cpu_gemm(Prepared& p, PhaseScope& scope, uint64_t batch) {
                           r.lw->scale->view.numel());
     r.stats = cpu_gemm_check(*r.lw, m[r.lw->weight->view.file].data() + r.lw->weight->view.offset, scales, batch);
     r.error = judge(r.stats, tol);
-  }
+  });
   double worst = 0;
   for (const auto& r : results) {
     worst = std::max(worst, r.stats.relative_error());
@@ -146,10 +147,12 @@ Prepared run_cpu_phases(const std::string& root, Report& report, const CpuPhaseO
 void expect_file_digests(Prepared& p, Report& report) {
   run_phase(report, "digests (cpu)", "", "checksum", [&](PhaseScope& scope) {
     uint64_t bytes = 0;
+    progress_begin(scope.progress(), scope.phase().name, weight_bytes(p.layout));
     for (const auto& t : p.layout.targets) {
       if (!t->opened) continue;
       for (size_t i = 0; i < t->ck.files.size(); ++i) {
-        p.expected.files[t->ck.files[i].path] = {"file bytes", compute_file_digests(t->ck, i)};
+        p.expected.files[t->ck.files[i].path] = {"file bytes",
+                                                 compute_file_digests(t->ck, i, scope.workers(), scope.progress())};
         bytes += t->ck.files[i].size;
       }
     }

@@ -19,12 +19,13 @@ if [ ! -f "$build/build.ninja" ]; then
 fi
 targets=()
 for src in "$root"/tests/fuzz/fuzz_*.cpp; do targets+=("$(basename "$src" .cpp)"); done
-echo "fuzz: building ${targets[*]}"
-cmake --build "$build" -j "${JOBS:-$(nproc)}" --target "${targets[@]}"
+echo "fuzz: building ${targets[*]} and ckpt (it packs the packed container's seeds)"
+cmake --build "$build" -j "${JOBS:-$(nproc)}" --target "${targets[@]}" ckpt
 
 # Seeds: real torch zips for the zip reader; their data.pkl pickles and the legacy streams
 # (several pickles back to back) for the unpickler; real safetensors files (header and a little
-# data) and hostile headers (deep nesting, duplicate keys) for the header parser.
+# data) and hostile headers (deep nesting, duplicate keys) for the header parser; tokenizer.json
+# files for the tokenizer.
 for t in "${targets[@]}"; do mkdir -p "$out/seeds_$t" "$out/corpus_$t"; done
 python3 - "$root/testdata" "$out" <<'PY'
 import sys, zipfile, pathlib, struct
@@ -58,7 +59,42 @@ header_file("deep_metadata", '{"__metadata__":{"a":' + "[" * deep + "]" * deep +
 header_file("deep_dtype", '{"x":{"dtype":' + '{"a":' * deep + "1" + "}" * deep + ',"shape":[],"data_offsets":[0,0]}}')
 header_file("nesting_127", '{"__metadata__":null,"x":{"dtype":"F32","shape":' + "[" * 126 + "]" * 126 + ',"data_offsets":[0,0]}}')
 header_file("duplicate_key", '{"x":{"dtype":"F32","shape":[],"data_offsets":[0,4]},"x":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}')
+# tokenizer.json: the WordLevel test file, and small byte-level and SentencePiece-style BPE files
+# with every component the real ones use (Split regex, ByteLevel, Prepend/Replace, byte fallback,
+# added tokens with lstrip/rstrip, TemplateProcessing, decoder chains).
+import json
+tj = out / "seeds_fuzz_tokenizer_json"
+(tj / "wordlevel.json").write_bytes((src / "llama/tokenizer.json").read_bytes())
+lvl = {"model": {"type": "BPE", "vocab": {c: i for i, c in enumerate(["H", "i", "\u0120", "w", "\u00c3", "\u00b6", "Hi", "\u0120w"])},
+                 "merges": ["H i", "\u0120 w"], "ignore_merges": True},
+       "added_tokens": [{"id": 8, "content": "<s>", "special": True, "lstrip": True, "rstrip": True}],
+       "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+           {"type": "Split", "pattern": {"Regex": "(?i:'s|'t)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}|\\s+(?!\\S)|\\s+"},
+            "behavior": "Isolated", "invert": False},
+           {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]},
+       "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                          {"Sequence": {"id": "A", "type_id": 0}}], "pair": [],
+                          "special_tokens": {"<s>": {"id": "<s>", "ids": [8], "tokens": ["<s>"]}}},
+       "decoder": {"type": "ByteLevel"}}
+(tj / "byte_level.json").write_text(json.dumps(lvl))
+spm = {"normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u2581"},
+                      {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
+       "model": {"type": "BPE", "unk_token": "<unk>", "byte_fallback": True, "fuse_unk": True,
+                 "vocab": dict([("<unk>", 0), ("<s>", 1)] + [("<0x%02X>" % b, 2 + b) for b in range(256)] +
+                               [("\u2581", 258), ("H", 259), ("i", 260), ("\u2581H", 261)]),
+                 "merges": [["\u2581", "H"]]},
+       "decoder": {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+                   {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}}
+(tj / "sentencepiece_style.json").write_text(json.dumps(spm))
 PY
+
+# Seeds for the packed container: small checkpoints packed by the ckpt being fuzzed.
+for d in llama edge llama-tied; do
+  rm -rf "$out/pack_tmp"
+  "$build/ckpt" pack "$root/testdata/$d" "$out/pack_tmp" -q
+  cp "$out/pack_tmp/checkpoint.ckptpack" "$out/seeds_fuzz_pack_reader/$d.ckptpack"
+done
+rm -rf "$out/pack_tmp"
 
 run() {  # name
   local name=$1

@@ -152,7 +152,7 @@ namespace {
 OutputFile fixture_file(const std::string& name, const std::vector<FixtureTensor>& tensors, const Metadata& metadata) {
   OutputFile f;
   f.name = name;
-  f.metadata = metadata;
+  f.container = safetensors_container(metadata);
   for (const auto& t : tensors)
     f.tensors.push_back({t.name, t.dtype, t.shape, std::make_shared<BytesProducer>(t.bytes)});
   return f;

@@ -92,6 +92,19 @@ std::string case_input(const json& c) {
   return out;
 }
 
+// The ids between the special tokens added at either end (what add_special_tokens adds).
+std::vector<int32_t> text_ids(const Tokenizer& t, std::vector<int32_t> ids) {
+  auto special = [&](int32_t id) {
+    for (const AddedToken& a : t.model().added_tokens)
+      if (a.id == id && a.special) return true;
+    return false;
+  };
+  while (!ids.empty() && special(ids.back())) ids.pop_back();
+  size_t first = 0;
+  while (first < ids.size() && special(ids[first])) ++first;
+  return std::vector<int32_t>(ids.begin() + first, ids.end());
+}
+
 class Golden_ : public testing::TestWithParam<std::string> {};
 
 TEST_P(Golden_, EveryCaseEncodesAndDecodesAsHuggingFace) {
@@ -101,7 +114,7 @@ TEST_P(Golden_, EveryCaseEncodesAndDecodesAsHuggingFace) {
   Tokenizer t = Tokenizer::load(g.dir);
   std::map<std::string, json> cases;
   for (const json& c : g.corpus["cases"]) cases[c["id"]] = c;
-  size_t checked = 0;
+  size_t checked = 0, transformers_text_differs = 0;
   for (const json& want : g.golden["cases"]) {
     std::string id = want["id"];
     ASSERT_TRUE(cases.count(id)) << id;
@@ -110,9 +123,20 @@ TEST_P(Golden_, EveryCaseEncodesAndDecodesAsHuggingFace) {
     std::vector<int32_t> ids = t.encode(input, false);
     std::vector<int32_t> ids_special = t.encode(input, true);
     expect_ids(t, id + " ids", ids, want["ids"].get<std::vector<int32_t>>());
-    // ckpt's add_special_tokens applies tokenizer_config.json as transformers does.
-    const json& special = want.contains("transformers_ids_special") ? want["transformers_ids_special"] : want["ids_special"];
-    expect_ids(t, id + " ids_special", ids_special, special.get<std::vector<int32_t>>());
+    // ckpt's add_special_tokens applies tokenizer_config.json's add_bos_token/add_eos_token as
+    // transformers does, so transformers' ids are the reference where they differ from tokenizers'
+    // only in the special tokens around the text. Where transformers' text ids differ, the
+    // tokenizer.json pipeline stays the reference: transformers 5 rebuilds Llama's pipeline with
+    // a Metaspace(prepend_scheme="first") pre-tokenizer instead of the Prepend + Replace
+    // normalizer the file ships, which drops a leading space (" Hello" -> "▁Hello", where
+    // tokenizers and SentencePiece give "▁▁Hello"; huggingface/transformers pull request 47700).
+    std::vector<int32_t> special = want["ids_special"];
+    if (want.contains("transformers_ids_special")) {
+      std::vector<int32_t> tf = want["transformers_ids_special"];
+      if (text_ids(t, tf) == want["ids"].get<std::vector<int32_t>>()) special = tf;
+      else ++transformers_text_differs;
+    }
+    expect_ids(t, id + " ids_special", ids_special, special);
     std::vector<int32_t> hf_ids = want["ids"], hf_special = want["ids_special"];
     EXPECT_EQ(t.decode(hf_ids, false), want["decoded"].get<std::string>()) << id;
     EXPECT_EQ(t.decode(hf_special, false), want["decoded_special"].get<std::string>()) << id;
@@ -120,6 +144,9 @@ TEST_P(Golden_, EveryCaseEncodesAndDecodesAsHuggingFace) {
     ++checked;
   }
   EXPECT_GE(checked, 150u);
+  if (transformers_text_differs)
+    std::printf("%s: %zu cases where transformers' own ids differ from tokenizer.json's pipeline (checked against "
+                "tokenizers)\n", GetParam().c_str(), transformers_text_differs);
 }
 
 TEST_P(Golden_, OneMegabyteTextAsOneString) {

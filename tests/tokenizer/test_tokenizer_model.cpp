@@ -2,7 +2,10 @@
 // malformed or unsupported tokenizer.json files refused with the field named.
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "core/error.h"
+#include "model/token_ids.h"
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_model.h"
@@ -104,7 +107,7 @@ TEST(TokenizerModel, MalformedAndUnsupportedRefusedByName) {
   EXPECT_NO_THROW(parse_tokenizer_json("t/tokenizer.json", tiny(kModel), ""));
   expect_refused("{", Errc::kTokenizerInvalid, "parse");
   expect_refused(R"({"model":{"type":"BPE","vocab":{"a":0,"a":1},"merges":[]}})", Errc::kTokenizerInvalid,
-                 "\"a\" appears twice");
+                 "duplicate key 'a'");
   expect_refused(tiny(R"({"type":"Unigram","vocab":[]})"), Errc::kTokenizerUnsupported, "model type \"Unigram\"");
   expect_refused(tiny(R"({"type":"BPE","vocab":{"a":0},"merges":["a b c"]})"), Errc::kTokenizerInvalid,
                  "model.merges[0]");
@@ -131,6 +134,139 @@ TEST(TokenizerModel, MalformedAndUnsupportedRefusedByName) {
                  "dropout");
   expect_refused(tiny(kModel, R"("post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>","type_id":0}}],"special_tokens":{"<s>":{"id":"<s>","ids":[0],"tokens":["<s>"]}}},)"),
                  Errc::kTokenizerInvalid, "exactly once");
+}
+
+// Hostile files: every limit of the one strict JSON parser (formats/strict_json.h), every field of
+// the wrong JSON type, sizes and ids past their bounds: one clean error naming the field.
+TEST(TokenizerModel, HostileFilesRefusedWithBounds) {
+  expect_refused(std::string(200, '[') + std::string(200, ']'), Errc::kTokenizerInvalid, "nesting is deeper than 127");
+  expect_refused("\xEF\xBB\xBF" + tiny(kModel), Errc::kTokenizerInvalid, "byte-order mark");
+  expect_refused(tiny(kModel) + std::string(1, '\0'), Errc::kTokenizerInvalid, "NUL byte");
+  expect_refused(tiny(std::string(R"({"type":"BPE","vocab":{")") + "\xff" + R"(":0},"merges":[]})"),
+                 Errc::kTokenizerInvalid, "ill-formed UTF-8");
+  expect_refused(tiny(R"({"type":"BPE","vocab":["a"],"merges":[]})"), Errc::kTokenizerInvalid,
+                 "model.vocab is not an object");
+  expect_refused(tiny(R"({"type":"BPE","vocab":{"a":0},"merges":{}})"), Errc::kTokenizerInvalid,
+                 "model.merges is not an array");
+  expect_refused(tiny(R"({"type":"BPE","vocab":{"a":0},"merges":[],"unk_token":7})"), Errc::kTokenizerInvalid,
+                 "model.unk_token is not a string");
+  expect_refused(tiny(R"({"type":"BPE","vocab":{"a":0},"merges":[],"byte_fallback":"true"})"), Errc::kTokenizerInvalid,
+                 "model.byte_fallback is not a boolean");
+  expect_refused(tiny(R"({"type":"BPE","vocab":{"a":0.5},"merges":[]})"), Errc::kTokenizerInvalid, "model.vocab[\"a\"]");
+  expect_refused(tiny(kModel, R"("added_tokens":[{"id":3,"content":"x","lstrip":"yes"}],)"), Errc::kTokenizerInvalid,
+                 "added_tokens[0].lstrip is not a boolean");
+  expect_refused(tiny(kModel, R"("added_tokens":[{"id":3,"content":""}],)"), Errc::kTokenizerInvalid,
+                 "added_tokens[0].content is empty");
+  expect_refused(tiny(kModel, R"("added_tokens":[{"id":16777216,"content":"x"}],)"), Errc::kTokenizerInvalid,
+                 "added_tokens[0].id is not a token id below");
+  expect_refused(tiny(kModel, R"("added_tokens":{"id":3},)"), Errc::kTokenizerInvalid, "added_tokens is not an array");
+  expect_refused(tiny(kModel, R"("normalizer":{"type":"Sequence","normalizers":{}},)"), Errc::kTokenizerInvalid,
+                 "normalizer.normalizers is not an array");
+  expect_refused(tiny(kModel, R"("decoder":{"type":"Strip","content":" ","start":-1,"stop":0},)"),
+                 Errc::kTokenizerInvalid, "decoder.start is not a non-negative integer");
+  expect_refused(tiny(kModel, R"("decoder":{"type":"Strip","content":" ","start":99999,"stop":0},)"),
+                 Errc::kTokenizerInvalid, "larger than 1024");
+  const std::string tp = R"("post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>","type_id":0}},{"Sequence":{"id":"A","type_id":0}}],"special_tokens":{"<s>":{"id":"<s>","ids":[IDS],"tokens":["<s>"]}}},)";
+  auto with_ids = [&](const std::string& ids) { return std::string(tp).replace(tp.find("IDS"), 3, ids); };
+  expect_refused(tiny(kModel, with_ids("4294967296")), Errc::kTokenizerInvalid, "has an id out of range");
+  expect_refused(tiny(kModel, with_ids("7")), Errc::kTokenizerInvalid, "adds id 7, which is not in the vocabulary");
+  EXPECT_NO_THROW(parse_tokenizer_json("t/tokenizer.json", tiny(kModel, with_ids("0")), ""));
+  // Refused when the encoder is built: a merge of tokens the vocabulary lacks, a regex that does
+  // not compile.
+  for (auto [json, words] : {std::pair<std::string, std::string>{
+                                 tiny(R"({"type":"BPE","vocab":{"a":0},"merges":["a q"]})"),
+                                 "merge 0 (\"a\", \"q\") uses a token that is not in the vocabulary"},
+                             {tiny(kModel, R"("pre_tokenizer":{"type":"Split","pattern":{"Regex":"("},"behavior":"Isolated"},)"),
+                              "pre_tokenizer Split"}}) {
+    try {
+      Tokenizer t(parse_tokenizer_json("t/tokenizer.json", json, ""));
+      FAIL() << "accepted " << json;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  }
+  // tokenizer_config.json goes through the same parser and the same typed field reader.
+  for (auto [config, words] : {std::pair<std::string, std::string>{R"({"add_bos_token":"yes"})", "add_bos_token is not a boolean"},
+                               {R"({"bos_token":{"content":5}})", "bos_token.content is not a string"},
+                               {R"({"a":1,"a":2})", "duplicate key 'a'"}}) {
+    try {
+      parse_tokenizer_json("t/tokenizer.json", tiny(kModel), config);
+      FAIL() << "accepted " << config;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::kTokenizerInvalid);
+      EXPECT_NE(std::string(e.what()).find("t/tokenizer_config.json: "), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  }
+}
+
+// tokenizer.model through the bounds-checked protobuf reader: truncated and malformed files are
+// refused with the rule before SentencePiece sees them.
+TEST(TokenizerModel, HostileSentencePieceModelsRefused) {
+  test::ScratchDir scratch;
+  const std::string& dir = scratch.path();
+  const std::string path = scratch / "tokenizer.model";
+  for (auto [bytes, words] : {std::pair<std::string, std::string>{"", "no pieces"},
+                              {std::string("\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"), "longer than 10 bytes"},
+                              {std::string("\x0a\x05" "ab"), "runs past the end"},
+                              {std::string("\x0a\xff\xff\xff\xff\xff\xff\xff\xff\x7f"), "runs past the end"},
+                              {std::string("\x0a\x02\x18\x09"), "piece type 9 is not 1..6"},
+                              {std::string("\x0b"), "wire type 3"},
+                              {std::string("\x0a\x80"), "varint runs past the end"}}) {
+    { std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes; }
+    try {
+      load_tokenizer_model(dir);
+      FAIL() << "accepted " << words;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::kTokenizerInvalid) << e.what();
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  }
+}
+
+// Added tokens' lstrip/rstrip take the whitespace beside them into the token (tokenizers
+// added_vocabulary.rs find_matches), so the neighbouring text loses it; shown on a WordLevel
+// model without a pre-tokenizer, where every whitespace byte changes the word looked up.
+TEST(Tokenizer, AddedTokenLstripRstrip) {
+  auto make = [](bool l, bool r) {
+    std::string json = std::string(R"({"model":{"type":"WordLevel","vocab":{"a":0,"b":1,"a ":2," b":3,"[UNK]":5},"unk_token":"[UNK]"},)") +
+                       R"("added_tokens":[{"id":4,"content":"<m>","special":true,"lstrip":)" + (l ? "true" : "false") +
+                       R"(,"rstrip":)" + (r ? "true" : "false") + "}]}";
+    return Tokenizer(parse_tokenizer_json("t/tokenizer.json", json, ""));
+  };
+  EXPECT_EQ(make(false, false).encode("a <m> b", false), (std::vector<int32_t>{2, 4, 3}));
+  EXPECT_EQ(make(true, false).encode("a <m> b", false), (std::vector<int32_t>{0, 4, 3}));
+  EXPECT_EQ(make(false, true).encode("a <m> b", false), (std::vector<int32_t>{2, 4, 1}));
+  EXPECT_EQ(make(true, true).encode("a  <m>\t b", false), (std::vector<int32_t>{0, 4, 1}));
+}
+
+// An NFC normalizer composes e + U+0301 into U+00E9 before the model looks it up.
+TEST(Tokenizer, NfcNormalizer) {
+  const std::string vocab = R"({"type":"WordLevel","vocab":{"\u00e9":0,"[UNK]":1},"unk_token":"[UNK]"})";
+  Tokenizer nfc(parse_tokenizer_json("t/tokenizer.json", tiny(vocab, R"("normalizer":{"type":"NFC"},)"), ""));
+  Tokenizer none(parse_tokenizer_json("t/tokenizer.json", tiny(vocab), ""));
+  EXPECT_EQ(nfc.encode("e\xcc\x81", false), std::vector<int32_t>{0});
+  EXPECT_EQ(none.encode("e\xcc\x81", false), std::vector<int32_t>{1});
+}
+
+// What forward --text, perplexity --text/--file and validate --against --text run: the text's ids
+// (BOS from the template) checked against the model's vocabulary, and continuations decoded.
+TEST(Tokenizer, TextTokenIdsForTheModel) {
+  Tokenizer t = Tokenizer::load(test::testdata("llama-trained"));
+  model::TokenIds ids = model::text_token_ids(t, "Hello world", 32000, "--text");
+  EXPECT_EQ(ids.sequences, 1u);
+  ASSERT_EQ(ids.length, 3u);
+  EXPECT_EQ(ids.ids[0], 1);
+  EXPECT_EQ(model::token_ids_text(t, ids.ids), "<s> Hello world");
+  try {
+    model::text_token_ids(t, "Hello world", 100, "--text");
+    FAIL() << "accepted ids past the model's vocabulary";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--text: the tokenizer gives id"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("vocabulary of 100"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(Tokenizer::load_if_present(test::testdata("")).has_value());
+  EXPECT_TRUE(Tokenizer::load_if_present(test::testdata("llama-trained")).has_value());
 }
 
 TEST(TokenizerModel, ConfigAddBosAddEosRebuildTheTemplate) {

@@ -64,3 +64,18 @@ TEST(Sizes, DecimalAndBinaryUnits) {
   EXPECT_FALSE(parse_byte_size("5 parsecs"));
   EXPECT_FALSE(parse_byte_size("1.2.3GB"));
 }
+
+// Summaries: "1 tensor" / "2 tensors", and no "0.00 GB/s" for a tiny or instant run (issue 12).
+TEST(Sizes, CountsInTheRightNumberAndRatesOnlyWhenMeasurable) {
+  EXPECT_EQ(count_of(0, "tensor"), "0 tensors");
+  EXPECT_EQ(count_of(1, "tensor"), "1 tensor");
+  EXPECT_EQ(count_of(21, "tensor"), "21 tensors");
+  EXPECT_EQ(count_of(1, "entry", "entries"), "1 entry");
+  EXPECT_EQ(count_of(3, "entry", "entries"), "3 entries");
+  EXPECT_EQ(format_rate(0, 1.0), "");
+  EXPECT_EQ(format_rate(64, 0.0), "");
+  EXPECT_EQ(format_rate(64, 1e-6), "");
+  EXPECT_EQ(format_rate(64, 0.5), "128 B/s");
+  EXPECT_EQ(format_rate(512'000, 1.0), "512.00 KB/s");
+  EXPECT_EQ(format_rate(2'150'000'000, 1.0), "2.15 GB/s");
+}

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <random>
+#include <thread>
 
 #include "checkpoint/checkpoint.h"
 #include "core/error.h"
@@ -111,8 +113,11 @@ TEST(Int4Producers, EveryArrayInAnyChunkingIsTheReference) {
                                  std::to_string(group);
         ops::Fp8ErrorStats ref_stats;
         const Arrays ref = reference(s, w, &ref_stats);
-        for (uint64_t chunk : {uint64_t{1} << 30, uint64_t{7}, uint64_t{53}, uint64_t{200}}) {
-          auto q = std::make_shared<Int4Quantization>(t.name, t.view, s);
+        for (uint64_t chunk : {uint64_t{1} << 30, uint64_t{7}, uint64_t{53}, uint64_t{200}})
+        for (uint64_t cache : {uint64_t{256} << 20, uint64_t{0}}) {  // the shared cache, and none
+          SCOPED_TRACE(cache ? "cached" : "not cached");
+          auto q = std::make_shared<Int4Quantization>(t.name, t.view, s, Int4CacheOptions{.max_cache_bytes = cache});
+          EXPECT_EQ(q->cached(), cache != 0);
           EXPECT_EQ(produce(*int4_codes_producer(q), src, 4, chunk), ref.codes) << what << " chunk " << chunk;
           const uint64_t ss = dtype_bits(s.scale_dtype) / 8;
           EXPECT_EQ(produce(*int4_scales_producer(q), src, ss, chunk), ref.scales) << what << " chunk " << chunk;
@@ -144,6 +149,68 @@ TEST(Int4Producers, EveryArrayInAnyChunkingIsTheReference) {
           EXPECT_EQ(v[1], static_cast<int64_t>(kK));
         }
       }
+}
+
+// Threads asking for chunks of codes, scales and zeros in a shuffled order (scales before the codes
+// of their rows, codes of one weight on several threads at once) share the strips of the cache and
+// get the reference bytes; the error report is the same at every thread count. With no keep
+// budget, scales/zeros asked after the codes re-read the source; with too small a cache, nothing is
+// cached.
+TEST(Int4Producers, ThreadsSharingTheCacheGiveTheReference) {
+  test::ScratchDir d;
+  const std::string path = write_weight(d, false);
+  const std::vector<uint16_t> w = weight_bits(false);
+  Checkpoint ck = open_checkpoint(path);
+  const TensorRef& t = ck.tensors.at(0);
+  SourceReader src({path});
+  for (auto format : {ops::Int4Format::kGptq, ops::Int4Format::kAwq, ops::Int4Format::kCompressedTensors}) {
+    ops::Int4Scheme s;
+    s.format = format;
+    s.symmetric = false;
+    s.group_size = 32;
+    s.scale_dtype = format == ops::Int4Format::kCompressedTensors ? DType::BF16 : DType::F16;
+    s.gptq_zero_offset = 0;
+    const Arrays ref = reference(s, w, nullptr);
+    std::optional<ops::Fp8ErrorStats> first;
+    for (int threads : {1, 2, 4})
+      for (uint64_t keep : {uint64_t{0}, uint64_t{1} << 20})
+        for (uint64_t cache : {uint64_t{256} << 20, uint64_t{1000}}) {
+          const std::string what = std::string(ops::int4_format_name(format)) + " threads " + std::to_string(threads) +
+                                   " keep " + std::to_string(keep) + " cache " + std::to_string(cache);
+          Int4CacheOptions o{.max_cache_bytes = cache, .keep = std::make_shared<Int4KeepBudget>(keep)};
+          o.strip_bytes = 8 * kK * 2;  // 6 strips of 8 rows
+          auto q = std::make_shared<Int4Quantization>(t.name, t.view, s, o);
+          const std::shared_ptr<Producer> ps[3] = {int4_codes_producer(q), int4_scales_producer(q),
+                                                   int4_zeros_producer(q)};
+          const uint64_t elem[3] = {4, dtype_bits(s.scale_dtype) / 8, 4};
+          std::vector<uint8_t> out[3];
+          struct Job { int array; uint64_t begin, n; };
+          std::vector<Job> jobs;
+          for (int a = 0; a < 3; ++a) {
+            out[a].resize(ps[a]->nbytes());
+            const uint64_t step = 13 * elem[a];
+            for (uint64_t b = 0; b < out[a].size(); b += step) jobs.push_back({a, b, std::min(step, out[a].size() - b)});
+          }
+          std::shuffle(jobs.begin(), jobs.end(), std::mt19937(threads * 7 + static_cast<int>(keep)));
+          std::atomic<size_t> next{0};
+          auto work = [&] {
+            for (size_t i; (i = next.fetch_add(1)) < jobs.size();)
+              ps[jobs[i].array]->produce(src, jobs[i].begin, jobs[i].n, out[jobs[i].array].data() + jobs[i].begin);
+          };
+          std::vector<std::thread> pool;
+          for (int i = 0; i < threads; ++i) pool.emplace_back(work);
+          for (auto& th : pool) th.join();
+          EXPECT_EQ(out[0], ref.codes) << what;
+          EXPECT_EQ(out[1], ref.scales) << what;
+          EXPECT_EQ(out[2], ref.zeros) << what;
+          if (cache > 1000) {
+            const ops::Fp8ErrorStats st = q->stats();
+            if (!first) first = st;
+            EXPECT_EQ(st.sum_sq_err, first->sum_sq_err) << what;
+            EXPECT_EQ(st.max_abs_err, first->max_abs_err) << what;
+          }
+        }
+  }
 }
 
 TEST(Int4Producers, NaNIsAnErrorNamingTheTensor) {

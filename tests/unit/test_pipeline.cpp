@@ -108,7 +108,7 @@ TEST(Pipeline, CheckpointOfPlanOpensLikeTheWrittenOutput) {
   ASSERT_EQ(virt.side_files.size(), written.side_files.size());
   for (size_t i = 0; i < virt.side_files.size(); ++i) {
     EXPECT_EQ(virt.side_files[i].name, written.side_files[i].name);
-    EXPECT_EQ(virt.side_files[i].text(), written.side_files[i].text()) << written.side_files[i].name;
+    EXPECT_EQ(side_file_text(virt.side_files[i]), side_file_text(written.side_files[i])) << written.side_files[i].name;
   }
   ASSERT_TRUE(virt.config && written.config);
   EXPECT_EQ(*virt.config, *written.config);

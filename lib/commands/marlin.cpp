@@ -1,0 +1,614 @@
+#include "commands/marlin.h"
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <map>
+
+#include "commands/hf_layout.h"
+#include "commands/rechunk.h"
+#include "core/error.h"
+#include "core/file_io.h"
+#include "ops/int4_quant.h"
+#include "ops/marlin_layout.h"
+
+namespace ckpt {
+
+namespace {
+
+using ops::MarlinSource;
+using Perm = std::shared_ptr<const std::vector<int32_t>>;
+
+MarlinSource marlin_source(quant::Format f) {
+  switch (f) {
+    case quant::Format::kGptq: return MarlinSource::kGptq;
+    case quant::Format::kAwq: return MarlinSource::kAwq;
+    default: return MarlinSource::kCompressedTensors;
+  }
+}
+
+std::vector<uint8_t> read_view(const SourceReader& src, const SourceView& v) {
+  std::vector<uint8_t> b(v.nbytes());
+  src.gather(v, 0, v.numel(), b.data());
+  return b;
+}
+
+std::vector<uint32_t> read_words(const SourceReader& src, const SourceView& v) {
+  std::vector<uint32_t> w(v.numel());
+  src.gather(v, 0, v.numel(), reinterpret_cast<uint8_t*>(w.data()));
+  return w;
+}
+
+template <typename T>
+std::vector<uint8_t> bytes_of(const std::vector<T>& v) {
+  std::vector<uint8_t> b(v.size() * sizeof(T));
+  std::memcpy(b.data(), v.data(), b.size());
+  return b;
+}
+
+// A tensor made whole in memory from the sources (scales, zeros, g_idx, bias: small next to
+// the codes), each chunk copied from it.
+class WholeProducer final : public Producer {
+ public:
+  using Make = std::function<std::vector<uint8_t>(const SourceReader&)>;
+  WholeProducer(uint64_t nbytes, Make make, std::string what) : nbytes_(nbytes), make_(std::move(make)), what_(std::move(what)) {}
+  uint64_t nbytes() const override { return nbytes_; }
+  void produce(const SourceReader& src, uint64_t begin, uint64_t n, uint8_t* out) const override {
+    const std::vector<uint8_t> b = make_(src);
+    if (b.size() != nbytes_) throw std::logic_error("marlin: " + what_ + " made the wrong size");
+    std::memcpy(out, b.data() + begin, n);
+  }
+  ojson describe() const override { return {{"op", what_}}; }
+
+ private:
+  uint64_t nbytes_;
+  Make make_;
+  std::string what_;
+};
+
+std::shared_ptr<Producer> constant(std::vector<uint8_t> bytes, std::string what) {
+  auto b = std::make_shared<const std::vector<uint8_t>>(std::move(bytes));
+  const uint64_t n = b->size();
+  return std::make_shared<WholeProducer>(n, [b](const SourceReader&) { return *b; }, std::move(what));
+}
+
+// A tensor computed in units of whole rows (`unit_bytes` each): a chunk computes the units it
+// touches and keeps its part of them.
+class UnitProducer : public Producer {
+ public:
+  UnitProducer(uint64_t units, uint64_t unit_bytes, std::string what)
+      : units_(units), unit_bytes_(unit_bytes), what_(std::move(what)) {}
+  uint64_t nbytes() const override { return units_ * unit_bytes_; }
+  void produce(const SourceReader& src, uint64_t begin, uint64_t n, uint8_t* out) const override {
+    const uint64_t u0 = begin / unit_bytes_, u1 = (begin + n + unit_bytes_ - 1) / unit_bytes_;
+    if (u0 * unit_bytes_ == begin && u1 * unit_bytes_ == begin + n && begin % 4 == 0 &&
+        reinterpret_cast<uintptr_t>(out) % 4 == 0)
+      return units(src, u0, u1, reinterpret_cast<uint32_t*>(out));
+    std::vector<uint32_t> buf((u1 - u0) * unit_bytes_ / 4);
+    units(src, u0, u1, buf.data());
+    std::memcpy(out, reinterpret_cast<const uint8_t*>(buf.data()) + (begin - u0 * unit_bytes_), n);
+  }
+  ojson describe() const override { return {{"op", what_}}; }
+
+ protected:
+  virtual void units(const SourceReader& src, uint64_t u0, uint64_t u1, uint32_t* out) const = 0;
+
+ private:
+  uint64_t units_, unit_bytes_;
+  std::string what_;
+};
+
+// Source codes -> Marlin qweight, one K-tile row (2N words) per unit. With act-order the rows a
+// tile needs (perm[k] for its 16 k) are read one source word-row (GPTQ) or column
+// (compressed-tensors) at a time into a compact array, gathered into sorted GPTQ-layout rows and
+// repacked.
+class MarlinCodes final : public UnitProducer {
+ public:
+  MarlinCodes(MarlinSource source, SourceView codes, uint64_t n, uint64_t k, Perm perm)
+      : UnitProducer(k / 16, 2 * n * 4, std::string("marlin repack from ") + name(source) + (perm ? " act-order" : "")),
+        source_(source), codes_(std::move(codes)), n_(n), k_(k), perm_(std::move(perm)) {}
+
+ private:
+  static const char* name(MarlinSource s) {
+    return s == MarlinSource::kGptq ? "gptq" : s == MarlinSource::kAwq ? "awq" : "compressed-tensors";
+  }
+  void units(const SourceReader& src, uint64_t kt0, uint64_t kt1, uint32_t* out) const override {
+    const uint64_t kts = kt1 - kt0;
+    if (!perm_) {
+      switch (source_) {
+        case MarlinSource::kGptq: {
+          const auto w = read_words(src, codes_.narrow(0, 2 * kt0, 2 * kts));
+          return ops::marlin_repack(source_, w.data(), n_, n_, k_, kt0, kt1, out);
+        }
+        case MarlinSource::kAwq: {
+          const auto w = read_words(src, codes_.narrow(0, 16 * kt0, 16 * kts));
+          return ops::marlin_repack(source_, w.data(), n_ / 8, n_, k_, kt0, kt1, out);
+        }
+        case MarlinSource::kCompressedTensors: {
+          const auto w = read_words(src, codes_.narrow(1, 2 * kt0, 2 * kts));
+          return ops::marlin_repack(source_, w.data(), 2 * kts, n_, k_, kt0, kt1, out);
+        }
+      }
+    }
+    const std::vector<int32_t>& perm = *perm_;
+    const uint64_t k0 = 16 * kt0, k1 = 16 * kt1;
+    std::vector<uint64_t> words;
+    for (uint64_t kk = k0; kk < k1; ++kk) words.push_back(static_cast<uint64_t>(perm[kk]) / 8);
+    std::sort(words.begin(), words.end());
+    words.erase(std::unique(words.begin(), words.end()), words.end());
+    const uint64_t m = words.size();
+    std::vector<int32_t> local(k1, 0);  // perm re-pointed into the compact array
+    for (uint64_t kk = k0; kk < k1; ++kk) {
+      const uint64_t w = static_cast<uint64_t>(perm[kk]) / 8;
+      const uint64_t j = static_cast<uint64_t>(std::lower_bound(words.begin(), words.end(), w) - words.begin());
+      local[kk] = static_cast<int32_t>(8 * j + static_cast<uint64_t>(perm[kk]) % 8);
+    }
+    std::vector<uint32_t> compact(m * n_);
+    uint64_t stride = n_;
+    for (uint64_t j = 0; j < m; ++j) {
+      if (source_ == MarlinSource::kGptq) {
+        src.gather(codes_.narrow(0, words[j], 1), 0, n_, reinterpret_cast<uint8_t*>(compact.data() + j * n_));
+      } else {
+        const auto col = read_words(src, codes_.narrow(1, words[j], 1));
+        for (uint64_t r = 0; r < n_; ++r) compact[r * m + j] = col[r];
+        stride = m;
+      }
+    }
+    std::vector<uint32_t> sorted((k1 - k0) / 8 * n_);
+    ops::marlin_gather_sorted_k(source_, compact.data(), stride, n_, k_, local.data(), k0, k1, sorted.data(), n_);
+    ops::marlin_repack(MarlinSource::kGptq, sorted.data(), n_, n_, k_, kt0, kt1, out);
+  }
+
+  MarlinSource source_;
+  SourceView codes_;
+  uint64_t n_, k_;
+  Perm perm_;
+};
+
+// Marlin qweight -> source codes: units of one K-tile (GPTQ: 2 qweight rows, AWQ: 16) or, for
+// compressed-tensors' [N, K/8], of 64 output rows (one Marlin column tile across every K-tile).
+class MarlinUncodes final : public UnitProducer {
+ public:
+  MarlinUncodes(MarlinSource target, SourceView marlin, uint64_t n, uint64_t k)
+      : UnitProducer(target == MarlinSource::kCompressedTensors ? n / 64 : k / 16,
+                     target == MarlinSource::kCompressedTensors ? 64 * (k / 8) * 4 : 2 * n * 4, "marlin unpack"),
+        target_(target), marlin_(std::move(marlin)), n_(n), k_(k) {}
+
+ private:
+  void units(const SourceReader& src, uint64_t u0, uint64_t u1, uint32_t* out) const override {
+    if (target_ == MarlinSource::kCompressedTensors) {
+      const uint64_t sub_n = 64 * (u1 - u0);
+      const auto w = read_words(src, marlin_.narrow(1, 128 * u0, 128 * (u1 - u0)));
+      return ops::marlin_unpack(target_, w.data(), sub_n, k_, 0, k_ / 16, out, k_ / 8);
+    }
+    const auto w = read_words(src, marlin_.narrow(0, u0, u1 - u0));
+    ops::marlin_unpack(target_, w.data(), n_, k_, u0, u1, out, target_ == MarlinSource::kGptq ? n_ : n_ / 8);
+  }
+
+  MarlinSource target_;
+  SourceView marlin_;
+  uint64_t n_, k_;
+};
+
+// Act-order codes back in the checkpoint's row order: every source row can come from any
+// K-tile, so the whole tensor is unpacked for each chunk (one chunk for most Linears).
+std::shared_ptr<Producer> act_order_uncodes(MarlinSource target, SourceView marlin, uint64_t n, uint64_t k, Perm perm) {
+  const uint64_t nbytes = k / 8 * n * 4;
+  return std::make_shared<WholeProducer>(
+      nbytes,
+      [=](const SourceReader& src) {
+        const auto w = read_words(src, marlin);
+        std::vector<uint32_t> sorted(k / 8 * n), dst(k / 8 * n);
+        ops::marlin_unpack(MarlinSource::kGptq, w.data(), n, k, 0, k / 16, sorted.data(), n);
+        ops::marlin_scatter_sorted_k(target, sorted.data(), n, n, k, perm->data(), dst.data(),
+                                     target == MarlinSource::kGptq ? n : k / 8);
+        return bytes_of(dst);
+      },
+      "marlin unpack act-order");
+}
+
+// [rows, cols] of es-byte elements -> [cols, rows].
+std::vector<uint8_t> transpose_elems(const std::vector<uint8_t>& in, size_t es, uint64_t rows, uint64_t cols) {
+  std::vector<uint8_t> out(in.size());
+  for (uint64_t r = 0; r < rows; ++r)
+    for (uint64_t c = 0; c < cols; ++c) std::memcpy(&out[(c * rows + r) * es], &in[(r * cols + c) * es], es);
+  return out;
+}
+
+// The zero points z [G][N] (0..15) in a source format's stored words.
+std::vector<uint32_t> pack_source_zeros(MarlinSource f, int zero_offset, const std::vector<uint8_t>& z, uint64_t groups,
+                                        uint64_t n) {
+  std::vector<uint32_t> w(groups * n / 8, 0);
+  for (uint64_t g = 0; g < groups; ++g)
+    for (uint64_t c = 0; c < n; ++c) {
+      const uint32_t v = static_cast<uint32_t>(z[g * n + c]);
+      switch (f) {
+        case MarlinSource::kGptq:
+          w[g * (n / 8) + c / 8] |= ((v - static_cast<uint32_t>(zero_offset)) & 15u) << (4 * (c % 8));
+          break;
+        case MarlinSource::kAwq: w[g * (n / 8) + c / 8] |= v << (4 * ops::kAwqNibble[c % 8]); break;
+        case MarlinSource::kCompressedTensors: w[(c / 8) * groups + g] |= v << (4 * (c % 8)); break;
+      }
+    }
+  return w;
+}
+
+// One quantized Linear as both directions see it.
+struct LinearTensors {
+  uint64_t n = 0, k = 0, groups = 0;
+  int64_t group_size = -1;  // marlin_permute_scales' argument: -1 for channelwise
+  std::map<std::string, const TensorRef*> parts;  // by suffix
+};
+
+class Planner {
+ public:
+  Planner(const Checkpoint& ck) : ck_(ck), reader_(source_paths(ck)) {
+    for (const auto& t : ck.tensors) by_name_[t.name] = &t;
+  }
+
+  std::string file_of(const TensorRef& t) const { return t.view.file >= 0 ? ck_.files[t.view.file].path : ck_.path; }
+  [[noreturn]] void refuse(const TensorRef& t, const std::string& why) const { fail(Errc::kUnsupported, file_of(t), t.name, why); }
+
+  const TensorRef* find(const std::string& name) const {
+    auto it = by_name_.find(name);
+    return it == by_name_.end() ? nullptr : it->second;
+  }
+  const TensorRef& need(const std::string& name, const TensorRef& beside) const {
+    const TensorRef* t = find(name);
+    if (!t) fail(Errc::kInvalidArgument, file_of(beside), name, "missing: the quantized Linear " + beside.name + " needs it");
+    return *t;
+  }
+  void expect(const TensorRef& t, DType d, const std::vector<uint64_t>& shape) const {
+    if (t.dtype() != d || t.shape() != shape)
+      fail(Errc::kInvalidArgument, file_of(t), t.name,
+           "is " + std::string(dtype_name(t.dtype())) + " " + shape_to_string(t.shape()) + ", the format needs " +
+               std::string(dtype_name(d)) + " " + shape_to_string(shape));
+  }
+  template <typename T>
+  std::vector<T> values(const TensorRef& t) const {
+    std::vector<T> v(t.view.numel());
+    reader_.gather(t.view, 0, v.size(), reinterpret_cast<uint8_t*>(v.data()));
+    return v;
+  }
+
+  // The shape checks of the repack (gptq_marlin_repack's TORCH_CHECKs) and of vLLM's Marlin
+  // layer admission (marlin_utils.verify_marlin_supports_shape, MARLIN_SUPPORTED_GROUP_SIZES).
+  void check_kernel_shape(const TensorRef& codes, const LinearTensors& l) const {
+    std::string why = ops::marlin_shape_problem(l.n, l.k);
+    if (why.empty() && l.k % 128 != 0)
+      why = "in_features " + std::to_string(l.k) + " is not a multiple of 128 (vLLM GPTQ_MARLIN_MIN_THREAD_K)";
+    if (why.empty() && l.group_size != -1 && l.group_size != 32 && l.group_size != 64 && l.group_size != 128)
+      why = "group size " + std::to_string(l.group_size) + " is not one the Marlin kernel takes (-1, 32, 64, 128)";
+    if (!why.empty()) refuse(codes, "no Marlin layout: " + why);
+  }
+
+  const Checkpoint& ck_;
+  SourceReader reader_;
+  std::map<std::string, const TensorRef*> by_name_;
+};
+
+std::string strip_suffix(const std::string& name, const std::string& suffix) {
+  if (name.size() > suffix.size() + 1 && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+      name[name.size() - suffix.size() - 1] == '.')
+    return name.substr(0, name.size() - suffix.size() - 1);
+  return "";
+}
+
+struct Names {
+  std::string codes, scales, zeros, g_idx;
+};
+Names names_of(quant::Format f) {
+  if (f == quant::Format::kCompressedTensors) return {"weight_packed", "weight_scale", "weight_zero_point", "weight_g_idx"};
+  return {"qweight", "scales", "qzeros", "g_idx"};
+}
+
+const char* kSortIndices = "g_idx_sort_indices";  // vLLM's layer.g_idx_sort_indices
+
+std::shared_ptr<Producer> bias_producer(const TensorRef& b, uint64_t n, bool inverse) {
+  const size_t es = dtype_bits(b.dtype()) / 8;
+  const SourceView v = b.view;
+  return std::make_shared<WholeProducer>(
+      b.nbytes(),
+      [=](const SourceReader& src) {
+        const auto in = read_view(src, v);
+        std::vector<uint8_t> out(in.size());
+        if (inverse) ops::marlin_unpermute_bias(in.data(), es, n, out.data());
+        else ops::marlin_permute_bias(in.data(), es, n, out.data());
+        return out;
+      },
+      inverse ? "marlin unpermute bias" : "marlin_permute_bias");
+}
+
+// ---- source format -> Marlin ----------------------------------------------------------------
+
+void plan_forward(Planner& p, const quant::Scheme& s, std::vector<OutputTensor>& out, uint64_t& linears) {
+  const Names nm = names_of(s.format);
+  const MarlinSource src_kind = marlin_source(s.format);
+  const bool gptq = s.format == quant::Format::kGptq;
+  const int zero_offset = gptq && !s.gptq_v2 ? 1 : 0;
+  std::map<std::string, bool> consumed;
+  for (const auto& t : p.ck_.tensors) {
+    const std::string m = strip_suffix(t.name, nm.codes);
+    if (m.empty()) continue;
+    LinearTensors l;
+    const TensorRef& scales = p.need(m + "." + nm.scales, t);
+    if (t.shape().size() != 2) p.refuse(t, "codes must be 2-D");
+    switch (s.format) {
+      case quant::Format::kGptq: l.k = 8 * t.shape()[0], l.n = t.shape()[1]; break;
+      case quant::Format::kAwq: l.k = t.shape()[0], l.n = 8 * t.shape()[1]; break;
+      default: {
+        const TensorRef& shape = p.need(m + ".weight_shape", t);
+        p.expect(shape, DType::I64, {2});
+        const auto v = p.values<int64_t>(shape);
+        if (v[0] <= 0 || v[1] <= 0) p.refuse(shape, "weight_shape must hold two positive sizes");
+        l.n = static_cast<uint64_t>(v[0]), l.k = static_cast<uint64_t>(v[1]);
+      }
+    }
+    l.group_size = s.granularity == quant::Granularity::kChannel ? -1 : static_cast<int64_t>(s.group_size);
+    l.groups = s.granularity == quant::Granularity::kChannel ? 1 : l.k / s.group_size;
+    p.check_kernel_shape(t, l);
+    // Every part the format stores, with its dtype and shape.
+    for (const auto& part : s.linear_parts(l.n, l.k, scales.dtype())) {
+      const TensorRef& pt = p.need(m + "." + part.suffix, t);
+      p.expect(pt, part.dtype, part.shape);
+      l.parts[part.suffix] = &pt;
+    }
+    if (s.act_order && !gptq) {
+      const TensorRef& g = p.need(m + "." + nm.g_idx, t);
+      p.expect(g, DType::I32, {l.k});
+      l.parts[nm.g_idx] = &g;
+    }
+    for (const auto& [suffix, pt] : l.parts) consumed[pt->name] = true;
+    ++linears;
+
+    // act-order: the stable sort of g_idx (marlin_sort_g_idx); otherwise GPTQ's g_idx must be
+    // the trivial k / group that vLLM drops (and --undo writes back).
+    Perm perm;
+    if (l.parts.count(nm.g_idx)) {
+      const TensorRef& g = *l.parts[nm.g_idx];
+      const auto gi = p.values<int32_t>(g);
+      if (s.act_order) {
+        std::vector<int32_t> sorted(l.k), pm(l.k);
+        if (!ops::marlin_sort_g_idx(gi.data(), l.k, l.groups, sorted.data(), pm.data()))
+          p.refuse(g, "a group index lies outside [0, " + std::to_string(l.groups) + ")");
+        out.push_back({g.name, DType::I32, {l.k}, constant(bytes_of(sorted), "marlin_sort_g_idx: g_idx sorted (stable)")});
+        out.push_back({m + "." + kSortIndices, DType::I32, {l.k}, constant(bytes_of(pm), "marlin_sort_g_idx: sort indices")});
+        perm = std::make_shared<const std::vector<int32_t>>(std::move(pm));
+      } else {
+        for (uint64_t i = 0; i < l.k; ++i)
+          if (gi[i] != static_cast<int32_t>(i / (l.k / l.groups)))
+            p.refuse(g, "g_idx is not k / group_size but desc_act is false; vLLM would ignore it: say desc_act true or fix g_idx");
+      }
+    }
+    out.push_back({t.name, DType::I32, {l.k / 16, 2 * l.n}, std::make_shared<MarlinCodes>(src_kind, t.view, l.n, l.k, perm)});
+
+    const size_t es = dtype_bits(scales.dtype()) / 8;
+    const SourceView sv = scales.view;
+    const bool ct = s.format == quant::Format::kCompressedTensors;
+    out.push_back({scales.name, scales.dtype(), {l.groups, l.n},
+                   std::make_shared<WholeProducer>(
+                       scales.nbytes(),
+                       [=](const SourceReader& src) {
+                         auto in = read_view(src, sv);
+                         if (ct) in = transpose_elems(in, es, l.n, l.groups);  // [N, G] -> [G, N], as vLLM permutes
+                         std::vector<uint8_t> o(in.size());
+                         ops::marlin_permute_scales(in.data(), es, l.n, l.k, l.group_size, 0, l.groups, o.data());
+                         return o;
+                       },
+                       "marlin_permute_scales")});
+
+    if (l.parts.count(nm.zeros)) {
+      const TensorRef& z = *l.parts[nm.zeros];
+      if (s.symmetric) {
+        // Symmetric GPTQ stores a constant zero (8; v1 writes 7) that vLLM never reads: dropped,
+        // written back by --undo, so only the constant is accepted.
+        const uint32_t want = s.gptq_v2 ? 0x88888888u : 0x77777777u;
+        for (uint32_t w : p.values<uint32_t>(z))
+          if (w != want)
+            p.refuse(z, "qzeros of a symmetric GPTQ checkpoint are not the constant zero point (" +
+                            std::string(s.gptq_v2 ? "0x88888888" : "0x77777777") + ") that --undo would restore");
+      } else {
+        const SourceView zv = z.view;
+        const std::string zfile = p.file_of(z), zname = z.name;
+        out.push_back({z.name, DType::I32, {l.groups, l.n / 8},
+                       std::make_shared<WholeProducer>(
+                           l.groups * l.n / 8 * 4,
+                           [=](const SourceReader& src) {
+                             const auto w = read_words(src, zv);
+                             std::vector<uint32_t> o(l.groups * l.n / 8);
+                             if (!ops::marlin_zero_points_from(src_kind, zero_offset, w.data(), l.groups, l.n, o.data()))
+                               fail(Errc::kUnsupported, zfile, zname,
+                                    "a GPTQ v1 zero point of 0 (stored 0xF) reads as 16, which Marlin's uint4 zero "
+                                    "points cannot hold");
+                             return bytes_of(o);
+                           },
+                           "marlin_zero_points")});
+      }
+    }
+    if (const TensorRef* ws = l.parts.count("weight_shape") ? l.parts["weight_shape"] : nullptr)
+      out.push_back({ws->name, ws->dtype(), ws->shape(), copy_of(*ws)});
+    if (const TensorRef* b = p.find(m + ".bias")) {
+      p.expect(*b, b->dtype(), {l.n});
+      consumed[b->name] = true;
+      out.push_back({b->name, b->dtype(), b->shape(), bias_producer(*b, l.n, false)});
+    }
+  }
+  for (const auto& t : p.ck_.tensors)
+    if (!consumed.count(t.name)) out.push_back({t.name, t.dtype(), t.shape(), copy_of(t)});
+}
+
+// ---- Marlin -> source format ----------------------------------------------------------------
+
+void plan_undo(Planner& p, const quant::Scheme& s, std::vector<OutputTensor>& out, uint64_t& linears) {
+  const Names nm = names_of(s.format);
+  const MarlinSource kind = marlin_source(s.format);
+  const bool gptq = s.format == quant::Format::kGptq;
+  const int zero_offset = gptq && !s.gptq_v2 ? 1 : 0;
+  std::map<std::string, bool> consumed;
+  for (const auto& t : p.ck_.tensors) {
+    const std::string m = strip_suffix(t.name, nm.codes);
+    if (m.empty()) continue;
+    if (t.dtype() != DType::I32 || t.shape().size() != 2 || t.shape()[1] % 128 != 0)
+      p.refuse(t, "is not a Marlin qweight I32 [K/16, 2N]");
+    LinearTensors l;
+    l.k = 16 * t.shape()[0], l.n = t.shape()[1] / 2;
+    l.group_size = s.granularity == quant::Granularity::kChannel ? -1 : static_cast<int64_t>(s.group_size);
+    l.groups = s.granularity == quant::Granularity::kChannel ? 1 : l.k / s.group_size;
+    const TensorRef& scales = p.need(m + "." + nm.scales, t);
+    p.expect(scales, scales.dtype(), {l.groups, l.n});
+    consumed[t.name] = consumed[scales.name] = true;
+    ++linears;
+    const std::vector<quant::Part> parts = s.linear_parts(l.n, l.k, scales.dtype());
+    auto part_of = [&](quant::PartRole r) -> const quant::Part* {
+      for (const auto& x : parts)
+        if (x.role == r) return &x;
+      return nullptr;
+    };
+
+    Perm perm;
+    if (s.act_order) {
+      const TensorRef& g = p.need(m + "." + nm.g_idx, t);
+      const TensorRef& si = p.need(m + "." + kSortIndices, t);
+      p.expect(g, DType::I32, {l.k});
+      p.expect(si, DType::I32, {l.k});
+      consumed[g.name] = consumed[si.name] = true;
+      const auto sorted = p.values<int32_t>(g);
+      auto pm = p.values<int32_t>(si);
+      std::vector<int32_t> gi(l.k, -1);
+      for (uint64_t i = 0; i < l.k; ++i) {
+        if (pm[i] < 0 || static_cast<uint64_t>(pm[i]) >= l.k || gi[static_cast<uint64_t>(pm[i])] != -1)
+          p.refuse(si, "is not a permutation of [0, " + std::to_string(l.k) + ")");
+        gi[static_cast<uint64_t>(pm[i])] = sorted[i];
+      }
+      out.push_back({g.name, DType::I32, {l.k}, constant(bytes_of(gi), "g_idx in checkpoint order")});
+      perm = std::make_shared<const std::vector<int32_t>>(std::move(pm));
+    } else if (gptq) {
+      std::vector<int32_t> gi(l.k);
+      for (uint64_t i = 0; i < l.k; ++i) gi[i] = static_cast<int32_t>(i / (l.k / l.groups));
+      out.push_back({m + "." + nm.g_idx, DType::I32, {l.k}, constant(bytes_of(gi), "g_idx = k / group_size")});
+    }
+    const quant::Part* codes = part_of(quant::PartRole::kCodes);
+    out.push_back({t.name, DType::I32, codes->shape,
+                   perm ? act_order_uncodes(kind, t.view, l.n, l.k, perm)
+                        : std::shared_ptr<Producer>(std::make_shared<MarlinUncodes>(kind, t.view, l.n, l.k))});
+
+    const size_t es = dtype_bits(scales.dtype()) / 8;
+    const SourceView sv = scales.view;
+    const bool ct = s.format == quant::Format::kCompressedTensors;
+    out.push_back({scales.name, scales.dtype(), part_of(quant::PartRole::kScale)->shape,
+                   std::make_shared<WholeProducer>(
+                       scales.nbytes(),
+                       [=](const SourceReader& src) {
+                         const auto in = read_view(src, sv);
+                         std::vector<uint8_t> o(in.size());
+                         ops::marlin_unpermute_scales(in.data(), es, l.n, l.k, l.group_size, 0, l.groups, o.data());
+                         return ct ? transpose_elems(o, es, l.groups, l.n) : o;
+                       },
+                       "marlin unpermute scales")});
+
+    if (const quant::Part* zp = part_of(quant::PartRole::kZero)) {
+      if (s.symmetric) {
+        const std::vector<uint32_t> w(l.groups * l.n / 8, s.gptq_v2 ? 0x88888888u : 0x77777777u);
+        out.push_back({m + "." + zp->suffix, DType::I32, zp->shape, constant(bytes_of(w), "symmetric GPTQ qzeros")});
+      } else {
+        const TensorRef& z = p.need(m + "." + zp->suffix, t);
+        p.expect(z, DType::I32, {l.groups, l.n / 8});
+        consumed[z.name] = true;
+        const SourceView zv = z.view;
+        out.push_back({z.name, DType::I32, zp->shape,
+                       std::make_shared<WholeProducer>(
+                           z.nbytes(),
+                           [=](const SourceReader& src) {
+                             const auto w = read_words(src, zv);
+                             std::vector<uint8_t> zz(l.groups * l.n);
+                             ops::marlin_unpack_zero_points(w.data(), l.groups, l.n, zz.data());
+                             return bytes_of(pack_source_zeros(kind, zero_offset, zz, l.groups, l.n));
+                           },
+                           "marlin unpack zero points")});
+      }
+    }
+    if (const TensorRef* b = p.find(m + ".bias")) {
+      p.expect(*b, b->dtype(), {l.n});
+      consumed[b->name] = true;
+      out.push_back({b->name, b->dtype(), b->shape(), bias_producer(*b, l.n, true)});
+    }
+  }
+  for (const auto& t : p.ck_.tensors)
+    if (!consumed.count(t.name)) out.push_back({t.name, t.dtype(), t.shape(), copy_of(t)});
+}
+
+const SideFile* side_file(const Checkpoint& ck, const std::string& name) {
+  for (const auto& f : ck.side_files)
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
+}  // namespace
+
+MarlinPlan plan_marlin(const Checkpoint& ck, const MarlinOptions& o) {
+  const std::string label = ck.path + "/config.json";
+  if (!ck.config || !ck.config->is_object())
+    fail(Errc::kUnsupported, label, "", "config.json is missing: the quantization_config says what the tensors are");
+  const ojson& config = *ck.config;
+  const ojson* qc = config.contains("quantization_config") ? &config["quantization_config"] : nullptr;
+  const bool is_marlin = qc && qc->is_object() && qc->contains("quant_method") && (*qc)["quant_method"] == kMarlinQuantMethod;
+  if (config.contains("ckpt_parallel"))
+    fail(Errc::kUnsupported, label, "",
+         "a tensor/pipeline-parallel output: run ckpt marlin on each rank directory (what vLLM's per-rank repack does)");
+
+  MarlinPlan mp;
+  mp.plan.command = o.undo ? "marlin --undo" : "marlin";
+  set_plan_sources(mp.plan, ck);
+  Planner p(ck);
+  std::vector<OutputTensor> tensors;
+  std::map<std::string, std::string> replaced;
+  std::optional<std::string> quantize_config;  // --undo: quantize_config.json to write back
+
+  if (!o.undo) {
+    if (is_marlin) fail(Errc::kUnsupported, label, "", "the checkpoint is already in the Marlin layout (--undo reverses it)");
+    mp.source_scheme = quant::read_scheme(&config, label);
+    if (mp.source_scheme.method != quant::Method::kInt4)
+      fail(Errc::kUnsupported, label, "",
+           "not an INT4 checkpoint (" + mp.source_scheme.describe() + "): ckpt marlin relayouts gptq, awq and "
+           "compressed-tensors pack-quantized weights (ckpt quantize --int4 writes them)");
+    plan_forward(p, mp.source_scheme, tensors, mp.linears);
+    ojson marlin = ojson::object();
+    marlin["quant_method"] = kMarlinQuantMethod;
+    marlin["layout"] = "vLLM Marlin W4A16 as after process_weights_after_loading (gptq_marlin_repack / "
+                       "awq_marlin_repack, marlin_permute_scales, marlin_zero_points, stable marlin_sort_g_idx)";
+    marlin["source_quantization_config"] = *qc;
+    if (const SideFile* f = side_file(ck, "quantize_config.json"))
+      marlin["source_quantize_config"] = ojson::parse(read_text_file(f->path));
+    replaced["config.json"] = quant::config_with_quantization(config, marlin);
+  } else {
+    if (!is_marlin)
+      fail(Errc::kUnsupported, label, "", "--undo: quantization_config.quant_method is not " + std::string(kMarlinQuantMethod) +
+                                              " (not a ckpt marlin output)");
+    if (!qc->contains("source_quantization_config") || !(*qc)["source_quantization_config"].is_object())
+      fail(Errc::kInvalidArgument, label, "", "quantization_config.source_quantization_config is missing");
+    const ojson& source_qc = (*qc)["source_quantization_config"];
+    ojson wrapped = {{"quantization_config", source_qc}};
+    mp.source_scheme = quant::read_scheme(&wrapped, label + " (source_quantization_config)");
+    if (mp.source_scheme.method != quant::Method::kInt4)
+      fail(Errc::kInvalidArgument, label, "", "source_quantization_config is not an INT4 format");
+    plan_undo(p, mp.source_scheme, tensors, mp.linears);
+    replaced["config.json"] = quant::config_with_quantization(config, source_qc);
+    if (qc->contains("source_quantize_config")) quantize_config = (*qc)["source_quantize_config"].dump(2) + "\n";
+  }
+
+  add_hf_safetensors_files(mp.plan, std::move(tensors), kDefaultMaxShardBytes);
+  add_side_files(mp.plan, ck, replaced);
+  // GPTQ's quantize_config.json would tell an old loader the tiles are plain GPTQ: folded into
+  // config.json by the relayout, written back by --undo.
+  mp.plan.extras.erase(std::remove_if(mp.plan.extras.begin(), mp.plan.extras.end(),
+                                      [](const ExtraFile& e) { return e.name == "quantize_config.json"; }),
+                       mp.plan.extras.end());
+  if (quantize_config) mp.plan.extras.push_back({"quantize_config.json", *quantize_config, std::nullopt});
+  if (!side_file(ck, "config.json")) mp.plan.extras.push_back({"config.json", replaced["config.json"], std::nullopt});
+  mp.plan.notes["source_format"] = mp.source_scheme.describe();
+  mp.plan.notes["linears"] = mp.linears;
+  mp.plan.finalize();
+  return mp;
+}
+
+}  // namespace ckpt

@@ -1,0 +1,56 @@
+// `ckpt marlin SRC DST [--undo]`: an INT4 checkpoint (GPTQ sym/asym, with or without act-order;
+// AWQ; compressed-tensors pack-quantized) written with its tensors exactly as vLLM holds them
+// after process_weights_after_loading (gptq_marlin_repack / awq_marlin_repack,
+// marlin_permute_scales, marlin_zero_points, marlin_sort_g_idx, marlin_permute_bias: vllm
+// model_executor/layers/quantization/kernels/mixed_precision/marlin.py), and back.
+//
+// Per quantized Linear <m> (names kept from the source format: GPTQ/AWQ qweight, scales, qzeros,
+// g_idx; compressed-tensors weight_packed, weight_scale, weight_zero_point, weight_g_idx):
+//   codes   I32 [K/16, 2N]  Marlin tiles (ops/marlin_layout.h), K-rows in sorted g_idx order
+//                           with act-order
+//   scales  [G, N]          the source dtype, marlin_permute_scales (grouped or channelwise);
+//                           compressed-tensors' [N, G] is transposed first, as vLLM does
+//   zeros   I32 [G, N/8]    asymmetric only: marlin_zero_points of the unpacked zero points
+//                           (GPTQ v1 stored + 1). Symmetric GPTQ's constant qzeros are dropped
+//                           (vLLM passes an empty tensor); --undo writes them back.
+//   g_idx   I32 [K]         act-order only: g_idx sorted (a stable sort: ties keep ascending k),
+//   <m>.g_idx_sort_indices  I32 [K] the sort indices. Without act-order GPTQ's trivial g_idx
+//                           (k / group) is dropped, as vLLM replaces it by an empty tensor.
+//   bias    [N]             marlin_permute_bias (the channelwise scale permutation)
+//   weight_shape            compressed-tensors: copied
+// Everything else is copied. config.json's quantization_config becomes
+//   {"quant_method": "ckpt_marlin", "layout": ..., "source_quantization_config": <the original>}
+// — a quant_method no loader knows, so none mistakes the tiles for plain GPTQ — and GPTQ's
+// quantize_config.json (which old AutoGPTQ loaders read) is folded into it and not written.
+// --undo restores the source format: every tensor bit for bit, config.json's
+// quantization_config and quantize_config.json as JSON values.
+//
+// Refused with the reason: shapes the repack or the GEMM cannot take (K % 16, N % 64, and the
+// kernel's K % 128 and group sizes -1/32/64/128), a GPTQ v1 zero point of 16, act-order in an
+// output sharded for tensor parallelism (shard after relayout is refused too: relayout each
+// rank of an INT4 shard output instead, which is what vLLM's per-rank repack does).
+#pragma once
+
+#include <string>
+
+#include "checkpoint/checkpoint.h"
+#include "plan/plan.h"
+#include "quant/scheme.h"
+
+namespace ckpt {
+
+inline constexpr const char* kMarlinQuantMethod = "ckpt_marlin";
+
+struct MarlinOptions {
+  bool undo = false;
+};
+
+struct MarlinPlan {
+  Plan plan;
+  quant::Scheme source_scheme;  // the INT4 format the Marlin tensors come from / return to
+  uint64_t linears = 0;         // quantized Linears relaid out
+};
+
+MarlinPlan plan_marlin(const Checkpoint& ck, const MarlinOptions& options);
+
+}  // namespace ckpt

@@ -1,0 +1,199 @@
+#include "formats/pack_codec.h"
+
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#include <cstring>
+#include <stdexcept>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+namespace ckpt {
+
+unsigned pack_plane_count(DType t) {
+  switch (t) {
+    case DType::BF16:
+    case DType::F16: return 2;
+    case DType::F32: return 4;
+    default: return 1;
+  }
+}
+
+void split_planes_reference(const uint8_t* in, uint64_t n, unsigned k, uint8_t* planes) {
+  for (uint64_t i = 0; i < n; ++i)
+    for (unsigned p = 0; p < k; ++p) planes[p * n + i] = in[i * k + p];
+}
+
+void merge_planes_reference(const uint8_t* planes, uint64_t n, unsigned k, uint8_t* out) {
+  for (uint64_t i = 0; i < n; ++i)
+    for (unsigned p = 0; p < k; ++p) out[i * k + p] = planes[p * n + i];
+}
+
+// SSE2 (every x86-64 CPU has it) does 16 elements per step: the high and low bytes of 16-bit
+// lanes by shift and mask, narrowed with unsigned saturation (no value exceeds 255 after the
+// mask); and the inverse by byte and word interleaving. Tails go through the reference loop.
+void split_planes(const uint8_t* in, uint64_t n, unsigned k, uint8_t* planes) {
+  uint64_t i = 0;
+#if defined(__SSE2__)
+  if (k == 2) {
+    const __m128i lo_mask = _mm_set1_epi16(0x00ff);
+    for (; i + 16 <= n; i += 16) {
+      __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + 2 * i));
+      __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + 2 * i + 16));
+      __m128i lo = _mm_packus_epi16(_mm_and_si128(a, lo_mask), _mm_and_si128(b, lo_mask));
+      __m128i hi = _mm_packus_epi16(_mm_srli_epi16(a, 8), _mm_srli_epi16(b, 8));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(planes + i), lo);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(planes + n + i), hi);
+    }
+  } else if (k == 4) {
+    const __m128i byte_mask = _mm_set1_epi32(0xff);
+    for (; i + 16 <= n; i += 16) {
+      __m128i v[4];
+      for (int j = 0; j < 4; ++j) v[j] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + 4 * i + 16 * j));
+      for (int p = 0; p < 4; ++p) {
+        __m128i w[4];
+        for (int j = 0; j < 4; ++j) w[j] = _mm_and_si128(_mm_srli_epi32(v[j], 8 * p), byte_mask);
+        __m128i lo = _mm_packs_epi32(w[0], w[1]);
+        __m128i hi = _mm_packs_epi32(w[2], w[3]);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(planes + p * n + i), _mm_packus_epi16(lo, hi));
+      }
+    }
+  }
+#endif
+  if (k == 1) {
+    if (n) std::memcpy(planes, in, n);
+    return;
+  }
+  for (; i < n; ++i)
+    for (unsigned p = 0; p < k; ++p) planes[p * n + i] = in[i * k + p];
+}
+
+void merge_planes(const uint8_t* planes, uint64_t n, unsigned k, uint8_t* out) {
+  uint64_t i = 0;
+#if defined(__SSE2__)
+  if (k == 2) {
+    for (; i + 16 <= n; i += 16) {
+      __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(planes + i));
+      __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(planes + n + i));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i), _mm_unpacklo_epi8(lo, hi));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i + 16), _mm_unpackhi_epi8(lo, hi));
+    }
+  } else if (k == 4) {
+    for (; i + 16 <= n; i += 16) {
+      __m128i p[4];
+      for (int j = 0; j < 4; ++j) p[j] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(planes + j * n + i));
+      __m128i b01_lo = _mm_unpacklo_epi8(p[0], p[1]), b01_hi = _mm_unpackhi_epi8(p[0], p[1]);
+      __m128i b23_lo = _mm_unpacklo_epi8(p[2], p[3]), b23_hi = _mm_unpackhi_epi8(p[2], p[3]);
+      __m128i* o = reinterpret_cast<__m128i*>(out + 4 * i);
+      _mm_storeu_si128(o + 0, _mm_unpacklo_epi16(b01_lo, b23_lo));
+      _mm_storeu_si128(o + 1, _mm_unpackhi_epi16(b01_lo, b23_lo));
+      _mm_storeu_si128(o + 2, _mm_unpacklo_epi16(b01_hi, b23_hi));
+      _mm_storeu_si128(o + 3, _mm_unpackhi_epi16(b01_hi, b23_hi));
+    }
+  }
+#endif
+  if (k == 1) {
+    if (n) std::memcpy(out, planes, n);
+    return;
+  }
+  for (; i < n; ++i)
+    for (unsigned p = 0; p < k; ++p) out[i * k + p] = planes[p * n + i];
+}
+
+GroupEncoder::GroupEncoder(int level) {
+  ZSTD_CCtx* c = ZSTD_createCCtx();
+  if (!c) throw std::bad_alloc();
+  ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);     // the group digest covers the bytes
+  ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);  // checked against the declared size
+  cctx_ = c;
+}
+
+GroupEncoder::~GroupEncoder() { ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(cctx_)); }
+
+void GroupEncoder::encode(const uint8_t* data, uint64_t len, unsigned k, std::vector<uint8_t>& out,
+                          std::span<EncodedFrame> frames) {
+  if (len % k != 0 || len > kPackGroupBytes || frames.size() != k)
+    throw std::logic_error("GroupEncoder::encode: bad group shape");
+  const uint64_t n = len / k;
+  const uint8_t* planes = data;
+  if (k > 1) {
+    planes_.resize(len);
+    split_planes(data, n, k, planes_.data());
+    planes = planes_.data();
+  }
+  for (unsigned p = 0; p < k; ++p) {
+    const uint8_t* src = planes + p * n;
+    const size_t at = out.size();
+    out.resize(at + ZSTD_compressBound(n));
+    size_t r = ZSTD_compress2(static_cast<ZSTD_CCtx*>(cctx_), out.data() + at, out.size() - at, src, n);
+    if (ZSTD_isError(r)) throw std::runtime_error(std::string("zstd compression failed: ") + ZSTD_getErrorName(r));
+    if (r < n) {
+      frames[p] = {FrameKind::kZstd, static_cast<uint32_t>(r)};
+      out.resize(at + r);
+    } else {  // incompressible: the raw plane bytes are smaller (or as small)
+      frames[p] = {FrameKind::kStored, static_cast<uint32_t>(n)};
+      std::memcpy(out.data() + at, src, n);
+      out.resize(at + n);
+    }
+  }
+}
+
+GroupDecoder::GroupDecoder() {
+  ZSTD_DCtx* d = ZSTD_createDCtx();
+  if (!d) throw std::bad_alloc();
+  // A frame holds at most one 1 MiB group: refuse frames that ask for a larger window, so a
+  // hostile file cannot make the decoder allocate more than that (zstd's default allows 128 MiB).
+  ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, 20);
+  dctx_ = d;
+}
+
+GroupDecoder::~GroupDecoder() { ZSTD_freeDCtx(static_cast<ZSTD_DCtx*>(dctx_)); }
+
+uint8_t* GroupDecoder::scratch(uint64_t n) {
+  if (planes_.size() < n) planes_.resize(n);
+  return planes_.data();
+}
+
+FrameError GroupDecoder::decode_frame(FrameKind kind, const uint8_t* src, uint64_t src_len, uint8_t* out,
+                                      uint64_t out_len, const char** what) {
+  if (kind == FrameKind::kStored) {
+    if (src_len != out_len) {
+      *what = "a stored frame's size differs from its declared length";
+      return FrameError::kWrongLength;
+    }
+    if (out_len) std::memcpy(out, src, out_len);
+    return FrameError::kNone;
+  }
+  // Exactly one zstd frame, spanning the whole stored range, whose header declares out_len.
+  size_t frame_len = ZSTD_findFrameCompressedSize(src, src_len);
+  if (ZSTD_isError(frame_len) || frame_len != src_len) {
+    *what = "not exactly one zstd frame";
+    return FrameError::kCorrupt;
+  }
+  unsigned long long content = ZSTD_getFrameContentSize(src, src_len);
+  if (content == ZSTD_CONTENTSIZE_ERROR || content == ZSTD_CONTENTSIZE_UNKNOWN) {
+    *what = "the zstd frame header declares no content size";
+    return FrameError::kCorrupt;
+  }
+  if (content != out_len) {
+    *what = "the zstd frame declares a different length than the container";
+    return FrameError::kWrongLength;
+  }
+  // The output capacity is the declared length: zstd stops with dstSize_tooSmall rather than
+  // writing further, whatever the frame's blocks claim (no zip bomb).
+  size_t r = ZSTD_decompressDCtx(static_cast<ZSTD_DCtx*>(dctx_), out, out_len, src, src_len);
+  if (ZSTD_isError(r)) {
+    *what = ZSTD_getErrorName(r);
+    return ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall ? FrameError::kWrongLength : FrameError::kCorrupt;
+  }
+  if (r != out_len) {
+    *what = "the zstd frame decodes to a different length than declared";
+    return FrameError::kWrongLength;
+  }
+  return FrameError::kNone;
+}
+
+}  // namespace ckpt

@@ -1,0 +1,96 @@
+// The packed container's codec: a tensor's bytes split into byte planes by dtype, each plane cut
+// into independent zstd frames, each frame stored as the smaller of its zstd form and its raw
+// bytes.
+//
+// Why planes: in bf16/f16/f32 the sign and exponent bits carry ~2.6-2.7 bits of entropy while the
+// mantissa is close to noise, so an entropy coder given the high bytes alone shrinks them to about
+// a third, where the same coder on interleaved bytes sees a mix and gains little (ZipNN,
+// arXiv 2411.05239, "ZipNN: Lossless Compression for AI Models", §3 byte grouping).
+//
+// The unit of coding is a group: kPackGroupBytes (1 MiB) of a region's original bytes (the last
+// group of a region shorter). A group of a k-plane region is k frames of group_len / k bytes each,
+// frame p holding byte p of every element. Why 1 MiB:
+//  - ratio: zstd codes literals with Huffman tables rebuilt per block of at most 128 KiB
+//    (ZSTD_BLOCKSIZE_MAX, facebook/zstd lib/zstd.h), and weights have no long matches, so frames
+//    longer than a few blocks gain nothing measurable (BENCHMARKS.md has the figures);
+//  - random access and parallelism: any 1 MiB of a tensor decodes alone, and a 2 GB checkpoint has
+//    ~2000 independent groups for any number of threads;
+//  - it is the executor's hash block (core/hash.h): a group's digest is the block digest the
+//    manifest's tensor digests are built from, and a chunk request of the executor decodes
+//    exactly the groups it covers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/hash.h"
+
+namespace ckpt {
+
+inline constexpr uint64_t kPackGroupBytes = kHashBlockBytes;
+
+// Planes of a dtype: 2 for BF16/F16, 4 for F32; 1 (bytes as they are) for every other dtype —
+// FP8 codes, integers and packed sub-byte values have no byte whose entropy stands apart.
+unsigned pack_plane_count(DType t);
+
+// Splits n elements of k bytes each (k in {1, 2, 4}) into k planes: plane p (n bytes, at
+// planes + p*n) holds byte p of every element. The reference is the plain loop; the other uses
+// SSE2 and must give the same bytes (tests/unit/test_pack_codec.cpp).
+void split_planes_reference(const uint8_t* in, uint64_t n, unsigned k, uint8_t* planes);
+void split_planes(const uint8_t* in, uint64_t n, unsigned k, uint8_t* planes);
+// The inverse: k planes of n bytes back into n interleaved elements.
+void merge_planes_reference(const uint8_t* planes, uint64_t n, unsigned k, uint8_t* out);
+void merge_planes(const uint8_t* planes, uint64_t n, unsigned k, uint8_t* out);
+
+// How a frame's bytes are stored.
+enum class FrameKind : uint32_t { kStored = 0, kZstd = 1 };
+
+struct EncodedFrame {
+  FrameKind kind = FrameKind::kStored;
+  uint32_t size = 0;  // bytes in the container
+};
+
+// Per-thread compression state (a zstd context and plane scratch), reused across groups.
+class GroupEncoder {
+ public:
+  explicit GroupEncoder(int level);
+  ~GroupEncoder();
+  GroupEncoder(const GroupEncoder&) = delete;
+  GroupEncoder& operator=(const GroupEncoder&) = delete;
+  // Encodes one group of `len` bytes (a multiple of k, at most kPackGroupBytes) into k frames,
+  // appended to `out` in plane order; frames[p] describes frame p.
+  void encode(const uint8_t* data, uint64_t len, unsigned k, std::vector<uint8_t>& out,
+              std::span<EncodedFrame> frames);
+
+ private:
+  void* cctx_;
+  std::vector<uint8_t> planes_;
+};
+
+// Why a frame could not be decoded (the caller names file, tensor and frame).
+enum class FrameError { kNone, kCorrupt, kWrongLength };
+
+// Per-thread decompression state.
+class GroupDecoder {
+ public:
+  GroupDecoder();
+  ~GroupDecoder();
+  GroupDecoder(const GroupDecoder&) = delete;
+  GroupDecoder& operator=(const GroupDecoder&) = delete;
+  // Decodes one frame of `kind` from src (src_len bytes) into exactly `out_len` bytes at out.
+  // Decompression never writes past out_len: a frame that would expand further, or that ends
+  // early, or that carries trailing bytes, is an error and `what` says which.
+  FrameError decode_frame(FrameKind kind, const uint8_t* src, uint64_t src_len, uint8_t* out,
+                          uint64_t out_len, const char** what);
+  // Plane scratch of at least n bytes.
+  uint8_t* scratch(uint64_t n);
+
+ private:
+  void* dctx_;
+  std::vector<uint8_t> planes_;
+};
+
+}  // namespace ckpt
