@@ -2,10 +2,8 @@
 //     [--max-shard-size 5GB] [--device cpu|cuda]
 #include "commands/cast.h"
 
-#include "common.h"
-#include "interrupt.h"
 #include "core/error.h"
-#include "core/sizes.h"
+#include "steps.h"
 #include "subcommands.h"
 #if defined(CKPT_HAVE_CUDA)
 #include "cast_op_cuda.h"
@@ -27,29 +25,27 @@ CastOpFactory op_factory_for(const std::string& device) {
 
 }  // namespace
 
-void add_cast(CLI::App& app, std::function<int()>& action) {
-  auto* cmd = app.add_subcommand("cast", "Cast floating-point tensors to bf16, f16 or f32, bit-identical with torch's .to()");
+MakeStep add_cast_options(CLI::App* cmd) {
   struct Args {
-    std::string src, dst, dtype, max_shard = "5GB", device = "cpu";
+    std::string dtype, max_shard = "5GB", device = "cpu";
     std::vector<std::string> keep, only;
-    WriteOptions w;
   };
   auto a = std::make_shared<Args>();
-  cmd->add_option("SRC", a->src, "Source checkpoint (file or directory; safetensors or PyTorch .bin)")->required();
-  cmd->add_option("DST", a->dst, "Output directory")->required();
   cmd->add_option("--dtype", a->dtype, "Target dtype: bf16, f16, f32, or auto (config.json's torch_dtype, as transformers)")->required();
   cmd->add_option("--keep", a->keep, "Leave matching tensors as they are ('*' matches any run; repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--only", a->only, "Cast only matching tensors ('*' matches any run; repeatable)")->allow_extra_args(false);
   cmd->add_option("--max-shard-size", a->max_shard, kMaxShardSizeHelp);
   cmd->add_option("--device", a->device, "Where the conversion runs: cpu (default) or cuda");
-  add_write_options(cmd, a->w);
-  cmd->callback([&action, a] {
-    action = [a] {
-      CastOptions o;
-      const uint64_t max = parse_max_shard_size(a->max_shard);
-      Checkpoint ck = open_checkpoint(a->src, open_options());
-      std::string name = a->dtype;
+  return [a] {
+    CastOptions o;
+    o.max_shard_bytes = parse_max_shard_size(a->max_shard);
+    o.keep = a->keep;
+    o.only = a->only;
+    o.make_op = op_factory_for(a->device);
+    Step s;
+    s.plan = [o, given = a->dtype](const Checkpoint& ck) mutable {
+      std::string name = given;
       if (name == "auto") {
         // As transformers' torch_dtype="auto": the dtype config.json names ("dtype" in
         // transformers >= 4.56, "torch_dtype" before).
@@ -62,16 +58,18 @@ void add_cast(CLI::App& app, std::function<int()>& action) {
       }
       auto dtype = dtype_from_user_name(name);
       if (!dtype || (*dtype != DType::BF16 && *dtype != DType::F16 && *dtype != DType::F32))
-        usage("--dtype must be bf16, f16, f32 or auto, not '" + name + "'" + (name != a->dtype ? " (config.json's)" : ""));
+        usage("--dtype must be bf16, f16, f32 or auto, not '" + name + "'" + (name != given ? " (config.json's)" : ""));
       o.dtype = *dtype;
-      o.max_shard_bytes = max;
-      o.keep = a->keep;
-      o.only = a->only;
-      o.make_op = op_factory_for(a->device);
-      Plan plan = plan_cast(ck, o);
-      return run_plan(plan, a->dst, {a->src}, a->w);
+      return plan_cast(ck, o);
     };
-  });
+    return s;
+  };
+}
+
+void add_cast(CLI::App& app, std::function<int()>& action) {
+  add_step_subcommand(app, action, "cast", "Cast floating-point tensors to bf16, f16 or f32, bit-identical with torch's .to()",
+                      "Source checkpoint (file or directory; safetensors or PyTorch .bin)", "Output directory",
+                      &add_cast_options);
 }
 
 }  // namespace ckpt::cli

@@ -7,10 +7,9 @@
 
 #include <cstdio>
 
-#include "common.h"
-#include "interrupt.h"
 #include "core/error.h"
 #include "quantize_calib.h"
+#include "steps.h"
 #include "subcommands.h"
 #if defined(CKPT_HAVE_CUDA)
 #include "fp8_quant_engine.h"
@@ -45,19 +44,15 @@ std::shared_ptr<const Fp8Engine> engine_for(const std::string& device) {
 
 }  // namespace
 
-void add_quantize(CLI::App& app, std::function<int()>& action) {
-  auto* cmd = app.add_subcommand("quantize", "Quantize Linear weights (FP8 E4M3FN) into a checkpoint vLLM, SGLang and transformers load");
+MakeStep add_quantize_options(CLI::App* cmd) {
   struct Args {
-    std::string src, dst, scheme = "tensor", block = "128x128", format, recipe, device = "cpu";
+    std::string scheme = "tensor", block = "128x128", format, recipe, device = "cpu";
     bool fp8 = false, int4 = false, sym = false, asym = false;
     int64_t group_size = 128;
     std::vector<std::string> ignore;
-    WriteOptions w;
     CalibArgs calib;
   };
   auto a = std::make_shared<Args>();
-  cmd->add_option("SRC", a->src, "Source checkpoint (file or directory)")->required();
-  cmd->add_option("DST", a->dst, "Output directory")->required();
   cmd->add_flag("--fp8", a->fp8, "FP8 E4M3FN weights with dequantization scales");
   cmd->add_flag("--int4", a->int4, "INT4 W4A16 weights, round to nearest (GPTQ, AWQ or compressed-tensors layout)");
   cmd->add_option("--group-size", a->group_size, "--int4: inputs per scale group: 128 (default), 64, 32, or -1 (per channel)");
@@ -73,48 +68,62 @@ void add_quantize(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--recipe", a->recipe, "Recipe JSON naming the Linear weights (default: by architecture)");
   cmd->add_option("--device", a->device, "Where the math runs: cpu (default) or cuda");
   add_calibration_options(cmd, a->calib);
-  add_write_options(cmd, a->w);
-  cmd->callback([&action, a, block] {
-    const bool block_given = block->count() > 0;
-    action = [a, block_given] {
-      if (a->fp8 == a->int4) usage("choose a quantization: --fp8 or --int4");
-      if (a->sym && a->asym) usage("--sym and --asym exclude each other");
-      const bool calibrate = calibrated(a->calib, a->int4);
-      if (a->calib.method == "awq" && a->format.empty()) a->format = "awq";  // AutoAWQ's own layout
-      QuantizeOptions o;
-      if (a->int4) {
-        o.method = quant::Method::kInt4;
-        o.group_size = a->group_size;
-        if (a->sym || a->asym) o.symmetric = a->sym;
-        if (wants_cuda_device(a->device))
-          fail(Errc::kUnsupported, "", "", "--int4 runs on the CPU in this build (--device cuda is FP8 only)");
-      }
-      auto granularity = fp8_granularity_from_name(a->scheme);
-      if (!granularity) usage("--scheme must be tensor, block or channel, not '" + a->scheme + "'");
-      o.granularity = *granularity;
-      if (block_given && (a->int4 || o.granularity != quant::Granularity::kBlock))
-        usage("--block " + a->block + " applies only to --scheme block (the scheme is " +
-              (a->int4 ? std::string("int4 groups") : a->scheme) + ")");
-      if (!parse_block(a->block, o.block_rows, o.block_cols)) usage("--block '" + a->block + "' is not ROWSxCOLS like 128x128");
-      if (a->format == "native") o.format = quant::Format::kFp8Native;
-      else if (a->format == "compressed-tensors") o.format = quant::Format::kCompressedTensors;
-      else if (a->format == "gptq" && a->int4) o.format = quant::Format::kGptq;
-      else if (a->format == "awq" && a->int4) o.format = quant::Format::kAwq;
-      else if (!a->format.empty())
-        usage("--format must be native or compressed-tensors (--fp8), gptq, awq or compressed-tensors (--int4), not '" +
-              a->format + "'");
-      o.ignore = a->ignore;
-      o.recipe_path = a->recipe;
-      o.engine = engine_for(a->device);
-      Checkpoint ck = open_checkpoint(a->src, open_options());
-      QuantizePlan qp = plan_quantize(ck, o);
-      if (calibrate) return run_calibrated(qp, a->calib, a->src, a->dst, a->w);
-      int rc = run_plan(qp.plan, a->dst, {a->src}, a->w, [&qp] { return quantize_report(qp); });
-      if (rc == kExitOk && !a->w.dry_run && !a->w.quiet && !a->w.json)
-        std::fprintf(stderr, "ckpt quantize: %s\n", quantize_summary_line(qp).c_str());
-      return rc;
+  return [a, block] {
+    if (a->fp8 == a->int4) usage("choose a quantization: --fp8 or --int4");
+    if (a->sym && a->asym) usage("--sym and --asym exclude each other");
+    const bool calibrate = calibrated(a->calib, a->int4);
+    if (a->calib.method == "awq" && a->format.empty()) a->format = "awq";  // AutoAWQ's own layout
+    QuantizeOptions o;
+    if (a->int4) {
+      o.method = quant::Method::kInt4;
+      o.group_size = a->group_size;
+      if (a->sym || a->asym) o.symmetric = a->sym;
+      if (wants_cuda_device(a->device))
+        fail(Errc::kUnsupported, "", "", "--int4 runs on the CPU in this build (--device cuda is FP8 only)");
+    }
+    auto granularity = fp8_granularity_from_name(a->scheme);
+    if (!granularity) usage("--scheme must be tensor, block or channel, not '" + a->scheme + "'");
+    o.granularity = *granularity;
+    if (block->count() > 0 && (a->int4 || o.granularity != quant::Granularity::kBlock))
+      usage("--block " + a->block + " applies only to --scheme block (the scheme is " +
+            (a->int4 ? std::string("int4 groups") : a->scheme) + ")");
+    if (!parse_block(a->block, o.block_rows, o.block_cols)) usage("--block '" + a->block + "' is not ROWSxCOLS like 128x128");
+    if (a->format == "native") o.format = quant::Format::kFp8Native;
+    else if (a->format == "compressed-tensors") o.format = quant::Format::kCompressedTensors;
+    else if (a->format == "gptq" && a->int4) o.format = quant::Format::kGptq;
+    else if (a->format == "awq" && a->int4) o.format = quant::Format::kAwq;
+    else if (!a->format.empty())
+      usage("--format must be native or compressed-tensors (--fp8), gptq, awq or compressed-tensors (--int4), not '" +
+            a->format + "'");
+    o.ignore = a->ignore;
+    o.recipe_path = a->recipe;
+    o.engine = engine_for(a->device);
+    Step s;
+    if (calibrate) {
+      s.run_alone = [o, calib = a->calib](const Checkpoint& ck, const std::string& src, const std::string& dst,
+                                          const WriteOptions& w) {
+        QuantizePlan qp = plan_quantize(ck, o);
+        return run_calibrated(qp, calib, src, dst, w);
+      };
+      return s;
+    }
+    auto qp = std::make_shared<QuantizePlan>();
+    s.plan = [o, qp](const Checkpoint& ck) {
+      *qp = plan_quantize(ck, o);
+      return qp->plan;
     };
-  });
+    s.report = [qp] { return quantize_report(*qp); };
+    s.summary = [qp](const WriteOptions& w) {
+      if (!w.json) std::fprintf(stderr, "ckpt quantize: %s\n", quantize_summary_line(*qp).c_str());
+    };
+    return s;
+  };
+}
+
+void add_quantize(CLI::App& app, std::function<int()>& action) {
+  add_step_subcommand(app, action, "quantize",
+                      "Quantize Linear weights (FP8 E4M3FN) into a checkpoint vLLM, SGLang and transformers load",
+                      "Source checkpoint (file or directory)", "Output directory", &add_quantize_options);
 }
 
 }  // namespace ckpt::cli

@@ -13,6 +13,7 @@
   X(quantize)               \
   X(marlin)                 \
   X(shard)                  \
+  X(run)                    \
   X(merge)                  \
   X(validate)               \
   X(forward)                \

@@ -28,7 +28,8 @@ struct SourceFile {
 struct SideFile {
   std::string name;  // file name relative to the checkpoint directory
   std::string path;  // where it is now
-  // The bytes, for a side file inside a packed checkpoint (whose path names no file on disk).
+  // The bytes, where no file on disk holds them: a side file inside a packed checkpoint, or one
+  // an earlier pipeline step generated (plan/pipeline.h; `path` is then empty).
   std::optional<std::string> content;
 };
 

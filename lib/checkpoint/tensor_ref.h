@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -10,15 +11,21 @@
 
 namespace ckpt {
 
-// A strided view of elements in one source file, or (file == kZeros) a run of zero elements.
-// Strides are in elements, as torch's; an empty `strides` means row-major contiguous.
+class ProducedTensor;  // plan/plan.h
+
+// A strided view of elements in one source file, or (file == kZeros) a run of zero elements, or
+// (file == kProduced) of the bytes an earlier step of a pipeline would have written for one
+// tensor (`produced`: plan/plan.h; `offset` is then within those bytes). Strides are in
+// elements, as torch's; an empty `strides` means row-major contiguous.
 struct SourceView {
   static constexpr int kZeros = -1;
+  static constexpr int kProduced = -2;
   int file = kZeros;     // index into Checkpoint::files
   uint64_t offset = 0;   // byte offset of element [0, 0, ...] within the file
   DType dtype = DType::U8;
   std::vector<uint64_t> shape;
   std::vector<int64_t> strides;
+  std::shared_ptr<const ProducedTensor> produced;  // file == kProduced
 
   uint64_t numel() const;
   uint64_t nbytes() const;

@@ -17,13 +17,13 @@ constexpr uint64_t kStatsBlock = 1ull << 20;   // elements per error-statistics 
 
 // Calls fn(pointer to elements [first, first + count) of the view). A contiguous view is read
 // through a short-lived read-only mapping of just that range (page-cache pages used in place:
-// no copy, and they leave the process's resident set with the unmap); anything else is gathered
-// into `buf`.
+// no copy, and they leave the process's resident set with the unmap); anything else (strided,
+// zeros, an earlier pipeline step's bytes) is gathered into `buf`.
 template <class Fn>
 void with_elements(const SourceReader& src, const SourceView& view, uint64_t first, uint64_t count,
                    std::vector<uint8_t>& buf, Fn fn) {
   const uint64_t es = dtype_bits(view.dtype) / 8;
-  if (view.file != SourceView::kZeros && view.is_contiguous() && count * es >= (64u << 10)) {
+  if (view.file >= 0 && view.is_contiguous() && count * es >= (64u << 10)) {
     static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
     const uint64_t begin = view.offset + first * es, end = begin + count * es;
     const uint64_t map_begin = begin / page * page;
@@ -65,6 +65,7 @@ ojson describe_quantization(const Fp8Quantization& q, const char* what) {
   d["scale_dtype"] = std::string(dtype_name(q.scale_dtype()));
   d["engine"] = q.engine().name();
   d["source"] = {{"file", q.view().file}, {"offset", q.view().offset}, {"dtype", std::string(dtype_name(q.view().dtype))}};
+  if (q.view().produced) d["source"]["produced"] = q.view().produced->describe();
   return d;
 }
 

@@ -139,6 +139,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
   ManifestInput mi;
   mi.command = plan.command;
   mi.command_line = opt.command_line;
+  if (plan.notes.contains("pipeline")) mi.pipeline = plan.notes["pipeline"];
   mi.sources = plan.sources;
   for (size_t fi = 0; fi < plan.files.size(); ++fi) {
     const auto& f = plan.files[fi];

@@ -22,6 +22,7 @@ ojson write_manifest(const OutputDir& out, const ManifestInput& in) {
   m["version"] = kToolVersion;
   m["command"] = in.command;
   m["command_line"] = in.command_line;
+  if (!in.pipeline.is_null()) m["pipeline"] = in.pipeline;
   m["digest"] = "xxh3-64 of 1 MiB blocks, combined (see ckpt README: Manifest)";
   ojson sources = ojson::array();
   for (const auto& s : in.sources) {

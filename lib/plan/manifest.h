@@ -28,6 +28,7 @@ struct ManifestInput {
   std::vector<std::string> sources;
   std::vector<ManifestFile> files;
   std::vector<std::string> extras;  // small files, hashed whole from what was written
+  ojson pipeline;  // `ckpt run`: the steps (plan notes "pipeline"); null otherwise
 };
 
 // Writes the manifest into the output directory and returns it.

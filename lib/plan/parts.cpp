@@ -140,6 +140,7 @@ ojson record_json(const Plan& plan, const std::vector<StagedFile>& files, uint32
   r["parts"] = count;
   r["command"] = plan.command;
   r["command_line"] = opt.command_line;
+  if (plan.notes.contains("pipeline")) r["pipeline"] = plan.notes["pipeline"];
   r["sources"] = plan.sources;
   r["protected_paths"] = opt.protected_paths;
   ojson fs_ = ojson::array();
@@ -488,6 +489,7 @@ ExecReport finalize_parts(const std::string& destination, const ExecOptions& opt
   ManifestInput mi;
   mi.command = rec.at("command").get<std::string>();
   mi.command_line = rec.at("command_line").get<std::vector<std::string>>();
+  if (rec.contains("pipeline")) mi.pipeline = rec["pipeline"];
   mi.sources = rec.at("sources").get<std::vector<std::string>>();
   mi.files = got;
   for (const auto& je : rec.at("extras")) {

@@ -33,6 +33,7 @@ std::optional<Producer::Verbatim> ViewProducer::verbatim(uint64_t begin, uint64_
     uint64_t pb = p.nbytes();
     if (begin >= byte && begin + n <= byte + pb) {
       if (p.file == SourceView::kZeros || !p.is_contiguous()) return std::nullopt;
+      if (p.file == SourceView::kProduced) return p.produced->verbatim(p.offset + (begin - byte), n);
       return Verbatim{p.file, p.offset + (begin - byte)};
     }
     byte += pb;
@@ -66,17 +67,26 @@ void ViewProducer::produce(const SourceReader& src, uint64_t begin, uint64_t n, 
   // tests/bench/bench_cast.sh); the buffer is reused and never zero-filled.
   constexpr uint64_t kOpBlockBytes = 256 << 10;
   const uint64_t block = std::max<uint64_t>(1, kOpBlockBytes * 8 / in_bits);
-  thread_local std::unique_ptr<uint8_t[]> scratch;
-  thread_local uint64_t scratch_cap = 0;
+  // One buffer per nesting level: in a pipeline the gather below may run an earlier step's
+  // producer (a cast of a cast) on this thread, which needs its own.
+  thread_local std::vector<std::pair<std::unique_ptr<uint8_t[]>, uint64_t>> scratch;
+  thread_local size_t depth = 0;
+  if (scratch.size() <= depth) scratch.resize(depth + 1);
   const uint64_t need = std::min(block, count) * in_bits / 8;
-  if (need > scratch_cap) {
-    scratch.reset(new uint8_t[need]);
-    scratch_cap = need;
+  if (need > scratch[depth].second) {
+    scratch[depth].first.reset(new uint8_t[need]);
+    scratch[depth].second = need;
   }
+  uint8_t* const buf = scratch[depth].first.get();
+  struct Level {
+    size_t& depth;
+    explicit Level(size_t& d) : depth(d) { ++depth; }
+    ~Level() { --depth; }
+  } level(depth);
   for (uint64_t done = 0; done < count; done += block) {
     const uint64_t k = std::min(block, count - done);
-    gather(first + done, k, scratch.get());
-    op_->apply(scratch.get(), out + done * out_bits / 8, k);
+    gather(first + done, k, buf);
+    op_->apply(buf, out + done * out_bits / 8, k);
   }
 }
 
@@ -95,11 +105,17 @@ ojson describe_view(const SourceView& v) {
     j["zeros"] = v.numel();
     return j;
   }
-  j["source"] = v.file;
+  if (v.file == SourceView::kProduced) j["produced"] = v.produced->describe();
+  else j["source"] = v.file;
   j["offset"] = v.offset;
   j["shape"] = v.shape;
   if (!v.is_contiguous()) j["strides"] = v.strides;
   return j;
+}
+
+void ProducedTensor::read(const SourceReader& src, uint64_t begin, uint64_t n, uint8_t* out) const {
+  std::call_once(prepared_, [&] { producer_->prepare(src); });
+  producer_->produce(src, begin, n, out);
 }
 
 uint64_t OutputTensor::nbytes() const { return producer->nbytes(); }

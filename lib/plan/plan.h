@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,6 +44,25 @@ class Producer {
   virtual ojson describe() const = 0;
 };
 
+// The bytes one producer of an earlier pipeline step makes, read as a source by a later step's
+// producers (SourceView::kProduced): they are made on demand, range by range, as the later step
+// reads them, so no intermediate file exists and memory stays bounded by the chunks in flight
+// (plan/pipeline.h). The producer is prepared once, by whichever reader comes first.
+class ProducedTensor {
+ public:
+  explicit ProducedTensor(std::shared_ptr<Producer> producer) : producer_(std::move(producer)) {}
+  // The producer's output bytes [begin, begin + n) (whole elements) into out.
+  void read(const SourceReader& src, uint64_t begin, uint64_t n, uint8_t* out) const;
+  // The source file range the bytes [begin, begin + n) are a verbatim copy of, if any.
+  std::optional<Producer::Verbatim> verbatim(uint64_t begin, uint64_t n) const { return producer_->verbatim(begin, n); }
+  uint64_t nbytes() const { return producer_->nbytes(); }
+  ojson describe() const { return producer_->describe(); }
+
+ private:
+  std::shared_ptr<Producer> producer_;
+  mutable std::once_flag prepared_;
+};
+
 // An elementwise conversion from one dtype to another (a cast, say), applied to n elements.
 class ElementOp {
  public:
@@ -63,6 +83,7 @@ class ViewProducer : public Producer {
   void produce(const SourceReader& src, uint64_t begin, uint64_t n, uint8_t* out) const override;
   ojson describe() const override;
   const std::vector<SourceView>& pieces() const { return pieces_; }
+  const ElementOp* op() const { return op_.get(); }
 
  private:
   std::vector<SourceView> pieces_;

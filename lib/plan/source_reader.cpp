@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/hash.h"
+#include "plan/plan.h"
 
 namespace ckpt {
 
@@ -68,11 +69,61 @@ void SourceReader::read(int index, void* out, size_t n, uint64_t offset) const {
   else files_[static_cast<size_t>(index)].pread_exact(out, n, offset);
 }
 
+namespace {
+
+// Calls fn(element offset of the run's first element from element [0, 0, ...], run length) for
+// the runs of consecutive innermost indices that elements [first, first + count) of a strided
+// view form, in row-major order.
+template <class Fn>
+void for_each_run(const SourceView& v, const std::vector<int64_t>& strides, uint64_t first, uint64_t count, Fn fn) {
+  const size_t nd = v.shape.size();
+  std::vector<uint64_t> idx(nd);
+  uint64_t rem = first;
+  for (size_t d = nd; d-- > 0;) {
+    idx[d] = rem % v.shape[d];
+    rem /= v.shape[d];
+  }
+  const uint64_t inner = v.shape[nd - 1];
+  uint64_t done = 0;
+  while (done < count) {
+    const uint64_t run = std::min<uint64_t>(inner - idx[nd - 1], count - done);
+    int64_t off = 0;
+    for (size_t d = 0; d < nd; ++d) off += static_cast<int64_t>(idx[d]) * strides[d];
+    fn(off, run);
+    done += run;
+    idx[nd - 1] += run;
+    for (size_t d = nd - 1; d > 0 && idx[d] == v.shape[d]; --d) {
+      idx[d] = 0;
+      ++idx[d - 1];
+    }
+  }
+}
+
+}  // namespace
+
 void SourceReader::gather(const SourceView& v, uint64_t first, uint64_t count, uint8_t* out) const {
   const unsigned bits = dtype_bits(v.dtype);
   if (count == 0) return;
   if (v.file == SourceView::kZeros) {
     std::memset(out, 0, count * bits / 8);
+    return;
+  }
+  if (v.file == SourceView::kProduced) {
+    if (v.is_contiguous()) return v.produced->read(*this, v.offset + first * bits / 8, count * bits / 8, out);
+    if (bits % 8 != 0) fail(Errc::kUnsupported, "", "", "strided views of sub-byte dtypes are not supported");
+    // An earlier pipeline step's bytes: each run made by its producer straight into `out`.
+    const uint64_t es = bits / 8;
+    const std::vector<int64_t> strides = v.effective_strides();
+    const int64_t inner_stride = strides.back();
+    for_each_run(v, strides, first, count, [&](int64_t off, uint64_t run) {
+      const uint64_t at = v.offset + static_cast<uint64_t>(off) * es;
+      if (inner_stride == 1) {
+        v.produced->read(*this, at, run * es, out);
+      } else {
+        for (uint64_t i = 0; i < run; ++i) v.produced->read(*this, at + static_cast<uint64_t>(inner_stride) * i * es, es, out + i * es);
+      }
+      out += run * es;
+    });
     return;
   }
   if (v.is_contiguous()) {
@@ -85,24 +136,15 @@ void SourceReader::gather(const SourceView& v, uint64_t first, uint64_t count, u
   const uint64_t es = bits / 8;
   const std::vector<int64_t> strides = v.effective_strides();
   const size_t nd = v.shape.size();
-  // Multi-index of element `first`, and the byte footprint of the elements to read.
-  std::vector<uint64_t> idx(nd);
-  uint64_t rem = first;
-  for (size_t d = nd; d-- > 0;) {
-    idx[d] = rem % v.shape[d];
-    rem /= v.shape[d];
+  // The byte footprint of the rows touched: leading index from that of element `first` to that
+  // of the last element, every other index over its full range. Strides are non-negative (torch
+  // never writes negative strides and the torch reader refuses them), so these are the extremes.
+  uint64_t first_leading = first, last_leading = first + count - 1;
+  for (size_t d = nd; d-- > 1;) {
+    first_leading /= v.shape[d];
+    last_leading /= v.shape[d];
   }
-  auto elem_offset = [&](const std::vector<uint64_t>& at) {
-    int64_t off = 0;
-    for (size_t d = 0; d < nd; ++d) off += static_cast<int64_t>(at[d]) * strides[d];
-    return off;
-  };
-  // The byte footprint of the rows touched: leading index from idx[0] to that of the last
-  // element, every other index over its full range. Strides are non-negative (torch never
-  // writes negative strides and the torch reader refuses them), so these are the extremes.
-  uint64_t last_leading = (first + count - 1);
-  for (size_t d = nd; d-- > 1;) last_leading /= v.shape[d];
-  int64_t lo = static_cast<int64_t>(idx[0]) * strides[0];
+  int64_t lo = static_cast<int64_t>(first_leading) * strides[0];
   int64_t hi = static_cast<int64_t>(last_leading) * strides[0];
   for (size_t d = 1; d < nd; ++d) hi += static_cast<int64_t>(v.shape[d] - 1) * strides[d];
   uint64_t byte_lo = v.offset + static_cast<uint64_t>(lo) * es;
@@ -120,11 +162,8 @@ void SourceReader::gather(const SourceView& v, uint64_t first, uint64_t count, u
   }
   const uint8_t* base = footprint - static_cast<uint64_t>(lo) * es;
   const int64_t inner_stride = strides[nd - 1];
-  const uint64_t inner = v.shape[nd - 1];
-  uint64_t done = 0;
-  while (done < count) {
-    uint64_t run = std::min<uint64_t>(inner - idx[nd - 1], count - done);
-    const uint8_t* src = base + static_cast<uint64_t>(elem_offset(idx)) * es;
+  for_each_run(v, strides, first, count, [&](int64_t off, uint64_t run) {
+    const uint8_t* src = base + static_cast<uint64_t>(off) * es;
     if (inner_stride == 1) {
       std::memcpy(out, src, run * es);
     } else {
@@ -132,13 +171,7 @@ void SourceReader::gather(const SourceView& v, uint64_t first, uint64_t count, u
         std::memcpy(out + i * es, src + static_cast<uint64_t>(inner_stride) * i * es, es);
     }
     out += run * es;
-    done += run;
-    idx[nd - 1] += run;
-    for (size_t d = nd - 1; d > 0 && idx[d] == v.shape[d]; --d) {
-      idx[d] = 0;
-      ++idx[d - 1];
-    }
-  }
+  });
 }
 
 void SourceReader::copy_hashed(int file_index, uint64_t offset, const File& dst, uint64_t dst_offset, uint64_t n,
