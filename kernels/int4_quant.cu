@@ -17,11 +17,17 @@
 //    a NaN/Inf is the largest), lo and hi; every lane then computes the scale and zero with
 //    int4_math.h. Wider groups (group_size -1, or sizes not dividing 128) get their parameters
 //    from a first kernel (one CTA per group, a block reduction) through the workspace.
-// 3. Codes: RNE(x / S) without a division per element: with r = RN(1/S) per group, k =
-//    floor(x * r) is within 2^-22 (relative) of the quotient, so the rounding boundary near it is
-//    k + 1/2, and the sign of (k + 1/2)·S - x, exact from one FMA (a single rounding keeps the
-//    sign and zero is exact), says whether x / S is below, above or exactly on it (then the even
-//    one of k, k + 1 is taken). When 1/S overflows (F32 scales below 2^-126) the group divides.
+// 3. Codes: rint(RN(x / S)), as torch.round(x / scale) computes them, without a division per
+//    element: with r = RN(1/S) per group, k = floor(x * r) is within 2^-22 (relative) of the
+//    quotient t = x / S, so the rounding boundary near it is k + 1/2, and the sign of
+//    e = (k + 1/2)·S - x, exact from one FMA (a single rounding keeps the sign), says on which side
+//    of it t lies. The reference rounds twice, though: RN(t) lands exactly on k + 1/2 (and rint
+//    then takes the even neighbour) whenever t is within half an ulp of it, 2^-21 for the |t| < 16
+//    that can give a code other than 0 or 15. So where |e| <= 2^-20·S (that band with a margin;
+//    exact ties included) the element divides as the reference does; elsewhere the sign decides.
+//    Only float32 inputs with float32 scales (compressed-tensors) reach the band without being
+//    an exact tie: a 16-bit input over a 16-bit scale has too few bits. When 1/S overflows
+//    (F32 scales below 2^-126) the group divides.
 // 4. The 64 x 16 words of the tile go to shared memory and leave in the format's layout:
 //    compressed-tensors rows as they are, GPTQ transposed (64 consecutive columns of qweight per
 //    row), AWQ gathered across 8 rows into N-packed words; scales and zeros likewise.
@@ -140,8 +146,8 @@ __device__ __forceinline__ uint32_t code_of(float x, const Group& g) {
   } else {
     const float k = floorf(x * g.rinv);
     const float e = fmaf(k + 0.5f, g.scale, -x);  // (k + 1/2)·S − x, its sign exact
-    const bool odd = (static_cast<int>(k) & 1) != 0;
-    q = e < 0.0f ? k + 1.0f : (e > 0.0f ? k : (odd ? k + 1.0f : k));
+    if (fabsf(e) <= g.scale * 0x1p-20f) q = rintf(__fdiv_rn(x, g.scale));  // near a tie: RN(x / S) first
+    else q = e < 0.0f ? k + 1.0f : k;
   }
   const float v = q + static_cast<float>(g.zero);
   return v <= 0.0f ? 0u : (v >= 15.0f ? 15u : static_cast<uint32_t>(v));
