@@ -1,11 +1,13 @@
 #include "tokenizer/tokenizer.h"
 
 #include <algorithm>
+#include <bit>
 #include <optional>
 #include <queue>
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "tokenizer/regex.h"
 #include "tokenizer/sentencepiece_model.h"
 #include "tokenizer/unicode.h"
@@ -213,7 +215,135 @@ struct Segment {
   int token;   // index into added tokens, or -1 for text
 };
 
-using Cache = std::unordered_map<std::string, std::vector<int32_t>>;
+// An open-addressing hash map from u64 keys to V (linear probing, power-of-two table at most half
+// full): the merge table and the character lookup run once per symbol of every word, and a flat
+// table costs one cache miss where a node-based map costs two or three.
+template <class V>
+class FlatU64Map {
+ public:
+  static constexpr uint64_t kEmpty = ~uint64_t{0};   // never a key: ids and code points are < 2^32
+  bool empty() const { return count_ == 0; }
+  size_t size() const { return count_; }
+  const V* find(uint64_t key) const {
+    if (count_ == 0) return nullptr;
+    for (size_t i = slot(key);; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (s.key == key) return &s.value;
+      if (s.key == kEmpty) return nullptr;
+    }
+  }
+  // Inserts, or overwrites the value of a key already there.
+  void assign(uint64_t key, V value) {
+    if ((count_ + 1) * 2 > slots_.size()) grow();
+    for (size_t i = slot(key);; i = (i + 1) & mask_) {
+      Slot& s = slots_[i];
+      if (s.key == kEmpty) {
+        s = {key, value};
+        ++count_;
+        return;
+      }
+      if (s.key == key) {
+        s.value = value;
+        return;
+      }
+    }
+  }
+  void reserve(size_t n) {
+    while (n * 2 > slots_.size()) grow();
+  }
+
+ private:
+  struct Slot {
+    uint64_t key;
+    V value;
+  };
+  // Fibonacci hashing: the high bits of key * 2^64/phi spread consecutive ids over the table.
+  size_t slot(uint64_t key) const { return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> shift_); }
+  void grow() {
+    std::vector<Slot> old = std::move(slots_);
+    size_t cap = old.empty() ? 16 : old.size() * 2;
+    slots_.assign(cap, Slot{kEmpty, V{}});
+    mask_ = cap - 1;
+    shift_ = 64 - std::countr_zero(cap);
+    count_ = 0;
+    for (const Slot& s : old)
+      if (s.key != kEmpty) assign(s.key, s.value);
+  }
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+  int shift_ = 64;
+  size_t count_ = 0;
+};
+
+// The model's ids of recently seen words (pre-tokenized pieces), as tokenizers' BPE keeps them
+// (utils/cache.rs): words shorter than kCacheMaxWordBytes, the first kCacheCapacity distinct ones.
+// Looked up by the piece's bytes without building a string; the keys and ids live in two arenas,
+// bounded by the capacity (at most 2.5 MB of keys).
+class WordCache {
+ public:
+  // Appends the cached ids of `word` to *out; false when it is not cached.
+  bool find(std::string_view word, std::vector<int32_t>* out) const {
+    if (count_ == 0 || word.empty() || word.size() >= kCacheMaxWordBytes) return false;
+    uint64_t h = hash_bytes(word.data(), word.size());
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (s.key_len == 0) return false;
+      if (s.hash == h && std::string_view(keys_.data() + s.key_off, s.key_len) == word) {
+        out->insert(out->end(), ids_.begin() + s.ids_off, ids_.begin() + s.ids_off + s.ids_len);
+        return true;
+      }
+    }
+  }
+  // Remembers the ids of a word not cached yet (nothing when full or the word is too long).
+  void insert(std::string_view word, std::span<const int32_t> ids) {
+    if (word.empty() || word.size() >= kCacheMaxWordBytes || count_ >= kCacheCapacity) return;
+    if ((count_ + 1) * 2 > slots_.size()) grow();
+    uint64_t h = hash_bytes(word.data(), word.size());
+    size_t i = h & mask_;
+    while (slots_[i].key_len != 0) i = (i + 1) & mask_;
+    slots_[i] = {h, static_cast<uint32_t>(keys_.size()), static_cast<uint32_t>(ids_.size()),
+                 static_cast<uint32_t>(word.size()), static_cast<uint32_t>(ids.size())};
+    keys_.append(word);
+    ids_.insert(ids_.end(), ids.begin(), ids.end());
+    ++count_;
+  }
+
+ private:
+  struct Slot {
+    uint64_t hash;
+    uint32_t key_off, ids_off;
+    uint32_t key_len, ids_len;   // key_len 0: an empty slot
+  };
+  void grow() {
+    std::vector<Slot> old = std::move(slots_);
+    size_t cap = old.empty() ? 64 : old.size() * 2;
+    slots_.assign(cap, Slot{});
+    mask_ = cap - 1;
+    for (const Slot& s : old) {
+      if (s.key_len == 0) continue;
+      size_t i = s.hash & mask_;
+      while (slots_[i].key_len != 0) i = (i + 1) & mask_;
+      slots_[i] = s;
+    }
+  }
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+  size_t count_ = 0;
+  std::string keys_;
+  std::vector<int32_t> ids_;
+};
+
+using Cache = WordCache;
+
+uint64_t pair_key(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
+
+// SentencePiece's whitespace symbol, which SentencePiece-style BPE normalizers put before words.
+constexpr std::string_view kMetaspace = "\xe2\x96\x81";
+
+struct MergeValue {
+  uint32_t rank;
+  int32_t new_id;
+};
 
 }  // namespace
 
@@ -228,13 +358,16 @@ struct Tokenizer::Impl {
   // Model tables.
   std::unordered_map<std::string, int32_t> vocab;   // the model's own vocabulary
   std::unordered_map<std::string, int32_t> raw_vocab;   // byte-level: raw bytes -> id
-  std::unordered_map<uint64_t, std::pair<uint32_t, int32_t>> merges;   // (a,b) -> (rank, new id)
+  FlatU64Map<MergeValue> merges;   // pair_key(a, b) -> rank and the merged id
   // Single-character tokens by code point, for the initial symbols when there is no
   // continuing_subword_prefix / end_of_word_suffix (the same lookup as by string, without one).
-  std::unordered_map<uint32_t, int32_t> char_symbol;
+  FlatU64Map<int32_t> char_symbol;
   int32_t byte_symbol[256];     // byte-level: each byte's initial symbol (-1: not in vocab)
   int32_t fallback_symbol[256]; // byte fallback <0xNN> ids (-1: none)
   std::optional<int32_t> unk;
+  // SentencePiece-style BPE: a word may be cut before each "▁" that follows another character,
+  // because no merge can join the two sides (proven from the merges in build_bpe).
+  bool split_at_metaspace = false;
   std::unique_ptr<SentencePieceRunner> sp;
   std::string empty;
 
@@ -244,7 +377,8 @@ struct Tokenizer::Impl {
                    std::vector<Segment>* out) const;
   std::string normalize_text(std::string_view text) const;
   void pre_tokenize(std::string text, bool at_start, std::vector<Piece>* pieces) const;
-  void model_encode(const std::string& word, Cache& cache, std::vector<int32_t>* out) const;
+  void model_encode(std::string_view word, Cache& cache, std::vector<int32_t>* out) const;
+  void bpe_word_cached(std::string_view word, Cache& cache, std::vector<int32_t>* out) const;
   void bpe_word(std::string_view word, std::vector<int32_t>* out) const;
   void encode_text(std::string_view text, bool at_start, Cache& cache, std::vector<int32_t>* out) const;
   std::vector<int32_t> encode(std::string_view text, bool add_special, Cache& cache) const;
@@ -311,7 +445,7 @@ Tokenizer::Impl::Impl(TokenizerModel model) : m(std::move(model)) {
 
 void Tokenizer::Impl::build_bpe() {
   const std::string& path = m.path;
-  merges.reserve(m.merges.size() * 2);
+  merges.reserve(m.merges.size());
   const size_t prefix = m.continuing_subword_prefix.size();
   for (size_t rank = 0; rank < m.merges.size(); ++rank) {
     const auto& [a, b] = m.merges[rank];
@@ -325,8 +459,8 @@ void Tokenizer::Impl::build_bpe() {
     if (in == vocab.end())
       fail(Errc::kTokenizerInvalid, path, "", "merge " + std::to_string(rank) + " makes \"" + a + b.substr(prefix) +
                                                   "\", which is not in the vocabulary");
-    uint64_t key = (uint64_t(uint32_t(ia->second)) << 32) | uint32_t(ib->second);
-    merges[key] = {static_cast<uint32_t>(rank), in->second};   // a repeated pair: the last rank wins, as in tokenizers
+    // A repeated pair: the last rank wins, as in tokenizers.
+    merges.assign(pair_key(ia->second, ib->second), {static_cast<uint32_t>(rank), in->second});
   }
   if (m.byte_level) {
     if (!m.continuing_subword_prefix.empty() || !m.end_of_word_suffix.empty())
@@ -347,8 +481,25 @@ void Tokenizer::Impl::build_bpe() {
       if (str.empty()) continue;
       size_t len;
       uint32_t cp = decode_utf8(str.data(), &len);
-      if (len == str.size() && utf8_len(static_cast<unsigned char>(str[0])) == len) char_symbol.emplace(cp, id);
+      if (len == str.size() && utf8_len(static_cast<unsigned char>(str[0])) == len && !char_symbol.find(cp))
+        char_symbol.assign(cp, id);
     }
+  }
+  // Cutting a word before a "▁" that follows another character changes no id when no merge can
+  // ever join a symbol ending before the cut (X) with one starting at it (Y). Y's string starts
+  // with "▁" when "▁" is a token of its own (the first symbol at the cut is that token and merged
+  // strings are concatenations). X's string ends with the character before the cut, which is not
+  // "▁", or is a byte-fallback "<0xNN>" or the unk token. So the cut is safe when every merge
+  // (a, b) whose b starts with "▁" has an a that ends with "▁", and unk does not end with "▁".
+  // Merges such as ("▁▁", "▁") are what forbid cutting inside runs of "▁". Byte-level models map
+  // bytes to other symbols; a prefix/suffix or ignore_merges makes a word's ids depend on the
+  // whole word.
+  auto ends_with_meta = [](std::string_view t) { return t.size() >= kMetaspace.size() && t.ends_with(kMetaspace); };
+  split_at_metaspace = !m.byte_level && m.continuing_subword_prefix.empty() && m.end_of_word_suffix.empty() &&
+                       !m.ignore_merges && vocab.count(std::string(kMetaspace)) && !(unk && ends_with_meta(m.vocab[*unk]));
+  for (size_t rank = 0; split_at_metaspace && rank < m.merges.size(); ++rank) {
+    const auto& [a, b] = m.merges[rank];
+    if (std::string_view(b).starts_with(kMetaspace) && !ends_with_meta(a)) split_at_metaspace = false;
   }
   if (m.byte_fallback) {
     for (int b = 0; b < 256; ++b) {
@@ -533,8 +684,7 @@ void Tokenizer::Impl::bpe_word(std::string_view w, std::vector<int32_t>* out) co
       std::optional<int32_t> found;
       if (!char_symbol.empty()) {
         size_t l;
-        auto it = char_symbol.find(decode_utf8(w.data() + i, &l));
-        if (it != char_symbol.end()) found = it->second;
+        if (const int32_t* id = char_symbol.find(decode_utf8(w.data() + i, &l))) found = *id;
       } else {
         auto it = vocab.find(s);
         if (it != vocab.end()) found = it->second;
@@ -569,15 +719,12 @@ void Tokenizer::Impl::bpe_word(std::string_view w, std::vector<int32_t>* out) co
     int32_t new_id;
     bool operator>(const Merge& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
   };
-  auto lookup = [&](int32_t a, int32_t b) -> const std::pair<uint32_t, int32_t>* {
-    auto it = merges.find((uint64_t(uint32_t(a)) << 32) | uint32_t(b));
-    return it == merges.end() ? nullptr : &it->second;
-  };
+  auto lookup = [&](int32_t a, int32_t b) { return merges.find(pair_key(a, b)); };
   std::vector<Merge> heap_storage;
   heap_storage.reserve(sym.size());
   std::priority_queue<Merge, std::vector<Merge>, std::greater<Merge>> heap(std::greater<Merge>(), std::move(heap_storage));
   for (size_t i = 0; i + 1 < sym.size(); ++i)
-    if (auto mg = lookup(sym[i].id, sym[i + 1].id)) heap.push({mg->first, static_cast<int32_t>(i), mg->second});
+    if (auto mg = lookup(sym[i].id, sym[i + 1].id)) heap.push({mg->rank, static_cast<int32_t>(i), mg->new_id});
   while (!heap.empty()) {
     Merge top = heap.top();
     heap.pop();
@@ -585,47 +732,55 @@ void Tokenizer::Impl::bpe_word(std::string_view w, std::vector<int32_t>* out) co
     if (!left.alive || left.next < 0) continue;
     Symbol& right = sym[left.next];
     auto mg = lookup(left.id, right.id);
-    if (!mg || mg->second != top.new_id) continue;
+    if (!mg || mg->new_id != top.new_id) continue;
     left.id = top.new_id;
     right.alive = false;
     left.next = right.next;
     if (left.next >= 0) sym[left.next].prev = top.pos;
     if (left.prev >= 0)
-      if (auto p = lookup(sym[left.prev].id, left.id)) heap.push({p->first, left.prev, p->second});
+      if (auto p = lookup(sym[left.prev].id, left.id)) heap.push({p->rank, left.prev, p->new_id});
     if (left.next >= 0)
-      if (auto n = lookup(left.id, sym[left.next].id)) heap.push({n->first, top.pos, n->second});
+      if (auto n = lookup(left.id, sym[left.next].id)) heap.push({n->rank, top.pos, n->new_id});
   }
   for (const Symbol& s : sym)
     if (s.alive) out->push_back(s.id);
 }
 
-void Tokenizer::Impl::model_encode(const std::string& word, Cache& cache, std::vector<int32_t>* out) const {
+void Tokenizer::Impl::model_encode(std::string_view word, Cache& cache, std::vector<int32_t>* out) const {
   if (m.kind == ModelKind::kWordLevel) {
-    auto it = vocab.find(word);
+    auto it = vocab.find(std::string(word));
     if (it != vocab.end()) out->push_back(it->second);
     else if (unk) out->push_back(*unk);
-    else fail(Errc::kTokenizerInvalid, m.path, "", "WordLevel: \"" + word + "\" is not in the vocabulary and there is no unk_token");
+    else fail(Errc::kTokenizerInvalid, m.path, "", "WordLevel: \"" + std::string(word) + "\" is not in the vocabulary and there is no unk_token");
     return;
   }
-  if (m.ignore_merges) {
-    const auto& whole = m.byte_level ? raw_vocab : vocab;
-    auto it = whole.find(word);
-    if (it != whole.end()) {
-      out->push_back(it->second);
-      return;
-    }
+  if (!split_at_metaspace) return bpe_word_cached(word, cache, out);
+  // Cut before each "▁" that follows a character other than "▁" (see build_bpe).
+  size_t begin = 0;
+  for (size_t pos = word.find(kMetaspace, 1); pos != std::string_view::npos; pos = word.find(kMetaspace, pos + 1)) {
+    if (word.substr(0, pos).ends_with(kMetaspace)) continue;
+    bpe_word_cached(word.substr(begin, pos - begin), cache, out);
+    begin = pos;
   }
-  if (word.size() < kCacheMaxWordBytes) {
-    auto it = cache.find(word);
-    if (it != cache.end()) {
-      out->insert(out->end(), it->second.begin(), it->second.end());
-      return;
-    }
-  }
+  bpe_word_cached(word.substr(begin), cache, out);
+}
+
+// One word through the cache, ignore_merges' whole-word lookup and the merge loop; the cache holds
+// the word's final ids, so it answers before the lookup.
+void Tokenizer::Impl::bpe_word_cached(std::string_view word, Cache& cache, std::vector<int32_t>* out) const {
+  if (cache.find(word, out)) return;
   size_t before = out->size();
-  bpe_word(word, out);
-  if (word.size() < kCacheMaxWordBytes && cache.size() < kCacheCapacity)
-    cache.emplace(word, std::vector<int32_t>(out->begin() + before, out->end()));
+  bool whole = false;
+  if (m.ignore_merges) {
+    const auto& table = m.byte_level ? raw_vocab : vocab;
+    auto it = table.find(std::string(word));
+    if (it != table.end()) {
+      out->push_back(it->second);
+      whole = true;
+    }
+  }
+  if (!whole) bpe_word(word, out);
+  cache.insert(word, std::span<const int32_t>(out->data() + before, out->size() - before));
 }
 
 void Tokenizer::Impl::encode_text(std::string_view text, bool at_start, Cache& cache, std::vector<int32_t>* out) const {

@@ -316,6 +316,31 @@ TEST(Tokenizer, LlamaTrainedRoundTripsAndByteFallback) {
   EXPECT_EQ(t.decode(t.encode("a\xff" "b", false), false), "a\xef\xbf\xbd" "b");
 }
 
+// SentencePiece-style BPE runs the merge loop on pieces cut before each "▁" that follows another
+// character, only where the merges prove no merge joins the two sides. Each case's ids are what
+// the merge loop gives on the whole normalized text; a cut made where it is not safe changes them.
+TEST(Tokenizer, MetaspaceCutOnlyWhereNoMergeCrossesIt) {
+  auto make = [](const std::string& merges, const std::string& unk = "") {
+    return Tokenizer(parse_tokenizer_json(
+        "t/tokenizer.json",
+        R"({"normalizer":{"type":"Sequence","normalizers":[{"type":"Prepend","prepend":"▁"},)"
+        R"({"type":"Replace","pattern":{"String":" "},"content":"▁"}]},)"
+        R"("model":{"type":"BPE","vocab":{"▁":0,"a":1,"b":2,"▁a":3,"▁b":4,"a▁b":5,"▁▁":6,"▁▁b":7,)"
+        R"("x▁":8,"x▁▁b":9},)" + unk + R"("merges":[)" + merges + "]}}",
+        ""));
+  };
+  // "a b" -> "▁a▁b": ("▁", "b") then ("a", "▁b") joins the character before the "▁" with it, so
+  // there is no cut; cut as "▁a" + "▁b" the ids would be {0, 1, 4}.
+  EXPECT_EQ(make(R"("▁ b", "a ▁b")").encode("a b", false), (std::vector<int32_t>{0, 5}));
+  // An unknown character becomes the unk token, whose string may end with "▁" although the text
+  // before the cut does not: ("x▁", "▁b") then joins across it. Cut, "c b" would be {0, 8, 4}.
+  EXPECT_EQ(make(R"("▁ b", "x▁ ▁b")", R"("unk_token":"x▁",)").encode("c b", false), (std::vector<int32_t>{0, 9}));
+  // Merges inside "▁" runs ("▁", "▁") only forbid cutting inside a run: "a  b" -> "▁a▁▁b" is cut
+  // after "▁a" alone; cutting before every "▁" would give {3, 0, 0, 2}.
+  EXPECT_EQ(make(R"("▁ ▁", "▁▁ b", "▁ a")").encode("a  b", false), (std::vector<int32_t>{3, 7}));
+  EXPECT_EQ(make(R"("▁ ▁", "▁▁ b", "▁ a")").encode("a  b a", false), (std::vector<int32_t>{3, 7, 3}));
+}
+
 TEST(Tokenizer, TinyWordLevelWhitespace) {
   Tokenizer t = Tokenizer::load(test::testdata("llama"));
   std::vector<int32_t> ids = t.encode("", true);
