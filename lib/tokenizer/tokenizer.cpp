@@ -223,7 +223,6 @@ class FlatU64Map {
  public:
   static constexpr uint64_t kEmpty = ~uint64_t{0};   // never a key: ids and code points are < 2^32
   bool empty() const { return count_ == 0; }
-  size_t size() const { return count_; }
   const V* find(uint64_t key) const {
     if (count_ == 0) return nullptr;
     for (size_t i = slot(key);; i = (i + 1) & mask_) {
@@ -494,7 +493,7 @@ void Tokenizer::Impl::build_bpe() {
   // Merges such as ("▁▁", "▁") are what forbid cutting inside runs of "▁". Byte-level models map
   // bytes to other symbols; a prefix/suffix or ignore_merges makes a word's ids depend on the
   // whole word.
-  auto ends_with_meta = [](std::string_view t) { return t.size() >= kMetaspace.size() && t.ends_with(kMetaspace); };
+  auto ends_with_meta = [](std::string_view t) { return t.ends_with(kMetaspace); };
   split_at_metaspace = !m.byte_level && m.continuing_subword_prefix.empty() && m.end_of_word_suffix.empty() &&
                        !m.ignore_merges && vocab.count(std::string(kMetaspace)) && !(unk && ends_with_meta(m.vocab[*unk]));
   for (size_t rank = 0; split_at_metaspace && rank < m.merges.size(); ++rank) {
