@@ -484,22 +484,6 @@ void Tokenizer::Impl::build_bpe() {
         char_symbol.assign(cp, id);
     }
   }
-  // Cutting a word before a "▁" that follows another character changes no id when no merge can
-  // ever join a symbol ending before the cut (X) with one starting at it (Y). Y's string starts
-  // with "▁" when "▁" is a token of its own (the first symbol at the cut is that token and merged
-  // strings are concatenations). X's string ends with the character before the cut, which is not
-  // "▁", or is a byte-fallback "<0xNN>" or the unk token. So the cut is safe when every merge
-  // (a, b) whose b starts with "▁" has an a that ends with "▁", and unk does not end with "▁".
-  // Merges such as ("▁▁", "▁") are what forbid cutting inside runs of "▁". Byte-level models map
-  // bytes to other symbols; a prefix/suffix or ignore_merges makes a word's ids depend on the
-  // whole word.
-  auto ends_with_meta = [](std::string_view t) { return t.ends_with(kMetaspace); };
-  split_at_metaspace = !m.byte_level && m.continuing_subword_prefix.empty() && m.end_of_word_suffix.empty() &&
-                       !m.ignore_merges && vocab.count(std::string(kMetaspace)) && !(unk && ends_with_meta(m.vocab[*unk]));
-  for (size_t rank = 0; split_at_metaspace && rank < m.merges.size(); ++rank) {
-    const auto& [a, b] = m.merges[rank];
-    if (std::string_view(b).starts_with(kMetaspace) && !ends_with_meta(a)) split_at_metaspace = false;
-  }
   if (m.byte_fallback) {
     for (int b = 0; b < 256; ++b) {
       char name[8];
@@ -507,6 +491,27 @@ void Tokenizer::Impl::build_bpe() {
       auto it = vocab.find(name);
       if (it != vocab.end()) fallback_symbol[b] = it->second;
     }
+  }
+  // Cutting a word before a "▁" that follows another character changes no id when no merge can
+  // ever join a symbol ending before the cut (X) with one starting at it (Y). Y's string starts
+  // with "▁" when "▁" is a token of its own (the first symbol at the cut is that token and merged
+  // strings are concatenations). X's string ends with the character before the cut, which is not
+  // "▁", or is a byte-fallback "<0xNN>" or the unk token -- provided no character is dropped, as
+  // a character without a token, byte fallback or unk is (then X could be a "▁" before it). So
+  // the cut is safe when every character gets a symbol, every merge (a, b) whose b starts with
+  // "▁" has an a that ends with "▁", and unk does not end with "▁".
+  // Merges such as ("▁▁", "▁") are what forbid cutting inside runs of "▁". Byte-level models map
+  // bytes to other symbols; a prefix/suffix or ignore_merges makes a word's ids depend on the
+  // whole word.
+  auto ends_with_meta = [](std::string_view t) { return t.ends_with(kMetaspace); };
+  const bool full_fallback = m.byte_fallback && std::none_of(std::begin(fallback_symbol), std::end(fallback_symbol),
+                                                              [](int32_t id) { return id < 0; });
+  split_at_metaspace = !m.byte_level && m.continuing_subword_prefix.empty() && m.end_of_word_suffix.empty() &&
+                       !m.ignore_merges && vocab.count(std::string(kMetaspace)) && (unk || full_fallback) &&
+                       !(unk && ends_with_meta(m.vocab[*unk]));
+  for (size_t rank = 0; split_at_metaspace && rank < m.merges.size(); ++rank) {
+    const auto& [a, b] = m.merges[rank];
+    if (std::string_view(b).starts_with(kMetaspace) && !ends_with_meta(a)) split_at_metaspace = false;
   }
 }
 

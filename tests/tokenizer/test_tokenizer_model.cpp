@@ -339,6 +339,9 @@ TEST(Tokenizer, MetaspaceCutOnlyWhereNoMergeCrossesIt) {
   // after "▁a" alone; cutting before every "▁" would give {3, 0, 0, 2}.
   EXPECT_EQ(make(R"("▁ ▁", "▁▁ b", "▁ a")").encode("a  b", false), (std::vector<int32_t>{3, 7}));
   EXPECT_EQ(make(R"("▁ ▁", "▁▁ b", "▁ a")").encode("a  b a", false), (std::vector<int32_t>{3, 7, 3}));
+  // Without unk or byte fallback an unknown character is dropped, so "é b" -> "▁é▁b" merges as
+  // "▁▁b": the "▁" before the dropped character joins the one after it. Cut, it would be {0, 0, 2}.
+  EXPECT_EQ(make(R"("▁ ▁", "▁▁ b", "▁ a")").encode("\xc3\xa9 b", false), (std::vector<int32_t>{7}));
 }
 
 TEST(Tokenizer, TinyWordLevelWhitespace) {
