@@ -13,21 +13,8 @@ same_files() {
        <(cd "$2" && find . -type f ! -name ckpt-manifest.json -exec md5sum {} + | sort -k2) >/dev/null
 }
 
-# step_args PIPELINE: one line per step, "COMMAND ARG ARG ..." (the options as the subcommand's
-# command line, as `ckpt run` reads them: true = flag, a list repeats the option).
-step_args() {
-  python3 - "$1" <<'PY'
-import json, sys
-for step in json.load(open(sys.argv[1]))["steps"]:
-    (cmd, opts), = step.items()
-    args = [cmd]
-    for k, v in opts.items():
-        for item in (v if isinstance(v, list) else [v]):
-            if item is True: args.append("--" + k)
-            elif item is not False: args += ["--" + k, str(item)]
-    print("\t".join(args))
-PY
-}
+# step_args PIPELINE: one line per step, "COMMAND ARG ARG ..." (tests/support/pipeline_steps.py).
+step_args() { python3 "$(dirname "$0")/../support/pipeline_steps.py" "$1"; }
 
 # check_pipeline LABEL PIPELINE SRC: `ckpt run` against the subcommands in sequence. Every output
 # has the source's name (in its own directory), as gguf names the model after its source's
