@@ -119,7 +119,8 @@ std::vector<LoadedStep> load_pipeline(const std::string& path, const std::string
     ls.step.options = s.begin().value();
     ls.step.writes_file = static_cast<bool>(ls.made.plan_file);
     ls.step.plan = [plan = ls.made.plan, plan_file = ls.made.plan_file, dst, path, label = ls.label](const Checkpoint& ck) {
-      // Only the last step can write a file (compose_pipeline refuses a step after it unplanned).
+      // A step that writes a file is the last (compose_pipeline refuses any after it before
+      // planning), so DST names its file.
       const std::string file_name = plan_file ? output_file_name(dst) : "";
       try {
         return plan_file ? plan_file(ck, file_name) : plan(ck);
