@@ -3,7 +3,8 @@
 //   {"description": "...", "steps": [{"cast": {"dtype": "bf16"}}, {"quantize": {"fp8": true}},
 //                                     {"shard": {"tp": 8}}]}
 // Each step is {COMMAND: {OPTION: VALUE, ...}}: the options of `ckpt COMMAND` without their
-// leading dashes; true gives a flag, a list repeats the option.
+// leading dashes; true gives a flag, a list repeats the option. A pipeline ending in gguf writes
+// one file: DST names it, as for `ckpt gguf`.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -71,8 +72,9 @@ struct LoadedStep {
   std::string label;
 };
 
-// Reads the pipeline file and parses every step's options with its subcommand's own definition.
-std::vector<LoadedStep> load_pipeline(const std::string& path) {
+// Reads the pipeline file and parses every step's options with its subcommand's own definition;
+// `dst` is the run's destination (the file a last step writing one names).
+std::vector<LoadedStep> load_pipeline(const std::string& path, const std::string& dst) {
   StrictJsonResult r = parse_strict_json(read_text_file(path));
   if (!r.ok) fail(Errc::kInvalidArgument, path, "", "the pipeline is not valid JSON: " + r.error);
   const ojson& root = r.value;
@@ -115,9 +117,13 @@ std::vector<LoadedStep> load_pipeline(const std::string& path) {
             "pipeline; run `ckpt quantize` with these options, then a pipeline of the remaining steps on its output");
     ls.step.command = command;
     ls.step.options = s.begin().value();
-    ls.step.plan = [plan = ls.made.plan, path, label = ls.label](const Checkpoint& ck) {
+    ls.step.writes_file = static_cast<bool>(ls.made.plan_file);
+    ls.step.plan = [plan = ls.made.plan, plan_file = ls.made.plan_file, dst, path, label = ls.label](const Checkpoint& ck) {
+      // A step that writes a file is the last (compose_pipeline refuses any after it before
+      // planning), so DST names its file.
+      const std::string file_name = plan_file ? output_file_name(dst) : "";
       try {
-        return plan(ck);
+        return plan_file ? plan_file(ck, file_name) : plan(ck);
       } catch (const UsageError& e) {
         usage(path + ": " + label + ": " + e.what());
       }
@@ -131,7 +137,7 @@ std::vector<LoadedStep> load_pipeline(const std::string& path) {
 
 void add_run(CLI::App& app, std::function<int()>& action) {
   auto* cmd = app.add_subcommand(
-      "run", "Run a pipeline of steps (convert, cast, quantize, shard, rechunk) in one pass, with no intermediate files");
+      "run", "Run a pipeline of steps (convert, cast, quantize, shard, rechunk, gguf) in one pass, with no intermediate files");
   struct Args {
     std::string pipeline, src, dst;
     WriteOptions w;
@@ -141,25 +147,27 @@ void add_run(CLI::App& app, std::function<int()>& action) {
                   "Pipeline JSON file, or the name of one in recipes/pipelines/ (e.g. vllm-fp8-tp8)")
       ->required();
   cmd->add_option("SRC", a->src, "Source checkpoint (file or directory)")->required();
-  cmd->add_option("DST", a->dst, "Output directory")->required();
+  cmd->add_option("DST", a->dst, "Output directory (the output file for a pipeline ending in gguf)")->required();
   add_write_options(cmd, a->w);
   cmd->callback([&action, a] {
     action = [a] {
       const std::string path = pipeline_path(a->pipeline);
-      const std::vector<LoadedStep> loaded = load_pipeline(path);
+      const std::vector<LoadedStep> loaded = load_pipeline(path, a->dst);
       std::vector<PipelineStep> steps;
       for (const auto& l : loaded) steps.push_back(l.step);
+      WriteOptions w = a->w;
+      w.file_destination = steps.back().writes_file;
       const Checkpoint ck = open_checkpoint(a->src, loaded[0].made.open);
       const Plan plan = compose_pipeline(ck, steps);
-      const int rc = run_plan(plan, a->dst, {a->src}, a->w, [&loaded] {
+      const int rc = run_plan(plan, a->dst, {a->src}, w, [&loaded] {
         ojson reports = ojson::object();
         for (const auto& l : loaded)
           if (l.made.report) reports[l.label] = l.made.report();
         return reports;
       });
-      if (rc == kExitOk && !a->w.dry_run && !a->w.quiet)
+      if (rc == kExitOk && !w.dry_run && !w.quiet)
         for (const auto& l : loaded)
-          if (l.made.summary) l.made.summary(a->w);
+          if (l.made.summary) l.made.summary(w);
       return rc;
     };
   });

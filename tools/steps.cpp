@@ -1,5 +1,7 @@
 #include "steps.h"
 
+#include <filesystem>
+
 namespace ckpt::cli {
 
 const std::map<std::string, StepOptions>& step_commands() {
@@ -9,6 +11,11 @@ const std::map<std::string, StepOptions>& step_commands() {
 #undef CKPT_STEP_ENTRY
   };
   return steps;
+}
+
+std::string output_file_name(const std::string& dst) {
+  if (dst.empty() || dst.back() == '/') usage("DST names the output file, not a directory: '" + dst + "'");
+  return std::filesystem::path(dst).filename().string();
 }
 
 void add_step_subcommand(CLI::App& app, std::function<int()>& action, const std::string& name,
@@ -27,12 +34,15 @@ void add_step_subcommand(CLI::App& app, std::function<int()>& action, const std:
   cmd->callback([&action, a, make] {
     action = [a, make] {
       const Step step = make();
+      WriteOptions w = a->w;
+      w.file_destination = static_cast<bool>(step.plan_file);
+      const std::string file_name = w.file_destination ? output_file_name(a->dst) : "";
       const Checkpoint ck = open_checkpoint(a->src, step.open);
       if (step.run_alone) return step.run_alone(ck, a->src, a->dst, a->w);
-      const Plan plan = step.plan(ck);
-      const int rc = run_plan(plan, a->dst, {a->src}, a->w, step.report);
+      const Plan plan = w.file_destination ? step.plan_file(ck, file_name) : step.plan(ck);
+      const int rc = run_plan(plan, a->dst, {a->src}, w, step.report);
       // After the run, so that a failure stays the one line on stderr.
-      if (rc == kExitOk && step.summary && !a->w.dry_run && !a->w.quiet) step.summary(a->w);
+      if (rc == kExitOk && step.summary && !w.dry_run && !w.quiet) step.summary(w);
       return rc;
     };
   });

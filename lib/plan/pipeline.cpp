@@ -38,7 +38,10 @@ Checkpoint checkpoint_of_plan(const Plan& plan, const Checkpoint& source, const 
            "writes one directory per rank (" + f.name + "), which no step reads: it must be the last step");
   Checkpoint ck;
   ck.path = label;
-  ck.dir = label;
+  // The source's directory (the top of pipeline.h): the side files are its own, so a step that
+  // reads them there (gguf's tokenizer) reads what the previous step's output would hold. gguf's
+  // default general.name, the directory's name, is then the source's, as `ckpt gguf SRC` gives.
+  ck.dir = source.dir;
   ck.files = source.files;
   ck.checks = source.checks;
   // As open_checkpoint: the files in name order (an index lists them sorted; a single file is
@@ -71,6 +74,11 @@ Checkpoint checkpoint_of_plan(const Plan& plan, const Checkpoint& source, const 
 
 Plan compose_pipeline(const Checkpoint& source, const std::vector<PipelineStep>& steps) {
   if (steps.empty()) fail(Errc::kInvalidArgument, "", "", "the pipeline has no steps");
+  for (size_t k = 1; k < steps.size(); ++k)
+    if (steps[k - 1].writes_file)
+      fail(Errc::kInvalidArgument, "", "",
+           step_label(k, steps[k]) + ": cannot follow " + step_label(k - 1, steps[k - 1]) +
+               ", which writes one file that no step reads: it must be the last step");
   Plan plan;
   ojson listed = ojson::array();
   for (size_t k = 0; k < steps.size(); ++k) {

@@ -49,6 +49,41 @@ make_big 768 "$scratch/big"
 interrupt INT 130 "cast" "$scratch/out" "$ckpt" cast "$scratch/big" "$scratch/out" --dtype f16 --threads 1
 interrupt TERM 143 "cast (TERM)" "$scratch/out" "$ckpt" cast "$scratch/big" "$scratch/out" --dtype f32 --threads 1
 
+# A pipeline ending in gguf, whose destination is a file written through a temporary beside it:
+# a sparse Llama of about the same size, the trained test Llama (its config and tokenizer) with
+# MLPs 256000 wide.
+python3 - "$td/llama-trained" "$scratch/big-llama" <<'PY'
+import json, os, shutil, struct, sys
+src, dst = sys.argv[1:]
+os.makedirs(dst)
+for f in ("tokenizer.json", "tokenizer_config.json"):
+    shutil.copy(os.path.join(src, f), dst)
+config = json.load(open(os.path.join(src, "config.json")))
+config["intermediate_size"] = width = 256000
+json.dump(config, open(os.path.join(dst, "config.json"), "w"))
+with open(os.path.join(src, "model.safetensors"), "rb") as f:
+    header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+header.pop("__metadata__", None)
+at, out = 0, {}
+for name, t in header.items():
+    shape = t["shape"]
+    if name.endswith(("gate_proj.weight", "up_proj.weight")): shape = [width, shape[1]]
+    if name.endswith("down_proj.weight"): shape = [shape[0], width]
+    n = 2 * shape[0] * (shape[1] if len(shape) > 1 else 1)
+    out[name] = {"dtype": t["dtype"], "shape": shape, "data_offsets": [at, at + n]}
+    at += n
+head = json.dumps(out).encode()
+head += b" " * (-len(head) % 8)
+with open(os.path.join(dst, "model.safetensors"), "wb") as f:
+    f.write(struct.pack("<Q", len(head)) + head)
+    f.truncate(8 + len(head) + at)
+PY
+echo '{"steps": [{"cast": {"dtype": "f32"}}, {"gguf": {"type": "q8_0"}}]}' >"$scratch/to-gguf.json"
+interrupt INT 130 "run cast -> gguf" "$scratch/out.gguf" \
+  "$ckpt" run "$scratch/to-gguf.json" "$scratch/big-llama" "$scratch/out.gguf" --threads 1
+[ ! -e "$scratch/out.gguf.ckpt-manifest.json" ] && pass "run cast -> gguf: no manifest left" ||
+  fail "run cast -> gguf: manifest left behind"
+
 # validate is not interrupted here: on a quiet machine it hashes a copy of this size before a
 # signal sent after 0.4 s arrives, so the check would depend on the machine's load.
 

@@ -114,6 +114,8 @@ TEST(Pipeline, CheckpointOfPlanOpensLikeTheWrittenOutput) {
   EXPECT_EQ(*virt.config, *written.config);
   EXPECT_EQ(virt.index_file.has_value(), written.index_file.has_value());
   EXPECT_EQ(virt.architecture(), written.architecture());
+  // Its directory is the source's, whose side files it carries (gguf reads the tokenizer there).
+  EXPECT_EQ(virt.dir, ck.dir);
 }
 
 // Nothing reads shard's rank directories: a step after shard is refused before any data moves,
@@ -146,6 +148,32 @@ TEST(Pipeline, RefusesAStepAfterShardNamingIt) {
   EXPECT_EQ(one.command, "run");
   EXPECT_EQ(one.notes["pipeline"].size(), 2u);
   EXPECT_EQ(one.notes["pipeline"][1]["command"], "shard");
+}
+
+// A step whose output is one file (gguf) is read by no step: one after it is refused, naming it,
+// before any step plans.
+TEST(Pipeline, RefusesAStepAfterAFileBeforePlanning) {
+  const Checkpoint ck = open_checkpoint(testdata("llama"));
+  bool planned = false;
+  PipelineStep file{"gguf", ojson::object(), [&](const Checkpoint& c) {
+                      planned = true;
+                      return plan_rechunk(c, kDefaultMaxShardBytes);
+                    }};
+  file.writes_file = true;
+  const PipelineStep rechunk{"rechunk", ojson::object(), [&](const Checkpoint& c) {
+                               planned = true;
+                               return plan_rechunk(c, kDefaultMaxShardBytes);
+                             }};
+  try {
+    compose_pipeline(ck, {rechunk, file, rechunk});
+    FAIL() << "a step after a file was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kInvalidArgument);
+    EXPECT_NE(e.rule().find("step 3 (rechunk): cannot follow step 2 (gguf)"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(planned);
+  EXPECT_EQ(compose_pipeline(ck, {rechunk, file}).notes["pipeline"][1]["command"], "gguf");
+  EXPECT_TRUE(planned);
 }
 
 }  // namespace
