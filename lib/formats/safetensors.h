@@ -1,5 +1,5 @@
 // safetensors: a strict reader that enforces every rule of the reference implementation
-// (huggingface/safetensors tensor.rs; specs/formats.md §1.4) and refuses duplicate keys, and a
+// (huggingface/safetensors tensor.rs: read_metadata, Metadata::validate), refuses duplicate keys, and a
 // writer whose header bytes equal what the reference writer produces for the same tensors.
 #pragma once
 
