@@ -267,8 +267,8 @@ __device__ __forceinline__ float quotient(float x, const Divisor& d) {
 }
 
 // E4M3FN codes of quotients. The hardware conversion (cvt.rn.satfinite.e4m3x2.f32) rounds to nearest
-// even and saturates every finite value beyond ±448 and ±Inf to ±448 (specs/quant_formats.md §1d,
-// measured), which is the definition's clamp to ±448, so none is done here. encode_pair puts a in
+// even and saturates every finite value beyond ±448 and ±Inf to ±448 (CUDA Math API __NV_SATFINITE,
+// measured on an H200), which is the definition's clamp to ±448, so none is done here. encode_pair puts a in
 // the low byte.
 __device__ __forceinline__ uint8_t encode(float q) {
   return static_cast<uint8_t>(__nv_cvt_float_to_fp8(q, __NV_SATFINITE, __NV_E4M3));

@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "core/sizes.h"
 #include "gemm_kernels.h"
 #include "validate/activations.h"
 #include "validate/gemm_check.h"
@@ -436,9 +437,9 @@ void GemmWarmup::warm_up(validate::PhaseScope& scope) {
   std::string paths;
   for (const auto& [k, v] : by_path) paths += (paths.empty() ? "" : ", ") + std::to_string(v) + " " + k;
   char buf[512];
-  std::snprintf(buf, sizeof buf, "%zu GEMMs at batch %d (%s): %.2f ms; worst relative error %.2e vs float64 reference",
-                m.runs.size(), m.max_batch, paths.c_str(), gemm_ms, worst);
-  scope.phase().summary = buf;
+  std::snprintf(buf, sizeof buf, " at batch %d (%s): %.2f ms; worst relative error %.2e vs float64 reference",
+                m.max_batch, paths.c_str(), gemm_ms, worst);
+  scope.phase().summary = count_of(m.runs.size(), "GEMM") + buf;
   auto& d = scope.phase().details;
   d["batch"] = m.max_batch;
   d["gemm_ms"] = gemm_ms;
@@ -506,9 +507,9 @@ void GemmWarmup::graphs(validate::PhaseScope& scope) {
     per_batch.push_back(jb);
   }
   char buf[512];
-  std::snprintf(buf, sizeof buf, "%zu graphs of %zu GEMMs: capture %.1f ms, instantiate %.1f ms in all; replay ms by batch {%s}",
-                m.batches.size(), m.runs.size(), capture_total * 1e3, instantiate_total * 1e3, replay_list.c_str());
-  scope.phase().summary = buf;
+  std::snprintf(buf, sizeof buf, ": capture %.1f ms, instantiate %.1f ms in all; replay ms by batch {%s}",
+                capture_total * 1e3, instantiate_total * 1e3, replay_list.c_str());
+  scope.phase().summary = count_of(m.batches.size(), "graph") + " of " + count_of(m.runs.size(), "GEMM") + buf;
   scope.phase().details["graphs"] = per_batch;
 }
 

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "core/sizes.h"
 #include "cuda_check.h"
 #include "device_loader.h"
 #include "gemm_warmup.h"
@@ -32,12 +33,15 @@ void validate_target(validate::Target& t, const validate::ExpectedDigests& expec
     for (const auto& f : t.ck.files) paths.push_back(f.path);
     LoadTiming tm;
     files = load_files_to_device(paths, &tm, scope.workers());
-    const double gbps = tm.bytes / tm.wall_s / 1e9;
+    const double gbps = tm.wall_s > 0 ? tm.bytes / tm.wall_s / 1e9 : 0;
+    // A rate only where the clock measured one (format_rate: none for an instant or empty load).
+    const std::string rate = format_rate(tm.bytes, tm.wall_s), read_rate = format_rate(tm.bytes, tm.read_busy_s),
+                      h2d_rate = format_rate(tm.bytes, tm.h2d_busy_s);
     scope.phase().summary =
-        fmt("%.2f GB in %.3f s = %.2f GB/s (%.0f%% of the pinned H2D floor); ", tm.bytes / 1e9, tm.wall_s, gbps,
-            100 * gbps / floor.best_gbps) +
-        fmt("read busy %.3f s (%.1f GB/s), H2D busy %.3f s (%.1f GB/s)", tm.read_busy_s, tm.bytes / tm.read_busy_s / 1e9,
-            tm.h2d_busy_s, tm.bytes / tm.h2d_busy_s / 1e9);
+        format_bytes(tm.bytes) + fmt(" in %.3f s", tm.wall_s) +
+        (rate.empty() ? "" : " = " + rate + fmt(" (%.0f%% of the pinned H2D floor)", 100 * gbps / floor.best_gbps)) +
+        fmt("; read busy %.3f s", tm.read_busy_s) + (read_rate.empty() ? "" : " (" + read_rate + ")") +
+        fmt(", H2D busy %.3f s", tm.h2d_busy_s) + (h2d_rate.empty() ? "" : " (" + h2d_rate + ")");
     auto& d = scope.phase().details;
     d["bytes"] = tm.bytes;
     d["files"] = paths.size();
@@ -68,8 +72,9 @@ void validate_target(validate::Target& t, const validate::ExpectedDigests& expec
       validate::compare_digests(t.ck.files[i].path, *want, got[i], "gpu", validate::fail_into(scope));
       tensors += got[i].tensors.size();
     }
-    scope.phase().summary = fmt("%.0f tensors + %.0f headers hashed on the GPU in %.2f ms (%.2f%% of load time)",
-                                double(tensors), double(got.size()), hash_s * 1e3, 100 * hash_s / load_s);
+    scope.phase().summary = count_of(tensors, "tensor") + " + " + count_of(got.size(), "header") +
+                            fmt(" hashed on the GPU in %.2f ms (%.2f%% of load time)", hash_s * 1e3,
+                                load_s > 0 ? 100 * hash_s / load_s : 0);
     scope.phase().details["tensors"] = tensors;
     scope.phase().details["hash_seconds"] = hash_s;
     scope.phase().details["fraction_of_load"] = hash_s / load_s;

@@ -7,6 +7,7 @@
 #include "common.h"
 #include "interrupt.h"
 #include "core/error.h"
+#include "core/sizes.h"
 #include "core/file_io.h"
 #include "formats/safetensors_small.h"
 #include "model/compare.h"
@@ -186,10 +187,10 @@ void add_perplexity(CLI::App& app, std::function<int()>& action) {
         return kExitOk;
       }
       for (size_t k = 0; k < r.chunk_perplexity.size(); ++k) std::printf("[%zu]%.4f,", k + 1, r.chunk_perplexity[k]);
-      std::printf("\nperplexity: %.4f over %llu chunks of %llu tokens (%llu tokens scored: the second half of each chunk, "
+      std::printf("\nperplexity: %.4f over %s of %s (%s scored: the second half of each chunk, "
                   "first token BOS, as llama.cpp's perplexity)\n",
-                  r.perplexity, static_cast<unsigned long long>(r.chunks), static_cast<unsigned long long>(chunk),
-                  static_cast<unsigned long long>(r.scored_tokens));
+                  r.perplexity, count_of(r.chunks, "chunk").c_str(), count_of(chunk, "token").c_str(),
+                  count_of(r.scored_tokens, "token").c_str());
       return kExitOk;
     };
   });

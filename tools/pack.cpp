@@ -48,9 +48,11 @@ void add_pack(CLI::App& app, std::function<int()>& action) {
                    {"threads", r.threads}, {"ratios", pack_ratios_json(r.ratios)}};
         std::cout << j.dump(2) << "\n";
       } else if (!a->quiet) {
-        std::fprintf(stderr, "ckpt pack: %s -> %s (%.3fx) in %.2f s (%.2f GB/s), %zu containers, peak RSS %s -> %s\n",
+        const std::string rate = format_rate(r.ratios.total.original, r.seconds);
+        std::fprintf(stderr, "ckpt pack: %s -> %s (%.3fx) in %.2f s%s, %s, peak RSS %s -> %s\n",
                      format_bytes(r.ratios.total.original).c_str(), format_bytes(r.ratios.total.packed).c_str(),
-                     r.ratios.total.ratio(), r.seconds, gbps, r.containers.size(), format_bytes(r.peak_rss_bytes).c_str(),
+                     r.ratios.total.ratio(), r.seconds, rate.empty() ? "" : (" (" + rate + ")").c_str(),
+                     count_of(r.containers.size(), "container").c_str(), format_bytes(r.peak_rss_bytes).c_str(),
                      a->dst.c_str());
       }
       return kExitOk;
@@ -74,8 +76,10 @@ void add_unpack(CLI::App& app, std::function<int()>& action) {
                    {"seconds", r.seconds}, {"gb_per_s", gbps}, {"peak_rss_bytes", r.peak_rss_bytes}, {"threads", r.threads}};
         std::cout << j.dump(2) << "\n";
       } else if (!a->quiet) {
-        std::fprintf(stderr, "ckpt unpack: %zu files, %s in %.2f s (%.2f GB/s), peak RSS %s -> %s\n", r.files,
-                     format_bytes(r.bytes).c_str(), r.seconds, gbps, format_bytes(r.peak_rss_bytes).c_str(), a->dst.c_str());
+        const std::string rate = format_rate(r.bytes, r.seconds);
+        std::fprintf(stderr, "ckpt unpack: %s, %s in %.2f s%s, peak RSS %s -> %s\n", count_of(r.files, "file").c_str(),
+                     format_bytes(r.bytes).c_str(), r.seconds, rate.empty() ? "" : (" (" + rate + ")").c_str(),
+                     format_bytes(r.peak_rss_bytes).c_str(), a->dst.c_str());
       }
       return kExitOk;
     };

@@ -693,13 +693,13 @@ std::string calibrated_summary_line(const QuantizePlan& qp, const Calibrated& c)
   }
   char buf[128];
   std::snprintf(buf, sizeof buf, "%.4g vs RTN %.4g", err, rtn);
-  std::string s = std::to_string(c.linears.size()) + " weights quantized (" +
+  std::string s = count_of(c.linears.size(), "weight") + " quantized (" +
                   qp.plan.notes["quantization"].get<std::string>() + ", " + calib_method_name(c.method) + " on " +
                   std::to_string(c.samples) + " x " + std::to_string(c.seq_len) + " tokens), " +
                   format_bytes(qp.bytes_before) + " -> " + format_bytes(qp.plan.tensor_bytes()) +
                   "; summed output error " + buf + ", better than RTN on " + std::to_string(better) + "/" +
                   std::to_string(c.linears.size());
-  if (fallbacks) s += "; " + std::to_string(fallbacks) + " Linear(s) fell back to RTN (Cholesky failed)";
+  if (fallbacks) s += "; " + count_of(fallbacks, "Linear") + " fell back to RTN (Cholesky failed)";
   return s;
 }
 

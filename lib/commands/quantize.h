@@ -1,5 +1,5 @@
 // `ckpt quantize --fp8`: FP8 E4M3FN checkpoints in the formats engines load unchanged
-// (specs/quant_formats.md §0-1):
+// (vllm/model_executor/layers/quantization/fp8.py; DeepSeek-V3 README_WEIGHTS.md for blocks):
 //   native tensor  <p>.weight F8_E4M3 + <p>.weight_scale F32 scalar; quant_method "fp8" (vLLM, SGLang)
 //   native block   <p>.weight + <p>.weight_scale_inv F32 [ceil(N/bn), ceil(K/bk)], weight_block_size
 //                  (DeepSeek-V3 / Qwen3-FP8 / transformers FineGrainedFP8)

@@ -12,7 +12,7 @@
 namespace ckpt {
 
 enum class Errc {
-  // safetensors reader, one per rule of the reference reader (specs/formats.md §1.4) plus ours.
+  // safetensors reader: one per rule of the reference reader (safetensors tensor.rs), plus ours.
   kHeaderTooSmall,
   kHeaderTooLarge,
   kInvalidHeaderLength,

@@ -126,15 +126,6 @@ SafetensorsHeader read_safetensors_header(const ByteSource& f) {
   return parse_safetensors_header(f.name(), header, size);
 }
 
-bool reference_writer_less(const HeaderEntry& a, const HeaderEntry& b) {
-  if (a.dtype != b.dtype) return static_cast<int>(a.dtype) > static_cast<int>(b.dtype);
-  return a.name < b.name;
-}
-
-void sort_like_reference_writer(std::vector<HeaderEntry>& entries) {
-  std::stable_sort(entries.begin(), entries.end(), reference_writer_less);
-}
-
 void check_writable_name(const std::string& file_label, const std::string& name) {
   if (name == "__metadata__")
     fail(Errc::kBadTensorName, file_label, name, "a tensor may not be named __metadata__ (readers could not load the file)");

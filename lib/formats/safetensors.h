@@ -1,5 +1,5 @@
 // safetensors: a strict reader that enforces every rule of the reference implementation
-// (huggingface/safetensors tensor.rs; specs/formats.md §1.4) and refuses duplicate keys, and a
+// (huggingface/safetensors tensor.rs: read_metadata, Metadata::validate), refuses duplicate keys, and a
 // writer whose header bytes equal what the reference writer produces for the same tensors.
 #pragma once
 
@@ -51,9 +51,6 @@ struct HeaderEntry {
   uint64_t nbytes = 0;
 };
 
-// The reference writer's order: dtype enum position descending, then name ascending (bytewise).
-bool reference_writer_less(const HeaderEntry& a, const HeaderEntry& b);
-void sort_like_reference_writer(std::vector<HeaderEntry>& entries);
 // Refuses names the reference would write into an unreadable file (`__metadata__`).
 void check_writable_name(const std::string& file_label, const std::string& name);
 // The padded JSON header (without the 8-byte length prefix) for entries laid out back to back in

@@ -9,6 +9,12 @@ namespace ckpt {
 
 namespace {
 
+// The reference writer's order: dtype enum position descending, then name ascending (bytewise).
+bool reference_writer_less(const HeaderEntry& a, const HeaderEntry& b) {
+  if (a.dtype != b.dtype) return static_cast<int>(a.dtype) > static_cast<int>(b.dtype);
+  return a.name < b.name;
+}
+
 class SafetensorsContainer : public ContainerWriter {
  public:
   explicit SafetensorsContainer(std::optional<Metadata> metadata) : metadata_(std::move(metadata)) {}

@@ -4,36 +4,26 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "formats/container.h"
 #include "formats/safetensors.h"
 
 namespace ckpt {
 
 void write_small_safetensors(const std::string& path, std::vector<SmallTensor> tensors) {
-  std::vector<HeaderEntry> entries;
-  for (const auto& t : tensors) {
-    check_writable_name(path, t.name);
-    entries.push_back({t.name, t.dtype, t.shape, t.bytes.size()});
-  }
-  sort_like_reference_writer(entries);
-  const std::string header = build_safetensors_header(Metadata{{"format", "pt"}}, entries);
+  std::vector<ContainerTensor> entries;
+  for (const auto& t : tensors) entries.push_back({t.name, t.dtype, t.shape, t.bytes.size()});
+  // The same layout the executor's safetensors outputs get (Plan::finalize), so both are the bytes
+  // the reference writer produces.
+  const ContainerLayout layout = safetensors_container(Metadata{{"format", "pt"}})->lay_out(path, entries);
   const std::string tmp = path + ".tmp-ckpt";
   std::remove(tmp.c_str());
   {
     File f = File::create(tmp);
-    uint64_t len = header.size();
-    uint8_t prefix[8];
-    for (int i = 0; i < 8; ++i) prefix[i] = static_cast<uint8_t>(len >> (8 * i));
-    uint64_t off = 0;
-    f.pwrite_exact(prefix, 8, off);
-    off += 8;
-    f.pwrite_exact(header.data(), header.size(), off);
-    off += header.size();
-    for (const auto& e : entries)
-      for (const auto& t : tensors)
-        if (t.name == e.name) {
-          if (!t.bytes.empty()) f.pwrite_exact(t.bytes.data(), t.bytes.size(), off);
-          off += t.bytes.size();
-        }
+    f.pwrite_exact(layout.head.data(), layout.head.size(), 0);
+    for (size_t i = 0; i < layout.order.size(); ++i) {
+      const auto& bytes = tensors[layout.order[i]].bytes;
+      if (!bytes.empty()) f.pwrite_exact(bytes.data(), bytes.size(), layout.offsets[i]);
+    }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) fail_errno(path, "cannot rename the written file into place");
 }

@@ -1,6 +1,6 @@
 // Small safetensors files held whole in memory: token ids, logits, reports' tensors. Written
-// with the reference writer's header (build_safetensors_header) into a temporary sibling that is
-// renamed into place; read back through the strict header parser.
+// with the layout of the safetensors container (the reference writer's bytes) into a temporary
+// sibling that is renamed into place; read back through the strict header parser.
 #pragma once
 
 #include <cstdint>

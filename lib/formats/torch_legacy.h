@@ -1,6 +1,6 @@
-// The legacy (pre-1.6) torch.save stream (specs/formats.md §3.5): pickled magic number, protocol
-// version and sys_info, the pickled object, the pickled list of storage keys, then for each key
-// an int64 element count and the raw bytes. Read with the same restricted unpickler.
+// The legacy (pre-1.6) torch.save stream (torch/serialization.py `_legacy_load`): pickled magic number,
+// protocol version and sys_info, the pickled object, the pickled list of storage keys, then for each
+// key an int64 element count and the raw bytes. Read with the same restricted unpickler.
 #pragma once
 
 #include <string>

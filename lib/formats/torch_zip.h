@@ -1,5 +1,5 @@
-// The zip format torch.save writes since 1.6 (specs/formats.md §3.2-3.3): <folder>/data.pkl holds
-// the pickled state dict, <folder>/data/<key> each storage's raw little-endian bytes.
+// The zip format torch.save writes since 1.6 (caffe2/serialize/inline_container.cc, torch/serialization.py
+// `_save`): <folder>/data.pkl holds the pickled state dict, <folder>/data/<key> each storage's raw bytes.
 #pragma once
 
 #include <string>

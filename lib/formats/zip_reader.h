@@ -1,4 +1,4 @@
-// A strict reader for the zip container torch.save writes (specs/formats.md §3.2): the central
+// A strict reader for the zip torch.save writes (pytorch caffe2/serialize/inline_container.cc): the central
 // directory is the only source of truth (local headers hold zero sizes), ZIP64 is parsed whenever
 // present, only stored (uncompressed, unencrypted) single-disk archives are accepted, and every
 // record's data range is checked to lie inside the file, before the central directory, without

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/sizes.h"
 #include "model/cpu_forward.h"
 
 namespace ckpt::model {
@@ -296,9 +297,9 @@ std::string Comparison::summary() const {
   char buf[512];
   std::string s;
   std::snprintf(buf, sizeof buf,
-                "%s: %llu positions, top-1 %.4f, top-5 overlap %.4f, KL mean %.3g max %.3g, max |dlogit| %.3g, "
+                "%s: %s, top-1 %.4f, top-5 overlap %.4f, KL mean %.3g max %.3g, max |dlogit| %.3g, "
                 "perplexity %.4f -> %.4f (%+.3f%%)",
-                transformation_name(transformation), static_cast<unsigned long long>(positions), top1, top5_overlap,
+                transformation_name(transformation), count_of(positions, "position").c_str(), top1, top5_overlap,
                 mean_kl, max_kl, max_abs_logit_delta, src_perplexity, dst_perplexity,
                 src_perplexity > 0 ? 100 * (dst_perplexity / src_perplexity - 1) : 0.0);
   s += buf;

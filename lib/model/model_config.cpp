@@ -7,6 +7,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "core/error.h"
+#include "core/sizes.h"
 #include "recipes/recipe.h"
 
 namespace ckpt::model {
@@ -432,11 +433,11 @@ ModelConfig model_config_of(const Checkpoint& ck) {
 }
 
 std::string ModelConfig::describe() const {
-  std::string s = std::string(family_name(family)) + ": " + std::to_string(layers) + " layers, hidden " +
-                  std::to_string(hidden) + ", " + std::to_string(heads) + " heads / " + std::to_string(kv_heads) +
+  std::string s = std::string(family_name(family)) + ": " + count_of(layers, "layer") + ", hidden " +
+                  std::to_string(hidden) + ", " + count_of(heads, "head") + " / " + std::to_string(kv_heads) +
                   " KV x " + std::to_string(head_dim) + ", vocab " + std::to_string(vocab);
   if (moe) {
-    s += ", " + std::to_string(moe->experts) + " experts top-" + std::to_string(moe->top_k) +
+    s += ", " + count_of(moe->experts, "expert") + " top-" + std::to_string(moe->top_k) +
          (moe->normalize_top_k ? " renormalised" : "");
     if (moe->shared_intermediate) s += " + shared expert";
   } else {

@@ -1,6 +1,6 @@
-// FP8 E4M3FN and E5M2 scalar references (specs/quant_formats.md §1d): encode from float32 with
-// round-to-nearest-even and saturation to the largest finite value (±448 / ±57344; ±Inf
-// saturates too), NaN -> the format's NaN with the input's sign (0x7F|s, as torch's c10 code);
+// FP8 E4M3FN and E5M2 scalar references (pytorch c10/util/Float8_e4m3fn.h, Float8_e5m2.h): encode from
+// float32 with round-to-nearest-even and saturation to the largest finite value (±448 / ±57344; ±Inf
+// too; CUDA's __NV_SATFINITE), NaN -> the format's NaN with the input's sign (0x7F|s, as c10's code);
 // decode exactly. The quantizer's CPU and CUDA paths are tested against these functions.
 #pragma once
 

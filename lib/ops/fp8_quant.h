@@ -1,4 +1,4 @@
-// FP8 (E4M3FN) weight quantization with scales (specs/quant_formats.md §1, issue 6).
+// FP8 (E4M3FN) weight quantization with scales, as vLLM's fp8 and compressed-tensors loaders read them.
 //
 // Every scheme is a grid of blocks over a [rows, cols] = [N, K] weight: per-tensor is one block
 // of the whole matrix, per-channel is blocks of one row ([1, K]), block is bn × bk tiles (edge

@@ -9,6 +9,7 @@
 #include "checkpoint/checkpoint.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/sizes.h"
 
 namespace fs = std::filesystem;
 
@@ -148,8 +149,8 @@ void Recipe::check_covers(const Checkpoint& ck) const {
   std::string list;
   for (size_t i = 0; i < missing.size() && i < 20; ++i) list += (i ? ", " : "") + missing[i];
   if (missing.size() > 20) list += ", ... (" + std::to_string(missing.size()) + " in all)";
-  fail(Errc::kUnsupported, path_, "", "recipe '" + name_ + "' has no rule for " + std::to_string(missing.size()) +
-                                          " tensor(s): " + list + " (add rules, or pass --recipe FILE)");
+  fail(Errc::kUnsupported, path_, "", "recipe '" + name_ + "' has no rule for " +
+                                          count_of(missing.size(), "tensor") + ": " + list + " (add rules, or pass --recipe FILE)");
 }
 
 std::string Recipe::default_recipes_dir() {

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "core/sizes.h"
 #include "validate/activations.h"
 #include "validate/dequantize.h"
 
@@ -43,8 +44,7 @@ double relative_tolerance(DType out, bool rounded_weights) {
 std::string judge(const GemmStats& s, double tolerance) {
   char buf[160];
   if (s.nonfinite) {
-    std::snprintf(buf, sizeof buf, "%llu outputs are NaN/Inf", static_cast<unsigned long long>(s.nonfinite));
-    return buf;
+    return count_of(s.nonfinite, "output") + (s.nonfinite == 1 ? " is" : " are") + " NaN/Inf";
   }
   if (!(s.relative_error() <= tolerance)) {
     std::snprintf(buf, sizeof buf, "relative error %.3g exceeds the bound %.3g (max |ref| %.3g)", s.relative_error(),

@@ -1,6 +1,6 @@
 // Which tensors of a checkpoint are Linear weights (the ones a serving engine runs a GEMM with),
-// and, for FP8 ones, which scale tensor goes with each and how it is laid out. Every structural
-// rule of specs/quant_formats.md §1 that a loader would trip over is checked here: a scale for
+// and, for FP8 ones, which scale tensor goes with each and how it is laid out. Every structural rule
+// of vLLM's FP8 loaders (quantization/fp8.py, compressed_tensors/) that would trip is checked: a scale for
 // every FP8 weight with the right name, dtype and shape; no scale without its weight; every
 // unquantized Linear weight of a quantized checkpoint listed as ignored.
 #pragma once

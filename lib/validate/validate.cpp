@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "core/file_io.h"
+#include "core/sizes.h"
 #include "validate/dequantize.h"
 #include "validate/gemm_check.h"
 
@@ -14,13 +15,6 @@ FailFn fail_into(PhaseScope& scope) {
 }
 
 namespace {
-
-std::string gb(uint64_t bytes) {
-  char buf[32];
-  if (bytes >= 1'000'000'000) std::snprintf(buf, sizeof buf, "%.2f GB", bytes / 1e9);
-  else std::snprintf(buf, sizeof buf, "%.2f MB", bytes / 1e6);
-  return buf;
-}
 
 uint64_t weight_bytes(const Layout& layout) {
   uint64_t n = 0;
@@ -45,7 +39,7 @@ void cpu_checksums(Prepared& p, PhaseScope& scope) {
       bytes += t->ck.files[i].size;
     }
   }
-  scope.phase().summary = std::to_string(files) + " files, " + gb(bytes) + " hashed from the file bytes";
+  scope.phase().summary = count_of(files, "file") + ", " + format_bytes(bytes) + " hashed from the file bytes";
   scope.phase().details["files"] = files;
   scope.phase().details["bytes"] = bytes;
 }
@@ -91,10 +85,10 @@ void cpu_gemm(Prepared& p, PhaseScope& scope, uint64_t batch) {
       scope.fail("gemm", r.target->ck.files[r.lw->weight->view.file].path, r.lw->name,
                  r.lw->format() + " weight on the CPU: " + r.error);
   }
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "%zu Linear weights x %llu rows vs float64 reference, worst relative error %.2e",
-                results.size(), static_cast<unsigned long long>(batch), worst);
-  scope.phase().summary = buf;
+  char worst_text[32];
+  std::snprintf(worst_text, sizeof worst_text, "%.2e", worst);
+  scope.phase().summary = count_of(results.size(), "Linear weight") + " x " + count_of(batch, "row") +
+                          " vs float64 reference, worst relative error " + worst_text;
   scope.phase().details["weights"] = results.size();
   scope.phase().details["batch"] = batch;
   scope.phase().details["worst_relative_error"] = worst;
@@ -115,9 +109,9 @@ Prepared run_cpu_phases(const std::string& root, Report& report, const CpuPhaseO
       linears += t->linears.size();
       for (const auto& lw : t->linears) fp8 += lw.fp8();
     }
-    scope.phase().summary = std::to_string(p.layout.targets.size()) + (p.layout.parallel ? " ranks, " : " directory, ") +
-                            std::to_string(tensors) + " tensors, " + std::to_string(linears) + " Linear weights (" +
-                            std::to_string(fp8) + " FP8), " + gb(weight_bytes(p.layout));
+    scope.phase().summary = count_of(p.layout.targets.size(), p.layout.parallel ? "rank" : "directory", "directories") +
+                            ", " + count_of(tensors, "tensor") + ", " + count_of(linears, "Linear weight") + " (" +
+                            std::to_string(fp8) + " FP8), " + format_bytes(weight_bytes(p.layout));
     scope.phase().details["targets"] = p.layout.targets.size();
     scope.phase().details["tensors"] = tensors;
     scope.phase().details["linear_weights"] = linears;
@@ -133,8 +127,8 @@ Prepared run_cpu_phases(const std::string& root, Report& report, const CpuPhaseO
     p.expected = load_manifests(root, cks, fail_into(scope));
     scope.phase().summary = p.expected.manifests.empty()
                                 ? "no ckpt-manifest.json: file bytes are the only reference"
-                                : std::to_string(p.expected.manifests.size()) + " manifest(s), " +
-                                      std::to_string(p.expected.files.size()) + " weight files listed";
+                                : count_of(p.expected.manifests.size(), "manifest") + ", " +
+                                      count_of(p.expected.files.size(), "weight file") + " listed";
     scope.phase().details["manifests"] = p.expected.manifests;
   });
   if (options.file_checksums && !p.expected.files.empty())
@@ -156,7 +150,7 @@ void expect_file_digests(Prepared& p, Report& report) {
         bytes += t->ck.files[i].size;
       }
     }
-    scope.phase().summary = "no manifest: " + gb(bytes) + " hashed on the CPU for the GPU to reproduce";
+    scope.phase().summary = "no manifest: " + format_bytes(bytes) + " hashed on the CPU for the GPU to reproduce";
   });
 }
 

@@ -40,7 +40,7 @@ expect_error 2 "only 4 experts" "$ckpt" shard "$td/mixtral" "$scratch/bad" --tp 
 expect_error 2 "more than num_hidden_layers 2" "$ckpt" shard "$td/llama" "$scratch/bad" --tp 1 --pp 3
 python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r["rules"]=[x for x in r["rules"] if x.get("match")!="model.norm.weight"]; json.dump(r,open(sys.argv[2],"w"))' \
   "$td/../recipes/llama.json" "$scratch/partial.json"
-expect_error 1 "no rule for 1 tensor(s): model.norm.weight" \
+expect_error 1 "no rule for 1 tensor: model.norm.weight" \
   "$ckpt" shard "$td/llama" "$scratch/bad" --tp 2 --recipe "$scratch/partial.json"
 expect_error 1 "not a ckpt shard output" "$ckpt" merge "$td/llama" "$scratch/bad"
 [ ! -e "$scratch/bad" ] && pass "nothing written on refusal" || fail "bad output exists"

@@ -84,7 +84,47 @@ interrupt INT 130 "run cast -> gguf" "$scratch/out.gguf" \
 [ ! -e "$scratch/out.gguf.ckpt-manifest.json" ] && pass "run cast -> gguf: no manifest left" ||
   fail "run cast -> gguf: manifest left behind"
 
-# validate is not interrupted here: on a quiet machine it hashes a copy of this size before a
-# signal sent after 0.4 s arrives, so the check would depend on the machine's load.
+# validate, interrupted while it hashes the weights. Not after a fixed delay (a quiet machine hashes
+# a few hundred MB before any delay ends, a loaded one has not started): a 16 GiB sparse tensor
+# (no disk used) with a manifest, and the signal goes only once validate's mapping of the file has
+# demonstrably grown past 256 MiB (RssFile + RssShmem in /proc/PID/status, tmpfs or not: pages of
+# the weights it has read), when there are still about 16 GB to go whatever the machine's speed.
+make_big 16384 "$scratch/huge"
+python3 - "$scratch/huge" <<'PY'
+import json, os, struct, sys
+d = sys.argv[1]
+size = os.path.getsize(os.path.join(d, "model.safetensors"))
+# Digests that cannot match: the run is stopped long before it would compare them.
+json.dump({"files": {"model.safetensors": {"size": size, "header_digest": "0" * 16, "tensors": {"w": "0" * 16}}}},
+          open(os.path.join(d, "ckpt-manifest.json"), "w"))
+PY
+mapped_kb() { awk '/^Rss(File|Shmem):/ { kb += $2; seen = 1 } END { if (seen) print kb }' "/proc/$1/status" 2>/dev/null; }
+"$ckpt" validate "$scratch/huge" --cpu-only --report "$scratch/report.json" >/dev/null 2>"$scratch/.sigerr" &
+pid=$!
+reading=""
+for _ in $(seq 1 6000); do  # up to 60 s for the structure and manifest phases on a loaded machine
+  kb=$(mapped_kb "$pid")
+  if [ -z "$kb" ]; then break; fi
+  if [ "$kb" -gt 262144 ]; then reading=$kb; break; fi
+  sleep 0.01
+done
+if [ -z "$reading" ]; then
+  kill -KILL "$pid" 2>/dev/null
+  wait "$pid"
+  fail "validate: never seen reading the weights ($(cat "$scratch/.sigerr"))"
+else
+  t0=$(date +%s.%N)
+  kill -INT "$pid"
+  wait "$pid"
+  code=$?
+  took=$(python3 -c "print(f'{$(date +%s.%N) - $t0:.2f}')")
+  if [ "$code" != 130 ]; then fail "validate: SIGINT while hashing (${reading} kB mapped) -> exit $code, want 130 ($(cat "$scratch/.sigerr"))"
+  elif ! python3 -c "import sys; sys.exit(0 if $took < 3 else 1)"; then fail "validate: took ${took}s to stop"
+  elif [ -e "$scratch/report.json" ]; then fail "validate: a report was written after the interruption"
+  elif ls -a "$scratch" | grep -q ckpt-tmp; then fail "validate: temporary left behind: $(ls -a "$scratch")"
+  elif ! grep -q "interrupted" "$scratch/.sigerr"; then fail "validate: no 'interrupted' line: $(cat "$scratch/.sigerr")"
+  else pass "validate: SIGINT while hashing (${reading} kB mapped) -> 130 in ${took}s, no report"
+  fi
+fi
 
 finish

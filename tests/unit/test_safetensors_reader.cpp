@@ -1,4 +1,4 @@
-// One handcrafted minimal file per rule of the reference reader (specs/formats.md §1.4), each
+// One handcrafted minimal file per rule of the reference reader (safetensors tensor.rs), each
 // expecting its own error code, plus the files the reference accepts.
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // The pickle opcodes (CPython Lib/pickletools.py), and which of them a state dict may use: the 34
-// that torch.load(weights_only=True) accepts (specs/formats.md §3.4). Names are for error messages.
+// that torch.load(weights_only=True) accepts (torch/_weights_only_unpickler.py). Names are for errors.
 #pragma once
 
 #include <cstdint>

@@ -17,8 +17,8 @@
 
 namespace ckpt::pickle {
 
-// The allow-list (specs/formats.md §3.4 "Suggested rule for ckpt"): a strict subset of torch's
-// weights_only globals.
+// The allow-list: a strict subset of the globals torch.load(weights_only=True) allows by default
+// (torch/_weights_only_unpickler.py), so ckpt never accepts a file torch would refuse.
 enum class Global {
   kOrderedDict,         // collections.OrderedDict
   kRebuildTensor,       // torch._utils._rebuild_tensor
