@@ -206,6 +206,7 @@ std::shared_ptr<uint8_t[]> Int4BufferPool::take(uint64_t bytes) {
 
 void Int4BufferPool::put(uint8_t* p, uint64_t bytes) {
   std::unique_ptr<uint8_t[]> b(p);
+  if (bytes > max_idle_) return;
   std::lock_guard<std::mutex> lock(m_);
   // Full: drop smaller idle buffers first (weights of one model repeat their shapes).
   while (idle_bytes_ + bytes > max_idle_ && !idle_.empty() && idle_.begin()->first < bytes) {
