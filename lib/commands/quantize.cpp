@@ -26,6 +26,9 @@ namespace {
 // Bytes of INT4 group parameters the plan keeps between a weight's codes and its scales/zeros
 // (16 MB per GB of BF16 weights at g128); past it, scales and zeros re-read their groups.
 constexpr uint64_t kInt4KeepBytes = 128ull << 20;
+// Idle INT4 cache arrays kept for the next weights (ops/int4_producers.h Int4BufferPool): room
+// for the caches of a few 7B-class Linears (14336 x 4096: 29 MB of words, 3.7 MB of parameters).
+constexpr uint64_t kInt4PoolBytes = 96ull << 20;
 
 // Tensors that look quantized in a checkpoint whose config.json declares no quantization.
 std::optional<std::string> undeclared_quantized_tensor(const Checkpoint& ck) {
@@ -198,6 +201,7 @@ QuantizePlan plan_quantize(const Checkpoint& ck, const QuantizeOptions& o) {
   std::set<std::string> listed;
   // INT4 group parameters kept from a weight's codes to its scales/zeros (ops/int4_producers.h).
   const auto keep = std::make_shared<Int4KeepBudget>(kInt4KeepBytes);
+  const auto pool = std::make_shared<Int4BufferPool>(kInt4PoolBytes);
   ojson kept = ojson::array();
   for (const auto& d : ds) {
     const TensorRef& t = *d.tensor;
@@ -217,7 +221,7 @@ QuantizePlan plan_quantize(const Checkpoint& ck, const QuantizeOptions& o) {
       if (!why.empty())
         fail(Errc::kUnsupported, t.view.file >= 0 ? ck.files[t.view.file].path : ck.path, t.name,
              "cannot quantize to " + wanted + ": " + why + " (--ignore the module to keep it unquantized)");
-      auto q = std::make_shared<const Int4Quantization>(t.name, t.view, s4, Int4CacheOptions{.keep = keep});
+      auto q = std::make_shared<const Int4Quantization>(t.name, t.view, s4, Int4CacheOptions{.keep = keep, .pool = pool});
       qp.int4.push_back(q);
       for (const auto& part : parts) {
         std::shared_ptr<Producer> p;

@@ -46,9 +46,33 @@ class Int4KeepBudget {
   std::atomic<int64_t> left_;
 };
 
+// The cache arrays of finished weights, kept for the next weights of the same size (thread-safe):
+// a fresh allocation of tens of MB per weight pays its page faults again. At most
+// `max_idle_bytes` wait here; the rest is freed. Buffers are not zeroed (every cache element is
+// written before it is read).
+class Int4BufferPool : public std::enable_shared_from_this<Int4BufferPool> {
+ public:
+  explicit Int4BufferPool(uint64_t max_idle_bytes) : max_idle_(max_idle_bytes) {}
+  // An array of n T (an implicit-lifetime type), returned to the pool when the last owner lets go.
+  template <class T>
+  std::shared_ptr<T[]> get(uint64_t n) {
+    std::shared_ptr<uint8_t[]> b = take(n * sizeof(T));
+    return std::shared_ptr<T[]>(b, reinterpret_cast<T*>(b.get()));
+  }
+
+ private:
+  std::shared_ptr<uint8_t[]> take(uint64_t bytes);
+  void put(uint8_t* p, uint64_t bytes);
+
+  std::mutex m_;
+  std::multimap<uint64_t, std::unique_ptr<uint8_t[]>> idle_;  // by size
+  uint64_t idle_bytes_ = 0, max_idle_;
+};
+
 struct Int4CacheOptions {
   uint64_t max_cache_bytes = 256ull << 20;  // words + parameters of one weight; above: not cached
   std::shared_ptr<Int4KeepBudget> keep;     // null: parameters are dropped with the words
+  std::shared_ptr<Int4BufferPool> pool;     // null: each weight allocates its cache afresh
   uint64_t strip_bytes = 2ull << 20;        // source bytes quantized at a time (whole rows, >= 8)
 };
 

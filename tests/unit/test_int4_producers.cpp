@@ -172,12 +172,15 @@ TEST(Int4Producers, ThreadsSharingTheCacheGiveTheReference) {
     s.gptq_zero_offset = 0;
     const Arrays ref = reference(s, w, nullptr);
     std::optional<ops::Fp8ErrorStats> first;
+    // One pool across the runs: later weights get the earlier ones' dirty arrays back.
+    const auto buffers = std::make_shared<Int4BufferPool>(uint64_t{64} << 20);
     for (int threads : {1, 2, 4})
       for (uint64_t keep : {uint64_t{0}, uint64_t{1} << 20})
         for (uint64_t cache : {uint64_t{256} << 20, uint64_t{1000}}) {
           const std::string what = std::string(ops::int4_format_name(format)) + " threads " + std::to_string(threads) +
                                    " keep " + std::to_string(keep) + " cache " + std::to_string(cache);
-          Int4CacheOptions o{.max_cache_bytes = cache, .keep = std::make_shared<Int4KeepBudget>(keep)};
+          Int4CacheOptions o{.max_cache_bytes = cache, .keep = std::make_shared<Int4KeepBudget>(keep),
+                             .pool = threads == 1 ? nullptr : buffers};
           o.strip_bytes = 8 * kK * 2;  // 6 strips of 8 rows
           auto q = std::make_shared<Int4Quantization>(t.name, t.view, s, o);
           const std::shared_ptr<Producer> ps[3] = {int4_codes_producer(q), int4_scales_producer(q),
@@ -211,6 +214,22 @@ TEST(Int4Producers, ThreadsSharingTheCacheGiveTheReference) {
           }
         }
   }
+}
+
+TEST(Int4Producers, BufferPoolReusesUpToItsBound) {
+  const auto pool = std::make_shared<Int4BufferPool>(1000);
+  const uint32_t* small = pool->get<uint32_t>(100).get();  // 400 bytes, idle once released
+  {
+    auto again = pool->get<uint32_t>(100);
+    EXPECT_EQ(again.get(), small);  // the idle buffer came back
+  }
+  EXPECT_NE(pool->get<uint32_t>(300).get(), small);  // 1200 bytes: the idle 400 do not fit
+  const uint8_t* mid = nullptr;
+  {
+    auto m = pool->get<uint8_t>(800);
+    mid = m.get();
+  }  // 400 + 800 > 1000: the smaller idle buffer is dropped for it
+  EXPECT_EQ(pool->get<uint8_t>(400).get(), mid);  // at most twice the size asked for
 }
 
 TEST(Int4Producers, NaNIsAnErrorNamingTheTensor) {
