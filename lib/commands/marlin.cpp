@@ -578,7 +578,7 @@ MarlinPlan plan_marlin(const Checkpoint& ck, const MarlinOptions& o) {
                        "awq_marlin_repack, marlin_permute_scales, marlin_zero_points, stable marlin_sort_g_idx)";
     marlin["source_quantization_config"] = *qc;
     if (const SideFile* f = side_file(ck, "quantize_config.json"))
-      marlin["source_quantize_config"] = ojson::parse(read_text_file(f->path));
+      marlin["source_quantize_config"] = ojson::parse(side_file_text(*f));
     replaced["config.json"] = quant::config_with_quantization(config, marlin);
   } else {
     if (!is_marlin)
