@@ -1,33 +1,28 @@
-// ckpt marlin SRC DST [--undo]
+// ckpt marlin SRC DST [--undo]; also a `ckpt run` step, after an INT4 quantize.
 #include "commands/marlin.h"
 
-#include "common.h"
+#include "steps.h"
 #include "subcommands.h"
 
 namespace ckpt::cli {
 
-void add_marlin(CLI::App& app, std::function<int()>& action) {
-  auto* cmd = app.add_subcommand(
-      "marlin", "Relayout INT4 weights (gptq, awq, compressed-tensors) as vLLM's Marlin repack leaves them, or back (--undo)");
-  struct Args {
-    std::string src, dst;
-    bool undo = false;
-    WriteOptions w;
+MakeStep add_marlin_options(CLI::App* cmd) {
+  auto undo = std::make_shared<bool>(false);
+  cmd->add_flag("--undo", *undo, "Restore the source format, every tensor bit for bit");
+  return [undo] {
+    Step s;
+    MarlinOptions o;
+    o.undo = *undo;
+    s.plan = [o](const Checkpoint& ck) { return plan_marlin(ck, o).plan; };
+    return s;
   };
-  auto a = std::make_shared<Args>();
-  cmd->add_option("SRC", a->src, "INT4 checkpoint (or, with --undo, a ckpt marlin output)")->required();
-  cmd->add_option("DST", a->dst, "Output directory")->required();
-  cmd->add_flag("--undo", a->undo, "Restore the source format, every tensor bit for bit");
-  add_write_options(cmd, a->w);
-  cmd->callback([&action, a] {
-    action = [a] {
-      MarlinOptions o;
-      o.undo = a->undo;
-      Checkpoint ck = open_checkpoint(a->src);
-      MarlinPlan mp = plan_marlin(ck, o);
-      return run_plan(mp.plan, a->dst, {a->src}, a->w);
-    };
-  });
+}
+
+void add_marlin(CLI::App& app, std::function<int()>& action) {
+  add_step_subcommand(app, action, "marlin",
+                      "Relayout INT4 weights (gptq, awq, compressed-tensors) as vLLM's Marlin repack leaves them, or "
+                      "back (--undo)",
+                      "INT4 checkpoint (or, with --undo, a ckpt marlin output)", "Output directory", &add_marlin_options);
 }
 
 }  // namespace ckpt::cli

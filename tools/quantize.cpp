@@ -1,4 +1,4 @@
-// ckpt quantize SRC DST --fp8|--int4 [--group-size G] [--sym|--asym]
+// ckpt quantize SRC DST --fp8|--int4 [--group-size G] [--sym|--asym] [--layout marlin]
 //     --int4 [--method rtn|gptq|awq --calib FILE [--samples N] [--seq-len L] [--act-order static|none]
 //     [--damp F] [--no-clip]]
 //     --fp8 [--scheme tensor|block|channel] [--block 128x128]
@@ -46,7 +46,7 @@ std::shared_ptr<const Fp8Engine> engine_for(const std::string& device) {
 
 MakeStep add_quantize_options(CLI::App* cmd) {
   struct Args {
-    std::string scheme = "tensor", block = "128x128", format, recipe, device = "cpu";
+    std::string scheme = "tensor", block = "128x128", format, recipe, device = "cpu", layout;
     bool fp8 = false, int4 = false, sym = false, asym = false;
     int64_t group_size = 128;
     std::vector<std::string> ignore;
@@ -66,6 +66,9 @@ MakeStep add_quantize_options(CLI::App* cmd) {
   cmd->add_option("--ignore", a->ignore, "Leave matching modules unquantized ('*' matches any run; repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--recipe", a->recipe, "Recipe JSON naming the Linear weights (default: by architecture)");
+  cmd->add_option("--layout", a->layout,
+                  "--int4: marlin writes the Linears as vLLM's Marlin repack leaves them (as ckpt marlin does), in the "
+                  "same pass");
   cmd->add_option("--device", a->device, "Where the math runs: cpu (default) or cuda");
   add_calibration_options(cmd, a->calib);
   return [a, block] {
@@ -95,6 +98,11 @@ MakeStep add_quantize_options(CLI::App* cmd) {
     else if (!a->format.empty())
       usage("--format must be native or compressed-tensors (--fp8), gptq, awq or compressed-tensors (--int4), not '" +
             a->format + "'");
+    if (!a->layout.empty() && a->layout != "marlin") usage("--layout must be marlin, not '" + a->layout + "'");
+    o.marlin_layout = !a->layout.empty();
+    if (o.marlin_layout && !a->int4) usage("--layout marlin applies only to --int4 (Marlin holds INT4 weights)");
+    if (o.marlin_layout && calibrate)
+      usage("--layout marlin with --method " + a->calib.method + ": calibrated quantization writes as it goes; run ckpt marlin on its output");
     o.ignore = a->ignore;
     o.recipe_path = a->recipe;
     o.engine = engine_for(a->device);

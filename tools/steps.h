@@ -1,6 +1,6 @@
 // The writing commands that plan from one source checkpoint (convert, rechunk, cast, quantize,
-// shard, gguf) as steps: one function per command binds its own options (everything but SRC, DST and
-// the write options) to a CLI::App and returns how to make the step once they are parsed. The
+// marlin, shard, gguf) as steps: one function per command binds its own options (everything but
+// SRC, DST and the write options) to a CLI::App and returns how to make the step once they are parsed. The
 // subcommand and `ckpt run` (tools/run.cpp, a pipeline file's steps) both use it, so a step in a
 // pipeline takes exactly the options, defaults and checks of its subcommand.
 #pragma once
@@ -41,6 +41,7 @@ using StepOptions = MakeStep (*)(CLI::App* cmd);
   X(rechunk)          \
   X(cast)             \
   X(quantize)         \
+  X(marlin)           \
   X(shard)            \
   X(gguf)
 

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <mutex>
 
 #include "commands/hf_layout.h"
 #include "commands/rechunk.h"
@@ -98,15 +99,54 @@ class UnitProducer : public Producer {
   std::string what_;
 };
 
+// compressed-tensors stores the codes [N, K/8], so the words of a K-tile are a column stripe of
+// every row (and, for --undo, 64 output rows are a column stripe of every Marlin K-tile row): read
+// stripe by stripe, each 1 MB block of output would map and fault in the whole tensor again (the
+// relayout ran at 6x cp, --undo at 9.6x). So one weight's codes are read once, contiguously, into
+// memory shared by its chunks, and dropped when every output byte has been produced (a later
+// reader, in a pipeline, reads them again). Above MarlinOptions::whole_codes_max_bytes the stripe
+// reads stay.
+
+class WholeCodes {
+ public:
+  WholeCodes(SourceView codes, uint64_t output_bytes) : codes_(std::move(codes)), output_bytes_(output_bytes) {}
+  std::shared_ptr<const std::vector<uint32_t>> get(const SourceReader& src) {
+    std::lock_guard<std::mutex> lock(m_);
+    if (!words_) words_ = std::make_shared<const std::vector<uint32_t>>(read_words(src, codes_));
+    return words_;
+  }
+  void produced(uint64_t n) {
+    std::lock_guard<std::mutex> lock(m_);
+    if ((done_ += n) < output_bytes_) return;
+    words_.reset();
+    done_ = 0;
+  }
+
+ private:
+  SourceView codes_;
+  uint64_t output_bytes_;
+  std::mutex m_;
+  std::shared_ptr<const std::vector<uint32_t>> words_;
+  uint64_t done_ = 0;
+};
+
 // Source codes -> Marlin qweight, one K-tile row (2N words) per unit. With act-order the rows a
 // tile needs (perm[k] for its 16 k) are read one source word-row (GPTQ) or column
 // (compressed-tensors) at a time into a compact array, gathered into sorted GPTQ-layout rows and
 // repacked.
 class MarlinCodes final : public UnitProducer {
  public:
-  MarlinCodes(MarlinSource source, SourceView codes, uint64_t n, uint64_t k, Perm perm)
+  MarlinCodes(MarlinSource source, SourceView codes, uint64_t n, uint64_t k, Perm perm, uint64_t whole_max)
       : UnitProducer(k / 16, 2 * n * 4, std::string("marlin repack from ") + name(source) + (perm ? " act-order" : "")),
-        source_(source), codes_(std::move(codes)), n_(n), k_(k), perm_(std::move(perm)) {}
+        source_(source), codes_(std::move(codes)), n_(n), k_(k), perm_(std::move(perm)) {
+    if (source_ == MarlinSource::kCompressedTensors && !perm_ && codes_.nbytes() <= whole_max)
+      whole_ = std::make_unique<WholeCodes>(codes_, nbytes());
+  }
+
+  void produce(const SourceReader& src, uint64_t begin, uint64_t n, uint8_t* out) const override {
+    UnitProducer::produce(src, begin, n, out);
+    if (whole_) whole_->produced(n);
+  }
 
  private:
   static const char* name(MarlinSource s) {
@@ -125,6 +165,10 @@ class MarlinCodes final : public UnitProducer {
           return ops::marlin_repack(source_, w.data(), n_ / 8, n_, k_, kt0, kt1, out);
         }
         case MarlinSource::kCompressedTensors: {
+          if (whole_) {
+            const auto w = whole_->get(src);
+            return ops::marlin_repack(source_, w->data() + 2 * kt0, k_ / 8, n_, k_, kt0, kt1, out);
+          }
           const auto w = read_words(src, codes_.narrow(1, 2 * kt0, 2 * kts));
           return ops::marlin_repack(source_, w.data(), 2 * kts, n_, k_, kt0, kt1, out);
         }
@@ -163,22 +207,41 @@ class MarlinCodes final : public UnitProducer {
   SourceView codes_;
   uint64_t n_, k_;
   Perm perm_;
+  std::unique_ptr<WholeCodes> whole_;  // compressed-tensors without act-order, up to whole_max
 };
 
 // Marlin qweight -> source codes: units of one K-tile (GPTQ: 2 qweight rows, AWQ: 16) or, for
 // compressed-tensors' [N, K/8], of 64 output rows (one Marlin column tile across every K-tile).
 class MarlinUncodes final : public UnitProducer {
  public:
-  MarlinUncodes(MarlinSource target, SourceView marlin, uint64_t n, uint64_t k)
+  MarlinUncodes(MarlinSource target, SourceView marlin, uint64_t n, uint64_t k, uint64_t whole_max)
       : UnitProducer(target == MarlinSource::kCompressedTensors ? n / 64 : k / 16,
                      target == MarlinSource::kCompressedTensors ? 64 * (k / 8) * 4 : 2 * n * 4, "marlin unpack"),
-        target_(target), marlin_(std::move(marlin)), n_(n), k_(k) {}
+        target_(target), marlin_(std::move(marlin)), n_(n), k_(k) {
+    if (target_ == MarlinSource::kCompressedTensors && marlin_.nbytes() <= whole_max)
+      whole_ = std::make_unique<WholeCodes>(marlin_, nbytes());
+  }
+
+  void produce(const SourceReader& src, uint64_t begin, uint64_t n, uint8_t* out) const override {
+    UnitProducer::produce(src, begin, n, out);
+    if (whole_) whole_->produced(n);
+  }
 
  private:
   void units(const SourceReader& src, uint64_t u0, uint64_t u1, uint32_t* out) const override {
     if (target_ == MarlinSource::kCompressedTensors) {
-      const uint64_t sub_n = 64 * (u1 - u0);
-      const auto w = read_words(src, marlin_.narrow(1, 128 * u0, 128 * (u1 - u0)));
+      // Every K-tile's words of Marlin columns [128 u0, 128 u1): a column stripe of the tiles (read
+      // whole once where it fits, see WholeCodes).
+      const uint64_t sub_n = 64 * (u1 - u0), width = 2 * sub_n;
+      std::vector<uint32_t> w;
+      if (whole_) {
+        const auto all = whole_->get(src);
+        w.resize(k_ / 16 * width);
+        for (uint64_t kt = 0; kt < k_ / 16; ++kt)
+          std::memcpy(&w[kt * width], all->data() + kt * 2 * n_ + 128 * u0, width * 4);
+      } else {
+        w = read_words(src, marlin_.narrow(1, 128 * u0, width));
+      }
       return ops::marlin_unpack(target_, w.data(), sub_n, k_, 0, k_ / 16, out, k_ / 8);
     }
     const auto w = read_words(src, marlin_.narrow(0, u0, u1 - u0));
@@ -188,6 +251,7 @@ class MarlinUncodes final : public UnitProducer {
   MarlinSource target_;
   SourceView marlin_;
   uint64_t n_, k_;
+  std::unique_ptr<WholeCodes> whole_;  // compressed-tensors, up to whole_max
 };
 
 // Act-order codes back in the checkpoint's row order: every source row can come from any
@@ -242,10 +306,11 @@ struct LinearTensors {
 
 class Planner {
  public:
-  Planner(const Checkpoint& ck) : ck_(ck), reader_(source_paths(ck)) {
+  Planner(const Checkpoint& ck, uint64_t whole_codes_max) : whole_codes_max(whole_codes_max), ck_(ck), reader_(source_paths(ck)) {
     for (const auto& t : ck.tensors) by_name_[t.name] = &t;
   }
 
+  const uint64_t whole_codes_max;  // MarlinOptions::whole_codes_max_bytes
   std::string file_of(const TensorRef& t) const { return t.view.file >= 0 ? ck_.files[t.view.file].path : ck_.path; }
   [[noreturn]] void refuse(const TensorRef& t, const std::string& why) const { fail(Errc::kUnsupported, file_of(t), t.name, why); }
 
@@ -380,7 +445,7 @@ void plan_forward(Planner& p, const quant::Scheme& s, std::vector<OutputTensor>&
             p.refuse(g, "g_idx is not k / group_size but desc_act is false; vLLM would ignore it: say desc_act true or fix g_idx");
       }
     }
-    out.push_back({t.name, DType::I32, {l.k / 16, 2 * l.n}, std::make_shared<MarlinCodes>(src_kind, t.view, l.n, l.k, perm)});
+    out.push_back({t.name, DType::I32, {l.k / 16, 2 * l.n}, std::make_shared<MarlinCodes>(src_kind, t.view, l.n, l.k, perm, p.whole_codes_max)});
 
     const size_t es = dtype_bits(scales.dtype()) / 8;
     const SourceView sv = scales.view;
@@ -490,7 +555,7 @@ void plan_undo(Planner& p, const quant::Scheme& s, std::vector<OutputTensor>& ou
     const quant::Part* codes = part_of(quant::PartRole::kCodes);
     out.push_back({t.name, DType::I32, codes->shape,
                    perm ? act_order_uncodes(kind, t.view, l.n, l.k, perm)
-                        : std::shared_ptr<Producer>(std::make_shared<MarlinUncodes>(kind, t.view, l.n, l.k))});
+                        : std::shared_ptr<Producer>(std::make_shared<MarlinUncodes>(kind, t.view, l.n, l.k, p.whole_codes_max))});
 
     const size_t es = dtype_bits(scales.dtype()) / 8;
     const SourceView sv = scales.view;
@@ -559,7 +624,7 @@ MarlinPlan plan_marlin(const Checkpoint& ck, const MarlinOptions& o) {
   MarlinPlan mp;
   mp.plan.command = o.undo ? "marlin --undo" : "marlin";
   set_plan_sources(mp.plan, ck);
-  Planner p(ck);
+  Planner p(ck, o.whole_codes_max_bytes);
   std::vector<OutputTensor> tensors;
   std::map<std::string, std::string> replaced;
   std::optional<std::string> quantize_config;  // --undo: quantize_config.json to write back
@@ -578,7 +643,7 @@ MarlinPlan plan_marlin(const Checkpoint& ck, const MarlinOptions& o) {
                        "awq_marlin_repack, marlin_permute_scales, marlin_zero_points, stable marlin_sort_g_idx)";
     marlin["source_quantization_config"] = *qc;
     if (const SideFile* f = side_file(ck, "quantize_config.json"))
-      marlin["source_quantize_config"] = ojson::parse(read_text_file(f->path));
+      marlin["source_quantize_config"] = ojson::parse(side_file_text(*f));
     replaced["config.json"] = quant::config_with_quantization(config, marlin);
   } else {
     if (!is_marlin)

@@ -43,6 +43,11 @@ inline constexpr const char* kMarlinQuantMethod = "ckpt_marlin";
 
 struct MarlinOptions {
   bool undo = false;
+  // compressed-tensors codes (and, for --undo, Marlin codes going back to compressed-tensors) of
+  // one weight up to this size are read whole, once, into memory shared by its chunks: their
+  // K-tiles are column stripes, which read stripe by stripe map the whole tensor again for every
+  // 1 MB of output. Larger weights keep the stripe reads, so memory stays bounded.
+  uint64_t whole_codes_max_bytes = 256ull << 20;
 };
 
 struct MarlinPlan {

@@ -6,10 +6,12 @@
 #include <set>
 
 #include "commands/hf_layout.h"
+#include "commands/marlin.h"
 #include "commands/rechunk.h"
 #include "core/error.h"
 #include "core/name_pattern.h"
 #include "core/sizes.h"
+#include "plan/pipeline.h"
 #include "recipes/recipe.h"
 
 namespace ckpt {
@@ -164,7 +166,8 @@ quant::Scheme target_scheme(const QuantizeOptions& o) {
 
 }  // namespace
 
-QuantizePlan plan_quantize(const Checkpoint& ck, const QuantizeOptions& o) {
+// The plan in the format's own layout (plan_quantize adds --layout marlin on top).
+static QuantizePlan plan_in_source_layout(const Checkpoint& ck, const QuantizeOptions& o) {
   const quant::Scheme target = target_scheme(o);
   const std::string wanted = target.describe();
 
@@ -270,6 +273,23 @@ QuantizePlan plan_quantize(const Checkpoint& ck, const QuantizeOptions& o) {
   qp.plan.finalize();
   qp.plan.notes["bytes_before"] = qp.bytes_before;
   qp.plan.notes["bytes_after"] = qp.plan.tensor_bytes();
+  return qp;
+}
+
+QuantizePlan plan_quantize(const Checkpoint& ck, const QuantizeOptions& o) {
+  if (o.marlin_layout && o.method != quant::Method::kInt4)
+    fail(Errc::kInvalidArgument, ck.path, "", "--layout marlin applies only to --int4");
+  QuantizePlan qp = plan_in_source_layout(ck, o);
+  if (!o.marlin_layout) return qp;
+  // ckpt marlin planned over the checkpoint this plan's output would open as, its tensors made on
+  // demand by this plan's producers (as `ckpt run` composes two steps): one pass, and the bytes of
+  // `ckpt quantize` then `ckpt marlin`.
+  Plan tiles = plan_marlin(checkpoint_of_plan(qp.plan, ck, "the quantized checkpoint"), MarlinOptions{}).plan;
+  tiles.command = qp.plan.command;
+  tiles.notes = qp.plan.notes;
+  tiles.notes["layout"] = "marlin";
+  tiles.notes["bytes_after"] = tiles.tensor_bytes();
+  qp.plan = std::move(tiles);
   return qp;
 }
 

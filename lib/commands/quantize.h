@@ -42,6 +42,9 @@ struct QuantizeOptions {
   std::vector<std::string> ignore;
   std::string recipe_path;                  // empty: the recipe for the checkpoint's architecture
   std::shared_ptr<const Fp8Engine> engine;  // null: the CPU
+  // --int4 --layout marlin: the Linears' tensors as `ckpt marlin` relays them out (commands/marlin.h),
+  // in the same pass: the bytes of `ckpt quantize` then `ckpt marlin`.
+  bool marlin_layout = false;
 };
 
 struct QuantizePlan {

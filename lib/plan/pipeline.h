@@ -1,5 +1,6 @@
-// `ckpt run`: the steps of a pipeline (convert, rechunk, cast, quantize, then shard or gguf, each
-// with the options of its subcommand) composed into one plan, executed in one pass over the source.
+// `ckpt run`: the steps of a pipeline (convert, rechunk, cast, quantize, marlin, then shard or
+// gguf, each with the options of its subcommand) composed into one plan, executed in one pass over
+// the source.
 //
 // Each step plans exactly as its subcommand does, from a Checkpoint. For every step after the
 // first that checkpoint is what opening the previous step's output directory would give —

@@ -71,13 +71,16 @@ for a in convert rechunk cast quantize int4; do
 done
 
 # Longer chains: producers nested three deep (a cast of a cast: each level its own buffer), the
-# four-step chain, FP8 block scales sharded, and a safetensors source with several shards.
+# four-step chain, FP8 block scales sharded, a safetensors source with several shards, and Marlin
+# tiles made from INT4 codes made on demand (on the trained Llama: Marlin needs K % 128).
 write_pipeline "$scratch/casts.json" '{"cast": {"dtype": "f32"}}' '{"cast": {"dtype": "f16"}}' '{"cast": {"dtype": "bf16"}}'
 check_pipeline cast-cast-cast "$scratch/casts.json" "$td/llama-bin"
 write_pipeline "$scratch/four.json" "${step[convert]}" "${step[cast]}" '{"quantize": {"fp8": true, "scheme": "block", "block": "8x8"}}' "${step[shard]}"
 check_pipeline convert-cast-quantize-shard "$scratch/four.json" "$td/llama-bin"
 write_pipeline "$scratch/four-rechunk.json" "${step[convert]}" "${step[cast]}" '{"quantize": {"fp8": true}}' "${step[rechunk]}"
 check_pipeline convert-cast-quantize-rechunk "$scratch/four-rechunk.json" "$td/llama-bin-sharded"
+write_pipeline "$scratch/marlin.json" '{"quantize": {"int4": true, "group-size": 32}}' '{"marlin": {}}' "${step[rechunk]}"
+check_pipeline int4-marlin-rechunk "$scratch/marlin.json" "$td/llama-trained"
 write_pipeline "$scratch/moe.json" '{"cast": {"dtype": "f16"}}' '{"shard": {"tp": 2, "pp": 2}}'
 check_pipeline mixtral-cast-shard-pp "$scratch/moe.json" "$td/mixtral"
 
