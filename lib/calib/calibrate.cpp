@@ -111,7 +111,6 @@ class ValuesLinear final : public model::LinearWeights {
     const uint64_t k = in_features();
     std::memcpy(out, values_.data() + begin * k, count * k * sizeof(double));
   }
-  const validate::LinearWeight& stored() const override { return orig_->stored(); }
 
  private:
   std::shared_ptr<const model::LinearWeights> orig_;
@@ -547,7 +546,32 @@ std::vector<uint8_t> as_bytes(const std::vector<T>& v) {
   return b;
 }
 
-// One stored array of an INT4 Linear (ops/int4_quant.h layouts).
+
+std::vector<uint8_t> encode_values(DType d, const std::vector<double>& v) {
+  std::vector<uint8_t> out(v.size() * dtype_bits(d) / 8);
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (d == DType::BF16 || d == DType::F16) {
+      const uint16_t h = d == DType::BF16 ? ops::f64_to_bf16(v[i]) : ops::f64_to_f16(v[i]);
+      std::memcpy(&out[i * 2], &h, 2);
+    } else if (d == DType::F32) {
+      const float f = static_cast<float>(v[i]);
+      std::memcpy(&out[i * 4], &f, 4);
+    } else {
+      throw std::logic_error("encode_values: norm dtype");
+    }
+  }
+  return out;
+}
+
+OutputTensor* plan_tensor(QuantizePlan& qp, const std::string& name) {
+  for (auto& f : qp.plan.files)
+    for (auto& t : f.tensors)
+      if (t.name == name) return &t;
+  return nullptr;
+}
+
+}  // namespace
+
 std::vector<uint8_t> int4_array(const Int4Weights& q, quant::PartRole role) {
   const ops::Int4Geometry& geo = q.geo;
   const ops::Int4Shapes sh = ops::int4_shapes(q.scheme, geo.n, geo.k);
@@ -588,31 +612,6 @@ std::vector<uint8_t> int4_array(const Int4Weights& q, quant::PartRole role) {
   }
   throw std::logic_error("int4 has no input scales");
 }
-
-std::vector<uint8_t> encode_values(DType d, const std::vector<double>& v) {
-  std::vector<uint8_t> out(v.size() * dtype_bits(d) / 8);
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (d == DType::BF16 || d == DType::F16) {
-      const uint16_t h = d == DType::BF16 ? ops::f64_to_bf16(v[i]) : ops::f64_to_f16(v[i]);
-      std::memcpy(&out[i * 2], &h, 2);
-    } else if (d == DType::F32) {
-      const float f = static_cast<float>(v[i]);
-      std::memcpy(&out[i * 4], &f, 4);
-    } else {
-      throw std::logic_error("encode_values: norm dtype");
-    }
-  }
-  return out;
-}
-
-OutputTensor* plan_tensor(QuantizePlan& qp, const std::string& name) {
-  for (auto& f : qp.plan.files)
-    for (auto& t : f.tensors)
-      if (t.name == name) return &t;
-  return nullptr;
-}
-
-}  // namespace
 
 void apply_calibrated(QuantizePlan& qp, const Calibrated& c) {
   std::map<std::string, const LinearResult*> by_module;
