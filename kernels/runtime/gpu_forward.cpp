@@ -134,30 +134,30 @@ struct GpuForward::Impl {
       if (L.shared_gate) d.shared_gate = upload(*L.shared_gate);
       for (size_t r = 0; r < L.attention.size(); ++r) {
         const model::RankAttention& a = L.attention[r];
-        RankLayer x;
+        RankLayer rl;
         if (L.moe) {
-          for (const auto& e : L.experts[r].experts) x.experts.push_back(upload_mlp(e));
-          x.shared = upload_mlp(L.experts[r].shared);
+          for (const auto& e : L.experts[r].experts) rl.experts.push_back(upload_mlp(e));
+          rl.shared = upload_mlp(L.experts[r].shared);
         } else {
-          x.mlp = upload_mlp(L.mlp[r]);
+          rl.mlp = upload_mlp(L.mlp[r]);
         }
-        x.q = upload(a.q);
-        x.k = upload(a.k);
-        x.v = upload(a.v);
-        x.qkv = upload(a.qkv);
-        x.o = upload(a.o);
-        x.nq = a.q_heads.size();
-        x.nkv = a.kv_heads.size();
-        x.first_q = a.q_heads.front();
-        x.first_kv = a.kv_heads.front();
-        w_q = std::max({w_q, x.q.n(), x.qkv.n()});
-        w_kv = std::max(w_kv, x.k.n());
-        w_ctx = std::max(w_ctx, x.nq * c.head_dim);
-        const uint64_t kv = batch * capacity * x.nkv * c.head_dim * sizeof(float);
-        x.keys = DeviceBuffer(kv);
-        x.values = DeviceBuffer(kv);
+        rl.q = upload(a.q);
+        rl.k = upload(a.k);
+        rl.v = upload(a.v);
+        rl.qkv = upload(a.qkv);
+        rl.o = upload(a.o);
+        rl.nq = a.q_heads.size();
+        rl.nkv = a.kv_heads.size();
+        rl.first_q = a.q_heads.front();
+        rl.first_kv = a.kv_heads.front();
+        w_q = std::max({w_q, rl.q.n(), rl.qkv.n()});
+        w_kv = std::max(w_kv, rl.k.n());
+        w_ctx = std::max(w_ctx, rl.nq * c.head_dim);
+        const uint64_t kv = batch * capacity * rl.nkv * c.head_dim * sizeof(float);
+        rl.keys = DeviceBuffer(kv);
+        rl.values = DeviceBuffer(kv);
         kv_bytes += 2 * kv;
-        d.ranks.push_back(std::move(x));
+        d.ranks.push_back(std::move(rl));
       }
       layers.push_back(std::move(d));
     }
@@ -382,7 +382,7 @@ struct GpuForward::Impl {
     const uint64_t rows = batch * tokens, H = c.hidden, V = c.vocab;
     CKPT_CUDA(cudaMemsetAsync(h.data(), 0, rows * H * sizeof(float), stream));
     for (const DevVocab& e : embed)
-      CKPT_CUDA(embed_rows(e.table.view(), e.rows.begin, ids.as<int64_t>(), rows, h.as<float>(), stream));
+      CKPT_CUDA(embed_rows(e.table.view(), e.rows.begin, e.rows.length, ids.as<int64_t>(), rows, h.as<float>(), stream));
     for (uint64_t i = 0; i < layers.size(); ++i) {
       const DevLayer& d = layers[i];
       CKPT_CUDA(rms_norm_rows(h.as<float>(), rows, H, d.input_norm.as<float>(), float(c.rms_eps), x.as<float>(), stream));

@@ -3,6 +3,8 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include <algorithm>
+
 #include "ops/float_convert.h"
 #include "ops/fp8.h"
 #include "ops/int4_math.h"
@@ -175,12 +177,13 @@ __global__ void dequantize_kernel(LinearView w, float* out) {
     out[i] = weight_at(w, i / w.k, i % w.k);
 }
 
-__global__ void embed_kernel(LinearView table, uint64_t row_begin, const int64_t* ids, uint64_t n, float* out) {
+__global__ void embed_kernel(LinearView table, uint64_t row_begin, uint64_t rows, const int64_t* ids, uint64_t n,
+                             float* out) {
   for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < n * table.k;
        i += uint64_t(gridDim.x) * blockDim.x) {
     const uint64_t t = i / table.k, j = i % table.k;
     const int64_t id = ids[t];
-    if (id >= static_cast<int64_t>(row_begin) && id < static_cast<int64_t>(row_begin + table.n))
+    if (id >= static_cast<int64_t>(row_begin) && id < static_cast<int64_t>(row_begin + rows))
       out[i] += weight_at(table, static_cast<uint64_t>(id) - row_begin, j);
   }
 }
@@ -244,10 +247,10 @@ cudaError_t dequantize_linear(const LinearView& w, float* out, cudaStream_t stre
   return cudaGetLastError();
 }
 
-cudaError_t embed_rows(const LinearView& table, uint64_t row_begin, const int64_t* ids, uint64_t n, float* out,
-                       cudaStream_t stream) {
+cudaError_t embed_rows(const LinearView& table, uint64_t row_begin, uint64_t rows, const int64_t* ids, uint64_t n,
+                       float* out, cudaStream_t stream) {
   if (n * table.k == 0) return cudaSuccess;
-  embed_kernel<<<grid_for(n * table.k), kThreads, 0, stream>>>(table, row_begin, ids, n, out);
+  embed_kernel<<<grid_for(n * table.k), kThreads, 0, stream>>>(table, row_begin, std::min(rows, table.n), ids, n, out);
   return cudaGetLastError();
 }
 

@@ -63,9 +63,9 @@ cudaError_t linear_skinny(const LinearView& w, const float* x, uint64_t m, float
 // out[n][k] = W[n][k] as float32.
 cudaError_t dequantize_linear(const LinearView& w, float* out, cudaStream_t stream);
 
-// out[t][:] += table[ids[t] - row_begin][:] for ids in [row_begin, row_begin + table.n): the
-// vocab-parallel embedding slice of one rank, dequantized.
-cudaError_t embed_rows(const LinearView& table, uint64_t row_begin, const int64_t* ids, uint64_t n, float* out,
-                       cudaStream_t stream);
+// out[t][:] += table[ids[t] - row_begin][:] for ids in [row_begin, row_begin + rows): the
+// vocab-parallel embedding slice of one rank (its padding rows past `rows` never read), dequantized.
+cudaError_t embed_rows(const LinearView& table, uint64_t row_begin, uint64_t rows, const int64_t* ids, uint64_t n,
+                       float* out, cudaStream_t stream);
 
 }  // namespace ckpt::cuda
