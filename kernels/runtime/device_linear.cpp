@@ -157,4 +157,18 @@ void DeviceLinear::apply(const float* x, uint64_t rows, float* y, const LinearCo
   if (b) CKPT_CUDA(add_bias(y, b, rows, view_.n, ctx.stream));
 }
 
+void DeviceLinear::apply_same_input(const std::vector<std::pair<const DeviceLinear*, float*>>& outs, const float* x,
+                                    uint64_t rows, const LinearContext& ctx) {
+  if (rows > kSkinnyMaxRows || outs.size() > static_cast<size_t>(kSkinnyMaxJobs)) {
+    for (const auto& [l, y] : outs) l->apply(x, rows, y, ctx);
+    return;
+  }
+  std::vector<SkinnyJob> jobs;
+  for (const auto& [l, y] : outs) {
+    if (!l->present()) throw std::logic_error("DeviceLinear::apply_same_input on an absent Linear");
+    jobs.push_back({l->view_, y, l->bias_.size() ? l->bias_.as<float>() : nullptr});
+  }
+  CKPT_CUDA(linear_skinny_jobs(jobs.data(), static_cast<int>(jobs.size()), x, rows, false, ctx.stream));
+}
+
 }  // namespace ckpt::cuda

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda_check.h"
@@ -56,6 +57,11 @@ class DeviceLinear {
   // dequantize + cuBLAS path for any rows (tests compare it with the skinny kernel).
   void apply(const float* x, uint64_t rows, float* y, const LinearContext& ctx, bool accumulate = false,
              bool gemm = false) const;
+
+  // Several Linears on the same `x` (q/k/v, gate/up), each into its own y: one skinny launch
+  // (a decode step's graph holds fewer kernels) where the rows allow it, else apply() each.
+  static void apply_same_input(const std::vector<std::pair<const DeviceLinear*, float*>>& outs, const float* x,
+                               uint64_t rows, const LinearContext& ctx);
 
  private:
   void upload_values(const model::LinearWeights& w);

@@ -225,9 +225,8 @@ struct GpuForward::Impl {
         a.k_col = qw;
         a.v_col = qw + kw;
       } else {
-        apply(r.q, in, rows, q.as<float>());
-        apply(r.k, in, rows, k.as<float>());
-        apply(r.v, in, rows, v.as<float>());
+        DeviceLinear::apply_same_input({{&r.q, q.as<float>()}, {&r.k, k.as<float>()}, {&r.v, v.as<float>()}}, in, rows,
+                                       linear_ctx());
         a.q_stride = qw;
         a.k_new = k.as<float>();
         a.v_new = v.as<float>();
@@ -288,8 +287,7 @@ struct GpuForward::Impl {
       apply(p.gate_up, in, rows, gu.as<float>());
       CKPT_CUDA(silu_mul(gu.as<float>(), 2 * n, 0, gu.as<float>(), 2 * n, n, rows, n, act.as<float>(), stream));
     } else {
-      apply(p.gate, in, rows, gu.as<float>());
-      apply(p.up, in, rows, u.as<float>());
+      DeviceLinear::apply_same_input({{&p.gate, gu.as<float>()}, {&p.up, u.as<float>()}}, in, rows, linear_ctx());
       CKPT_CUDA(silu_mul(gu.as<float>(), n, 0, u.as<float>(), n, 0, rows, n, act.as<float>(), stream));
     }
     apply(p.down, act.as<float>(), rows, out, accumulate);

@@ -106,12 +106,31 @@ __device__ __forceinline__ float warp_sum(float v) {
 template <int MAXM>
 __device__ __forceinline__ void write_rows(const float (&acc)[MAXM], int m, uint64_t n, uint64_t N, float* y,
                                            const float* bias, bool accumulate) {
-  const float b = bias ? bias[n] : 0.0f;
+  const float b = bias ? bias[n] : 0.0f;  // one warp: every lane reads it, lane 0 writes
 #pragma unroll
   for (int r = 0; r < MAXM; ++r) {
     const float s = warp_sum(acc[r]) + b;
     if (r < m && threadIdx.x % 32 == 0) y[r * N + n] = accumulate ? y[r * N + n] + s : s;
   }
+}
+
+// The Linears of one launch (kernel parameter): job j owns blocks [first_block[j], first_block[j + 1]).
+struct SkinnyJobs {
+  SkinnyJob job[kSkinnyMaxJobs];
+  unsigned first_block[kSkinnyMaxJobs + 1];
+  int count;
+  bool accumulate;
+};
+
+// This block's job (copied by constant index: a kernel parameter indexed at run time would be
+// copied to local memory) and output row (one warp per row); false past the job's last row.
+__device__ __forceinline__ bool block_job(const SkinnyJobs& jobs, SkinnyJob* job, uint64_t* n) {
+  static_assert(kSkinnyMaxJobs == 3, "block_job selects among three jobs");
+  const unsigned b = blockIdx.x;
+  const int i = jobs.count > 2 && b >= jobs.first_block[2] ? 2 : jobs.count > 1 && b >= jobs.first_block[1] ? 1 : 0;
+  *job = i == 0 ? jobs.job[0] : i == 1 ? jobs.job[1] : jobs.job[2];
+  *n = (b - (i == 0 ? 0u : i == 1 ? jobs.first_block[1] : jobs.first_block[2])) * uint64_t(kWarps) + threadIdx.x / 32;
+  return *n < job->w.n;
 }
 
 // One warp per row n: lane l takes loads l, l + 32, ...; MAXM accumulators, rows past m unused.
@@ -120,11 +139,11 @@ template <WeightElem E>
 constexpr int kUnroll = E == WeightElem::kInt4 || E == WeightElem::kE4M3 ? 2 : 4;
 
 template <WeightElem E, int MAXM>
-__global__ void __launch_bounds__(kThreads) skinny_kernel(LinearView w, const float* __restrict__ x, int m,
-                                                          float* __restrict__ y, const float* __restrict__ bias,
-                                                          bool accumulate) {
-  const uint64_t n = blockIdx.x * uint64_t(kWarps) + threadIdx.x / 32;
-  if (n >= w.n) return;
+__global__ void __launch_bounds__(kThreads) skinny_kernel(SkinnyJobs jobs, const float* __restrict__ x, int m) {
+  SkinnyJob job;
+  uint64_t n;
+  if (!block_job(jobs, &job, &n)) return;
+  const LinearView& w = job.w;
   constexpr int P = kPerLoad<E>;
   const uint4* row = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(w.w) + n * w.row_bytes);
   const uint64_t loads = w.k / P;
@@ -150,15 +169,16 @@ __global__ void __launch_bounds__(kThreads) skinny_kernel(LinearView w, const fl
       }
     }
   }
-  write_rows<MAXM>(acc, m, n, w.n, y, bias, accumulate);
+  write_rows<MAXM>(acc, m, n, w.n, job.y, job.bias, jobs.accumulate);
 }
 
 // Any layout, element by element (weight_at).
-__global__ void __launch_bounds__(kThreads) skinny_elementwise_kernel(LinearView w, const float* __restrict__ x, int m,
-                                                                      float* __restrict__ y,
-                                                                      const float* __restrict__ bias, bool accumulate) {
-  const uint64_t n = blockIdx.x * uint64_t(kWarps) + threadIdx.x / 32;
-  if (n >= w.n) return;
+__global__ void __launch_bounds__(kThreads) skinny_elementwise_kernel(SkinnyJobs jobs, const float* __restrict__ x,
+                                                                      int m) {
+  SkinnyJob job;
+  uint64_t n;
+  if (!block_job(jobs, &job, &n)) return;
+  const LinearView& w = job.w;
   constexpr int MAXM = static_cast<int>(kSkinnyMaxRows);
   float acc[MAXM];
 #pragma unroll
@@ -169,7 +189,7 @@ __global__ void __launch_bounds__(kThreads) skinny_elementwise_kernel(LinearView
     for (int r = 0; r < MAXM; ++r)
       if (r < m) acc[r] = fmaf(v, x[r * w.k + k], acc[r]);
   }
-  write_rows<MAXM>(acc, m, n, w.n, y, bias, accumulate);
+  write_rows<MAXM>(acc, m, n, w.n, job.y, job.bias, jobs.accumulate);
 }
 
 __global__ void dequantize_kernel(LinearView w, float* out) {
@@ -189,13 +209,12 @@ __global__ void embed_kernel(LinearView table, uint64_t row_begin, uint64_t rows
 }
 
 template <WeightElem E>
-cudaError_t launch_skinny(const LinearView& w, const float* x, int m, float* y, const float* bias, bool acc,
-                         cudaStream_t s) {
-  const unsigned blocks = static_cast<unsigned>((w.n + kWarps - 1) / kWarps);
-  if (m == 1) skinny_kernel<E, 1><<<blocks, kThreads, 0, s>>>(w, x, m, y, bias, acc);
-  else if (m == 2) skinny_kernel<E, 2><<<blocks, kThreads, 0, s>>>(w, x, m, y, bias, acc);
-  else if (m <= 4) skinny_kernel<E, 4><<<blocks, kThreads, 0, s>>>(w, x, m, y, bias, acc);
-  else skinny_kernel<E, 8><<<blocks, kThreads, 0, s>>>(w, x, m, y, bias, acc);
+cudaError_t launch_skinny(const SkinnyJobs& jobs, const float* x, int m, cudaStream_t s) {
+  const unsigned blocks = jobs.first_block[jobs.count];
+  if (m == 1) skinny_kernel<E, 1><<<blocks, kThreads, 0, s>>>(jobs, x, m);
+  else if (m == 2) skinny_kernel<E, 2><<<blocks, kThreads, 0, s>>>(jobs, x, m);
+  else if (m <= 4) skinny_kernel<E, 4><<<blocks, kThreads, 0, s>>>(jobs, x, m);
+  else skinny_kernel<E, 8><<<blocks, kThreads, 0, s>>>(jobs, x, m);
   return cudaGetLastError();
 }
 
@@ -222,23 +241,38 @@ bool skinny_vectorized(const LinearView& w, const float* x) {
   return true;
 }
 
-cudaError_t linear_skinny(const LinearView& w, const float* x, uint64_t m, float* y, const float* bias,
-                          bool accumulate, cudaStream_t stream, bool element_wise) {
-  if (m == 0 || m > kSkinnyMaxRows || w.n == 0) return m == 0 || w.n == 0 ? cudaSuccess : cudaErrorInvalidValue;
+cudaError_t linear_skinny_jobs(const SkinnyJob* job, int count, const float* x, uint64_t m, bool accumulate,
+                               cudaStream_t stream, bool element_wise) {
+  if (count < 1 || count > kSkinnyMaxJobs || m > kSkinnyMaxRows) return cudaErrorInvalidValue;
+  SkinnyJobs jobs{};
+  jobs.count = count;
+  jobs.accumulate = accumulate;
+  bool vectorized = !element_wise;
+  for (int j = 0; j < count; ++j) {
+    jobs.job[j] = job[j];
+    jobs.first_block[j + 1] = jobs.first_block[j] + static_cast<unsigned>((job[j].w.n + kWarps - 1) / kWarps);
+    vectorized = vectorized && job[j].w.elem == job[0].w.elem && skinny_vectorized(job[j].w, x);
+  }
+  if (m == 0 || jobs.first_block[count] == 0) return cudaSuccess;
   const int rows = static_cast<int>(m);
-  if (element_wise || !skinny_vectorized(w, x)) {
-    const unsigned blocks = static_cast<unsigned>((w.n + kWarps - 1) / kWarps);
-    skinny_elementwise_kernel<<<blocks, kThreads, 0, stream>>>(w, x, rows, y, bias, accumulate);
+  if (!vectorized) {
+    skinny_elementwise_kernel<<<jobs.first_block[count], kThreads, 0, stream>>>(jobs, x, rows);
     return cudaGetLastError();
   }
-  switch (w.elem) {
-    case WeightElem::kF32: return launch_skinny<WeightElem::kF32>(w, x, rows, y, bias, accumulate, stream);
-    case WeightElem::kF16: return launch_skinny<WeightElem::kF16>(w, x, rows, y, bias, accumulate, stream);
-    case WeightElem::kBF16: return launch_skinny<WeightElem::kBF16>(w, x, rows, y, bias, accumulate, stream);
-    case WeightElem::kE4M3: return launch_skinny<WeightElem::kE4M3>(w, x, rows, y, bias, accumulate, stream);
-    case WeightElem::kInt4: return launch_skinny<WeightElem::kInt4>(w, x, rows, y, bias, accumulate, stream);
+  switch (job[0].w.elem) {
+    case WeightElem::kF32: return launch_skinny<WeightElem::kF32>(jobs, x, rows, stream);
+    case WeightElem::kF16: return launch_skinny<WeightElem::kF16>(jobs, x, rows, stream);
+    case WeightElem::kBF16: return launch_skinny<WeightElem::kBF16>(jobs, x, rows, stream);
+    case WeightElem::kE4M3: return launch_skinny<WeightElem::kE4M3>(jobs, x, rows, stream);
+    case WeightElem::kInt4: return launch_skinny<WeightElem::kInt4>(jobs, x, rows, stream);
   }
   return cudaErrorInvalidValue;
+}
+
+cudaError_t linear_skinny(const LinearView& w, const float* x, uint64_t m, float* y, const float* bias,
+                          bool accumulate, cudaStream_t stream, bool element_wise) {
+  const SkinnyJob job{w, y, bias};
+  return linear_skinny_jobs(&job, 1, x, m, accumulate, stream, element_wise);
 }
 
 cudaError_t dequantize_linear(const LinearView& w, float* out, cudaStream_t stream) {

@@ -54,6 +54,17 @@ constexpr uint64_t kSkinnyMaxRows = 8;
 // act-order g_idx, unaligned x) it reads element by element, correct but slower.
 bool skinny_vectorized(const LinearView& w, const float* x);
 
+// Several Linears on the same activations in one launch (q/k/v, gate/up: fewer kernel nodes in
+// a decode step's graph): each job's y = x W^T (+ bias), as linear_skinny.
+struct SkinnyJob {
+  LinearView w;
+  float* y = nullptr;
+  const float* bias = nullptr;
+};
+constexpr int kSkinnyMaxJobs = 3;
+cudaError_t linear_skinny_jobs(const SkinnyJob* jobs, int count, const float* x, uint64_t m, bool accumulate,
+                               cudaStream_t stream, bool element_wise = false);
+
 // y[m][n] = x[m][:] . W[n][:] (+ bias[n], bias may be null) for 1 <= m <= kSkinnyMaxRows;
 // `accumulate`: y[m][n] += that (a residual add without a kernel of its own). `element_wise`
 // forces the element-by-element kernel (tests compare the two).

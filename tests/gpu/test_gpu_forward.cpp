@@ -193,6 +193,55 @@ void expect_linear_paths_match(const model::LinearWeights& w, const std::string&
 
 bool no_gpu() { return cuda::device_count() == 0; }
 
+// DeviceLinear::apply_same_input on Linears sharing K, 1..8 rows: each output equals its own
+// apply() bit for bit when all share one format (one launch of the same kernel), and the CPU
+// reference within the tolerance always (mixed formats take the element-wise kernel).
+void expect_same_input_matches(const std::vector<std::shared_ptr<const model::LinearWeights>>& ws, const std::string& what) {
+  const uint64_t k = ws[0]->in_features();
+  std::vector<cuda::DeviceLinear> d;
+  bool same = true;
+  for (const auto& w : ws) {
+    d.emplace_back(*w, std::vector<double>{});
+    same = same && d.back().view().elem == d.front().view().elem;
+  }
+  cuda::Stream stream = cuda::new_stream();
+  const cuda::LinearContext ctx{stream, nullptr, nullptr, 0};
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (uint64_t rows : {1, 3, 8}) {
+    std::vector<float> x(rows * k);
+    for (float& v : x) v = normal(rng);
+    cuda::DeviceBuffer dx(x.size() * sizeof(float));
+    CKPT_CUDA(cudaMemcpy(dx.data(), x.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice));
+    std::vector<cuda::DeviceBuffer> alone, together;
+    std::vector<std::pair<const cuda::DeviceLinear*, float*>> outs;
+    for (const auto& l : d) {
+      alone.emplace_back(rows * l.n() * sizeof(float));
+      together.emplace_back(rows * l.n() * sizeof(float));
+      l.apply(dx.as<float>(), rows, alone.back().as<float>(), ctx);
+      outs.push_back({&l, together.back().as<float>()});
+    }
+    cuda::DeviceLinear::apply_same_input(outs, dx.as<float>(), rows, ctx);
+    CKPT_CUDA(cudaStreamSynchronize(stream));
+    for (size_t i = 0; i < d.size(); ++i) {
+      const uint64_t n = d[i].n();
+      std::vector<float> a(rows * n), b(rows * n);
+      CKPT_CUDA(cudaMemcpy(a.data(), alone[i].data(), a.size() * sizeof(float), cudaMemcpyDeviceToHost));
+      CKPT_CUDA(cudaMemcpy(b.data(), together[i].data(), b.size() * sizeof(float), cudaMemcpyDeviceToHost));
+      std::vector<double> want(rows * n);
+      const std::vector<double> xd(x.begin(), x.end());
+      model::linear_forward(*ws[i], xd.data(), rows, want.data());
+      double scale = 0, err = 0;
+      for (double v : want) scale = std::max(scale, std::fabs(v));
+      for (size_t j = 0; j < b.size(); ++j) err = std::max(err, std::fabs(b[j] - want[j]));
+      EXPECT_LE(err, 1e-5 * (scale + 1)) << what << " Linear " << i << ", " << rows << " rows";
+      if (same) {
+        EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << what << " Linear " << i;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 TEST(GpuForward, MatchesTheCpuReferenceOnEveryDenseArchitecture) {
@@ -284,6 +333,11 @@ TEST(GpuForward, EveryLinearPathMatchesTheCpuReference) {
   for (const Int4Case& c : cases)
     for (const model::RankLinear* l : {&m->layers()[0].attention[0].k, &m->layers()[0].mlp[0].down})
       expect_linear_paths_match(*int4_of(*l->weight, c), std::string(c.name) + " " + l->module);
+
+  const model::RankAttention& a = m->layers()[0].attention[0];
+  expect_same_input_matches({a.q.weight, a.k.weight, a.v.weight}, "bf16 q/k/v");
+  expect_same_input_matches({int4_of(*a.q.weight, cases[0]), int4_of(*a.k.weight, cases[4])}, "int4 q/k");
+  expect_same_input_matches({a.q.weight, int4_of(*a.k.weight, cases[0]), int4_of(*a.v.weight, cases[2])}, "mixed q/k/v");
 
   // The cases above reach the kernel they were meant for: 16-byte loads where a load holds whole
   // FP8 blocks / INT4 groups and no act-order g_idx; element by element otherwise.
