@@ -87,23 +87,18 @@ struct Int4Case {
 };
 
 std::vector<Int4Case> int4_cases() {
-  auto scheme = [](ops::Int4Format f, int64_t group, bool sym, DType scale, int offset) {
-    ops::Int4Scheme s;
-    s.format = f;
-    s.group_size = group;
-    s.symmetric = sym;
-    s.scale_dtype = scale;
-    s.gptq_zero_offset = offset;
-    return s;
-  };
   // Groups of 32 take the skinny kernel's 16-byte loads; 16 and act-order its element-wise path.
-  return {{"gptq v1 sym g32", scheme(ops::Int4Format::kGptq, 32, true, DType::F16, 1)},
-          {"gptq v1 asym g32 (zero 16)", scheme(ops::Int4Format::kGptq, 32, false, DType::F16, 1)},
-          {"gptq v2 asym g16", scheme(ops::Int4Format::kGptq, 16, false, DType::F16, 0)},
-          {"gptq act-order g32", scheme(ops::Int4Format::kGptq, 32, true, DType::F16, 0), true},
-          {"awq asym g32", scheme(ops::Int4Format::kAwq, 32, false, DType::F16, 0)},
-          {"compressed-tensors sym g64 bf16", scheme(ops::Int4Format::kCompressedTensors, 64, true, DType::BF16, 0)},
-          {"compressed-tensors asym per-row", scheme(ops::Int4Format::kCompressedTensors, -1, false, DType::BF16, 0)}};
+  using F = ops::Int4Format;
+  return {
+      {"gptq v1 sym g32", {.format = F::kGptq, .group_size = 32, .symmetric = true}},
+      {"gptq v1 asym g32 (zero 16)", {.format = F::kGptq, .group_size = 32, .symmetric = false}},
+      {"gptq v2 asym g16", {.format = F::kGptq, .group_size = 16, .symmetric = false, .gptq_zero_offset = 0}},
+      {"gptq act-order g32", {.format = F::kGptq, .group_size = 32, .symmetric = true, .gptq_zero_offset = 0}, true},
+      {"awq asym g32", {.format = F::kAwq, .group_size = 32, .symmetric = false}},
+      {"compressed-tensors sym g64 bf16",
+       {.format = F::kCompressedTensors, .group_size = 64, .symmetric = true, .scale_dtype = DType::BF16}},
+      {"compressed-tensors asym per-row",
+       {.format = F::kCompressedTensors, .group_size = -1, .symmetric = false, .scale_dtype = DType::BF16}}};
 }
 
 std::shared_ptr<const model::LinearWeights> int4_of(const model::LinearWeights& w, const Int4Case& c) {

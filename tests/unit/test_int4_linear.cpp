@@ -16,16 +16,6 @@
 namespace ckpt {
 namespace {
 
-ops::Int4Scheme scheme(ops::Int4Format f, int64_t group, bool sym, DType scale, int offset) {
-  ops::Int4Scheme s;
-  s.format = f;
-  s.group_size = group;
-  s.symmetric = sym;
-  s.scale_dtype = scale;
-  s.gptq_zero_offset = offset;
-  return s;
-}
-
 calib::Int4Weights rtn(const ops::Int4Scheme& s, uint64_t n, uint64_t k) {
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0.0f, 0.02f);
@@ -48,11 +38,14 @@ std::unique_ptr<model::LinearWeights> linear_of(const calib::Int4Weights& q, std
 TEST(Int4Linear, EveryFormatDecodesToTheQuantizedValues) {
   const uint64_t n = 16, k = 128;
   // Not GPTQ v1 asymmetric: v1 cannot hold a zero of 0 (it reads back as 16, ops/int4_quant.h).
-  for (const ops::Int4Scheme& s : {scheme(ops::Int4Format::kGptq, 32, true, DType::F16, 1),
-                                   scheme(ops::Int4Format::kGptq, 64, false, DType::F16, 0),
-                                   scheme(ops::Int4Format::kAwq, 32, false, DType::F16, 0),
-                                   scheme(ops::Int4Format::kCompressedTensors, 128, true, DType::BF16, 0),
-                                   scheme(ops::Int4Format::kCompressedTensors, -1, false, DType::BF16, 0)}) {
+  using F = ops::Int4Format;
+  const std::vector<ops::Int4Scheme> schemes = {
+      {.format = F::kGptq, .group_size = 32, .symmetric = true},
+      {.format = F::kGptq, .group_size = 64, .symmetric = false, .gptq_zero_offset = 0},
+      {.format = F::kAwq, .group_size = 32, .symmetric = false},
+      {.format = F::kCompressedTensors, .group_size = 128, .symmetric = true, .scale_dtype = DType::BF16},
+      {.format = F::kCompressedTensors, .group_size = -1, .symmetric = false, .scale_dtype = DType::BF16}};
+  for (const ops::Int4Scheme& s : schemes) {
     const calib::Int4Weights q = rtn(s, n, k);
     const auto w = linear_of(q);
     EXPECT_EQ(w->kind(), model::WeightKind::kInt4);
@@ -69,7 +62,7 @@ TEST(Int4Linear, EveryFormatDecodesToTheQuantizedValues) {
 }
 
 TEST(Int4Linear, ActOrderGroupIndexIsHonoured) {
-  const ops::Int4Scheme s = scheme(ops::Int4Format::kGptq, 32, true, DType::F16, 0);
+  const ops::Int4Scheme s{.format = ops::Int4Format::kGptq, .group_size = 32, .symmetric = true, .gptq_zero_offset = 0};
   const calib::Int4Weights q = rtn(s, 8, 64);
   std::vector<int32_t> g(64);
   for (uint64_t c = 0; c < 64; ++c) g[c] = static_cast<int32_t>(c % 2);  // columns alternate between groups 0 and 1
@@ -87,7 +80,7 @@ TEST(Int4Linear, ActOrderGroupIndexIsHonoured) {
 }
 
 TEST(Int4Linear, RefusesWrongArrays) {
-  const ops::Int4Scheme s = scheme(ops::Int4Format::kGptq, 32, true, DType::F16, 1);
+  const ops::Int4Scheme s{.format = ops::Int4Format::kGptq, .group_size = 32, .symmetric = true};
   const calib::Int4Weights q = rtn(s, 8, 64);
   auto codes = calib::int4_array(q, quant::PartRole::kCodes);
   auto zeros = calib::int4_array(q, quant::PartRole::kZero);
