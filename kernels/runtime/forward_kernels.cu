@@ -74,6 +74,8 @@ __global__ void attention_kernel(AttentionArgs a) {
     if (j <= pos) {
       const float* k = a.k_cache + ((b * a.capacity + j) * a.kv_heads + kvh) * a.head_dim;
       float dot = 0;
+      // Unrolled so that several loads are in flight (the sums keep their order).
+#pragma unroll 8
       for (uint64_t d = 0; d < a.head_dim; ++d) dot += q[d] * k[d];
       s = dot * a.scale;
     }
@@ -99,6 +101,7 @@ __global__ void attention_kernel(AttentionArgs a) {
     const uint64_t count = min(uint64_t(blockDim.x), pos + 1 - j0);
     for (uint64_t d = threadIdx.x; d < a.head_dim; d += blockDim.x) {
       float v_acc = acc[d] * rescale;
+#pragma unroll 8
       for (uint64_t jj = 0; jj < count; ++jj)
         v_acc += scores[jj] * a.v_cache[((b * a.capacity + j0 + jj) * a.kv_heads + kvh) * a.head_dim + d];
       acc[d] = v_acc;

@@ -17,8 +17,7 @@ cudaError_t rms_norm_rows(const float* x, uint64_t rows, uint64_t width, const f
                           cudaStream_t stream);
 // Rotates heads in place: x is [rows][stride] holding `heads` heads of head_dim from column `col`;
 // row r (sequence b = r / tokens, token t = r % tokens) sits at position *start + t (start in
-// device memory). cos/sin are
-// [positions][half] with half = rotary_dim / 2.
+// device memory). cos/sin are [positions][half] with half = rotary_dim / 2.
 cudaError_t rope_rows(float* x, uint64_t rows, uint64_t stride, uint64_t col, uint64_t heads, uint64_t head_dim,
                       uint64_t tokens, const uint64_t* start, const float* cos, const float* sin, uint64_t half,
                       cudaStream_t stream);

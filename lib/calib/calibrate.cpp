@@ -546,30 +546,6 @@ std::vector<uint8_t> as_bytes(const std::vector<T>& v) {
   return b;
 }
 
-
-std::vector<uint8_t> encode_values(DType d, const std::vector<double>& v) {
-  std::vector<uint8_t> out(v.size() * dtype_bits(d) / 8);
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (d == DType::BF16 || d == DType::F16) {
-      const uint16_t h = d == DType::BF16 ? ops::f64_to_bf16(v[i]) : ops::f64_to_f16(v[i]);
-      std::memcpy(&out[i * 2], &h, 2);
-    } else if (d == DType::F32) {
-      const float f = static_cast<float>(v[i]);
-      std::memcpy(&out[i * 4], &f, 4);
-    } else {
-      throw std::logic_error("encode_values: norm dtype");
-    }
-  }
-  return out;
-}
-
-OutputTensor* plan_tensor(QuantizePlan& qp, const std::string& name) {
-  for (auto& f : qp.plan.files)
-    for (auto& t : f.tensors)
-      if (t.name == name) return &t;
-  return nullptr;
-}
-
 }  // namespace
 
 std::vector<uint8_t> int4_array(const Int4Weights& q, quant::PartRole role) {
@@ -612,6 +588,33 @@ std::vector<uint8_t> int4_array(const Int4Weights& q, quant::PartRole role) {
   }
   throw std::logic_error("int4 has no input scales");
 }
+
+namespace {
+
+std::vector<uint8_t> encode_values(DType d, const std::vector<double>& v) {
+  std::vector<uint8_t> out(v.size() * dtype_bits(d) / 8);
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (d == DType::BF16 || d == DType::F16) {
+      const uint16_t h = d == DType::BF16 ? ops::f64_to_bf16(v[i]) : ops::f64_to_f16(v[i]);
+      std::memcpy(&out[i * 2], &h, 2);
+    } else if (d == DType::F32) {
+      const float f = static_cast<float>(v[i]);
+      std::memcpy(&out[i * 4], &f, 4);
+    } else {
+      throw std::logic_error("encode_values: norm dtype");
+    }
+  }
+  return out;
+}
+
+OutputTensor* plan_tensor(QuantizePlan& qp, const std::string& name) {
+  for (auto& f : qp.plan.files)
+    for (auto& t : f.tensors)
+      if (t.name == name) return &t;
+  return nullptr;
+}
+
+}  // namespace
 
 void apply_calibrated(QuantizePlan& qp, const Calibrated& c) {
   std::map<std::string, const LinearResult*> by_module;
