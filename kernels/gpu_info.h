@@ -2,6 +2,9 @@
 // that a machine without a GPU gets a clear message instead of a CUDA error.
 #pragma once
 
+#include <cuda_runtime.h>
+
+#include <cstdint>
 #include <string>
 
 namespace ckpt::cuda {
@@ -10,5 +13,11 @@ namespace ckpt::cuda {
 int device_count();
 // "NVIDIA H100 80GB HBM3 (sm_90, 79.1 GiB)" for device `index`.
 std::string device_description(int index);
+
+// The current device's HBM read bandwidth in GB/s (1e9 bytes/s): the median of `reps` timed runs
+// (after one warm-up) of a kernel reading `bytes` (a fresh buffer, far larger than L2) with
+// 16-byte loads. The floor of a memory-bound step is the bytes it must read divided by this.
+// Errors (no device, out of memory) are returned, the value then untouched.
+cudaError_t measure_read_gbps(uint64_t bytes, int reps, double* gbps);
 
 }  // namespace ckpt::cuda

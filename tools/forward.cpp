@@ -37,7 +37,7 @@ struct Runner {
   uint64_t kv_bytes = 0;
   std::vector<double> forward(const std::vector<int64_t>& ids, uint64_t tokens) {
 #if CKPT_HAVE_CUDA
-    if (gpu) return gpu->forward(ids, tokens);
+    if (gpu) return tokens == 1 ? gpu->decode(ids) : gpu->forward(ids, tokens);  // decode steps: CUDA graph
 #endif
     return cpu->forward(ids, tokens);
   }
@@ -50,7 +50,8 @@ Runner make_runner(const model::Model& m, uint64_t batch, uint64_t capacity, boo
     if (cuda::device_count() == 0) fail(Errc::kUnsupported, "", "", "--device cuda: no CUDA GPU on this machine");
     r.gpu = std::make_unique<cuda::GpuForward>(m, batch, capacity);
     r.kv_bytes = r.gpu->kv_cache_bytes();
-    std::printf("device: %s; weights %.3f GB float32 on the GPU\n", cuda::device_description(0).c_str(), r.gpu->weight_bytes() / 1e9);
+    std::printf("device: %s; weights %.3f GB on the GPU (as stored), float32 activations\n",
+                cuda::device_description(0).c_str(), r.gpu->weight_bytes() / 1e9);
     return r;
   }
 #endif
@@ -87,7 +88,7 @@ void add_forward(CLI::App& app, std::function<int()>& action) {
   ids_opt->excludes(text_opt);
   cmd->add_option("--logits", a->logits, "Write input_ids and float32 logits [sequences, length, vocab] here");
   cmd->add_option("--generate", a->generate, "Greedy tokens to generate after the ids (KV cache)");
-  cmd->add_option("--device", a->device, "cpu (the float64 reference forward) or cuda (float32, dense models)");
+  cmd->add_option("--device", a->device, "cpu (the float64 reference forward) or cuda (float32 activations and sums)");
   cmd->callback([&action, a] {
     action = [a] {
       const bool cuda = wants_cuda_device(a->device);

@@ -16,16 +16,6 @@ unsigned grid_for(uint64_t n) {
 #define GRID_STRIDE(i, n) \
   for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < (n); i += uint64_t(gridDim.x) * blockDim.x)
 
-__global__ void embed_kernel(const float* table, uint64_t row_begin, uint64_t rows, uint64_t hidden, const int64_t* ids,
-                             uint64_t n, float* out) {
-  GRID_STRIDE(i, n * hidden) {
-    const uint64_t t = i / hidden, j = i % hidden;
-    const int64_t id = ids[t];
-    if (id >= static_cast<int64_t>(row_begin) && id < static_cast<int64_t>(row_begin + rows))
-      out[i] += table[(id - row_begin) * hidden + j];
-  }
-}
-
 // One block per row; the sum of squares in double so the result does not depend on the width.
 __global__ void rms_norm_kernel(const float* x, uint64_t width, const float* w, float eps, float* out) {
   __shared__ double partial[kThreads];
@@ -44,10 +34,10 @@ __global__ void rms_norm_kernel(const float* x, uint64_t width, const float* w, 
 }
 
 __global__ void rope_kernel(float* x, uint64_t rows, uint64_t stride, uint64_t col, uint64_t heads, uint64_t head_dim,
-                            uint64_t tokens, uint64_t start, const float* cos, const float* sin, uint64_t half) {
+                            uint64_t tokens, const uint64_t* start, const float* cos, const float* sin, uint64_t half) {
   GRID_STRIDE(i, rows * heads * half) {
     const uint64_t r = i / (heads * half), h = (i / half) % heads, d = i % half;
-    const uint64_t pos = start + r % tokens;
+    const uint64_t pos = *start + r % tokens;
     float* head = x + r * stride + col + h * head_dim;
     const float c = cos[pos * half + d], s = sin[pos * half + d];
     const float x1 = head[d], x2 = head[d + half];
@@ -59,7 +49,7 @@ __global__ void rope_kernel(float* x, uint64_t rows, uint64_t stride, uint64_t c
 __global__ void kv_write_kernel(AttentionArgs a) {
   GRID_STRIDE(i, a.batch * a.tokens * a.kv_heads * a.head_dim) {
     const uint64_t r = i / (a.kv_heads * a.head_dim), h = (i / a.head_dim) % a.kv_heads, d = i % a.head_dim;
-    const uint64_t b = r / a.tokens, pos = a.start + r % a.tokens;
+    const uint64_t b = r / a.tokens, pos = *a.start + r % a.tokens;
     const uint64_t slot = ((b * a.capacity + pos) * a.kv_heads + h) * a.head_dim + d;
     a.k_cache[slot] = a.k_new[r * a.kv_stride + a.k_col + h * a.head_dim + d];
     a.v_cache[slot] = a.v_new[r * a.kv_stride + a.v_col + h * a.head_dim + d];
@@ -69,7 +59,7 @@ __global__ void kv_write_kernel(AttentionArgs a) {
 // One block per (row, local query head): scores into shared memory in chunks, an online softmax.
 __global__ void attention_kernel(AttentionArgs a) {
   const uint64_t r = blockIdx.x / a.q_heads, h = blockIdx.x % a.q_heads;
-  const uint64_t b = r / a.tokens, pos = a.start + r % a.tokens;
+  const uint64_t b = r / a.tokens, pos = *a.start + r % a.tokens;
   const uint64_t first = a.window && pos + 1 > a.window ? pos + 1 - a.window : 0;
   const uint64_t kvh = (a.first_q_head + h) / a.group - a.first_kv_head;
   const float* q = a.q + r * a.q_stride + a.q_col + h * a.head_dim;
@@ -84,6 +74,8 @@ __global__ void attention_kernel(AttentionArgs a) {
     if (j <= pos) {
       const float* k = a.k_cache + ((b * a.capacity + j) * a.kv_heads + kvh) * a.head_dim;
       float dot = 0;
+      // Unrolled so that several loads are in flight (the sums keep their order).
+#pragma unroll 8
       for (uint64_t d = 0; d < a.head_dim; ++d) dot += q[d] * k[d];
       s = dot * a.scale;
     }
@@ -109,6 +101,7 @@ __global__ void attention_kernel(AttentionArgs a) {
     const uint64_t count = min(uint64_t(blockDim.x), pos + 1 - j0);
     for (uint64_t d = threadIdx.x; d < a.head_dim; d += blockDim.x) {
       float v_acc = acc[d] * rescale;
+#pragma unroll 8
       for (uint64_t jj = 0; jj < count; ++jj)
         v_acc += scores[jj] * a.v_cache[((b * a.capacity + j0 + jj) * a.kv_heads + kvh) * a.head_dim + d];
       acc[d] = v_acc;
@@ -176,12 +169,6 @@ cudaError_t scale_rows_sigmoid(float* y, const float* gate, uint64_t rows, uint6
   return cudaGetLastError();
 }
 
-cudaError_t embed_rows(const float* table, uint64_t row_begin, uint64_t rows, uint64_t hidden, const int64_t* ids,
-                       uint64_t n, float* out, cudaStream_t stream) {
-  embed_kernel<<<grid_for(n * hidden), kThreads, 0, stream>>>(table, row_begin, rows, hidden, ids, n, out);
-  return cudaGetLastError();
-}
-
 cudaError_t rms_norm_rows(const float* x, uint64_t rows, uint64_t width, const float* w, float eps, float* out,
                           cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
@@ -190,7 +177,7 @@ cudaError_t rms_norm_rows(const float* x, uint64_t rows, uint64_t width, const f
 }
 
 cudaError_t rope_rows(float* x, uint64_t rows, uint64_t stride, uint64_t col, uint64_t heads, uint64_t head_dim,
-                      uint64_t tokens, uint64_t start, const float* cos, const float* sin, uint64_t half,
+                      uint64_t tokens, const uint64_t* start, const float* cos, const float* sin, uint64_t half,
                       cudaStream_t stream) {
   rope_kernel<<<grid_for(rows * heads * half), kThreads, 0, stream>>>(x, rows, stride, col, heads, head_dim, tokens,
                                                                       start, cos, sin, half);

@@ -1,7 +1,9 @@
 // The element-wise and attention kernels of the CUDA decoder forward (gpu_forward.cpp), in float32
-// with the CPU reference's formulas (lib/model/cpu_forward.cpp): embedding rows, RMSNorm, rotary
-// embedding from a cos/sin table, causal GQA attention with an optional sliding window over a
-// KV cache, SiLU(gate) * up, MoE row gather/scatter, and small helpers. C-style so that C++20 host code calls them.
+// with the CPU reference's formulas (lib/model/cpu_forward.cpp): RMSNorm, rotary embedding from a
+// cos/sin table, causal GQA attention with an optional sliding window over a KV cache, SiLU(gate)
+// * up, MoE row gather/scatter, and small helpers (the Linear and embedding kernels are in
+// linear_kernels.h). The position of the step's first token is read from device memory, so a
+// captured decode step replays at any position. C-style so that C++20 host code calls them.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -10,17 +12,14 @@
 
 namespace ckpt::cuda {
 
-// out[t][:] += table[ids[t] - row_begin][:] (float32 rows) for ids in [row_begin, row_begin + rows).
-cudaError_t embed_rows(const float* table, uint64_t row_begin, uint64_t rows, uint64_t hidden, const int64_t* ids,
-                       uint64_t n, float* out, cudaStream_t stream);
 // out[r][:] = w * x[r][:] / sqrt(mean(x[r]^2) + eps) for `rows` rows of `width` (x may alias out).
 cudaError_t rms_norm_rows(const float* x, uint64_t rows, uint64_t width, const float* w, float eps, float* out,
                           cudaStream_t stream);
 // Rotates heads in place: x is [rows][stride] holding `heads` heads of head_dim from column `col`;
-// row r (sequence b = r / tokens, token t = r % tokens) sits at position start + t. cos/sin are
-// [positions][half] with half = rotary_dim / 2.
+// row r (sequence b = r / tokens, token t = r % tokens) sits at position *start + t (start in
+// device memory). cos/sin are [positions][half] with half = rotary_dim / 2.
 cudaError_t rope_rows(float* x, uint64_t rows, uint64_t stride, uint64_t col, uint64_t heads, uint64_t head_dim,
-                      uint64_t tokens, uint64_t start, const float* cos, const float* sin, uint64_t half,
+                      uint64_t tokens, const uint64_t* start, const float* cos, const float* sin, uint64_t half,
                       cudaStream_t stream);
 struct AttentionArgs {
   const float* q;        // [batch * tokens][q_stride], heads from column q_col
@@ -31,7 +30,8 @@ struct AttentionArgs {
   const float* v_new;
   uint64_t kv_stride, k_col, v_col;
   float* out;            // [batch * tokens][q_heads * head_dim]
-  uint64_t batch, tokens, start, capacity;
+  const uint64_t* start;  // device memory: position of token 0 of the step
+  uint64_t batch, tokens, capacity;
   uint64_t q_heads, kv_heads, head_dim;
   uint64_t group;          // global query heads per KV head
   uint64_t first_q_head;   // global index of local query head 0
@@ -39,7 +39,7 @@ struct AttentionArgs {
   uint64_t window;         // 0: full causal
   float scale;
 };
-// Writes the new keys/values at positions [start, start + tokens), then
+// Writes the new keys/values at positions [*start, *start + tokens), then
 // out = softmax(q k^T * scale, causal / window mask) v per sequence and query head.
 cudaError_t attention(const AttentionArgs& a, cudaStream_t stream);
 // out[r][j] = silu(gate[r][gate_col + j]) * up[r][up_col + j] for j < n (row strides given).

@@ -1,80 +1,38 @@
 #include "runtime/gpu_forward.h"
 
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 
 #include "core/error.h"
 #include "cuda_check.h"
 #include "model/cpu_forward.h"
 #include "model/rope.h"
+#include "runtime/device_linear.h"
 #include "runtime/forward_kernels.h"
 
 namespace ckpt::cuda {
 
 namespace {
 
-DeviceBuffer upload_floats(const std::vector<float>& v) {
-  DeviceBuffer b(std::max<size_t>(v.size(), 1) * sizeof(float));
-  if (!v.empty()) CKPT_CUDA(cudaMemcpy(b.data(), v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice));
+DeviceBuffer upload_doubles(const std::vector<double>& v) {
+  const std::vector<float> f(v.begin(), v.end());
+  DeviceBuffer b(std::max<size_t>(f.size(), 1) * sizeof(float));
+  if (!f.empty()) CKPT_CUDA(cudaMemcpy(b.data(), f.data(), f.size() * sizeof(float), cudaMemcpyHostToDevice));
   return b;
 }
 
-DeviceBuffer upload_doubles(const std::vector<double>& v) { return upload_floats(std::vector<float>(v.begin(), v.end())); }
-
-struct DevLinear {
-  DeviceBuffer w, bias;  // [n][k] float32; bias [n] (empty: none)
-  uint64_t n = 0, k = 0;
-  bool present = false;
-};
-
-// The weight dequantized by the CPU reference (LinearWeights::dequantize_rows), in row chunks,
-// rounded to float32 and uploaded.
-DevLinear upload_linear(const model::LinearWeights& w, const std::vector<double>& bias, uint64_t* bytes) {
-  DevLinear d;
-  d.n = w.out_features();
-  d.k = w.in_features();
-  d.present = true;
-  d.w = DeviceBuffer(d.n * d.k * sizeof(float));
-  const uint64_t chunk_rows = std::max<uint64_t>(1, (1u << 22) / std::max<uint64_t>(d.k, 1));
-  std::vector<double> rows;
-  std::vector<float> f;
-  for (uint64_t r = 0; r < d.n; r += chunk_rows) {
-    const uint64_t count = std::min(chunk_rows, d.n - r);
-    rows.resize(count * d.k);
-    w.dequantize_rows(r, count, rows.data());
-    f.assign(rows.begin(), rows.end());
-    CKPT_CUDA(cudaMemcpy(d.w.as<float>() + r * d.k, f.data(), f.size() * sizeof(float), cudaMemcpyHostToDevice));
-  }
-  if (!bias.empty()) d.bias = upload_doubles(bias);
-  *bytes += d.n * d.k * sizeof(float);
-  return d;
-}
-
-DevLinear upload(const model::RankLinear& l, uint64_t* bytes) {
-  if (!l.present()) return {};
-  return upload_linear(*l.weight, l.bias, bytes);
-}
+// cuBLAS's workspace, set explicitly so that a GEMM captured into a graph allocates nothing.
+constexpr size_t kBlasWorkspace = size_t{32} << 20;
 
 struct DevMlp {
-  DevLinear gate, up, gate_up, down;
+  DeviceLinear gate, up, gate_up, down;
   uint64_t inter = 0;
   bool present = false;
 };
 
-DevMlp upload_mlp(const model::RankMlp& m, uint64_t* bytes) {
-  DevMlp d;
-  if (!m.present()) return d;
-  d.gate = upload(m.gate, bytes);
-  d.up = upload(m.up, bytes);
-  d.gate_up = upload(m.gate_up, bytes);
-  d.down = upload(m.down, bytes);
-  d.inter = m.local_intermediate;
-  d.present = true;
-  return d;
-}
-
 struct RankLayer {
-  DevLinear q, k, v, qkv, o;
+  DeviceLinear q, k, v, qkv, o;
   DevMlp mlp, shared;
   std::vector<DevMlp> experts;  // MoE: by expert id (!present where another rank holds it)
   uint64_t nq = 0, nkv = 0, first_q = 0, first_kv = 0;
@@ -85,12 +43,12 @@ struct DevLayer {
   DeviceBuffer input_norm, post_norm, q_norm, k_norm, o_bias, down_bias;
   bool has_o_bias = false, has_down_bias = false;
   bool moe = false;
-  DevLinear router, shared_gate;
+  DeviceLinear router, shared_gate;
   std::vector<RankLayer> ranks;
 };
 
 struct DevVocab {
-  DevLinear table;
+  DeviceLinear table;
   AxisRange rows;
 };
 
@@ -99,25 +57,66 @@ struct DevVocab {
 struct GpuForward::Impl {
   const model::Model& m;
   const model::ModelConfig& c;
-  uint64_t batch, capacity, length = 0, kv_bytes = 0, w_bytes = 0;
+  uint64_t batch, capacity, length = 0, kv_bytes = 0, w_bytes = 0, embed_bytes = 0;
   Stream stream;
   BlasHandle blas;
+  DeviceBuffer blas_workspace;
   std::vector<DevLayer> layers;
   std::vector<DevVocab> embed, lm_head;
   DeviceBuffer final_norm, cos, sin;
   uint64_t half = 0;
 
-  Impl(const model::Model& model, uint64_t b, uint64_t cap) : m(model), c(model.config()), batch(b), capacity(cap) {
+  // Row widths of the workspace, the largest over ranks, experts and vocab slices.
+  uint64_t w_q = 1, w_kv = 1, w_ctx = 1, w_inter = 1, w_lm = 1;
+  uint64_t gemm_elems = 0;  // largest N x K of a Linear not stored as float32 (the GEMM scratch)
+  // The step's workspace, for `ws_rows` rows; grown (never inside a capture) by prepare().
+  uint64_t ws_rows = 0;
+  DeviceBuffer ids, start, h, x, y, part, q, k, v, ctx, gu, u, act, lm_part, logits, scratch;
+  PinnedBuffer staging;  // ids and start on their way to the device
+  Graph graph;
+  GraphExec graph_exec;
+
+  DeviceLinear upload(const model::LinearWeights& w, const std::vector<double>& bias = {}) {
+    DeviceLinear d(w, bias);
+    w_bytes += d.bytes();
+    if (d.view().elem != WeightElem::kF32) gemm_elems = std::max(gemm_elems, d.n() * d.k());
+    return d;
+  }
+  DeviceLinear upload(const model::RankLinear& l) { return l.present() ? upload(*l.weight, l.bias) : DeviceLinear{}; }
+
+  DevMlp upload_mlp(const model::RankMlp& r) {
+    DevMlp d;
+    if (!r.present()) return d;
+    d.gate = upload(r.gate);
+    d.up = upload(r.up);
+    d.gate_up = upload(r.gate_up);
+    d.down = upload(r.down);
+    d.inter = r.local_intermediate;
+    d.present = true;
+    w_inter = std::max(w_inter, d.inter);
+    return d;
+  }
+
+  Impl(const model::Model& model, uint64_t b, uint64_t cap)
+      : m(model), c(model.config()), batch(b), capacity(cap), staging(b * cap * sizeof(int64_t) + sizeof(uint64_t)) {
     stream = new_stream();
     CKPT_CUBLAS(cublasCreate(blas.out()));
     CKPT_CUBLAS(cublasSetStream(blas, stream));
+    blas_workspace = DeviceBuffer(kBlasWorkspace);
+    CKPT_CUBLAS(cublasSetWorkspace(blas, blas_workspace.data(), kBlasWorkspace));
     const model::RopeTable t = model::rope_table(c.rope, capacity);
     half = t.half;
     cos = upload_doubles(t.cos);
     sin = upload_doubles(t.sin);
     final_norm = upload_doubles(m.final_norm());
-    for (const auto& s : m.embed()) embed.push_back({upload_linear(*s.table, {}, &w_bytes), s.rows});
-    for (const auto& s : m.lm_head()) lm_head.push_back({upload_linear(*s.table, {}, &w_bytes), s.rows});
+    for (const auto& s : m.embed()) {
+      embed.push_back({upload(*s.table), s.rows});
+      embed_bytes += embed.back().table.bytes();
+    }
+    for (const auto& s : m.lm_head()) {
+      lm_head.push_back({upload(*s.table), s.rows});
+      w_lm = std::max(w_lm, lm_head.back().table.n());
+    }
     for (const auto& L : m.layers()) {
       DevLayer d;
       d.input_norm = upload_doubles(L.input_norm);
@@ -131,69 +130,103 @@ struct GpuForward::Impl {
       d.has_down_bias = !L.down_bias.empty();
       if (d.has_down_bias) d.down_bias = upload_doubles(L.down_bias);
       d.moe = L.moe;
-      if (L.router) d.router = upload_linear(*L.router, {}, &w_bytes);
-      if (L.shared_gate) d.shared_gate = upload_linear(*L.shared_gate, {}, &w_bytes);
+      if (L.router) d.router = upload(*L.router);
+      if (L.shared_gate) d.shared_gate = upload(*L.shared_gate);
       for (size_t r = 0; r < L.attention.size(); ++r) {
         const model::RankAttention& a = L.attention[r];
-        RankLayer x;
+        RankLayer rl;
         if (L.moe) {
-          for (const auto& e : L.experts[r].experts) x.experts.push_back(upload_mlp(e, &w_bytes));
-          x.shared = upload_mlp(L.experts[r].shared, &w_bytes);
+          for (const auto& e : L.experts[r].experts) rl.experts.push_back(upload_mlp(e));
+          rl.shared = upload_mlp(L.experts[r].shared);
         } else {
-          x.mlp = upload_mlp(L.mlp[r], &w_bytes);
+          rl.mlp = upload_mlp(L.mlp[r]);
         }
-        x.q = upload(a.q, &w_bytes);
-        x.k = upload(a.k, &w_bytes);
-        x.v = upload(a.v, &w_bytes);
-        x.qkv = upload(a.qkv, &w_bytes);
-        x.o = upload(a.o, &w_bytes);
-        x.nq = a.q_heads.size();
-        x.nkv = a.kv_heads.size();
-        x.first_q = a.q_heads.front();
-        x.first_kv = a.kv_heads.front();
-        const uint64_t kv = batch * capacity * x.nkv * c.head_dim * sizeof(float);
-        x.keys = DeviceBuffer(kv);
-        x.values = DeviceBuffer(kv);
+        rl.q = upload(a.q);
+        rl.k = upload(a.k);
+        rl.v = upload(a.v);
+        rl.qkv = upload(a.qkv);
+        rl.o = upload(a.o);
+        rl.nq = a.q_heads.size();
+        rl.nkv = a.kv_heads.size();
+        rl.first_q = a.q_heads.front();
+        rl.first_kv = a.kv_heads.front();
+        w_q = std::max({w_q, rl.q.n(), rl.qkv.n()});
+        w_kv = std::max(w_kv, rl.k.n());
+        w_ctx = std::max(w_ctx, rl.nq * c.head_dim);
+        const uint64_t kv = batch * capacity * rl.nkv * c.head_dim * sizeof(float);
+        rl.keys = DeviceBuffer(kv);
+        rl.values = DeviceBuffer(kv);
         kv_bytes += 2 * kv;
-        d.ranks.push_back(std::move(x));
+        d.ranks.push_back(std::move(rl));
       }
       layers.push_back(std::move(d));
     }
+    start = DeviceBuffer(sizeof(uint64_t));
   }
 
-  // y[rows][n] = x[rows][k] W^T (+ bias): column-major y^T = W^T(k x n)^T x^T, float32 compute.
-  void gemm(const DevLinear& l, const float* x, uint64_t rows, float* y) {
-    const float one = 1.0f, zero = 0.0f;
-    CKPT_CUBLAS(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(l.n), int(rows), int(l.k), &one, l.w.data(), CUDA_R_32F,
-                             int(l.k), x, CUDA_R_32F, int(l.k), &zero, y, CUDA_R_32F, int(l.n), CUBLAS_COMPUTE_32F,
-                             CUBLAS_GEMM_DEFAULT));
-    if (l.bias.size()) CKPT_CUDA(add_bias(y, l.bias.as<float>(), rows, l.n, stream));
+  // Workspace for `rows` rows, and the GEMM scratch when rows take the GEMM path. Called before
+  // any work of a step is enqueued (and before a capture), so nothing is freed under running work.
+  // A captured graph holds the buffers' addresses: growing any of them drops it (it is captured
+  // again on the next decode step).
+  void prepare(uint64_t rows) {
+    if (rows > kSkinnyMaxRows && scratch.size() < gemm_elems * sizeof(float)) {
+      drop_graph();
+      scratch = DeviceBuffer(std::max<uint64_t>(gemm_elems, 1) * sizeof(float));
+    }
+    if (rows <= ws_rows) return;
+    drop_graph();
+    const uint64_t H = c.hidden;
+    auto floats = [&](uint64_t width) { return DeviceBuffer(rows * width * sizeof(float)); };
+    ids = DeviceBuffer(rows * sizeof(int64_t));
+    h = floats(H);
+    x = floats(H);
+    y = floats(H);
+    part = floats(H);
+    q = floats(w_q);
+    k = floats(w_kv);
+    v = floats(w_kv);
+    ctx = floats(w_ctx);
+    gu = floats(2 * w_inter);
+    u = floats(w_inter);
+    act = floats(w_inter);
+    lm_part = floats(w_lm);
+    logits = floats(c.vocab);
+    ws_rows = rows;
   }
 
-  void attention(const DevLayer& d, uint64_t layer, const float* x, uint64_t tokens, float* out) {
+  void drop_graph() {
+    graph_exec.reset();
+    graph.reset();
+  }
+
+  LinearContext linear_ctx() const {
+    return {stream, blas, scratch.as<float>(), scratch.size() / sizeof(float)};
+  }
+  void apply(const DeviceLinear& l, const float* in, uint64_t rows, float* out, bool accumulate = false) const {
+    l.apply(in, rows, out, linear_ctx(), accumulate);
+  }
+
+  // Adds the attention block's output into the residual `h`. One rank's o_proj accumulates into h
+  // in its own kernel; several ranks' partials are summed into y in rank order first (as the CPU
+  // reference sums them), then added.
+  void attention(const DevLayer& d, uint64_t layer, const float* in, uint64_t tokens) {
     const uint64_t rows = batch * tokens, hd = c.head_dim, H = c.hidden;
-    CKPT_CUDA(cudaMemsetAsync(out, 0, rows * H * sizeof(float), stream));
+    const bool one = d.ranks.size() == 1;
+    if (!one) CKPT_CUDA(cudaMemsetAsync(y.data(), 0, rows * H * sizeof(float), stream));
     for (const RankLayer& r : d.ranks) {
       const uint64_t qw = r.nq * hd, kw = r.nkv * hd;
-      DeviceBuffer q, k, v, ctx(rows * qw * sizeof(float)), part(rows * H * sizeof(float));
       AttentionArgs a{};
-      if (r.qkv.present) {
-        q = DeviceBuffer(rows * r.qkv.n * sizeof(float));
-        gemm(r.qkv, x, rows, q.as<float>());
-        a.q = q.as<float>();
-        a.q_stride = r.qkv.n;
+      a.q = q.as<float>();
+      if (r.qkv.present()) {
+        apply(r.qkv, in, rows, q.as<float>());
+        a.q_stride = r.qkv.n();
         a.k_new = a.v_new = q.as<float>();
-        a.kv_stride = r.qkv.n;
+        a.kv_stride = r.qkv.n();
         a.k_col = qw;
         a.v_col = qw + kw;
       } else {
-        q = DeviceBuffer(rows * qw * sizeof(float));
-        k = DeviceBuffer(rows * kw * sizeof(float));
-        v = DeviceBuffer(rows * kw * sizeof(float));
-        gemm(r.q, x, rows, q.as<float>());
-        gemm(r.k, x, rows, k.as<float>());
-        gemm(r.v, x, rows, v.as<float>());
-        a.q = q.as<float>();
+        DeviceLinear::apply_same_input({{&r.q, q.as<float>()}, {&r.k, k.as<float>()}, {&r.v, v.as<float>()}}, in, rows,
+                                       linear_ctx());
         a.q_stride = qw;
         a.k_new = k.as<float>();
         a.v_new = v.as<float>();
@@ -203,16 +236,17 @@ struct GpuForward::Impl {
           CKPT_CUDA(rms_norm_rows(k.as<float>(), rows * r.nkv, hd, d.k_norm.as<float>(), float(c.rms_eps), k.as<float>(), stream));
         }
       }
-      CKPT_CUDA(rope_rows(const_cast<float*>(a.q), rows, a.q_stride, a.q_col, r.nq, hd, tokens, length, cos.as<float>(),
+      const uint64_t* pos = start.as<uint64_t>();
+      CKPT_CUDA(rope_rows(const_cast<float*>(a.q), rows, a.q_stride, a.q_col, r.nq, hd, tokens, pos, cos.as<float>(),
                           sin.as<float>(), half, stream));
-      CKPT_CUDA(rope_rows(const_cast<float*>(a.k_new), rows, a.kv_stride, a.k_col, r.nkv, hd, tokens, length,
+      CKPT_CUDA(rope_rows(const_cast<float*>(a.k_new), rows, a.kv_stride, a.k_col, r.nkv, hd, tokens, pos,
                           cos.as<float>(), sin.as<float>(), half, stream));
       a.k_cache = r.keys.as<float>();
       a.v_cache = r.values.as<float>();
       a.out = ctx.as<float>();
+      a.start = pos;
       a.batch = batch;
       a.tokens = tokens;
-      a.start = length;
       a.capacity = capacity;
       a.q_heads = r.nq;
       a.kv_heads = r.nkv;
@@ -223,49 +257,68 @@ struct GpuForward::Impl {
       a.window = c.sliding_window[layer];
       a.scale = float(c.attention_scale());
       CKPT_CUDA(cuda::attention(a, stream));
-      gemm(r.o, ctx.as<float>(), rows, part.as<float>());
-      CKPT_CUDA(add_into(out, part.as<float>(), rows * H, stream));  // row-parallel partials, rank order
+      if (one) {
+        apply(r.o, ctx.as<float>(), rows, h.as<float>(), true);
+      } else {
+        apply(r.o, ctx.as<float>(), rows, part.as<float>());
+        CKPT_CUDA(add_into(y.as<float>(), part.as<float>(), rows * H, stream));  // row-parallel partials, rank order
+      }
     }
-    if (d.has_o_bias) CKPT_CUDA(add_bias(out, d.o_bias.as<float>(), rows, H, stream));
+    add_reduced(one, d.has_o_bias ? d.o_bias.as<float>() : nullptr, rows);
   }
 
-  // One rank's gated MLP on `rows` rows of x: its partial down_proj output into `part`.
-  void run_mlp(const DevMlp& m, const float* x, uint64_t rows, float* part) {
-    const uint64_t n = m.inter;
-    DeviceBuffer act(std::max<uint64_t>(rows * n, 1) * sizeof(float));
-    if (m.gate_up.present) {
-      DeviceBuffer gu(rows * 2 * n * sizeof(float));
-      gemm(m.gate_up, x, rows, gu.as<float>());
+  // After a row-parallel Linear: its bias (added once, after the reduce) and, for several ranks,
+  // their sum in y into the residual h.
+  void add_reduced(bool one, const float* bias, uint64_t rows) {
+    const uint64_t H = c.hidden;
+    if (one) {
+      if (bias) CKPT_CUDA(add_bias(h.as<float>(), bias, rows, H, stream));
+      return;
+    }
+    if (bias) CKPT_CUDA(add_bias(y.as<float>(), bias, rows, H, stream));
+    CKPT_CUDA(add_into(h.as<float>(), y.as<float>(), rows * H, stream));
+  }
+
+  // One rank's gated MLP on `rows` rows of `in`: its partial down_proj output into `out` (added
+  // to it with `accumulate`).
+  void run_mlp(const DevMlp& p, const float* in, uint64_t rows, float* out, bool accumulate = false) {
+    const uint64_t n = p.inter;
+    if (p.gate_up.present()) {
+      apply(p.gate_up, in, rows, gu.as<float>());
       CKPT_CUDA(silu_mul(gu.as<float>(), 2 * n, 0, gu.as<float>(), 2 * n, n, rows, n, act.as<float>(), stream));
     } else {
-      DeviceBuffer g(rows * n * sizeof(float)), u(rows * n * sizeof(float));
-      gemm(m.gate, x, rows, g.as<float>());
-      gemm(m.up, x, rows, u.as<float>());
-      CKPT_CUDA(silu_mul(g.as<float>(), n, 0, u.as<float>(), n, 0, rows, n, act.as<float>(), stream));
+      DeviceLinear::apply_same_input({{&p.gate, gu.as<float>()}, {&p.up, u.as<float>()}}, in, rows, linear_ctx());
+      CKPT_CUDA(silu_mul(gu.as<float>(), n, 0, u.as<float>(), n, 0, rows, n, act.as<float>(), stream));
     }
-    gemm(m.down, act.as<float>(), rows, part);
+    apply(p.down, act.as<float>(), rows, out, accumulate);
   }
 
-  void mlp(const DevLayer& d, const float* x, uint64_t rows, float* out) {
+  // Adds the dense MLP's output into the residual `h`, ranks as in attention().
+  void mlp(const DevLayer& d, const float* in, uint64_t rows) {
     const uint64_t H = c.hidden;
-    CKPT_CUDA(cudaMemsetAsync(out, 0, rows * H * sizeof(float), stream));
-    DeviceBuffer part(rows * H * sizeof(float));
-    for (const RankLayer& r : d.ranks) {
-      run_mlp(r.mlp, x, rows, part.as<float>());
-      CKPT_CUDA(add_into(out, part.as<float>(), rows * H, stream));  // row-parallel partials, rank order
+    const bool one = d.ranks.size() == 1;
+    if (one) {
+      run_mlp(d.ranks[0].mlp, in, rows, h.as<float>(), true);
+    } else {
+      CKPT_CUDA(cudaMemsetAsync(y.data(), 0, rows * H * sizeof(float), stream));
+      for (const RankLayer& r : d.ranks) {
+        run_mlp(r.mlp, in, rows, part.as<float>());
+        CKPT_CUDA(add_into(y.as<float>(), part.as<float>(), rows * H, stream));  // row-parallel partials, rank order
+      }
     }
-    if (d.has_down_bias) CKPT_CUDA(add_bias(out, d.down_bias.as<float>(), rows, H, stream));
+    add_reduced(one, d.has_down_bias ? d.down_bias.as<float>() : nullptr, rows);
   }
 
   // The MoE block: router logits on the GPU, routing on the host by the reference's route(), each
-  // expert on its gathered rows (every rank's share summed), weighted back into the rows.
-  void moe(const DevLayer& d, const float* x, uint64_t rows, float* out) {
+  // expert on its gathered rows (every rank's share summed), weighted back into the rows. Its host
+  // synchronisation is why MoE decode steps are not captured in graphs.
+  void moe(const DevLayer& d, const float* in, uint64_t rows, float* out) {
     const uint64_t H = c.hidden, E = c.moe->experts;
     CKPT_CUDA(cudaMemsetAsync(out, 0, rows * H * sizeof(float), stream));
-    DeviceBuffer logits(rows * E * sizeof(float));
-    gemm(d.router, x, rows, logits.as<float>());
+    DeviceBuffer router_logits(rows * E * sizeof(float));
+    apply(d.router, in, rows, router_logits.as<float>());
     std::vector<float> host(rows * E);
-    CKPT_CUDA(cudaMemcpyAsync(host.data(), logits.data(), host.size() * sizeof(float), cudaMemcpyDeviceToHost, stream));
+    CKPT_CUDA(cudaMemcpyAsync(host.data(), router_logits.data(), host.size() * sizeof(float), cudaMemcpyDeviceToHost, stream));
     CKPT_CUDA(cudaStreamSynchronize(stream));
     const std::vector<model::ExpertRows> routed = model::route(std::vector<double>(host.begin(), host.end()), rows, *c.moe);
     for (uint64_t e = 0; e < E; ++e) {
@@ -273,73 +326,123 @@ struct GpuForward::Impl {
       if (n == 0) continue;
       std::vector<int64_t> idx(routed[e].rows.begin(), routed[e].rows.end());
       std::vector<float> w(routed[e].weights.begin(), routed[e].weights.end());
-      DeviceBuffer d_idx(n * sizeof(int64_t)), d_w(n * sizeof(float)), xs(n * H * sizeof(float)), y(n * H * sizeof(float)),
-          part(n * H * sizeof(float));
+      DeviceBuffer d_idx(n * sizeof(int64_t)), d_w(n * sizeof(float)), xs(n * H * sizeof(float)), ys(n * H * sizeof(float)),
+          ps(n * H * sizeof(float));
       CKPT_CUDA(cudaMemcpyAsync(d_idx.data(), idx.data(), n * sizeof(int64_t), cudaMemcpyHostToDevice, stream));
       CKPT_CUDA(cudaMemcpyAsync(d_w.data(), w.data(), n * sizeof(float), cudaMemcpyHostToDevice, stream));
-      CKPT_CUDA(gather_rows(x, d_idx.as<int64_t>(), n, H, xs.as<float>(), stream));
-      CKPT_CUDA(cudaMemsetAsync(y.data(), 0, n * H * sizeof(float), stream));
+      CKPT_CUDA(gather_rows(in, d_idx.as<int64_t>(), n, H, xs.as<float>(), stream));
+      CKPT_CUDA(cudaMemsetAsync(ys.data(), 0, n * H * sizeof(float), stream));
       for (const RankLayer& r : d.ranks) {
         if (!r.experts[e].present) continue;
-        run_mlp(r.experts[e], xs.as<float>(), n, part.as<float>());
-        CKPT_CUDA(add_into(y.as<float>(), part.as<float>(), n * H, stream));
+        run_mlp(r.experts[e], xs.as<float>(), n, ps.as<float>());
+        CKPT_CUDA(add_into(ys.as<float>(), ps.as<float>(), n * H, stream));
       }
-      CKPT_CUDA(scatter_add_weighted(y.as<float>(), d_idx.as<int64_t>(), d_w.as<float>(), n, H, out, stream));
+      CKPT_CUDA(scatter_add_weighted(ys.as<float>(), d_idx.as<int64_t>(), d_w.as<float>(), n, H, out, stream));
       CKPT_CUDA(cudaStreamSynchronize(stream));  // idx and w are host vectors of this iteration
     }
-    if (d.shared_gate.present) {
-      DeviceBuffer shared(rows * H * sizeof(float)), part(rows * H * sizeof(float)), gate(rows * sizeof(float));
+    if (d.shared_gate.present()) {
+      DeviceBuffer shared(rows * H * sizeof(float)), gate(rows * sizeof(float));
       CKPT_CUDA(cudaMemsetAsync(shared.data(), 0, rows * H * sizeof(float), stream));
       for (const RankLayer& r : d.ranks) {
-        run_mlp(r.shared, x, rows, part.as<float>());
+        run_mlp(r.shared, in, rows, part.as<float>());
         CKPT_CUDA(add_into(shared.as<float>(), part.as<float>(), rows * H, stream));
       }
-      gemm(d.shared_gate, x, rows, gate.as<float>());
+      apply(d.shared_gate, in, rows, gate.as<float>());
       CKPT_CUDA(scale_rows_sigmoid(shared.as<float>(), gate.as<float>(), rows, H, stream));
       CKPT_CUDA(add_into(out, shared.as<float>(), rows * H, stream));
     }
   }
 
-  std::vector<double> forward(const std::vector<int64_t>& ids, uint64_t tokens) {
-    if (ids.size() != batch * tokens) throw std::logic_error("GpuForward::forward: ids are not batch x tokens");
+  // The checks of a step, its ids and position copied into the device buffers the step reads
+  // (through pinned staging: the copies are asynchronous; the caller waits before staging again).
+  void begin_step(const std::vector<int64_t>& in_ids, uint64_t tokens) {
+    if (in_ids.size() != batch * tokens) throw std::logic_error("GpuForward: ids are not batch x tokens");
     if (length + tokens > capacity)
       fail(Errc::kInvalidArgument, "", "", "sequence of " + std::to_string(length + tokens) +
                                                " tokens exceeds the KV cache of " + std::to_string(capacity));
-    for (int64_t id : ids)
+    for (int64_t id : in_ids)
       if (id < 0 || static_cast<uint64_t>(id) >= c.vocab)
         fail(Errc::kInvalidArgument, "", "", "token id " + std::to_string(id) + " is outside the vocabulary [0, " +
                                                  std::to_string(c.vocab) + ")");
+    CKPT_CUDA(cudaStreamSynchronize(stream));  // the previous step (its staged copies, its graph) is done
+    prepare(batch * tokens);
+    uint8_t* st = staging.data();
+    std::memcpy(st, &length, sizeof(uint64_t));
+    std::memcpy(st + sizeof(uint64_t), in_ids.data(), in_ids.size() * sizeof(int64_t));
+    CKPT_CUDA(cudaMemcpyAsync(start.data(), st, sizeof(uint64_t), cudaMemcpyHostToDevice, stream));
+    CKPT_CUDA(cudaMemcpyAsync(ids.data(), st + sizeof(uint64_t), in_ids.size() * sizeof(int64_t),
+                              cudaMemcpyHostToDevice, stream));
+  }
+
+  // The step on the ids and position already in device memory, logits into `logits`: only
+  // asynchronous work on `stream` (for dense models), so it can be captured.
+  void enqueue(uint64_t tokens) {
     const uint64_t rows = batch * tokens, H = c.hidden, V = c.vocab;
-    DeviceBuffer d_ids(rows * sizeof(int64_t)), h(rows * H * sizeof(float)), x(rows * H * sizeof(float)),
-        y(rows * H * sizeof(float));
-    CKPT_CUDA(cudaMemcpyAsync(d_ids.data(), ids.data(), rows * sizeof(int64_t), cudaMemcpyHostToDevice, stream));
     CKPT_CUDA(cudaMemsetAsync(h.data(), 0, rows * H * sizeof(float), stream));
     for (const DevVocab& e : embed)
-      CKPT_CUDA(embed_rows(e.table.w.as<float>(), e.rows.begin, e.rows.length, H, d_ids.as<int64_t>(), rows, h.as<float>(), stream));
+      CKPT_CUDA(embed_rows(e.table.view(), e.rows.begin, e.rows.length, ids.as<int64_t>(), rows, h.as<float>(), stream));
     for (uint64_t i = 0; i < layers.size(); ++i) {
       const DevLayer& d = layers[i];
       CKPT_CUDA(rms_norm_rows(h.as<float>(), rows, H, d.input_norm.as<float>(), float(c.rms_eps), x.as<float>(), stream));
-      attention(d, i, x.as<float>(), tokens, y.as<float>());
-      CKPT_CUDA(add_into(h.as<float>(), y.as<float>(), rows * H, stream));
+      attention(d, i, x.as<float>(), tokens);
       CKPT_CUDA(rms_norm_rows(h.as<float>(), rows, H, d.post_norm.as<float>(), float(c.rms_eps), x.as<float>(), stream));
-      if (d.moe) moe(d, x.as<float>(), rows, y.as<float>());
-      else mlp(d, x.as<float>(), rows, y.as<float>());
-      CKPT_CUDA(add_into(h.as<float>(), y.as<float>(), rows * H, stream));
+      if (d.moe) {
+        moe(d, x.as<float>(), rows, y.as<float>());
+        CKPT_CUDA(add_into(h.as<float>(), y.as<float>(), rows * H, stream));
+      } else {
+        mlp(d, x.as<float>(), rows);
+      }
     }
-    length += tokens;
     CKPT_CUDA(rms_norm_rows(h.as<float>(), rows, H, final_norm.as<float>(), float(c.rms_eps), x.as<float>(), stream));
-    std::vector<double> logits(rows * V);
-    for (const DevVocab& s : lm_head) {
-      const uint64_t n = s.table.n;
-      DeviceBuffer part(rows * n * sizeof(float));
-      gemm(s.table, x.as<float>(), rows, part.as<float>());
-      std::vector<float> host(rows * n);
-      CKPT_CUDA(cudaMemcpyAsync(host.data(), part.data(), host.size() * sizeof(float), cudaMemcpyDeviceToHost, stream));
-      CKPT_CUDA(cudaStreamSynchronize(stream));
-      for (uint64_t t = 0; t < rows; ++t)
-        std::copy_n(host.begin() + t * n, s.rows.length, logits.begin() + t * V + s.rows.begin);
+    if (lm_head.size() == 1 && lm_head[0].table.n() == V) {
+      apply(lm_head[0].table, x.as<float>(), rows, logits.as<float>());
+      return;
     }
-    return logits;
+    for (const DevVocab& s : lm_head) {  // each slice's rows without its padding, at their logical place
+      apply(s.table, x.as<float>(), rows, lm_part.as<float>());
+      CKPT_CUDA(copy_columns(lm_part.as<float>(), s.table.n(), 0, logits.as<float>(), V, s.rows.begin, rows,
+                             s.rows.length, stream));
+    }
+  }
+
+  std::vector<double> read_logits(uint64_t rows) {
+    std::vector<float> host(rows * c.vocab);
+    CKPT_CUDA(cudaMemcpyAsync(host.data(), logits.data(), host.size() * sizeof(float), cudaMemcpyDeviceToHost, stream));
+    CKPT_CUDA(cudaStreamSynchronize(stream));
+    return std::vector<double>(host.begin(), host.end());
+  }
+
+  std::vector<double> forward(const std::vector<int64_t>& in_ids, uint64_t tokens) {
+    begin_step(in_ids, tokens);
+    enqueue(tokens);
+    length += tokens;
+    return read_logits(batch * tokens);
+  }
+
+  std::string graph_unsupported() const {
+    if (c.moe)
+      return "MoE layers route on the host (router logits copied back and route() run there), a host "
+             "synchronisation inside the step that a CUDA graph cannot hold; the step runs eagerly";
+    return "";
+  }
+
+  void enqueue_decode(const std::vector<int64_t>& in_ids) {
+    begin_step(in_ids, 1);
+    if (!graph_unsupported().empty()) {
+      enqueue(1);
+    } else {
+      if (!graph_exec) {
+        {
+          CKPT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+          CaptureGuard capturing(stream);
+          enqueue(1);
+          CKPT_CUDA(cudaStreamEndCapture(stream, graph.out()));
+        }
+        CKPT_CUDA(cudaGraphInstantiate(graph_exec.out(), graph, 0));
+      }
+      CKPT_CUDA(cudaGraphLaunch(graph_exec, stream));
+    }
+    length += 1;
   }
 };
 
@@ -347,9 +450,17 @@ GpuForward::GpuForward(const model::Model& m, uint64_t batch, uint64_t capacity)
     : impl_(std::make_unique<Impl>(m, batch, capacity)) {}
 GpuForward::~GpuForward() = default;
 std::vector<double> GpuForward::forward(const std::vector<int64_t>& ids, uint64_t tokens) { return impl_->forward(ids, tokens); }
+std::vector<double> GpuForward::decode(const std::vector<int64_t>& ids) {
+  impl_->enqueue_decode(ids);
+  return impl_->read_logits(impl_->batch);
+}
+std::string GpuForward::graph_unsupported() const { return impl_->graph_unsupported(); }
+void GpuForward::enqueue_decode(const std::vector<int64_t>& ids) { impl_->enqueue_decode(ids); }
+void GpuForward::synchronize() { CKPT_CUDA(cudaStreamSynchronize(impl_->stream)); }
 uint64_t GpuForward::length() const { return impl_->length; }
 void GpuForward::reset() { impl_->length = 0; }
 uint64_t GpuForward::kv_cache_bytes() const { return impl_->kv_bytes; }
 uint64_t GpuForward::weight_bytes() const { return impl_->w_bytes; }
+uint64_t GpuForward::step_weight_bytes() const { return impl_->w_bytes - impl_->embed_bytes; }
 
 }  // namespace ckpt::cuda

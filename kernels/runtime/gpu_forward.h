@@ -1,16 +1,27 @@
-// The decoder forward on one GPU, float32 throughout: every Linear's weight dequantized once (by
-// the same reference the CPU forward uses) to float32 on the device, float32 cuBLAS GEMMs (no
-// TF32), and the kernels of forward_kernels.cu following the CPU reference's formulas, so its
-// logits match lib/model/cpu_forward.h to float32 rounding. A tensor-parallel model runs its
-// ranks in turn on this GPU, partial sums added in rank order, vocab padding dropped.
+// The decoder forward on one GPU. Every Linear's weight stays on the device in its stored form
+// (runtime/device_linear.h: bf16/f16/f32 as stored, FP8 codes + float32 scales, INT4 in one
+// layout for GPTQ/AWQ/compressed-tensors); activations are float32 and every product accumulates
+// in float32: up to kSkinnyMaxRows rows a skinny kernel that reads each weight once and
+// dequantizes in registers (decode), beyond it the weight dequantized into a float32 scratch and a
+// float32 cuBLAS GEMM (prefill, no TF32). The other kernels (forward_kernels.cu) follow the CPU
+// reference's formulas, so the logits match lib/model/cpu_forward.h to float32 rounding. A
+// tensor-parallel model runs its ranks in turn on this GPU, partial sums added in rank order,
+// vocab padding dropped.
 //
-// MoE layers route on the host with the reference's route() from router logits computed here.
-// This is the correctness path of the CUDA runtime. Not here yet: the bf16/f16 and cuBLASLt FP8
-// GEMM paths, device-side routing, and the decode step captured in CUDA graphs.
+// decode() runs a decode step (one token per sequence) by replaying a CUDA graph captured on its
+// first call: the ids and the position live in device buffers the graph reads, the activations in
+// a workspace allocated before capture, so a step has no allocation and no host synchronisation
+// but the final logits copy. One GpuForward has one batch size, hence one graph.
+//
+// MoE layers route on the host (the reference's route() on router logits computed here), which
+// needs a host synchronisation inside the step: for MoE models decode() runs the step eagerly
+// and graph_unsupported() says so. Not here yet: device-side routing, the cuBLASLt FP8 and
+// bf16 tensor-core GEMMs for prefill (prefill dequantizes to float32), the Marlin INT4 kernel.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "model/model_weights.h"
@@ -27,11 +38,25 @@ class GpuForward {
   GpuForward& operator=(const GpuForward&) = delete;
 
   // As CpuForward::forward: `tokens` new ids per sequence ([batch][tokens]); logits [batch*tokens][vocab].
+  // Runs eagerly (no graph).
   std::vector<double> forward(const std::vector<int64_t>& ids, uint64_t tokens);
+  // One decode step: one new id per sequence ([batch]); logits [batch][vocab]. Replays the step's
+  // CUDA graph (captured on the first call), or runs it eagerly where graph_unsupported() says why.
+  std::vector<double> decode(const std::vector<int64_t>& ids);
+  // Why decode() cannot use a CUDA graph for this model; empty when it does.
+  std::string graph_unsupported() const;
+  // For benchmarks: decode()'s step enqueued without reading the logits back (synchronize() waits).
+  void enqueue_decode(const std::vector<int64_t>& ids);
+  void synchronize();
+
   uint64_t length() const;
   void reset();
   uint64_t kv_cache_bytes() const;
+  // Device bytes of every Linear, embedding and lm_head weight in its device form (with scales).
   uint64_t weight_bytes() const;
+  // The weight bytes a decode step reads: weight_bytes() less the embedding tables (a step reads
+  // one row of them). Divided by the HBM read bandwidth: the floor of a batch-1 decode step.
+  uint64_t step_weight_bytes() const;
 
  private:
   struct Impl;

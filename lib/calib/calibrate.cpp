@@ -111,7 +111,6 @@ class ValuesLinear final : public model::LinearWeights {
     const uint64_t k = in_features();
     std::memcpy(out, values_.data() + begin * k, count * k * sizeof(double));
   }
-  const validate::LinearWeight& stored() const override { return orig_->stored(); }
 
  private:
   std::shared_ptr<const model::LinearWeights> orig_;
@@ -547,7 +546,8 @@ std::vector<uint8_t> as_bytes(const std::vector<T>& v) {
   return b;
 }
 
-// One stored array of an INT4 Linear (ops/int4_quant.h layouts).
+}  // namespace
+
 std::vector<uint8_t> int4_array(const Int4Weights& q, quant::PartRole role) {
   const ops::Int4Geometry& geo = q.geo;
   const ops::Int4Shapes sh = ops::int4_shapes(q.scheme, geo.n, geo.k);
@@ -588,6 +588,8 @@ std::vector<uint8_t> int4_array(const Int4Weights& q, quant::PartRole role) {
   }
   throw std::logic_error("int4 has no input scales");
 }
+
+namespace {
 
 std::vector<uint8_t> encode_values(DType d, const std::vector<double>& v) {
   std::vector<uint8_t> out(v.size() * dtype_bits(d) / 8);

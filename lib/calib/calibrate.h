@@ -55,6 +55,10 @@
 
 namespace ckpt::calib {
 
+// One stored array of an INT4 Linear (ops/int4_quant.h layouts) from its codes and parameters:
+// the bytes the quantized checkpoint holds for `role` (codes, scales, zeros, g_idx = k / G, shape).
+std::vector<uint8_t> int4_array(const Int4Weights& q, quant::PartRole role);
+
 enum class CalibMethod { kGptq, kAwq };
 const char* calib_method_name(CalibMethod m);  // "gptq", "awq"
 

@@ -1,5 +1,7 @@
 #include "model/linear.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "validate/dequantize.h"
 
@@ -47,7 +49,7 @@ class StoredLinear final : public LinearWeights {
   void dequantize_rows(uint64_t begin, uint64_t count, double* out) const override {
     validate::dequantize_rows(lw_, weight_, scales_, begin, count, out);
   }
-  const validate::LinearWeight& stored() const override { return lw_; }
+  std::optional<StoredForm> stored_form() const override { return StoredForm{&lw_, weight_, &scales_, nullptr}; }
 
  private:
   validate::LinearWeight lw_;
@@ -55,7 +57,62 @@ class StoredLinear final : public LinearWeights {
   std::vector<double> scales_;
 };
 
+class Int4Linear final : public LinearWeights {
+ public:
+  Int4Linear(const ops::Int4Scheme& scheme, uint64_t n, uint64_t k, std::vector<uint8_t> weights,
+             std::vector<uint8_t> zeros, std::vector<uint8_t> scales, std::vector<uint8_t> g_idx)
+      : weights_(std::move(weights)), zeros_(std::move(zeros)), scales_(std::move(scales)), g_idx_(std::move(g_idx)) {
+    form_.scheme = scheme;
+    form_.geo = ops::int4_geometry(scheme, n, k);
+    const ops::Int4Shapes sh = ops::int4_shapes(scheme, n, k);
+    auto numel = [](const std::vector<uint64_t>& s) {
+      uint64_t v = s.empty() ? 0 : 1;
+      for (uint64_t d : s) v *= d;
+      return v;
+    };
+    auto check = [&](const char* what, const std::vector<uint8_t>& b, uint64_t want) {
+      if (b.size() != want)
+        fail(Errc::kInvalidArgument, "", what, "INT4 array of " + std::to_string(b.size()) + " bytes where " +
+                                                   ops::int4_format_name(scheme.format) + " needs " + std::to_string(want));
+    };
+    check("weights", weights_, numel(sh.weights) * 4);
+    check("zeros", zeros_, zeros_.empty() ? 0 : numel(sh.zeros) * 4);
+    check("scales", scales_, numel(sh.scales) * dtype_bits(scheme.scale_dtype) / 8);
+    check("g_idx", g_idx_, g_idx_.empty() ? 0 : k * 4);
+    form_.arrays.weights = reinterpret_cast<const uint32_t*>(weights_.data());
+    form_.arrays.zeros = zeros_.empty() ? nullptr : reinterpret_cast<const uint32_t*>(zeros_.data());
+    form_.arrays.scales = scales_.data();
+    form_.arrays.g_idx = g_idx_.empty() ? nullptr : reinterpret_cast<const int32_t*>(g_idx_.data());
+    for (uint64_t c = 0; form_.arrays.g_idx && c < k; ++c)
+      if (form_.arrays.g_idx[c] < 0 || static_cast<uint64_t>(form_.arrays.g_idx[c]) >= form_.geo.groups)
+        fail(Errc::kInvalidArgument, "", "g_idx", "group index " + std::to_string(form_.arrays.g_idx[c]) +
+                                                      " outside [0, " + std::to_string(form_.geo.groups) + ")");
+  }
+  WeightKind kind() const override { return WeightKind::kInt4; }
+  uint64_t out_features() const override { return form_.geo.n; }
+  uint64_t in_features() const override { return form_.geo.k; }
+  std::string format() const override { return std::string("int4 ") + ops::int4_format_name(form_.scheme.format); }
+  void dequantize_rows(uint64_t begin, uint64_t count, double* out) const override {
+    std::vector<float> f(count * form_.geo.k);
+    ops::int4_decode(form_.scheme, form_.geo, form_.arrays, begin, begin + count, f.data());  // g_idx checked above
+    std::copy(f.begin(), f.end(), out);
+  }
+  std::optional<StoredForm> stored_form() const override { return StoredForm{nullptr, nullptr, nullptr, &form_}; }
+
+ private:
+  std::vector<uint8_t> weights_, zeros_, scales_, g_idx_;  // 4-byte aligned (operator new)
+  Int4Form form_;
+};
+
 }  // namespace
+
+std::unique_ptr<LinearWeights> int4_linear(const ops::Int4Scheme& scheme, uint64_t n, uint64_t k,
+                                           std::vector<uint8_t> weights, std::vector<uint8_t> zeros,
+                                           std::vector<uint8_t> scales, std::vector<uint8_t> g_idx) {
+  if (std::string why = ops::int4_shape_problem(scheme, n, k); !why.empty()) fail(Errc::kInvalidArgument, "", "", why);
+  return std::make_unique<Int4Linear>(scheme, n, k, std::move(weights), std::move(zeros), std::move(scales),
+                                      std::move(g_idx));
+}
 
 std::unique_ptr<LinearWeights> stored_linear(const validate::LinearWeight& lw, const HostTensors& host) {
   return std::make_unique<StoredLinear>(lw, host);

@@ -1,18 +1,21 @@
 // A Linear layer's weight as the forward uses it: something that can produce y = W x. Each stored
 // format plugs in by saying how to turn rows of W into numbers (dense f32/f16/bf16; FP8 E4M3 with
-// a per-tensor, per-channel or block scale; INT4 formats once lib/quant lands), and the CUDA
-// runtime picks a GEMM path from `kind()`. The CPU reference multiplies in double: it
-// dequantizes one row of W at a time and takes its dot product with every token.
+// a per-tensor, per-channel or block scale; INT4 in the GPTQ / AWQ / compressed-tensors packings),
+// and by handing out its stored form, which the CUDA runtime keeps on the device as it is and
+// dequantizes in its GEMM kernels. The CPU reference multiplies in double: it dequantizes one row
+// of W at a time and takes its dot product with every token.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
 #include "core/parallel.h"
 #include "core/file_io.h"
+#include "ops/int4_quant.h"
 #include "validate/linear_weights.h"
 
 namespace ckpt::model {
@@ -37,7 +40,24 @@ class HostTensors {
 // The values of a small float tensor (norm weights, biases, scales) as doubles.
 std::vector<double> decode_vector(const HostTensors& host, const TensorRef& t);
 
-enum class WeightKind { kDense, kFp8 };
+enum class WeightKind { kDense, kFp8, kInt4 };
+
+// An INT4 weight's stored arrays in its format's layout (ops/int4_quant.h), whole tensors.
+struct Int4Form {
+  ops::Int4Scheme scheme;
+  ops::Int4Geometry geo;
+  ops::Int4Stored arrays;  // g_idx null: column k is in group k / G
+};
+
+// A weight as stored, for a runtime that keeps it so. Dense / FP8: `linear` gives the element
+// dtype, [N, K] and the scale layout, `bytes` the first byte of the row-major weight and `scales`
+// the decoded scale tensor (FP8; empty for dense). INT4: `int4`.
+struct StoredForm {
+  const validate::LinearWeight* linear = nullptr;
+  const uint8_t* bytes = nullptr;
+  const std::vector<double>* scales = nullptr;
+  const Int4Form* int4 = nullptr;
+};
 
 class LinearWeights {
  public:
@@ -49,13 +69,22 @@ class LinearWeights {
   virtual std::string format() const = 0;
   // Rows [begin, begin + count) of the dequantized W, row-major [count, K].
   virtual void dequantize_rows(uint64_t begin, uint64_t count, double* out) const = 0;
-  // The stored tensors behind it (the CUDA runtime reads their device copies).
-  virtual const validate::LinearWeight& stored() const = 0;
+  // The stored form (the CUDA runtime uploads it as it is), or none for a weight whose values
+  // exist only as numbers (calib's smoothed / fake-quantized Linears): the runtime then uploads
+  // dequantize_rows() rounded to float32.
+  virtual std::optional<StoredForm> stored_form() const { return std::nullopt; }
 };
 
 // Dense float and FP8 weights, as validate::find_linear_weights describes them (the scale and
 // its layout checked there); `host` holds the bytes and outlives this object.
 std::unique_ptr<LinearWeights> stored_linear(const validate::LinearWeight& lw, const HostTensors& host);
+
+// An INT4 weight owning its arrays (bytes of the format's layout: weights, zeros (empty: none),
+// scales in scheme.scale_dtype, g_idx (empty: k / G)); rows decode through ops::int4_decode.
+// Fails on arrays of the wrong size or a g_idx value outside [0, G).
+std::unique_ptr<LinearWeights> int4_linear(const ops::Int4Scheme& scheme, uint64_t n, uint64_t k,
+                                           std::vector<uint8_t> weights, std::vector<uint8_t> zeros,
+                                           std::vector<uint8_t> scales, std::vector<uint8_t> g_idx);
 
 // y[t][n] = sum_k W[n][k] * x[t][k] for `tokens` rows of x ([tokens, K]) into y ([tokens, N]), in
 // double; rows of W are dequantized once per call and shared by every token. Deterministic at

@@ -1,16 +1,27 @@
 // The CUDA forward (kernels/runtime/gpu_forward.h) against the CPU reference forward on every
-// testdata architecture (MoE included), the trained Llama, an FP8 output and TP-2 / PP-2 outputs: logits
-// within float32 rounding (max |delta| <= 1e-4 of the logit range), and prefill + decode through
-// the GPU KV cache equal to one pass. Skips without a GPU.
+// testdata architecture (MoE included), the trained Llama, FP8 (tensor / channel / block) and
+// INT4 (GPTQ v1 / v2, AWQ, compressed-tensors, act-order g_idx) weights and TP-2 / PP-2 outputs:
+// logits within float32 rounding (max |delta| <= 1e-4 of the logit range); prefill + decode
+// through the GPU KV cache equal to one pass; decode steps replayed from the CUDA graph equal to
+// the eager steps bit for bit; and each Linear path (skinny kernel with 16-byte loads, skinny
+// element by element, dequantize + cuBLAS) against the CPU reference's linear_forward. Skips
+// without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <functional>
+#include <random>
 
+#include "calib/calibrate.h"
+#include "calib/gptq.h"
 #include "core/error.h"
+#include "cuda_check.h"
 #include "gpu_info.h"
 #include "model/compare.h"
 #include "model/cpu_forward.h"
+#include "runtime/device_linear.h"
 #include "runtime/gpu_forward.h"
 #include "test_support.h"
 
@@ -29,18 +40,202 @@ double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) 
   return d;
 }
 
-void expect_matches_cpu(const std::string& path, uint64_t sequences, uint64_t length) {
-  auto m = model::Model::open(path);
-  model::TokenIds ids = model::seeded_token_ids(m->config().vocab, sequences, length, 7);
-  model::CpuForward cpu(*m, sequences, length);
+void expect_model_matches_cpu(const model::Model& m, const std::string& what, uint64_t sequences, uint64_t length) {
+  model::TokenIds ids = model::seeded_token_ids(m.config().vocab, sequences, length, 7);
+  model::CpuForward cpu(m, sequences, length);
   const std::vector<double> want = cpu.forward(ids.ids, length);
-  cuda::GpuForward gpu(*m, sequences, length);
+  cuda::GpuForward gpu(m, sequences, length);
   const std::vector<double> got = gpu.forward(ids.ids, length);
   ASSERT_EQ(got.size(), want.size());
-  EXPECT_LE(max_abs_diff(got, want), 1e-4 * range_of(want)) << path;
+  EXPECT_LE(max_abs_diff(got, want), 1e-4 * range_of(want)) << what;
+}
+
+void expect_matches_cpu(const std::string& path, uint64_t sequences, uint64_t length) {
+  auto m = model::Model::open(path);
+  expect_model_matches_cpu(*m, path, sequences, length);
+}
+
+// Prefill of `prefix` tokens, then `steps` decode steps: decode() (graph replay, or eager where
+// graph_unsupported() says why) must give the very logits forward(ids, 1) gives, and both the CPU
+// reference's within the tolerance.
+void expect_graph_decode_equals_eager(const model::Model& m, const std::string& what) {
+  const uint64_t B = 2, prefix = 4, steps = 3, V = m.config().vocab;
+  model::TokenIds ids = model::seeded_token_ids(V, B, prefix + steps, 11);
+  std::vector<int64_t> first;
+  for (uint64_t s = 0; s < B; ++s) first.insert(first.end(), ids.row(s), ids.row(s) + prefix);
+  cuda::GpuForward graphed(m, B, prefix + steps), eager(m, B, prefix + steps);
+  model::CpuForward cpu(m, B, prefix + steps);
+  graphed.forward(first, prefix);
+  eager.forward(first, prefix);
+  cpu.forward(first, prefix);
+  for (uint64_t t = prefix; t < prefix + steps; ++t) {
+    std::vector<int64_t> step;
+    for (uint64_t s = 0; s < B; ++s) step.push_back(ids.row(s)[t]);
+    const std::vector<double> a = graphed.decode(step), b = eager.forward(step, 1), want = cpu.forward(step, 1);
+    ASSERT_EQ(a.size(), B * V);
+    EXPECT_EQ(max_abs_diff(a, b), 0.0) << what << ": graph replay differs from the eager step at position " << t;
+    EXPECT_LE(max_abs_diff(a, want), 1e-4 * range_of(want)) << what << ": decode step at position " << t;
+  }
+}
+
+// --- INT4 weights built from a model's own (RTN of its dequantized values) --------------------
+
+struct Int4Case {
+  const char* name;
+  ops::Int4Scheme scheme;
+  bool act_order = false;  // a g_idx that is not k / G (column k in group k % G)
+};
+
+std::vector<Int4Case> int4_cases() {
+  // Groups of 32 take the skinny kernel's 16-byte loads; 16 and act-order its element-wise path.
+  using F = ops::Int4Format;
+  return {
+      {"gptq v1 sym g32", {.format = F::kGptq, .group_size = 32, .symmetric = true}},
+      {"gptq v1 asym g32 (zero 16)", {.format = F::kGptq, .group_size = 32, .symmetric = false}},
+      {"gptq v2 asym g16", {.format = F::kGptq, .group_size = 16, .symmetric = false, .gptq_zero_offset = 0}},
+      {"gptq act-order g32", {.format = F::kGptq, .group_size = 32, .symmetric = true, .gptq_zero_offset = 0}, true},
+      {"awq asym g32", {.format = F::kAwq, .group_size = 32, .symmetric = false}},
+      {"compressed-tensors sym g64 bf16",
+       {.format = F::kCompressedTensors, .group_size = 64, .symmetric = true, .scale_dtype = DType::BF16}},
+      {"compressed-tensors asym per-row",
+       {.format = F::kCompressedTensors, .group_size = -1, .symmetric = false, .scale_dtype = DType::BF16}}};
+}
+
+std::shared_ptr<const model::LinearWeights> int4_of(const model::LinearWeights& w, const Int4Case& c) {
+  const uint64_t n = w.out_features(), k = w.in_features();
+  std::vector<double> values(n * k);
+  w.dequantize_rows(0, n, values.data());
+  const std::vector<float> f(values.begin(), values.end());
+  calib::Int4Weights q;
+  if (calib::rtn_int4(c.scheme, f.data(), n, k, &q)) throw std::runtime_error("rtn_int4 failed");
+  const ops::Int4Shapes sh = ops::int4_shapes(c.scheme, n, k);
+  std::vector<uint8_t> zeros, g_idx;
+  if (!sh.zeros.empty()) zeros = calib::int4_array(q, quant::PartRole::kZero);
+  if (c.act_order) {
+    std::vector<int32_t> g(k);
+    for (uint64_t i = 0; i < k; ++i) g[i] = static_cast<int32_t>(i % q.geo.groups);
+    g_idx.resize(k * 4);
+    std::memcpy(g_idx.data(), g.data(), g_idx.size());
+  } else if (!sh.g_idx.empty()) {
+    g_idx = calib::int4_array(q, quant::PartRole::kGroupIndex);
+  }
+  return model::int4_linear(c.scheme, n, k, calib::int4_array(q, quant::PartRole::kCodes), std::move(zeros),
+                            calib::int4_array(q, quant::PartRole::kScale), std::move(g_idx));
+}
+
+// Every Linear of every layer (not embeddings / lm_head) replaced by its INT4 form.
+void quantize_layers_int4(model::Model& m, const Int4Case& c) {
+  auto swap = [&](model::RankLinear& l) {
+    if (l.present()) l.weight = int4_of(*l.weight, c);
+  };
+  for (uint64_t i = 0; i < m.layers().size(); ++i) {
+    model::Layer& L = m.mutable_layer(i);
+    for (auto& a : L.attention)
+      for (model::RankLinear* l : {&a.q, &a.k, &a.v, &a.qkv, &a.o}) swap(*l);
+    for (auto& p : L.mlp)
+      for (model::RankLinear* l : {&p.gate, &p.up, &p.gate_up, &p.down}) swap(*l);
+  }
+}
+
+// Each path of DeviceLinear / linear_skinny on `w` against model::linear_forward (double) for
+// 1..12 rows of seeded activations.
+void expect_linear_paths_match(const model::LinearWeights& w, const std::string& what) {
+  const uint64_t n = w.out_features(), k = w.in_features();
+  cuda::DeviceLinear d(w, {});
+  cuda::Stream stream = cuda::new_stream();
+  cuda::BlasHandle blas;
+  CKPT_CUBLAS(cublasCreate(blas.out()));
+  CKPT_CUBLAS(cublasSetStream(blas, stream));
+  cuda::DeviceBuffer scratch(n * k * sizeof(float));
+  const cuda::LinearContext ctx{stream, blas, scratch.as<float>(), n * k};
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (uint64_t rows : {1, 2, 3, 8, 12}) {
+    std::vector<float> x(rows * k);
+    for (float& v : x) v = normal(rng);
+    const std::vector<double> xd(x.begin(), x.end());
+    std::vector<double> want(rows * n);
+    model::linear_forward(w, xd.data(), rows, want.data());
+    double scale = 0;
+    for (double v : want) scale = std::max(scale, std::fabs(v));
+    cuda::DeviceBuffer dx(x.size() * sizeof(float)), dy(rows * n * sizeof(float));
+    CKPT_CUDA(cudaMemcpy(dx.data(), x.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice));
+    // `accumulate`: y starts at 1 and must end at 1 + x W^T; else it starts as NaNs (unwritten shows).
+    auto check = [&](const char* path, bool accumulate, const std::function<void()>& run) {
+      std::vector<float> y(rows * n, accumulate ? 1.0f : NAN);
+      CKPT_CUDA(cudaMemcpyAsync(dy.data(), y.data(), y.size() * sizeof(float), cudaMemcpyHostToDevice, stream));
+      run();
+      CKPT_CUDA(cudaMemcpyAsync(y.data(), dy.data(), y.size() * sizeof(float), cudaMemcpyDeviceToHost, stream));
+      CKPT_CUDA(cudaStreamSynchronize(stream));
+      double err = 0;
+      for (size_t i = 0; i < y.size(); ++i) {
+        const double expect = want[i] + (accumulate ? 1.0 : 0.0);
+        err = std::isfinite(y[i]) ? std::max(err, std::fabs(y[i] - expect)) : INFINITY;
+      }
+      EXPECT_LE(err, 1e-5 * (scale + 1)) << what << " (" << d.device_format() << "), " << rows << " rows, " << path
+                                         << (accumulate ? ", accumulating" : "");
+    };
+    for (bool acc : {false, true}) {
+      check("dequantize + cuBLAS", acc, [&] { d.apply(dx.as<float>(), rows, dy.as<float>(), ctx, acc, true); });
+      if (rows > cuda::kSkinnyMaxRows) continue;
+      check("skinny", acc, [&] { d.apply(dx.as<float>(), rows, dy.as<float>(), ctx, acc); });
+      check("skinny element-wise", acc, [&] {
+        CKPT_CUDA(cuda::linear_skinny(d.view(), dx.as<float>(), rows, dy.as<float>(), nullptr, acc, stream, true));
+      });
+    }
+  }
 }
 
 bool no_gpu() { return cuda::device_count() == 0; }
+
+// DeviceLinear::apply_same_input on Linears sharing K, 1..8 rows: each output equals its own
+// apply() bit for bit when all share one format (one launch of the same kernel), and the CPU
+// reference within the tolerance always (mixed formats take the element-wise kernel).
+void expect_same_input_matches(const std::vector<std::shared_ptr<const model::LinearWeights>>& ws, const std::string& what) {
+  const uint64_t k = ws[0]->in_features();
+  std::vector<cuda::DeviceLinear> d;
+  bool same = true;
+  for (const auto& w : ws) {
+    d.emplace_back(*w, std::vector<double>{});
+    same = same && d.back().view().elem == d.front().view().elem;
+  }
+  cuda::Stream stream = cuda::new_stream();
+  const cuda::LinearContext ctx{stream, nullptr, nullptr, 0};
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (uint64_t rows : {1, 3, 8}) {
+    std::vector<float> x(rows * k);
+    for (float& v : x) v = normal(rng);
+    cuda::DeviceBuffer dx(x.size() * sizeof(float));
+    CKPT_CUDA(cudaMemcpy(dx.data(), x.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice));
+    std::vector<cuda::DeviceBuffer> alone, together;
+    std::vector<std::pair<const cuda::DeviceLinear*, float*>> outs;
+    for (const auto& l : d) {
+      alone.emplace_back(rows * l.n() * sizeof(float));
+      together.emplace_back(rows * l.n() * sizeof(float));
+      l.apply(dx.as<float>(), rows, alone.back().as<float>(), ctx);
+      outs.push_back({&l, together.back().as<float>()});
+    }
+    cuda::DeviceLinear::apply_same_input(outs, dx.as<float>(), rows, ctx);
+    CKPT_CUDA(cudaStreamSynchronize(stream));
+    for (size_t i = 0; i < d.size(); ++i) {
+      const uint64_t n = d[i].n();
+      std::vector<float> a(rows * n), b(rows * n);
+      CKPT_CUDA(cudaMemcpy(a.data(), alone[i].data(), a.size() * sizeof(float), cudaMemcpyDeviceToHost));
+      CKPT_CUDA(cudaMemcpy(b.data(), together[i].data(), b.size() * sizeof(float), cudaMemcpyDeviceToHost));
+      std::vector<double> want(rows * n);
+      const std::vector<double> xd(x.begin(), x.end());
+      model::linear_forward(*ws[i], xd.data(), rows, want.data());
+      double scale = 0, err = 0;
+      for (double v : want) scale = std::max(scale, std::fabs(v));
+      for (size_t j = 0; j < b.size(); ++j) err = std::max(err, std::fabs(b[j] - want[j]));
+      EXPECT_LE(err, 1e-5 * (scale + 1)) << what << " Linear " << i << ", " << rows << " rows";
+      if (same) {
+        EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << what << " Linear " << i;
+      }
+    }
+  }
+}
 
 }  // namespace
 
@@ -84,4 +279,92 @@ TEST(GpuForward, MoeModelsMatchTheCpuReference) {
   std::string log;
   ASSERT_EQ(test::run_command(test::ckpt_binary() + " shard --tp 2 --ep " + test::testdata("mixtral") + " " + (s / "ep") + " -q", &log), 0) << log;
   expect_matches_cpu(s / "ep", 2, 9);
+}
+
+TEST(GpuForward, DecodeStepsReplayedFromTheGraphEqualTheEagerSteps) {
+  if (no_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine: the CUDA forward tests need one";
+  for (const char* dir : {"llama", "mistral", "qwen2", "qwen3", "phi3"}) {
+    auto m = model::Model::open(test::testdata(dir));
+    cuda::GpuForward probe(*m, 1, 1);
+    EXPECT_EQ(probe.graph_unsupported(), "") << dir;
+    expect_graph_decode_equals_eager(*m, dir);
+  }
+  test::ScratchDir s;
+  std::string log;
+  ASSERT_EQ(test::run_command(test::ckpt_binary() + " shard --tp 2 " + test::testdata("qwen2") + " " + (s / "tp2") + " -q", &log), 0) << log;
+  expect_graph_decode_equals_eager(*model::Model::open(s / "tp2"), "qwen2 tp2");
+  // MoE: said plainly, and decode() still steps (eagerly).
+  auto moe = model::Model::open(test::testdata("mixtral"));
+  cuda::GpuForward probe(*moe, 1, 1);
+  EXPECT_NE(probe.graph_unsupported(), "");
+  expect_graph_decode_equals_eager(*moe, "mixtral");
+}
+
+TEST(GpuForward, EveryLinearPathMatchesTheCpuReference) {
+  if (no_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine: the CUDA forward tests need one";
+  test::ScratchDir s;
+  std::string log;
+  std::vector<std::string> dirs = {test::testdata("llama"), test::testdata("llama-f32"), test::testdata("phi3")};
+  // Block 16x8: blocks narrower than one 16-byte load of FP8 codes (the element-wise kernel).
+  const std::vector<std::pair<std::string, std::string>> fp8 = {
+      {"tensor", "tensor"}, {"channel", "channel"}, {"block32", "block --block 32x32"}, {"block16x8", "block --block 16x8"}};
+  for (const auto& [name, scheme] : fp8) {
+    ASSERT_EQ(test::run_command(test::ckpt_binary() + " quantize --fp8 --scheme " + scheme + " " + test::testdata("llama") +
+                                    " " + (s / name) + " -q", &log),
+              0)
+        << log;
+    dirs.push_back(s / name);
+  }
+  for (const std::string& dir : dirs) {
+    auto m = model::Model::open(dir);
+    const model::Layer& L = m->layers()[0];
+    for (const model::RankLinear* l : {&L.attention[0].q, &L.attention[0].k, &L.attention[0].qkv, &L.attention[0].o,
+                                       &L.mlp[0].gate, &L.mlp[0].gate_up, &L.mlp[0].down})
+      if (l->present()) expect_linear_paths_match(*l->weight, dir + " " + l->module);
+    expect_linear_paths_match(*m->lm_head()[0].table, dir + " lm_head");
+  }
+  auto m = model::Model::open(test::testdata("llama"));
+  const std::vector<Int4Case> cases = int4_cases();
+  for (const Int4Case& c : cases)
+    for (const model::RankLinear* l : {&m->layers()[0].attention[0].k, &m->layers()[0].mlp[0].down})
+      expect_linear_paths_match(*int4_of(*l->weight, c), std::string(c.name) + " " + l->module);
+
+  const model::RankAttention& a = m->layers()[0].attention[0];
+  expect_same_input_matches({a.q.weight, a.k.weight, a.v.weight}, "bf16 q/k/v");
+  expect_same_input_matches({int4_of(*a.q.weight, cases[0]), int4_of(*a.k.weight, cases[4])}, "int4 q/k");
+  expect_same_input_matches({a.q.weight, int4_of(*a.k.weight, cases[0]), int4_of(*a.v.weight, cases[2])}, "mixed q/k/v");
+
+  // The cases above reach the kernel they were meant for: 16-byte loads where a load holds whole
+  // FP8 blocks / INT4 groups and no act-order g_idx; element by element otherwise.
+  auto vectorized = [](const model::LinearWeights& w) {
+    cuda::DeviceLinear d(w, {});
+    cuda::DeviceBuffer x(d.k() * sizeof(float));
+    return cuda::skinny_vectorized(d.view(), x.as<float>());
+  };
+  const model::LinearWeights& q = *m->layers()[0].attention[0].q.weight;
+  EXPECT_TRUE(vectorized(q)) << "bf16";
+  EXPECT_TRUE(vectorized(*model::Model::open(s / "block32")->layers()[0].attention[0].q.weight)) << "fp8 block 32x32";
+  EXPECT_FALSE(vectorized(*model::Model::open(s / "block16x8")->layers()[0].attention[0].q.weight)) << "fp8 block 16x8";
+  EXPECT_TRUE(vectorized(*int4_of(q, cases[0]))) << cases[0].name;
+  EXPECT_FALSE(vectorized(*int4_of(q, cases[2]))) << cases[2].name;
+  EXPECT_FALSE(vectorized(*int4_of(q, cases[3]))) << cases[3].name;
+}
+
+TEST(GpuForward, Fp8AndInt4ModelsMatchTheCpuReferenceEagerAndGraphed) {
+  if (no_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine: the CUDA forward tests need one";
+  test::ScratchDir s;
+  std::string log;
+  for (const char* scheme : {"tensor", "channel"}) {
+    const std::string out = s / scheme;
+    ASSERT_EQ(test::run_command(test::ckpt_binary() + " quantize --fp8 --scheme " + scheme + " " + test::testdata("llama-trained") + " " + out + " -q", &log), 0) << log;
+    auto m = model::Model::open(out);
+    expect_model_matches_cpu(*m, out, 2, 16);
+    expect_graph_decode_equals_eager(*m, out);
+  }
+  for (const Int4Case& c : int4_cases()) {
+    auto m = model::Model::open(test::testdata("llama-trained"));
+    quantize_layers_int4(*m, c);
+    expect_model_matches_cpu(*m, c.name, 2, 16);
+    expect_graph_decode_equals_eager(*m, c.name);
+  }
 }

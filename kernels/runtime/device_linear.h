@@ -1,0 +1,77 @@
+// A Linear's weight kept on the device in its stored form, and y = x W^T with it: what the CUDA
+// forward (gpu_forward.cpp) runs every Linear, embedding and lm_head through.
+//
+// Stored form (4 bytes a parameter would not fit an 8B model in 32 GB, and could not approach the
+// weight-bytes / bandwidth floor of a decode step):
+//  - f32 / f16 / bf16: the stored bytes as they are.
+//  - FP8 E4M3: the codes as they are, the scales (per tensor, channel or block) as float32.
+//  - INT4 (GPTQ, AWQ, compressed-tensors): ONE layout for all three, converted on the host at
+//    upload through the formats' own decoder (ops::int4_unpack): K-packed nibbles [N][K/8 words,
+//    padded to 16 bytes], float32 scales [N][G], uint8 zeros [N][G] (a byte: GPTQ v1 zeros read
+//    back as 16), and act-order g_idx only where it is not k / G.
+//  - A weight with no stored form (calib's value-only Linears): its float32 values.
+// Apply: up to kSkinnyMaxRows rows the skinny kernel reads the weight once and dequantizes in
+// registers; more rows dequantize the weight into a float32 scratch (sized by the caller for the
+// largest Linear) and run a float32 cuBLAS GEMM (CUBLAS_COMPUTE_32F: no TF32). Both accumulate
+// in float32 and match the CPU reference to float32 rounding.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cuda_check.h"
+#include "model/linear.h"
+#include "runtime/linear_kernels.h"
+
+namespace ckpt::cuda {
+
+// What a Linear applies with: the stream and cuBLAS handle (bound to it), and the float32 scratch
+// of the GEMM path (at least the largest N x K of the Linears it runs with more than
+// kSkinnyMaxRows rows).
+struct LinearContext {
+  cudaStream_t stream = nullptr;
+  cublasHandle_t blas = nullptr;
+  float* scratch = nullptr;
+  uint64_t scratch_elems = 0;
+};
+
+class DeviceLinear {
+ public:
+  DeviceLinear() = default;
+  // Uploads `w` (and `bias`, empty: none) to the current device.
+  DeviceLinear(const model::LinearWeights& w, const std::vector<double>& bias);
+
+  bool present() const { return view_.w != nullptr; }
+  uint64_t n() const { return view_.n; }
+  uint64_t k() const { return view_.k; }
+  const LinearView& view() const { return view_; }
+  // Device bytes of the weight and its scales / zeros / g_idx.
+  uint64_t bytes() const { return bytes_; }
+  // "bf16", "fp8 block", "int4" (the device form), "f32 values" for a weight without a stored form.
+  const std::string& device_format() const { return format_; }
+
+  // y[rows][n] = x[rows][k] W^T (+ bias); `accumulate`: y += that (the GEMM path adds the bias
+  // after the sum, the skinny kernel before: float32 rounding apart). `gemm` forces the
+  // dequantize + cuBLAS path for any rows (tests compare it with the skinny kernel).
+  void apply(const float* x, uint64_t rows, float* y, const LinearContext& ctx, bool accumulate = false,
+             bool gemm = false) const;
+
+  // Several Linears on the same `x` (q/k/v, gate/up), each into its own y: one skinny launch
+  // (a decode step's graph holds fewer kernels) where the rows allow it, else apply() each.
+  static void apply_same_input(const std::vector<std::pair<const DeviceLinear*, float*>>& outs, const float* x,
+                               uint64_t rows, const LinearContext& ctx);
+
+ private:
+  void upload_values(const model::LinearWeights& w);
+  void upload_dense(const validate::LinearWeight& lw, const uint8_t* bytes, const std::vector<double>& scales);
+  void upload_int4(const model::Int4Form& f);
+
+  LinearView view_;
+  DeviceBuffer data_, scale_, zero_, g_idx_, bias_;
+  uint64_t bytes_ = 0;
+  std::string format_;
+};
+
+}  // namespace ckpt::cuda

@@ -1,0 +1,82 @@
+// The Linear kernels of the CUDA decoder forward, over a weight kept on the device in its stored
+// form (runtime/device_linear.h uploads it): y[m][n] = sum_k W[n][k] x[m][k] (+ bias[n]) with
+// float32 activations and float32 accumulation, W dequantized in registers element by element
+// exactly as the CPU reference dequantizes it (validate::dequantize_rows for dense and FP8,
+// ops::int4_decode for INT4), so the numerics stay float32 like a dequantize-then-SGEMM path.
+//
+//  - linear_skinny: the decode path (m <= kSkinnyMaxRows rows). One warp per output row reads the
+//    row once with 16-byte loads (4 f32, 8 f16/bf16, 16 FP8 or 32 INT4 elements per load),
+//    dequantizes in registers and takes the dot product with every one of the m activation rows:
+//    the weight bytes cross HBM once per step, which is what bounds batch-1 decode.
+//  - dequantize_linear: the prefill path writes W as float32 into a scratch [N, K] for a float32
+//    cuBLAS GEMM (gpu_forward.cpp), which wins once m is large.
+//  - embed_rows: gathers (and dequantizes) embedding rows by token id.
+// C-style so that C++20 host code calls them.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "gemm_kernels.h"
+
+namespace ckpt::cuda {
+
+// How elements are stored. kInt4: the runtime's one INT4 layout, converted on the host from
+// GPTQ / AWQ / compressed-tensors at upload: row n holds K-packed words, column k in nibble k % 8
+// of word k / 8 (nibbles past K are 0).
+enum class WeightElem : int { kF32 = 0, kF16 = 1, kBF16 = 2, kE4M3 = 3, kInt4 = 4 };
+
+struct LinearView {
+  const void* w = nullptr;   // n rows of row_bytes bytes (row_bytes a multiple of 16 for INT4)
+  WeightElem elem = WeightElem::kF32;
+  uint64_t n = 0, k = 0, row_bytes = 0;
+  // FP8: w = e4m3 * scale, scale float32 per tensor ([1]), channel ([n]) or block
+  // ([ceil(n / block_n)][ceil(k / block_k)]), as validate::dequantize_rows.
+  ScaleKind scale_kind = ScaleKind::kNone;
+  const float* scale = nullptr;
+  uint64_t block_n = 0, block_k = 0;
+  // INT4: w = (q - zero) * scale (ops::int4_dequant) with float32 scales and uint8 zeros (GPTQ v1
+  // zeros may read back as 16) per [n][groups]; column k in group g_idx[k], or k / group when
+  // g_idx is null.
+  const float* group_scale = nullptr;
+  const uint8_t* group_zero = nullptr;
+  const int32_t* g_idx = nullptr;
+  uint64_t group = 0, groups = 0;
+};
+
+// The most activation rows linear_skinny takes: up to here reading the weight once and keeping
+// m accumulators per lane beats dequantize + GEMM; past it the GEMM's reuse wins.
+constexpr uint64_t kSkinnyMaxRows = 8;
+
+// Whether linear_skinny reads `w` with 16-byte loads for activations `x` ([m][k], contiguous);
+// otherwise (rows not 16-byte multiples, an FP8 block or INT4 group narrower than one load,
+// act-order g_idx, unaligned x) it reads element by element, correct but slower.
+bool skinny_vectorized(const LinearView& w, const float* x);
+
+// Several Linears on the same activations in one launch (q/k/v, gate/up: fewer kernel nodes in
+// a decode step's graph): each job's y = x W^T (+ bias), as linear_skinny.
+struct SkinnyJob {
+  LinearView w;
+  float* y = nullptr;
+  const float* bias = nullptr;
+};
+constexpr int kSkinnyMaxJobs = 3;
+cudaError_t linear_skinny_jobs(const SkinnyJob* jobs, int count, const float* x, uint64_t m, bool accumulate,
+                               cudaStream_t stream, bool element_wise = false);
+
+// y[m][n] = x[m][:] . W[n][:] (+ bias[n], bias may be null) for 1 <= m <= kSkinnyMaxRows;
+// `accumulate`: y[m][n] += that (a residual add without a kernel of its own). `element_wise`
+// forces the element-by-element kernel (tests compare the two).
+cudaError_t linear_skinny(const LinearView& w, const float* x, uint64_t m, float* y, const float* bias,
+                          bool accumulate, cudaStream_t stream, bool element_wise = false);
+
+// out[n][k] = W[n][k] as float32.
+cudaError_t dequantize_linear(const LinearView& w, float* out, cudaStream_t stream);
+
+// out[t][:] += table[ids[t] - row_begin][:] for ids in [row_begin, row_begin + rows): the
+// vocab-parallel embedding slice of one rank (its padding rows past `rows` never read), dequantized.
+cudaError_t embed_rows(const LinearView& table, uint64_t row_begin, uint64_t rows, const int64_t* ids, uint64_t n,
+                       float* out, cudaStream_t stream);
+
+}  // namespace ckpt::cuda
