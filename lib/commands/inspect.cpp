@@ -126,6 +126,14 @@ ojson inspect_path(const std::string& path, const OpenOptions& options) {
 
 namespace {
 
+// The path (with `what_it_is` after it), architecture and quantization lines both reports begin with.
+std::string model_lines(const ojson& r, const std::string& what_it_is) {
+  const std::string arch = r["architecture"].get<std::string>();
+  return "checkpoint   " + r["path"].get<std::string>() + what_it_is + "\n" + "architecture " +
+         (arch.empty() ? std::string("(unknown: no config.json architectures)") : arch) + "\n" + "quantization " +
+         r["quantization"].get<std::string>() + "\n";
+}
+
 // A TP/PP output root: one line per rank, then what they hold together.
 std::string parallel_text(const ojson& r) {
   std::string out;
@@ -135,11 +143,7 @@ std::string parallel_text(const ojson& r) {
   std::string sizes;
   for (const char* key : {"tp_size", "pp_size"})
     if (p.contains(key)) sizes += std::string(sizes.empty() ? "" : ", ") + key + " " + p[key].dump();
-  add("checkpoint   " + r["path"].get<std::string>() + "  (a tensor/pipeline-parallel output" +
-      (sizes.empty() ? std::string("") : ": " + sizes) + ")");
-  std::string arch = r["architecture"].get<std::string>();
-  add("architecture " + (arch.empty() ? std::string("(unknown: no config.json architectures)") : arch));
-  add("quantization " + r["quantization"].get<std::string>());
+  out += model_lines(r, "  (a tensor/pipeline-parallel output" + (sizes.empty() ? std::string("") : ": " + sizes) + ")");
   add("ranks");
   for (const auto& k : r["ranks"]) {
     std::snprintf(line, sizeof line, "  %-16s %10s  %s, %s, %s", k["label"].get<std::string>().c_str(),
@@ -164,10 +168,7 @@ std::string inspect_text(const ojson& r) {
   std::string out;
   char line[512];
   auto add = [&](const std::string& s) { out += s + "\n"; };
-  add("checkpoint   " + r["path"].get<std::string>());
-  std::string arch = r["architecture"].get<std::string>();
-  add("architecture " + (arch.empty() ? std::string("(unknown: no config.json architectures)") : arch));
-  add("quantization " + r["quantization"].get<std::string>());
+  out += model_lines(r, "");
   add("files");
   for (const auto& f : r["files"]) {
     std::snprintf(line, sizeof line, "  %-12s %10s %6llu tensors  %s", f["format"].get<std::string>().c_str(),

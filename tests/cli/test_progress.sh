@@ -6,24 +6,8 @@
 # stopped with SIGINT once enough has been seen, so no machine is too fast or too slow for them.
 source "$(dirname "$0")/lib.sh"
 
-# A sparse 4 GiB BF16 tensor (no disk used), with a manifest whose digests cannot match, so that
-# validate hashes all of it.
-python3 - "$scratch/big" <<'PY'
-import json, os, struct, sys
-d = sys.argv[1]
-os.makedirs(d)
-n = 4 << 30
-head = json.dumps({"w": {"dtype": "BF16", "shape": [n // 2], "data_offsets": [0, n]}}).encode()
-head += b" " * (-len(head) % 8)
-with open(os.path.join(d, "model.safetensors"), "wb") as f:
-    f.write(struct.pack("<Q", len(head)) + head)
-    f.truncate(8 + len(head) + n)
-with open(os.path.join(d, "config.json"), "w") as f:
-    f.write("{}")
-json.dump({"files": {"model.safetensors": {"size": os.path.getsize(os.path.join(d, "model.safetensors")),
-                                           "header_digest": "0" * 16, "tensors": {"w": "0" * 16}}}},
-          open(os.path.join(d, "ckpt-manifest.json"), "w"))
-PY
+# 4 GiB, sparse, with a manifest that makes validate hash all of it.
+make_sparse_model 4096 "$scratch/big" manifest
 
 # on_tty COLUMNS OUT STAGE CMD...: runs CMD with stderr on a pseudo-terminal COLUMNS wide (stdout
 # to /dev/null), sends it SIGINT once three redraws of STAGE showing an ETA have been drawn (or,
