@@ -164,7 +164,8 @@ void open_packed(Checkpoint& ck, const std::string& container_path) {
 }  // namespace
 
 Checkpoint open_checkpoint(const std::string& given, const OpenOptions& opt) {
-  const std::string path = resolve_model_path(given, opt.env ? opt.env : EnvLookup([](const char* n) { return std::getenv(n); }));
+  const EnvLookup env = opt.env ? opt.env : EnvLookup([](const char* n) { return std::getenv(n); });
+  const std::string path = resolve_model_path(given, env);
   Checkpoint ck;
   ck.path = path;
   std::error_code ec;

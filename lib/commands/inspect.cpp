@@ -1,9 +1,8 @@
 #include "commands/inspect.h"
 
 #include <cstdio>
-#include <map>
-
 #include <filesystem>
+#include <map>
 
 #include "checkpoint/parallel_root.h"
 #include "commands/pack.h"
