@@ -3,10 +3,12 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 
+#include "checkpoint/hf_cache.h"
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/sizes.h"
@@ -97,8 +99,12 @@ void write_report_file(const std::string& path, const std::string& text) {
   }
 }
 
-int run_plan(const Plan& plan, const std::string& destination, const std::vector<std::string>& protected_paths,
+int run_plan(const Plan& plan, const std::string& destination, const std::vector<std::string>& sources,
              const WriteOptions& o, const ReportFn& report) {
+  // A source named in the Hugging Face cache ("org/name") is protected where it really is.
+  std::vector<std::string> protected_paths = sources;
+  for (const auto& s : sources)
+    if (std::string r = resolve_model_path(s, std::getenv); r != s) protected_paths.push_back(r);
   const auto kind = o.file_destination ? OutputDir::Kind::kFile : OutputDir::Kind::kDirectory;
   if (o.file_destination && wants_parts(o)) usage("--part and --resume write a directory; this command writes a file");
   if (o.dry_run) {

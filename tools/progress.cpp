@@ -64,11 +64,20 @@ std::string progress_line(const ProgressState& s, int columns) {
   };
   size_t n = std::size(parts);
   std::string line = join(n);
-  // The current file shrinks (keeping its end, the distinctive part) before anything is dropped.
+  // The current file shrinks before anything is dropped: to its own name (the directory is what
+  // the user gave), then keeping its end, the distinctive part.
   if (line.size() > width && !s.current.empty()) {
+    const size_t slash = s.current.rfind('/');
+    if (slash != std::string::npos && slash + 1 < s.current.size()) {
+      parts[5] = s.current.substr(slash + 1);
+      line = join(n);
+    }
+  }
+  if (line.size() > width && !parts[5].empty()) {
+    const std::string name = parts[5];
     const size_t over = line.size() - width;
-    if (over + 4 < s.current.size()) {
-      parts[5] = "..." + s.current.substr(over + 3);
+    if (over + 4 < name.size()) {
+      parts[5] = "..." + name.substr(over + 3);
       line = join(n);
     }
   }

@@ -1,6 +1,7 @@
 #include "checkpoint/checkpoint.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -88,9 +89,9 @@ void add_weight_file(Checkpoint& ck, const std::string& path, const OpenOptions&
   else add_torch_file(ck, path, opt);
 }
 
-// Side files: when a directory was given, every top-level regular file that is not a weight,
-// index or manifest file; when a single weight file was given, nothing (the user pointed at a
-// file, not at a model directory).
+// Side files: every top-level regular file of the model directory that is not a weight, index or
+// manifest file. A single weight file given outside a model directory (no config.json beside it)
+// has none: the user pointed at a file, not at a model.
 void collect_side_files(Checkpoint& ck) {
   std::vector<SideFile> sides;
   for (const auto& e : fs::directory_iterator(ck.dir)) {
@@ -162,7 +163,9 @@ void open_packed(Checkpoint& ck, const std::string& container_path) {
 
 }  // namespace
 
-Checkpoint open_checkpoint(const std::string& path, const OpenOptions& opt) {
+Checkpoint open_checkpoint(const std::string& given, const OpenOptions& opt) {
+  const EnvLookup env = opt.env ? opt.env : EnvLookup([](const char* n) { return std::getenv(n); });
+  const std::string path = resolve_model_path(given, env);
   Checkpoint ck;
   ck.path = path;
   std::error_code ec;
@@ -214,7 +217,12 @@ Checkpoint open_checkpoint(const std::string& path, const OpenOptions& opt) {
   } else {
     ck.dir = fs::path(path).parent_path().string();
     if (ck.dir.empty()) ck.dir = ".";
+    // A weight file of a model directory (config.json beside it): the config first, as for the
+    // directory (alias handling of torch files reads tie_word_embeddings), and its side files.
+    const bool model_dir = fs::is_regular_file(fs::path(ck.dir) / "config.json");
+    if (model_dir) read_config(ck);
     add_weight_file(ck, path, opt);
+    if (model_dir) collect_side_files(ck);
   }
   check_unique_names(ck);
   check_cancel(opt.cancel);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/hf_cache.h"
 #include "checkpoint/source_check.h"
 #include "checkpoint/tensor_ref.h"
 #include "core/cancel.h"
@@ -65,8 +66,15 @@ struct OpenOptions {
   // A directory holding both PyTorch and safetensors weights: read the PyTorch ones (convert).
   bool prefer_torch = false;
   const CancelToken* cancel = nullptr;  // checked before each weight file is opened
+  // Where the Hugging Face cache is looked up (checkpoint/hf_cache.h); std::getenv when unset.
+  EnvLookup env;
 };
 
+// `path` is a weight file, a Hugging Face directory, a packed checkpoint, or a model in the
+// Hugging Face cache (a models--org--name/ folder, or "org/name": resolve_model_path). Given a
+// single weight file in a directory that also holds a config.json (a model directory), the
+// config and the side files beside it are read as for the directory: `convert DIR/pytorch_model.bin`
+// carries config.json, tokenizer and generation files along.
 Checkpoint open_checkpoint(const std::string& path, const OpenOptions& options = {});
 
 // True for file names that hold weights in some format (never carried as side files).

@@ -1,9 +1,12 @@
 #include "commands/inspect.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <map>
 
+#include "checkpoint/parallel_root.h"
 #include "commands/pack.h"
+#include "commands/shard.h"
 #include "core/error.h"
 #include "core/sizes.h"
 #include "formats/packed_source.h"
@@ -86,14 +89,85 @@ ojson inspect_report(const Checkpoint& ck) {
   return r;
 }
 
-std::string inspect_text(const ojson& r) {
+ojson inspect_path(const std::string& path, const OpenOptions& options) {
+  const std::vector<RankDir> ranks = parallel_rank_dirs(path);
+  if (ranks.empty()) return inspect_report(open_checkpoint(path, options));
+  ojson r = ojson::object();
+  r["path"] = path;
+  ojson list = ojson::array();
+  uint64_t tensors = 0, bytes = 0;
+  for (const auto& rd : ranks) {
+    const Checkpoint ck = open_checkpoint(rd.dir, options);
+    ojson one = inspect_report(ck);
+    if (list.empty()) {
+      r["architecture"] = one["architecture"];
+      r["quantization"] = one["quantization"];
+      ojson sizes = ojson::object();
+      if (ck.config && ck.config->contains(kParallelConfigKey) && (*ck.config)[kParallelConfigKey].is_object())
+        for (const char* key : {"tp_size", "pp_size", "ep", "recipe"})
+          if ((*ck.config)[kParallelConfigKey].contains(key)) sizes[key] = (*ck.config)[kParallelConfigKey][key];
+      r["parallel"] = sizes;
+    }
+    one["label"] = rd.label;
+    one["stage"] = rd.stage;
+    one["rank"] = rd.rank;
+    tensors += one["tensor_count"].get<uint64_t>();
+    bytes += one["tensor_bytes"].get<uint64_t>();
+    list.push_back(std::move(one));
+  }
+  r["ranks"] = std::move(list);
+  r["tensor_count"] = tensors;
+  r["tensor_bytes"] = bytes;
+  const std::filesystem::path note = std::filesystem::path(path) / kParallelNoteName;
+  if (std::filesystem::is_regular_file(note)) r["note"] = note.string();
+  return r;
+}
+
+namespace {
+
+// The path (with `what_it_is` after it), architecture and quantization lines both reports begin with.
+std::string model_lines(const ojson& r, const std::string& what_it_is) {
+  const std::string arch = r["architecture"].get<std::string>();
+  return "checkpoint   " + r["path"].get<std::string>() + what_it_is + "\n" + "architecture " +
+         (arch.empty() ? std::string("(unknown: no config.json architectures)") : arch) + "\n" + "quantization " +
+         r["quantization"].get<std::string>() + "\n";
+}
+
+// A TP/PP output root: one line per rank, then what they hold together.
+std::string parallel_text(const ojson& r) {
   std::string out;
   char line[512];
   auto add = [&](const std::string& s) { out += s + "\n"; };
-  add("checkpoint   " + r["path"].get<std::string>());
-  std::string arch = r["architecture"].get<std::string>();
-  add("architecture " + (arch.empty() ? std::string("(unknown: no config.json architectures)") : arch));
-  add("quantization " + r["quantization"].get<std::string>());
+  const ojson& p = r["parallel"];
+  std::string sizes;
+  for (const char* key : {"tp_size", "pp_size"})
+    if (p.contains(key)) sizes += std::string(sizes.empty() ? "" : ", ") + key + " " + p[key].dump();
+  out += model_lines(r, "  (a tensor/pipeline-parallel output" + (sizes.empty() ? std::string("") : ": " + sizes) + ")");
+  add("ranks");
+  for (const auto& k : r["ranks"]) {
+    std::snprintf(line, sizeof line, "  %-16s %10s  %s, %s, %s", k["label"].get<std::string>().c_str(),
+                  format_bytes(k["tensor_bytes"].get<uint64_t>()).c_str(),
+                  count_of(k["files"].size(), "file").c_str(), count_of(k["tensor_count"].get<uint64_t>(), "tensor").c_str(),
+                  count_of(k["parameter_count"].get<uint64_t>(), "parameter").c_str());
+    add(line);
+  }
+  std::snprintf(line, sizeof line, "total        %s in %s, %s stored", count_of(r["tensor_count"].get<uint64_t>(), "tensor").c_str(),
+                count_of(r["ranks"].size(), "rank").c_str(), format_bytes(r["tensor_bytes"].get<uint64_t>()).c_str());
+  add(line);
+  if (r.contains("note")) add("loading      " + r["note"].get<std::string>() + " (how a rank is loaded)");
+  add("each rank    ckpt inspect " + r["path"].get<std::string>() + "/" + r["ranks"][0]["label"].get<std::string>() +
+      " lists its tensors");
+  return out;
+}
+
+}  // namespace
+
+std::string inspect_text(const ojson& r) {
+  if (r.contains("ranks")) return parallel_text(r);
+  std::string out;
+  char line[512];
+  auto add = [&](const std::string& s) { out += s + "\n"; };
+  out += model_lines(r, "");
   add("files");
   for (const auto& f : r["files"]) {
     std::snprintf(line, sizeof line, "  %-12s %10s %6llu tensors  %s", f["format"].get<std::string>().c_str(),

@@ -137,6 +137,43 @@ std::string config_without_block(const std::string& rank_text) {
   return rank_text.substr(0, cut) + "\n}\n";
 }
 
+std::string parallel_note(const ShardOptions& o, const std::string& recipe) {
+  const std::string tp = std::to_string(o.tp), pp = std::to_string(o.pp);
+  const std::string dirs = o.pp > 1 ? "`stage-<s>/rank-<r>/`" : "`rank-<r>/`";
+  const std::string who = o.pp > 1 ? "tensor-parallel rank r of pipeline stage s" : "tensor-parallel rank r";
+  return "# A tensor-parallel checkpoint written by ckpt shard\n"
+         "\n"
+         "`ckpt shard --tp " + tp + (o.pp > 1 ? " --pp " + pp : "") + (o.ep ? " --ep" : "") + "` (recipe " + recipe +
+         "). This directory holds no weights of its own: " + dirs + " is the share of " + who +
+         ", a complete Hugging Face directory:\n"
+         "\n"
+         "- safetensors files of that rank's slices, under the unsharded model's tensor names, split as\n"
+         "  vLLM's tensor-parallel layers split them at tp " + tp + " (vocab rows zero-padded to a multiple of " +
+         std::to_string(o.vocab_multiple) + ");\n"
+         "- config.json: the source's, describing the whole model, with a `" + kParallelConfigKey + "` block\n"
+         "  (tp/pp size and rank, layer range, ep, recipe, vocab padding); each file's `__metadata__`\n"
+         "  carries tp_size, tp_rank, pp_size and pp_stage.\n"
+         "\n"
+         "## Loading a rank\n"
+         "\n"
+         "The process serving " + who + " reads " + dirs + " only and copies every tensor into\n"
+         "its parameter as it is: the slicing is done. A loader that slices a full checkpoint itself\n"
+         "(transformers' from_pretrained, vLLM's default loader) must not be given a rank directory: its\n"
+         "shapes are one rank's share, not what config.json describes. `ckpt validate DIR` checks every\n"
+         "rank and runs them together; `ckpt inspect DIR` lists them; `ckpt merge DIR OUT` gives back the\n"
+         "unsharded checkpoint, bit for bit, for any stock loader.\n"
+         "\n"
+         "## What this layout is not\n"
+         "\n"
+         "It is not vLLM's own pre-sharded format, `--load-format sharded_state` (written by vLLM's\n"
+         "examples/offline_inference/save_sharded_state.py, read by\n"
+         "vllm/model_executor/model_loader/sharded_state_loader.py): one directory of\n"
+         "`model-rank-{rank}-part-{part}.safetensors` files holding each worker's parameters as vLLM\n"
+         "holds them after loading (its fused names such as qkv_proj and gate_up_proj, its post-processed\n"
+         "quantized layouts), readable only by the vLLM version, quantization and tp size that wrote it.\n"
+         "These ranks keep Hugging Face names and formats instead.\n";
+}
+
 Plan plan_shard(const Checkpoint& ck, const Recipe& recipe, const ShardOptions& o) {
   if (o.tp == 0 || o.pp == 0) fail(Errc::kInvalidArgument, "", "", "--tp and --pp must be at least 1");
   if (o.vocab_multiple == 0) fail(Errc::kInvalidArgument, "", "", "--vocab-padding must be at least 1");
@@ -235,6 +272,7 @@ Plan plan_shard(const Checkpoint& ck, const Recipe& recipe, const ShardOptions& 
       }
     }
   }
+  plan.extras.push_back({kParallelNoteName, parallel_note(o, recipe.name()), std::nullopt});
   plan.notes["tp"] = o.tp;
   plan.notes["pp"] = o.pp;
   plan.notes["ep"] = o.ep;

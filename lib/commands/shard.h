@@ -25,6 +25,11 @@ struct ShardOptions {
 // The key of the block shard adds to each rank's config.json.
 inline constexpr const char* kParallelConfigKey = "ckpt_parallel";
 
+// The note shard writes at the root of its output: what the rank directories are, how a serving
+// process loads its rank, and how the layout differs from vLLM's own pre-sharded format.
+inline constexpr const char* kParallelNoteName = "README.md";
+std::string parallel_note(const ShardOptions& options, const std::string& recipe);
+
 Plan plan_shard(const Checkpoint& ck, const Recipe& recipe, const ShardOptions& options);
 
 // A rank's directory inside DST: "rank-3" or, with pp > 1, "stage-1/rank-3".

@@ -35,9 +35,12 @@ void put_le(std::string& s, uint64_t v, int bytes) {
 // The only keys an object may have (a later version adds keys with a new version number).
 void check_keys(const ByteSource& src, const ojson& o, std::initializer_list<const char*> allowed, const std::string& what) {
   if (!o.is_object()) bad(src, "", what + " is not a JSON object");
-  for (const auto& [k, v] : o.items())
+  for (const auto& item : o.items()) {
+    // A plain reference, not a structured binding: clang before 16 cannot capture one in a lambda.
+    const std::string& k = item.key();
     if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return k == a; }))
       bad(src, "", what + " has an unknown key \"" + k + "\"");
+  }
 }
 
 uint64_t get_u64(const ByteSource& src, const ojson& o, const char* key, const std::string& where) {

@@ -70,7 +70,8 @@ __attribute__((target("avx2,f16c"))) void q8_0_avx2(const float* x, uint8_t* y, 
 }
 
 bool have_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  // AVX2 implies F16C on every x86 CPU, and clang 14 (the sanitizer build's) rejects "f16c" here (as ops/cast.cpp).
+  static const bool yes = __builtin_cpu_supports("avx2");
   return yes;
 }
 

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
-#include <regex>
 #include <set>
 
+#include "checkpoint/hf_cache.h"
+#include "checkpoint/parallel_root.h"
 #include "core/error.h"
 #include "core/file_io.h"
 #include "formats/hf_index.h"
@@ -17,29 +19,6 @@ namespace fs = std::filesystem;
 namespace ckpt::validate {
 
 namespace {
-
-// Numbered subdirectories "<prefix><n>" of dir, by number.
-std::map<int, std::string> numbered_dirs(const std::string& dir, const std::string& prefix) {
-  std::map<int, std::string> out;
-  std::regex re(prefix + "([0-9]+)");
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    std::smatch m;
-    std::string name = e.path().filename().string();
-    if (e.is_directory() && std::regex_match(name, m, re) && m[1].length() < 6)
-      out[std::stoi(m[1].str())] = e.path().string();
-  }
-  return out;
-}
-
-bool has_weight_files(const std::string& dir) {
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec))
-    if (e.is_regular_file() && is_weight_file_name(e.path().filename().string()) &&
-        e.path().filename() != "ckpt-manifest.json")
-      return true;
-  return false;
-}
 
 std::optional<std::string> config_dtype(const ojson& config) {
   for (const char* key : {"dtype", "torch_dtype"})
@@ -166,7 +145,8 @@ void open_target(Target& t, uint64_t tp_size, const FailFn& fail) {
 
 }  // namespace
 
-Layout open_layout(const std::string& root, const FailFn& fail) {
+Layout open_layout(const std::string& given, const FailFn& fail) {
+  const std::string root = resolve_model_path(given, [](const char* n) { return std::getenv(n); });
   Layout layout;
   layout.root = root;
   std::error_code ec;
@@ -179,20 +159,10 @@ Layout open_layout(const std::string& root, const FailFn& fail) {
     t->rank = rank;
     layout.targets.push_back(std::move(t));
   };
-  auto stages = numbered_dirs(root, "stage-");
-  auto ranks = numbered_dirs(root, "rank-");
-  if (!has_weight_files(root) && (!stages.empty() || !ranks.empty())) {
-    layout.parallel = true;
-    if (!stages.empty()) {
-      for (const auto& [s, sdir] : stages)
-        for (const auto& [r, rdir] : numbered_dirs(sdir, "rank-"))
-          add("stage-" + std::to_string(s) + "/rank-" + std::to_string(r), rdir, s, r);
-    } else {
-      for (const auto& [r, rdir] : ranks) add("rank-" + std::to_string(r), rdir, 0, r);
-    }
-  } else {
-    add("", root, 0, 0);
-  }
+  const std::vector<RankDir> ranks = parallel_rank_dirs(root);
+  layout.parallel = !ranks.empty();
+  for (const auto& r : ranks) add(r.label, r.dir, r.stage, r.rank);
+  if (!layout.parallel) add("", root, 0, 0);
   for (auto& t : layout.targets) {
     uint64_t tp = 1;
     // The vocab rule needs the tp size before the block is parsed: read it from the config text.

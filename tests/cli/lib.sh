@@ -24,6 +24,29 @@ expect_error() {
   pass "$* -> $err"
 }
 
+# make_sparse_model MIB DIR [manifest]: DIR/model.safetensors with one BF16 tensor of MIB MiB, all
+# zeros and written sparse (no disk used), and an empty config.json; with "manifest", a
+# ckpt-manifest.json whose digests cannot match, so that validate hashes every byte.
+make_sparse_model() {
+  python3 - "$@" <<'PY'
+import json, os, struct, sys
+mib, path = int(sys.argv[1]), sys.argv[2]
+os.makedirs(path, exist_ok=True)
+n = mib << 20
+head = json.dumps({"w": {"dtype": "BF16", "shape": [n // 2], "data_offsets": [0, n]}}).encode()
+head += b" " * (-len(head) % 8)
+with open(os.path.join(path, "model.safetensors"), "wb") as f:
+    f.write(struct.pack("<Q", len(head)) + head)
+    f.truncate(8 + len(head) + n)
+with open(os.path.join(path, "config.json"), "w") as f:
+    f.write("{}")
+if sys.argv[3:] == ["manifest"]:
+    size = os.path.getsize(os.path.join(path, "model.safetensors"))
+    json.dump({"files": {"model.safetensors": {"size": size, "header_digest": "0" * 16, "tensors": {"w": "0" * 16}}}},
+              open(os.path.join(path, "ckpt-manifest.json"), "w"))
+PY
+}
+
 finish() {
   if [ "$failures" -ne 0 ]; then echo "$failures failure(s)"; exit 1; fi
   echo "all passed"

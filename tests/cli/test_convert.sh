@@ -15,6 +15,18 @@ for f in config.json generation_config.json tokenizer.json tokenizer_config.json
 done
 [ ! -e "$tmp/single/pytorch_model.bin.index.json" ]
 
+# The .bin file itself, named inside its model directory: config.json and the side files beside it
+# travel as they do when the directory is named (issue 12), and the tensors are the same.
+"$ckpt" convert -q "$data/llama-bin/pytorch_model.bin" "$tmp/file"
+same "$tmp/file/model.safetensors" "$data/llama/model.safetensors"
+for f in config.json generation_config.json tokenizer.json tokenizer_config.json chat_template.jinja; do
+  cmp "$tmp/file/$f" "$data/llama-bin/$f" || { echo "FAIL: convert of the .bin file did not carry $f"; exit 1; }
+done
+# A weight file with no config.json beside it is not a model directory: nothing else is taken.
+"$ckpt" convert -q "$data/edge/edge.bin" "$tmp/lone"
+[ "$(ls "$tmp/lone" | sort | tr '\n' ' ')" = "ckpt-manifest.json model.safetensors " ] ||
+  { echo "FAIL: a lone .bin picked up side files: $(ls "$tmp/lone")"; exit 1; }
+
 "$ckpt" convert -q "$data/llama-bin-sharded" "$tmp/sharded" --max-shard-size 70KB
 [ -f "$tmp/sharded/model.safetensors.index.json" ]
 same "$tmp/sharded" "$data/llama/model.safetensors"

@@ -1,7 +1,10 @@
 # The output directory: permissions follow the umask, a trailing '/' on DST works, a run killed
 # with SIGKILL leaves a temporary that the next run recognises and removes (only when its owner
-# is provably gone), and --force onto a symlink replaces the link without crossing file systems.
+# is provably gone), --force onto a symlink replaces the link without crossing file systems, and
+# the output is durable: every file and directory synced before the rename (not with --no-sync),
+# and a failed fsync or close fails the run (injected with LD_PRELOAD=libckpt_io_faults.so).
 source "$(dirname "$0")/lib.sh"
+faults=${3:?usage: test_output_dir.sh ckpt testdata libckpt_io_faults.so}
 
 # Permissions: 0777/0666 less the umask, like cp and zstd (it was 0700 whatever the umask).
 for m in 022 002 077; do
@@ -57,7 +60,8 @@ while True:
 mkdir "$scratch/.l.ckpt-tmp-$dead-locked"
 flock "$scratch/.l.ckpt-tmp-$dead-locked" sleep 30 &
 locker=$!
-sleep 0.2
+# Not a fixed delay (a loaded machine may not have run flock yet): until the lock is seen held.
+for _ in $(seq 1 600); do flock -n "$scratch/.l.ckpt-tmp-$dead-locked" true || break; sleep 0.05; done
 err=$("$ckpt" rechunk "$td/llama" "$scratch/l" 2>&1 >/dev/null)
 grep -q "left .*\.l\.ckpt-tmp-$alive-abcdef: its owner, pid $alive, is still running" <<<"$err" \
   && [ -d "$scratch/.l.ckpt-tmp-$alive-abcdef" ] && pass "a live owner's temporary is kept" || fail "live owner: $err"
@@ -82,4 +86,35 @@ rm -rf "$other"
 [ -f "$scratch/u022/model.safetensors.index.json" ] && [ ! -e "$scratch/u022/model.safetensors" ] \
   && pass "--force replaced the old output" || fail "--force left old files: $(ls "$scratch/u022")"
 ls -a "$scratch" | grep -q "ckpt-tmp" && fail "temporaries left: $(ls -a "$scratch")" || pass "no temporaries after --force"
+# Durability: every output file and directory is fsync'ed under its temporary name before the
+# rename, then the parent directory after it (the log lists what was synced).
+LD_PRELOAD="$faults" CKPT_FAULT_LOG="$scratch/sync.log" "$ckpt" rechunk "$td/llama" "$scratch/synced" \
+  --max-shard-size 60KB -q || fail "rechunk under the fault library"
+python3 - "$scratch" "$scratch/sync.log" <<'PY' && pass "every output file and directory synced before the rename" || fail "sync log: $(cat "$scratch/sync.log")"
+import os, re, sys
+scratch, log = os.path.realpath(sys.argv[1]), sys.argv[2]
+synced = [l.split(" ", 1)[1].strip() for l in open(log)]
+temp = [p for p in synced if re.fullmatch(re.escape(scratch) + r"/\.synced\.ckpt-tmp-\d+-\w+", p)]
+assert len(temp) == 1, synced
+files = sorted(os.listdir(os.path.join(scratch, "synced")))
+assert len(files) >= 4, files
+for f in files:
+    assert temp[0] + "/" + f in synced, (f, synced)
+assert synced.index(scratch) > synced.index(temp[0]), synced  # the parent last, after the rename
+PY
+LD_PRELOAD="$faults" CKPT_FAULT_LOG="$scratch/nosync.log" "$ckpt" rechunk "$td/llama" "$scratch/unsynced" -q --no-sync \
+  || fail "--no-sync run"
+grep -q "ckpt-tmp" "$scratch/nosync.log" 2>/dev/null && fail "--no-sync synced: $(cat "$scratch/nosync.log")" \
+  || pass "--no-sync syncs nothing of the output"
+
+# A failed fsync or close (EIO) is a failed run: one error line naming the file, no destination,
+# no temporary. --no-sync skips the fsync, so the same fault does not fail it.
+expect_error 1 "/\.eio\.ckpt-tmp-[0-9]*-[A-Za-z0-9]*/.*: fsync failed: Input/output error \[io\]" \
+  env LD_PRELOAD="$faults" CKPT_FAULT_FSYNC=/.eio.ckpt-tmp- "$ckpt" rechunk "$td/llama" "$scratch/eio" -q
+expect_error 1 "/\.eio\.ckpt-tmp-[0-9]*-[A-Za-z0-9]*/.*: close failed (the data may not have been written): Input/output error \[io\]" \
+  env LD_PRELOAD="$faults" CKPT_FAULT_CLOSE=/.eio.ckpt-tmp- "$ckpt" rechunk "$td/llama" "$scratch/eio" -q
+[ ! -e "$scratch/eio" ] && ! ls -a "$scratch" | grep -q "eio.ckpt-tmp" && pass "nothing left after EIO" \
+  || fail "left after EIO: $(ls -a "$scratch")"
+env LD_PRELOAD="$faults" CKPT_FAULT_FSYNC=/.eio.ckpt-tmp- "$ckpt" rechunk "$td/llama" "$scratch/eio" -q --no-sync \
+  && pass "--no-sync does not reach the failing fsync" || fail "--no-sync with a failing fsync"
 finish

@@ -3,23 +3,6 @@
 # synthetic checkpoint of a few hundred MB (sparse, so it costs no disk) made in the scratch dir.
 source "$(dirname "$0")/lib.sh"
 
-# big.safetensors: one BF16 tensor of $1 MiB, all zeros, written sparse.
-make_big() {
-  python3 - "$1" "$2" <<'PY'
-import json, os, struct, sys
-mib, path = int(sys.argv[1]), sys.argv[2]
-os.makedirs(path, exist_ok=True)
-n = mib << 20
-head = json.dumps({"w": {"dtype": "BF16", "shape": [n // 2], "data_offsets": [0, n]}}).encode()
-head += b" " * (-len(head) % 8)
-with open(os.path.join(path, "model.safetensors"), "wb") as f:
-    f.write(struct.pack("<Q", len(head)) + head)
-    f.truncate(8 + len(head) + n)
-with open(os.path.join(path, "config.json"), "w") as f:
-    f.write("{}")
-PY
-}
-
 # interrupt SIG CODE NAME DST CMD...: starts CMD, sends SIG after 0.4 s, and expects exit CODE
 # within 3 s of the signal, and neither DST nor any temporary beside it afterwards.
 interrupt() {
@@ -45,7 +28,7 @@ interrupt() {
   pass "$name: SIG$sig -> $code in ${took}s, nothing left"
 }
 
-make_big 768 "$scratch/big"
+make_sparse_model 768 "$scratch/big"
 interrupt INT 130 "cast" "$scratch/out" "$ckpt" cast "$scratch/big" "$scratch/out" --dtype f16 --threads 1
 interrupt TERM 143 "cast (TERM)" "$scratch/out" "$ckpt" cast "$scratch/big" "$scratch/out" --dtype f32 --threads 1
 
@@ -89,42 +72,62 @@ interrupt INT 130 "run cast -> gguf" "$scratch/out.gguf" \
 # (no disk used) with a manifest, and the signal goes only once validate's mapping of the file has
 # demonstrably grown past 256 MiB (RssFile + RssShmem in /proc/PID/status, tmpfs or not: pages of
 # the weights it has read), when there are still about 16 GB to go whatever the machine's speed.
-make_big 16384 "$scratch/huge"
-python3 - "$scratch/huge" <<'PY'
-import json, os, struct, sys
-d = sys.argv[1]
-size = os.path.getsize(os.path.join(d, "model.safetensors"))
-# Digests that cannot match: the run is stopped long before it would compare them.
-json.dump({"files": {"model.safetensors": {"size": size, "header_digest": "0" * 16, "tensors": {"w": "0" * 16}}}},
-          open(os.path.join(d, "ckpt-manifest.json"), "w"))
-PY
-mapped_kb() { awk '/^Rss(File|Shmem):/ { kb += $2; seen = 1 } END { if (seen) print kb }' "/proc/$1/status" 2>/dev/null; }
-"$ckpt" validate "$scratch/huge" --cpu-only --report "$scratch/report.json" >/dev/null 2>"$scratch/.sigerr" &
-pid=$!
-reading=""
-for _ in $(seq 1 6000); do  # up to 60 s for the structure and manifest phases on a loaded machine
-  kb=$(mapped_kb "$pid")
-  if [ -z "$kb" ]; then break; fi
-  if [ "$kb" -gt 262144 ]; then reading=$kb; break; fi
-  sleep 0.01
-done
-if [ -z "$reading" ]; then
-  kill -KILL "$pid" 2>/dev/null
-  wait "$pid"
-  fail "validate: never seen reading the weights ($(cat "$scratch/.sigerr"))"
-else
+make_sparse_model 16384 "$scratch/huge" manifest
+
+# interrupt_when_busy NAME PROBE THRESHOLD UNIT OUTPUT: the command started last in the background
+# gets SIGINT once `PROBE PID` (a number read from /proc) passes THRESHOLD, when it is demonstrably
+# busy whatever the machine's speed; it must exit 130 within 3 s with the "interrupted" line,
+# leaving no temporary and nothing in OUTPUT (what it would have written).
+interrupt_when_busy() {
+  local name=$1 probe=$2 threshold=$3 unit=$4 output=$5 pid=$! reading="" v
+  for _ in $(seq 1 6000); do  # up to 60 s to get there on a loaded machine
+    v=$("$probe" "$pid")
+    if [ -z "$v" ]; then break; fi
+    if [ "$v" -gt "$threshold" ]; then reading=$v; break; fi
+    sleep 0.01
+  done
+  if [ -z "$reading" ]; then
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid"
+    fail "$name: never seen busy (it finished or failed first: $(cat "$scratch/.sigerr"))"
+    return
+  fi
+  local t0 code took
   t0=$(date +%s.%N)
   kill -INT "$pid"
   wait "$pid"
   code=$?
   took=$(python3 -c "print(f'{$(date +%s.%N) - $t0:.2f}')")
-  if [ "$code" != 130 ]; then fail "validate: SIGINT while hashing (${reading} kB mapped) -> exit $code, want 130 ($(cat "$scratch/.sigerr"))"
-  elif ! python3 -c "import sys; sys.exit(0 if $took < 3 else 1)"; then fail "validate: took ${took}s to stop"
-  elif [ -e "$scratch/report.json" ]; then fail "validate: a report was written after the interruption"
-  elif ls -a "$scratch" | grep -q ckpt-tmp; then fail "validate: temporary left behind: $(ls -a "$scratch")"
-  elif ! grep -q "interrupted" "$scratch/.sigerr"; then fail "validate: no 'interrupted' line: $(cat "$scratch/.sigerr")"
-  else pass "validate: SIGINT while hashing (${reading} kB mapped) -> 130 in ${took}s, no report"
+  if [ "$code" != 130 ]; then fail "$name: SIGINT at $reading $unit -> exit $code, want 130 ($(cat "$scratch/.sigerr"))"
+  elif ! python3 -c "import sys; sys.exit(0 if $took < 3 else 1)"; then fail "$name: took ${took}s to stop"
+  elif [ -s "$output" ]; then fail "$name: $output written after the interruption"
+  elif ls -a "$scratch" | grep -q ckpt-tmp; then fail "$name: temporary left behind: $(ls -a "$scratch")"
+  elif ! grep -q "interrupted" "$scratch/.sigerr"; then fail "$name: no 'interrupted' line: $(cat "$scratch/.sigerr")"
+  else pass "$name: SIGINT at $reading $unit -> 130 in ${took}s, nothing written"
   fi
-fi
+}
+mapped_kb() { awk '/^Rss(File|Shmem):/ { kb += $2; seen = 1 } END { if (seen) print kb }' "/proc/$1/status" 2>/dev/null; }
+"$ckpt" validate "$scratch/huge" --cpu-only --report "$scratch/report.json" >/dev/null 2>"$scratch/.sigerr" &
+interrupt_when_busy "validate while hashing" mapped_kb 262144 "kB mapped" "$scratch/report.json"
+
+# inspect (issue 12 item 18: it ignored SIGINT), interrupted while it opens the headers of a model
+# of 400 safetensors files x 1000 tensors: the signal goes once /proc/PID/io shows it has read 2 MB
+# of them (about a tenth), so it is demonstrably busy whatever the machine's speed. Exit 130, the
+# "interrupted" line, and no report on stdout.
+python3 - "$scratch/many" <<'PY'
+import json, os, struct, sys
+d = sys.argv[1]
+os.makedirs(d)
+for f in range(400):
+    header = {f"model.layers.{f}.t{i}.weight": {"dtype": "F32", "shape": [1], "data_offsets": [4 * i, 4 * i + 4]}
+              for i in range(1000)}
+    head = json.dumps(header).encode()
+    head += b" " * (-len(head) % 8)
+    with open(os.path.join(d, f"part-{f:05d}.safetensors"), "wb") as out:
+        out.write(struct.pack("<Q", len(head)) + head + bytes(4000))
+PY
+read_bytes() { awk '/^rchar:/ { print $2 }' "/proc/$1/io" 2>/dev/null; }
+"$ckpt" inspect "$scratch/many" >"$scratch/inspect.out" 2>"$scratch/.sigerr" &
+interrupt_when_busy "inspect while opening headers" read_bytes 2000000 "bytes read" "$scratch/inspect.out"
 
 finish
