@@ -23,7 +23,7 @@ struct PackArgs {
 
 void add_shared_options(CLI::App* cmd, PackArgs& a) {
   cmd->add_option("--threads", a.p.threads, "Worker threads (default: one per CPU)")->check(CLI::NonNegativeNumber);
-  cmd->add_flag("--force", a.p.force, "Replace the destination if it exists");
+  cmd->add_flag("-f,--force", a.p.force, "Replace the destination if it exists");
   cmd->add_flag("-q,--quiet", a.quiet, "No summary line");
   cmd->add_flag("--json", a.json, "Print the summary as JSON on stdout");
   cmd->add_flag("--no-sync", a.no_sync, "Do not fsync the output before moving it into place (faster; not crash-safe)");
