@@ -58,6 +58,7 @@ void parallel_for(size_t n, const Workers& workers, const std::function<void(siz
 void parallel_for_ordered(size_t n, const Workers& workers, size_t window, const std::function<void(size_t)>& produce,
                           const std::function<void(size_t)>& consume) {
   if (window == 0) throw std::logic_error("parallel_for_ordered: window 0");
+  workers.check();
   std::mutex m;
   std::condition_variable cv;
   size_t next = 0;                     // the next item to consume
