@@ -18,14 +18,15 @@ namespace {
 struct PackArgs {
   std::string src, dst;
   PackOptions p;
-  bool quiet = false, json = false;
+  bool quiet = false, json = false, no_sync = false;
 };
 
 void add_shared_options(CLI::App* cmd, PackArgs& a) {
   cmd->add_option("--threads", a.p.threads, "Worker threads (default: one per CPU)")->check(CLI::NonNegativeNumber);
-  cmd->add_flag("--force", a.p.force, "Replace the destination if it exists");
+  cmd->add_flag("-f,--force", a.p.force, "Replace the destination if it exists");
   cmd->add_flag("-q,--quiet", a.quiet, "No summary line");
   cmd->add_flag("--json", a.json, "Print the summary as JSON on stdout");
+  cmd->add_flag("--no-sync", a.no_sync, "Do not fsync the output before moving it into place (faster; not crash-safe)");
 }
 
 }  // namespace
@@ -40,6 +41,7 @@ void add_pack(CLI::App& app, std::function<int()>& action) {
   cmd->callback([&action, a] {
     action = [a] {
       a->p.cancel = &interrupt_token();
+      a->p.sync = !a->no_sync;
       PackReport r = pack_checkpoint(a->src, a->dst, a->p);
       const double gbps = r.seconds > 0 ? static_cast<double>(r.ratios.total.original) / r.seconds / 1e9 : 0;
       if (a->json) {
@@ -69,6 +71,7 @@ void add_unpack(CLI::App& app, std::function<int()>& action) {
   cmd->callback([&action, a] {
     action = [a] {
       a->p.cancel = &interrupt_token();
+      a->p.sync = !a->no_sync;
       UnpackReport r = unpack_checkpoint(a->src, a->dst, a->p);
       const double gbps = r.seconds > 0 ? static_cast<double>(r.bytes) / r.seconds / 1e9 : 0;
       if (a->json) {

@@ -53,7 +53,7 @@ struct GroupRef {
   uint64_t g;
 };
 
-// Per-thread state of the batch loop (a zstd context for one level, and the group's raw bytes).
+// Per-thread state (a zstd context for one level, and a group's raw bytes).
 struct Worker {
   explicit Worker(int l) : level(l), encoder(l) {}
   int level;
@@ -93,32 +93,39 @@ void pack_one(const PackJob& job, const std::string& out_path, const PackOptions
     f += members[groups[gi].member].regions[groups[gi].region].planes;
   }
 
-  // Groups are encoded in parallel a batch at a time and appended in order, so the bytes do not
-  // depend on the thread count; memory in flight is two buffers of at most 1 MiB (plus zstd's
-  // bound) per group of a batch.
-  const size_t batch = static_cast<size_t>(threads) * 4;
-  std::vector<std::vector<uint8_t>> encoded(batch);
+  // Groups are encoded in parallel and appended in order as each is done, so the bytes do not
+  // depend on the thread count and writing overlaps encoding; memory in flight is `window`
+  // encoded groups (GroupEncoder::bound of 1 MiB each) plus a 1 MiB read buffer per thread.
+  const size_t window = static_cast<size_t>(threads) * 4;
+  struct Slot {
+    std::unique_ptr<uint8_t[]> data;
+    uint64_t size = 0;
+  };
+  std::vector<Slot> slots(window);
+  const uint64_t slot_bytes = std::max({GroupEncoder::bound(kPackGroupBytes, 1), GroupEncoder::bound(kPackGroupBytes, 2),
+                                        GroupEncoder::bound(kPackGroupBytes, 4)});
   uint64_t cursor = layout.data_start();
-  for (size_t b0 = 0; b0 < groups.size(); b0 += batch) {
-    const size_t n = std::min(batch, groups.size() - b0);
-    parallel_for(n, Workers{threads, o.cancel}, [&](size_t i) {
-      Worker* w = &thread_worker(o.level);
-      const GroupRef& gr = groups[b0 + i];
-      const PackRegion& r = members[gr.member].regions[gr.region];
-      const uint64_t at = gr.g * kPackGroupBytes;
-      const uint64_t len = std::min(kPackGroupBytes, r.length - at);
-      w->raw.resize(len);
-      files[gr.member].pread_exact(w->raw.data(), len, r.offset + at);
-      digests[b0 + i] = hash_bytes(w->raw.data(), len);
-      encoded[i].clear();
-      w->encoder.encode(w->raw.data(), len, r.planes, encoded[i],
-                        std::span<EncodedFrame>(frames.data() + first_frame[b0 + i], r.planes));
-    });
-    for (size_t i = 0; i < n; ++i) {
-      out.pwrite_exact(encoded[i].data(), encoded[i].size(), cursor);
-      cursor += encoded[i].size();
-    }
-  }
+  parallel_for_ordered(
+      groups.size(), Workers{threads, o.cancel}, window,
+      [&](size_t i) {
+        Worker& w = thread_worker(o.level);
+        const GroupRef& gr = groups[i];
+        const PackRegion& r = members[gr.member].regions[gr.region];
+        const uint64_t at = gr.g * kPackGroupBytes;
+        const uint64_t len = std::min(kPackGroupBytes, r.length - at);
+        w.raw.resize(len);
+        files[gr.member].pread_exact(w.raw.data(), len, r.offset + at);
+        digests[i] = hash_bytes(w.raw.data(), len);
+        Slot& s = slots[i % window];
+        if (!s.data) s.data.reset(new uint8_t[slot_bytes]);
+        s.size = w.encoder.encode(w.raw.data(), len, r.planes, s.data.get(),
+                                  std::span<EncodedFrame>(frames.data() + first_frame[i], r.planes));
+      },
+      [&](size_t i) {
+        const Slot& s = slots[i % window];
+        out.pwrite_exact(s.data.get(), s.size, cursor);
+        cursor += s.size;
+      });
 
   // Digests are final now: the header (same length, digests are fixed-width hex) and the tables.
   size_t gi = 0;
@@ -211,6 +218,7 @@ PackReport pack_checkpoint(const std::string& source, const std::string& destina
     pack_one(job, path, o, report.threads, report.ratios);
     report.containers.push_back(rel);
   }
+  if (o.sync) out.sync(o.cancel);
   out.commit();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   report.peak_rss_bytes = peak_rss_bytes();
@@ -267,6 +275,7 @@ UnpackReport unpack_checkpoint(const std::string& packed, const std::string& des
     files[t.file].pwrite_exact(buf.data(), len, t.r->offset + t.g * kPackGroupBytes);
   });
   files.clear();
+  if (o.sync) out.sync(o.cancel);
   out.commit();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   report.peak_rss_bytes = peak_rss_bytes();

@@ -21,6 +21,7 @@ struct PackOptions {
   int level = 1;        // zstd level of every frame (see BENCHMARKS.md: higher levels gain nothing here)
   int threads = 0;      // 0: one per online CPU
   bool force = false;   // replace an existing destination
+  bool sync = true;     // fsync the output before it is moved into place (plan/output_dir.h)
   const CancelToken* cancel = nullptr;  // checked before every group (nullptr: never cancelled)
 };
 

@@ -28,4 +28,14 @@ struct Workers {
 // or Error(Errc::kInterrupted) when the token was set; items not yet started are skipped then.
 void parallel_for(size_t n, const Workers& workers, const std::function<void(size_t)>& fn);
 
+// parallel_for for work whose results must leave in order (appended to one stream whose offsets
+// depend on every earlier item's size): produce(i) runs on the workers like fn(i) above, and
+// consume(i) runs for every i in increasing order once produce(i) returned, one at a time, on
+// whichever worker finished the item it was waiting for; the others keep producing meanwhile.
+// An item starts only while it is fewer than `window` items ahead of the next one to consume, so
+// per-item buffers indexed i % window are never in use twice and memory stays bounded. Errors
+// and cancellation as parallel_for: the first exception (of either function) stops the rest.
+void parallel_for_ordered(size_t n, const Workers& workers, size_t window, const std::function<void(size_t)>& produce,
+                          const std::function<void(size_t)>& consume);
+
 }  // namespace ckpt

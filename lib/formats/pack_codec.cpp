@@ -26,9 +26,9 @@ void split_planes_reference(const uint8_t* in, uint64_t n, unsigned k, uint8_t* 
     for (unsigned p = 0; p < k; ++p) planes[p * n + i] = in[i * k + p];
 }
 
-void merge_planes_reference(const uint8_t* planes, uint64_t n, unsigned k, uint8_t* out) {
+void merge_planes_reference(const uint8_t* const* planes, uint64_t n, unsigned k, uint8_t* out) {
   for (uint64_t i = 0; i < n; ++i)
-    for (unsigned p = 0; p < k; ++p) out[i * k + p] = planes[p * n + i];
+    for (unsigned p = 0; p < k; ++p) out[i * k + p] = planes[p][i];
 }
 
 // SSE2 (every x86-64 CPU has it) does 16 elements per step: the high and low bytes of 16-bit
@@ -70,20 +70,20 @@ void split_planes(const uint8_t* in, uint64_t n, unsigned k, uint8_t* planes) {
     for (unsigned p = 0; p < k; ++p) planes[p * n + i] = in[i * k + p];
 }
 
-void merge_planes(const uint8_t* planes, uint64_t n, unsigned k, uint8_t* out) {
+void merge_planes(const uint8_t* const* planes, uint64_t n, unsigned k, uint8_t* out) {
   uint64_t i = 0;
 #if defined(__SSE2__)
   if (k == 2) {
     for (; i + 16 <= n; i += 16) {
-      __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(planes + i));
-      __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(planes + n + i));
+      __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(planes[0] + i));
+      __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(planes[1] + i));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i), _mm_unpacklo_epi8(lo, hi));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i + 16), _mm_unpackhi_epi8(lo, hi));
     }
   } else if (k == 4) {
     for (; i + 16 <= n; i += 16) {
       __m128i p[4];
-      for (int j = 0; j < 4; ++j) p[j] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(planes + j * n + i));
+      for (int j = 0; j < 4; ++j) p[j] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(planes[j] + i));
       __m128i b01_lo = _mm_unpacklo_epi8(p[0], p[1]), b01_hi = _mm_unpackhi_epi8(p[0], p[1]);
       __m128i b23_lo = _mm_unpacklo_epi8(p[2], p[3]), b23_hi = _mm_unpackhi_epi8(p[2], p[3]);
       __m128i* o = reinterpret_cast<__m128i*>(out + 4 * i);
@@ -95,17 +95,18 @@ void merge_planes(const uint8_t* planes, uint64_t n, unsigned k, uint8_t* out) {
   }
 #endif
   if (k == 1) {
-    if (n) std::memcpy(out, planes, n);
+    if (n) std::memcpy(out, planes[0], n);
     return;
   }
   for (; i < n; ++i)
-    for (unsigned p = 0; p < k; ++p) out[i * k + p] = planes[p * n + i];
+    for (unsigned p = 0; p < k; ++p) out[i * k + p] = planes[p][i];
 }
 
 GroupEncoder::GroupEncoder(int level) {
   ZSTD_CCtx* c = ZSTD_createCCtx();
   if (!c) throw std::bad_alloc();
   ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
+  if (level == 1) ZSTD_CCtx_setParameter(c, ZSTD_c_hashLog, kPackLevel1HashLog);
   ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);     // the group digest covers the bytes
   ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);  // checked against the declared size
   cctx_ = c;
@@ -113,8 +114,26 @@ GroupEncoder::GroupEncoder(int level) {
 
 GroupEncoder::~GroupEncoder() { ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(cctx_)); }
 
-void GroupEncoder::encode(const uint8_t* data, uint64_t len, unsigned k, std::vector<uint8_t>& out,
-                          std::span<EncodedFrame> frames) {
+uint64_t GroupEncoder::bound(uint64_t len, unsigned k) {
+  return k * ZSTD_compressBound(len / k);
+}
+
+bool GroupEncoder::worth_compressing(const uint8_t* plane, uint64_t n) {
+  if (n < kPackSampleMinBytes) return true;
+  constexpr uint64_t sample_len = kPackSampleSlices * kPackSampleSliceBytes;
+  sample_.resize(sample_len);
+  for (unsigned s = 0; s < kPackSampleSlices; ++s)
+    std::memcpy(sample_.data() + s * kPackSampleSliceBytes, plane + (n - kPackSampleSliceBytes) * s / (kPackSampleSlices - 1),
+                kPackSampleSliceBytes);
+  sample_out_.resize(ZSTD_compressBound(sample_len));
+  const size_t r = ZSTD_compress2(static_cast<ZSTD_CCtx*>(cctx_), sample_out_.data(), sample_out_.size(), sample_.data(),
+                                  sample_len);
+  if (ZSTD_isError(r)) throw std::runtime_error(std::string("zstd compression failed: ") + ZSTD_getErrorName(r));
+  return r < sample_len - sample_len / kPackSampleGainDivisor;
+}
+
+uint64_t GroupEncoder::encode(const uint8_t* data, uint64_t len, unsigned k, uint8_t* out,
+                              std::span<EncodedFrame> frames) {
   if (len % k != 0 || len > kPackGroupBytes || frames.size() != k)
     throw std::logic_error("GroupEncoder::encode: bad group shape");
   const uint64_t n = len / k;
@@ -124,21 +143,24 @@ void GroupEncoder::encode(const uint8_t* data, uint64_t len, unsigned k, std::ve
     split_planes(data, n, k, planes_.data());
     planes = planes_.data();
   }
+  uint64_t at = 0;
   for (unsigned p = 0; p < k; ++p) {
     const uint8_t* src = planes + p * n;
-    const size_t at = out.size();
-    out.resize(at + ZSTD_compressBound(n));
-    size_t r = ZSTD_compress2(static_cast<ZSTD_CCtx*>(cctx_), out.data() + at, out.size() - at, src, n);
-    if (ZSTD_isError(r)) throw std::runtime_error(std::string("zstd compression failed: ") + ZSTD_getErrorName(r));
-    if (r < n) {
-      frames[p] = {FrameKind::kZstd, static_cast<uint32_t>(r)};
-      out.resize(at + r);
-    } else {  // incompressible: the raw plane bytes are smaller (or as small)
-      frames[p] = {FrameKind::kStored, static_cast<uint32_t>(n)};
-      std::memcpy(out.data() + at, src, n);
-      out.resize(at + n);
+    if (worth_compressing(src, n)) {
+      const size_t r = ZSTD_compress2(static_cast<ZSTD_CCtx*>(cctx_), out + at, ZSTD_compressBound(n), src, n);
+      if (ZSTD_isError(r)) throw std::runtime_error(std::string("zstd compression failed: ") + ZSTD_getErrorName(r));
+      if (r < n) {
+        frames[p] = {FrameKind::kZstd, static_cast<uint32_t>(r)};
+        at += r;
+        continue;
+      }
     }
+    // Noise, or zstd did not shrink it: the raw plane bytes (ZSTD_compressBound(n) >= n).
+    frames[p] = {FrameKind::kStored, static_cast<uint32_t>(n)};
+    if (n) std::memcpy(out + at, src, n);
+    at += n;
   }
+  return at;
 }
 
 GroupDecoder::GroupDecoder() {
@@ -152,10 +174,6 @@ GroupDecoder::GroupDecoder() {
 
 GroupDecoder::~GroupDecoder() { ZSTD_freeDCtx(static_cast<ZSTD_DCtx*>(dctx_)); }
 
-uint8_t* GroupDecoder::scratch(uint64_t n) {
-  if (planes_.size() < n) planes_.resize(n);
-  return planes_.data();
-}
 
 FrameError GroupDecoder::decode_frame(FrameKind kind, const uint8_t* src, uint64_t src_len, uint8_t* out,
                                       uint64_t out_len, const char** what) {
@@ -193,6 +211,38 @@ FrameError GroupDecoder::decode_frame(FrameKind kind, const uint8_t* src, uint64
     *what = "the zstd frame decodes to a different length than declared";
     return FrameError::kWrongLength;
   }
+  return FrameError::kNone;
+}
+
+FrameError GroupDecoder::decode_group(const uint8_t* src, std::span<const EncodedFrame> frames, uint64_t len,
+                                      uint8_t* out, unsigned* bad_plane, const char** what) {
+  const unsigned k = static_cast<unsigned>(frames.size());
+  if (k == 0 || k > 4 || len % k != 0) throw std::logic_error("GroupDecoder::decode_group: bad group shape");
+  const uint64_t n = len / k;
+  if (k == 1) {
+    *bad_plane = 0;
+    return decode_frame(frames[0].kind, src, frames[0].size, out, n, what);
+  }
+  if (planes_.size() < len) planes_.resize(len);
+  const uint8_t* plane_at[4];
+  uint64_t at = 0;
+  for (unsigned p = 0; p < k; ++p) {
+    const EncodedFrame& f = frames[p];
+    *bad_plane = p;
+    if (f.kind == FrameKind::kStored) {
+      if (f.size != n) {
+        *what = "a stored frame's size differs from its declared length";
+        return FrameError::kWrongLength;
+      }
+      plane_at[p] = src + at;
+    } else {
+      uint8_t* dst = planes_.data() + p * n;
+      if (FrameError e = decode_frame(f.kind, src + at, f.size, dst, n, what); e != FrameError::kNone) return e;
+      plane_at[p] = dst;
+    }
+    at += f.size;
+  }
+  merge_planes(plane_at, n, k, out);
   return FrameError::kNone;
 }
 

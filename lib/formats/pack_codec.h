@@ -41,9 +41,10 @@ unsigned pack_plane_count(DType t);
 // SSE2 and must give the same bytes (tests/unit/test_pack_codec.cpp).
 void split_planes_reference(const uint8_t* in, uint64_t n, unsigned k, uint8_t* planes);
 void split_planes(const uint8_t* in, uint64_t n, unsigned k, uint8_t* planes);
-// The inverse: k planes of n bytes back into n interleaved elements.
-void merge_planes_reference(const uint8_t* planes, uint64_t n, unsigned k, uint8_t* out);
-void merge_planes(const uint8_t* planes, uint64_t n, unsigned k, uint8_t* out);
+// The inverse: k planes of n bytes each (plane p at planes[p], anywhere: a stored frame is merged
+// straight from the bytes read) back into n interleaved elements.
+void merge_planes_reference(const uint8_t* const* planes, uint64_t n, unsigned k, uint8_t* out);
+void merge_planes(const uint8_t* const* planes, uint64_t n, unsigned k, uint8_t* out);
 
 // How a frame's bytes are stored.
 enum class FrameKind : uint32_t { kStored = 0, kZstd = 1 };
@@ -53,6 +54,24 @@ struct EncodedFrame {
   uint32_t size = 0;  // bytes in the container
 };
 
+// The zstd parameters of every frame: the level, and at level 1 a hash table of 2^8 entries
+// instead of the level's 2^14. Weight planes have few long matches; with the small table zstd
+// stops chasing short ones and hands the bytes to its Huffman literal coder, which is where the
+// exponent plane's gain is: measured on 512 KiB exponent planes, 2.7x faster to encode, 1.7x
+// faster to decode, and smaller (BENCHMARKS.md, "pack / unpack"). ZSTD_c_hashLog is stable API.
+inline constexpr int kPackLevel1HashLog = 8;
+
+// Noise planes: before compressing a plane of at least kPackSampleMinBytes, zstd is tried on a
+// sample of it (kPackSampleSlices slices of kPackSampleSliceBytes spread evenly, 16 KiB in all);
+// when the sample does not shrink by at least 1/kPackSampleGainDivisor (~1.6%), the plane is stored
+// raw without running zstd on the rest. That is the bf16/f16 low byte and the f32 low mantissa
+// bytes of a trained model: noise, where zstd spends as much time as on the exponent plane to
+// find nothing. The decision depends on the bytes alone, so packing stays deterministic.
+inline constexpr uint64_t kPackSampleMinBytes = 64 * 1024;
+inline constexpr unsigned kPackSampleSlices = 4;
+inline constexpr uint64_t kPackSampleSliceBytes = 4 * 1024;
+inline constexpr uint64_t kPackSampleGainDivisor = 64;
+
 // Per-thread compression state (a zstd context and plane scratch), reused across groups.
 class GroupEncoder {
  public:
@@ -60,14 +79,18 @@ class GroupEncoder {
   ~GroupEncoder();
   GroupEncoder(const GroupEncoder&) = delete;
   GroupEncoder& operator=(const GroupEncoder&) = delete;
-  // Encodes one group of `len` bytes (a multiple of k, at most kPackGroupBytes) into k frames,
-  // appended to `out` in plane order; frames[p] describes frame p.
-  void encode(const uint8_t* data, uint64_t len, unsigned k, std::vector<uint8_t>& out,
-              std::span<EncodedFrame> frames);
+  // The most bytes encode() writes for a group of `len` bytes in k planes.
+  static uint64_t bound(uint64_t len, unsigned k);
+  // Encodes one group of `len` bytes (a multiple of k, at most kPackGroupBytes) into k frames
+  // written back to back at out (bound(len, k) bytes available) in plane order; frames[p]
+  // describes frame p. Returns the bytes written.
+  uint64_t encode(const uint8_t* data, uint64_t len, unsigned k, uint8_t* out, std::span<EncodedFrame> frames);
 
  private:
+  // Whether zstd can gain on the plane, judged from its sample (see kPackSampleMinBytes).
+  bool worth_compressing(const uint8_t* plane, uint64_t n);
   void* cctx_;
-  std::vector<uint8_t> planes_;
+  std::vector<uint8_t> planes_, sample_, sample_out_;
 };
 
 // Why a frame could not be decoded (the caller names file, tensor and frame).
@@ -85,8 +108,11 @@ class GroupDecoder {
   // early, or that carries trailing bytes, is an error and `what` says which.
   FrameError decode_frame(FrameKind kind, const uint8_t* src, uint64_t src_len, uint8_t* out,
                           uint64_t out_len, const char** what);
-  // Plane scratch of at least n bytes.
-  uint8_t* scratch(uint64_t n);
+  // Decodes a group of `len` bytes in k planes from its frames, back to back at src as encode()
+  // wrote them, into out. Stored planes are merged straight from src. On failure returns the
+  // error with the failing plane in *bad_plane and the reason in *what; out is then undefined.
+  FrameError decode_group(const uint8_t* src, std::span<const EncodedFrame> frames, uint64_t len, uint8_t* out,
+                          unsigned* bad_plane, const char** what);
 
  private:
   void* dctx_;

@@ -47,25 +47,23 @@ std::shared_ptr<const PackedContainer> PackedContainer::from_source(std::unique_
 void PackedContainer::decode_group(const PackMember& m, const PackRegion& r, uint64_t g, uint8_t* out) const {
   const PackGroup& group = index_.groups.at(r.first_group + g);
   const uint64_t glen = std::min(kPackGroupBytes, r.length - g * kPackGroupBytes);
-  const uint64_t plane_len = glen / r.planes;
   const PackFrame& first = index_.frames[group.first_frame];
   const PackFrame& last = index_.frames[group.first_frame + r.planes - 1];
   ThreadState& ts = thread_state();
   // A group's frames are adjacent in the file: one read.
   ts.compressed.resize(last.offset + last.size - first.offset);
   src_->read(first.offset, ts.compressed.size(), ts.compressed.data());
-  uint8_t* planes = r.planes == 1 ? out : ts.decoder.scratch(glen);
-  for (unsigned p = 0; p < r.planes; ++p) {
+  EncodedFrame frames[4];
+  for (unsigned p = 0; p < r.planes; ++p) frames[p] = {index_.frames[group.first_frame + p].kind, index_.frames[group.first_frame + p].size};
+  unsigned p = 0;
+  const char* what = "";
+  if (ts.decoder.decode_group(ts.compressed.data(), std::span<const EncodedFrame>(frames, r.planes), glen, out, &p, &what) !=
+      FrameError::kNone) {
     const PackFrame& f = index_.frames[group.first_frame + p];
-    const char* what = "";
-    FrameError e = ts.decoder.decode_frame(f.kind, ts.compressed.data() + (f.offset - first.offset), f.size,
-                                           planes + p * plane_len, plane_len, &what);
-    if (e != FrameError::kNone)
-      fail(Errc::kPackCorrupt, member_path(m), r.tensor,
-           "frame " + std::to_string(g) + " plane " + std::to_string(p) + " (container offset " +
-               std::to_string(f.offset) + ") does not decode to its " + std::to_string(plane_len) + " bytes: " + what);
+    fail(Errc::kPackCorrupt, member_path(m), r.tensor,
+         "frame " + std::to_string(g) + " plane " + std::to_string(p) + " (container offset " + std::to_string(f.offset) +
+             ") does not decode to its " + std::to_string(glen / r.planes) + " bytes: " + what);
   }
-  if (r.planes > 1) merge_planes(planes, plane_len, r.planes, out);
   if (hash_bytes(out, glen) != group.digest)
     fail(Errc::kPackCorrupt, member_path(m), r.tensor,
          "frame " + std::to_string(g) + " decodes to bytes whose digest differs from the recorded one");

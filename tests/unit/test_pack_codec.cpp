@@ -40,8 +40,10 @@ TEST(PackCodec, FastSplitAndMergeEqualTheReference) {
       for (uint64_t i = 0; i < n; ++i)
         for (unsigned p = 0; p < k; ++p) ASSERT_EQ(ref[p * n + i], in[i * k + p]);
       std::vector<uint8_t> back_ref(n * k + 1, 0x55), back_fast(n * k + 1, 0x55);
-      merge_planes_reference(ref.data(), n, k, back_ref.data());
-      merge_planes(ref.data(), n, k, back_fast.data());
+      const uint8_t* planes[4];
+      for (unsigned p = 0; p < k; ++p) planes[p] = ref.data() + p * n;
+      merge_planes_reference(planes, n, k, back_ref.data());
+      merge_planes(planes, n, k, back_fast.data());
       ASSERT_EQ(back_ref, back_fast) << "merge k=" << k << " n=" << n;
       ASSERT_TRUE(std::equal(in.begin(), in.end(), back_fast.begin()));
     }
@@ -63,36 +65,68 @@ std::vector<uint8_t> weight_like(size_t elems, unsigned k, uint32_t seed) {
   return v;
 }
 
+// Encodes a group; returns its bytes (frames back to back) and fills `frames`.
+std::vector<uint8_t> encode_group(GroupEncoder& enc, const std::vector<uint8_t>& data, unsigned k,
+                                  std::vector<EncodedFrame>& frames) {
+  std::vector<uint8_t> out(GroupEncoder::bound(data.size(), k));
+  frames.assign(k, {});
+  out.resize(enc.encode(data.data(), data.size(), k, out.data(), frames));
+  return out;
+}
+
 TEST(PackCodec, GroupRoundTripCompressesTheExponentPlane) {
-  GroupEncoder enc(3);
-  GroupDecoder dec;
-  for (unsigned k : {1u, 2u, 4u}) {
-    for (uint64_t len : {uint64_t{0}, uint64_t{4 * 3}, uint64_t{4 * 1000}, kPackGroupBytes}) {
-      auto data = weight_like(len / k, k, static_cast<uint32_t>(len + k));
-      std::vector<uint8_t> out;
-      std::vector<EncodedFrame> frames(k);
-      enc.encode(data.data(), len, k, out, frames);
-      uint64_t total = 0;
-      for (auto& f : frames) total += f.size;
-      ASSERT_EQ(total, out.size());
-      std::vector<uint8_t> back(len);
-      uint8_t* planes = dec.scratch(len);
-      uint64_t at = 0;
-      for (unsigned p = 0; p < k; ++p) {
+  for (int level : {1, 3}) {
+    GroupEncoder enc(level);
+    GroupDecoder dec;
+    for (unsigned k : {1u, 2u, 4u}) {
+      for (uint64_t len : {uint64_t{0}, uint64_t{4 * 3}, uint64_t{4 * 1000}, uint64_t{4 * 40000}, kPackGroupBytes}) {
+        auto data = weight_like(len / k, k, static_cast<uint32_t>(len + k));
+        std::vector<EncodedFrame> frames;
+        auto out = encode_group(enc, data, k, frames);
+        uint64_t total = 0;
+        for (auto& f : frames) total += f.size;
+        ASSERT_EQ(total, out.size());
+        std::vector<uint8_t> back(len + 1, 0xEE);
+        unsigned bad = 9;
         const char* what = "";
-        ASSERT_EQ(dec.decode_frame(frames[p].kind, out.data() + at, frames[p].size, planes + p * (len / k), len / k, &what),
-                  FrameError::kNone) << what;
-        at += frames[p].size;
-      }
-      merge_planes(planes, len / k, k, back.data());
-      ASSERT_EQ(back, data);
-      if (len == kPackGroupBytes && k > 1) {
-        EXPECT_EQ(frames[k - 1].kind, FrameKind::kZstd);  // the exponent plane shrinks
-        EXPECT_LT(frames[k - 1].size, len / k / 2);
-        EXPECT_EQ(frames[0].kind, FrameKind::kStored);    // the low mantissa byte does not
+        ASSERT_EQ(dec.decode_group(out.data(), frames, len, back.data(), &bad, &what), FrameError::kNone) << what;
+        ASSERT_TRUE(std::equal(data.begin(), data.end(), back.begin())) << "level " << level << " k " << k << " len " << len;
+        ASSERT_EQ(back[len], 0xEE);  // nothing past the group
+        if (len >= 4 * 40000 && k > 1) {
+          EXPECT_EQ(frames[k - 1].kind, FrameKind::kZstd);  // the exponent plane shrinks
+          EXPECT_LT(frames[k - 1].size, len / k / 2);
+          EXPECT_EQ(frames[0].kind, FrameKind::kStored);    // the low mantissa byte does not
+        }
       }
     }
   }
+}
+
+// The noise-plane sample decides by the bytes alone: a plane that is noise except in one of the
+// sampled slices is still compressed when the sample gains; a plane of noise whose unsampled
+// bytes compress is stored (the sample's verdict, deterministic); a plane of noise is stored and
+// a plane of repeated rows is compressed.
+TEST(PackCodec, NoisePlaneSampleDecides) {
+  GroupEncoder enc(1);
+  const uint64_t n = kPackGroupBytes / 2;
+  auto noise = random_bytes(n, 3);
+  std::vector<EncodedFrame> frames;
+  encode_group(enc, noise, 1, frames);
+  EXPECT_EQ(frames[0].kind, FrameKind::kStored);
+  std::vector<uint8_t> rows(n);
+  auto row = random_bytes(512, 4);
+  for (uint64_t i = 0; i < n; ++i) rows[i] = row[i % 512];
+  encode_group(enc, rows, 1, frames);
+  EXPECT_EQ(frames[0].kind, FrameKind::kZstd);  // every byte is order-0 noise, but it repeats
+  // Zeros between the sampled slices (at 0, 1/3, 2/3 and the end): the sample sees noise only.
+  std::vector<uint8_t> holes = noise;
+  std::fill(holes.begin() + 8192, holes.begin() + n / 3 - 8192, 0);
+  auto out = encode_group(enc, holes, 1, frames);
+  EXPECT_EQ(frames[0].kind, FrameKind::kStored);
+  // Below the sampling size, zstd itself decides.
+  std::vector<uint8_t> small(kPackSampleMinBytes - 1, 0);
+  encode_group(enc, small, 1, frames);
+  EXPECT_EQ(frames[0].kind, FrameKind::kZstd);
 }
 
 TEST(PackCodec, DecoderRefusesFramesThatDoNotMatchTheirDeclaredLength) {
@@ -120,15 +154,33 @@ TEST(PackCodec, DecoderRefusesFramesThatDoNotMatchTheirDeclaredLength) {
 
 TEST(PackCodec, EncodingIsDeterministic) {
   auto data = weight_like(kPackGroupBytes / 2, 2, 5);
-  std::vector<uint8_t> a, b;
-  std::vector<EncodedFrame> fa(2), fb(2);
-  GroupEncoder e1(3), e2(3);
-  e1.encode(data.data(), data.size(), 2, a, fa);
-  e1.encode(data.data(), data.size(), 2, b, fb);  // a reused context
-  std::vector<uint8_t> c;
-  e2.encode(data.data(), data.size(), 2, c, fb);
-  EXPECT_EQ(a, std::vector<uint8_t>(b.begin(), b.begin() + a.size()));
+  std::vector<EncodedFrame> fa, fb, fc;
+  GroupEncoder e1(1), e2(1);
+  auto a = encode_group(e1, data, 2, fa);
+  auto b = encode_group(e1, data, 2, fb);  // a reused context
+  auto c = encode_group(e2, data, 2, fc);
+  EXPECT_EQ(a, b);
   EXPECT_EQ(a, c);
+}
+
+TEST(PackCodec, DecodeGroupNamesTheFailingPlane) {
+  GroupEncoder enc(1);
+  GroupDecoder dec;
+  auto data = weight_like(kPackGroupBytes / 2, 2, 6);
+  std::vector<EncodedFrame> frames;
+  auto out = encode_group(enc, data, 2, frames);
+  ASSERT_EQ(frames[1].kind, FrameKind::kZstd);
+  std::vector<uint8_t> back(data.size());
+  unsigned bad = 9;
+  const char* what = "";
+  auto broken = out;
+  broken[frames[0].size + 2] ^= 0xFF;  // the zstd frame header of plane 1
+  EXPECT_NE(dec.decode_group(broken.data(), frames, data.size(), back.data(), &bad, &what), FrameError::kNone);
+  EXPECT_EQ(bad, 1u);
+  auto short_stored = frames;
+  short_stored[0].size -= 1;
+  EXPECT_EQ(dec.decode_group(out.data(), short_stored, data.size(), back.data(), &bad, &what), FrameError::kWrongLength);
+  EXPECT_EQ(bad, 0u);
 }
 
 }  // namespace

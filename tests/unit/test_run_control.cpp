@@ -90,6 +90,71 @@ TEST(ParallelFor, StopsWhenTheTokenIsSet) {
   EXPECT_THROW(parallel_for(1, Workers{1, &set}, [](size_t) {}), Error);
 }
 
+// Consumed in order, each once, never more than `window` produced ahead of the consumer (the
+// slot i % window is free when i starts), at any thread count and with uneven item times.
+TEST(ParallelForOrdered, ConsumesInOrderWithinTheWindow) {
+  for (int threads : {1, 2, 3, 8}) {
+    for (size_t window : {size_t{1}, size_t{2}, size_t{5}}) {
+      const size_t n = 300;
+      std::vector<std::atomic<int>> slot_busy(window);
+      std::vector<size_t> order;
+      std::atomic<size_t> consumed{0};
+      std::atomic<bool> overlap{false};
+      parallel_for_ordered(
+          n, Workers{threads, nullptr}, window,
+          [&](size_t i) {
+            if (slot_busy[i % window].fetch_add(1) != 0) overlap = true;
+            if (i % 7 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+          },
+          [&](size_t i) {
+            order.push_back(i);  // one consumer at a time: no lock needed
+            slot_busy[i % window].fetch_sub(1);
+            ++consumed;
+          });
+      ASSERT_FALSE(overlap) << threads << " threads, window " << window;
+      ASSERT_EQ(order.size(), n);
+      for (size_t i = 0; i < n; ++i) ASSERT_EQ(order[i], i);
+    }
+  }
+  parallel_for_ordered(0, Workers{2, nullptr}, 4, [](size_t) { FAIL(); }, [](size_t) { FAIL(); });
+}
+
+// An error in either function, or the token, stops the rest without leaving a worker waiting on
+// the window for an item that will never be produced.
+TEST(ParallelForOrdered, ErrorsAndCancellationStopEveryWorker) {
+  for (int where : {0, 1}) {
+    std::atomic<int> consumed{0};
+    try {
+      parallel_for_ordered(
+          100000, Workers{3, nullptr}, 2,
+          [&](size_t i) {
+            if (where == 0 && i == 20) fail(Errc::kIo, "f", "", "produce");
+          },
+          [&](size_t i) {
+            ++consumed;
+            if (where == 1 && i == 20) fail(Errc::kIo, "f", "", "consume");
+          });
+      FAIL() << "no exception";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::kIo);
+    }
+    EXPECT_LE(consumed.load(), 21);
+  }
+  CancelToken token;
+  std::atomic<int> produced{0};
+  try {
+    parallel_for_ordered(
+        100000, Workers{3, &token}, 4, [&](size_t) {
+          if (++produced == 50) token.request();
+        },
+        [](size_t) {});
+    FAIL() << "not interrupted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kInterrupted);
+  }
+  EXPECT_LT(produced.load(), 60);
+}
+
 namespace {
 
 // Records what the executor reports; optionally requests cancellation when a stage begins.
