@@ -50,6 +50,14 @@ File File::create(const std::string& path) {
   return f;
 }
 
+File File::open_direct_write(const std::string& path) {
+  File f;
+  f.path_ = path;
+  f.fd_ = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
+  if (f.fd_ < 0 && errno != EINVAL) fail_errno(path, "cannot open for writing");
+  return f;
+}
+
 File& File::operator=(File&& o) noexcept {
   if (this != &o) {
     if (fd_ >= 0) ::close(fd_);
@@ -113,6 +121,43 @@ void File::truncate(uint64_t size) const {
 
 void File::sync() const {
   if (::fsync(fd_) != 0) fail_errno(path_, "fsync failed");
+}
+
+OutputFileWriter OutputFileWriter::create(const std::string& path, uint64_t size, bool direct) {
+  OutputFileWriter w;
+  w.file_ = File::create(path);
+  if (direct) {
+    w.direct_ = File::open_direct_write(path);
+    // EOPNOTSUPP: a file system that cannot reserve; the writes then allocate as they go.
+    if (w.direct() && size > 0 && ::fallocate(w.file_.fd(), 0, 0, static_cast<off_t>(size)) != 0 &&
+        errno != EOPNOTSUPP)
+      fail_errno(path, "cannot reserve " + std::to_string(size) + " bytes");
+  }
+  w.file_.truncate(size);
+  return w;
+}
+
+void OutputFileWriter::write(const void* buf, size_t n, uint64_t offset) const {
+  const auto* p = static_cast<const uint8_t*>(buf);
+  const uint64_t a = (offset + kDirectAlign - 1) / kDirectAlign * kDirectAlign;  // first whole page
+  const uint64_t b = (offset + n) / kDirectAlign * kDirectAlign;                  // end of the last
+  if (!direct() || a >= b || (reinterpret_cast<uintptr_t>(p) - offset) % kDirectAlign != 0)
+    return file_.pwrite_exact(p, n, offset);
+  file_.pwrite_exact(p, a - offset, offset);
+  uint64_t done = 0;
+  while (a + done < b) {
+    const ssize_t r = ::pwrite(direct_.fd(), p + (a - offset) + done, b - a - done, static_cast<off_t>(a + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0 && (r == 0 || errno == EINVAL)) break;  // no direct write here: the rest goes buffered
+    if (r < 0) fail_errno(path(), "write failed");
+    done += static_cast<uint64_t>(r);
+  }
+  file_.pwrite_exact(p + (a - offset) + done, offset + n - a - done, a + done);
+}
+
+void OutputFileWriter::close() {
+  direct_.close();
+  file_.close();
 }
 
 void copy_file_bytes(const File& src, uint64_t src_off, const File& dst, uint64_t dst_off,

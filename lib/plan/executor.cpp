@@ -3,7 +3,9 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <filesystem>
 
 #include "core/error.h"
@@ -63,14 +65,15 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
                 opt.file_destination ? OutputDir::Kind::kFile : OutputDir::Kind::kDirectory, plan.file_names());
   SourceReader reader(plan.sources);
 
-  // Headers first: every size is known, so each file gets its final length and header now.
-  std::vector<File> files;
+  // Headers first: every size is known, so each file gets its final length and header now. A
+  // durable run writes the data directly to the disk (OutputFileWriter): it must reach the disk
+  // before the commit anyway, and so it gets there while the work goes on, without a copy through
+  // the page cache; with --no-sync the page cache is the fast place to leave it.
+  std::vector<OutputFileWriter> files;
   for (const auto& f : plan.files) {
     if (f.offsets.size() != f.tensors.size()) throw std::logic_error("execute: plan was not finalized");
-    File file = File::create(new_output_path(out, f.name));
-    file.truncate(f.size);
-    file.pwrite_exact(f.head.data(), f.head.size(), 0);
-    files.push_back(std::move(file));
+    files.push_back(OutputFileWriter::create(new_output_path(out, f.name), f.size, opt.sync));
+    files.back().write(f.head.data(), f.head.size(), 0);
   }
 
   // Chunk size: a multiple of the hash block, small enough that all threads' buffers (output
@@ -96,30 +99,46 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
   progress_begin(opt.progress, "write", plan.tensor_bytes());
   parallel_for(to_prepare.size(), workers, [&](size_t i) { to_prepare[i]->prepare(reader); });
 
-  // Source checks (torch zip CRCs) take the bytes the verbatim copies read, while each block is
-  // in cache, and read only the rest themselves once every chunk is done.
+  // Source checks (torch zip CRCs) read only what no verbatim copy fed them, once every chunk is done.
   const CheckPasses checks(plan.checks);
   parallel_for(chunks.size(), workers, [&](size_t ci) {
     const Chunk& c = chunks[ci];
     progress_current(opt.progress, plan.files[c.file].name);
     const OutputTensor& t = plan.files[c.file].tensors[c.tensor];
+    const OutputFileWriter& file = files[c.file];
     const uint64_t dst_off = plan.files[c.file].offsets[c.tensor] + c.begin;
+    const auto v = t.producer->verbatim(c.begin, c.n);
+    // One hash block at a time is made (or read, for a verbatim copy), hashed and written from
+    // one reused buffer, so each block stays in the CPU cache from the producer to the hash and
+    // the write; a whole chunk would go through DRAM twice more, which made `ckpt cast`
+    // (bench_cast.sh) several times slower than cp on a 2-core machine (and a chunk-sized buffer
+    // cost 0.2 s of CPU per 2.2 GB gguf again). The block sits at its file offset's place in a
+    // page (OutputFileWriter's rule for direct writes). A direct write stops at the last page
+    // boundary of its block but for the chunk's last: the bytes after it move in front of the
+    // buffer, completing the page that the next block's write starts with, so only the pages at
+    // a chunk's two ends go through the page cache.
+    thread_local std::unique_ptr<uint8_t, decltype(&std::free)> buf(nullptr, &std::free);
+    if (!buf) {
+      buf.reset(static_cast<uint8_t*>(std::aligned_alloc(kDirectAlign, kHashBlockBytes + kDirectAlign)));
+      if (!buf) throw std::bad_alloc();
+    }
+    uint8_t* const data = buf.get() + dst_off % kDirectAlign;
+    uint64_t carried = 0;  // bytes in front of `data`, the previous block's, not written yet
     std::vector<uint64_t> digests;
-    if (auto v = t.producer->verbatim(c.begin, c.n)) {
-      reader.copy_hashed(v->file, v->offset, files[c.file], dst_off, c.n, digests,
-                         [&](uint64_t at, const uint8_t* data, size_t n) { checks.feed(v->file, at, data, n); });
-    } else {
-      // Produce, hash and write one hash block at a time, so each block stays in the CPU cache
-      // from the producer to the write; a whole chunk would go through DRAM twice more, which
-      // made `ckpt cast` (bench_cast.sh) several times slower than cp on a 2-core machine.
-      thread_local std::vector<uint8_t> buf;
-      buf.resize(kHashBlockBytes);
-      for (uint64_t off = 0; off < c.n; off += kHashBlockBytes) {
-        const uint64_t n = std::min(kHashBlockBytes, c.n - off);
-        t.producer->produce(reader, c.begin + off, n, buf.data());
-        digests.push_back(hash_bytes(buf.data(), n));
-        files[c.file].pwrite_exact(buf.data(), n, dst_off + off);
+    for (uint64_t off = 0; off < c.n; off += kHashBlockBytes) {
+      const uint64_t n = std::min(kHashBlockBytes, c.n - off);
+      if (v) {
+        // Source checks (torch zip CRCs) take the bytes the verbatim copies read, while in cache.
+        reader.read(v->file, data, n, v->offset + off);
+        checks.feed(v->file, v->offset + off, data, n);
+      } else {
+        t.producer->produce(reader, c.begin + off, n, data);
       }
+      digests.push_back(hash_bytes(data, n));
+      const uint64_t keep = file.direct() && off + n < c.n ? (dst_off + off + n) % kDirectAlign : 0;
+      file.write(data - carried, carried + n - keep, dst_off + off - carried);
+      std::memmove(data - keep, data + n - keep, keep);
+      carried = keep;
     }
     auto& blocks = state[c.file][c.tensor].block_digests;
     std::copy(digests.begin(), digests.end(), blocks.begin() + static_cast<ptrdiff_t>(c.begin / kHashBlockBytes));
@@ -155,7 +174,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
   ExecReport report;
   report.manifest = write_manifest(out, mi);
 
-  for (File& f : files) f.close();
+  for (OutputFileWriter& f : files) f.close();
   files.clear();
   if (opt.sync) {
     progress_begin(opt.progress, "sync", 0);

@@ -174,16 +174,4 @@ void SourceReader::gather(const SourceView& v, uint64_t first, uint64_t count, u
   });
 }
 
-void SourceReader::copy_hashed(int file_index, uint64_t offset, const File& dst, uint64_t dst_offset, uint64_t n,
-                               std::vector<uint64_t>& digests, const BlockObserver& on_block) const {
-  thread_local std::vector<uint8_t> block(kHashBlockBytes);
-  for (uint64_t off = 0; off < n; off += kHashBlockBytes) {
-    uint64_t k = std::min(kHashBlockBytes, n - off);
-    read(file_index, block.data(), k, offset + off);
-    digests.push_back(hash_bytes(block.data(), k));
-    on_block(offset + off, block.data(), k);
-    dst.pwrite_exact(block.data(), k, dst_offset + off);
-  }
-}
-
 }  // namespace ckpt

@@ -9,7 +9,9 @@
 # Runs alternate (cp, sequence, run), each from a settled page cache holding the source; medians
 # and peak RSS (/usr/bin/time -v; for the sequence, the largest of its commands). Issue 19's goal:
 # run <= 1.2x cp. cp leaves its bytes in the page cache while ckpt syncs its output before the
-# rename, so `run --no-sync` is timed too (the same work without the wait for the disk). The outputs of run and of the sequence are compared byte for byte once.
+# rename, so `run --no-sync` is timed too (the same work without the wait for the disk), and an
+# fsync of the output after cp and after run (`sync FILE`, not other processes' dirty data): the
+# durable run's fair floor is cp + sync. The outputs of run and of the sequence are compared byte for byte once.
 #   bash tests/bench/bench_pipeline.sh build/ckpt [runs] [PIPELINE...]   # CKPT_BENCH_DIR=/tmp/ckpt-bench
 set -euo pipefail
 ckpt=$(realpath "${1:?usage: bench_pipeline.sh path/to/ckpt [runs] [PIPELINE...]}")
@@ -62,16 +64,18 @@ for name in "${names[@]}"; do
   [ -n "${pipelines[$name]:-}" ] || { echo "no pipeline '$name' (${!pipelines[*]})" >&2; exit 2; }
   echo "${pipelines[$name]}" >"$work/$name.json"
   nsteps=$(python3 "$here/../support/pipeline_steps.py" "$work/$name.json" | wc -l)
-  cps=() seqs=() pipes=() nosyncs=() cprss=() seqrss=() piperss=()
+  cps=() seqs=() pipes=() nosyncs=() cprss=() seqrss=() piperss=() cpss=() pipess=()
   for ((i = 0; i < runs; i++)); do
     rm -rf "$work/cp-out" "$work"/s[0-9]* "$work/run"; settle
     timed cp "$src/model.safetensors" "$work/cp-out"; cps+=("$secs"); cprss+=("$rss_mb")
+    fsync_timed "$work/cp-out"; cpss+=("$(awk -v a="${cps[-1]}" -v b="$secs" 'BEGIN{printf "%.3f", a + b}')")
     rm -rf "$work/cp-out"; settle
     sequence_timed "$work/$name.json"; seqs+=("$secs"); seqrss+=("$rss_mb")
     if [ "$i" = 0 ]; then mv "$work/s$nsteps" "$work/seq"; last="$work/seq/$out"; fi
     rm -rf "$work"/s[0-9]*; settle
     mkdir -p "$work/run"
     timed "$ckpt" run "$work/$name.json" "$src" "$work/run/$out" -q; pipes+=("$secs"); piperss+=("$rss_mb")
+    fsync_timed "$work/run/$out"; pipess+=("$(awk -v a="${pipes[-1]}" -v b="$secs" 'BEGIN{printf "%.3f", a + b}')")
     rm -rf "$work/nosync"; mkdir -p "$work/nosync"; settle
     timed "$ckpt" run "$work/$name.json" "$src" "$work/nosync/$out" -q --no-sync; nosyncs+=("$secs")
     rm -rf "$work/nosync"
@@ -82,7 +86,7 @@ for name in "${names[@]}"; do
     fi
   done
   cp_med=$(median "${cps[@]}"); seq_med=$(median "${seqs[@]}"); run_med=$(median "${pipes[@]}")
-  nosync_med=$(median "${nosyncs[@]}")
+  nosync_med=$(median "${nosyncs[@]}"); cpsync_med=$(median "${cpss[@]}"); runsync_med=$(median "${pipess[@]}")
   printf '%-44s %10s %8s %12s\n' "$name: cp of the source" "$cp_med" 1.00 "$(max_of "${cprss[@]}")"
   printf '%-44s %10s %8s %12s\n' "$name: $nsteps commands in sequence" "$seq_med" \
     "$(awk -v a="$seq_med" -v b="$cp_med" 'BEGIN{printf "%.2f", a/b}')" "$(max_of "${seqrss[@]}")"
@@ -90,6 +94,10 @@ for name in "${names[@]}"; do
     "$(awk -v a="$run_med" -v b="$cp_med" 'BEGIN{printf "%.2f", a/b}')" "$(max_of "${piperss[@]}")"
   printf '%-44s %10s %8s %12s\n' "$name: ckpt run --no-sync" "$nosync_med" \
     "$(awk -v a="$nosync_med" -v b="$cp_med" 'BEGIN{printf "%.2f", a/b}')" ""
-  echo "  runs: cp ${cps[*]} | sequence ${seqs[*]} | run ${pipes[*]} | run --no-sync ${nosyncs[*]}"
+  printf '%-44s %10s %8s %12s\n' "$name: cp + sync" "$cpsync_med" \
+    "$(awk -v a="$cpsync_med" -v b="$cp_med" 'BEGIN{printf "%.2f", a/b}')" ""
+  printf '%-44s %10s %8s %12s\n' "$name: ckpt run + sync (vs cp + sync)" "$runsync_med" \
+    "$(awk -v a="$runsync_med" -v b="$cpsync_med" 'BEGIN{printf "%.2f", a/b}')" ""
+  echo "  runs: cp ${cps[*]} | sequence ${seqs[*]} | run ${pipes[*]} | run --no-sync ${nosyncs[*]} | cp + sync ${cpss[*]} | run + sync ${pipess[*]}"
 done
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)"

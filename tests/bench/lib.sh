@@ -24,23 +24,49 @@ durable() {
   secs=$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.3f", b - a}')
 }
 
+# fsync_timed PATH: wall seconds of fsync'ing PATH alone (`sync PATH`: not what other processes
+# left dirty, which a bare sync would wait for too); sets $secs.
+fsync_timed() {
+  local start end
+  start=$(date +%s.%N)
+  sync "$1"
+  end=$(date +%s.%N)
+  secs=$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.3f", b - a}')
+}
+
 # against_cp SRC_FILE RUNS OUT_DIR CMD...: alternates `cp SRC_FILE` with CMD (which writes
 # OUT_DIR), RUNS times each, every run from a settled page cache; sets cp_med and cmd_med (median
 # seconds), cp_rss and cmd_rss (peak MB), and cp_runs and cmd_runs (every time, for the record).
+# cp leaves its bytes in the page cache while CMD (durable by default) fsyncs its output before the
+# rename, so an fsync of each output (`sync FILE`: that file only, not what other processes left
+# dirty) is timed after it too: cpsync_med / cpsync_runs is cp + fsync (until cp's bytes are on
+# disk, the fair floor for a durable CMD) and cmdsync_med / cmdsync_runs is CMD + fsync of OUT.
+# With against_cp_nosync=1, CMD --no-sync is timed as well (nosync_med / nosync_runs: the fair
+# comparison with plain cp, both leaving the bytes in the page cache).
 against_cp() {
   local file=$1 n=$2 out=$3
   shift 3
-  local cps=() cmds=() cprss=() cmdrss=() i
+  local cps=() cmds=() cprss=() cmdrss=() cpss=() cmdss=() nss=() i
   for ((i = 0; i < n; i++)); do
     rm -rf "$bench_dir/cp-out" "$out"; settle
     timed cp "$file" "$bench_dir/cp-out"; cps+=("$secs"); cprss+=("$rss_mb")
+    fsync_timed "$bench_dir/cp-out"; cpss+=("$(awk -v a="${cps[-1]}" -v b="$secs" 'BEGIN{printf "%.3f", a + b}')")
     rm -rf "$bench_dir/cp-out"; settle
     timed "$@"; cmds+=("$secs"); cmdrss+=("$rss_mb")
+    fsync_timed "$out"; cmdss+=("$(awk -v a="${cmds[-1]}" -v b="$secs" 'BEGIN{printf "%.3f", a + b}')")
+    if [ "${against_cp_nosync:-0}" = 1 ]; then
+      rm -rf "$out"; settle
+      timed "$@" --no-sync; nss+=("$secs")
+    fi
   done
   rm -rf "$bench_dir/cp-out" "$out"
   cp_med=$(median "${cps[@]}"); cmd_med=$(median "${cmds[@]}")
   cp_rss=$(max_of "${cprss[@]}"); cmd_rss=$(max_of "${cmdrss[@]}")
   cp_runs="${cps[*]}"; cmd_runs="${cmds[*]}"
+  cpsync_med=$(median "${cpss[@]}"); cmdsync_med=$(median "${cmdss[@]}")
+  cpsync_runs="${cpss[*]}"; cmdsync_runs="${cmdss[*]}"
+  nosync_med=; nosync_runs=
+  if [ ${#nss[@]} -gt 0 ]; then nosync_med=$(median "${nss[@]}"); nosync_runs="${nss[*]}"; fi
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
