@@ -1,5 +1,5 @@
 // Internal to lib/ops/int4_quant*.cpp: the scheme as the shared math's ints, one group's
-// parameters from its range, and the AVX-512 loop (int4_quant_avx512.cpp).
+// parameters from its range, and the vector loops (int4_quant_avx2.cpp, int4_quant_avx512.cpp).
 #pragma once
 
 #include <cstdint>
@@ -47,5 +47,12 @@ bool int4_avx512_on_this_cpu();
 Int4Issue int4_quantize_avx512(const Int4Scheme& scheme, const Int4Geometry& geo, const Int4Source& src, uint64_t kb,
                                uint64_t ke, Int4Params* params, uint32_t* words, uint64_t words_stride,
                                Fp8ErrorStats* stats);
+
+// Whether this CPU has what the AVX2 loop needs: AVX2, F16C and FMA.
+bool int4_avx2_on_this_cpu();
+// int4_quantize_fast on AVX2; call only where int4_avx2_on_this_cpu() and the group is a multiple of 8.
+Int4Issue int4_quantize_avx2(const Int4Scheme& scheme, const Int4Geometry& geo, const Int4Source& src, uint64_t kb,
+                             uint64_t ke, Int4Params* params, uint32_t* words, uint64_t words_stride,
+                             Fp8ErrorStats* stats);
 
 }  // namespace ckpt::ops::detail
