@@ -124,7 +124,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
     }
     // A durable output is fsync'ed at the end: start each chunk's write-back now, so the disk
     // works while the CPU produces the next chunks and the final fsync has little left to wait
-    // for (it took about a fifth of `quantize --int4`'s wall time on the 2-core machine).
+    // for (it was about a fifth of `quantize --int4`'s wall time on the loaded 2-core machine).
     // (sync_file_range is a hint here: an I/O error is reported by that fsync.)
     if (opt.sync) ::sync_file_range(files[c.file].fd(), static_cast<off64_t>(dst_off), static_cast<off64_t>(c.n), SYNC_FILE_RANGE_WRITE);
     auto& blocks = state[c.file][c.tensor].block_digests;
