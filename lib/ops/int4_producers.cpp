@@ -1,7 +1,10 @@
 #include "ops/int4_producers.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 
@@ -188,27 +191,50 @@ bool Int4KeepBudget::take(uint64_t n) {
   return false;
 }
 
-std::shared_ptr<uint8_t[]> Int4BufferPool::take(uint64_t bytes) {
-  std::unique_ptr<uint8_t[]> b;
-  {
-    std::lock_guard<std::mutex> lock(m_);
-    // The smallest idle buffer that fits, unless it is more than twice too large.
-    if (auto it = idle_.lower_bound(bytes); it != idle_.end() && it->first <= 2 * bytes) {
-      bytes = it->first;
-      b = std::move(it->second);
-      idle_bytes_ -= bytes;
-      idle_.erase(it);
-    }
-  }
-  if (!b) b.reset(new uint8_t[bytes]);
-  return std::shared_ptr<uint8_t[]>(b.release(), [self = shared_from_this(), bytes](uint8_t* p) { self->put(p, bytes); });
+namespace {
+
+// `bytes` rounded up to whole 2 MiB pages, 2 MiB-aligned, asked to be backed by huge pages (a hint:
+// without THP it is ordinary memory).
+std::shared_ptr<uint8_t> huge_block(uint64_t bytes) {
+  const uint64_t size = cdiv(bytes, Int4BufferPool::kSlabBytes) * Int4BufferPool::kSlabBytes;
+  void* p = std::aligned_alloc(Int4BufferPool::kSlabBytes, size);
+  if (!p) throw std::bad_alloc();
+  ::madvise(p, size, MADV_HUGEPAGE);
+  return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [](uint8_t* q) { std::free(q); });
 }
 
-void Int4BufferPool::put(uint8_t* p, uint64_t bytes) {
-  std::unique_ptr<uint8_t[]> b(p);
+}  // namespace
+
+std::shared_ptr<uint8_t[]> Int4BufferPool::take(uint64_t bytes) {
+  std::lock_guard<std::mutex> lock(m_);
+  if (bytes < kSlabBytes) {
+    uint64_t off = cdiv(slab_used_, 64) * 64;  // cache-line aligned
+    if (!slab_ || off + bytes > kSlabBytes) {
+      slab_ = huge_block(kSlabBytes);
+      off = 0;
+    }
+    slab_used_ = off + bytes;
+    // The array shares the slab's ownership: the slab is freed with its last array.
+    return std::shared_ptr<uint8_t[]>(slab_, slab_.get() + off);
+  }
+  Block b;
+  // The smallest idle block that fits, unless it is more than twice too large.
+  if (auto it = idle_.lower_bound(bytes); it != idle_.end() && it->first <= 2 * bytes) {
+    bytes = it->first;
+    b = std::move(it->second);
+    idle_bytes_ -= bytes;
+    idle_.erase(it);
+  } else {
+    b = huge_block(bytes);
+  }
+  uint8_t* p = b.get();
+  return std::shared_ptr<uint8_t[]>(p, [self = shared_from_this(), b = std::move(b), bytes](uint8_t*) { self->put(b, bytes); });
+}
+
+void Int4BufferPool::put(Block b, uint64_t bytes) {
   if (bytes > max_idle_) return;
   std::lock_guard<std::mutex> lock(m_);
-  // Full: drop smaller idle buffers first (weights of one model repeat their shapes).
+  // Full: drop smaller idle blocks first (weights of one model repeat their shapes).
   while (idle_bytes_ + bytes > max_idle_ && !idle_.empty() && idle_.begin()->first < bytes) {
     idle_bytes_ -= idle_.begin()->first;
     idle_.erase(idle_.begin());

@@ -46,27 +46,39 @@ class Int4KeepBudget {
   std::atomic<int64_t> left_;
 };
 
-// The cache arrays of finished weights, kept for the next weights of the same size (thread-safe):
-// a fresh allocation of tens of MB per weight pays its page faults again. At most
-// `max_idle_bytes` wait here; the rest is freed. Buffers are not zeroed (every cache element is
-// written before it is read).
+// The cache arrays of the weights (thread-safe), in memory backed by transparent huge pages where
+// the kernel offers them (MADV_HUGEPAGE): a fresh 4 KiB page costs a fault each, about 15 us on
+// the 2-core PVM guest — 64 MB took 210-275 ms of CPU touched page by page and 4 ms in 2 MiB pages
+// (BENCHMARKS "quantize --int4 ... branch int4cpu"). Arrays of 2 MiB and more get their own
+// 2 MiB-aligned block and, once released, wait idle for the next weight of about the same size (at
+// most `max_idle_bytes` wait; the rest is freed). Smaller arrays (the group parameters that a
+// weight keeps until its scales are written, at the end of the file) are carved in order from
+// shared 2 MiB slabs, each freed when its last array is: never kept idle, so a slab stays only
+// while one of its arrays is live. Buffers are not zeroed (every cache element is written before
+// it is read).
 class Int4BufferPool : public std::enable_shared_from_this<Int4BufferPool> {
  public:
+  static constexpr uint64_t kSlabBytes = 2ull << 20;
   explicit Int4BufferPool(uint64_t max_idle_bytes) : max_idle_(max_idle_bytes) {}
-  // An array of n T (an implicit-lifetime type), returned to the pool when the last owner lets go.
+  // An array of n T (an implicit-lifetime type, alignment <= 64), returned to the pool or its slab
+  // when the last owner lets go.
   template <class T>
   std::shared_ptr<T[]> get(uint64_t n) {
+    static_assert(alignof(T) <= 64);
     std::shared_ptr<uint8_t[]> b = take(n * sizeof(T));
     return std::shared_ptr<T[]>(b, reinterpret_cast<T*>(b.get()));
   }
 
  private:
+  using Block = std::shared_ptr<uint8_t>;  // owns a 2 MiB-aligned allocation
   std::shared_ptr<uint8_t[]> take(uint64_t bytes);
-  void put(uint8_t* p, uint64_t bytes);
+  void put(Block b, uint64_t bytes);
 
   std::mutex m_;
-  std::multimap<uint64_t, std::unique_ptr<uint8_t[]>> idle_;  // by size
+  std::multimap<uint64_t, Block> idle_;  // by size
   uint64_t idle_bytes_ = 0, max_idle_;
+  Block slab_;  // the slab small arrays are carved from now
+  uint64_t slab_used_ = 0;
 };
 
 struct Int4CacheOptions {

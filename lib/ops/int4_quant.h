@@ -178,7 +178,7 @@ Int4Issue int4_quantize_fast(const Int4Scheme& scheme, const Int4Geometry& geo, 
                              Fp8ErrorStats* stats);
 
 // Every CPU path, so the tests can compare each with the reference.
-enum class Int4Path { kPortable, kAvx512 };
+enum class Int4Path { kPortable, kAvx2, kAvx512 };
 const char* int4_path_name(Int4Path p);
 std::vector<Int4Path> int4_paths_on_this_cpu();  // portable first, fastest last
 Int4Issue int4_quantize_fast_on(Int4Path path, const Int4Scheme& scheme, const Int4Geometry& geo,

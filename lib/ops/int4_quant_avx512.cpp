@@ -134,23 +134,8 @@ CKPT_TARGET_INT4_AVX512 Int4Issue quantize(const Int4Scheme& s, const Int4Geomet
       for (uint64_t b = nb; b < 16; ++b) amax[b] = lo[b] = hi[b] = 0.0f;
       // 2. Parameters of the 16 groups at once.
       const __mmask16 overflow = batch_params(pc, amax, lo, hi, scale, zero) & static_cast<__mmask16>((1u << nb) - 1);
-      if (bad || overflow) {
-        // The first issue in column order: the scalar scan of the batch finds and names it.
-        for (uint64_t b = 0; b < nb; ++b) {
-          const uint64_t g0 = src.col0 + (j0 + b) * G;
-          const uint8_t* in = row + (j0 + b) * G * esize;
-          for (uint64_t i = 0; i < G; ++i)
-            if (!std::isfinite(load_as_f32(in, D, i)))
-              return int4_issue(Int4Issue::kNonFinite, src.row0 + r, g0 + i, load_as_f32(in, D, i));
-          if (overflow & (1u << b))
-            return int4_issue(Int4Issue::kScaleOverflow, src.row0 + r, g0, s.symmetric ? amax[b] : hi[b] - lo[b]);
-        }
-      }
-      for (uint64_t b = 0; b < nb; ++b) {
-        Int4Params& p = params[r * ng + j0 + b];
-        p.scale = scale[b];
-        p.zero = static_cast<uint8_t>(zero[b]);
-      }
+      if (bad || overflow) return int4_batch_issue(s, geo, src, r, j0, nb, overflow, amax, lo, hi);
+      int4_store_batch(params + r * ng, j0, nb, scale, zero);
       // 3. Codes of each group's columns inside [kb, ke), 32 at a time: RNE(x / S) as an integer
       //    (|x / S| <= 16: S is at least the range over 7.5 or 15, up to its rounding), plus z,
       //    narrowed to bytes, clamped to [0, 15], paired into nibbles, 4 words stored.

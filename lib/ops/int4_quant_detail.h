@@ -1,7 +1,8 @@
 // Internal to lib/ops/int4_quant*.cpp: the scheme as the shared math's ints, one group's
-// parameters from its range, and the AVX-512 loop (int4_quant_avx512.cpp).
+// parameters from its range, and the vector loops (int4_quant_avx2.cpp, int4_quant_avx512.cpp).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "ops/int4_math.h"
@@ -41,11 +42,45 @@ inline Int4Issue int4_issue(Int4Issue::Kind kind, uint64_t row, uint64_t col, fl
   return i;
 }
 
+// For the vector loops, which scan a batch of groups [j0, j0 + nb) of block row r at once: the
+// first issue in column order once the batch has a non-finite value or a group whose scale
+// overflowed (bit b of `overflow`: group j0 + b), found again by a scalar scan that names it.
+inline Int4Issue int4_batch_issue(const Int4Scheme& s, const Int4Geometry& geo, const Int4Source& src, uint64_t r,
+                                  uint64_t j0, uint64_t nb, uint32_t overflow, const float* amax, const float* lo,
+                                  const float* hi) {
+  const uint64_t G = geo.group, esize = dtype_bits(src.dtype) / 8;
+  for (uint64_t b = 0; b < nb; ++b) {
+    const uint64_t g0 = src.col0 + (j0 + b) * G;
+    const uint8_t* in = src.data + (r * src.stride + (j0 + b) * G) * esize;
+    for (uint64_t i = 0; i < G; ++i)
+      if (!std::isfinite(load_as_f32(in, src.dtype, i)))
+        return int4_issue(Int4Issue::kNonFinite, src.row0 + r, g0 + i, load_as_f32(in, src.dtype, i));
+    if (overflow & (1u << b))
+      return int4_issue(Int4Issue::kScaleOverflow, src.row0 + r, g0, s.symmetric ? amax[b] : hi[b] - lo[b]);
+  }
+  return {};
+}
+
+// A vector loop's batch of parameters (float lanes) into params[j0, j0 + nb) of a block row.
+inline void int4_store_batch(Int4Params* row_params, uint64_t j0, uint64_t nb, const float* scale, const float* zero) {
+  for (uint64_t b = 0; b < nb; ++b) {
+    row_params[j0 + b].scale = scale[b];
+    row_params[j0 + b].zero = static_cast<uint8_t>(zero[b]);
+  }
+}
+
 // Whether this CPU has what the AVX-512 loop needs: AVX-512 F, BW, DQ and VL.
 bool int4_avx512_on_this_cpu();
 // int4_quantize_fast on AVX-512; call only where int4_avx512_on_this_cpu().
 Int4Issue int4_quantize_avx512(const Int4Scheme& scheme, const Int4Geometry& geo, const Int4Source& src, uint64_t kb,
                                uint64_t ke, Int4Params* params, uint32_t* words, uint64_t words_stride,
                                Fp8ErrorStats* stats);
+
+// Whether this CPU has what the AVX2 loop needs: AVX2, F16C and FMA.
+bool int4_avx2_on_this_cpu();
+// int4_quantize_fast on AVX2; call only where int4_avx2_on_this_cpu() and the group is a multiple of 8.
+Int4Issue int4_quantize_avx2(const Int4Scheme& scheme, const Int4Geometry& geo, const Int4Source& src, uint64_t kb,
+                             uint64_t ke, Int4Params* params, uint32_t* words, uint64_t words_stride,
+                             Fp8ErrorStats* stats);
 
 }  // namespace ckpt::ops::detail

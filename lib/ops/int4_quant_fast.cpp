@@ -1,6 +1,6 @@
 // The CPU fast paths of INT4 quantization and their dispatch: a portable loop (a group widened to
-// float32 once, scanned, then coded eight columns to a word) and the AVX-512 loop
-// (int4_quant_avx512.cpp). Both give int4_quantize_reference's bytes and issues.
+// float32 once, scanned, then coded eight columns to a word), the AVX2 loop (int4_quant_avx2.cpp)
+// and the AVX-512 loop (int4_quant_avx512.cpp). All give int4_quantize_reference's bytes and issues.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -72,10 +72,18 @@ Int4Issue quantize_portable(const Int4Scheme& s, const Int4Geometry& geo, const 
 
 }  // namespace
 
-const char* int4_path_name(Int4Path p) { return p == Int4Path::kAvx512 ? "avx512" : "portable"; }
+const char* int4_path_name(Int4Path p) {
+  switch (p) {
+    case Int4Path::kPortable: return "portable";
+    case Int4Path::kAvx2: return "avx2";
+    case Int4Path::kAvx512: return "avx512";
+  }
+  return "?";
+}
 
 std::vector<Int4Path> int4_paths_on_this_cpu() {
   std::vector<Int4Path> paths{Int4Path::kPortable};
+  if (detail::int4_avx2_on_this_cpu()) paths.push_back(Int4Path::kAvx2);
   if (detail::int4_avx512_on_this_cpu()) paths.push_back(Int4Path::kAvx512);
   return paths;
 }
@@ -84,9 +92,11 @@ Int4Issue int4_quantize_fast_on(Int4Path path, const Int4Scheme& s, const Int4Ge
                                 uint64_t kb, uint64_t ke, Int4Params* params, uint32_t* words, uint64_t ws,
                                 Fp8ErrorStats* stats) {
   detail::int4_check_block(geo, src, kb, ke);
-  // The vector loop writes whole words per group: groups must end on word boundaries.
+  // The vector loops write whole words per group: groups must end on word boundaries.
   if (path == Int4Path::kAvx512 && geo.group % 8 == 0)
     return detail::int4_quantize_avx512(s, geo, src, kb, ke, params, words, ws, stats);
+  if (path == Int4Path::kAvx2 && geo.group % 8 == 0)
+    return detail::int4_quantize_avx2(s, geo, src, kb, ke, params, words, ws, stats);
   return quantize_portable(s, geo, src, kb, ke, params, words, ws, stats);
 }
 

@@ -69,21 +69,20 @@ int main(int argc, char** argv) {
     const Int4Scheme s{Int4Format::kCompressedTensors, 128, sym, DType::BF16};
     const Int4Geometry geo = int4_geometry(s, n, k);
     std::vector<Int4Params> params(n * geo.groups);
-    auto quantize = [&] {
-      for (uint64_t r = 0; r < n; r += block_rows)
-        int4_quantize_fast(s, geo, {src + r * k * 2, DType::BF16, k, r, block_rows, 0, k}, 0, k,
-                           params.data() + r * geo.groups, words.data() + r * kw, kw, nullptr);
-    };
-    if (sym) {
-      Fp8ErrorStats st;
-      report("int4 quantize g128 sym + error stats", median_seconds([&] {
-               for (uint64_t r = 0; r < n; r += block_rows)
-                 int4_quantize_fast(s, geo, {src + r * k * 2, DType::BF16, k, r, block_rows, 0, k}, 0, k,
-                                    params.data() + r * geo.groups, words.data() + r * kw, kw, &st);
-             }),
-             elements);
+    // Every CPU path this machine has (the last is the one quantize uses).
+    for (Int4Path path : int4_paths_on_this_cpu()) {
+      auto quantize = [&](Fp8ErrorStats* st) {
+        for (uint64_t r = 0; r < n; r += block_rows)
+          int4_quantize_fast_on(path, s, geo, {src + r * k * 2, DType::BF16, k, r, block_rows, 0, k}, 0, k,
+                                params.data() + r * geo.groups, words.data() + r * kw, kw, st);
+      };
+      const std::string name = std::string("int4 quantize g128 ") + (sym ? "sym" : "asym") + " " + int4_path_name(path);
+      if (sym) {
+        Fp8ErrorStats st;
+        report((name + " + error stats").c_str(), median_seconds([&] { quantize(&st); }), elements);
+      }
+      report(name.c_str(), median_seconds([&] { quantize(nullptr); }), elements);
     }
-    report(sym ? "int4 quantize g128 sym (K-packed)" : "int4 quantize g128 asym (K-packed)", median_seconds(quantize), elements);
   }
   report("gptq transpose (words -> qweight)",
          median_seconds([&] { int4_words_to_gptq(words.data(), kw, n, kw, out.data(), n); }), elements);

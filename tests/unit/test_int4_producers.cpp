@@ -217,19 +217,36 @@ TEST(Int4Producers, ThreadsSharingTheCacheGiveTheReference) {
 }
 
 TEST(Int4Producers, BufferPoolReusesUpToItsBound) {
-  const auto pool = std::make_shared<Int4BufferPool>(1000);
-  const uint32_t* small = pool->get<uint32_t>(100).get();  // 400 bytes, idle once released
+  constexpr uint64_t MiB = 1ull << 20;
+  const auto pool = std::make_shared<Int4BufferPool>(9 * MiB);
+  const uint8_t* two = pool->get<uint8_t>(2 * MiB).get();  // idle once released
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(two) % Int4BufferPool::kSlabBytes, 0u);
   {
-    auto again = pool->get<uint32_t>(100);
-    EXPECT_EQ(again.get(), small);  // the idle buffer came back
+    auto again = pool->get<uint32_t>(MiB / 2);  // 2 MiB
+    EXPECT_EQ(reinterpret_cast<const uint8_t*>(again.get()), two);  // the idle block came back
   }
-  EXPECT_NE(pool->get<uint32_t>(300).get(), small);  // 1200 bytes: the idle 400 do not fit
+  EXPECT_NE(pool->get<uint8_t>(6 * MiB).get(), two);  // more than twice the idle 2 MiB
   const uint8_t* mid = nullptr;
   {
-    auto m = pool->get<uint8_t>(800);
+    auto m = pool->get<uint8_t>(8 * MiB);
     mid = m.get();
-  }  // 400 + 800 > 1000: the smaller idle buffer is dropped for it
-  EXPECT_EQ(pool->get<uint8_t>(400).get(), mid);  // at most twice the size asked for
+  }  // idle 2 + 6 + 8 MiB > 9 MiB: the smaller idle blocks are dropped for it
+  EXPECT_EQ(pool->get<uint8_t>(4 * MiB).get(), mid);  // at most twice the size asked for
+}
+
+TEST(Int4Producers, BufferPoolCarvesSmallArraysFromSlabs) {
+  const auto pool = std::make_shared<Int4BufferPool>(0);
+  auto a = pool->get<uint32_t>(100);  // 400 bytes: the start of a fresh 2 MiB slab
+  auto b = pool->get<uint32_t>(100);  // the next cache line after it
+  const auto at = [](const void* p) { return reinterpret_cast<uintptr_t>(p); };
+  EXPECT_EQ(at(a.get()) % Int4BufferPool::kSlabBytes, 0u);
+  EXPECT_EQ(at(b.get()), at(a.get()) + 448);
+  auto c = pool->get<uint8_t>(Int4BufferPool::kSlabBytes - 100);  // does not fit the rest: a new slab
+  EXPECT_EQ(at(c.get()) % Int4BufferPool::kSlabBytes, 0u);
+  EXPECT_NE(at(c.get()), at(a.get()));
+  a.reset();  // b still holds the first slab: writing it stays valid (ASan would say otherwise)
+  std::memset(b.get(), 1, 400);
+  EXPECT_EQ(b[99], 0x01010101u);
 }
 
 TEST(Int4Producers, NaNIsAnErrorNamingTheTensor) {

@@ -5,6 +5,7 @@
 // every format round-tripping the reference's codes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -158,6 +159,23 @@ TEST(Int4Quant, ScaleOverflowIsAnIssueNamingTheGroup) {
     EXPECT_EQ(e.code(), Errc::kCheckFailed);
     EXPECT_EQ(e.tensor(), "model.layers.0.mlp.down_proj.weight");
     EXPECT_NE(e.rule().find("F16"), std::string::npos) << e.rule();
+  }
+}
+
+// The tests below run every path of int4_paths_on_this_cpu(): on an AVX-512 machine that must
+// include the AVX2 loop too, so both vector loops are checked wherever the tests run there.
+TEST(Int4Quant, EveryVectorPathThisCpuRunsIsListed) {
+  const std::vector<Int4Path> paths = int4_paths_on_this_cpu();
+  auto has = [&](Int4Path p) { return std::find(paths.begin(), paths.end(), p) != paths.end(); };
+  EXPECT_EQ(paths.front(), Int4Path::kPortable);
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  EXPECT_EQ(has(Int4Path::kAvx2), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
+  EXPECT_EQ(has(Int4Path::kAvx512), __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                                        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"));
+#endif
+  if (has(Int4Path::kAvx512)) {
+    EXPECT_TRUE(has(Int4Path::kAvx2));
   }
 }
 
