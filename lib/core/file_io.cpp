@@ -155,6 +155,11 @@ void OutputFileWriter::write(const void* buf, size_t n, uint64_t offset) const {
   file_.pwrite_exact(p + (a - offset) + done, offset + n - a - done, a + done);
 }
 
+void OutputFileWriter::start_writeback(uint64_t offset, uint64_t n) const {
+  // Direct writes are on the disk already (a chunk's two end pages are left to the fsync).
+  if (!direct()) ::sync_file_range(file_.fd(), static_cast<off64_t>(offset), static_cast<off64_t>(n), SYNC_FILE_RANGE_WRITE);
+}
+
 void OutputFileWriter::close() {
   direct_.close();
   file_.close();

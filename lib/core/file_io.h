@@ -68,6 +68,12 @@ class OutputFileWriter {
   void write(const void* buf, size_t n, uint64_t offset) const;
   bool direct() const { return direct_.fd() >= 0; }
   const std::string& path() const { return file_.path(); }
+  // Starts writing [offset, offset + n) back to the disk when the writes went through the page
+  // cache (not direct; direct writes are on the disk already): the disk then works while
+  // the CPU produces the next chunks, and the final fsync has little left to wait for (that wait
+  // was about a fifth of `quantize --int4`'s wall time on the loaded 2-core machine). A hint: an
+  // I/O error is reported by the fsync.
+  void start_writeback(uint64_t offset, uint64_t n) const;
   // Closes both descriptors, reporting a failed close(2).
   void close();
 

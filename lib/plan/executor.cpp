@@ -1,6 +1,5 @@
 #include "plan/executor.h"
 
-#include <fcntl.h>
 #include <sys/resource.h>
 
 #include <chrono>
@@ -141,11 +140,9 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
       std::memmove(data - keep, data + n - keep, keep);
       carried = keep;
     }
-    // A durable output is fsync'ed at the end: start each chunk's write-back now, so the disk
-    // works while the CPU produces the next chunks and the final fsync has little left to wait
-    // for (it was about a fifth of `quantize --int4`'s wall time on the loaded 2-core machine).
-    // (sync_file_range is a hint here: an I/O error is reported by that fsync.)
-    if (opt.sync) ::sync_file_range(files[c.file].fd(), static_cast<off64_t>(dst_off), static_cast<off64_t>(c.n), SYNC_FILE_RANGE_WRITE);
+    // A durable output is fsync'ed at the end: what went through the page cache starts its
+    // write-back now, so the final fsync has little left to wait for.
+    if (opt.sync) file.start_writeback(dst_off, c.n);
     auto& blocks = state[c.file][c.tensor].block_digests;
     std::copy(digests.begin(), digests.end(), blocks.begin() + static_cast<ptrdiff_t>(c.begin / kHashBlockBytes));
     progress_advance(opt.progress, c.n);
