@@ -17,17 +17,27 @@
 //    a NaN/Inf is the largest), lo and hi; every lane then computes the scale and zero with
 //    int4_math.h. Wider groups (group_size -1, or sizes not dividing 128) get their parameters
 //    from a first kernel (one CTA per group, a block reduction) through the workspace.
-// 3. Codes: rint(RN(x / S)), as torch.round(x / scale) computes them, without a division per
-//    element: with r = RN(1/S) per group, k = floor(x * r) is within 2^-22 (relative) of the
-//    quotient t = x / S, so the rounding boundary near it is k + 1/2, and the sign of
-//    e = (k + 1/2)·S - x, exact from one FMA (a single rounding keeps the sign), says on which side
-//    of it t lies. The reference rounds twice, though: RN(t) lands exactly on k + 1/2 (and rint
-//    then takes the even neighbour) whenever t is within half an ulp of it, 2^-21 for the |t| < 16
-//    that can give a code other than 0 or 15. So where |e| <= 2^-20·S (that band with a margin;
-//    exact ties included) the element divides as the reference does; elsewhere the sign decides.
-//    Only float32 inputs with float32 scales (compressed-tensors) reach the band without being
-//    an exact tie: a 16-bit input over a 16-bit scale has too few bits. When 1/S overflows
-//    (F32 scales below 2^-126) the group divides.
+// 3. Codes: clamp(rint(RN(x / S)) + z, 0, 15), as torch.round(x / scale) computes them, without
+//    a division per element. The kernel is bound by instruction issue, not by DRAM (about 25
+//    issue slots per element at 70% of an H200's bandwidth), so the per-element path is seven
+//    full-rate instructions and no conversion-unit ones (floorf, float->int) — see code_word.
+//    With r = RN(1/S) (relative error <= 2^-24) and M = 1.5 * 2^23 + z:
+//      y  = RN(x*r + M)          one FFMA; for |x*r| <= 2^21 the sum lies in [2^23, 2^24), where
+//                                the float grid is the integers, so y = M + rint(x*r) exactly;
+//      m  = y - M                exact (both integers below 2^24): m = rint(x*r);
+//      d  = RN(x*r - m)          one FFMA: the distance from x*r to its integer, |d| <= 1/2.
+//    If |d| <= 1/2 - 2^-19 the reference's code is m. Proof: with t = x / S,
+//    |x*r - t| <= |t| 2^-24 and |RN(t) - t| <= |t| 2^-24, so |RN(t) - m| <= 1/2 - 2^-19 + 2^-25 +
+//    |t| 2^-23 < 1/2 whenever |t| < 15.75, and then rint(RN(t)) = m. For |t| >= 15.75 both m and
+//    rint(RN(t)) are at least 16 in size with the same sign, so both clamp to the same code (z is
+//    in [0, 15]); likewise when |x*r| > 2^21 and y is no longer exact. Otherwise (x*r within
+//    2^-19 of a half-integer, exact ties included: about 4 elements in a million of random data;
+//    or r = Inf for F32 scales below 2^-126, where d is NaN) the 8 elements of the thread divide
+//    as the reference does.
+//    The clamp is two FMNMX on y against M - z and M - z + 15 (bits of M are 0x4B40'0000 plus the
+//    code, so the low nibble of the clamped float IS the code), and the 8 codes are packed by
+//    adding the clamped floats' bits shifted by 4i and subtracting the known sum of the shifted
+//    0x4B40'0000 parts (kMagicSum): one LEA per element instead of mask, shift and or.
 // 4. The 64 x 16 words of the tile go to shared memory and leave in the format's layout:
 //    compressed-tensors rows as they are, GPTQ transposed (64 consecutive columns of qweight per
 //    row), AWQ gathered across 8 rows into N-packed words; scales and zeros likewise.
@@ -117,6 +127,56 @@ __device__ __forceinline__ void load8(const uint8_t* src, float x[8]) {
   widen8<InType>(load_raw8<InType>(src), x);
 }
 
+// The range of 8 elements: mb = the float32 bits of max |x| (a NaN/Inf sorts above every finite
+// value), and for asymmetric groups lo = min(0, x), hi = max(0, x). 16-bit inputs work on the raw
+// words two elements at a time (VIMNMX.U16x2 on the magnitude bits, HMNMX2 for lo/hi, which like
+// fminf/fmaxf return the other operand of a NaN): half the instructions of the float32 form.
+template <int InType, bool kSym>
+__device__ __forceinline__ void range8(const Raw8<InType>& r, const float x[8], uint32_t& mb, float& lo, float& hi) {
+  lo = 0.0f;
+  hi = 0.0f;
+  if (InType == 2) {
+    mb = 0;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      mb = max(mb, __float_as_uint(x[i]) & 0x7FFFFFFFu);
+      if (!kSym) {
+        lo = fminf(lo, x[i]);
+        hi = fmaxf(hi, x[i]);
+      }
+    }
+    return;
+  }
+  const uint32_t w[4] = {r.v[0].x, r.v[0].y, r.v[0].z, r.v[0].w};
+  uint32_t m2 = 0;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) m2 = __vmaxu2(m2, w[i] & 0x7FFF7FFFu);
+  const uint32_t m16 = max(m2 & 0xFFFFu, m2 >> 16);
+  mb = InType == 0 ? m16 << 16 : __float_as_uint(__half2float(__ushort_as_half(static_cast<uint16_t>(m16))));
+  if (kSym) return;
+  if (InType == 0) {
+    __nv_bfloat162 l2 = __float2bfloat162_rn(0.0f), h2 = l2;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162*>(&w[i]);
+      l2 = __hmin2(l2, v);
+      h2 = __hmax2(h2, v);
+    }
+    lo = fminf(__low2float(l2), __high2float(l2));
+    hi = fmaxf(__low2float(h2), __high2float(h2));
+  } else {
+    __half2 l2 = __float2half2_rn(0.0f), h2 = l2;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const __half2 v = *reinterpret_cast<const __half2*>(&w[i]);
+      l2 = __hmin2(l2, v);
+      h2 = __hmax2(h2, v);
+    }
+    lo = fminf(__low2float(l2), __high2float(l2));
+    hi = fmaxf(__low2float(h2), __high2float(h2));
+  }
+}
+
 // The group's parameters from its range (int4_group_params of lib/ops, on the device).
 struct Group {
   float scale, rinv;
@@ -138,19 +198,42 @@ __device__ __forceinline__ Group group_params(const Params& p, float amax, float
   return g;
 }
 
-// clamp(RNE(x / S) + z, 0, 15) (see step 3 above).
-__device__ __forceinline__ uint32_t code_of(float x, const Group& g) {
-  float q;
-  if (isinf(g.rinv)) {
-    q = rintf(__fdiv_rn(x, g.scale));
-  } else {
-    const float k = floorf(x * g.rinv);
-    const float e = fmaf(k + 0.5f, g.scale, -x);  // (k + 1/2)·S − x, its sign exact
-    if (fabsf(e) <= g.scale * 0x1p-20f) q = rintf(__fdiv_rn(x, g.scale));  // near a tie: RN(x / S) first
-    else q = e < 0.0f ? k + 1.0f : k;
+// Step 3: the code word of 8 elements (nibble i from x[i]), and each code where stats need it.
+constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: the float grid is the integers from 2^23 to 2^24
+constexpr float kBand = 0.5f - 0x1p-19f;
+constexpr uint32_t magic_sum() {
+  uint32_t s = 0;
+  for (int i = 0; i < 8; ++i) s += 0x4B400000u << (4 * i);  // bits of kMagic, shifted as nibble i
+  return s;
+}
+constexpr uint32_t kMagicSum = magic_sum();
+
+// The reference's code of one element by division: the rare path (see step 3).
+__device__ __noinline__ float exact_code_float(float x, float scale, float zero) {
+  return rintf(__fdiv_rn(x, scale)) + zero;  // exact below 2^24; the clamp takes care beyond
+}
+
+__device__ __forceinline__ uint32_t code_word(const float x[8], const Group& g, uint32_t codes[8]) {
+  const float m0 = kMagic + static_cast<float>(g.zero);  // M above: z folded in
+  float y[8], dmax = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    y[i] = fmaf(x[i], g.rinv, m0);
+    const float m = y[i] - m0;
+    dmax = fmaxf(dmax, fabsf(fmaf(x[i], g.rinv, -m)));
   }
-  const float v = q + static_cast<float>(g.zero);
-  return v <= 0.0f ? 0u : (v >= 15.0f ? 15u : static_cast<uint32_t>(v));
+  if (!(dmax <= kBand) || isinf(g.rinv)) {  // fmaxf drops a NaN d, so r = Inf is asked directly
+#pragma unroll
+    for (int i = 0; i < 8; ++i) y[i] = exact_code_float(x[i], g.scale, static_cast<float>(g.zero)) + kMagic;
+  }
+  uint32_t w = 0;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const uint32_t b = __float_as_uint(fminf(fmaxf(y[i], kMagic), kMagic + 15.0f));  // NaN -> kMagic
+    w += b << (4 * i);
+    codes[i] = b & 15u;
+  }
+  return w - kMagicSum;
 }
 
 __device__ __forceinline__ void store_scale(const Params& p, uint32_t grow, uint32_t gi, float s) {
@@ -201,7 +284,7 @@ __device__ __forceinline__ T block_max(T v, T* shared) {
 }
 
 // One tile (see the top of the file). kGiven: parameters from p.given (wide groups).
-template <int InType, bool kGiven, bool kStats>
+template <int InType, bool kGiven, bool kStats, bool kSym>
 __global__ void __launch_bounds__(kThreads) tile_kernel(Params p) {
   constexpr int esize = InType == 2 ? 4 : 2;
   __shared__ uint32_t words[kTileRows][kWordsPerRow + 1];
@@ -240,18 +323,15 @@ __global__ void __launch_bounds__(kThreads) tile_kernel(Params p) {
         g.rinv = 1.0f;
       }
     } else {
-      uint32_t mb = 0;
-      float lo = 0.0f, hi = 0.0f;
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        mb = max(mb, __float_as_uint(x[i]) & 0x7FFFFFFFu);
-        lo = fminf(lo, x[i]);
-        hi = fmaxf(hi, x[i]);
-      }
+      uint32_t mb;
+      float lo, hi;
+      range8<InType, kSym>(raw[round], x, mb, lo, hi);
       for (uint32_t o = 1; o < gw; o <<= 1) {  // the group's lanes are aligned and consecutive
         mb = max(mb, __shfl_xor_sync(kFull, mb, o));
-        lo = fminf(lo, __shfl_xor_sync(kFull, lo, o));
-        hi = fmaxf(hi, __shfl_xor_sync(kFull, hi, o));
+        if (!kSym) {
+          lo = fminf(lo, __shfl_xor_sync(kFull, lo, o));
+          hi = fmaxf(hi, __shfl_xor_sync(kFull, hi, o));
+        }
       }
       const bool first = c8 % gw == 0;
       if (mb >= 0x7F800000u) {
@@ -278,19 +358,17 @@ __global__ void __launch_bounds__(kThreads) tile_kernel(Params p) {
         szero[r][c8 / gw] = static_cast<uint8_t>(g.zero);
       }
     }
-    uint32_t w = 0;
+    uint32_t codes[8];
+    words[r][c8] = code_word(x, g, codes);
+    if (kStats && valid) {
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const uint32_t q = code_of(x[i], g);
-      w |= q << (4 * i);
-      if (kStats && valid) {
-        const float e = x[i] - int4_dequant(q, g.zero, g.scale);
+      for (int i = 0; i < 8; ++i) {
+        const float e = x[i] - int4_dequant(codes[i], g.zero, g.scale);
         sq_err += e * e;
         sq += x[i] * x[i];
         max_err = fmaxf(max_err, fabsf(e));
       }
     }
-    words[r][c8] = w;
   }
   __syncthreads();
 
@@ -447,17 +525,22 @@ Layout workspace_layout(const Int4QuantArgs& a) {
   return l;
 }
 
-template <int InType>
+template <int InType, bool kSym>
 cudaError_t launch(const Params& p, bool wide, bool stats, dim3 grid, cudaStream_t s) {
   if (wide) {
     wide_params_kernel<InType><<<dim3(p.groups, p.rows), kThreads, 0, s>>>(p);
-    if (stats) tile_kernel<InType, true, true><<<grid, kThreads, 0, s>>>(p);
-    else tile_kernel<InType, true, false><<<grid, kThreads, 0, s>>>(p);
+    if (stats) tile_kernel<InType, true, true, kSym><<<grid, kThreads, 0, s>>>(p);
+    else tile_kernel<InType, true, false, kSym><<<grid, kThreads, 0, s>>>(p);
   } else {
-    if (stats) tile_kernel<InType, false, true><<<grid, kThreads, 0, s>>>(p);
-    else tile_kernel<InType, false, false><<<grid, kThreads, 0, s>>>(p);
+    if (stats) tile_kernel<InType, false, true, kSym><<<grid, kThreads, 0, s>>>(p);
+    else tile_kernel<InType, false, false, kSym><<<grid, kThreads, 0, s>>>(p);
   }
   return cudaGetLastError();
+}
+
+template <int InType>
+cudaError_t launch(const Params& p, bool wide, bool stats, dim3 grid, cudaStream_t s) {
+  return p.symmetric ? launch<InType, true>(p, wide, stats, grid, s) : launch<InType, false>(p, wide, stats, grid, s);
 }
 
 }  // namespace
