@@ -6,7 +6,9 @@
 // AVX-512 code can be picked by the linker for callers on other CPUs.
 #if defined(__x86_64__)
 // GCC 12 warns inside its own avx512fintrin.h (the _mm512_undefined_* pass-through operands).
+#if !defined(__clang__)  // clang has no such warning group and would warn about the pragma
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include "ops/cast_dispatch.h"

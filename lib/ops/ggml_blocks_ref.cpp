@@ -3,6 +3,7 @@
 // Bit-identical output depends on float32 arithmetic in ggml's exact loop order, so this file is
 // compiled with -ffp-contract=off (CMakeLists.txt): a fused multiply-add would round differently.
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 
@@ -34,6 +35,16 @@ int nearest_int(float fval) {
   return (i & 0x007fffff) - 0x00400000;
 }
 
+// (int8_t)f or (uint8_t)f as ggml's C code writes them, without their undefined behaviour for NaN
+// and out-of-range values: x86-64 compilers convert through a 32-bit cvttss2si (truncation toward
+// zero; NaN and values outside int32 give 0x80000000, "integer indefinite") and keep the low byte,
+// so that is what libggml's quantizers store for such inputs, and what this returns.
+int8_t float_to_int8_as_x86(float f) {
+  int32_t i = INT32_MIN;
+  if (f > -2147483904.0f && f < 2147483648.0f) i = static_cast<int32_t>(f);
+  return static_cast<int8_t>(static_cast<uint32_t>(i) & 0xFFu);
+}
+
 // block_q8_0: d (f16), qs[32] (int8).
 void q8_0(const float* x, uint8_t* y, int64_t nb) {
   for (int64_t i = 0; i < nb; i++, x += kQK, y += 34) {
@@ -42,7 +53,7 @@ void q8_0(const float* x, uint8_t* y, int64_t nb) {
     const float d = amax / ((1 << 7) - 1);
     const float id = d ? 1.0f / d : 0.0f;
     put_f16(y, d);
-    for (int j = 0; j < kQK; ++j) y[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::roundf(x[j] * id)));
+    for (int j = 0; j < kQK; ++j) y[2 + j] = static_cast<uint8_t>(float_to_int8_as_x86(std::roundf(x[j] * id)));
   }
 }
 
@@ -61,8 +72,8 @@ void q4_0(const float* x, uint8_t* y, int64_t nb) {
     const float id = d ? 1.0f / d : 0.0f;
     put_f16(y, d);
     for (int j = 0; j < kQK / 2; ++j) {
-      const uint8_t xi0 = static_cast<uint8_t>(std::min(15, static_cast<int>(static_cast<int8_t>(x[j] * id + 8.5f))));
-      const uint8_t xi1 = static_cast<uint8_t>(std::min(15, static_cast<int>(static_cast<int8_t>(x[kQK / 2 + j] * id + 8.5f))));
+      const uint8_t xi0 = static_cast<uint8_t>(std::min(15, static_cast<int>(float_to_int8_as_x86(x[j] * id + 8.5f))));
+      const uint8_t xi1 = static_cast<uint8_t>(std::min(15, static_cast<int>(float_to_int8_as_x86(x[kQK / 2 + j] * id + 8.5f))));
       y[2 + j] = static_cast<uint8_t>(xi0 | (xi1 << 4));
     }
   }
@@ -83,8 +94,8 @@ void q4_1(const float* x, uint8_t* y, int64_t nb) {
     for (int j = 0; j < kQK / 2; ++j) {
       const float x0 = (x[j] - min) * id;
       const float x1 = (x[kQK / 2 + j] - min) * id;
-      const uint8_t xi0 = static_cast<uint8_t>(std::min(15, static_cast<int>(static_cast<int8_t>(x0 + 0.5f))));
-      const uint8_t xi1 = static_cast<uint8_t>(std::min(15, static_cast<int>(static_cast<int8_t>(x1 + 0.5f))));
+      const uint8_t xi0 = static_cast<uint8_t>(std::min(15, static_cast<int>(float_to_int8_as_x86(x0 + 0.5f))));
+      const uint8_t xi1 = static_cast<uint8_t>(std::min(15, static_cast<int>(float_to_int8_as_x86(x1 + 0.5f))));
       y[4 + j] = static_cast<uint8_t>(xi0 | (xi1 << 4));
     }
   }
@@ -106,8 +117,8 @@ void q5_0(const float* x, uint8_t* y, int64_t nb) {
     put_f16(y, d);
     uint32_t qh = 0;
     for (int j = 0; j < kQK / 2; ++j) {
-      const uint8_t xi0 = static_cast<uint8_t>(std::min(31, static_cast<int>(static_cast<int8_t>(x[j] * id + 16.5f))));
-      const uint8_t xi1 = static_cast<uint8_t>(std::min(31, static_cast<int>(static_cast<int8_t>(x[kQK / 2 + j] * id + 16.5f))));
+      const uint8_t xi0 = static_cast<uint8_t>(std::min(31, static_cast<int>(float_to_int8_as_x86(x[j] * id + 16.5f))));
+      const uint8_t xi1 = static_cast<uint8_t>(std::min(31, static_cast<int>(float_to_int8_as_x86(x[kQK / 2 + j] * id + 16.5f))));
       y[6 + j] = static_cast<uint8_t>((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
       qh |= ((xi0 & 0x10u) >> 4) << (j + 0);
       qh |= ((xi1 & 0x10u) >> 4) << (j + kQK / 2);
@@ -130,8 +141,8 @@ void q5_1(const float* x, uint8_t* y, int64_t nb) {
     put_f16(y + 2, min);
     uint32_t qh = 0;
     for (int j = 0; j < kQK / 2; ++j) {
-      const uint8_t xi0 = static_cast<uint8_t>((x[j] - min) * id + 0.5f);
-      const uint8_t xi1 = static_cast<uint8_t>((x[kQK / 2 + j] - min) * id + 0.5f);
+      const uint8_t xi0 = static_cast<uint8_t>(float_to_int8_as_x86((x[j] - min) * id + 0.5f));
+      const uint8_t xi1 = static_cast<uint8_t>(float_to_int8_as_x86((x[kQK / 2 + j] - min) * id + 0.5f));
       y[8 + j] = static_cast<uint8_t>((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
       qh |= ((xi0 & 0x10u) >> 4) << (j + 0);
       qh |= ((xi1 & 0x10u) >> 4) << (j + kQK / 2);

@@ -8,7 +8,9 @@
 // inverse, so AWQ -> GPTQ runs the same steps backwards. Tested bit for bit against the scalar
 // loops (tests/unit/test_int4_quant.cpp, test_marlin_layout.cpp).
 #if defined(__x86_64__)
+#if !defined(__clang__)  // clang has no such warning group and would warn about the pragma
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <algorithm>

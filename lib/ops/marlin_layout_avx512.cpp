@@ -9,7 +9,9 @@
 //      put word (th, w) at 4 th + w.
 // Tested against the nibble-at-a-time closed form bit for bit (tests/unit/test_marlin_layout.cpp).
 #if defined(__x86_64__)
+#if !defined(__clang__)  // clang has no such warning group and would warn about the pragma
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include "ops/marlin_layout_detail.h"

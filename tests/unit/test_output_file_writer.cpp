@@ -34,7 +34,8 @@ std::vector<uint8_t> write_pieces(const std::string& path, const std::vector<uin
     pool.emplace_back([&, t] {
       for (size_t i = static_cast<size_t>(t); i < pieces.size(); i += static_cast<size_t>(threads)) {
         const Piece& p = pieces[i];
-        uint8_t* base = static_cast<uint8_t*>(std::aligned_alloc(kDirectAlign, p.n + 2 * kDirectAlign));
+        // aligned_alloc takes whole multiples of the alignment (ASan holds the test to it).
+        uint8_t* base = static_cast<uint8_t*>(std::aligned_alloc(kDirectAlign, (p.n / kDirectAlign + 3) * kDirectAlign));
         uint8_t* data = base + p.offset % kDirectAlign + (p.matched ? 0 : 8);
         std::memcpy(data, bytes.data() + p.offset, p.n);
         w.write(data, p.n, p.offset);
