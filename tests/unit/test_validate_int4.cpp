@@ -1,0 +1,216 @@
+// ckpt validate of INT4 checkpoints (issue 13): every output of `quantize --int4` (GPTQ sym/asym,
+// AWQ, compressed-tensors sym/asym; groups 32 and -1) passes structure, checksums and the CPU
+// GEMM check with every Linear run; each broken rule (a zero point out of range or not 8 where
+// the scheme is symmetric, g_idx out of range, a scale shape, config.json disagreeing with the
+// tensors, a tensor the scheme does not have) fails with one line naming the file, the tensor and
+// the rule. The CPU GEMM check dequantizes through the formats' one decoder (ops::int4_decode).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "model/linear.h"
+#include "ops/int4_quant.h"
+#include "test_support.h"
+#include "validate/validate.h"
+#include "validate_fixtures.h"
+
+using namespace ckpt;
+using namespace ckpt::validate;
+using namespace ckpt::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Outcome {
+  Report report;
+  Prepared prepared;
+};
+
+std::unique_ptr<Outcome> run_cpu(const std::string& dir) {
+  auto o = std::make_unique<Outcome>();
+  o->prepared = run_cpu_phases(dir, o->report, {});
+  return o;
+}
+
+// Exactly one failure, of `check`, naming `tensor` and the model file, its message holding `rule`.
+void expect_one_failure(const Outcome& o, const std::string& dir, const std::string& check, const std::string& tensor,
+                        const std::string& rule) {
+  const auto failures = o.report.failures();
+  std::string all;
+  for (const auto& f : failures) all += f.line() + "\n";
+  ASSERT_EQ(failures.size(), 1u) << all;
+  const Failure& f = failures[0];
+  EXPECT_EQ(f.check, check) << all;
+  EXPECT_EQ(f.tensor, tensor) << all;
+  EXPECT_EQ(f.file, dir + "/model.safetensors") << all;
+  EXPECT_NE(f.message.find(rule), std::string::npos) << all;
+  EXPECT_EQ(f.line().find('\n'), std::string::npos);
+}
+
+FixtureTensor* find(std::vector<FixtureTensor>& ts, const std::string& name) {
+  for (auto& t : ts)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+ojson config_of(const std::string& dir) { return parse_strict_json(read_text_file(dir + "/config.json")).value; }
+
+const std::string kDown = "model.layers.1.mlp.down_proj";
+
+}  // namespace
+
+TEST(ValidateInt4, EveryFormatPassesWithEveryLinearRun) {
+  struct Case {
+    const char* format;
+    bool sym;
+    int64_t group;
+  };
+  for (const Case c : {Case{"gptq", true, 32}, Case{"gptq", false, 32}, Case{"gptq", true, -1}, Case{"awq", false, 32},
+                       Case{"awq", false, -1}, Case{"compressed-tensors", true, 32}, Case{"compressed-tensors", false, -1}}) {
+    SCOPED_TRACE(std::string(c.format) + (c.sym ? " sym " : " asym ") + std::to_string(c.group));
+    ScratchDir tmp;
+    write_int4_fixture(tmp / "q", c.format, c.sym, c.group);
+    auto o = run_cpu(tmp / "q");
+    ASSERT_TRUE(o->report.ok()) << o->report.table();
+    const Target& t = *o->prepared.layout.targets[0];
+    ASSERT_EQ(t.linears.size(), 15u);  // 2 layers x 7, lm_head stays bf16
+    size_t int4 = 0;
+    for (const auto& lw : t.linears) int4 += lw.is_int4();
+    EXPECT_EQ(int4, 14u);
+    bool gemm = false;
+    for (const auto& p : o->report.phases())
+      if (p.name == "gemm (cpu)") {
+        gemm = true;
+        EXPECT_EQ(p.details["weights"], 15);
+      }
+    EXPECT_TRUE(gemm);
+  }
+}
+
+// The Linear the GEMM check multiplies with decodes to ops::int4_decode's values, element for element.
+TEST(ValidateInt4, GemmCheckUsesTheFormatsDecoder) {
+  ScratchDir tmp;
+  write_int4_fixture(tmp / "q", "awq", false, 32);
+  auto o = run_cpu(tmp / "q");
+  ASSERT_TRUE(o->report.ok()) << o->report.table();
+  const Target& t = *o->prepared.layout.targets[0];
+  model::HostTensors host(t.ck);
+  for (const auto& lw : t.linears) {
+    if (!lw.is_int4()) continue;
+    const auto w = model::stored_linear(lw, host);
+    std::vector<double> rows(lw.n * lw.k);
+    w->dequantize_rows(0, lw.n, rows.data());
+    ops::Int4Stored st;
+    std::vector<uint32_t> q(lw.weight->nbytes() / 4), z(lw.zeros->nbytes() / 4);
+    std::vector<uint8_t> s(lw.scale->nbytes());
+    File f = File::open_read(t.ck.files[0].path);
+    f.pread_exact(q.data(), lw.weight->nbytes(), lw.weight->view.offset);
+    f.pread_exact(z.data(), lw.zeros->nbytes(), lw.zeros->view.offset);
+    f.pread_exact(s.data(), s.size(), lw.scale->view.offset);
+    st.weights = q.data();
+    st.zeros = z.data();
+    st.scales = s.data();
+    std::vector<float> want(lw.n * lw.k);
+    ASSERT_TRUE(ops::int4_decode(*lw.int4, ops::int4_geometry(*lw.int4, lw.n, lw.k), st, 0, lw.n, want.data()));
+    for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(rows[i], double(want[i])) << lw.name << " element " << i;
+  }
+}
+
+TEST(ValidateInt4, WrongQzerosOfASymmetricCheckpointAreNamed) {
+  ScratchDir tmp;
+  const std::string dir = tmp / "q";
+  write_int4_fixture(dir, "gptq", true, 32);
+  auto ts = read_fixture_tensors(dir);
+  find(ts, kDown + ".qzeros")->bytes[5] = 0x78;  // one zero point 9 (stored 8) in a 0x77777777 word
+  rewrite_fixture(dir, ts, config_of(dir));
+  expect_one_failure(*run_cpu(dir), dir, "int4", kDown + ".qzeros", "is 9 in a symmetric checkpoint");
+}
+
+TEST(ValidateInt4, ZeroPointNibbleOutOfRangeIsNamed) {
+  // GPTQ v1 stores zero - 1; a stored nibble 0xF reads back as 16, outside every kernel's range.
+  ScratchDir tmp;
+  const std::string dir = tmp / "q";
+  write_int4_fixture(dir, "gptq", true, 32);
+  auto ts = read_fixture_tensors(dir);
+  find(ts, kDown + ".qzeros")->bytes[0] = 0x7F;
+  rewrite_fixture(dir, ts, config_of(dir));
+  expect_one_failure(*run_cpu(dir), dir, "int4", kDown + ".qzeros", "reads back as 16");
+}
+
+TEST(ValidateInt4, GroupIndexOutOfRangeIsNamed) {
+  ScratchDir tmp;
+  const std::string dir = tmp / "q";
+  write_int4_fixture(dir, "gptq", false, 32);
+  auto ts = read_fixture_tensors(dir);
+  find(ts, kDown + ".g_idx")->bytes[4 * 3] = 9;  // g_idx[3] = 9 of 4 groups
+  rewrite_fixture(dir, ts, config_of(dir));
+  expect_one_failure(*run_cpu(dir), dir, "int4", kDown + ".g_idx", "g_idx[3] = 9 is outside [0, 4)");
+  // In range but not k / G without act-order: vLLM would ignore it, our decoder would not.
+  find(ts, kDown + ".g_idx")->bytes[4 * 3] = 1;
+  rewrite_fixture(dir, ts, config_of(dir));
+  expect_one_failure(*run_cpu(dir), dir, "int4", kDown + ".g_idx", "without act-order");
+}
+
+TEST(ValidateInt4, ScaleShapeMismatchIsNamed) {
+  ScratchDir tmp;
+  const std::string dir = tmp / "q";
+  write_int4_fixture(dir, "compressed-tensors", true, 32);
+  auto ts = read_fixture_tensors(dir);
+  FixtureTensor* s = find(ts, kDown + ".weight_scale");
+  ASSERT_EQ(s->shape, (std::vector<uint64_t>{64, 4}));
+  s->shape = {64, 2};  // the bytes of [64, 4] read as [64, 2] would be another grid
+  s->bytes.resize(64 * 2 * 2);
+  rewrite_fixture(dir, ts, config_of(dir));
+  expect_one_failure(*run_cpu(dir), dir, "int4", kDown + ".weight_scale",
+                     "BF16 [64, 2], but int4 compressed-tensors sym group 32 (config.json) stores BF16 [64, 4]");
+}
+
+TEST(ValidateInt4, ConfigDisagreeingWithTheTensorsIsNamed) {
+  ScratchDir tmp;
+  const std::string dir = tmp / "q";
+  write_int4_fixture(dir, "gptq", true, 32);
+  auto ts = read_fixture_tensors(dir);
+  // group_size 64 in config.json, tensors of group 32: the first Linear's zero points are named.
+  ojson c = config_of(dir);
+  c["quantization_config"]["group_size"] = 64;
+  rewrite_fixture(dir, ts, c);
+  auto o = run_cpu(dir);
+  ASSERT_FALSE(o->report.ok());
+  const Failure f = o->report.failures().front();
+  EXPECT_EQ(f.check, "int4");
+  EXPECT_EQ(f.tensor, "model.layers.0.mlp.down_proj.qzeros");
+  EXPECT_NE(f.message.find("I32 [4, 8], but int4 gptq sym group 64 (config.json) stores I32 [2, 8] for a [64, 128] weight"),
+            std::string::npos)
+      << f.line();
+  // compressed-tensors: a zero point the symmetric config does not have is named; declared asymmetric, a
+  // missing one is.
+  ScratchDir tmp2;
+  const std::string ct = tmp2 / "ct";
+  write_int4_fixture(ct, "compressed-tensors", false, 32);
+  ojson cc = config_of(ct);
+  cc["quantization_config"]["config_groups"]["group_0"]["weights"]["symmetric"] = true;
+  auto cts = read_fixture_tensors(ct);
+  std::vector<FixtureTensor> one_extra;
+  for (auto& t : cts)
+    if (t.name.find("weight_zero_point") == std::string::npos || t.name == kDown + ".weight_zero_point") one_extra.push_back(t);
+  rewrite_fixture(ct, one_extra, cc);
+  expect_one_failure(*run_cpu(ct), ct, "quant-config", kDown + ".weight_zero_point",
+                     "tensor that int4 compressed-tensors sym group 32 (config.json's quantization_config) does not have");
+  cc["quantization_config"]["config_groups"]["group_0"]["weights"]["symmetric"] = false;
+  std::vector<FixtureTensor> one_missing;
+  for (auto& t : cts)
+    if (t.name != kDown + ".weight_zero_point") one_missing.push_back(t);
+  rewrite_fixture(ct, one_missing, cc);
+  expect_one_failure(*run_cpu(ct), ct, "int4", kDown + ".weight_zero_point", "tensor is missing");
+}
+
+TEST(ValidateInt4, NonPositiveScaleIsNamed) {
+  ScratchDir tmp;
+  const std::string dir = tmp / "q";
+  write_int4_fixture(dir, "awq", false, 32);
+  auto ts = read_fixture_tensors(dir);
+  auto& b = find(ts, kDown + ".scales")->bytes;
+  b[2 * 7] = 0x00, b[2 * 7 + 1] = 0x80;  // element 7: F16 -0
+  rewrite_fixture(dir, ts, config_of(dir));
+  expect_one_failure(*run_cpu(dir), dir, "int4", kDown + ".scales", "element 7: scale of row 7, group 0 is -0");
+}
