@@ -101,6 +101,38 @@ Elem model_activation_type(const validate::Target& t) {
 
 }  // namespace
 
+DequantArgs dequant_args(const LinearWeight& lw, const std::function<const void*(const TensorRef&)>& device) {
+  DequantArgs a{};
+  a.weight = device(*lw.weight);
+  a.weight_type = elem_of(lw.weight->dtype());
+  a.n = lw.n;
+  a.k = lw.k;
+  a.scale_kind = ScaleKind::kNone;
+  if (lw.is_int4()) {
+    a.scale_kind = ScaleKind::kInt4;
+    a.int4_format = lw.int4->format == ops::Int4Format::kGptq  ? ops::kInt4Gptq
+                    : lw.int4->format == ops::Int4Format::kAwq ? ops::kInt4Awq
+                                                               : ops::kInt4Ct;
+    a.int4_zero_offset = lw.int4->gptq_zero_offset;
+    a.scale = device(*lw.scale);
+    a.scale_type = elem_of(lw.scale->dtype());
+    a.zeros = lw.zeros ? device(*lw.zeros) : nullptr;
+    a.g_idx = lw.g_idx ? device(*lw.g_idx) : nullptr;
+    const ops::Int4Geometry geo = ops::int4_geometry(*lw.int4, lw.n, lw.k);
+    a.group = geo.group;
+    a.groups = geo.groups;
+  } else if (lw.fp8()) {
+    a.scale = device(*lw.scale);
+    a.scale_type = elem_of(lw.scale->dtype());
+    a.block_n = lw.block_n;
+    a.block_k = lw.block_k;
+    a.scale_kind = lw.layout == quant::Granularity::kTensor    ? ScaleKind::kTensor
+                   : lw.layout == quant::Granularity::kChannel ? ScaleKind::kChannel
+                                                               : ScaleKind::kBlock;
+  }
+  return a;
+}
+
 // Activations live in one [max_batch, max_k] pool per dtype; a weight with K columns reads its
 // rows with stride K (every GEMM and its reference read the same elements, and cuBLASLt FP8
 // keeps its leading-dimension rule satisfied whenever K is).
@@ -132,43 +164,18 @@ struct GemmWarmup::Impl {
       r.lw = &lw;
       r.file = t.ck.files[lw.weight->view.file].path;
       r.w = files[lw.weight->view.file].bytes.data() + lw.weight->view.offset;
-      r.dq.weight = r.w;
-      r.dq.weight_type = elem_of(lw.weight->dtype());
-      r.dq.n = lw.n;
-      r.dq.k = lw.k;
-      r.dq.scale_kind = ScaleKind::kNone;
+      r.dq = dequant_args(lw, [&](const TensorRef& x) -> const void* {
+        return files[x.view.file].bytes.data() + x.view.offset;
+      });
       if (lw.is_int4()) {
         // Dequantized from the loaded bytes in the stored layout to float32 (exact: (q - z) * S
-        // has at most 16 significant bits), then a float32 cuBLAS GEMM; the Marlin W4A16 kernel
-        // is issue 14's.
-        auto device = [&](const TensorRef* t) -> const void* {
-          return t ? files[t->view.file].bytes.data() + t->view.offset : nullptr;
-        };
-        r.dq.scale_kind = ScaleKind::kInt4;
-        r.dq.int4_format = lw.int4->format == ops::Int4Format::kGptq  ? ops::kInt4Gptq
-                           : lw.int4->format == ops::Int4Format::kAwq ? ops::kInt4Awq
-                                                                      : ops::kInt4Ct;
-        r.dq.int4_zero_offset = lw.int4->gptq_zero_offset;
-        r.dq.scale = device(lw.scale);
-        r.dq.scale_type = elem_of(lw.scale->dtype());
-        r.dq.zeros = device(lw.zeros);
-        r.dq.g_idx = device(lw.g_idx);
-        const ops::Int4Geometry geo = ops::int4_geometry(*lw.int4, lw.n, lw.k);
-        r.dq.group = geo.group;
-        r.dq.groups = geo.groups;
+        // has at most 16 significant bits), then a float32 cuBLAS GEMM.
         r.path = Path::kDequantCublas;
         r.act = r.out = Elem::kF32;
       } else if (!lw.fp8()) {
         r.path = Path::kCublas;
         r.act = r.out = elem_of(lw.weight->dtype());
       } else {
-        r.dq.scale = files[lw.scale->view.file].bytes.data() + lw.scale->view.offset;
-        r.dq.scale_type = elem_of(lw.scale->dtype());
-        r.dq.block_n = lw.block_n;
-        r.dq.block_k = lw.block_k;
-        r.dq.scale_kind = lw.layout == quant::Granularity::kTensor    ? ScaleKind::kTensor
-                          : lw.layout == quant::Granularity::kChannel ? ScaleKind::kChannel
-                                                                  : ScaleKind::kBlock;
         r.out = model_act;
         if (lw.layout == quant::Granularity::kTensor) {
           r.path = Path::kLtFp8;
