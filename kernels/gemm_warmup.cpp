@@ -117,7 +117,7 @@ DequantArgs dequant_args(const LinearWeight& lw, const std::function<const void*
     a.scale = device(*lw.scale);
     a.scale_type = elem_of(lw.scale->dtype());
     a.zeros = lw.zeros ? device(*lw.zeros) : nullptr;
-    a.g_idx = lw.g_idx ? device(*lw.g_idx) : nullptr;
+    a.g_idx = lw.g_idx && lw.act_order ? device(*lw.g_idx) : nullptr;  // without act-order vLLM reads k / G
     const ops::Int4Geometry geo = ops::int4_geometry(*lw.int4, lw.n, lw.k);
     a.group = geo.group;
     a.groups = geo.groups;

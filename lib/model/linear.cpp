@@ -132,7 +132,8 @@ std::unique_ptr<LinearWeights> stored_linear(const validate::LinearWeight& lw, c
   if (lw.is_int4())
     return std::make_unique<Int4Linear>(*lw.int4, lw.n, lw.k, host.bytes(*lw.weight),
                                         lw.zeros ? host.bytes(*lw.zeros) : nullptr, host.bytes(*lw.scale),
-                                        lw.g_idx ? host.bytes(*lw.g_idx) : nullptr, std::array<std::vector<uint8_t>, 4>{});
+                                        lw.g_idx && lw.act_order ? host.bytes(*lw.g_idx) : nullptr,  // else k / G, as vLLM
+                                        std::array<std::vector<uint8_t>, 4>{});
   return std::make_unique<StoredLinear>(lw, host);
 }
 

@@ -330,16 +330,20 @@ Int4ArrayIssue int4_check_stored(const Int4Scheme& s, const Int4Geometry& geo, c
                        "group " + std::to_string(g) + " has non-zero nibbles past out_features " + std::to_string(N) +
                            " (the packing pads with zeros)");
   }
-  // g_idx: a group per input in [0, G); without act-order vLLM drops it and uses k / G, so it must be that.
+  // g_idx: with act-order a group per input in [0, G). Without it vLLM drops g_idx and uses k / G,
+  // so it must be a slice of the trivial k / G: g_idx[0] + k / G (a row-parallel TP rank keeps the
+  // global group numbers of its slice, as vLLM's RowvLLMParameter loads it).
   for (uint64_t k = 0; st.g_idx && k < K; ++k) {
     const int32_t v = st.g_idx[k];
-    if (v < 0 || static_cast<uint64_t>(v) >= G)
+    if (act_order && (v < 0 || static_cast<uint64_t>(v) >= G))
       return issue(Int4ArrayIssue::kGIdx, k, "g_idx[" + std::to_string(k) + "] = " + std::to_string(v) +
                                                  " is outside [0, " + std::to_string(G) + ")");
-    if (!act_order && static_cast<uint64_t>(v) != k / geo.group)
+    if (!act_order && static_cast<int64_t>(v) != static_cast<int64_t>(st.g_idx[0]) + static_cast<int64_t>(k / geo.group))
       return issue(Int4ArrayIssue::kGIdx, k,
-                   "g_idx[" + std::to_string(k) + "] = " + std::to_string(v) + " but without act-order (desc_act false) it must be k / " +
-                       std::to_string(geo.group) + " = " + std::to_string(k / geo.group) + " (vLLM ignores g_idx then)");
+                   "g_idx[" + std::to_string(k) + "] = " + std::to_string(v) +
+                       " but without act-order (desc_act false) it must be g_idx[0] + k / " + std::to_string(geo.group) +
+                       " = " + std::to_string(int64_t(st.g_idx[0]) + int64_t(k / geo.group)) +
+                       " (vLLM ignores g_idx then and reads group k / " + std::to_string(geo.group) + ")");
   }
   return {};
 }

@@ -240,8 +240,9 @@ void int4_unpack(const Int4Scheme& scheme, const Int4Geometry& geo, const Int4St
                  uint8_t* codes, uint8_t* zeros, float* scales);
 // The first stored value its readers would misread, or none (kind kNone): a scale that is not
 // finite and > 0; a zero point of 16 (GPTQ v1 stored 0xF) or, in a symmetric scheme, other than 8;
-// compressed-tensors nibbles past K (codes) or past N (zero points) that are not 0; a g_idx value
-// outside [0, G), or other than k / G without act-order. `index` is the element (word for packed
+// compressed-tensors nibbles past K (codes) or past N (zero points) that are not 0; with act-order
+// a g_idx value outside [0, G), without it one other than g_idx[0] + k / G (vLLM then ignores g_idx:
+// decode such a weight with g_idx null). `index` is the element (word for packed
 // arrays) of the named array.
 struct Int4ArrayIssue {
   enum Array : uint8_t { kNone, kWeights, kZeros, kScales, kGIdx };

@@ -28,7 +28,8 @@ struct LinearWeight {
   uint64_t n = 0, k = 0;             // weight shape [N, K]: out features, in features
   uint64_t block_n = 0, block_k = 0;  // kBlock
   // INT4 (quant/scheme.h owns its tensors): the scheme the arrays decode with (ops::int4_decode),
-  // the zero points and g_idx where the format stores them, and every tensor the Linear owns.
+  // the zero points and g_idx where the format stores them (g_idx decodes only with act-order:
+  // without it vLLM reads k / G), and every tensor the Linear owns.
   std::optional<ops::Int4Scheme> int4;
   bool act_order = false;
   const TensorRef* zeros = nullptr;

@@ -142,12 +142,16 @@ TEST(ValidateInt4, GroupIndexOutOfRangeIsNamed) {
   const std::string dir = tmp / "q";
   write_int4_fixture(dir, "gptq", false, 32);
   auto ts = read_fixture_tensors(dir);
+  // With act-order (desc_act true) g_idx is read: a group past the last is out of range.
+  const ojson plain = config_of(dir);
+  ojson c = plain;
+  c["quantization_config"]["desc_act"] = true;
   find(ts, kDown + ".g_idx")->bytes[4 * 3] = 9;  // g_idx[3] = 9 of 4 groups
-  rewrite_fixture(dir, ts, config_of(dir));
+  rewrite_fixture(dir, ts, c);
   expect_one_failure(*run_cpu(dir), dir, "int4", kDown + ".g_idx", "g_idx[3] = 9 is outside [0, 4)");
-  // In range but not k / G without act-order: vLLM would ignore it, our decoder would not.
+  // Without act-order vLLM ignores g_idx (k / G) while other readers use it: it must be k / G.
   find(ts, kDown + ".g_idx")->bytes[4 * 3] = 1;
-  rewrite_fixture(dir, ts, config_of(dir));
+  rewrite_fixture(dir, ts, plain);
   expect_one_failure(*run_cpu(dir), dir, "int4", kDown + ".g_idx", "without act-order");
 }
 
