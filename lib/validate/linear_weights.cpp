@@ -210,6 +210,22 @@ std::map<const TensorRef*, LinearWeight> find_int4_linears(const Checkpoint& ck,
         default: break;
       }
     }
+    // compressed-tensors with actorder "group" (llm-compressor's GPTQ) adds weight_g_idx I32 [K],
+    // which linear_parts leaves out (ckpt writes none): taken as the Linear's g_idx when it is there.
+    if (scheme.format == quant::Format::kCompressedTensors && scheme.act_order) {
+      const quant::Part g_idx{"weight_g_idx", quant::PartRole::kGroupIndex, DType::I32, {k}};
+      if (const TensorRef* t = find(module + "." + g_idx.suffix)) {
+        if (t->dtype() != g_idx.dtype || t->shape() != g_idx.shape) {
+          fail("int4", file_of(ck, *t), t->name,
+               std::string(dtype_name(t->dtype())) + " " + shape_str(t->shape()) + ", but an act-order g_idx is I32 " +
+                   shape_str(g_idx.shape) + " for a " + weight);
+          ok = false;
+        }
+        lw.g_idx = t;
+        lw.owned.push_back(t);
+        parts.push_back(g_idx);
+      }
+    }
     for (const TensorRef* t : owned[module]) {
       const std::string suffix = t->name.substr(module.size() + 1);
       if (std::none_of(parts.begin(), parts.end(), [&](const quant::Part& p) { return p.suffix == suffix; })) {

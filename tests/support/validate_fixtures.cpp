@@ -226,6 +226,12 @@ void rewrite_fixture(const std::string& dir, const std::vector<FixtureTensor>& t
   fs::rename(next, dir);
 }
 
+std::unique_ptr<CpuValidation> run_cpu(const std::string& dir) {
+  auto o = std::make_unique<CpuValidation>();
+  o->prepared = validate::run_cpu_phases(dir, o->report, {});
+  return o;
+}
+
 void flip_tensor_byte(const std::string& file, const std::string& tensor, uint64_t offset) {
   File f = File::open_read(file);
   SafetensorsHeader h = read_safetensors_header(f);

@@ -4,12 +4,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/dtype.h"
 #include "formats/safetensors.h"
 #include "formats/strict_json.h"
+#include "validate/validate.h"
 
 namespace ckpt::test {
 
@@ -52,6 +54,13 @@ void write_int4_fixture(const std::string& dir, const std::string& format, bool 
 // place of the directory, without a manifest: for tests that break one rule at a time.
 std::vector<FixtureTensor> read_fixture_tensors(const std::string& dir);
 void rewrite_fixture(const std::string& dir, const std::vector<FixtureTensor>& tensors, const ojson& config);
+
+// The CPU phases of `ckpt validate DIR` (validate::run_cpu_phases with the default options).
+struct CpuValidation {
+  validate::Report report;
+  validate::Prepared prepared;
+};
+std::unique_ptr<CpuValidation> run_cpu(const std::string& dir);
 
 // Flips one bit of the byte at `offset` from the start of tensor `tensor`'s data in a safetensors file.
 void flip_tensor_byte(const std::string& file, const std::string& tensor, uint64_t offset);

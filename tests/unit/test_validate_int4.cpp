@@ -21,16 +21,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Outcome {
-  Report report;
-  Prepared prepared;
-};
-
-std::unique_ptr<Outcome> run_cpu(const std::string& dir) {
-  auto o = std::make_unique<Outcome>();
-  o->prepared = run_cpu_phases(dir, o->report, {});
-  return o;
-}
+using Outcome = CpuValidation;
 
 // Exactly one failure, of `check`, naming `tensor` and the model file, its message holding `rule`.
 void expect_one_failure(const Outcome& o, const std::string& dir, const std::string& check, const std::string& tensor,
@@ -116,25 +107,26 @@ TEST(ValidateInt4, GemmCheckUsesTheFormatsDecoder) {
   }
 }
 
-TEST(ValidateInt4, WrongQzerosOfASymmetricCheckpointAreNamed) {
+// Sets byte `byte` of `tensor` of a fresh `format` checkpoint to `value`: one failure naming it.
+static void expect_byte_caught(const char* format, bool sym, const std::string& tensor, size_t byte, uint8_t value,
+                        const std::string& rule) {
   ScratchDir tmp;
   const std::string dir = tmp / "q";
-  write_int4_fixture(dir, "gptq", true, 32);
+  write_int4_fixture(dir, format, sym, 32);
   auto ts = read_fixture_tensors(dir);
-  find(ts, kDown + ".qzeros")->bytes[5] = 0x78;  // one zero point 9 (stored 8) in a 0x77777777 word
+  find(ts, tensor)->bytes[byte] = value;
   rewrite_fixture(dir, ts, config_of(dir));
-  expect_one_failure(*run_cpu(dir), dir, "int4", kDown + ".qzeros", "is 9 in a symmetric checkpoint");
+  expect_one_failure(*run_cpu(dir), dir, "int4", tensor, rule);
+}
+
+TEST(ValidateInt4, WrongQzerosOfASymmetricCheckpointAreNamed) {
+  // One zero point 9 (stored 8) in a 0x77777777 word.
+  expect_byte_caught("gptq", true, kDown + ".qzeros", 5, 0x78, "is 9 in a symmetric checkpoint");
 }
 
 TEST(ValidateInt4, ZeroPointNibbleOutOfRangeIsNamed) {
   // GPTQ v1 stores zero - 1; a stored nibble 0xF reads back as 16, outside every kernel's range.
-  ScratchDir tmp;
-  const std::string dir = tmp / "q";
-  write_int4_fixture(dir, "gptq", true, 32);
-  auto ts = read_fixture_tensors(dir);
-  find(ts, kDown + ".qzeros")->bytes[0] = 0x7F;
-  rewrite_fixture(dir, ts, config_of(dir));
-  expect_one_failure(*run_cpu(dir), dir, "int4", kDown + ".qzeros", "reads back as 16");
+  expect_byte_caught("gptq", true, kDown + ".qzeros", 0, 0x7F, "reads back as 16");
 }
 
 TEST(ValidateInt4, GroupIndexOutOfRangeIsNamed) {
@@ -209,12 +201,31 @@ TEST(ValidateInt4, ConfigDisagreeingWithTheTensorsIsNamed) {
 }
 
 TEST(ValidateInt4, NonPositiveScaleIsNamed) {
+  // Element 7 of AWQ's F16 scales [G, N] gets its sign bit set: a negative multiplier.
+  expect_byte_caught("awq", false, kDown + ".scales", 2 * 7 + 1, 0x80, "element 7: scale of row 7, group 0 is -0");
+}
+
+// compressed-tensors with actorder "group" (llm-compressor's GPTQ) carries weight_g_idx I32 [K]:
+// taken as the Linear's g_idx (read, since act-order), a wrong shape named.
+TEST(ValidateInt4, CompressedTensorsActOrderGroupIndex) {
   ScratchDir tmp;
   const std::string dir = tmp / "q";
-  write_int4_fixture(dir, "awq", false, 32);
+  write_int4_fixture(dir, "compressed-tensors", true, 32);
   auto ts = read_fixture_tensors(dir);
-  auto& b = find(ts, kDown + ".scales")->bytes;
-  b[2 * 7] = 0x00, b[2 * 7 + 1] = 0x80;  // element 7: F16 -0
-  rewrite_fixture(dir, ts, config_of(dir));
-  expect_one_failure(*run_cpu(dir), dir, "int4", kDown + ".scales", "element 7: scale of row 7, group 0 is -0");
+  ojson c = config_of(dir);
+  c["quantization_config"]["config_groups"]["group_0"]["weights"]["actorder"] = "group";
+  FixtureTensor g{kDown + ".weight_g_idx", DType::I32, {128}, {}};
+  for (int32_t k = 0; k < 128; ++k)
+    for (int b = 0; b < 4; ++b) g.bytes.push_back(static_cast<uint8_t>(((k / 32) >> (8 * b)) & 0xFF));
+  ts.push_back(g);
+  rewrite_fixture(dir, ts, c);
+  auto o = run_cpu(dir);
+  ASSERT_TRUE(o->report.ok()) << o->report.table();
+  size_t with_g_idx = 0;
+  for (const auto& lw : o->prepared.layout.targets[0]->linears) with_g_idx += lw.g_idx != nullptr;
+  EXPECT_EQ(with_g_idx, 1u);
+  ts.back().shape = {64};
+  ts.back().bytes.resize(64 * 4);
+  rewrite_fixture(dir, ts, c);
+  expect_one_failure(*run_cpu(dir), dir, "int4", kDown + ".weight_g_idx", "I32 [64], but an act-order g_idx is I32 [128]");
 }
