@@ -317,7 +317,7 @@ Int4ArrayIssue int4_check_stored(const Int4Scheme& s, const Int4Geometry& geo, c
   // (rows past N) with zero nibbles (pack_to_int32); anything there is not the packing.
   if (s.format == Int4Format::kCompressedTensors) {
     const uint64_t words = (K + 7) / 8;
-    if (K % 8 != 0)
+    if (st.weights && K % 8 != 0)
       for (uint64_t n = 0; n < N; ++n)
         if (st.weights[n * words + words - 1] >> (4 * (K % 8)))
           return issue(Int4ArrayIssue::kWeights, n * words + words - 1,

@@ -243,7 +243,7 @@ void int4_unpack(const Int4Scheme& scheme, const Int4Geometry& geo, const Int4St
 // compressed-tensors nibbles past K (codes) or past N (zero points) that are not 0; with act-order
 // a g_idx value outside [0, G), without it one other than g_idx[0] + k / G (vLLM then ignores g_idx:
 // decode such a weight with g_idx null). `index` is the element (word for packed
-// arrays) of the named array.
+// arrays) of the named array. `st.weights` may be null (the padding nibbles are then not checked).
 struct Int4ArrayIssue {
   enum Array : uint8_t { kNone, kWeights, kZeros, kScales, kGIdx };
   Array array = kNone;

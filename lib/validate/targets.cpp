@@ -102,11 +102,15 @@ void check_scale_values(const Target& t, const FailFn& fail) {
   std::map<int, File> files;
   for (const auto& lw : t.linears) {
     if (lw.is_int4()) {
-      const auto codes = read_aligned(files, t, *lw.weight), scales = read_aligned(files, t, *lw.scale);
+      // The codes matter only where the packing pads a row (compressed-tensors, K % 8): read
+      // them only then, so the structure phase does not read the whole model.
+      const bool padded_rows = lw.int4->format == ops::Int4Format::kCompressedTensors && lw.k % 8 != 0;
+      const auto codes = padded_rows ? read_aligned(files, t, *lw.weight) : std::vector<uint64_t>{};
+      const auto scales = read_aligned(files, t, *lw.scale);
       const auto zeros = lw.zeros ? read_aligned(files, t, *lw.zeros) : std::vector<uint64_t>{};
       const auto g_idx = lw.g_idx ? read_aligned(files, t, *lw.g_idx) : std::vector<uint64_t>{};
       ops::Int4Stored st;
-      st.weights = reinterpret_cast<const uint32_t*>(codes.data());
+      st.weights = padded_rows ? reinterpret_cast<const uint32_t*>(codes.data()) : nullptr;
       st.scales = reinterpret_cast<const uint8_t*>(scales.data());
       st.zeros = lw.zeros ? reinterpret_cast<const uint32_t*>(zeros.data()) : nullptr;
       st.g_idx = lw.g_idx ? reinterpret_cast<const int32_t*>(g_idx.data()) : nullptr;

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 
+#include "int4_cases.h"
 #include "model/linear.h"
 #include "ops/int4_quant.h"
 #include "test_support.h"
@@ -228,4 +229,36 @@ TEST(ValidateInt4, CompressedTensorsActOrderGroupIndex) {
   ts.back().bytes.resize(64 * 4);
   rewrite_fixture(dir, ts, c);
   expect_one_failure(*run_cpu(dir), dir, "int4", kDown + ".weight_g_idx", "I32 [64], but an act-order g_idx is I32 [128]");
+}
+
+// The packing rules on arrays no fixture model has: compressed-tensors rows whose K is not a
+// multiple of 8 (codes past K) and N not a multiple of 8 (zero points past N) must be 0-padded.
+TEST(ValidateInt4, PaddingNibblesPastKAndNAreChecked) {
+  ops::Int4Scheme s;
+  s.format = ops::Int4Format::kCompressedTensors;
+  s.group_size = -1;
+  s.symmetric = false;
+  s.scale_dtype = DType::BF16;
+  const uint64_t n = 12, k = 20;
+  const Int4Arrays a = int4_reference_arrays(s, DType::BF16, int4_hard_weight(n, k, k, DType::BF16, 7), n, k);
+  const ops::Int4Geometry geo = ops::int4_geometry(s, n, k);
+  auto check = [&](std::vector<uint32_t> w, std::vector<uint32_t> z) {
+    ops::Int4Stored st;
+    st.weights = w.data();
+    st.zeros = z.data();
+    st.scales = a.scales.data();
+    return ops::int4_check_stored(s, geo, st, false);
+  };
+  EXPECT_FALSE(check(a.weights, a.zeros)) << check(a.weights, a.zeros).rule;
+  std::vector<uint32_t> w = a.weights;
+  w[3 * 3 + 2] |= 1u << 20;  // row 3, word 2 (columns 16..23), column 21: past K = 20
+  const ops::Int4ArrayIssue past_k = check(w, a.zeros);
+  EXPECT_EQ(past_k.array, ops::Int4ArrayIssue::kWeights);
+  EXPECT_EQ(past_k.index, 11u);
+  EXPECT_NE(past_k.rule.find("row 3 has non-zero nibbles past in_features 20"), std::string::npos) << past_k.rule;
+  std::vector<uint32_t> z = a.zeros;
+  z[1] |= 0xFu << 28;  // zero-point word (rows 8..15, group 0), row 15: past N = 12
+  const ops::Int4ArrayIssue past_n = check(a.weights, z);
+  EXPECT_EQ(past_n.array, ops::Int4ArrayIssue::kZeros);
+  EXPECT_NE(past_n.rule.find("past out_features 12"), std::string::npos) << past_n.rule;
 }
