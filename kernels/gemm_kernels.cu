@@ -3,6 +3,7 @@
 
 #include "gemm_kernels.h"
 #include "ops/fp8.h"
+#include "ops/int4_math.h"
 #include "validate/activations.h"
 
 namespace ckpt::cuda {
@@ -35,10 +36,33 @@ __device__ __forceinline__ void store_elem(void* p, Elem t, uint64_t i, float v)
   }
 }
 
+__device__ __forceinline__ uint32_t load_word(const void* p, uint64_t i) {
+  const uint8_t* b = static_cast<const uint8_t*>(p) + 4 * i;
+  return uint32_t(b[0]) | uint32_t(b[1]) << 8 | uint32_t(b[2]) << 16 | uint32_t(b[3]) << 24;
+}
+
+// Element i of an INT4 weight, through the formats' one index definition (ops/int4_math.h).
+__device__ __forceinline__ double dequant_int4(const DequantArgs& a, uint64_t i) {
+  const uint64_t n = i / a.k, k = i % a.k;
+  const ops::Int4Nibble c = ops::int4_code_at(a.int4_format, a.n, a.k, n, k);
+  const uint32_t q = (load_word(a.weight, c.word) >> c.shift) & 15u;
+  const uint8_t* gb = static_cast<const uint8_t*>(a.g_idx);
+  const uint64_t g = gb ? uint64_t(load_word(gb, k)) : k / a.group;
+  uint32_t z = 8;
+  if (a.zeros) {
+    const ops::Int4Nibble zn = ops::int4_zero_at(a.int4_format, a.n, a.groups, n, g);
+    z = ((load_word(a.zeros, zn.word) >> zn.shift) & 15u) + (a.int4_format == ops::kInt4Gptq ? a.int4_zero_offset : 0);
+  }
+  const float s = static_cast<float>(load_elem(a.scale, a.scale_type, ops::int4_scale_at(a.int4_format, a.n, a.groups, n, g)));
+  return ops::int4_dequant(q, z, s);
+}
+
 __device__ __forceinline__ double dequant(const DequantArgs& a, uint64_t i) {
+  if (a.scale_kind == ScaleKind::kInt4) return dequant_int4(a, i);
   double v = load_elem(a.weight, a.weight_type, i);
   switch (a.scale_kind) {
-    case ScaleKind::kNone: break;
+    case ScaleKind::kNone:
+    case ScaleKind::kInt4: break;
     case ScaleKind::kTensor: v *= load_elem(a.scale, a.scale_type, 0); break;
     case ScaleKind::kChannel: v *= load_elem(a.scale, a.scale_type, i / a.k); break;
     case ScaleKind::kBlock: {

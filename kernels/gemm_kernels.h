@@ -11,7 +11,7 @@
 namespace ckpt::cuda {
 
 enum class Elem : int { kF32 = 0, kF16 = 1, kBF16 = 2, kE4M3 = 3 };
-enum class ScaleKind : int { kNone = 0, kTensor = 1, kChannel = 2, kBlock = 3 };
+enum class ScaleKind : int { kNone = 0, kTensor = 1, kChannel = 2, kBlock = 3, kInt4 = 4 };
 
 struct DequantArgs {
   const void* weight;   // [n, k] row-major, any alignment of its element size
@@ -21,6 +21,16 @@ struct DequantArgs {
   Elem scale_type;      // kF32, kF16 or kBF16
   ScaleKind scale_kind;
   uint64_t block_n, block_k;
+  // ScaleKind::kInt4: `weight` holds the packed codes of format `int4_format` (ops/int4_math.h
+  // Int4FormatId: GPTQ, AWQ or compressed-tensors layout), `scale` the group scales [G, N] or
+  // [N, G], `zeros` the packed zero points (null: 8; GPTQ adds `int4_zero_offset`), `g_idx` the
+  // group of each input (null: k / group). w = (q - z) * scale as ops::int4_decode. Words are
+  // read byte by byte: a tensor inside a file buffer need not be 4-byte aligned.
+  int int4_format;
+  int int4_zero_offset;
+  const void* zeros;
+  const void* g_idx;
+  uint64_t group, groups;
 };
 
 // Activations rows x k stored as `type` into `out` and their exact float64 values into `ref`.

@@ -9,6 +9,7 @@
 
 #include "core/sizes.h"
 #include "gemm_kernels.h"
+#include "ops/int4_math.h"
 #include "validate/activations.h"
 #include "validate/gemm_check.h"
 
@@ -100,6 +101,38 @@ Elem model_activation_type(const validate::Target& t) {
 
 }  // namespace
 
+DequantArgs dequant_args(const LinearWeight& lw, const std::function<const void*(const TensorRef&)>& device) {
+  DequantArgs a{};
+  a.weight = device(*lw.weight);
+  a.weight_type = elem_of(lw.weight->dtype());
+  a.n = lw.n;
+  a.k = lw.k;
+  a.scale_kind = ScaleKind::kNone;
+  if (lw.is_int4()) {
+    a.scale_kind = ScaleKind::kInt4;
+    a.int4_format = lw.int4->format == ops::Int4Format::kGptq  ? ops::kInt4Gptq
+                    : lw.int4->format == ops::Int4Format::kAwq ? ops::kInt4Awq
+                                                               : ops::kInt4Ct;
+    a.int4_zero_offset = lw.int4->gptq_zero_offset;
+    a.scale = device(*lw.scale);
+    a.scale_type = elem_of(lw.scale->dtype());
+    a.zeros = lw.zeros ? device(*lw.zeros) : nullptr;
+    a.g_idx = lw.g_idx && lw.act_order ? device(*lw.g_idx) : nullptr;  // without act-order vLLM reads k / G
+    const ops::Int4Geometry geo = ops::int4_geometry(*lw.int4, lw.n, lw.k);
+    a.group = geo.group;
+    a.groups = geo.groups;
+  } else if (lw.fp8()) {
+    a.scale = device(*lw.scale);
+    a.scale_type = elem_of(lw.scale->dtype());
+    a.block_n = lw.block_n;
+    a.block_k = lw.block_k;
+    a.scale_kind = lw.layout == quant::Granularity::kTensor    ? ScaleKind::kTensor
+                   : lw.layout == quant::Granularity::kChannel ? ScaleKind::kChannel
+                                                               : ScaleKind::kBlock;
+  }
+  return a;
+}
+
 // Activations live in one [max_batch, max_k] pool per dtype; a weight with K columns reads its
 // rows with stride K (every GEMM and its reference read the same elements, and cuBLASLt FP8
 // keeps its leading-dimension rule satisfied whenever K is).
@@ -131,22 +164,18 @@ struct GemmWarmup::Impl {
       r.lw = &lw;
       r.file = t.ck.files[lw.weight->view.file].path;
       r.w = files[lw.weight->view.file].bytes.data() + lw.weight->view.offset;
-      r.dq.weight = r.w;
-      r.dq.weight_type = elem_of(lw.weight->dtype());
-      r.dq.n = lw.n;
-      r.dq.k = lw.k;
-      r.dq.scale_kind = ScaleKind::kNone;
-      if (!lw.fp8()) {
+      r.dq = dequant_args(lw, [&](const TensorRef& x) -> const void* {
+        return files[x.view.file].bytes.data() + x.view.offset;
+      });
+      if (lw.is_int4()) {
+        // Dequantized from the loaded bytes in the stored layout to float32 (exact: (q - z) * S
+        // has at most 16 significant bits), then a float32 cuBLAS GEMM.
+        r.path = Path::kDequantCublas;
+        r.act = r.out = Elem::kF32;
+      } else if (!lw.fp8()) {
         r.path = Path::kCublas;
         r.act = r.out = elem_of(lw.weight->dtype());
       } else {
-        r.dq.scale = files[lw.scale->view.file].bytes.data() + lw.scale->view.offset;
-        r.dq.scale_type = elem_of(lw.scale->dtype());
-        r.dq.block_n = lw.block_n;
-        r.dq.block_k = lw.block_k;
-        r.dq.scale_kind = lw.layout == quant::Granularity::kTensor    ? ScaleKind::kTensor
-                          : lw.layout == quant::Granularity::kChannel ? ScaleKind::kChannel
-                                                                  : ScaleKind::kBlock;
         r.out = model_act;
         if (lw.layout == quant::Granularity::kTensor) {
           r.path = Path::kLtFp8;
@@ -305,7 +334,7 @@ void GemmWarmup::allocate(validate::PhaseScope& scope) {
     if (r.path == Path::kLtFp8) CKPT_CUDA(scale_to_f32(r.dq.scale, r.dq.scale_type, m.scales.as<float>() + r.scale_slot, m.stream));
   // Activations in every dtype some path reads, with their float64 values for the reference.
   std::set<Elem> acts;
-  uint64_t out_bytes = 0, ref_elems = 0, max_nk = 0, dequant_nk = 0;
+  uint64_t out_bytes = 0, ref_elems = 0, max_nk = 0, dequant_bytes = 0;
   for (auto& r : m.runs) {
     acts.insert(r.act);
     acts.insert(r.out);  // a cuBLASLt weight may fall back to dequantize + GEMM in the output dtype
@@ -314,7 +343,9 @@ void GemmWarmup::allocate(validate::PhaseScope& scope) {
     out_bytes += align256(uint64_t(m.pool_batch()) * r.lw->n * elem_size(r.out));
     ref_elems += m.max_batch * r.lw->n;
     max_nk = std::max(max_nk, r.lw->n * r.lw->k);
-    if (r.lw->fp8()) dequant_nk = std::max(dequant_nk, r.lw->n * r.lw->k);
+    // FP8 falls back to the activation dtype (2 bytes), INT4 dequantizes to float32.
+    if (r.lw->fp8() || r.lw->is_int4())
+      dequant_bytes = std::max(dequant_bytes, r.lw->n * r.lw->k * (r.lw->is_int4() ? 4 : 2));
   }
   uint64_t act_bytes = 0;
   for (Elem e : acts) {
@@ -327,7 +358,7 @@ void GemmWarmup::allocate(validate::PhaseScope& scope) {
   m.out_arena = DeviceBuffer(std::max<uint64_t>(out_bytes, 256));
   m.ref_arena = DeviceBuffer(std::max<uint64_t>(ref_elems, 1) * sizeof(double));
   m.w64 = DeviceBuffer(std::max<uint64_t>(max_nk, 1) * sizeof(double));
-  m.dequant_scratch = DeviceBuffer(std::max<uint64_t>(dequant_nk * 2, 256));
+  m.dequant_scratch = DeviceBuffer(std::max<uint64_t>(dequant_bytes, 256));
   m.stats = DeviceBuffer(3 * 8 * m.runs.size() * (1 + m.batches.size()) + 8);
   CKPT_CUDA(cudaMemsetAsync(m.stats.data(), 0, m.stats.size(), m.stream));
   CKPT_CUDA(cudaStreamSynchronize(m.stream));
@@ -377,7 +408,7 @@ void GemmWarmup::allocate(validate::PhaseScope& scope) {
   CKPT_CUDA(cudaStreamSynchronize(m.stream));
   size_t free_b = 0, total_b = 0;
   CKPT_CUDA(cudaMemGetInfo(&free_b, &total_b));
-  const uint64_t total = 2 * kWorkspaceBytes + kv_bytes + act_bytes + out_bytes + ref_elems * 8 + max_nk * 8 + dequant_nk * 2;
+  const uint64_t total = 2 * kWorkspaceBytes + kv_bytes + act_bytes + out_bytes + ref_elems * 8 + max_nk * 8 + dequant_bytes;
   char buf[256];
   std::snprintf(buf, sizeof buf, "%.2f GB: KV cache %.2f GB, workspace 64 MiB, reference %.2f GB; %.1f GB free", total / 1e9,
                 kv_bytes / 1e9, (ref_elems * 8 + max_nk * 8) / 1e9, free_b / 1e9);
@@ -390,7 +421,7 @@ void GemmWarmup::allocate(validate::PhaseScope& scope) {
   d["activation_bytes"] = act_bytes;
   d["output_bytes"] = out_bytes;
   d["reference_bytes"] = ref_elems * 8 + max_nk * 8;
-  d["dequant_scratch_bytes"] = dequant_nk * 2;
+  d["dequant_scratch_bytes"] = dequant_bytes;
   d["device_free_bytes"] = free_b;
   d["cublaslt_fp8_weights"] = lt_count;
   d["cublaslt_fallbacks"] = fallback;

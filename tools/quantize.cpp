@@ -1,4 +1,4 @@
-// ckpt quantize SRC DST --fp8|--int4 [--group-size G] [--sym|--asym] [--layout marlin]
+// ckpt quantize SRC DST --fp8|--int4 [--group-size G] [--sym|--asym] [--layout marlin] [--pad-intermediate[=TP]]
 //     --int4 [--method rtn|gptq|awq --calib FILE [--samples N] [--seq-len L] [--act-order static|none]
 //     [--damp F] [--no-clip]]
 //     --fp8 [--scheme tensor|block|channel] [--block 128x128]
@@ -49,6 +49,7 @@ MakeStep add_quantize_options(CLI::App* cmd) {
     std::string scheme = "tensor", block = "128x128", format, recipe, device = "cpu", layout;
     bool fp8 = false, int4 = false, sym = false, asym = false;
     int64_t group_size = 128;
+    uint64_t pad_tp = 0;
     std::vector<std::string> ignore;
     CalibArgs calib;
   };
@@ -70,8 +71,12 @@ MakeStep add_quantize_options(CLI::App* cmd) {
                   "--int4: marlin writes the Linears as vLLM's Marlin repack leaves them (as ckpt marlin does), in the "
                   "same pass");
   cmd->add_option("--device", a->device, "Where the math runs: cpu (default) or cuda");
+  auto* pad = cmd->add_flag("--pad-intermediate{1}", a->pad_tp,
+                "--int4: zero-pad the MLP intermediate size (gate/up rows, down columns: exact) to the next multiple of "
+                "TP x lcm(group, 128), so every rank of --pad-intermediate=TP tensor parallelism (default 1) meets the "
+                "format's and vLLM Marlin's shape rules; recorded in config.json");
   add_calibration_options(cmd, a->calib);
-  return [a, block] {
+  return [a, block, pad] {
     if (a->fp8 == a->int4) usage("choose a quantization: --fp8 or --int4");
     if (a->sym && a->asym) usage("--sym and --asym exclude each other");
     const bool calibrate = calibrated(a->calib, a->int4);
@@ -103,6 +108,11 @@ MakeStep add_quantize_options(CLI::App* cmd) {
     if (o.marlin_layout && !a->int4) usage("--layout marlin applies only to --int4 (Marlin holds INT4 weights)");
     if (o.marlin_layout && calibrate)
       usage("--layout marlin with --method " + a->calib.method + ": calibrated quantization writes as it goes; run ckpt marlin on its output");
+    if (pad->count() > 0 && a->pad_tp == 0) usage("--pad-intermediate=TP needs a tensor-parallel degree >= 1");
+    if (a->pad_tp && !a->int4) usage("--pad-intermediate applies only to --int4");
+    if (a->pad_tp && calibrate)
+      usage("--pad-intermediate with --method " + a->calib.method + ": calibration runs the source's own shapes; quantize with RTN");
+    o.pad_intermediate_tp = a->pad_tp;
     o.ignore = a->ignore;
     o.recipe_path = a->recipe;
     o.engine = engine_for(a->device);

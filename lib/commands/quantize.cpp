@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <numeric>
 #include <set>
 
 #include "commands/hf_layout.h"
@@ -276,10 +277,45 @@ static QuantizePlan plan_in_source_layout(const Checkpoint& ck, const QuantizeOp
   return qp;
 }
 
-QuantizePlan plan_quantize(const Checkpoint& ck, const QuantizeOptions& o) {
+namespace {
+
+// The multiple --pad-intermediate pads to: tp ranks of lcm(group, 128) inputs each (128: vLLM
+// marlin_utils GPTQ_MARLIN_MIN_THREAD_K, a multiple of MIN_THREAD_N 64 and of the packing's 8).
+uint64_t pad_multiple(const QuantizeOptions& o) {
+  uint64_t unit = 128;
+  if (o.group_size > 0) unit = std::lcm<uint64_t>(unit, static_cast<uint64_t>(o.group_size));
+  return unit * o.pad_intermediate_tp;
+}
+
+}  // namespace
+
+QuantizePlan plan_quantize(const Checkpoint& source, const QuantizeOptions& o) {
   if (o.marlin_layout && o.method != quant::Method::kInt4)
-    fail(Errc::kInvalidArgument, ck.path, "", "--layout marlin applies only to --int4");
+    fail(Errc::kInvalidArgument, source.path, "", "--layout marlin applies only to --int4");
+  if (o.pad_intermediate_tp && o.method != quant::Method::kInt4)
+    fail(Errc::kInvalidArgument, source.path, "", "--pad-intermediate applies only to --int4");
+  // --pad-intermediate: the plan runs over the source with its MLP tensors seen zero-padded.
+  Checkpoint padded;
+  std::optional<IntermediatePadding> padding;
+  if (o.pad_intermediate_tp) {
+    padded = source;
+    const uint64_t multiple = pad_multiple(o);
+    padding = pad_intermediate(padded, multiple,
+                               "--pad-intermediate " + std::to_string(o.pad_intermediate_tp) + ": every rank of tp " +
+                                   std::to_string(o.pad_intermediate_tp) + " gets a multiple of " +
+                                   std::to_string(multiple / o.pad_intermediate_tp) +
+                                   " inputs (the group size and vLLM Marlin's 128)");
+  }
+  const Checkpoint& ck = padding ? padded : source;
   QuantizePlan qp = plan_in_source_layout(ck, o);
+  qp.padding = padding;
+  if (o.pad_intermediate_tp) {
+    const uint64_t from = padding ? padding->from : (*source.config)["intermediate_size"].get<uint64_t>();
+    qp.plan.notes["intermediate_padding"] = {{"from", from},
+                                             {"to", padding ? padding->to : from},
+                                             {"multiple", pad_multiple(o)},
+                                             {"tensors", padding ? padding->tensors : 0}};
+  }
   if (!o.marlin_layout) return qp;
   // ckpt marlin planned over the checkpoint this plan's output would open as, its tensors made on
   // demand by this plan's producers (as `ckpt run` composes two steps): one pass, and the bytes of
@@ -358,6 +394,7 @@ ojson quantize_report(const QuantizePlan& qp) {
   }
   r["tensors"] = ts;
   if (qp.scheme.method == quant::Method::kInt4) r["tp_compatibility"] = marlin_tp_table(qp);
+  if (qp.plan.notes.contains("intermediate_padding")) r["intermediate_padding"] = qp.plan.notes["intermediate_padding"];
   return r;
 }
 
@@ -377,6 +414,8 @@ std::string quantize_summary_line(const QuantizePlan& qp) {
                   qp.plan.notes["quantization"].get<std::string>() + "), " + format_bytes(qp.bytes_before) + " -> " +
                   format_bytes(qp.plan.tensor_bytes()) + ", " + std::to_string(qp.not_converted.size()) +
                   " modules left unquantized";
+  if (qp.padding)
+    s += "; intermediate_size " + std::to_string(qp.padding->from) + " zero-padded to " + std::to_string(qp.padding->to);
   if (!worst_name.empty()) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.3f%%", 100 * worst_err);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
+#include "commands/pad_intermediate.h"
 #include "ops/fp8_producers.h"
 #include "ops/int4_producers.h"
 #include "plan/plan.h"
@@ -45,6 +46,11 @@ struct QuantizeOptions {
   // --int4 --layout marlin: the Linears' tensors as `ckpt marlin` relays them out (commands/marlin.h),
   // in the same pass: the bytes of `ckpt quantize` then `ckpt marlin`.
   bool marlin_layout = false;
+  // --int4 --pad-intermediate[=TP] (0: off): the MLP intermediate size zero-padded
+  // (commands/pad_intermediate.h) to the next multiple of TP x lcm(group size, 128), the size
+  // every rank of TP-way tensor parallelism can take in the format and in vLLM's Marlin path
+  // (K/tp % 128, N/tp % 64, K/tp % group): what Qwen did for its 72B GPTQ/AWQ releases.
+  uint64_t pad_intermediate_tp = 0;
 };
 
 struct QuantizePlan {
@@ -62,6 +68,7 @@ struct QuantizePlan {
   std::vector<Linear> linears;
   std::vector<std::string> not_converted;  // modules listed in the config as left unquantized
   bool copied = false;                      // the source already had this exact quantization
+  std::optional<IntermediatePadding> padding;  // --pad-intermediate, when it padded
   uint64_t bytes_before = 0;
 };
 

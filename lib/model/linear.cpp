@@ -1,6 +1,8 @@
 #include "model/linear.h"
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
 
 #include "core/error.h"
 #include "validate/dequantize.h"
@@ -59,9 +61,11 @@ class StoredLinear final : public LinearWeights {
 
 class Int4Linear final : public LinearWeights {
  public:
-  Int4Linear(const ops::Int4Scheme& scheme, uint64_t n, uint64_t k, std::vector<uint8_t> weights,
-             std::vector<uint8_t> zeros, std::vector<uint8_t> scales, std::vector<uint8_t> g_idx)
-      : weights_(std::move(weights)), zeros_(std::move(zeros)), scales_(std::move(scales)), g_idx_(std::move(g_idx)) {
+  // The arrays in place where they are 4-byte aligned (a mapped file), else copied into `owned`
+  // (the decoder reads 32-bit words); `owned` may already hold them.
+  Int4Linear(const ops::Int4Scheme& scheme, uint64_t n, uint64_t k, const uint8_t* weights, const uint8_t* zeros,
+             const uint8_t* scales, const uint8_t* g_idx, std::array<std::vector<uint8_t>, 4> owned)
+      : owned_(std::move(owned)) {
     form_.scheme = scheme;
     form_.geo = ops::int4_geometry(scheme, n, k);
     const ops::Int4Shapes sh = ops::int4_shapes(scheme, n, k);
@@ -70,19 +74,24 @@ class Int4Linear final : public LinearWeights {
       for (uint64_t d : s) v *= d;
       return v;
     };
-    auto check = [&](const char* what, const std::vector<uint8_t>& b, uint64_t want) {
-      if (b.size() != want)
-        fail(Errc::kInvalidArgument, "", what, "INT4 array of " + std::to_string(b.size()) + " bytes where " +
-                                                   ops::int4_format_name(scheme.format) + " needs " + std::to_string(want));
-    };
-    check("weights", weights_, numel(sh.weights) * 4);
-    check("zeros", zeros_, zeros_.empty() ? 0 : numel(sh.zeros) * 4);
-    check("scales", scales_, numel(sh.scales) * dtype_bits(scheme.scale_dtype) / 8);
-    check("g_idx", g_idx_, g_idx_.empty() ? 0 : k * 4);
-    form_.arrays.weights = reinterpret_cast<const uint32_t*>(weights_.data());
-    form_.arrays.zeros = zeros_.empty() ? nullptr : reinterpret_cast<const uint32_t*>(zeros_.data());
-    form_.arrays.scales = scales_.data();
-    form_.arrays.g_idx = g_idx_.empty() ? nullptr : reinterpret_cast<const int32_t*>(g_idx_.data());
+    const uint8_t* given[4] = {weights, zeros, scales, g_idx};
+    const char* what[4] = {"weights", "zeros", "scales", "g_idx"};
+    const uint64_t want[4] = {numel(sh.weights) * 4, zeros ? numel(sh.zeros) * 4 : 0,
+                              numel(sh.scales) * dtype_bits(scheme.scale_dtype) / 8, g_idx ? k * 4 : 0};
+    const uint8_t* at[4];
+    for (int i = 0; i < 4; ++i) {
+      const bool required = i == 0 || i == 2;  // weights and scales; zeros and g_idx may be absent
+      if ((!owned_[i].empty() && owned_[i].size() != want[i]) || (required && !given[i]))
+        fail(Errc::kInvalidArgument, "", what[i], "INT4 array of " + std::to_string(owned_[i].size()) + " bytes where " +
+                                                      ops::int4_format_name(scheme.format) + " needs " + std::to_string(want[i]));
+      if (owned_[i].empty() && given[i] && reinterpret_cast<uintptr_t>(given[i]) % 4 != 0)
+        owned_[i].assign(given[i], given[i] + want[i]);
+      at[i] = owned_[i].empty() ? given[i] : owned_[i].data();
+    }
+    form_.arrays.weights = reinterpret_cast<const uint32_t*>(at[0]);
+    form_.arrays.zeros = reinterpret_cast<const uint32_t*>(at[1]);
+    form_.arrays.scales = at[2];
+    form_.arrays.g_idx = reinterpret_cast<const int32_t*>(at[3]);
     for (uint64_t c = 0; form_.arrays.g_idx && c < k; ++c)
       if (form_.arrays.g_idx[c] < 0 || static_cast<uint64_t>(form_.arrays.g_idx[c]) >= form_.geo.groups)
         fail(Errc::kInvalidArgument, "", "g_idx", "group index " + std::to_string(form_.arrays.g_idx[c]) +
@@ -100,7 +109,7 @@ class Int4Linear final : public LinearWeights {
   std::optional<StoredForm> stored_form() const override { return StoredForm{nullptr, nullptr, nullptr, &form_}; }
 
  private:
-  std::vector<uint8_t> weights_, zeros_, scales_, g_idx_;  // 4-byte aligned (operator new)
+  std::array<std::vector<uint8_t>, 4> owned_;  // weights, zeros, scales, g_idx; 4-byte aligned (operator new)
   Int4Form form_;
 };
 
@@ -110,11 +119,21 @@ std::unique_ptr<LinearWeights> int4_linear(const ops::Int4Scheme& scheme, uint64
                                            std::vector<uint8_t> weights, std::vector<uint8_t> zeros,
                                            std::vector<uint8_t> scales, std::vector<uint8_t> g_idx) {
   if (std::string why = ops::int4_shape_problem(scheme, n, k); !why.empty()) fail(Errc::kInvalidArgument, "", "", why);
-  return std::make_unique<Int4Linear>(scheme, n, k, std::move(weights), std::move(zeros), std::move(scales),
-                                      std::move(g_idx));
+  const uint8_t* w = weights.empty() ? nullptr : weights.data();
+  const uint8_t* z = zeros.empty() ? nullptr : zeros.data();
+  const uint8_t* s = scales.empty() ? nullptr : scales.data();
+  const uint8_t* g = g_idx.empty() ? nullptr : g_idx.data();
+  return std::make_unique<Int4Linear>(scheme, n, k, w, z, s, g,
+                                      std::array<std::vector<uint8_t>, 4>{std::move(weights), std::move(zeros),
+                                                                          std::move(scales), std::move(g_idx)});
 }
 
 std::unique_ptr<LinearWeights> stored_linear(const validate::LinearWeight& lw, const HostTensors& host) {
+  if (lw.is_int4())
+    return std::make_unique<Int4Linear>(*lw.int4, lw.n, lw.k, host.bytes(*lw.weight),
+                                        lw.zeros ? host.bytes(*lw.zeros) : nullptr, host.bytes(*lw.scale),
+                                        lw.g_idx && lw.act_order ? host.bytes(*lw.g_idx) : nullptr,  // else k / G, as vLLM
+                                        std::array<std::vector<uint8_t>, 4>{});
   return std::make_unique<StoredLinear>(lw, host);
 }
 

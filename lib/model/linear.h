@@ -75,8 +75,9 @@ class LinearWeights {
   virtual std::optional<StoredForm> stored_form() const { return std::nullopt; }
 };
 
-// Dense float and FP8 weights, as validate::find_linear_weights describes them (the scale and
-// its layout checked there); `host` holds the bytes and outlives this object.
+// Dense float, FP8 and INT4 weights, as validate::find_linear_weights describes them (the scale
+// and its layout, the INT4 arrays, checked there); `host` holds the bytes and outlives this
+// object (INT4 arrays are read in place where they are 4-byte aligned, copied otherwise).
 std::unique_ptr<LinearWeights> stored_linear(const validate::LinearWeight& lw, const HostTensors& host);
 
 // An INT4 weight owning its arrays (bytes of the format's layout: weights, zeros (empty: none),

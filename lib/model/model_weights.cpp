@@ -85,19 +85,21 @@ struct Model::Builder {
   RankLinear linear(Source& s, const std::string& module, uint64_t n, uint64_t k, std::vector<AxisRange> rows,
                     bool bias) {
     const std::string name = module + ".weight";
-    const TensorRef& t = s.require(name);
-    auto it = s.linears.find(name);
-    if (it == s.linears.end())
+    auto it = s.linears.find(name);  // INT4 Linears have no tensor of this name (quant/scheme.h)
+    if (it == s.linears.end()) {
+      const TensorRef& t = s.require(name);
       fail(Errc::kUnsupported, s.file_of(t), name,
            "tensor is not a Linear weight the runtime can multiply with (" + std::string(dtype_name(t.dtype())) + " " +
                shape_to_string(t.shape()) + ", " + s.target->linear_source + ")");
+    }
     const validate::LinearWeight& lw = *it->second;
     if (lw.n != n || lw.k != k)
-      fail(Errc::kTensorInvalidInfo, s.file_of(t), name,
-           "shape " + shape_to_string(t.shape()) + ", expected [" + std::to_string(n) + ", " + std::to_string(k) + "]" +
-               (m.tp_ > 1 ? " (this rank's share at tp " + std::to_string(m.tp_) + ")" : ""));
-    s.used.insert(name);
+      fail(Errc::kTensorInvalidInfo, s.file_of(*lw.weight), name,
+           "shape [" + std::to_string(lw.n) + ", " + std::to_string(lw.k) + "], expected [" + std::to_string(n) + ", " +
+               std::to_string(k) + "]" + (m.tp_ > 1 ? " (this rank's share at tp " + std::to_string(m.tp_) + ")" : ""));
+    s.used.insert(lw.weight->name);
     if (lw.scale) s.used.insert(lw.scale->name);
+    for (const TensorRef* x : lw.owned) s.used.insert(x->name);
     RankLinear r;
     r.module = module;
     r.weight = stored_linear(lw, *s.host);

@@ -68,4 +68,28 @@ CKPT_HD inline uint32_t int4_zero_group_zero(int format, bool symmetric) {
   return format == kInt4Gptq ? 7u : (format == kInt4Awq ? 0u : 8u);
 }
 
+// Where the formats keep the code of element (n, k) and the zero point and scale of row n, group
+// g of a [N, K] weight with G groups per row (the layout table of ops/int4_quant.h): word index and
+// nibble shift. ops::int4_unpack (the CPU decoder every test decodes with) and the GPU's
+// dequantize kernel (kernels/gemm_kernels.cu) both read through these.
+struct Int4Nibble {
+  uint64_t word;
+  uint32_t shift;
+};
+// AWQ's nibble of column 8m + c: the inverse of its [0, 2, 4, 6, 1, 3, 5, 7] order.
+CKPT_HD inline uint32_t int4_awq_nibble(uint64_t c) { return static_cast<uint32_t>((c % 2) * 4 + (c % 8) / 2); }
+CKPT_HD inline Int4Nibble int4_code_at(int format, uint64_t N, uint64_t K, uint64_t n, uint64_t k) {
+  if (format == kInt4Gptq) return {(k / 8) * N + n, static_cast<uint32_t>(4 * (k % 8))};
+  if (format == kInt4Awq) return {k * (N / 8) + n / 8, 4 * int4_awq_nibble(n % 8)};
+  return {n * ((K + 7) / 8) + k / 8, static_cast<uint32_t>(4 * (k % 8))};
+}
+CKPT_HD inline Int4Nibble int4_zero_at(int format, uint64_t N, uint64_t G, uint64_t n, uint64_t g) {
+  if (format == kInt4Gptq) return {g * (N / 8) + n / 8, static_cast<uint32_t>(4 * (n % 8))};
+  if (format == kInt4Awq) return {g * (N / 8) + n / 8, 4 * int4_awq_nibble(n % 8)};
+  return {(n / 8) * G + g, static_cast<uint32_t>(4 * (n % 8))};
+}
+CKPT_HD inline uint64_t int4_scale_at(int format, uint64_t N, uint64_t G, uint64_t n, uint64_t g) {
+  return format == kInt4Ct ? n * G + g : g * N + n;
+}
+
 }  // namespace ckpt::ops

@@ -250,38 +250,102 @@ void int4_store_g_idx(const Int4Geometry& geo, uint64_t k0, uint64_t k1, int32_t
 
 // ---- decoding ------------------------------------------------------------------------------
 
+namespace {
+
+// Zero point of row n, group g as the format's readers see it (GPTQ v1: stored + 1, unmasked).
+uint32_t int4_zero_of(const Int4Scheme& s, const Int4Geometry& geo, const uint32_t* zeros, uint64_t n, uint64_t g) {
+  if (!zeros) return 8;
+  const Int4Nibble at = int4_zero_at(detail::int4_format_id(s.format), geo.n, geo.groups, n, g);
+  const uint32_t z = (zeros[at.word] >> at.shift) & 15u;
+  return s.format == Int4Format::kGptq ? z + static_cast<uint32_t>(s.gptq_zero_offset) : z;
+}
+
+float int4_scale_of(const Int4Scheme& s, const Int4Geometry& geo, const uint8_t* scales, uint64_t n, uint64_t g) {
+  return load_as_f32(scales, s.scale_dtype, int4_scale_at(detail::int4_format_id(s.format), geo.n, geo.groups, n, g));
+}
+
+}  // namespace
+
 void int4_unpack(const Int4Scheme& s, const Int4Geometry& geo, const Int4Stored& st, uint64_t n0, uint64_t n1,
                  uint8_t* codes, uint8_t* zeros, float* scales) {
-  const uint64_t K = geo.k, N = geo.n, G = geo.groups;
+  const uint64_t K = geo.k, G = geo.groups;
+  const int f = detail::int4_format_id(s.format);
   for (uint64_t n = n0; n < n1; ++n) {
     uint8_t* c = codes + (n - n0) * K;
     for (uint64_t k = 0; k < K; ++k) {
-      uint32_t w = 0, shift = 0;
-      switch (s.format) {
-        case Int4Format::kGptq: w = st.weights[(k / 8) * N + n]; shift = 4 * (k % 8); break;
-        case Int4Format::kAwq: w = st.weights[k * (N / 8) + n / 8]; shift = 4 * static_cast<uint32_t>(kAwqNibble[n % 8]); break;
-        case Int4Format::kCompressedTensors: w = st.weights[n * ((K + 7) / 8) + k / 8]; shift = 4 * (k % 8); break;
-      }
-      c[k] = static_cast<uint8_t>((w >> shift) & 15u);
+      const Int4Nibble at = int4_code_at(f, geo.n, K, n, k);
+      c[k] = static_cast<uint8_t>((st.weights[at.word] >> at.shift) & 15u);
     }
     for (uint64_t g = 0; g < G; ++g) {
-      uint32_t z = 8;
-      if (st.zeros) {
-        switch (s.format) {
-          case Int4Format::kGptq:
-            z = ((st.zeros[g * (N / 8) + n / 8] >> (4 * (n % 8))) & 15u) + static_cast<uint32_t>(s.gptq_zero_offset);
-            break;
-          case Int4Format::kAwq:
-            z = (st.zeros[g * (N / 8) + n / 8] >> (4 * kAwqNibble[n % 8])) & 15u;
-            break;
-          case Int4Format::kCompressedTensors: z = (st.zeros[(n / 8) * G + g] >> (4 * (n % 8))) & 15u; break;
-        }
-      }
-      zeros[(n - n0) * G + g] = static_cast<uint8_t>(z);
-      const uint64_t at = s.format == Int4Format::kCompressedTensors ? n * G + g : g * N + n;
-      scales[(n - n0) * G + g] = load_as_f32(st.scales, s.scale_dtype, at);
+      zeros[(n - n0) * G + g] = static_cast<uint8_t>(int4_zero_of(s, geo, st.zeros, n, g));
+      scales[(n - n0) * G + g] = int4_scale_of(s, geo, st.scales, n, g);
     }
   }
+}
+
+Int4ArrayIssue int4_check_stored(const Int4Scheme& s, const Int4Geometry& geo, const Int4Stored& st, bool act_order) {
+  const uint64_t K = geo.k, N = geo.n, G = geo.groups;
+  auto issue = [](Int4ArrayIssue::Array a, uint64_t index, std::string rule) {
+    return Int4ArrayIssue{a, index, std::move(rule)};
+  };
+  for (uint64_t n = 0; n < N; ++n)
+    for (uint64_t g = 0; g < G; ++g) {
+      const float v = int4_scale_of(s, geo, st.scales, n, g);
+      if (!std::isfinite(v) || !(v > 0))
+        return issue(Int4ArrayIssue::kScales, int4_scale_at(detail::int4_format_id(s.format), N, G, n, g),
+                     "scale of row " + std::to_string(n) + ", group " + std::to_string(g) + " is " + std::to_string(v) +
+                         " (a dequantization multiplier must be finite and > 0)");
+    }
+  // Zero points: symmetric GPTQ is read by vLLM's gptq_marlin as uint4b8 (qzeros ignored, zero 8)
+  // while the exllama path and transformers read qzeros, so anything but 8 decodes two ways; a v1
+  // stored nibble 0xF reads back as 16, outside every kernel's 4-bit range (vllm gptq_marlin.py,
+  // AutoGPTQ qlinear_cuda_old.py).
+  for (uint64_t g = 0; st.zeros && g < G; ++g)
+    for (uint64_t n = 0; n < N; ++n) {
+      const uint32_t z = int4_zero_of(s, geo, st.zeros, n, g);
+      const uint64_t word = int4_zero_at(detail::int4_format_id(s.format), N, G, n, g).word;
+      if (z > 15)
+        return issue(Int4ArrayIssue::kZeros, word,
+                     "zero point of row " + std::to_string(n) + ", group " + std::to_string(g) +
+                         " reads back as 16 (stored nibble 0xF in checkpoint_format gptq, v1 adds 1 unmasked)");
+      if (s.symmetric && z != 8)
+        return issue(Int4ArrayIssue::kZeros, word,
+                     "zero point of row " + std::to_string(n) + ", group " + std::to_string(g) + " is " +
+                         std::to_string(z) + " in a symmetric checkpoint (vLLM's gptq_marlin assumes 8, other readers use it)");
+    }
+  // compressed-tensors pads the last word of a row (codes past K) and of a column of zero points
+  // (rows past N) with zero nibbles (pack_to_int32); anything there is not the packing.
+  if (s.format == Int4Format::kCompressedTensors) {
+    const uint64_t words = (K + 7) / 8;
+    if (st.weights && K % 8 != 0)
+      for (uint64_t n = 0; n < N; ++n)
+        if (st.weights[n * words + words - 1] >> (4 * (K % 8)))
+          return issue(Int4ArrayIssue::kWeights, n * words + words - 1,
+                       "row " + std::to_string(n) + " has non-zero nibbles past in_features " + std::to_string(K) +
+                           " (the packing pads with zeros)");
+    if (st.zeros && N % 8 != 0)
+      for (uint64_t g = 0; g < G; ++g)
+        if (st.zeros[(N / 8) * G + g] >> (4 * (N % 8)))
+          return issue(Int4ArrayIssue::kZeros, (N / 8) * G + g,
+                       "group " + std::to_string(g) + " has non-zero nibbles past out_features " + std::to_string(N) +
+                           " (the packing pads with zeros)");
+  }
+  // g_idx: with act-order a group per input in [0, G). Without it vLLM drops g_idx and uses k / G,
+  // so it must be a slice of the trivial k / G: g_idx[0] + k / G (a row-parallel TP rank keeps the
+  // global group numbers of its slice, as vLLM's RowvLLMParameter loads it).
+  for (uint64_t k = 0; st.g_idx && k < K; ++k) {
+    const int32_t v = st.g_idx[k];
+    if (act_order && (v < 0 || static_cast<uint64_t>(v) >= G))
+      return issue(Int4ArrayIssue::kGIdx, k, "g_idx[" + std::to_string(k) + "] = " + std::to_string(v) +
+                                                 " is outside [0, " + std::to_string(G) + ")");
+    if (!act_order && static_cast<int64_t>(v) != static_cast<int64_t>(st.g_idx[0]) + static_cast<int64_t>(k / geo.group))
+      return issue(Int4ArrayIssue::kGIdx, k,
+                   "g_idx[" + std::to_string(k) + "] = " + std::to_string(v) +
+                       " but without act-order (desc_act false) it must be g_idx[0] + k / " + std::to_string(geo.group) +
+                       " = " + std::to_string(int64_t(st.g_idx[0]) + int64_t(k / geo.group)) +
+                       " (vLLM ignores g_idx then and reads group k / " + std::to_string(geo.group) + ")");
+  }
+  return {};
 }
 
 bool int4_decode(const Int4Scheme& s, const Int4Geometry& geo, const Int4Stored& st, uint64_t n0, uint64_t n1,

@@ -238,6 +238,20 @@ struct Int4Stored {
 // readers see them: codes[(n - n0) * K + k], zeros[(n - n0) * G + g], scales as float32.
 void int4_unpack(const Int4Scheme& scheme, const Int4Geometry& geo, const Int4Stored& st, uint64_t n0, uint64_t n1,
                  uint8_t* codes, uint8_t* zeros, float* scales);
+// The first stored value its readers would misread, or none (kind kNone): a scale that is not
+// finite and > 0; a zero point of 16 (GPTQ v1 stored 0xF) or, in a symmetric scheme, other than 8;
+// compressed-tensors nibbles past K (codes) or past N (zero points) that are not 0; with act-order
+// a g_idx value outside [0, G), without it one other than g_idx[0] + k / G (vLLM then ignores g_idx:
+// decode such a weight with g_idx null). `index` is the element (word for packed
+// arrays) of the named array. `st.weights` may be null (the padding nibbles are then not checked).
+struct Int4ArrayIssue {
+  enum Array : uint8_t { kNone, kWeights, kZeros, kScales, kGIdx };
+  Array array = kNone;
+  uint64_t index = 0;
+  std::string rule;
+  explicit operator bool() const { return array != kNone; }
+};
+Int4ArrayIssue int4_check_stored(const Int4Scheme& scheme, const Int4Geometry& geo, const Int4Stored& st, bool act_order);
 // Dequantized rows [n0, n1): out[(n - n0) * K + k] = (q - z) · S in float32, with each column's
 // group from g_idx where the format has one. False (nothing decoded) when a g_idx value lies
 // outside [0, G).

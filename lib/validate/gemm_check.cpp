@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "core/sizes.h"
+#include "model/linear.h"
 #include "validate/activations.h"
 #include "validate/dequantize.h"
 
@@ -54,16 +55,15 @@ std::string judge(const GemmStats& s, double tolerance) {
   return "";
 }
 
-GemmStats cpu_gemm_check(const LinearWeight& lw, const uint8_t* weight, const std::vector<double>& scales,
-                         uint64_t batch) {
-  const uint64_t k = lw.k;
+GemmStats cpu_gemm_check(const model::LinearWeights& w, uint64_t batch) {
+  const uint64_t k = w.in_features();
   std::vector<double> x(batch * k);
   for (uint64_t b = 0; b < batch; ++b)
     for (uint64_t c = 0; c < k; ++c) x[b * k + c] = activation_value(b, c);
   std::vector<double> row(k);
   GemmStats stats;
-  for (uint64_t n = 0; n < lw.n; ++n) {
-    dequantize_rows(lw, weight, scales, n, 1, row.data());
+  for (uint64_t n = 0; n < w.out_features(); ++n) {
+    w.dequantize_rows(n, 1, row.data());
     for (uint64_t b = 0; b < batch; ++b) {
       double ref = 0;
       float y = 0;

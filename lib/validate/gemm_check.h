@@ -10,6 +10,10 @@
 #include "core/dtype.h"
 #include "validate/linear_weights.h"
 
+namespace ckpt::model {
+class LinearWeights;
+}
+
 namespace ckpt::validate {
 
 struct GemmStats {
@@ -32,9 +36,9 @@ double relative_tolerance(DType out, bool rounded_weights);
 std::string judge(const GemmStats& s, double tolerance);
 
 // y = x * W^T for `batch` rows of the shared activations (activations.h), computed twice on the
-// CPU: in double (the reference) and with float weights and float accumulation (the check), from
-// the weight's bytes and its decoded scales.
-GemmStats cpu_gemm_check(const LinearWeight& lw, const uint8_t* weight, const std::vector<double>& scales,
-                         uint64_t batch);
+// CPU: in double (the reference) and with float weights and float accumulation (the check), each
+// row of W from the weight's one dequantization (model::LinearWeights: validate::dequantize_rows
+// for dense and FP8, ops::int4_decode for INT4).
+GemmStats cpu_gemm_check(const model::LinearWeights& w, uint64_t batch);
 
 }  // namespace ckpt::validate

@@ -1,8 +1,10 @@
 #include "validate/linear_weights.h"
 
+#include <algorithm>
 #include <map>
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace ckpt::validate {
 
@@ -37,6 +39,7 @@ const char* scale_layout_name(quant::Granularity g) {
 }
 
 std::string LinearWeight::format() const {
+  if (int4) return std::string("int4 ") + ops::int4_format_name(int4->format);
   if (!fp8()) {
     switch (weight->dtype()) {
       case DType::BF16: return "bf16";
@@ -76,6 +79,168 @@ bool LinearSelector::operator()(const TensorRef& t) const {
   return true;
 }
 
+namespace {
+
+std::string file_of(const Checkpoint& ck, const TensorRef& t) {
+  return t.view.file >= 0 ? ck.files[t.view.file].path : ck.path;
+}
+
+// The weight dtype an INT4 Linear computes in: config.json's dtype, else (compressed-tensors,
+// whose scales are in it) the scale's dtype, else BF16.
+DType int4_weight_dtype(const Checkpoint& ck, const TensorRef* scale) {
+  if (ck.config && ck.config->is_object())
+    for (const char* key : {"dtype", "torch_dtype"})
+      if (ck.config->contains(key) && (*ck.config)[key].is_string())
+        if (auto d = dtype_from_torch_name((*ck.config)[key].get<std::string>())) return *d;
+  return scale && is_float(scale->dtype()) ? scale->dtype() : DType::BF16;
+}
+
+// [N, K] of an INT4 Linear from its codes tensor (GPTQ qweight [K/8, N], AWQ qweight [K, N/8]) or,
+// for compressed-tensors, from weight_shape's two values. nullopt after a failure.
+std::optional<std::pair<uint64_t, uint64_t>> int4_dims(const Checkpoint& ck, const quant::Scheme& scheme,
+                                                       const TensorRef& codes, const TensorRef* shape,
+                                                       const FailFn& fail) {
+  if (codes.dtype() != DType::I32 || codes.shape().size() != 2) {
+    fail("int4", file_of(ck, codes), codes.name,
+         std::string(dtype_name(codes.dtype())) + " " + shape_str(codes.shape()) + ": packed INT4 codes are a 2-D I32 tensor");
+    return std::nullopt;
+  }
+  const uint64_t rows = codes.shape()[0], cols = codes.shape()[1];
+  if (scheme.format == quant::Format::kGptq) return std::make_pair(cols, rows * 8);
+  if (scheme.format == quant::Format::kAwq) return std::make_pair(cols * 8, rows);
+  if (!shape) return std::make_pair(rows, cols * 8);  // reported missing by the parts check
+  if (shape->dtype() != DType::I64 || shape->shape() != std::vector<uint64_t>{2}) {
+    fail("int4", file_of(ck, *shape), shape->name,
+         std::string(dtype_name(shape->dtype())) + " " + shape_str(shape->shape()) + ": weight_shape is I64 [2] = {N, K}");
+    return std::nullopt;
+  }
+  int64_t v[2];
+  File f = File::open_read(file_of(ck, *shape));
+  f.pread_exact(v, sizeof v, shape->view.offset);
+  if (v[0] <= 0 || v[1] <= 0) {
+    fail("int4", f.path(), shape->name, "weight_shape {" + std::to_string(v[0]) + ", " + std::to_string(v[1]) + "} is not positive");
+    return std::nullopt;
+  }
+  return std::make_pair(static_cast<uint64_t>(v[0]), static_cast<uint64_t>(v[1]));
+}
+
+// The INT4 Linears of `ck`, keyed by their codes tensor.
+std::map<const TensorRef*, LinearWeight> find_int4_linears(const Checkpoint& ck, const quant::Scheme& scheme,
+                                                           const std::map<std::string, const TensorRef*>& by_name,
+                                                           const FailFn& fail) {
+  auto find = [&](const std::string& name) -> const TensorRef* {
+    auto it = by_name.find(name);
+    return it == by_name.end() ? nullptr : it->second;
+  };
+  // Modules owning a tensor the scheme's Linears own, with those tensors, in tensor order.
+  std::vector<std::string> modules;
+  std::map<std::string, std::vector<const TensorRef*>> owned;
+  for (const auto& t : ck.tensors) {
+    const auto dot = t.name.rfind('.');
+    if (dot == std::string::npos || !scheme.owns_suffix(t.name.substr(dot + 1))) continue;
+    const std::string module = t.name.substr(0, dot);
+    if (!owned.count(module)) modules.push_back(module);
+    owned[module].push_back(&t);
+  }
+  // The suffix of each role, from the one model (dimensions do not change names).
+  auto suffix_of = [&](quant::PartRole role) -> std::string {
+    for (const auto& p : scheme.linear_parts(8, 8, DType::BF16))
+      if (p.role == role) return p.suffix;
+    return "";
+  };
+  std::map<const TensorRef*, LinearWeight> out;
+  for (const auto& module : modules) {
+    const TensorRef* first = owned[module].front();
+    const std::string codes_name = module + "." + suffix_of(quant::PartRole::kCodes);
+    const TensorRef* codes = find(codes_name);
+    if (!codes) {
+      fail("int4", file_of(ck, *first), first->name,
+           "tensor of an INT4 Linear (" + scheme.describe() + ") whose codes tensor '" + codes_name + "' is missing");
+      continue;
+    }
+    if (scheme.ignores(module)) {
+      fail("quant-config", file_of(ck, *codes), codes->name, "INT4 codes of a module quantization_config lists as ignored");
+      continue;
+    }
+    const TensorRef* scale = find(module + "." + suffix_of(quant::PartRole::kScale));
+    const TensorRef* shape_t = scheme.format == quant::Format::kCompressedTensors
+                                   ? find(module + "." + suffix_of(quant::PartRole::kShape)) : nullptr;
+    const auto dims = int4_dims(ck, scheme, *codes, shape_t, fail);
+    if (!dims) continue;
+    const auto [n, k] = *dims;
+    const DType wdt = int4_weight_dtype(ck, scale);
+    const ops::Int4Scheme s4 = scheme.int4(wdt);
+    LinearWeight lw;
+    lw.name = module + ".weight";
+    lw.n = n;
+    lw.k = k;
+    lw.layout = scheme.granularity;
+    lw.int4 = s4;
+    lw.act_order = scheme.act_order;
+    bool ok = true;
+    const std::string weight = "[" + std::to_string(n) + ", " + std::to_string(k) + "] weight";
+    if (std::string why = ops::int4_shape_problem(s4, n, k); !why.empty()) {
+      fail("int4", file_of(ck, *codes), codes->name, scheme.describe() + " cannot hold a " + weight + ": " + why);
+      continue;
+    }
+    std::vector<quant::Part> parts = scheme.linear_parts(n, k, wdt);
+    for (const auto& part : parts) {
+      const std::string name = module + "." + part.suffix;
+      const TensorRef* t = find(name);
+      const std::string want = std::string(dtype_name(part.dtype)) + " " + shape_str(part.shape);
+      if (!t) {
+        fail("int4", file_of(ck, *codes), name,
+             "tensor is missing: " + scheme.describe() + " (config.json) stores " + want + " here for a " + weight);
+        ok = false;
+        continue;
+      }
+      if (t->dtype() != part.dtype || t->shape() != part.shape) {
+        fail("int4", file_of(ck, *t), name,
+             std::string(dtype_name(t->dtype())) + " " + shape_str(t->shape()) + ", but " + scheme.describe() +
+                 " (config.json) stores " + want + " for a " + weight);
+        ok = false;
+        continue;
+      }
+      lw.owned.push_back(t);
+      switch (part.role) {
+        case quant::PartRole::kCodes: lw.weight = t; break;
+        case quant::PartRole::kScale: lw.scale = t; break;
+        case quant::PartRole::kZero: lw.zeros = t; break;
+        case quant::PartRole::kGroupIndex: lw.g_idx = t; break;
+        default: break;
+      }
+    }
+    // compressed-tensors with actorder "group" (llm-compressor's GPTQ) adds weight_g_idx I32 [K],
+    // which linear_parts leaves out (ckpt writes none): taken as the Linear's g_idx when it is there.
+    if (scheme.format == quant::Format::kCompressedTensors && scheme.act_order) {
+      const quant::Part g_idx{"weight_g_idx", quant::PartRole::kGroupIndex, DType::I32, {k}};
+      if (const TensorRef* t = find(module + "." + g_idx.suffix)) {
+        if (t->dtype() != g_idx.dtype || t->shape() != g_idx.shape) {
+          fail("int4", file_of(ck, *t), t->name,
+               std::string(dtype_name(t->dtype())) + " " + shape_str(t->shape()) + ", but an act-order g_idx is I32 " +
+                   shape_str(g_idx.shape) + " for a " + weight);
+          ok = false;
+        }
+        lw.g_idx = t;
+        lw.owned.push_back(t);
+        parts.push_back(g_idx);
+      }
+    }
+    for (const TensorRef* t : owned[module]) {
+      const std::string suffix = t->name.substr(module.size() + 1);
+      if (std::none_of(parts.begin(), parts.end(), [&](const quant::Part& p) { return p.suffix == suffix; })) {
+        fail("quant-config", file_of(ck, *t), t->name,
+             "tensor that " + scheme.describe() + " (config.json's quantization_config) does not have");
+        ok = false;
+      }
+    }
+    if (ok) out.emplace(codes, std::move(lw));
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const quant::Scheme& scheme,
                                               const LinearSelector& is_linear, const FailFn& fail) {
   auto file_of = [&](const TensorRef& t) { return ck.files[t.view.file].path; };
@@ -85,9 +250,12 @@ std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const quant:
     auto it = by_name.find(name);
     return it == by_name.end() ? nullptr : it->second;
   };
+  std::map<const TensorRef*, LinearWeight> int4;
+  if (scheme.method == quant::Method::kInt4) int4 = find_int4_linears(ck, scheme, by_name, fail);
 
-  // A scale needs its FP8 weight.
+  // A scale needs its FP8 weight (INT4 scales were matched to their codes above).
   for (const auto& t : ck.tensors) {
+    if (scheme.method == quant::Method::kInt4) break;
     for (const char* suffix : kScaleSuffixes) {
       if (!ends_with(t.name, suffix)) continue;
       std::string weight = strip_suffix(t.name, suffix) + ".weight";
@@ -99,6 +267,10 @@ std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const quant:
 
   std::vector<LinearWeight> out;
   for (const auto& t : ck.tensors) {
+    if (auto it = int4.find(&t); it != int4.end()) {
+      out.push_back(std::move(it->second));
+      continue;
+    }
     if (!is_linear(t)) continue;
     LinearWeight lw;
     lw.name = t.name;

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,14 +21,23 @@ namespace ckpt::validate {
 const char* scale_layout_name(quant::Granularity g);
 
 struct LinearWeight {
-  std::string name;                 // "model.layers.0.self_attn.q_proj.weight"
-  const TensorRef* weight = nullptr;
-  const TensorRef* scale = nullptr;  // FP8: the dequantization multiplier tensor
+  std::string name;                 // "model.layers.0.self_attn.q_proj.weight" (INT4 too: the logical weight)
+  const TensorRef* weight = nullptr;  // INT4: the codes (qweight / weight_packed)
+  const TensorRef* scale = nullptr;  // FP8: the dequantization multiplier tensor; INT4: the group scales
   quant::Granularity layout = quant::Granularity::kTensor;
   uint64_t n = 0, k = 0;             // weight shape [N, K]: out features, in features
   uint64_t block_n = 0, block_k = 0;  // kBlock
-  bool fp8() const { return scale != nullptr; }
-  // "bf16", "fp8 per-tensor", "fp8 block 128x128", ...
+  // INT4 (quant/scheme.h owns its tensors): the scheme the arrays decode with (ops::int4_decode),
+  // the zero points and g_idx where the format stores them (g_idx decodes only with act-order:
+  // without it vLLM reads k / G), and every tensor the Linear owns.
+  std::optional<ops::Int4Scheme> int4;
+  bool act_order = false;
+  const TensorRef* zeros = nullptr;
+  const TensorRef* g_idx = nullptr;
+  std::vector<const TensorRef*> owned;  // INT4: all its tensors (codes, scales, zeros, g_idx, shape)
+  bool fp8() const { return scale != nullptr && !int4; }
+  bool is_int4() const { return int4.has_value(); }
+  // "bf16", "fp8 per-tensor", "fp8 block 128x128", "int4 gptq", ...
   std::string format() const;
 };
 
@@ -51,7 +61,10 @@ class LinearSelector {
 };
 
 // The Linear weights of `ck` in tensor order. Structural problems are reported through `fail`
-// (check "scale" or "quant-config") and the offending weight is left out.
+// (check "scale", "int4" or "quant-config") and the offending weight is left out. INT4 Linears
+// are the modules owning the scheme's tensors: their [N, K] comes from the codes tensor's shape
+// (compressed-tensors: from weight_shape), and every tensor of quant::Scheme::linear_parts must be
+// there with its dtype and shape, and no other tensor the scheme's Linears could own.
 std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const quant::Scheme& scheme,
                                               const LinearSelector& is_linear, const FailFn& fail);
 

@@ -46,9 +46,6 @@ void check_scheme_runs(const quant::Scheme& s, const std::string& label) {
     if (s.granularity == quant::Granularity::kBlock && *s.activation_scheme != "dynamic")
       fail(Errc::kUnsupported, label, "", "quantization_config: weight_block_size needs activation_scheme dynamic (vLLM)");
   }
-  if (s.method == quant::Method::kInt4)
-    fail(Errc::kUnsupported, label, "",
-         "quantization_config: " + s.describe() + " has no GEMM path in ckpt validate (fp8 and compressed-tensors FP8 do)");
 }
 
 void check_stray_shards(const Target& t, const FailFn& fail) {
@@ -73,7 +70,7 @@ void check_config(const Target& t, uint64_t tp_size, const FailFn& fail) {
   if (auto dt = config_dtype(c)) {
     auto want = dtype_from_torch_name(*dt);
     for (const auto& lw : t.linears)
-      if (want && !lw.fp8() && lw.weight->dtype() != *want) {
+      if (want && !lw.fp8() && !lw.is_int4() && lw.weight->dtype() != *want) {
         fail("config", t.ck.files[lw.weight->view.file].path, lw.name,
              "Linear weight is " + std::string(dtype_name(lw.weight->dtype())) + " but config.json says dtype " + *dt);
         break;  // one line is enough: the cause is the config (or a partial cast)
@@ -91,10 +88,42 @@ void check_config(const Target& t, uint64_t tp_size, const FailFn& fail) {
   }
 }
 
-// Every scale value must be a usable multiplier: finite and > 0.
+// A whole tensor's bytes, 8-byte aligned (the INT4 decoder reads 32-bit words in place).
+std::vector<uint64_t> read_aligned(std::map<int, File>& files, const Target& t, const TensorRef& x) {
+  File& f = files.try_emplace(x.view.file, File::open_read(t.ck.files[x.view.file].path)).first->second;
+  std::vector<uint64_t> words((x.nbytes() + 7) / 8);
+  f.pread_exact(words.data(), x.nbytes(), x.view.offset);
+  return words;
+}
+
+// Every scale value must be a usable multiplier: finite and > 0. INT4 arrays must hold what their
+// readers can read (ops::int4_check_stored: zero points, padding nibbles, g_idx).
 void check_scale_values(const Target& t, const FailFn& fail) {
   std::map<int, File> files;
   for (const auto& lw : t.linears) {
+    if (lw.is_int4()) {
+      // The codes matter only where the packing pads a row (compressed-tensors, K % 8): read
+      // them only then, so the structure phase does not read the whole model.
+      const bool padded_rows = lw.int4->format == ops::Int4Format::kCompressedTensors && lw.k % 8 != 0;
+      const auto codes = padded_rows ? read_aligned(files, t, *lw.weight) : std::vector<uint64_t>{};
+      const auto scales = read_aligned(files, t, *lw.scale);
+      const auto zeros = lw.zeros ? read_aligned(files, t, *lw.zeros) : std::vector<uint64_t>{};
+      const auto g_idx = lw.g_idx ? read_aligned(files, t, *lw.g_idx) : std::vector<uint64_t>{};
+      ops::Int4Stored st;
+      st.weights = padded_rows ? reinterpret_cast<const uint32_t*>(codes.data()) : nullptr;
+      st.scales = reinterpret_cast<const uint8_t*>(scales.data());
+      st.zeros = lw.zeros ? reinterpret_cast<const uint32_t*>(zeros.data()) : nullptr;
+      st.g_idx = lw.g_idx ? reinterpret_cast<const int32_t*>(g_idx.data()) : nullptr;
+      const ops::Int4ArrayIssue issue = ops::int4_check_stored(*lw.int4, ops::int4_geometry(*lw.int4, lw.n, lw.k), st, lw.act_order);
+      if (issue) {
+        const TensorRef* x = issue.array == ops::Int4ArrayIssue::kWeights ? lw.weight
+                             : issue.array == ops::Int4ArrayIssue::kZeros ? lw.zeros
+                             : issue.array == ops::Int4ArrayIssue::kScales ? lw.scale
+                                                                            : lw.g_idx;
+        fail("int4", t.ck.files[x->view.file].path, x->name, "element " + std::to_string(issue.index) + ": " + issue.rule);
+      }
+      continue;
+    }
     if (!lw.fp8()) continue;
     const TensorRef& s = *lw.scale;
     File& f = files.try_emplace(s.view.file, File::open_read(t.ck.files[s.view.file].path)).first->second;

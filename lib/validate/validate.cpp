@@ -1,10 +1,12 @@
 #include "validate/validate.h"
 
 #include <cstdio>
+#include <memory>
+#include <stdexcept>
 
 #include "core/file_io.h"
 #include "core/sizes.h"
-#include "validate/dequantize.h"
+#include "model/linear.h"
 #include "validate/gemm_check.h"
 
 namespace ckpt::validate {
@@ -56,26 +58,17 @@ void cpu_gemm(Prepared& p, PhaseScope& scope, uint64_t batch) {
     if (t->opened)
       for (const auto& lw : t->linears) results.push_back({t.get(), &lw, {}, {}});
   // Map each file once; weights are checked in parallel.
-  std::vector<std::vector<MappedFile>> maps;
-  for (const auto& t : p.layout.targets) {
-    maps.emplace_back();
-    if (t->opened)
-      for (const auto& f : t->ck.files) maps.back().emplace_back(File::open_read(f.path));
-  }
-  auto map_of = [&](const Target* t) -> std::vector<MappedFile>& {
+  std::vector<std::unique_ptr<model::HostTensors>> hosts;
+  for (const auto& t : p.layout.targets) hosts.push_back(t->opened ? std::make_unique<model::HostTensors>(t->ck) : nullptr);
+  auto host_of = [&](const Target* t) -> const model::HostTensors& {
     for (size_t i = 0; i < p.layout.targets.size(); ++i)
-      if (p.layout.targets[i].get() == t) return maps[i];
-    return maps[0];
+      if (p.layout.targets[i].get() == t) return *hosts[i];
+    throw std::logic_error("cpu_gemm: target not in the layout");
   };
   const double tol = relative_tolerance(DType::F32, false);
   parallel_for(results.size(), scope.workers(), [&](size_t i) {
     Result& r = results[i];
-    auto& m = map_of(r.target);
-    std::vector<double> scales;
-    if (r.lw->fp8())
-      scales = decode_all(r.lw->scale->dtype(), m[r.lw->scale->view.file].data() + r.lw->scale->view.offset,
-                          r.lw->scale->view.numel());
-    r.stats = cpu_gemm_check(*r.lw, m[r.lw->weight->view.file].data() + r.lw->weight->view.offset, scales, batch);
+    r.stats = cpu_gemm_check(*model::stored_linear(*r.lw, host_of(r.target)), batch);
     r.error = judge(r.stats, tol);
   });
   double worst = 0;
@@ -103,19 +96,20 @@ Prepared run_cpu_phases(const std::string& root, Report& report, const CpuPhaseO
     FailFn fail = fail_into(scope);
     p.layout = open_layout(root, fail);
     check_parallel_layout(p.layout, fail);
-    size_t tensors = 0, linears = 0, fp8 = 0;
+    size_t tensors = 0, linears = 0, fp8 = 0, int4 = 0;
     for (const auto& t : p.layout.targets) {
       tensors += t->ck.tensors.size();
       linears += t->linears.size();
-      for (const auto& lw : t->linears) fp8 += lw.fp8();
+      for (const auto& lw : t->linears) fp8 += lw.fp8(), int4 += lw.is_int4();
     }
     scope.phase().summary = count_of(p.layout.targets.size(), p.layout.parallel ? "rank" : "directory", "directories") +
                             ", " + count_of(tensors, "tensor") + ", " + count_of(linears, "Linear weight") + " (" +
-                            std::to_string(fp8) + " FP8), " + format_bytes(weight_bytes(p.layout));
+                            std::to_string(fp8) + " FP8" + (int4 ? ", " + std::to_string(int4) + " INT4" : std::string()) + "), " + format_bytes(weight_bytes(p.layout));
     scope.phase().details["targets"] = p.layout.targets.size();
     scope.phase().details["tensors"] = tensors;
     scope.phase().details["linear_weights"] = linears;
     scope.phase().details["fp8_weights"] = fp8;
+    scope.phase().details["int4_weights"] = int4;
     scope.phase().details["bytes"] = weight_bytes(p.layout);
     if (!p.layout.targets.empty()) scope.phase().details["linear_weights_from"] = p.layout.targets.front()->linear_source;
   });

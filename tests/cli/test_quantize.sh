@@ -102,6 +102,29 @@ expect_error 2 "--group-size must be positive or -1" "$ckpt" quantize "$tr" "$sc
 expect_error 2 "choose a quantization" "$ckpt" quantize "$tr" "$scratch/x9" --int4 --fp8
 expect_error 1 "not a multiple of the group size 256" "$ckpt" quantize "$tr" "$scratch/x10" --int4 --group-size 256
 [ ! -e "$scratch/x10" ] && pass "a refused int4 run leaves nothing behind" || fail "x10 left behind"
+# validate checks every INT4 format's structure and runs each Linear (exit 3: no GPU here).
+for d in gptq awq ct4 gptq-asym g32; do
+  "$ckpt" validate "$scratch/$d" >/dev/null 2>&1; code=$?
+  { [ $code = 0 ] || [ $code = 3 ]; } && pass "validate int4 $d (exit $code)" || fail "validate int4 $d -> exit $code"
+done
+# --pad-intermediate=4: intermediate 384 -> 512 (4 ranks of 128), recorded; the output validates.
+"$ckpt" quantize "$tr" "$scratch/pad4" --int4 --pad-intermediate=4 -q && python3 - "$scratch/pad4" <<'PY' \
+  && pass "int4 --pad-intermediate=4: intermediate_size 512, recorded, down_proj [512/8, 128]" || fail "int4 --pad-intermediate"
+import json, sys
+d = sys.argv[1]
+c = json.load(open(d + "/config.json"))
+assert c["intermediate_size"] == 512, c["intermediate_size"]
+assert c["ckpt_intermediate_padding"]["original_intermediate_size"] == 384
+raw = open(d + "/model.safetensors", "rb").read()
+n = int.from_bytes(raw[:8], "little")
+h = json.loads(raw[8:8 + n])
+assert h["model.layers.0.mlp.down_proj.qweight"]["shape"] == [64, 128], h["model.layers.0.mlp.down_proj.qweight"]
+assert h["model.layers.0.mlp.gate_proj.qweight"]["shape"] == [16, 512]
+PY
+"$ckpt" validate "$scratch/pad4" >/dev/null 2>&1; code=$?
+{ [ $code = 0 ] || [ $code = 3 ]; } && pass "validate of the padded output (exit $code)" || fail "validate pad4 -> exit $code"
+expect_error 2 "--pad-intermediate applies only to --int4" "$ckpt" quantize "$tr" "$scratch/x11" --fp8 --pad-intermediate
+expect_error 2 "needs a tensor-parallel degree" "$ckpt" quantize "$tr" "$scratch/x12" --int4 --pad-intermediate=0
 
 # Already quantized: the same scheme is a plain copy, another one is refused.
 "$ckpt" quantize "$scratch/block" "$scratch/block2" --fp8 --scheme block -q || fail "same-scheme copy"

@@ -1,7 +1,7 @@
 // The GPU phases of ckpt validate on writer-made fixtures: every weight format passes load,
 // integrity, allocate, warm-up (through the GEMM path its format needs) and graphs; TP ranks run
 // in turn on one GPU and side by side on two; a flipped byte is named by the GPU checksum, a NaN weight by the GEMM
-// check; the dequantize kernels equal the CPU reference.
+// check; the dequantize kernels equal the CPU reference (INT4: ops::int4_decode, every format).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -10,6 +10,8 @@
 
 #include "cuda_check.h"
 #include "gemm_kernels.h"
+#include "gemm_warmup.h"
+#include "model/linear.h"
 #include "gpu_info.h"
 #include "gpu_validate.h"
 #include "test_support.h"
@@ -157,4 +159,57 @@ TEST(GpuValidate, DequantizeKernelsEqualTheCpuReference) {
       ASSERT_EQ(gpu, cpu) << lw.name;
     }
   }
+}
+
+// INT4 outputs of `quantize --int4` in every format: each Linear runs dequantize (from the loaded
+// bytes in the stored layout) + float32 cuBLAS, within the float32 bound of the float64 reference.
+TEST(GpuValidate, Int4FormatsPass) {
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA GPU on this machine";
+  struct Case {
+    const char* format;
+    bool sym;
+    int64_t group;
+  };
+  for (const Case c : {Case{"gptq", true, 32}, Case{"gptq", false, -1}, Case{"awq", false, 32},
+                       Case{"compressed-tensors", true, 32}, Case{"compressed-tensors", false, -1}}) {
+    ScratchDir tmp;
+    write_int4_fixture(tmp / "q", c.format, c.sym, c.group);
+    auto r = run_all(tmp / "q");
+    ASSERT_TRUE(r->report.ok()) << c.format << "\n" << r->report.table();
+    const auto paths = phase(*r, "warm-up")->details["paths"];
+    std::cout << r->report.table() << paths.dump() << "\n";
+    EXPECT_EQ(paths.value(std::string("int4 ") + c.format + " via dequant+cublas", 0), 14) << paths.dump();
+    EXPECT_EQ(paths.value("bf16 via cublas", 0), 1) << paths.dump();  // lm_head
+    EXPECT_EQ(phase(*r, "graphs")->details["graphs"].size(), 3u);
+  }
+}
+
+TEST(GpuValidate, Int4DequantizeKernelEqualsTheCpuDecoder) {
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA GPU on this machine";
+  for (const char* format : {"gptq", "awq", "compressed-tensors"})
+    for (bool sym : {true, false}) {
+      if (std::string(format) == "awq" && sym) continue;
+      ScratchDir tmp;
+      write_int4_fixture(tmp / "q", format, sym, 32);
+      validate::Report report;
+      auto p = validate::run_cpu_phases(tmp / "q", report, {false, false});
+      ASSERT_TRUE(report.ok()) << report.table();
+      const validate::Target& t = *p.layout.targets[0];
+      const std::vector<uint8_t> file = read_file_bytes(tmp / "q/model.safetensors");
+      // Two bytes off 4-byte alignment (scales stay 2-aligned): the kernel reads words byte by byte.
+      cuda::DeviceBuffer dev(file.size() + 2);
+      CKPT_CUDA(cudaMemcpy(dev.data() + 2, file.data(), file.size(), cudaMemcpyHostToDevice));
+      model::HostTensors host(t.ck);
+      for (const auto& lw : t.linears) {
+        if (!lw.is_int4()) continue;
+        const cuda::DequantArgs a =
+            cuda::dequant_args(lw, [&](const TensorRef& x) -> const void* { return dev.data() + 2 + x.view.offset; });
+        cuda::DeviceBuffer out(lw.n * lw.k * 8);
+        CKPT_CUDA(cuda::dequantize_f64(a, out.as<double>(), 0));
+        std::vector<double> gpu(lw.n * lw.k), cpu(lw.n * lw.k);
+        CKPT_CUDA(cudaMemcpy(gpu.data(), out.data(), gpu.size() * 8, cudaMemcpyDeviceToHost));
+        model::stored_linear(lw, host)->dequantize_rows(0, lw.n, cpu.data());
+        ASSERT_EQ(gpu, cpu) << format << " " << lw.name;
+      }
+    }
 }

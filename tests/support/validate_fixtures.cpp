@@ -3,7 +3,9 @@
 #include <filesystem>
 #include <random>
 
+#include "checkpoint/checkpoint.h"
 #include "commands/hf_layout.h"
+#include "commands/quantize.h"
 #include "core/file_io.h"
 #include "ops/float_convert.h"
 #include "ops/fp8.h"
@@ -188,6 +190,46 @@ void write_tp_fixture(const std::string& dir, FixtureQuant quant, uint64_t tp) {
     plan.extras.push_back({rank + "config.json", c.dump(2) + "\n", std::nullopt});
   }
   run(plan, dir);
+}
+
+void write_int4_fixture(const std::string& dir, const std::string& format, bool symmetric, int64_t group_size) {
+  write_fixture(dir + ".src", llama_fixture(FixtureQuant::kNone), llama_fixture_config(FixtureQuant::kNone));
+  QuantizeOptions o;
+  o.method = quant::Method::kInt4;
+  o.format = format == "gptq" ? quant::Format::kGptq : format == "awq" ? quant::Format::kAwq : quant::Format::kCompressedTensors;
+  o.symmetric = symmetric;
+  o.group_size = group_size;
+  const Checkpoint ck = open_checkpoint(dir + ".src");
+  QuantizePlan qp = plan_quantize(ck, o);
+  ExecOptions eo;
+  eo.protected_paths = {dir + ".src"};
+  execute(qp.plan, dir, eo);
+}
+
+std::vector<FixtureTensor> read_fixture_tensors(const std::string& dir) {
+  const Checkpoint ck = open_checkpoint(dir);
+  std::vector<FixtureTensor> out;
+  for (const auto& t : ck.tensors) {
+    FixtureTensor f{t.name, t.dtype(), t.shape(), std::vector<uint8_t>(t.nbytes())};
+    File file = File::open_read(ck.files[t.view.file].path);
+    if (!f.bytes.empty()) file.pread_exact(f.bytes.data(), f.bytes.size(), t.view.offset);
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+void rewrite_fixture(const std::string& dir, const std::vector<FixtureTensor>& tensors, const ojson& config) {
+  const std::string next = dir + ".rewritten";
+  write_fixture(next, tensors, config);
+  fs::remove(next + "/ckpt-manifest.json");
+  fs::remove_all(dir);
+  fs::rename(next, dir);
+}
+
+std::unique_ptr<CpuValidation> run_cpu(const std::string& dir) {
+  auto o = std::make_unique<CpuValidation>();
+  o->prepared = validate::run_cpu_phases(dir, o->report, {});
+  return o;
 }
 
 void flip_tensor_byte(const std::string& file, const std::string& tensor, uint64_t offset) {

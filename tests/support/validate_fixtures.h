@@ -4,12 +4,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/dtype.h"
 #include "formats/safetensors.h"
 #include "formats/strict_json.h"
+#include "validate/validate.h"
 
 namespace ckpt::test {
 
@@ -42,6 +44,23 @@ void write_fixture(const std::string& dir, const std::vector<FixtureTensor>& ten
 // A TP output: dir/rank-r/ for r < tp, each with the rank's shapes, a ckpt_parallel block and
 // tp_size/tp_rank metadata, and one ckpt-manifest.json at dir (as `ckpt shard` writes).
 void write_tp_fixture(const std::string& dir, FixtureQuant quant, uint64_t tp);
+
+// The bf16 fixture quantized by `ckpt quantize --int4` (commands/quantize.h) into `dir` (must not
+// exist; the bf16 source goes to dir + ".src"): format "gptq", "awq" or "compressed-tensors",
+// group size 32, 64 or -1 (the fixture's K are 64 and 128).
+void write_int4_fixture(const std::string& dir, const std::string& format, bool symmetric, int64_t group_size);
+
+// The tensors of `dir`/model.safetensors, and writing them back (with config.json as `config`) in
+// place of the directory, without a manifest: for tests that break one rule at a time.
+std::vector<FixtureTensor> read_fixture_tensors(const std::string& dir);
+void rewrite_fixture(const std::string& dir, const std::vector<FixtureTensor>& tensors, const ojson& config);
+
+// The CPU phases of `ckpt validate DIR` (validate::run_cpu_phases with the default options).
+struct CpuValidation {
+  validate::Report report;
+  validate::Prepared prepared;
+};
+std::unique_ptr<CpuValidation> run_cpu(const std::string& dir);
 
 // Flips one bit of the byte at `offset` from the start of tensor `tensor`'s data in a safetensors file.
 void flip_tensor_byte(const std::string& file, const std::string& tensor, uint64_t offset);

@@ -20,16 +20,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Outcome {
-  Report report;
-  Prepared prepared;
-};
-
-std::unique_ptr<Outcome> run_cpu(const std::string& dir) {
-  auto o = std::make_unique<Outcome>();
-  o->prepared = run_cpu_phases(dir, o->report, {});
-  return o;
-}
+using Outcome = CpuValidation;
 
 // The one failure line of a failing run, checked to name `check` and `tensor`.
 void expect_failure(const Outcome& o, const std::string& check, const std::string& tensor_part) {
