@@ -58,8 +58,9 @@ struct Api {
   bool loaded() const { return error.empty(); }
 };
 
-// Loads libcufile once (thread-safe): $CKPT_CUFILE_LIBRARY when set, else the library the build
-// found (CMake: CKPT_CUFILE_LIBRARY_PATH), else libcufile.so.0 through the dynamic loader's path.
+// Loads libcufile once (thread-safe): $CKPT_CUFILE_LIBRARY when set (and then only that), else the
+// library the build found (CMake: CKPT_CUFILE_LIBRARY_PATH), else libcufile.so.0 through the
+// dynamic loader's path.
 const Api& api();
 
 // "CU_FILE_DRIVER_NOT_INITIALIZED" for 5001, ...; "cuFile error N" for values it does not know.

@@ -72,11 +72,15 @@ void resolve(void* lib, Fn& fn, const char* symbol, const char* alternative, std
 Api load() {
   Api api;
   std::vector<std::string> candidates;
-  if (const char* env = std::getenv("CKPT_CUFILE_LIBRARY"); env && *env) candidates.push_back(env);
+  // $CKPT_CUFILE_LIBRARY, when set, is the only place tried: the user said which library.
+  if (const char* env = std::getenv("CKPT_CUFILE_LIBRARY"); env && *env) {
+    candidates.push_back(env);
+  } else {
 #ifdef CKPT_CUFILE_LIBRARY_PATH
-  candidates.push_back(CKPT_CUFILE_LIBRARY_PATH);
+    candidates.push_back(CKPT_CUFILE_LIBRARY_PATH);
 #endif
-  candidates.push_back("libcufile.so.0");
+    candidates.push_back("libcufile.so.0");
+  }
   void* lib = nullptr;
   std::string tried;
   for (const auto& c : candidates) {

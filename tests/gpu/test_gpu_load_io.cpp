@@ -5,9 +5,9 @@
 // where libcufile cannot be loaded.
 #include <gtest/gtest.h>
 
-#include "cufile_api.h"
 #include "cuda_check.h"
 #include "device_loader.h"
+#include "gds_reader.h"
 #include "gpu_digests.h"
 #include "gpu_info.h"
 #include "test_support.h"
