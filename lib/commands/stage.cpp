@@ -8,12 +8,14 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/parallel_root.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/hash.h"
 #include "core/parallel.h"
 #include "core/sizes.h"
 #include "formats/strict_json.h"
@@ -69,43 +71,56 @@ uint64_t free_bytes_of(const std::string& dir) {
   return static_cast<uint64_t>(s.f_bavail) * s.f_frsize;
 }
 
-// Checks the copied weight files against the copied manifests (the source's, byte for byte),
-// hashing the staged bytes: what the processes will map. Returns the files verified, or -1 when
-// there is no manifest to check against. A mismatch is thrown naming the source's file.
-int64_t verify_copy(const OutputDir& out, const std::string& source, const std::vector<StagedFile>& files,
-                    const StageOptions& o) {
+std::string canonical(const std::string& p) {
+  std::error_code ec;
+  fs::path c = fs::weakly_canonical(p, ec);
+  return ec ? p : c.string();
+}
+
+// A staged weight file the source's manifest lists: its digests are computed from the bytes as
+// they are copied (one pass: each 1 MiB block read, hashed, written) and compared at the end.
+struct Checked {
+  const validate::FileDigests* want = nullptr;
+  validate::DigestBlocks plan;
+  uint64_t header_bytes = 0;  // 8 + N
+  uint64_t header_digest = 0;
+  std::vector<uint64_t> block_digests;
+};
+
+// The source's checkpoints (the root, or each rank) and the manifests' digests, where the source
+// has a ckpt-manifest.json; a bad manifest or a listed file missing is refused here, before
+// anything is created. Null when there is no manifest.
+struct SourceDigests {
+  std::vector<std::unique_ptr<Checkpoint>> cks;
+  validate::ExpectedDigests expected;
+};
+std::unique_ptr<SourceDigests> source_digests(const std::string& source, const std::vector<StagedFile>& files,
+                                          const validate::FailFn& fail_fn) {
   const bool any_manifest = std::any_of(files.begin(), files.end(), [](const StagedFile& f) {
     return fs::path(f.rel).filename() == kManifestName;
   });
-  if (!any_manifest) return -1;
-  const std::string temp = out.temp_path();
-  std::vector<std::unique_ptr<Checkpoint>> cks;
-  const std::vector<RankDir> ranks = parallel_rank_dirs(temp);
-  if (ranks.empty()) cks.push_back(std::make_unique<Checkpoint>(open_checkpoint(temp)));
-  for (const RankDir& r : ranks) cks.push_back(std::make_unique<Checkpoint>(open_checkpoint(r.dir)));
+  if (!any_manifest) return nullptr;
+  auto sc = std::make_unique<SourceDigests>();
+  const std::vector<RankDir> ranks = parallel_rank_dirs(source);
+  if (ranks.empty()) sc->cks.push_back(std::make_unique<Checkpoint>(open_checkpoint(source)));
+  for (const RankDir& r : ranks) sc->cks.push_back(std::make_unique<Checkpoint>(open_checkpoint(r.dir)));
   std::vector<const Checkpoint*> views;
-  for (const auto& c : cks) views.push_back(c.get());
-  // Failures name the source's file (the temporary directory goes away with the error).
-  auto as_source = [&](const std::string& p) {
-    return p.compare(0, temp.size(), temp) == 0 ? source + p.substr(temp.size()) : p;
-  };
-  validate::FailFn fail_fn = [&](const std::string& check, const std::string& file, const std::string& tensor,
-                                 const std::string& message) {
-    fail(Errc::kCheckFailed, as_source(file), tensor, check + ": " + message);
-  };
-  validate::ExpectedDigests expected = validate::load_manifests(temp, views, fail_fn);
-  int64_t verified = 0;
-  progress_begin(o.progress, "verify", 0);
-  for (const Checkpoint* ck : views)
-    for (size_t i = 0; i < ck->files.size(); ++i) {
-      const validate::FileDigests* want = expected.find(ck->files[i].path);
-      if (!want) continue;
-      validate::compare_digests(ck->files[i].path, *want,
-                                validate::compute_file_digests(*ck, i, Workers{o.threads, o.cancel}, o.progress),
-                                "staged copy", fail_fn);
-      ++verified;
-    }
-  return verified;
+  for (const auto& c : sc->cks) views.push_back(c.get());
+  sc->expected = validate::load_manifests(source, views, fail_fn);
+  return sc;
+}
+
+// The copy's units: a verified file's header and each digest block (so that each is hashed whole
+// as it passes), anything else in chunks copied by the kernel where it can.
+struct Unit {
+  size_t file;
+  uint64_t offset, len;
+  long block;  // index into the file's digest blocks; kHeader; kPlain
+};
+constexpr long kHeader = -1, kPlain = -2;
+
+void add_plain(size_t file, uint64_t begin, uint64_t end, std::vector<Unit>& units) {
+  for (uint64_t off = begin; off < end; off += kCopyChunk) units.push_back({file, off, std::min(kCopyChunk, end - off), kPlain});
 }
 
 }  // namespace
@@ -146,35 +161,78 @@ StageReport stage_checkpoint(const std::string& source, const std::string& name,
     fail(Errc::kIo, o.shm_root, "",
          "not enough space to stage " + source + ": it needs " + format_bytes(need) + ", " + o.shm_root + " has " +
              format_bytes(r.free_bytes) + " free; nothing was copied");
+  validate::FailFn fail_fn = [](const std::string& check, const std::string& file, const std::string& tensor,
+                                const std::string& message) { fail(Errc::kCheckFailed, file, tensor, check + ": " + message); };
+  const std::unique_ptr<SourceDigests> sc = source_digests(source, files, fail_fn);
 
+  std::map<std::string, std::pair<const Checkpoint*, size_t>> weight_files;  // canonical path -> (checkpoint, index)
+  if (sc)
+    for (const auto& ck : sc->cks)
+      for (size_t j = 0; j < ck->files.size(); ++j) weight_files[canonical(ck->files[j].path)] = {ck.get(), j};
   OutputDir out(dest, o.force, {source});
-  struct Chunk {
-    size_t file;
-    uint64_t offset, len;
-  };
   std::vector<File> src, dst;
-  std::vector<Chunk> chunks;
+  std::vector<Checked> checked(files.size());
+  std::vector<Unit> units;
   for (size_t i = 0; i < files.size(); ++i) {
-    const std::string to = out.path_of(files[i].rel);
+    const std::string from = (fs::path(source) / files[i].rel).string(), to = out.path_of(files[i].rel);
     fs::create_directories(fs::path(to).parent_path(), ec);
     if (ec) fail(Errc::kIo, to, "", "cannot create the directory: " + ec.message());
-    src.push_back(File::open_read((fs::path(source) / files[i].rel).string()));
-    if (src.back().size() != files[i].size) fail(Errc::kIo, src.back().path(), "", "the file changed size while staging");
+    src.push_back(File::open_read(from));
+    if (src.back().size() != files[i].size) fail(Errc::kIo, from, "", "the file changed size while staging");
     dst.push_back(File::create(to));
     dst.back().truncate(files[i].size);
-    for (uint64_t off = 0; off < files[i].size; off += kCopyChunk)
-      chunks.push_back({i, off, std::min(kCopyChunk, files[i].size - off)});
+    auto wf = weight_files.find(canonical(from));
+    const validate::FileDigests* want = wf == weight_files.end() ? nullptr : sc->expected.find(wf->second.first->files[wf->second.second].path);
+    if (!want) {
+      add_plain(i, 0, files[i].size, units);
+      continue;
+    }
+    Checked& c = checked[i];
+    c.want = want;
+    c.plan = validate::digest_blocks(*wf->second.first, wf->second.second);
+    c.block_digests.resize(c.plan.blocks.size());
+    uint8_t prefix[8];
+    src.back().pread_exact(prefix, 8, 0);
+    for (int b = 0; b < 8; ++b) c.header_bytes |= static_cast<uint64_t>(prefix[b]) << (8 * b);
+    c.header_bytes += 8;  // bounded by the reader that opened the file
+    units.push_back({i, 0, c.header_bytes, kHeader});
+    uint64_t covered = c.header_bytes;
+    for (size_t b = 0; b < c.plan.blocks.size(); ++b) {
+      const auto [off, len] = c.plan.blocks[b];
+      add_plain(i, covered, off, units);  // none in a valid safetensors file: tensors are contiguous
+      units.push_back({i, off, len, static_cast<long>(b)});
+      covered = std::max(covered, off + len);
+    }
+    add_plain(i, covered, files[i].size, units);
   }
   progress_begin(o.progress, "stage", r.bytes);
-  parallel_for(chunks.size(), Workers{o.threads, o.cancel}, [&](size_t c) {
-    const Chunk& ch = chunks[c];
-    copy_file_bytes(src[ch.file], ch.offset, dst[ch.file], ch.offset, ch.len);
-    progress_advance(o.progress, ch.len);
+  parallel_for(units.size(), Workers{o.threads, o.cancel}, [&](size_t u) {
+    const Unit& un = units[u];
+    if (un.block == kPlain) {
+      copy_file_bytes(src[un.file], un.offset, dst[un.file], un.offset, un.len);
+    } else {
+      thread_local std::vector<uint8_t> buf;
+      buf.resize(un.len);
+      src[un.file].pread_exact(buf.data(), un.len, un.offset);
+      const uint64_t digest = hash_bytes(buf.data(), un.len);
+      if (un.block == kHeader) checked[un.file].header_digest = digest;
+      else checked[un.file].block_digests[un.block] = digest;
+      dst[un.file].pwrite_exact(buf.data(), un.len, un.offset);
+    }
+    progress_advance(o.progress, un.len);
   });
   for (File& f : dst) f.close();
-  const int64_t verified = verify_copy(out, source, files, o);
-  r.manifest = verified >= 0;
-  r.verified_files = verified > 0 ? static_cast<uint64_t>(verified) : 0;
+  for (size_t i = 0; i < files.size(); ++i) {
+    const Checked& c = checked[i];
+    if (!c.want) continue;
+    validate::FileDigests got;
+    got.size = files[i].size;
+    got.header = c.header_digest;
+    got.tensors = validate::combine_blocks(c.plan, c.block_digests);
+    validate::compare_digests(src[i].path(), *c.want, got, "copy", fail_fn);
+    ++r.verified_files;
+  }
+  r.manifest = sc != nullptr;
   ojson marker = {{"source", fs::absolute(source).lexically_normal().string()},
                   {"name", name},
                   {"files", r.files},
