@@ -4,10 +4,11 @@
 // there). A TP/PP output root is staged whole: its own files and each rank's directory.
 //
 // The copy is an output like any other (plan/output_dir.h): written into a temporary sibling and
-// renamed into place, refused over an existing name unless forced. Its weight files are checked
-// against the source's ckpt-manifest.json from the copied bytes, so what the processes will map
-// is what the manifest names. A marker file, ckpt-staged.json, says the directory is a staged
-// copy: `--drop` and `--from-shm` touch nothing else under the shared-memory root.
+// renamed into place, refused over an existing name unless forced. Where the source has a
+// ckpt-manifest.json, each 1 MiB block of its weight files is hashed as it is copied (read once,
+// hashed, written) and the copy is refused unless every digest matches, so what the processes
+// will map is what the manifest names. A marker file, ckpt-staged.json, says the directory is a
+// staged copy: `--drop` and `--from-shm` touch nothing else under the shared-memory root.
 #pragma once
 
 #include <cstdint>
