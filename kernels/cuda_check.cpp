@@ -3,6 +3,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "cufile_api.h"
 
 namespace ckpt::cuda {
 
@@ -15,6 +16,14 @@ void check_cuda(cudaError_t status, const char* call) {
 void check_cublas(cublasStatus_t status, const char* call) {
   if (status != CUBLAS_STATUS_SUCCESS)
     fail(Errc::kIo, "", "", std::string("cuBLAS error in ") + call + ": " + cublasGetStatusString(status));
+}
+
+void check_cufile(const cufile::Error& status, const char* call) {
+  if (status.err == cufile::kSuccess) return;
+  std::string text = std::string("cuFile error in ") + call + ": " + cufile::op_error_name(status.err);
+  // A CUDA driver failure inside cuFile carries its CUresult (a driver API code, not cudaError_t).
+  if (status.err == cufile::kCudaDriverError) text += " (CUresult " + std::to_string(status.cu_err) + ")";
+  fail(Errc::kIo, "", "", text);
 }
 
 Stream new_stream() {

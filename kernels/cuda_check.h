@@ -16,12 +16,19 @@
 
 namespace ckpt::cuda {
 
-// Throw Error(Errc::kIo) when `status` is not success, one line: "CUDA error in CALL: TEXT (NAME)"
-// or "cuBLAS error in CALL: TEXT". Every CUDA and cuBLAS call of the host code goes through these.
+namespace cufile {
+struct Error;  // CUfileError_t (cufile_api.h)
+}
+
+// Throw Error(Errc::kIo) when `status` is not success, one line: "CUDA error in CALL: TEXT (NAME)",
+// "cuBLAS error in CALL: TEXT" or "cuFile error in CALL: NAME". Every CUDA, cuBLAS and cuFile call
+// of the host code goes through these.
 void check_cuda(cudaError_t status, const char* call);
 void check_cublas(cublasStatus_t status, const char* call);
+void check_cufile(const cufile::Error& status, const char* call);
 #define CKPT_CUDA(call) ::ckpt::cuda::check_cuda((call), #call)
 #define CKPT_CUBLAS(call) ::ckpt::cuda::check_cublas((call), #call)
+#define CKPT_CUFILE(call) ::ckpt::cuda::check_cufile((call), #call)
 
 using Stream = UniqueHandle<cudaStream_t, cudaStreamDestroy>;
 using Event = UniqueHandle<cudaEvent_t, cudaEventDestroy>;

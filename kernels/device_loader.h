@@ -1,7 +1,9 @@
-// The load phase: every file of a target read with parallel preads into pinned staging buffers
-// and copied to the GPU on one stream per reader thread, so reads and host-to-device copies
-// overlap; read time and copy time are measured separately (as the union of their busy
-// intervals), and the pinned host-to-device bandwidth of this machine is measured beside them.
+// The load phase: every file of a target read into GPU memory in chunks by parallel reader
+// threads, either (posix) with preads into pinned staging buffers copied to the GPU on one stream
+// per reader thread, so reads and host-to-device copies overlap, or (gds) with cuFile reads
+// straight into GPU memory (kernels/gds_reader.h). Read time and copy time are measured separately
+// (as the union of their busy intervals), and so is the time until the first layer's tensors are
+// all resident; the pinned host-to-device bandwidth of this machine is measured beside them.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +20,20 @@ struct LoadedFile {
   DeviceBuffer bytes;  // the whole file, header included
 };
 
+// How the bytes are read: posix, gds (cuFile; posix with the reason when cuFile cannot run), or
+// auto (the faster of the two on a sample of the load, measured in place).
+enum class IoMode { kPosix, kGds, kAuto };
+// "posix", "gds", "auto"; anything else throws Errc::kInvalidArgument.
+IoMode parse_io_mode(const std::string& text);
+
+struct LoadRequest {
+  std::vector<std::string> paths;
+  IoMode io = IoMode::kPosix;
+  // Per file (empty, or one entry per path): the byte ranges [begin, end) of the first layer's
+  // tensors, whose arrival on the GPU is timed.
+  std::vector<std::vector<std::pair<uint64_t, uint64_t>>> first_layer;
+};
+
 struct LoadTiming {
   uint64_t bytes = 0;
   double wall_s = 0;          // first read to last copy done
@@ -26,11 +42,14 @@ struct LoadTiming {
   double setup_s = 0;         // pinned staging allocation, device allocation, events
   int threads = 0;
   uint64_t chunk_bytes = 0;
+  std::string io = "posix";   // what read the bytes: "posix", "gds", "gds (compatibility mode)"
+  std::string io_note;        // why: the fallback's reason, auto's measurement
+  double first_layer_s = -1;  // first read to the first layer's last byte on the GPU; -1: none asked
+  uint64_t first_layer_bytes = 0;
 };
 
 // Reads on workers.threads threads (0: one per CPU, at most 16) and stops on workers' token.
-std::vector<LoadedFile> load_files_to_device(const std::vector<std::string>& paths, LoadTiming* timing,
-                                             const Workers& workers);
+std::vector<LoadedFile> load_files_to_device(const LoadRequest& request, LoadTiming* timing, const Workers& workers);
 
 struct H2dFloor {
   double best_gbps = 0, median_gbps = 0;

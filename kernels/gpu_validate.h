@@ -7,6 +7,7 @@
 
 #include <vector>
 
+#include "device_loader.h"
 #include "validate/validate.h"
 
 namespace ckpt::cuda {
@@ -14,6 +15,10 @@ namespace ckpt::cuda {
 struct GpuValidateOptions {
   std::vector<int> batch_sizes = {1, 2, 4, 8, 16, 32};
   std::vector<int> gpus;  // device ordinals; empty: device 0
+  IoMode io = IoMode::kPosix;
+  // The load phase's name in the table: "load (shm)" for a staged copy (validate --from-shm), so
+  // the multi-instance case reads apart from a load off the disk.
+  std::string load_phase = "load";
 };
 
 // Adds the GPU phases of every target to `report` (failures included).

@@ -16,6 +16,7 @@
   X(run)                    \
   X(merge)                  \
   X(validate)               \
+  X(stage)                  \
   X(forward)                \
   X(perplexity)             \
   X(tokenize)               \

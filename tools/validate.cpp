@@ -1,4 +1,4 @@
-// ckpt validate DIR [--json] [--report FILE] [--batch-sizes 1,2,4,8,16,32] [--gpus LIST] [--cpu-only]
+// ckpt validate DIR | --from-shm NAME [--shm-root DIR] [--io posix|gds|auto] [--json] [--report FILE] [--batch-sizes 1,2,4,8,16,32] [--gpus LIST] [--cpu-only]
 //               [--against SRC [--ids FILE | --text PROMPT | --seq-len N --samples S] [--generate N] [--min-top1 X] [--max-kl Y]]
 #include <cstdio>
 #include <sstream>
@@ -7,6 +7,7 @@
 #include "interrupt.h"
 #include "progress.h"
 #include "core/error.h"
+#include "commands/stage.h"
 #include "core/file_io.h"
 #include "subcommands.h"
 #include "validate/against.h"
@@ -97,14 +98,21 @@ void print_comparison(const model::Comparison& c, std::FILE* out) {
 void add_validate(CLI::App& app, std::function<int()>& action) {
   auto* cmd = app.add_subcommand("validate", "Prove an output loads and runs: structure, checksums, GPU load, GEMM warm-up, CUDA graphs");
   struct Args {
-    std::string dir, report, batch_sizes = "1,2,4,8,16,32", gpus;
+    std::string dir, report, batch_sizes = "1,2,4,8,16,32", gpus, from_shm, shm_root = kDefaultShmRoot, io = "posix";
     bool cpu_only = false, json = false;
     std::string against, ids, text;
     uint64_t seq_len = 32, samples = 4, generate = 8;
     std::optional<double> min_top1, max_kl;
   };
   auto a = std::make_shared<Args>();
-  cmd->add_option("DIR", a->dir, "Checkpoint directory (or a TP output holding rank-r/ directories)")->required();
+  auto* dir = cmd->add_option("DIR", a->dir, "Checkpoint directory (or a TP output holding rank-r/ directories)");
+  cmd->add_option("--from-shm", a->from_shm, "Validate the copy `ckpt stage` put in shared memory under NAME (instead of DIR)")
+      ->excludes(dir);
+  cmd->add_option("--shm-root", a->shm_root, "Where staged copies live (default /dev/shm)");
+  cmd->add_option("--io", a->io,
+                  "How the GPU load reads: posix (pread into pinned buffers, then copies), gds (cuFile, NVMe to GPU; "
+                  "falls back to posix with the reason), auto (the faster on a sample, said which)")
+      ->check(CLI::IsMember({"posix", "gds", "auto"}));
   cmd->add_flag("--json", a->json, "Print the report as JSON on stdout (the table goes to stderr)");
   cmd->add_option("--report", a->report, "Also write the report as JSON to this file (replaced if it is a file)");
   cmd->add_option("--against", a->against,
@@ -122,12 +130,16 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
   cmd->add_flag("--cpu-only", a->cpu_only, "Run only the checks that need no GPU; exit 0 when they pass");
   cmd->callback([&action, a] {
     action = [a] {
+      if (a->dir.empty() && a->from_shm.empty()) usage("validate needs DIR (or --from-shm NAME)");
+      if (!a->from_shm.empty()) a->dir = find_staged(a->shm_root, a->from_shm);
       if (!a->report.empty()) check_report_path(a->report);
       std::vector<int> batches = parse_int_list(a->batch_sizes, "--batch-sizes", 1, 4096);
       std::vector<int> gpus = a->gpus.empty() ? std::vector<int>{0} : parse_int_list(a->gpus, "--gpus", 0, 1023);
       TerminalProgress progress(stderr_is_tty());
       validate::Report report(workers(0), progress.observer());
       report.set("directory", a->dir);
+      // The multi-instance case (a copy in shared memory every process maps) is reported apart.
+      if (!a->from_shm.empty()) report.set("from_shm", ojson{{"name", a->from_shm}, {"path", a->dir}});
       const bool gpu = !a->cpu_only && gpu_count() > 0;
       validate::CpuPhaseOptions cpu;
       cpu.file_checksums = !gpu;  // with a GPU, the digests are computed there
@@ -151,10 +163,13 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
       if (a->cpu_only) return finish(report, progress, a->json, a->report, kExitOk);
       if (!gpu) {
         report.set("gpu", "none");
+        // --io names how the GPU load reads; with no GPU there is nothing to read into.
+        report.set("io", ojson{{"requested", a->io}, {"used", "none"}, {"reason", "no GPU"}});
         int code = finish(report, progress, a->json, a->report, kExitNoGpu);
         std::fprintf(stderr,
                      "ckpt: no GPU: all CPU checks passed (structure, manifest checksums, CPU GEMM reference); "
-                     "the GPU phases (load, integrity, allocate, warm-up, graphs) did not run\n");
+                     "the GPU phases (load, integrity, allocate, warm-up, graphs) did not run%s\n",
+                     a->io == "posix" ? "" : (", so --io " + a->io + " read nothing (cuFile was not tried)").c_str());
         return code;
       }
 #if CKPT_HAVE_CUDA
@@ -166,6 +181,8 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
       ckpt::cuda::GpuValidateOptions options;
       options.batch_sizes = batches;
       options.gpus = gpus;
+      options.io = ckpt::cuda::parse_io_mode(a->io);
+      options.load_phase = a->from_shm.empty() ? "load" : "load (shm)";
       ckpt::cuda::run_gpu_phases(prepared, report, options);
 #endif
       return finish(report, progress, a->json, a->report, report.ok() ? kExitOk : kExitFailed);

@@ -1,5 +1,6 @@
 #include "validate/digests.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "core/error.h"
@@ -116,6 +117,28 @@ std::vector<TensorExtent> file_tensors(const Checkpoint& ck, size_t file_index) 
   return out;
 }
 
+DigestBlocks digest_blocks(const Checkpoint& ck, size_t file_index) {
+  DigestBlocks p;
+  p.tensors = file_tensors(ck, file_index);
+  for (const TensorExtent& t : p.tensors) {
+    p.first_block.push_back(p.blocks.size());
+    for (uint64_t off = 0; off < t.nbytes; off += kHashBlockBytes)
+      p.blocks.emplace_back(t.offset + off, std::min(kHashBlockBytes, t.nbytes - off));
+  }
+  p.first_block.push_back(p.blocks.size());
+  return p;
+}
+
+std::vector<std::pair<std::string, uint64_t>> combine_blocks(const DigestBlocks& p,
+                                                             const std::vector<uint64_t>& block_digests) {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  for (size_t t = 0; t < p.tensors.size(); ++t) {
+    std::span<const uint64_t> span(block_digests.data() + p.first_block[t], p.first_block[t + 1] - p.first_block[t]);
+    out.emplace_back(p.tensors[t].name, combine_digests(span));
+  }
+  return out;
+}
+
 FileDigests compute_file_digests(const Checkpoint& ck, size_t file_index, const Workers& workers,
                                  ProgressObserver* progress) {
   const SourceFile& sf = ck.files[file_index];
@@ -126,27 +149,16 @@ FileDigests compute_file_digests(const Checkpoint& ck, size_t file_index, const 
   uint64_t header_len = 0;
   for (int i = 0; i < 8; ++i) header_len |= static_cast<uint64_t>(map.data()[i]) << (8 * i);
   d.header = hash_bytes(map.data(), 8 + header_len);  // the reader already bounded header_len
-  std::vector<TensorExtent> tensors = file_tensors(ck, file_index);
   // Every 1 MiB block of every tensor, hashed in parallel, then combined per tensor.
-  std::vector<std::pair<size_t, uint64_t>> blocks;  // (tensor, block index)
-  std::vector<size_t> first_block(tensors.size() + 1, 0);
-  for (size_t t = 0; t < tensors.size(); ++t) {
-    first_block[t] = blocks.size();
-    for (uint64_t b = 0; b < hash_block_count(tensors[t].nbytes); ++b) blocks.emplace_back(t, b);
-  }
-  first_block[tensors.size()] = blocks.size();
-  std::vector<uint64_t> block_digest(blocks.size());
+  const DigestBlocks plan = digest_blocks(ck, file_index);
+  std::vector<uint64_t> block_digest(plan.blocks.size());
   progress_current(progress, sf.path);
-  parallel_for(blocks.size(), workers, [&](size_t i) {
-    const TensorExtent& t = tensors[blocks[i].first];
-    const uint64_t off = blocks[i].second * kHashBlockBytes, n = std::min(kHashBlockBytes, t.nbytes - off);
-    block_digest[i] = hash_bytes(map.data() + t.offset + off, n);
+  parallel_for(plan.blocks.size(), workers, [&](size_t i) {
+    const auto [off, n] = plan.blocks[i];
+    block_digest[i] = hash_bytes(map.data() + off, n);
     progress_advance(progress, n);
   });
-  for (size_t t = 0; t < tensors.size(); ++t) {
-    std::span<const uint64_t> span(block_digest.data() + first_block[t], first_block[t + 1] - first_block[t]);
-    d.tensors.emplace_back(tensors[t].name, combine_digests(span));
-  }
+  d.tensors = combine_blocks(plan, block_digest);
   return d;
 }
 

@@ -45,6 +45,19 @@ struct TensorExtent {
 };
 std::vector<TensorExtent> file_tensors(const Checkpoint& ck, size_t file_index);
 
+// The pieces a file's tensor digests are made of (core/hash.h): every 1 MiB block of every tensor,
+// tensor by tensor, as (absolute file offset, length); first_block[t] is tensor t's first block
+// (one entry past the last tensor too). For work that hashes blocks as it streams them (stage).
+struct DigestBlocks {
+  std::vector<TensorExtent> tensors;
+  std::vector<std::pair<uint64_t, uint64_t>> blocks;
+  std::vector<size_t> first_block;
+};
+DigestBlocks digest_blocks(const Checkpoint& ck, size_t file_index);
+// The tensor digests (data order) from the digests of `plan.blocks`, in the same order.
+std::vector<std::pair<std::string, uint64_t>> combine_blocks(const DigestBlocks& plan,
+                                                             const std::vector<uint64_t>& block_digests);
+
 // Digests of one safetensors file computed from its bytes (memory-mapped, hashed in parallel).
 // Hashes its 1 MiB blocks on `workers`' threads (checking its token), telling `progress` the bytes.
 FileDigests compute_file_digests(const Checkpoint& ck, size_t file_index, const Workers& workers = {},

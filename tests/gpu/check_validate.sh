@@ -54,4 +54,38 @@ set -e
 [ "$rc" = 1 ] || fail "flipped byte: exit $rc"
 grep -q "checksum: .*model.safetensors: tensor 'model.layers.0.self_attn.o_proj.weight': digest .* computed on the gpu" "$tmp/err" ||
   { cat "$tmp/err"; fail "flipped byte not named by the GPU checksum"; }
+# --io: gds (cuFile; compatibility mode without the nvidia-fs driver) and auto pass and say how
+# they read; a missing libcufile falls back to posix naming why. The first layer's arrival is timed.
+io_of() {  # REPORT: "IO|NOTE|first-layer seconds" of its load phase
+  python3 -c "import json,sys; r=json.load(open(sys.argv[1])); d=[p for p in r['phases'] if p['phase'].startswith('load')][0]['details']; print(d['io'], d['io_note'], d.get('first_layer_seconds', -1), sep='|')" "$1"
+}
+for io in posix gds auto; do
+  "$ckpt" validate "$tmp/bf16" --io $io --report "$out/io-$io.json" >/dev/null || fail "--io $io did not pass"
+  echo "-- --io $io: $(io_of "$out/io-$io.json")"
+done
+python3 - "$out/io-posix.json" "$out/io-auto.json" <<'PY'
+import json, sys
+load = lambda f: [p for p in json.load(open(f))['phases'] if p['phase'] == 'load'][0]['details']
+p, a = load(sys.argv[1]), load(sys.argv[2])
+assert p['io'] == 'posix' and 0 <= p['first_layer_seconds'] <= p['wall_seconds'], p
+assert 'auto chose' in a['io_note'] or 'gds unavailable' in a['io_note'], a['io_note']
+PY
+CKPT_CUFILE_LIBRARY=/nonexistent/libcufile.so.0 "$ckpt" validate "$tmp/bf16" --io gds --report "$out/io-missing.json" >/dev/null ||
+  fail "--io gds without libcufile did not fall back"
+case "$(io_of "$out/io-missing.json")" in
+  "posix|gds unavailable, read with posix: "*"/nonexistent/libcufile.so.0"*) ;;
+  *) fail "--io gds without libcufile: $(io_of "$out/io-missing.json")" ;;
+esac
+
+# A copy staged in /dev/shm: validate --from-shm reports its load apart, then the copy is dropped.
+name=ckpt-check-$$
+"$ckpt" stage "$tmp/tp2" --shm $name -q || fail "stage into /dev/shm"
+"$ckpt" validate --from-shm $name --report "$out/shm.json" >/dev/null || { "$ckpt" stage --drop $name; fail "--from-shm did not pass"; }
+"$ckpt" stage --drop $name -q
+python3 - "$out/shm.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r['from_shm']['name'].startswith('ckpt-check-'), r.get('from_shm')
+assert sum(p['phase'] == 'load (shm)' for p in r['phases']) == 2, [p['phase'] for p in r['phases']]
+PY
 echo "validate GPU checks: ok"

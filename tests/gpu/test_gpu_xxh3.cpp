@@ -65,7 +65,9 @@ TEST(GpuXxh3, FileDigestsEqualTheCpuAndTheManifest) {
   test::write_fixture(tmp / "m", ts, test::llama_fixture_config(test::FixtureQuant::kFp8Block));
   Checkpoint ck = open_checkpoint(tmp / "m");
   LoadTiming timing;
-  std::vector<LoadedFile> files = load_files_to_device({ck.files[0].path}, &timing, {});
+  LoadRequest request;
+  request.paths = {ck.files[0].path};
+  std::vector<LoadedFile> files = load_files_to_device(request, &timing, {});
   EXPECT_EQ(timing.bytes, ck.files[0].size);
   double seconds = 0;
   auto gpu = gpu_file_digests(ck, files, &seconds);
