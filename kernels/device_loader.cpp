@@ -8,7 +8,7 @@
 #include <mutex>
 
 #include "core/error.h"
-#include "core/file_io.h"
+#include "plan/source_reader.h"
 
 namespace ckpt::cuda {
 
@@ -58,15 +58,23 @@ std::vector<LoadedFile> load_files_to_device(const std::vector<std::string>& pat
                                              const Workers& workers) {
   auto setup_start = Clock::now();
   const uint64_t kChunk = env_or("CKPT_LOAD_CHUNK_MB", kDefaultChunk >> 20) << 20;
-  std::vector<File> files;
+  // Files on disk are read with pread; files inside a packed checkpoint are decoded by the same
+  // reader threads, so decoding overlaps the copies as reading does. A packed file's chunks end at
+  // group boundaries (SourceReader::read_end), so no group is decoded twice.
+  const SourceReader reader(paths);
   std::vector<LoadedFile> out;
   std::vector<Chunk> chunks;
   for (size_t i = 0; i < paths.size(); ++i) {
-    files.push_back(File::open_read(paths[i]));
-    const uint64_t size = files.back().size();
+    const int file = static_cast<int>(i);
+    const uint64_t size = reader.size(file);
     out.push_back({paths[i], DeviceBuffer(size)});
-    for (uint64_t off = 0; off < size; off += kChunk) chunks.push_back({i, off, std::min(kChunk, size - off)});
+    for (uint64_t off = 0; off < size;) {
+      const uint64_t end = reader.read_end(file, off, std::min(size, off + kChunk));
+      chunks.push_back({i, off, end - off});
+      off = end;
+    }
     timing->bytes += size;
+    timing->decoded |= reader.packed(file);
   }
   // The caller's thread count, or one per CPU up to 16 (more readers do not load faster).
   const int threads = workers.threads > 0 ? workers.threads : std::min(workers.count(), 16);
@@ -105,7 +113,7 @@ std::vector<LoadedFile> load_files_to_device(const std::vector<std::string>& pat
         uint8_t* host = slots[t * kSlotsPerThread + slot].data();
         const Chunk& ch = chunks[c];
         double rb = std::chrono::duration<double>(Clock::now() - t0).count();
-        files[ch.file].pread_exact(host, ch.len, ch.offset);
+        reader.read(static_cast<int>(ch.file), host, ch.len, ch.offset);
         my_reads.emplace_back(rb, std::chrono::duration<double>(Clock::now() - t0).count());
         CKPT_CUDA(cudaEventRecord(starts[c], streams[t]));
         CKPT_CUDA(cudaMemcpyAsync(out[ch.file].bytes.data() + ch.offset, host, ch.len, cudaMemcpyHostToDevice, streams[t]));
@@ -134,6 +142,7 @@ std::vector<LoadedFile> load_files_to_device(const std::vector<std::string>& pat
     }
     timing->h2d_busy_s = union_length(copies);
     timing->read_busy_s = union_length(reads);
+    for (const auto& [b, e] : reads) timing->read_thread_s += e - b;
   }
   timing->threads = used;
   timing->chunk_bytes = kChunk;

@@ -2,6 +2,8 @@
 // and copied to the GPU on one stream per reader thread, so reads and host-to-device copies
 // overlap; read time and copy time are measured separately (as the union of their busy
 // intervals), and the pinned host-to-device bandwidth of this machine is measured beside them.
+// A file inside a packed checkpoint (formats/packed_source.h) is decoded into the staging buffers
+// by the same threads: decoding is its "read", overlapped with the copies in the same way.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +23,9 @@ struct LoadedFile {
 struct LoadTiming {
   uint64_t bytes = 0;
   double wall_s = 0;          // first read to last copy done
-  double read_busy_s = 0;     // time some thread was inside pread
+  double read_busy_s = 0;     // time some thread was inside pread (or decoding a packed file)
+  double read_thread_s = 0;   // the same summed over threads (per-thread decode rate)
+  bool decoded = false;       // some file was inside a packed checkpoint
   double h2d_busy_s = 0;      // time some copy was running on the GPU (event timestamps)
   double setup_s = 0;         // pinned staging allocation, device allocation, events
   int threads = 0;

@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "checkpoint/dir_files.h"
 #include "core/error.h"
 #include "formats/hf_index.h"
 #include "formats/packed_source.h"
@@ -27,6 +28,12 @@ const char* source_format_name(SourceFormat f) {
 const TensorRef* Checkpoint::find(const std::string& name) const {
   for (const auto& t : tensors)
     if (t.name == name) return &t;
+  return nullptr;
+}
+
+const SideFile* Checkpoint::side_file(const std::string& name) const {
+  for (const auto& s : side_files)
+    if (s.name == name) return &s;
   return nullptr;
 }
 
@@ -170,8 +177,8 @@ Checkpoint open_checkpoint(const std::string& given, const OpenOptions& opt) {
   ck.path = path;
   std::error_code ec;
   if (!fs::exists(path, ec)) fail(Errc::kNoCheckpoint, path, "", "no such file or directory");
-  if (fs::is_directory(path) && fs::is_regular_file(fs::path(path) / kPackFileName)) {
-    open_packed(ck, (fs::path(path) / kPackFileName).string());
+  if (auto container = packed_container_of(path)) {
+    open_packed(ck, *container);
   } else if (fs::path(path).filename() == kPackFileName) {
     open_packed(ck, path);
   } else if (fs::is_directory(path)) {

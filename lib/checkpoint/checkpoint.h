@@ -53,6 +53,8 @@ struct Checkpoint {
   SourceChecks checks;
 
   const TensorRef* find(const std::string& name) const;
+  // The side file of that name (read it with side_file_text), or nullptr.
+  const SideFile* side_file(const std::string& name) const;
   uint64_t total_bytes() const;
   // config.json's architectures[0], or "" when unknown.
   std::string architecture() const;

@@ -13,7 +13,9 @@
 namespace ckpt::validate {
 
 struct CpuPhaseOptions {
-  bool file_checksums = true;  // hash every file on the CPU and compare with the manifest
+  // Hash every file on the CPU and compare with the manifest; a packed file is decoded, and so
+  // checked against its container's digests, with or without a manifest.
+  bool file_checksums = true;
   bool gemm_check = true;      // run every Linear weight through the CPU GEMM reference check
   uint64_t gemm_batch = 2;     // activation rows of that check
 };
