@@ -52,6 +52,12 @@ std::string Checkpoint::architecture() const {
 
 std::string side_file_text(const SideFile& s) { return s.content ? *s.content : read_text_file(s.path); }
 
+std::optional<std::string> side_file_text(const Checkpoint& ck, const std::string& name) {
+  const SideFile* s = ck.side_file(name);
+  if (!s) return std::nullopt;
+  return side_file_text(*s);
+}
+
 static bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }

@@ -72,6 +72,9 @@ struct OpenOptions {
   EnvLookup env;
 };
 
+// The bytes of the checkpoint's side file `name`, or nullopt when it has none.
+std::optional<std::string> side_file_text(const Checkpoint& ck, const std::string& name);
+
 // `path` is a weight file, a Hugging Face directory, a packed checkpoint, or a model in the
 // Hugging Face cache (a models--org--name/ folder, or "org/name": resolve_model_path). Given a
 // single weight file in a directory that also holds a config.json (a model directory), the

@@ -31,7 +31,8 @@ std::optional<std::string> locate_checkpoint_file(const std::string& dir, const 
 std::vector<std::string> checkpoint_file_names(const std::string& dir) {
   std::vector<std::string> names;
   if (auto c = packed_container_of(dir)) {
-    for (const auto& m : PackedContainer::open(*c)->index().members) names.push_back(m.name);
+    const auto container = PackedContainer::open(*c);  // alive while its members are read
+    for (const auto& m : container->index().members) names.push_back(m.name);
   } else {
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(dir, ec))

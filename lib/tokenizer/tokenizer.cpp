@@ -429,7 +429,7 @@ Tokenizer::Impl::Impl(TokenizerModel model) : m(std::move(model)) {
   std::fill(std::begin(byte_symbol), std::end(byte_symbol), -1);
   std::fill(std::begin(fallback_symbol), std::end(fallback_symbol), -1);
   if (m.kind == ModelKind::kSentencePiece) {
-    sp = std::make_unique<SentencePieceRunner>(m.path);
+    sp = std::make_unique<SentencePieceRunner>(m.path, m.sentencepiece_proto);
     return;
   }
   for (size_t id = 0; id < m.vocab.size(); ++id)

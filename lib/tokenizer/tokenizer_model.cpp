@@ -535,6 +535,32 @@ std::string find_tokenizer_file(const std::string& dir) {
   return "";
 }
 
+namespace {
+
+// The tokenizer in `file` (its bytes `data`), with the other files of its model from `read`.
+TokenizerModel tokenizer_from_files(const std::string& file, const std::string& data, const ModelFileReader& read) {
+  const std::string config = read("tokenizer_config.json").value_or("");
+  TokenizerModel m;
+  if (file.size() >= 6 && file.compare(file.size() - 6, 6, ".model") == 0) {
+    m = parse_sentencepiece_model(file, data);
+    apply_config_text(file, config, m);
+    finish(m);
+  } else {
+    m = parse_tokenizer_json(file, data, config);
+  }
+  if (m.chat_template.empty())
+    if (auto t = read("chat_template.jinja")) m.chat_template = std::move(*t);
+  return m;
+}
+
+}  // namespace
+
+std::optional<TokenizerModel> load_tokenizer_model_from(const std::string& dir, const ModelFileReader& read) {
+  for (const char* name : {"tokenizer.json", "tokenizer.model"})
+    if (auto data = read(name)) return tokenizer_from_files(dir + "/" + name, *data, read);
+  return std::nullopt;
+}
+
 TokenizerModel load_tokenizer_model(const std::string& model) {
   std::string dir, file;
   if (is_directory(model)) {
@@ -546,19 +572,15 @@ TokenizerModel load_tokenizer_model(const std::string& model) {
     size_t slash = model.find_last_of('/');
     dir = slash == std::string::npos ? "." : model.substr(0, slash);
   }
-  std::string config_path = dir + "/tokenizer_config.json";
-  std::string config = is_regular(config_path) ? read_tokenizer_file(config_path) : std::string();
-  TokenizerModel m;
-  if (file.size() >= 6 && file.compare(file.size() - 6, 6, ".model") == 0) {
-    m = load_sentencepiece_model(file);
-    apply_config_text(file, config, m);
-    finish(m);
-  } else {
-    m = parse_tokenizer_json(file, read_tokenizer_file(file), config);
-  }
-  if (m.chat_template.empty() && is_regular(dir + "/chat_template.jinja"))
-    m.chat_template = read_tokenizer_file(dir + "/chat_template.jinja");
-  return m;
+  return tokenizer_from_files(file, read_tokenizer_file(file), directory_file_reader(dir));
+}
+
+ModelFileReader directory_file_reader(const std::string& dir) {
+  return [dir](const std::string& name) -> std::optional<std::string> {
+    const std::string path = dir + "/" + name;
+    if (!is_regular(path)) return std::nullopt;
+    return read_tokenizer_file(path);
+  };
 }
 
 }  // namespace ckpt::tok

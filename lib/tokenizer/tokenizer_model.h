@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -94,6 +95,7 @@ struct TemplateItem {
 struct TokenizerModel {
   std::string path;         // tokenizer.json or tokenizer.model
   ModelKind kind = ModelKind::kBpe;
+  std::string sentencepiece_proto;  // kSentencePiece: the tokenizer.model bytes the runner loads
 
   // The vocabulary in id order, added tokens included; ids no file assigns are empty strings with
   // type kUnused. For byte-level BPE the strings are as stored (GPT-2's byte-to-unicode form).
@@ -140,6 +142,17 @@ struct TokenizerModel {
 // tokenizer.model; tokenizer_config.json beside either is read when present) or one of those
 // files. Throws ckpt::Error naming the file and what is wrong or unsupported.
 TokenizerModel load_tokenizer_model(const std::string& model);
+
+// The files of a model directory by name ("tokenizer_config.json"): the bytes, or nullopt when
+// the model has none. A directory on disk, or the side files of a checkpoint (a packed one holds
+// them inside its container).
+using ModelFileReader = std::function<std::optional<std::string>(const std::string& name)>;
+// The tokenizer of the model whose files `read` gives (tokenizer.json, else tokenizer.model, with
+// tokenizer_config.json and chat_template.jinja when present); `dir` names them in errors
+// ("DIR/tokenizer.json"). nullopt when the model has neither tokenizer file.
+std::optional<TokenizerModel> load_tokenizer_model_from(const std::string& dir, const ModelFileReader& read);
+// The reader of the regular files of directory `dir` on disk (read_tokenizer_file).
+ModelFileReader directory_file_reader(const std::string& dir);
 
 // A tokenizer file's bytes (tokenizer.json, tokenizer.model, tokenizer_config.json, ...), one over
 // 1 GiB refused before anything is allocated.

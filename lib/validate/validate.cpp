@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <map>
 
+#include "core/error.h"
 #include "core/sizes.h"
 #include "validate/dequantize.h"
 #include "validate/gemm_check.h"
@@ -42,7 +43,15 @@ void cpu_checksums(Prepared& p, PhaseScope& scope) {
       // A packed file no manifest lists still has a reference: decoding checks every group
       // against the digest its container recorded.
       if (!want && !t->ck.packed) continue;
-      const FileDigests got = compute_file_digests(t->ck, file_bytes, i, scope.workers(), scope.progress());
+      FileDigests got;
+      try {
+        got = compute_file_digests(t->ck, file_bytes, i, scope.workers(), scope.progress());
+      } catch (const Error& e) {
+        if (e.code() != Errc::kPackCorrupt) throw;
+        scope.fail("checksum", e.file(), e.tensor(), e.rule());  // and on to the next file
+        p.undecodable.insert(t->ck.files[i].path);
+        continue;
+      }
       if (want) compare_digests(t->ck.files[i].path, *want, got, "cpu", fail);
       ++files;
       bytes += t->ck.files[i].size;
@@ -62,9 +71,13 @@ void cpu_gemm(Prepared& p, PhaseScope& scope, uint64_t batch) {
     std::string error;
   };
   std::vector<Result> results;
+  auto undecodable = [&](const Target& t, const TensorRef* r) {
+    return r && p.undecodable.count(t.ck.files[r->view.file].path);
+  };
   for (const auto& t : p.layout.targets)
     if (t->opened)
-      for (const auto& lw : t->linears) results.push_back({t.get(), &lw, {}, {}});
+      for (const auto& lw : t->linears)
+        if (!undecodable(*t, lw.weight) && !undecodable(*t, lw.scale)) results.push_back({t.get(), &lw, {}, {}});
   // Each target's files opened once; weights are checked in parallel.
   std::map<const Target*, CheckpointBytes> bytes;
   for (const auto& t : p.layout.targets)

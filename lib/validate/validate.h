@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 
 #include "validate/digests.h"
@@ -23,6 +24,9 @@ struct CpuPhaseOptions {
 struct Prepared {
   Layout layout;
   ExpectedDigests expected;  // from the manifests (empty files map when there are none)
+  // Files inside a packed checkpoint whose frames failed to decode in "checksums (cpu)" (each
+  // failure reported there once): the GEMM check does not read them again.
+  std::set<std::string> undecodable;
 };
 
 // Runs the phases "structure", "manifest", and (per options) "checksums (cpu)" and "gemm (cpu)".
