@@ -167,7 +167,7 @@ std::unique_ptr<ByteSource> open_source_bytes(const std::string& path) {
 std::string read_source_text(const std::string& path) {
   const auto src = open_source_bytes(path);
   std::string s(src->size(), '\0');
-  src->read(0, s.size(), s.data());
+  if (!s.empty()) src->read(0, s.size(), s.data());
   return s;
 }
 

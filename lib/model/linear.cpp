@@ -7,23 +7,20 @@
 
 namespace ckpt::model {
 
-HostTensors::HostTensors(const Checkpoint& ck) : ck_(ck) {
-  for (const auto& f : ck.files) {
-    files_.push_back(File::open_read(f.path));
-    maps_.emplace_back(files_.back());
-  }
+HostTensors::HostTensors(const Checkpoint& ck) : ck_(ck), bytes_(ck), decoded_(ck.files.size()) {
+  for (size_t i = 0; i < ck.files.size(); ++i) data_.push_back(bytes_.get(static_cast<int>(i), 0, ck.files[i].size, decoded_[i]));
 }
 
 const uint8_t* HostTensors::bytes(const TensorRef& t) const {
-  if (t.view.file < 0 || static_cast<size_t>(t.view.file) >= maps_.size())
+  if (t.view.file < 0 || static_cast<size_t>(t.view.file) >= data_.size())
     fail(Errc::kUnsupported, ck_.path, t.name, "tensor has no bytes in a file (a zero-filled view)");
   if (!t.view.is_contiguous())
     fail(Errc::kUnsupported, ck_.files[t.view.file].path, t.name,
          "strided tensor view: the runtime reads contiguous tensors (run ckpt convert first)");
-  const MappedFile& m = maps_[t.view.file];
-  if (t.view.offset > m.size() || t.nbytes() > m.size() - t.view.offset)
+  const uint64_t size = ck_.files[t.view.file].size;
+  if (t.view.offset > size || t.nbytes() > size - t.view.offset)
     fail(Errc::kIncompleteBuffer, ck_.files[t.view.file].path, t.name, "tensor data runs past the end of the file");
-  return m.data() + t.view.offset;
+  return data_[t.view.file] + t.view.offset;
 }
 
 std::vector<double> decode_vector(const HostTensors& host, const TensorRef& t) {

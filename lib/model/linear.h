@@ -14,13 +14,14 @@
 
 #include "checkpoint/checkpoint.h"
 #include "core/parallel.h"
-#include "core/file_io.h"
 #include "ops/int4_quant.h"
+#include "validate/checkpoint_bytes.h"
 #include "validate/linear_weights.h"
 
 namespace ckpt::model {
 
-// Every weight file of a checkpoint mapped once; tensors are read in place.
+// Every weight file of a checkpoint mapped once, tensors read in place; a file inside a packed
+// checkpoint is decoded whole into memory once (the CPU runtime runs small models).
 class HostTensors {
  public:
   explicit HostTensors(const Checkpoint& ck);
@@ -33,8 +34,9 @@ class HostTensors {
 
  private:
   const Checkpoint& ck_;
-  std::vector<File> files_;
-  std::vector<MappedFile> maps_;
+  validate::CheckpointBytes bytes_;
+  std::vector<std::vector<uint8_t>> decoded_;  // whole packed files (empty for mapped ones)
+  std::vector<const uint8_t*> data_;           // each file's first byte
 };
 
 // The values of a small float tensor (norm weights, biases, scales) as doubles.

@@ -7,7 +7,9 @@
 #include <unordered_set>
 
 #include "core/error.h"
+#include "checkpoint/dir_files.h"
 #include "core/file_io.h"
+#include "formats/packed_source.h"
 #include "formats/strict_json.h"
 #include "tokenizer/sentencepiece_model.h"
 
@@ -465,10 +467,6 @@ void finish(TokenizerModel& m) {
       m.token_types[id] = TokenType::kUnknown;
 }
 
-bool is_regular(const std::string& p) {
-  struct stat st;
-  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
 bool is_directory(const std::string& p) {
   struct stat st;
   return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -521,18 +519,9 @@ TokenizerModel parse_tokenizer_json(const std::string& path, const std::string& 
 }
 
 std::string read_tokenizer_file(const std::string& path) {
-  File f = File::open_read(path);
-  if (f.size() > kMaxTokenizerFileBytes) invalid(path, "larger than 1 GiB (tokenizer files are a few MB)");
-  std::string data(f.size(), '\0');
-  if (!data.empty()) f.pread_exact(data.data(), data.size(), 0);
-  return data;
-}
-
-std::string find_tokenizer_file(const std::string& dir) {
-  if (!is_directory(dir)) return "";
-  for (const char* name : {"/tokenizer.json", "/tokenizer.model"})
-    if (is_regular(dir + name)) return dir + name;
-  return "";
+  if (open_source_bytes(path)->size() > kMaxTokenizerFileBytes)
+    invalid(path, "larger than 1 GiB (tokenizer files are a few MB)");
+  return read_source_text(path);
 }
 
 namespace {
@@ -562,24 +551,21 @@ std::optional<TokenizerModel> load_tokenizer_model_from(const std::string& dir, 
 }
 
 TokenizerModel load_tokenizer_model(const std::string& model) {
-  std::string dir, file;
   if (is_directory(model)) {
-    dir = model;
-    file = find_tokenizer_file(dir);
-    if (file.empty()) fail(Errc::kTokenizerInvalid, model, "", "no tokenizer.json or tokenizer.model in this directory");
-  } else {
-    file = model;
-    size_t slash = model.find_last_of('/');
-    dir = slash == std::string::npos ? "." : model.substr(0, slash);
+    std::optional<TokenizerModel> m = load_tokenizer_model_from(model, directory_file_reader(model));
+    if (!m) fail(Errc::kTokenizerInvalid, model, "", "no tokenizer.json or tokenizer.model in this directory");
+    return std::move(*m);
   }
-  return tokenizer_from_files(file, read_tokenizer_file(file), directory_file_reader(dir));
+  const size_t slash = model.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : model.substr(0, slash);
+  return tokenizer_from_files(model, read_tokenizer_file(model), directory_file_reader(dir));
 }
 
 ModelFileReader directory_file_reader(const std::string& dir) {
   return [dir](const std::string& name) -> std::optional<std::string> {
-    const std::string path = dir + "/" + name;
-    if (!is_regular(path)) return std::nullopt;
-    return read_tokenizer_file(path);
+    const std::optional<std::string> path = locate_checkpoint_file(dir, name);
+    if (!path) return std::nullopt;
+    return read_tokenizer_file(*path);
   };
 }
 

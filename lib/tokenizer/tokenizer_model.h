@@ -151,16 +151,14 @@ using ModelFileReader = std::function<std::optional<std::string>(const std::stri
 // tokenizer_config.json and chat_template.jinja when present); `dir` names them in errors
 // ("DIR/tokenizer.json"). nullopt when the model has neither tokenizer file.
 std::optional<TokenizerModel> load_tokenizer_model_from(const std::string& dir, const ModelFileReader& read);
-// The reader of the regular files of directory `dir` on disk (read_tokenizer_file).
+// The reader of the files of model directory `dir`: on disk, or inside its packed container
+// (checkpoint/dir_files.h), read with read_tokenizer_file.
 ModelFileReader directory_file_reader(const std::string& dir);
 
 // A tokenizer file's bytes (tokenizer.json, tokenizer.model, tokenizer_config.json, ...), one over
-// 1 GiB refused before anything is allocated.
+// 1 GiB refused before anything is allocated. `path` may name a file inside a packed checkpoint
+// (formats/packed_source.h).
 std::string read_tokenizer_file(const std::string& path);
-
-// The tokenizer file load_tokenizer_model(dir) reads: DIR/tokenizer.json, else DIR/tokenizer.model;
-// "" when DIR is not a directory or has neither.
-std::string find_tokenizer_file(const std::string& dir);
 
 // The same from in-memory texts (tests): tokenizer.json text and tokenizer_config.json text
 // (empty: none). `path` names them in errors.
