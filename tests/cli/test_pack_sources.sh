@@ -1,8 +1,9 @@
 # Packed checkpoints as SRC of the commands that open files beyond the weights: validate (its
 # manifests, digests, scales and CPU GEMM check, plain and TP/PP roots), gguf (the tokenizer from
 # the container), merge and inspect of a packed TP/PP root, and `ckpt run` pipelines: each gives
-# the verdict or the bytes it gives on the unpacked source; a corrupted frame fails validate with
-# one line naming the file, the tensor and the frame.
+# the verdict or the bytes it gives on the unpacked source (and validate --against and tokenize
+# read a packed model); a corrupted frame fails validate with one line naming the file, the tensor
+# and the frame.
 source "$(dirname "$0")/lib.sh"
 
 # Outputs are the same: every file except the manifest, which records the source path.
@@ -130,6 +131,17 @@ done
 "$ckpt" pack "$td/llama-trained" "$scratch/named/llama-trained" -q || fail "pack llama-trained"
 "$ckpt" gguf "$td/llama-trained" "$scratch/plain.gguf" -q && "$ckpt" gguf "$scratch/named/llama-trained" "$scratch/packed.gguf" -q \
   && cmp -s "$scratch/plain.gguf" "$scratch/packed.gguf" && pass "gguf: packed source, same bytes" || fail "gguf: packed source differs"
+
+# The CPU runtime and the tokenizer from a packed model: validate --against either way round (the
+# packed weights decoded once; the packed SRC's tokenizer reads the prompt), and tokenize.
+"$ckpt" validate "$scratch/named/llama-trained" --cpu-only --against "$td/llama-trained" --seq-len 8 --samples 1 >"$scratch/a1" 2>&1 \
+  && "$ckpt" validate "$td/llama-trained" --cpu-only --against "$scratch/named/llama-trained" --text "Hello world" >"$scratch/a2" 2>&1 \
+  && grep -q "against (cpu) .* ok .*same weights: 8 positions, top-1 1.0000" "$scratch/a1" \
+  && grep -q "against (cpu) .* ok .*same weights: 3 positions, top-1 1.0000" "$scratch/a2" \
+  && pass "validate --against: packed DIR and packed SRC" || fail "validate --against packed: $(tail -2 "$scratch/a1" "$scratch/a2")"
+[ "$("$ckpt" tokenize "$scratch/named/llama-trained" --text "Hello world" --json)" = \
+  "$("$ckpt" tokenize "$td/llama-trained" --text "Hello world" --json)" ] && pass "tokenize: packed model, same ids" \
+  || fail "tokenize packed model"
 
 # ckpt run: the named GGUF pipeline and a directory pipeline from a packed SRC.
 pipe=$(dirname "$0")/../../recipes/pipelines/gguf-q4_k.json
