@@ -13,6 +13,7 @@
 #include "core/file_io.h"
 #include "core/sizes.h"
 #include "gds_reader.h"
+#include "plan/source_reader.h"
 
 namespace ckpt::cuda {
 
@@ -71,20 +72,26 @@ bool overlaps(const std::vector<std::pair<uint64_t, uint64_t>>& ranges, uint64_t
 // (pinned slots and streams for posix; the cuFile session, handles and registrations for gds).
 class Loader {
  public:
-  Loader(const LoadRequest& req, LoadTiming* timing, const Workers& workers) : timing_(*timing), workers_(workers) {
+  // Files on disk are read with pread; files inside a packed checkpoint are decoded by the same
+  // reader threads, so decoding overlaps the copies as reading does. A packed file's chunks end at
+  // group boundaries (SourceReader::read_end), so no group is decoded twice.
+  Loader(const LoadRequest& req, LoadTiming* timing, const Workers& workers)
+      : timing_(*timing), workers_(workers), reader_(req.paths) {
     chunk_ = env_or("CKPT_LOAD_CHUNK_MB", kDefaultChunk >> 20) << 20;
     for (size_t i = 0; i < req.paths.size(); ++i) {
-      files_.push_back(File::open_read(req.paths[i]));
-      const uint64_t size = files_.back().size();
+      const int file = static_cast<int>(i);
+      const uint64_t size = reader_.size(file);
       out_.push_back({req.paths[i], DeviceBuffer(size)});
       const auto* layer = req.first_layer.size() == req.paths.size() ? &req.first_layer[i] : nullptr;
-      for (uint64_t off = 0; off < size; off += chunk_) {
-        const uint64_t len = std::min(chunk_, size - off);
-        chunks_.push_back({i, off, len, layer && overlaps(*layer, off, off + len)});
+      for (uint64_t off = 0; off < size;) {
+        const uint64_t end = reader_.read_end(file, off, std::min(size, off + chunk_));
+        chunks_.push_back({i, off, end - off, layer && overlaps(*layer, off, end)});
+        off = end;
       }
       if (layer)
         for (const auto& [b, e] : *layer) timing_.first_layer_bytes += e - b;
       timing_.bytes += size;
+      timing_.decoded |= reader_.packed(file);
     }
     // The caller's thread count, or one per CPU up to 16 (more readers do not load faster).
     const int threads = workers.threads > 0 ? workers.threads : std::min(workers.count(), 16);
@@ -117,6 +124,7 @@ class Loader {
   // Opens cuFile and registers every file and device buffer; on failure releases what it
   // registered and returns why (the load then reads with posix).
   std::string prepare_gds() {
+    if (timing_.decoded) return "a packed checkpoint is decoded on the host";
     try {
       driver_.emplace();
       const bool direct = nvidia_fs_loaded();
@@ -172,7 +180,7 @@ class Loader {
           if (slot_chunk[slot] >= 0) CKPT_CUDA(cudaEventSynchronize(stops_[slot_chunk[slot]]));
           uint8_t* host = slots_[t * kSlotsPerThread + slot].data();
           const double rb = since();
-          files_[ch.file].pread_exact(host, ch.len, ch.offset);
+          reader_.read(static_cast<int>(ch.file), host, ch.len, ch.offset);
           my_reads.emplace_back(rb, since());
           CKPT_CUDA(cudaEventRecord(starts_[c], streams_[t]));
           CKPT_CUDA(cudaMemcpyAsync(dev + ch.offset, host, ch.len, cudaMemcpyHostToDevice, streams_[t]));
@@ -195,6 +203,7 @@ class Loader {
     if (main) {
       timing_.wall_s = wall;
       timing_.read_busy_s = union_length(reads);
+      for (const auto& [b, e] : reads) timing_.read_thread_s += e - b;
       if (!gds) {
         std::vector<std::pair<double, double>> copies;
         for (size_t i = 0; i < chunks_.size(); ++i) {
@@ -216,7 +225,7 @@ class Loader {
   LoadTiming& timing_;
   const Workers& workers_;
   uint64_t chunk_ = kDefaultChunk;
-  std::vector<File> files_;
+  SourceReader reader_;
   std::vector<LoadedFile> out_;
   std::vector<Chunk> chunks_;
   int used_ = 1, device_ = 0;

@@ -1,9 +1,12 @@
 // The load phase: every file of a target read into GPU memory in chunks by parallel reader
 // threads, either (posix) with preads into pinned staging buffers copied to the GPU on one stream
 // per reader thread, so reads and host-to-device copies overlap, or (gds) with cuFile reads
-// straight into GPU memory (kernels/gds_reader.h). Read time and copy time are measured separately
-// (as the union of their busy intervals), and so is the time until the first layer's tensors are
-// all resident; the pinned host-to-device bandwidth of this machine is measured beside them.
+// straight into GPU memory (kernels/gds_reader.h). A file inside a packed checkpoint
+// (formats/packed_source.h) is decoded into the staging buffers by the same threads: decoding is
+// its "read", overlapped with the copies in the same way (gds cannot read it: posix is used). Read
+// time and copy time are measured separately (as the union of their busy intervals), and so is the
+// time until the first layer's tensors are all resident; the pinned host-to-device bandwidth of
+// this machine is measured beside them.
 #pragma once
 
 #include <cstdint>
@@ -37,7 +40,9 @@ struct LoadRequest {
 struct LoadTiming {
   uint64_t bytes = 0;
   double wall_s = 0;          // first read to last copy done
-  double read_busy_s = 0;     // time some thread was inside pread
+  double read_busy_s = 0;     // time some thread was inside pread (or decoding a packed file)
+  double read_thread_s = 0;   // the same summed over threads (per-thread decode rate)
+  bool decoded = false;       // some file was inside a packed checkpoint
   double h2d_busy_s = 0;      // time some copy was running on the GPU (event timestamps)
   double setup_s = 0;         // pinned staging allocation, device allocation, events
   int threads = 0;

@@ -45,10 +45,17 @@ void validate_target(validate::Target& t, const validate::ExpectedDigests& expec
     // A rate only where the clock measured one (format_rate: none for an instant or empty load).
     const std::string rate = format_rate(tm.bytes, tm.wall_s), read_rate = format_rate(tm.bytes, tm.read_busy_s),
                       h2d_rate = format_rate(tm.bytes, tm.h2d_busy_s);
+    // From a packed checkpoint the reader threads decode: their busy time is decode time, and the
+    // rate per thread (of the unpacked bytes) says what one core decodes.
+    const std::string thread_rate = format_rate(tm.bytes, tm.read_thread_s);
+    const std::string decode =
+        tm.decoded ? fmt("; decode busy %.3f s", tm.read_busy_s) + (read_rate.empty() ? "" : " (" + read_rate) +
+                         (thread_rate.empty() ? "" : ", " + thread_rate + " per thread") + (read_rate.empty() ? "" : ")")
+                   : fmt("; read busy %.3f s", tm.read_busy_s) + (read_rate.empty() ? "" : " (" + read_rate + ")");
     std::string summary =
         format_bytes(tm.bytes) + " by " + tm.io + fmt(" in %.3f s", tm.wall_s) +
         (rate.empty() ? "" : " = " + rate + fmt(" (%.0f%% of the pinned H2D floor)", 100 * gbps / floor.best_gbps)) +
-        fmt("; read busy %.3f s", tm.read_busy_s) + (read_rate.empty() ? "" : " (" + read_rate + ")");
+        decode;
     if (copies) summary += fmt(", H2D busy %.3f s", tm.h2d_busy_s) + (h2d_rate.empty() ? "" : " (" + h2d_rate + ")");
     // Time to first layer: what layer-ordered files (rechunk) buy a server that starts on layer 0.
     if (tm.first_layer_s >= 0)
@@ -65,6 +72,12 @@ void validate_target(validate::Target& t, const validate::ExpectedDigests& expec
     d["wall_seconds"] = tm.wall_s;
     d["gbps"] = gbps;
     d["read_busy_seconds"] = tm.read_busy_s;
+    d["packed"] = tm.decoded;
+    if (tm.decoded) {
+      d["decode_busy_seconds"] = tm.read_busy_s;
+      d["decode_gbps"] = tm.read_busy_s > 0 ? tm.bytes / tm.read_busy_s / 1e9 : 0;
+      d["decode_gbps_per_thread"] = tm.read_thread_s > 0 ? tm.bytes / tm.read_thread_s / 1e9 : 0;
+    }
     d["h2d_busy_seconds"] = tm.h2d_busy_s;
     d["setup_seconds"] = tm.setup_s;
     d["floor_gbps"] = floor.best_gbps;

@@ -40,7 +40,7 @@ MakeStep add_gguf_options(CLI::App* cmd) {
     s.plan_file = [o](const Checkpoint& ck, const std::string& file_name) {
       GgufOptions named = o;
       named.file_name = file_name;
-      return plan_gguf(ck, gguf_vocab_of_model(ck.dir), named);
+      return plan_gguf(ck, gguf_vocab_of_model(ck), named);
     };
     return s;
   };

@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "checkpoint/dir_files.h"
 #include "core/error.h"
 #include "formats/hf_index.h"
 #include "formats/packed_source.h"
@@ -30,6 +31,12 @@ const TensorRef* Checkpoint::find(const std::string& name) const {
   return nullptr;
 }
 
+const SideFile* Checkpoint::side_file(const std::string& name) const {
+  for (const auto& s : side_files)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
 uint64_t Checkpoint::total_bytes() const {
   uint64_t n = 0;
   for (const auto& t : tensors) n += t.nbytes();
@@ -44,6 +51,12 @@ std::string Checkpoint::architecture() const {
 }
 
 std::string side_file_text(const SideFile& s) { return s.content ? *s.content : read_text_file(s.path); }
+
+std::optional<std::string> side_file_text(const Checkpoint& ck, const std::string& name) {
+  const SideFile* s = ck.side_file(name);
+  if (!s) return std::nullopt;
+  return side_file_text(*s);
+}
 
 static bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -170,8 +183,8 @@ Checkpoint open_checkpoint(const std::string& given, const OpenOptions& opt) {
   ck.path = path;
   std::error_code ec;
   if (!fs::exists(path, ec)) fail(Errc::kNoCheckpoint, path, "", "no such file or directory");
-  if (fs::is_directory(path) && fs::is_regular_file(fs::path(path) / kPackFileName)) {
-    open_packed(ck, (fs::path(path) / kPackFileName).string());
+  if (auto container = packed_container_of(path)) {
+    open_packed(ck, *container);
   } else if (fs::path(path).filename() == kPackFileName) {
     open_packed(ck, path);
   } else if (fs::is_directory(path)) {

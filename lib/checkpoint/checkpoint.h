@@ -53,6 +53,8 @@ struct Checkpoint {
   SourceChecks checks;
 
   const TensorRef* find(const std::string& name) const;
+  // The side file of that name (read it with side_file_text), or nullptr.
+  const SideFile* side_file(const std::string& name) const;
   uint64_t total_bytes() const;
   // config.json's architectures[0], or "" when unknown.
   std::string architecture() const;
@@ -69,6 +71,9 @@ struct OpenOptions {
   // Where the Hugging Face cache is looked up (checkpoint/hf_cache.h); std::getenv when unset.
   EnvLookup env;
 };
+
+// The bytes of the checkpoint's side file `name`, or nullopt when it has none.
+std::optional<std::string> side_file_text(const Checkpoint& ck, const std::string& name);
 
 // `path` is a weight file, a Hugging Face directory, a packed checkpoint, or a model in the
 // Hugging Face cache (a models--org--name/ folder, or "org/name": resolve_model_path). Given a

@@ -224,15 +224,25 @@ std::string gguf_pre_name_of_hash(const std::string& hash) {
   return it == table.end() ? "" : it->second;
 }
 
-GgufVocab gguf_vocab_of_model(const std::string& dir) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::exists(fs::path(dir) / "tokenizer.json", ec) && !fs::exists(fs::path(dir) / "tokenizer.model", ec))
+namespace {
+
+GgufVocab gguf_vocab_of_files(const std::string& dir, const tok::ModelFileReader& read) {
+  std::optional<tok::TokenizerModel> m = tok::load_tokenizer_model_from(dir, read);
+  if (!m)
     fail(Errc::kInvalidArgument, dir, "",
          "no tokenizer.json or tokenizer.model beside the weights: a GGUF needs its tokenizer (llama.cpp refuses a file "
          "without tokenizer.ggml.model and cannot tokenize with an empty one)");
-  return gguf_vocab_from(tok::Tokenizer::load(dir));
+  return gguf_vocab_from(tok::Tokenizer(std::move(*m)));
 }
+
+}  // namespace
+
+GgufVocab gguf_vocab_of_model(const Checkpoint& ck) {
+  return gguf_vocab_of_files(ck.packed.value_or(ck.dir),
+                             [&ck](const std::string& name) { return side_file_text(ck, name); });
+}
+
+GgufVocab gguf_vocab_of_model(const std::string& dir) { return gguf_vocab_of_files(dir, tok::directory_file_reader(dir)); }
 
 GgufVocab gguf_vocab_from(const tok::Tokenizer& tokenizer) {
   const tok::TokenizerModel& m = tokenizer.model();

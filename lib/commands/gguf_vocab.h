@@ -14,14 +14,18 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/checkpoint.h"
 #include "commands/gguf.h"
 #include "tokenizer/tokenizer.h"
 
 namespace ckpt {
 
 GgufVocab gguf_vocab_from(const tok::Tokenizer& tokenizer);
-// The tokenizer of the model in directory `dir` (tokenizer.json, else tokenizer.model, with
-// tokenizer_config.json); refuses a model without one.
+// The tokenizer of a checkpoint (tokenizer.json, else tokenizer.model, with tokenizer_config.json),
+// read from its side files (side_file_text: on disk, inside a packed checkpoint, or made by an
+// earlier pipeline step); refuses a model without one.
+GgufVocab gguf_vocab_of_model(const Checkpoint& ck);
+// The same for the model files in directory `dir`.
 GgufVocab gguf_vocab_of_model(const std::string& dir);
 
 // The text whose token ids llama.cpp's pre-tokenizer table hashes (convert_hf_to_gguf_update.py

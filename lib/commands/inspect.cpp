@@ -1,9 +1,9 @@
 #include "commands/inspect.h"
 
 #include <cstdio>
-#include <filesystem>
 #include <map>
 
+#include "checkpoint/dir_files.h"
 #include "checkpoint/parallel_root.h"
 #include "commands/pack.h"
 #include "commands/shard.h"
@@ -118,8 +118,8 @@ ojson inspect_path(const std::string& path, const OpenOptions& options) {
   r["ranks"] = std::move(list);
   r["tensor_count"] = tensors;
   r["tensor_bytes"] = bytes;
-  const std::filesystem::path note = std::filesystem::path(path) / kParallelNoteName;
-  if (std::filesystem::is_regular_file(note)) r["note"] = note.string();
+  // The root's note, on disk or in the root's own container (`pack` of a TP/PP root).
+  if (auto note = locate_checkpoint_file(path, kParallelNoteName)) r["note"] = *note;
   return r;
 }
 

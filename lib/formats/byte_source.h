@@ -17,6 +17,13 @@ class ByteSource {
   virtual uint64_t size() const = 0;
   virtual void read(uint64_t offset, size_t n, void* out) const = 0;
   virtual const std::string& name() const = 0;
+  // Where a read starting at `offset` and meant to end by `max_end` should end so that reads cut
+  // there decode no unit of the source twice (a packed source decodes whole groups): the largest
+  // such end in (offset, max_end], or max_end where the bytes have no units (a file on disk).
+  virtual uint64_t read_end(uint64_t offset, uint64_t max_end) const {
+    (void)offset;
+    return max_end;
+  }
   std::vector<uint8_t> read_vector(uint64_t offset, size_t n) const;
 };
 

@@ -114,6 +114,16 @@ void PackedMemberSource::read(uint64_t offset, size_t n, void* out_v) const {
   }
 }
 
+uint64_t PackedMemberSource::read_end(uint64_t offset, uint64_t max_end) const {
+  if (max_end >= member_->size) return max_end;
+  const auto& regions = member_->regions;
+  auto it = std::upper_bound(regions.begin(), regions.end(), max_end,
+                             [](uint64_t o, const PackRegion& r) { return o < r.offset; });
+  const PackRegion& r = *--it;
+  const uint64_t group_start = r.offset + (max_end - r.offset) / kPackGroupBytes * kPackGroupBytes;
+  return group_start > offset ? group_start : max_end;
+}
+
 std::optional<std::pair<std::string, std::string>> split_packed_path(const std::string& path) {
   const auto slash = path.rfind('/');
   if (slash == std::string::npos) return std::nullopt;
@@ -125,6 +135,40 @@ std::optional<std::pair<std::string, std::string>> split_packed_path(const std::
   std::error_code ec;
   if (!named || !std::filesystem::is_regular_file(container, ec)) return std::nullopt;
   return std::make_pair(container, path.substr(slash + 1));
+}
+
+namespace {
+
+// A file on disk that its source owns.
+class OwnedFileSource : public ByteSource {
+ public:
+  explicit OwnedFileSource(const std::string& path) : file_(File::open_read(path)), source_(file_) {}
+  uint64_t size() const override { return source_.size(); }
+  void read(uint64_t offset, size_t n, void* out) const override { source_.read(offset, n, out); }
+  const std::string& name() const override { return source_.name(); }
+
+ private:
+  File file_;
+  FileSource source_;  // reads file_ (declared after it)
+};
+
+}  // namespace
+
+std::unique_ptr<ByteSource> open_source_bytes(const std::string& path) {
+  if (auto packed = split_packed_path(path)) {
+    auto c = PackedContainer::open(packed->first);
+    const PackMember* m = c->index().find(packed->second);
+    if (!m) fail(Errc::kNoCheckpoint, path, "", "no such file in the packed checkpoint");
+    return std::make_unique<PackedMemberSource>(std::move(c), *m);
+  }
+  return std::make_unique<OwnedFileSource>(path);
+}
+
+std::string read_source_text(const std::string& path) {
+  const auto src = open_source_bytes(path);
+  std::string s(src->size(), '\0');
+  if (!s.empty()) src->read(0, s.size(), s.data());
+  return s;
 }
 
 }  // namespace ckpt

@@ -52,6 +52,8 @@ class PackedMemberSource : public ByteSource {
   uint64_t size() const override { return member_->size; }
   void read(uint64_t offset, size_t n, void* out) const override;
   const std::string& name() const override { return name_; }
+  // Rounds max_end down to the start of the group holding it (when that is past `offset`).
+  uint64_t read_end(uint64_t offset, uint64_t max_end) const override;
 
  private:
   std::shared_ptr<const PackedContainer> container_;
@@ -62,5 +64,11 @@ class PackedMemberSource : public ByteSource {
 // Splits "<dir>/checkpoint.ckptpack/<name>" into the container path and the member name when
 // the container part is a regular file; nullopt for any other path.
 std::optional<std::pair<std::string, std::string>> split_packed_path(const std::string& path);
+
+// The bytes of the file at `path`: one on disk, or one inside a packed checkpoint
+// ("<container>/<name>"). A missing file or member is an error naming the path.
+std::unique_ptr<ByteSource> open_source_bytes(const std::string& path);
+// A whole file read that way (the small ones: config, manifest, tokenizer, README).
+std::string read_source_text(const std::string& path);
 
 }  // namespace ckpt

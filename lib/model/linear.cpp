@@ -9,23 +9,28 @@
 
 namespace ckpt::model {
 
-HostTensors::HostTensors(const Checkpoint& ck) : ck_(ck) {
-  for (const auto& f : ck.files) {
-    files_.push_back(File::open_read(f.path));
-    maps_.emplace_back(files_.back());
-  }
+HostTensors::HostTensors(const Checkpoint& ck)
+    : ck_(ck),
+      bytes_(ck),
+      decoded_(ck.files.size()),
+      data_(ck.files.size(), nullptr),
+      once_(std::make_unique<std::once_flag[]>(ck.files.size())) {}
+
+const uint8_t* HostTensors::file_data(int file) const {
+  std::call_once(once_[file], [&] { data_[file] = bytes_.get(file, 0, ck_.files[file].size, decoded_[file]); });
+  return data_[file];
 }
 
 const uint8_t* HostTensors::bytes(const TensorRef& t) const {
-  if (t.view.file < 0 || static_cast<size_t>(t.view.file) >= maps_.size())
+  if (t.view.file < 0 || static_cast<size_t>(t.view.file) >= data_.size())
     fail(Errc::kUnsupported, ck_.path, t.name, "tensor has no bytes in a file (a zero-filled view)");
   if (!t.view.is_contiguous())
     fail(Errc::kUnsupported, ck_.files[t.view.file].path, t.name,
          "strided tensor view: the runtime reads contiguous tensors (run ckpt convert first)");
-  const MappedFile& m = maps_[t.view.file];
-  if (t.view.offset > m.size() || t.nbytes() > m.size() - t.view.offset)
+  const uint64_t size = ck_.files[t.view.file].size;
+  if (t.view.offset > size || t.nbytes() > size - t.view.offset)
     fail(Errc::kIncompleteBuffer, ck_.files[t.view.file].path, t.name, "tensor data runs past the end of the file");
-  return m.data() + t.view.offset;
+  return file_data(t.view.file) + t.view.offset;
 }
 
 std::vector<double> decode_vector(const HostTensors& host, const TensorRef& t) {

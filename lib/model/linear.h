@@ -8,19 +8,21 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
 #include "core/parallel.h"
-#include "core/file_io.h"
 #include "ops/int4_quant.h"
+#include "validate/checkpoint_bytes.h"
 #include "validate/linear_weights.h"
 
 namespace ckpt::model {
 
-// Every weight file of a checkpoint mapped once; tensors are read in place.
+// Every weight file of a checkpoint mapped once, tensors read in place; a file inside a packed
+// checkpoint is decoded whole into memory once (the CPU runtime runs small models).
 class HostTensors {
  public:
   explicit HostTensors(const Checkpoint& ck);
@@ -32,9 +34,16 @@ class HostTensors {
   const Checkpoint& checkpoint() const { return ck_; }
 
  private:
+  // File `file`'s first byte: mapped, or (a packed file) decoded whole on first use, once, by
+  // whichever thread asks first; a file never asked for is never decoded (validate skips one
+  // whose frames are broken).
+  const uint8_t* file_data(int file) const;
+
   const Checkpoint& ck_;
-  std::vector<File> files_;
-  std::vector<MappedFile> maps_;
+  validate::CheckpointBytes bytes_;
+  mutable std::vector<std::vector<uint8_t>> decoded_;  // whole packed files (empty for mapped ones)
+  mutable std::vector<const uint8_t*> data_;
+  std::unique_ptr<std::once_flag[]> once_;
 };
 
 // The values of a small float tensor (norm weights, biases, scales) as doubles.

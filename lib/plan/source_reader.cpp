@@ -69,6 +69,16 @@ void SourceReader::read(int index, void* out, size_t n, uint64_t offset) const {
   else files_[static_cast<size_t>(index)].pread_exact(out, n, offset);
 }
 
+uint64_t SourceReader::size(int index) const {
+  if (const auto& p = packed_.at(static_cast<size_t>(index))) return p->size();
+  return files_[static_cast<size_t>(index)].size();
+}
+
+uint64_t SourceReader::read_end(int index, uint64_t offset, uint64_t max_end) const {
+  if (const auto& p = packed_.at(static_cast<size_t>(index))) return p->read_end(offset, max_end);
+  return max_end;
+}
+
 namespace {
 
 // Calls fn(element offset of the run's first element from element [0, 0, ...], run length) for

@@ -29,6 +29,13 @@ class SourceReader {
   void gather(const SourceView& view, uint64_t first, uint64_t count, uint8_t* out) const;
   // Reads bytes [offset, offset + n) of a source.
   void read(int file, void* out, size_t n, uint64_t offset) const;
+  // A source's size in bytes (of a file inside a packed checkpoint: its unpacked size).
+  uint64_t size(int file) const;
+  // Where a read of a source from `offset` should end, at most at max_end, so that reads cut there
+  // decode nothing twice (ByteSource::read_end): max_end for a file on disk.
+  uint64_t read_end(int file, uint64_t offset, uint64_t max_end) const;
+  // True when the source is a file inside a packed checkpoint (reads decode it).
+  bool packed(int file) const { return packed_.at(static_cast<size_t>(file)) != nullptr; }
 
  private:
   std::vector<File> files_;                        // unopened for packed sources

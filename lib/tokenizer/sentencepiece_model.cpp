@@ -60,11 +60,14 @@ TokenType piece_type(const std::string& path, uint64_t t) {
 }  // namespace
 
 TokenizerModel load_sentencepiece_model(const std::string& path) {
-  const std::string data = read_tokenizer_file(path);
+  return parse_sentencepiece_model(path, read_tokenizer_file(path));
+}
 
+TokenizerModel parse_sentencepiece_model(const std::string& path, const std::string& data) {
   TokenizerModel m;
   m.path = path;
   m.kind = ModelKind::kSentencePiece;
+  m.sentencepiece_proto = data;
   Wire top(path, data);
   while (!top.done()) {
     uint64_t tag = top.varint();
@@ -125,9 +128,9 @@ TokenizerModel load_sentencepiece_model(const std::string& path) {
   return m;
 }
 
-SentencePieceRunner::SentencePieceRunner(const std::string& path)
+SentencePieceRunner::SentencePieceRunner(const std::string& path, const std::string& proto)
     : path_(path), sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
-  auto status = sp_->Load(path);
+  auto status = sp_->LoadFromSerializedProto(proto);
   if (!status.ok()) fail(Errc::kTokenizerInvalid, path, "", "SentencePiece: " + std::string(status.ToString()));
 }
 

@@ -20,11 +20,14 @@ namespace ckpt::tok {
 // SentencePiece model; the template bos $A (LlamaTokenizer's defaults, add_bos_token=True,
 // add_eos_token=False), which tokenizer_config.json may change.
 TokenizerModel load_sentencepiece_model(const std::string& path);
+// The same from the file's bytes (`path` names it in errors): a tokenizer.model inside a packed
+// checkpoint has no file of its own.
+TokenizerModel parse_sentencepiece_model(const std::string& path, const std::string& data);
 
-// A loaded SentencePiece processor (the model file's bytes are read again by the library).
+// A loaded SentencePiece processor, from the model file's bytes (`path` names it in errors).
 class SentencePieceRunner {
  public:
-  explicit SentencePieceRunner(const std::string& path);
+  SentencePieceRunner(const std::string& path, const std::string& proto);
   ~SentencePieceRunner();
   SentencePieceRunner(const SentencePieceRunner&) = delete;
   SentencePieceRunner& operator=(const SentencePieceRunner&) = delete;

@@ -429,7 +429,7 @@ Tokenizer::Impl::Impl(TokenizerModel model) : m(std::move(model)) {
   std::fill(std::begin(byte_symbol), std::end(byte_symbol), -1);
   std::fill(std::begin(fallback_symbol), std::end(fallback_symbol), -1);
   if (m.kind == ModelKind::kSentencePiece) {
-    sp = std::make_unique<SentencePieceRunner>(m.path);
+    sp = std::make_unique<SentencePieceRunner>(m.path, m.sentencepiece_proto);
     return;
   }
   for (size_t id = 0; id < m.vocab.size(); ++id)
@@ -947,9 +947,9 @@ Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer Tokenizer::load(const std::string& path) { return Tokenizer(load_tokenizer_model(path)); }
 
 std::optional<Tokenizer> Tokenizer::load_if_present(const std::string& dir) {
-  std::string file = find_tokenizer_file(dir);
-  if (file.empty()) return std::nullopt;
-  return Tokenizer(load_tokenizer_model(dir));
+  std::optional<TokenizerModel> m = load_tokenizer_model_from(dir, directory_file_reader(dir));
+  if (!m) return std::nullopt;
+  return Tokenizer(std::move(*m));
 }
 
 const TokenizerModel& Tokenizer::model() const { return impl_->m; }

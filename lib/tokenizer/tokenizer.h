@@ -30,7 +30,7 @@ class Tokenizer {
   Tokenizer& operator=(Tokenizer&&) noexcept;
   // load_tokenizer_model(path) and the above.
   static Tokenizer load(const std::string& path);
-  // The tokenizer of a model directory when it ships one (find_tokenizer_file), else nullopt; a
+  // The tokenizer of a model directory (plain or packed) when it ships one, else nullopt; a
   // tokenizer file that is there but malformed or unsupported still throws.
   static std::optional<Tokenizer> load_if_present(const std::string& dir);
 

@@ -7,7 +7,9 @@
 #include <unordered_set>
 
 #include "core/error.h"
+#include "checkpoint/dir_files.h"
 #include "core/file_io.h"
+#include "formats/packed_source.h"
 #include "formats/strict_json.h"
 #include "tokenizer/sentencepiece_model.h"
 
@@ -465,10 +467,6 @@ void finish(TokenizerModel& m) {
       m.token_types[id] = TokenType::kUnknown;
 }
 
-bool is_regular(const std::string& p) {
-  struct stat st;
-  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
 bool is_directory(const std::string& p) {
   struct stat st;
   return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -521,44 +519,54 @@ TokenizerModel parse_tokenizer_json(const std::string& path, const std::string& 
 }
 
 std::string read_tokenizer_file(const std::string& path) {
-  File f = File::open_read(path);
-  if (f.size() > kMaxTokenizerFileBytes) invalid(path, "larger than 1 GiB (tokenizer files are a few MB)");
-  std::string data(f.size(), '\0');
-  if (!data.empty()) f.pread_exact(data.data(), data.size(), 0);
-  return data;
+  if (open_source_bytes(path)->size() > kMaxTokenizerFileBytes)
+    invalid(path, "larger than 1 GiB (tokenizer files are a few MB)");
+  return read_source_text(path);
 }
 
-std::string find_tokenizer_file(const std::string& dir) {
-  if (!is_directory(dir)) return "";
-  for (const char* name : {"/tokenizer.json", "/tokenizer.model"})
-    if (is_regular(dir + name)) return dir + name;
-  return "";
-}
+namespace {
 
-TokenizerModel load_tokenizer_model(const std::string& model) {
-  std::string dir, file;
-  if (is_directory(model)) {
-    dir = model;
-    file = find_tokenizer_file(dir);
-    if (file.empty()) fail(Errc::kTokenizerInvalid, model, "", "no tokenizer.json or tokenizer.model in this directory");
-  } else {
-    file = model;
-    size_t slash = model.find_last_of('/');
-    dir = slash == std::string::npos ? "." : model.substr(0, slash);
-  }
-  std::string config_path = dir + "/tokenizer_config.json";
-  std::string config = is_regular(config_path) ? read_tokenizer_file(config_path) : std::string();
+// The tokenizer in `file` (its bytes `data`), with the other files of its model from `read`.
+TokenizerModel tokenizer_from_files(const std::string& file, const std::string& data, const ModelFileReader& read) {
+  const std::string config = read("tokenizer_config.json").value_or("");
   TokenizerModel m;
   if (file.size() >= 6 && file.compare(file.size() - 6, 6, ".model") == 0) {
-    m = load_sentencepiece_model(file);
+    m = parse_sentencepiece_model(file, data);
     apply_config_text(file, config, m);
     finish(m);
   } else {
-    m = parse_tokenizer_json(file, read_tokenizer_file(file), config);
+    m = parse_tokenizer_json(file, data, config);
   }
-  if (m.chat_template.empty() && is_regular(dir + "/chat_template.jinja"))
-    m.chat_template = read_tokenizer_file(dir + "/chat_template.jinja");
+  if (m.chat_template.empty())
+    if (auto t = read("chat_template.jinja")) m.chat_template = std::move(*t);
   return m;
+}
+
+}  // namespace
+
+std::optional<TokenizerModel> load_tokenizer_model_from(const std::string& dir, const ModelFileReader& read) {
+  for (const char* name : {"tokenizer.json", "tokenizer.model"})
+    if (auto data = read(name)) return tokenizer_from_files(dir + "/" + name, *data, read);
+  return std::nullopt;
+}
+
+TokenizerModel load_tokenizer_model(const std::string& model) {
+  if (is_directory(model)) {
+    std::optional<TokenizerModel> m = load_tokenizer_model_from(model, directory_file_reader(model));
+    if (!m) fail(Errc::kTokenizerInvalid, model, "", "no tokenizer.json or tokenizer.model in this directory");
+    return std::move(*m);
+  }
+  const size_t slash = model.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : model.substr(0, slash);
+  return tokenizer_from_files(model, read_tokenizer_file(model), directory_file_reader(dir));
+}
+
+ModelFileReader directory_file_reader(const std::string& dir) {
+  return [dir](const std::string& name) -> std::optional<std::string> {
+    const std::optional<std::string> path = locate_checkpoint_file(dir, name);
+    if (!path) return std::nullopt;
+    return read_tokenizer_file(*path);
+  };
 }
 
 }  // namespace ckpt::tok

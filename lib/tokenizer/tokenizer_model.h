@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -94,6 +95,7 @@ struct TemplateItem {
 struct TokenizerModel {
   std::string path;         // tokenizer.json or tokenizer.model
   ModelKind kind = ModelKind::kBpe;
+  std::string sentencepiece_proto;  // kSentencePiece: the tokenizer.model bytes the runner loads
 
   // The vocabulary in id order, added tokens included; ids no file assigns are empty strings with
   // type kUnused. For byte-level BPE the strings are as stored (GPT-2's byte-to-unicode form).
@@ -141,13 +143,22 @@ struct TokenizerModel {
 // files. Throws ckpt::Error naming the file and what is wrong or unsupported.
 TokenizerModel load_tokenizer_model(const std::string& model);
 
-// A tokenizer file's bytes (tokenizer.json, tokenizer.model, tokenizer_config.json, ...), one over
-// 1 GiB refused before anything is allocated.
-std::string read_tokenizer_file(const std::string& path);
+// The files of a model directory by name ("tokenizer_config.json"): the bytes, or nullopt when
+// the model has none. A directory on disk, or the side files of a checkpoint (a packed one holds
+// them inside its container).
+using ModelFileReader = std::function<std::optional<std::string>(const std::string& name)>;
+// The tokenizer of the model whose files `read` gives (tokenizer.json, else tokenizer.model, with
+// tokenizer_config.json and chat_template.jinja when present); `dir` names them in errors
+// ("DIR/tokenizer.json"). nullopt when the model has neither tokenizer file.
+std::optional<TokenizerModel> load_tokenizer_model_from(const std::string& dir, const ModelFileReader& read);
+// The reader of the files of model directory `dir`: on disk, or inside its packed container
+// (checkpoint/dir_files.h), read with read_tokenizer_file.
+ModelFileReader directory_file_reader(const std::string& dir);
 
-// The tokenizer file load_tokenizer_model(dir) reads: DIR/tokenizer.json, else DIR/tokenizer.model;
-// "" when DIR is not a directory or has neither.
-std::string find_tokenizer_file(const std::string& dir);
+// A tokenizer file's bytes (tokenizer.json, tokenizer.model, tokenizer_config.json, ...), one over
+// 1 GiB refused before anything is allocated. `path` may name a file inside a packed checkpoint
+// (formats/packed_source.h).
+std::string read_tokenizer_file(const std::string& path);
 
 // The same from in-memory texts (tests): tokenizer.json text and tokenizer_config.json text
 // (empty: none). `path` names them in errors.

@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "checkpoint/dir_files.h"
 #include "core/error.h"
-#include "core/file_io.h"
 #include "core/hash.h"
+#include "formats/packed_source.h"
 #include "plan/manifest.h"
+#include "validate/checkpoint_bytes.h"
 
 namespace fs = std::filesystem;
 
@@ -19,7 +21,10 @@ const FileDigests* ExpectedDigests::find(const std::string& path) const {
 
 namespace {
 
+// A file inside a packed checkpoint by its container's canonical path (a path that goes on past a
+// regular file is not one the file system can resolve).
 std::string canonical(const std::string& p) {
+  if (auto packed = split_packed_path(p)) return canonical(packed->first) + "/" + packed->second;
   std::error_code ec;
   fs::path c = fs::weakly_canonical(p, ec);
   return ec ? p : c.string();
@@ -29,18 +34,20 @@ bool read_digest(const ojson& j, const char* key, uint64_t* out) {
   return j.contains(key) && j[key].is_string() && parse_digest_hex(j[key].get<std::string>(), out);
 }
 
-// One manifest: checks its extras and returns its weight files by canonical path.
-std::map<std::string, FileDigests> read_manifest(const std::string& path, const FailFn& fail) {
+// One manifest (at `path`, on disk or packed) of directory `dir`: checks its extras and returns
+// its weight files by canonical path. The files it lists are looked up as the checkpoint's
+// (dir_files.h): a packed TP root's manifest names rank-0/model.safetensors, which is inside
+// rank-0/checkpoint.ckptpack.
+std::map<std::string, FileDigests> read_manifest(const std::string& dir, const std::string& path, const FailFn& fail) {
   std::map<std::string, FileDigests> out;
-  StrictJsonResult r = parse_strict_json(read_text_file(path));
+  StrictJsonResult r = parse_strict_json(read_source_text(path));
   if (!r.ok || !r.value.is_object() || !r.value.contains("files") || !r.value["files"].is_object()) {
     fail("manifest", path, "", "not a ckpt manifest (no \"files\" object)");
     return out;
   }
-  const fs::path dir = fs::path(path).parent_path();
   for (const auto& [name, jf] : r.value["files"].items()) {
     FileDigests d;
-    const std::string file = (dir / name).string();
+    const std::optional<std::string> file = locate_checkpoint_file(dir, name);
     if (!jf.is_object() || !jf.contains("size") || !jf["size"].is_number_unsigned() ||
         !read_digest(jf, "header_digest", &d.header) || !jf.contains("tensors") || !jf["tensors"].is_object()) {
       fail("manifest", path, "", "entry for '" + name + "' lacks size, header_digest or tensors");
@@ -55,27 +62,27 @@ std::map<std::string, FileDigests> read_manifest(const std::string& path, const 
       }
       d.tensors.emplace_back(tname, v);
     }
-    if (!fs::is_regular_file(file)) {
-      fail("manifest", file, "", "listed in " + path + " but missing");
+    if (!file) {
+      fail("manifest", (fs::path(dir) / name).string(), "", "listed in " + path + " but missing");
       continue;
     }
-    out[canonical(file)] = std::move(d);
+    out[canonical(*file)] = std::move(d);
   }
   if (r.value.contains("extras") && r.value["extras"].is_object()) {
     for (const auto& [name, je] : r.value["extras"].items()) {
-      const std::string file = (dir / name).string();
+      const std::optional<std::string> file = locate_checkpoint_file(dir, name);
       uint64_t want;
       if (!je.is_object() || !read_digest(je, "digest", &want)) {
         fail("manifest", path, "", "extra '" + name + "' has no digest");
         continue;
       }
-      if (!fs::is_regular_file(file)) {
-        fail("manifest", file, "", "listed in " + path + " but missing");
+      if (!file) {
+        fail("manifest", (fs::path(dir) / name).string(), "", "listed in " + path + " but missing");
         continue;
       }
-      std::string content = read_text_file(file);
+      std::string content = read_source_text(*file);
       if (hash_bytes(content.data(), content.size()) != want)
-        fail("checksum", file, "", "content differs from " + path + " (digest mismatch)");
+        fail("checksum", *file, "", "content differs from " + path + " (digest mismatch)");
     }
   }
   return out;
@@ -90,14 +97,14 @@ ExpectedDigests load_manifests(const std::string& root, const std::vector<const 
   for (const auto* ck : checkpoints) dirs.push_back(ck->dir);
   std::map<std::string, std::pair<std::string, FileDigests>> by_canonical;
   for (const auto& d : dirs) {
-    std::string m = (fs::path(d) / kManifestName).string();
-    std::string cm = canonical(m);
-    if (!fs::is_regular_file(m)) continue;
+    const std::optional<std::string> m = locate_checkpoint_file(d, kManifestName);
+    if (!m) continue;
+    const std::string cm = canonical(*m);
     bool seen = false;
     for (const auto& have : result.manifests) seen |= canonical(have) == cm;
     if (seen) continue;
-    result.manifests.push_back(m);
-    for (auto& [path, digests] : read_manifest(m, fail)) by_canonical[path] = {m, std::move(digests)};
+    result.manifests.push_back(*m);
+    for (auto& [path, digests] : read_manifest(d, *m, fail)) by_canonical[path] = {*m, std::move(digests)};
   }
   for (const auto* ck : checkpoints) {
     for (const auto& f : ck->files) {
@@ -139,23 +146,26 @@ std::vector<std::pair<std::string, uint64_t>> combine_blocks(const DigestBlocks&
   return out;
 }
 
-FileDigests compute_file_digests(const Checkpoint& ck, size_t file_index, const Workers& workers,
-                                 ProgressObserver* progress) {
+FileDigests compute_file_digests(const Checkpoint& ck, const CheckpointBytes& bytes, size_t file_index,
+                                 const Workers& workers, ProgressObserver* progress) {
   const SourceFile& sf = ck.files[file_index];
-  File f = File::open_read(sf.path);
-  MappedFile map(f);
+  const int file = static_cast<int>(file_index);
+  std::vector<uint8_t> buf;
   FileDigests d;
-  d.size = map.size();
+  d.size = sf.size;
+  const uint8_t* len_bytes = bytes.get(file, 0, 8, buf);
   uint64_t header_len = 0;
-  for (int i = 0; i < 8; ++i) header_len |= static_cast<uint64_t>(map.data()[i]) << (8 * i);
-  d.header = hash_bytes(map.data(), 8 + header_len);  // the reader already bounded header_len
-  // Every 1 MiB block of every tensor, hashed in parallel, then combined per tensor.
+  for (int i = 0; i < 8; ++i) header_len |= static_cast<uint64_t>(len_bytes[i]) << (8 * i);
+  d.header = hash_bytes(bytes.get(file, 0, 8 + header_len, buf), 8 + header_len);  // the reader bounded header_len
+  // Every 1 MiB block of every tensor, hashed in parallel, then combined per tensor. (A packed
+  // file's groups are the same 1 MiB of each tensor: each block decodes one group.)
   const DigestBlocks plan = digest_blocks(ck, file_index);
   std::vector<uint64_t> block_digest(plan.blocks.size());
   progress_current(progress, sf.path);
   parallel_for(plan.blocks.size(), workers, [&](size_t i) {
+    thread_local std::vector<uint8_t> block;
     const auto [off, n] = plan.blocks[i];
-    block_digest[i] = hash_bytes(map.data() + off, n);
+    block_digest[i] = hash_bytes(bytes.get(file, off, n, block), n);
     progress_advance(progress, n);
   });
   d.tensors = combine_blocks(plan, block_digest);

@@ -13,6 +13,7 @@
 #include "checkpoint/checkpoint.h"
 #include "core/parallel.h"
 #include "core/progress_observer.h"
+#include "validate/checkpoint_bytes.h"
 #include "validate/linear_weights.h"
 
 namespace ckpt::validate {
@@ -58,10 +59,11 @@ DigestBlocks digest_blocks(const Checkpoint& ck, size_t file_index);
 std::vector<std::pair<std::string, uint64_t>> combine_blocks(const DigestBlocks& plan,
                                                              const std::vector<uint64_t>& block_digests);
 
-// Digests of one safetensors file computed from its bytes (memory-mapped, hashed in parallel).
-// Hashes its 1 MiB blocks on `workers`' threads (checking its token), telling `progress` the bytes.
-FileDigests compute_file_digests(const Checkpoint& ck, size_t file_index, const Workers& workers = {},
-                                 ProgressObserver* progress = nullptr);
+// Digests of one safetensors file of `ck` computed from its bytes (`bytes`, made for `ck`: mapped
+// from disk, or decoded from a packed checkpoint). Hashes its 1 MiB blocks on `workers`' threads
+// (checking its token), telling `progress` the bytes.
+FileDigests compute_file_digests(const Checkpoint& ck, const CheckpointBytes& bytes, size_t file_index,
+                                 const Workers& workers = {}, ProgressObserver* progress = nullptr);
 
 // Compares computed digests with expected ones; each difference is a failure (check "checksum")
 // naming the file and the tensor. `source` says where `got` came from ("gpu", "cpu").

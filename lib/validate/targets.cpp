@@ -7,11 +7,13 @@
 #include <map>
 #include <set>
 
+#include "checkpoint/dir_files.h"
 #include "checkpoint/hf_cache.h"
 #include "checkpoint/parallel_root.h"
 #include "core/error.h"
-#include "core/file_io.h"
 #include "formats/hf_index.h"
+#include "formats/packed_source.h"
+#include "validate/checkpoint_bytes.h"
 #include "validate/dequantize.h"
 
 namespace fs = std::filesystem;
@@ -48,20 +50,23 @@ void check_scheme_runs(const quant::Scheme& s, const std::string& label) {
   }
 }
 
+// Where a target's config.json is (or would be), for messages: inside its container when packed.
+std::string config_path(const std::string& dir) {
+  return locate_checkpoint_file(dir, "config.json").value_or((fs::path(dir) / "config.json").string());
+}
+
 void check_stray_shards(const Target& t, const FailFn& fail) {
   if (!t.ck.index_file) return;
   std::set<std::string> listed;
   for (const auto& f : t.ck.files) listed.insert(fs::path(f.path).filename().string());
-  for (const auto& e : fs::directory_iterator(t.dir)) {
-    std::string name = e.path().filename().string();
-    if (e.is_regular_file() && name.size() > 12 && name.ends_with(".safetensors") && !listed.count(name))
-      fail("index", e.path().string(), "", "safetensors file not listed in " + *t.ck.index_file +
-                                               " (a loader globbing *.safetensors would read it)");
-  }
+  for (const std::string& name : checkpoint_file_names(t.dir))
+    if (name.size() > 12 && name.ends_with(".safetensors") && !listed.count(name))
+      fail("index", *locate_checkpoint_file(t.dir, name), "",
+           "safetensors file not listed in " + *t.ck.index_file + " (a loader globbing *.safetensors would read it)");
 }
 
 void check_config(const Target& t, uint64_t tp_size, const FailFn& fail) {
-  const std::string label = (fs::path(t.dir) / "config.json").string();
+  const std::string label = config_path(t.dir);
   if (!t.ck.config) {
     fail("config", label, "", "config.json is missing (engines need it to build the model)");
     return;
@@ -99,7 +104,8 @@ std::vector<uint64_t> read_aligned(std::map<int, File>& files, const Target& t, 
 // Every scale value must be a usable multiplier: finite and > 0. INT4 arrays must hold what their
 // readers can read (ops::int4_check_stored: zero points, padding nibbles, g_idx).
 void check_scale_values(const Target& t, const FailFn& fail) {
-  std::map<int, File> files;
+  std::optional<CheckpointBytes> bytes;  // opened at the first scale
+  std::vector<uint8_t> buf;
   for (const auto& lw : t.linears) {
     if (lw.is_int4()) {
       // The codes matter only where the packing pads a row (compressed-tensors, K % 8): read
@@ -126,13 +132,11 @@ void check_scale_values(const Target& t, const FailFn& fail) {
     }
     if (!lw.fp8()) continue;
     const TensorRef& s = *lw.scale;
-    File& f = files.try_emplace(s.view.file, File::open_read(t.ck.files[s.view.file].path)).first->second;
-    std::vector<uint8_t> bytes(s.nbytes());
-    f.pread_exact(bytes.data(), bytes.size(), s.view.offset);
-    std::vector<double> v = decode_all(s.dtype(), bytes.data(), s.view.numel());
+    if (!bytes) bytes.emplace(t.ck);
+    std::vector<double> v = decode_all(s.dtype(), bytes->get(s.view.file, s.view.offset, s.nbytes(), buf), s.view.numel());
     for (size_t i = 0; i < v.size(); ++i)
       if (!std::isfinite(v[i]) || !(v[i] > 0)) {
-        fail("scale", f.path(), s.name, "scale element " + std::to_string(i) + " is " + std::to_string(v[i]) +
+        fail("scale", t.ck.files[s.view.file].path, s.name, "scale element " + std::to_string(i) + " is " + std::to_string(v[i]) +
                                             " (a dequantization multiplier must be finite and > 0)");
         break;
       }
@@ -153,7 +157,7 @@ void open_target(Target& t, uint64_t tp_size, const FailFn& fail) {
     }
   t.opened = true;
   if (t.ck.config && t.ck.config->contains("ckpt_parallel")) t.parallel = (*t.ck.config)["ckpt_parallel"];
-  const std::string config_label = (fs::path(t.dir) / "config.json").string();
+  const std::string config_label = config_path(t.dir);
   try {
     t.scheme = quant::read_scheme(t.ck.config ? &*t.ck.config : nullptr, config_label);
     check_scheme_runs(t.scheme, config_label);
@@ -196,9 +200,8 @@ Layout open_layout(const std::string& given, const FailFn& fail) {
     uint64_t tp = 1;
     // The vocab rule needs the tp size before the block is parsed: read it from the config text.
     if (layout.parallel) {
-      std::string cfg = (fs::path(t->dir) / "config.json").string();
-      if (fs::is_regular_file(cfg)) {
-        StrictJsonResult r = parse_strict_json(read_text_file(cfg));
+      if (auto cfg = locate_checkpoint_file(t->dir, "config.json")) {
+        StrictJsonResult r = parse_strict_json(read_source_text(*cfg));
         if (r.ok && r.value.contains("ckpt_parallel")) tp = std::max<uint64_t>(1, parallel_uint(r.value["ckpt_parallel"], "tp_size", 1));
       }
     }
@@ -213,8 +216,7 @@ void check_parallel_layout(const Layout& layout, const FailFn& fail) {
   for (const auto& t : layout.targets) {
     if (!t->opened) continue;
     if (!t->parallel || !t->parallel->is_object()) {
-      fail("tp-layout", (fs::path(t->dir) / "config.json").string(), "",
-           "rank directory's config.json has no \"ckpt_parallel\" block");
+      fail("tp-layout", config_path(t->dir), "", "rank directory's config.json has no \"ckpt_parallel\" block");
       continue;
     }
     if (!first) first = t.get();
@@ -225,7 +227,7 @@ void check_parallel_layout(const Layout& layout, const FailFn& fail) {
   }
   const ojson& p0 = *first->parallel;
   const uint64_t tp = parallel_uint(p0, "tp_size", 0), pp = parallel_uint(p0, "pp_size", 1);
-  const std::string first_cfg = (fs::path(first->dir) / "config.json").string();
+  const std::string first_cfg = config_path(first->dir);
   if (tp == 0) {
     fail("tp-layout", first_cfg, "", "ckpt_parallel.tp_size is missing or not a positive integer");
     return;
@@ -249,7 +251,7 @@ void check_parallel_layout(const Layout& layout, const FailFn& fail) {
   for (const auto& t : layout.targets) {
     if (!t->opened || !t->parallel || !t->parallel->is_object()) continue;
     const ojson& p = *t->parallel;
-    const std::string cfg = (fs::path(t->dir) / "config.json").string();
+    const std::string cfg = config_path(t->dir);
     if (parallel_uint(p, "tp_size", 0) != tp)
       fail("tp-layout", cfg, "", "ckpt_parallel.tp_size " + json_excerpt(p.value("tp_size", ojson())) + " but " + first_cfg +
                                      " says " + std::to_string(tp));

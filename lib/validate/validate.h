@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 
 #include "validate/digests.h"
@@ -13,7 +14,9 @@
 namespace ckpt::validate {
 
 struct CpuPhaseOptions {
-  bool file_checksums = true;  // hash every file on the CPU and compare with the manifest
+  // Hash every file on the CPU and compare with the manifest; a packed file is decoded, and so
+  // checked against its container's digests, with or without a manifest.
+  bool file_checksums = true;
   bool gemm_check = true;      // run every Linear weight through the CPU GEMM reference check
   uint64_t gemm_batch = 2;     // activation rows of that check
 };
@@ -21,6 +24,9 @@ struct CpuPhaseOptions {
 struct Prepared {
   Layout layout;
   ExpectedDigests expected;  // from the manifests (empty files map when there are none)
+  // Files inside a packed checkpoint whose frames failed to decode in "checksums (cpu)" (each
+  // failure reported there once): the GEMM check does not read them again.
+  std::set<std::string> undecodable;
 };
 
 // Runs the phases "structure", "manifest", and (per options) "checksums (cpu)" and "gemm (cpu)".

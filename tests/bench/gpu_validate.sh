@@ -61,6 +61,23 @@ if [ "${CKPT_BENCH_FP8:-1}" = 1 ]; then
   "$ckpt" validate "$fp8" --report "$out/validate-fp8.json"
 fi
 
+# The same model packed (ckpt pack): the load rate of the unpacked bytes beside the unpacked
+# load's above, and the rate the loader threads decode at (overall and per thread).
+if [ "${CKPT_BENCH_PACKED:-1}" = 1 ]; then
+  packed=$work/llama8b-packed
+  [ -f "$packed/checkpoint.ckptpack" ] || "$ckpt" pack "$model" "$packed" -q
+  cat "$packed/checkpoint.ckptpack" >/dev/null
+  "$ckpt" validate "$packed" --report "$out/validate-packed.json"
+  python3 - "$out/validate-packed.json" "$out/bench-validate.json" <<'PY'
+import json, sys
+p = {x["phase"]: x for x in json.load(open(sys.argv[1]))["phases"]}["load"]["details"]
+plain = json.load(open(sys.argv[2]))["median"]
+print(f"packed: load {p['gbps']:.2f} GB/s of unpacked bytes ({100 * p['fraction_of_floor']:.0f}% of the floor), "
+      f"unpacked {plain['load_gbps']:.2f} GB/s; decode {p['decode_gbps']:.2f} GB/s on {p['threads']} threads "
+      f"({p['decode_gbps_per_thread']:.2f} GB/s per thread)")
+PY
+fi
+
 # With two GPUs: the model sharded --tp 2, validated with one rank per GPU and with both ranks in
 # turn on one GPU; the report totals are wall clock.
 if [ "$(nvidia-smi -L | grep -c '^GPU ')" -ge 2 ]; then

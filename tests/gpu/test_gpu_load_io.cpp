@@ -11,6 +11,7 @@
 #include "gpu_digests.h"
 #include "gpu_info.h"
 #include "test_support.h"
+#include "validate/checkpoint_bytes.h"
 #include "validate/digests.h"
 #include "validate_fixtures.h"
 
@@ -63,7 +64,7 @@ TEST(GpuLoadIo, GdsAndPosixLoadTheSameBytes) {
   if (device_count() == 0) GTEST_SKIP() << "no CUDA GPU on this machine";
   ::setenv("CKPT_LOAD_CHUNK_MB", "1", 1);  // several chunks, several reader threads
   auto f = make_fixture();
-  const validate::FileDigests cpu = validate::compute_file_digests(f->ck, 0);
+  const validate::FileDigests cpu = validate::compute_file_digests(f->ck, validate::CheckpointBytes(f->ck), 0);
   ASSERT_FALSE(cpu.tensors.empty());
 
   LoadTiming posix;

@@ -71,7 +71,7 @@ TEST(GpuXxh3, FileDigestsEqualTheCpuAndTheManifest) {
   EXPECT_EQ(timing.bytes, ck.files[0].size);
   double seconds = 0;
   auto gpu = gpu_file_digests(ck, files, &seconds);
-  auto cpu = validate::compute_file_digests(ck, 0);
+  auto cpu = validate::compute_file_digests(ck, validate::CheckpointBytes(ck), 0);
   ASSERT_EQ(gpu.size(), 1u);
   EXPECT_EQ(gpu[0].header, cpu.header);
   EXPECT_EQ(gpu[0].tensors, cpu.tensors);
