@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -93,11 +94,12 @@ void check_config(const Target& t, uint64_t tp_size, const FailFn& fail) {
   }
 }
 
-// A whole tensor's bytes, 8-byte aligned (the INT4 decoder reads 32-bit words in place).
-std::vector<uint64_t> read_aligned(std::map<int, File>& files, const Target& t, const TensorRef& x) {
-  File& f = files.try_emplace(x.view.file, File::open_read(t.ck.files[x.view.file].path)).first->second;
+// A whole tensor's bytes, 8-byte aligned (the INT4 decoder reads 32-bit words in place), from
+// disk or decoded from a packed checkpoint.
+std::vector<uint64_t> read_aligned(const CheckpointBytes& bytes, const TensorRef& x) {
   std::vector<uint64_t> words((x.nbytes() + 7) / 8);
-  f.pread_exact(words.data(), x.nbytes(), x.view.offset);
+  std::vector<uint8_t> buf;
+  std::memcpy(words.data(), bytes.get(x.view.file, x.view.offset, x.nbytes(), buf), x.nbytes());
   return words;
 }
 
@@ -111,10 +113,11 @@ void check_scale_values(const Target& t, const FailFn& fail) {
       // The codes matter only where the packing pads a row (compressed-tensors, K % 8): read
       // them only then, so the structure phase does not read the whole model.
       const bool padded_rows = lw.int4->format == ops::Int4Format::kCompressedTensors && lw.k % 8 != 0;
-      const auto codes = padded_rows ? read_aligned(files, t, *lw.weight) : std::vector<uint64_t>{};
-      const auto scales = read_aligned(files, t, *lw.scale);
-      const auto zeros = lw.zeros ? read_aligned(files, t, *lw.zeros) : std::vector<uint64_t>{};
-      const auto g_idx = lw.g_idx ? read_aligned(files, t, *lw.g_idx) : std::vector<uint64_t>{};
+      if (!bytes) bytes.emplace(t.ck);
+      const auto codes = padded_rows ? read_aligned(*bytes, *lw.weight) : std::vector<uint64_t>{};
+      const auto scales = read_aligned(*bytes, *lw.scale);
+      const auto zeros = lw.zeros ? read_aligned(*bytes, *lw.zeros) : std::vector<uint64_t>{};
+      const auto g_idx = lw.g_idx ? read_aligned(*bytes, *lw.g_idx) : std::vector<uint64_t>{};
       ops::Int4Stored st;
       st.weights = padded_rows ? reinterpret_cast<const uint32_t*>(codes.data()) : nullptr;
       st.scales = reinterpret_cast<const uint8_t*>(scales.data());
