@@ -13,6 +13,9 @@ namespace ckpt::cuda {
 int device_count();
 // "NVIDIA H100 80GB HBM3 (sm_90, 79.1 GiB)" for device `index`.
 std::string device_description(int index);
+// Streaming multiprocessors of the current device (0 when it cannot be asked): what kernels that
+// size their grid to the machine (the Marlin GEMM's K split) take.
+int current_sm_count();
 
 // The current device's HBM read bandwidth in GB/s (1e9 bytes/s): the median of `reps` timed runs
 // (after one warm-up) of a kernel reading `bytes` (a fresh buffer, far larger than L2) with

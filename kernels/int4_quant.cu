@@ -49,6 +49,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "int4_quant.h"
@@ -127,6 +128,22 @@ __device__ __forceinline__ void load8(const uint8_t* src, float x[8]) {
   widen8<InType>(load_raw8<InType>(src), x);
 }
 
+// lo = min(0, x), hi = max(0, x) over 8 16-bit values in 4 words, with Pair = __nv_bfloat162 or
+// __half2 (HMNMX2 on both halves at once). The accumulators start at +0: the zero bit pattern.
+template <typename Pair>
+__device__ __forceinline__ void packed_lo_hi(const uint32_t w[4], float& lo, float& hi) {
+  const uint32_t zero_bits = 0;
+  Pair l2 = *reinterpret_cast<const Pair*>(&zero_bits), h2 = l2;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const Pair v = *reinterpret_cast<const Pair*>(&w[i]);
+    l2 = __hmin2(l2, v);
+    h2 = __hmax2(h2, v);
+  }
+  lo = fminf(__low2float(l2), __high2float(l2));
+  hi = fmaxf(__low2float(h2), __high2float(h2));
+}
+
 // The range of 8 elements: mb = the float32 bits of max |x| (a NaN/Inf sorts above every finite
 // value), and for asymmetric groups lo = min(0, x), hi = max(0, x). 16-bit inputs work on the raw
 // words two elements at a time (VIMNMX.U16x2 on the magnitude bits, HMNMX2 for lo/hi, which like
@@ -154,27 +171,7 @@ __device__ __forceinline__ void range8(const Raw8<InType>& r, const float x[8], 
   const uint32_t m16 = max(m2 & 0xFFFFu, m2 >> 16);
   mb = InType == 0 ? m16 << 16 : __float_as_uint(__half2float(__ushort_as_half(static_cast<uint16_t>(m16))));
   if (kSym) return;
-  if (InType == 0) {
-    __nv_bfloat162 l2 = __float2bfloat162_rn(0.0f), h2 = l2;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162*>(&w[i]);
-      l2 = __hmin2(l2, v);
-      h2 = __hmax2(h2, v);
-    }
-    lo = fminf(__low2float(l2), __high2float(l2));
-    hi = fmaxf(__low2float(h2), __high2float(h2));
-  } else {
-    __half2 l2 = __float2half2_rn(0.0f), h2 = l2;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const __half2 v = *reinterpret_cast<const __half2*>(&w[i]);
-      l2 = __hmin2(l2, v);
-      h2 = __hmax2(h2, v);
-    }
-    lo = fminf(__low2float(l2), __high2float(l2));
-    hi = fmaxf(__low2float(h2), __high2float(h2));
-  }
+  packed_lo_hi<std::conditional_t<InType == 0, __nv_bfloat162, __half2>>(w, lo, hi);
 }
 
 // The group's parameters from its range (int4_group_params of lib/ops, on the device).
