@@ -21,6 +21,22 @@ enum class Int4Status : int {
 };
 const char* int4_status_name(Int4Status s);
 
+// What every kernel class here keeps of its last failure: run() returns kCudaError through
+// fail(), and last_error() says which CUDA error it was.
+class KernelErrorState {
+ public:
+  cudaError_t last_error() const { return error_; }
+
+ protected:
+  Int4Status fail(cudaError_t e) {
+    error_ = e;
+    return Int4Status::kCudaError;
+  }
+
+ private:
+  cudaError_t error_ = cudaSuccess;
+};
+
 // One run: rows [row0, row0 + rows) of an [n, k] weight, `in` holding exactly those rows (device,
 // row-major, row stride k elements). Outputs are whole-tensor device arrays of the format's shapes
 // (lib/ops/int4_quant.h int4_shapes); the run writes the stripe's part of each.
@@ -49,7 +65,7 @@ struct Int4QuantResult {
   double sum_sq_err = 0, sum_sq = 0, max_abs_err = 0;
 };
 
-class Int4QuantKernel {
+class Int4QuantKernel : public KernelErrorState {
  public:
   // kSuccess when this kernel takes the problem: K % 8 == 0, a group size that is a multiple of 8,
   // stripes starting on a multiple of 8 rows, row counts and sizes below 2^31.
@@ -61,14 +77,6 @@ class Int4QuantKernel {
   Int4Status run(const Int4QuantArgs& a, void* workspace, cudaStream_t stream);
   // After the stream has finished the run: copies the issue and error partials back (synchronous).
   Int4Status read_result(const Int4QuantArgs& a, const void* workspace, cudaStream_t stream, Int4QuantResult* out);
-  cudaError_t last_error() const { return error_; }
-
- private:
-  Int4Status fail(cudaError_t e) {
-    error_ = e;
-    return Int4Status::kCudaError;
-  }
-  cudaError_t error_ = cudaSuccess;
 };
 
 }  // namespace ckpt::cuda

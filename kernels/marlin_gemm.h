@@ -36,7 +36,7 @@ struct MarlinGemmArgs {
   int sm_count = 0;                  // of the device it runs on (sizes the K split)
 };
 
-class MarlinGemm {
+class MarlinGemm : public KernelErrorState {
  public:
   // What the kernel takes: n % 64, k % 16, the group as above, act-order with both arrays and a
   // group size, sizes below 2^31 elements, A 16-byte aligned.
@@ -44,14 +44,6 @@ class MarlinGemm {
   // Float32 partial sums when K is split across CTAs (0 when it is not).
   static size_t get_workspace_size(const MarlinGemmArgs& a);
   Int4Status run(const MarlinGemmArgs& a, void* workspace, cudaStream_t stream);
-  cudaError_t last_error() const { return error_; }
-
- private:
-  Int4Status fail(cudaError_t e) {
-    error_ = e;
-    return Int4Status::kCudaError;
-  }
-  cudaError_t error_ = cudaSuccess;
 };
 
 }  // namespace ckpt::cuda

@@ -48,7 +48,7 @@ struct MarlinZerosArgs {
   int* bad = nullptr;  // device int, set to 1 when a zero exceeds 15 (GPTQ v1 stored 0xF)
 };
 
-class MarlinRepackKernel {
+class MarlinRepackKernel : public KernelErrorState {
  public:
   // K % 16, N % 64, kt0 < kt1 <= K/16, sizes below 2^31 words.
   static Int4Status can_implement(const MarlinRepackArgs& a);
@@ -57,14 +57,6 @@ class MarlinRepackKernel {
   Int4Status run(const MarlinRepackArgs& a, cudaStream_t stream);
   Int4Status run(const MarlinScalesArgs& a, cudaStream_t stream);
   Int4Status run(const MarlinZerosArgs& a, cudaStream_t stream);
-  cudaError_t last_error() const { return error_; }
-
- private:
-  Int4Status fail(cudaError_t e) {
-    error_ = e;
-    return Int4Status::kCudaError;
-  }
-  cudaError_t error_ = cudaSuccess;
 };
 
 }  // namespace ckpt::cuda
