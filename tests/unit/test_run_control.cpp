@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <mutex>
 #include <set>
@@ -57,7 +58,10 @@ TEST(ParallelFor, TheFirstErrorStopsTheRestAndIsRethrown) {
   std::atomic<bool> thrown{false};
   try {
     // Items after 10 wait for it: on a loaded machine the thread holding item 10 could otherwise
-    // be descheduled while the others finish every item before the error exists.
+    // be descheduled while the others finish every item before the error exists. And each of them
+    // then takes 50 us: `thrown` is set before the exception is built and caught (slow under
+    // ASan), so items that cost nothing could all finish in that window (~1.7 s of them on 3
+    // threads if nothing stopped them).
     parallel_for(100000, Workers{4, nullptr}, [&](size_t i) {
       ++ran;
       if (i == 10) {
@@ -65,6 +69,7 @@ TEST(ParallelFor, TheFirstErrorStopsTheRestAndIsRethrown) {
         fail(Errc::kIo, "f", "", "boom");
       }
       while (i > 10 && !thrown) std::this_thread::yield();
+      if (i > 10) std::this_thread::sleep_for(std::chrono::microseconds(50));
     });
     FAIL() << "no exception";
   } catch (const Error& e) {
