@@ -74,7 +74,10 @@ class CudaInt4Engine : public Int4Engine {
   // 4 MiB of source per strip: long enough copies (~0.2 ms over PCIe) that each job's fixed costs
   // (launches, an event) stay small, with three in flight per thread in bounded pinned memory.
   uint64_t strip_bytes() const override { return 4ull << 20; }
-  uint64_t strips_per_claim() const override { return UINT64_MAX; }
+  // Eight at a time (32 MiB of source): enough for the pipeline's three slots to overlap, while the
+  // other threads that need the weight (a GPTQ/AWQ qweight chunk needs every strip) claim the rest
+  // and read them in parallel instead of waiting for one thread to read the whole weight.
+  uint64_t strips_per_claim() const override { return 8; }
 
   ops::Int4Issue quantize_strips(const ops::Int4Scheme& scheme, const ops::Int4Geometry& geo, DType in,
                                  const std::vector<Strip>& strips, const ReadRows& read, uint32_t* words,

@@ -94,7 +94,7 @@ class Int4Engine {
   // Source bytes per strip (Int4CacheOptions::strip_bytes for the weights it quantizes).
   virtual uint64_t strip_bytes() const = 0;
   // Free strips one thread claims at a time: the CPU takes one (the threads that need a weight
-  // share its strips); a GPU engine takes all a chunk needs, to keep several in flight.
+  // share its strips); a GPU engine takes several, to keep them in flight.
   virtual uint64_t strips_per_claim() const = 0;
   // Rows [row0, row0 + rows) of a weight, whole K (row0 a multiple of 8).
   struct Strip {
