@@ -158,6 +158,9 @@ MakeStep add_quantize_options(CLI::App* cmd) {
     const bool verbose = write_option<bool>(cmd, "--verbose", false);
     Step s;
     if (calibrate) {
+      if (automatic && verbose)
+        std::fprintf(stderr, "ckpt quantize: --device auto chose %s\n",
+                     quant::choose_device({.method = o.method, .calibrated = true}).reason.c_str());
       s.run_alone = [o, calib = a->calib](const Checkpoint& ck, const std::string& src, const std::string& dst,
                                           const WriteOptions& w) {
         QuantizePlan qp = plan_quantize(ck, o);
