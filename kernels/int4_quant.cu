@@ -38,7 +38,8 @@
 //    code, so the low nibble of the clamped float IS the code), and the 8 codes are packed by
 //    adding the clamped floats' bits shifted by 4i and subtracting the known sum of the shifted
 //    0x4B40'0000 parts (kMagicSum): one LEA per element instead of mask, shift and or.
-// 4. The 64 x 16 words of the tile go to shared memory and leave in the format's layout:
+// 4. The 64 x 16 words of the tile go to shared memory and leave in the requested layout (the
+//    format's own, or compressed-tensors' for an engine's cache: Int4QuantArgs::layout):
 //    compressed-tensors rows as they are, GPTQ transposed (64 consecutive columns of qweight per
 //    row), AWQ gathered across 8 rows into N-packed words; scales and zeros likewise.
 // Problems (NaN/Inf, a scale overflowing its dtype) go to one 64-bit atomicMin of their
@@ -560,8 +561,8 @@ const char* int4_status_name(Int4Status s) {
 
 Int4Status Int4QuantKernel::can_implement(const Int4QuantArgs& a) {
   const int layout = layout_of(a);
-  const bool types = a.format >= 0 && a.format <= 2 && layout >= 0 && layout <= 2 && a.in_type >= 0 && a.in_type <= 2 && a.scale_type >= 0 &&
-                     a.scale_type <= 2;
+  const bool types = a.format >= 0 && a.format <= 2 && layout >= 0 && layout <= 2 && a.in_type >= 0 &&
+                     a.in_type <= 2 && a.scale_type >= 0 && a.scale_type <= 2;
   const bool shape = a.n > 0 && a.k > 0 && a.k % 8 == 0 && a.group > 0 && a.group % 8 == 0 && a.k % a.group == 0 &&
                      a.row0 % 8 == 0 && a.row0 + a.rows <= a.n && a.rows > 0 &&
                      (a.rows % 8 == 0 || a.row0 + a.rows == a.n) && (layout == kInt4Ct || a.n % 8 == 0);
