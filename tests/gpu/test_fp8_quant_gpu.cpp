@@ -22,8 +22,8 @@
 #include "ops/float_convert.h"
 #include "ops/fp8.h"
 #include "ops/fp8_quant.h"
-#include "plan/executor.h"
 #include "ops/fp8_producers.h"
+#include "quantize_run.h"
 #include "tensor_bytes.h"
 #include "test_support.h"
 
@@ -295,12 +295,8 @@ TEST(Fp8QuantGpu, WholeCheckpointMatchesTheCpuBytes) {
       QuantizeOptions o;
       o.granularity = scheme;
       if (gpu) o.engine = cuda_fp8_engine();
-      Checkpoint ck = open_checkpoint(test::testdata("qwen3-moe"));
-      QuantizePlan qp = plan_quantize(ck, o);
-      ExecOptions eo;
-      eo.threads = 4;
       outs.push_back(d / (gpu ? "gpu" : "cpu"));
-      execute(qp.plan, outs.back(), eo);
+      test::quantize_into(test::testdata("qwen3-moe"), o, outs.back());
     }
     EXPECT_EQ(test::read_file_bytes(outs[0] + "/model.safetensors"), test::read_file_bytes(outs[1] + "/model.safetensors"))
         << quant::granularity_name(scheme);

@@ -14,7 +14,6 @@
 #include <cstring>
 #include <filesystem>
 
-#include "commands/quantize.h"
 #include "cuda_check.h"
 #include "gpu_info.h"
 #include "int4_cases.h"
@@ -24,8 +23,7 @@
 #include "ops/int4_math.h"
 #include "ops/int4_producers.h"
 #include "ops/int4_quant.h"
-#include "plan/executor.h"
-#include "staging_pipeline.h"
+#include "quantize_run.h"
 #include "test_support.h"
 
 using namespace ckpt;
@@ -411,12 +409,8 @@ TEST(Int4QuantGpu, WholeCheckpointMatchesTheCpuBytes) {
       o.marlin_layout = c.marlin;
       o.pad_intermediate_tp = c.pad_tp;
       if (gpu) o.int4_engine = cuda_int4_engine();
-      Checkpoint ck = open_checkpoint(test::testdata("llama-trained"));
-      QuantizePlan qp = plan_quantize(ck, o);
-      ExecOptions eo;
-      eo.threads = 4;
       outs.push_back(d / (gpu ? "gpu" : "cpu"));
-      execute(qp.plan, outs.back(), eo);
+      test::quantize_into(test::testdata("llama-trained"), o, outs.back());
     }
     for (const auto& entry : std::filesystem::directory_iterator(outs[0])) {
       const std::string name = entry.path().filename().string();
