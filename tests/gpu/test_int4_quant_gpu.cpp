@@ -301,10 +301,11 @@ void expect_same_run(const EngineRun& got, const EngineRun& want, const std::vec
       }
     }
   }
+  // The error report (float32 terms summed in other orders on each device): close, not equal.
   for (size_t i = 0; i < strips.size(); ++i) {
-    EXPECT_NEAR(got.stats[i].sum_sq_err, want.stats[i].sum_sq_err, 1e-5 * want.stats[i].sum_sq_err + 1e-30) << what;
-    EXPECT_NEAR(got.stats[i].sum_sq, want.stats[i].sum_sq, 1e-5 * want.stats[i].sum_sq + 1e-30) << what;
-    EXPECT_NEAR(got.stats[i].max_abs_err, want.stats[i].max_abs_err, 1e-6 * want.stats[i].max_abs_err + 1e-30) << what;
+    EXPECT_NEAR(got.stats[i].sum_sq_err, want.stats[i].sum_sq_err, 1e-4 * want.stats[i].sum_sq_err + 1e-30) << what;
+    EXPECT_NEAR(got.stats[i].sum_sq, want.stats[i].sum_sq, 1e-4 * want.stats[i].sum_sq + 1e-30) << what;
+    EXPECT_NEAR(got.stats[i].max_abs_err, want.stats[i].max_abs_err, 1e-5 * want.stats[i].max_abs_err + 1e-30) << what;
   }
 }
 
