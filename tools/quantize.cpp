@@ -170,8 +170,9 @@ MakeStep add_quantize_options(CLI::App* cmd) {
     }
     auto qp = std::make_shared<QuantizePlan>();
     s.plan = [o, qp, automatic, threads, verbose](const Checkpoint& ck) {
-      *qp = plan_quantize(ck, o);  // on the CPU engines: planning reads headers only
+      *qp = plan_quantize(ck, o);
       if (!automatic) return qp->plan;
+      // auto: that plan (on the CPU engines; planning reads headers only) measures the weights.
       const quant::DeviceChoice c = quant::choose_device(
           {.method = o.method,
            .gpu_usable = gpu_usable(),
