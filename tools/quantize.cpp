@@ -175,9 +175,9 @@ MakeStep add_quantize_options(CLI::App* cmd) {
       // auto: that plan (on the CPU engines; planning reads headers only) measures the weights.
       const quant::DeviceChoice c = quant::choose_device(
           {.method = o.method,
-           .gpu_usable = gpu_usable(),
            .bytes = weight_bytes(*qp),
-           .threads = static_cast<unsigned>(Workers{.threads = threads}.count())});
+           .threads = static_cast<unsigned>(Workers{.threads = threads}.count()),
+           .gpu_usable = gpu_usable});
       if (verbose) std::fprintf(stderr, "ckpt quantize: --device auto chose %s\n", c.reason.c_str());
       if (!c.cuda) return qp->plan;
       QuantizeOptions on_gpu = o;

@@ -33,7 +33,6 @@ std::string fmt(const char* f, double a, double b = 0, double c = 0, double d = 
 
 DeviceChoice choose_device(const DeviceInputs& in) {
   if (in.calibrated) return {false, "cpu: calibrated quantization (--method gptq/awq) runs on the CPU"};
-  if (!in.gpu_usable) return {false, "cpu: no usable CUDA GPU"};
   if (in.method != Method::kFp8 && in.method != Method::kInt4) return {false, "cpu: nothing to quantize on a GPU"};
   const DeviceRates r = device_rates(in.method);
   const double gb = static_cast<double>(in.bytes) / 1e9;
@@ -43,8 +42,9 @@ DeviceChoice choose_device(const DeviceInputs& in) {
   const std::string est = fmt("%.2f GB of weights: estimated %.2f s of CPU math on %.0f threads, %.2f s on the GPU",
                               gb, t_cpu, threads, t_gpu) +
                           fmt(" (%.2f s start-up + copies at %.0f GB/s)", r.start_s, r.copy_bytes_per_s / 1e9);
-  if (t_gpu < t_cpu) return {true, "cuda: " + est};
-  return {false, "cpu: " + est};
+  if (t_gpu >= t_cpu) return {false, "cpu: " + est};
+  if (!in.gpu_usable || !in.gpu_usable()) return {false, "cpu: no usable CUDA GPU (" + est + ")"};
+  return {true, "cuda: " + est};
 }
 
 }  // namespace ckpt::quant

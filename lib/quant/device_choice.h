@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "quant/scheme.h"
@@ -26,10 +27,13 @@ namespace ckpt::quant {
 
 struct DeviceInputs {
   Method method = Method::kFp8;
-  bool calibrated = false;   // --method gptq|awq (runs on the CPU only)
-  bool gpu_usable = false;   // a CUDA GPU is present and this build has kernels/
-  uint64_t bytes = 0;        // source bytes of the weights to quantize
-  unsigned threads = 1;      // the executor's worker threads
+  bool calibrated = false;  // --method gptq|awq (runs on the CPU only)
+  uint64_t bytes = 0;       // source bytes of the weights to quantize
+  unsigned threads = 1;     // the executor's worker threads
+  // Whether a CUDA GPU is usable (and this build has kernels/). Asked only when the estimate
+  // favours the GPU: asking starts the CUDA driver (tens to hundreds of ms on a GPU machine), which
+  // the default CPU path should not pay for. Null: no GPU.
+  std::function<bool()> gpu_usable = nullptr;
 };
 
 struct DeviceChoice {
