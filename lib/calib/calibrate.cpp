@@ -150,9 +150,15 @@ struct SiteStats {
   Hessian h;
   std::vector<double> abs_sum;
   std::vector<double> sample;  // [sampled tokens, k]
+  std::vector<double> all;     // AWQ, attention and MLP inputs: [every token, k], sequences in order
 };
 
 constexpr uint64_t kClipTokens = 512;  // AutoAWQ _search_best_clip n_sample_token
+
+// AWQ scores a scale on the output of the module the balance Linears sit in (AutoAWQ
+// `module2inspect`): self_attn for q/k/v, mlp for gate/up — the sub-blocks whose inputs are these
+// sites. For v -> o and up -> down the module is the balance Linear itself.
+bool awq_inspects_block(const std::string& site) { return site == "self_attn.q_proj" || site == "mlp.gate_proj"; }
 
 class Collector final : public model::ActivationObserver {
  public:
@@ -164,6 +170,7 @@ class Collector final : public model::ActivationObserver {
     SiteStats& s = it->second;
     s.h.add(x, tokens);
     if (!awq_) return;
+    if (awq_inspects_block(name)) s.all.insert(s.all.end(), x, x + tokens * width);
     for (uint64_t t = 0; t < tokens; ++t) {
       const double* xt = x + t * width;
       for (uint64_t c = 0; c < width; ++c) s.abs_sum[c] += std::fabs(xt[c]);
@@ -392,13 +399,42 @@ Calibrated calibrate_int4(const std::string& src, const QuantizePlan& qp, const 
       return nullptr;
     };
     std::map<std::string, double> ratio_of;
+    // The attention or MLP block (by its input site) on every calibration sequence's recorded
+    // input, with the balance Linears holding `qs` (empty: as they are) and the rest as it is.
+    auto block_output = [&](const std::string& site, const std::vector<Work*>& bal, std::vector<std::vector<double>> qs) {
+      std::vector<std::shared_ptr<const model::LinearWeights>> kept;
+      for (size_t b = 0; b < qs.size(); ++b) {
+        model::RankLinear& rl = linear_of(layer, bal[b]->short_name);
+        kept.push_back(rl.weight);
+        rl.weight = std::make_shared<ValuesLinear>(rl.weight, std::move(qs[b]), "awq candidate");
+      }
+      const std::vector<double>& in = col.sites.at(site).all;
+      const uint64_t width = col.sites.at(site).h.width();
+      std::vector<double> all, x, y;
+      for (uint64_t sq = 0; sq < calib.sequences; ++sq) {
+        x.assign(in.begin() + sq * L * width, in.begin() + (sq + 1) * L * width);
+        if (site == "self_attn.q_proj") fwd.attention(i, x, L, y, nullptr);
+        else fwd.mlp(i, x, L, y, nullptr);
+        all.insert(all.end(), y.begin(), y.end());
+      }
+      for (size_t b = 0; b < kept.size(); ++b) linear_of(layer, bal[b]->short_name).weight = kept[b];
+      return all;
+    };
 
     if (awq) {
       std::vector<Mapping> maps = {{"input_layernorm", {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}, "self_attn.q_proj"},
                                    {"self_attn.v_proj", {"self_attn.o_proj"}, "self_attn.o_proj"},
                                    {"post_attention_layernorm", {"mlp.gate_proj", "mlp.up_proj"}, "mlp.gate_proj"},
                                    {"mlp.up_proj", {"mlp.down_proj"}, "mlp.down_proj"}};
-      std::map<std::string, std::vector<double>> site_scale;  // inputs divided by these for the clip search
+      // Every pair's scale is searched on the layer as it is, then all are folded (AutoAWQ
+      // quantizer.py: the scales_list of every group first, apply_scale after).
+      struct Found {
+        const Mapping* mp;
+        std::vector<Work*> bal;
+        std::vector<double> s;
+        double ratio;
+      };
+      std::vector<Found> found;
       for (const Mapping& mp : maps) {
         std::vector<Work*> bal;
         for (const auto& b : mp.balance)
@@ -419,24 +455,41 @@ Calibrated calibrate_int4(const std::string& src, const QuantizePlan& qp, const 
         const std::vector<double> w_mean = weight_means(ws, k, group);
         std::vector<double> gram = hmat.at(mp.site);
         for (double& v : gram) v /= 2;  // XᵀX / n
+        const std::vector<double> ref = awq_inspects_block(mp.site) ? block_output(mp.site, bal, {}) : std::vector<double>{};
         double best = std::numeric_limits<double>::infinity(), best_ratio = 0;
         std::vector<double> best_s(k, 1.0);
         for (int r = 0; r < 20; ++r) {
           const double ratio = r / 20.0;
           const std::vector<double> s = awq_scales(x_mean, w_mean, ratio);
-          double loss = 0;
+          // Each balance Linear as AutoAWQ scores it: RTN of W·s, divided back by s.
+          std::vector<std::vector<double>> qs;
           for (Work* w : bal) {
-            std::vector<double> ws2 = w->orig;
-            const uint64_t n = ws2.size() / k;
+            std::vector<double> q = w->orig;
+            const uint64_t n = q.size() / k;
             for (uint64_t row = 0; row < n; ++row)
-              for (uint64_t ch = 0; ch < k; ++ch) ws2[row * k + ch] *= s[ch];
-            std::vector<double> q = fake_quant(w->scheme, ws2, k, w->file, w->module);
+              for (uint64_t ch = 0; ch < k; ++ch) q[row * k + ch] *= s[ch];
+            q = fake_quant(w->scheme, q, k, w->file, w->module);
             for (uint64_t row = 0; row < n; ++row)
               for (uint64_t ch = 0; ch < k; ++ch) q[row * k + ch] /= s[ch];
-            loss += gram_error(gram, w->orig, q, k);
+            qs.push_back(std::move(q));
+          }
+          double loss = 0;
+          if (awq_inspects_block(mp.site)) {  // mean squared change of the block's output
+            const std::vector<double> got = block_output(mp.site, bal, std::move(qs));
+            for (size_t j = 0; j < got.size(); ++j) loss += (got[j] - ref[j]) * (got[j] - ref[j]);
+            loss /= static_cast<double>(std::max<size_t>(got.size(), 1));
+          } else {  // the balance Linear is the module: its output change, exactly, from XᵀX
+            for (size_t b = 0; b < bal.size(); ++b) loss += gram_error(gram, bal[b]->orig, qs[b], k);
           }
           if (loss < best) best = loss, best_ratio = ratio, best_s = s;
         }
+        found.push_back({&mp, std::move(bal), std::move(best_s), best_ratio});
+      }
+      std::map<std::string, std::vector<double>> site_scale;  // inputs divided by these for the clip search
+      for (const Found& f : found) {
+        const Mapping& mp = *f.mp;
+        const std::vector<double>& best_s = f.s;
+        const uint64_t k = best_s.size();
         // Fold: previous op's outputs / s, balance columns * s.
         if (mp.prev == "input_layernorm" || mp.prev == "post_attention_layernorm") {
           std::vector<double>& norm = mp.prev == "input_layernorm" ? layer.input_norm : layer.post_norm;
@@ -451,12 +504,12 @@ Calibrated calibrate_int4(const std::string& src, const QuantizePlan& qp, const 
           for (uint64_t row = 0; row < k; ++row)
             for (uint64_t ch = 0; ch < pk; ++ch) p->w[row * pk + ch] /= best_s[row];
         }
-        for (Work* w : bal) {
+        for (Work* w : f.bal) {
           w->in_scale = best_s;
           const uint64_t n = w->w.size() / k;
           for (uint64_t row = 0; row < n; ++row)
             for (uint64_t ch = 0; ch < k; ++ch) w->w[row * k + ch] *= best_s[ch];
-          ratio_of[w->short_name] = best_ratio;
+          ratio_of[w->short_name] = f.ratio;
         }
         site_scale[mp.site] = best_s;
       }

@@ -23,11 +23,13 @@
 // (never under GQA); post_attention_layernorm → gate/up; up_proj → down_proj — the mean |x| per
 // input channel and the group-normalised mean |w| give s = x^r / (w^(1−r) + 1e-4) (clamped at
 // 1e-4, divided by sqrt(max·min)) for r = i/20, i = 0..19 (AutoAWQ's duo-scaling grid); each
-// candidate quantizes W·s with the target RTN and measures the mean squared error of the balance
-// Linears' outputs on the calibration inputs, computed exactly through the Gram matrix XᵀX
-// (AutoAWQ measures the parent module's output — self_attn / mlp — for the q/k/v and gate/up
-// pairs; for the v→o and up→down pairs the parent is the Linear itself, so those are identical).
-// The best s is folded into the previous op (norm weight / v or up rows divided by s, balance
+// candidate quantizes W·s with the target RTN (divided back by s) and scores it as AutoAWQ does:
+// for q/k/v and gate/up the mean squared change of the whole attention / MLP block's output (its
+// `module2inspect`), the block rerun on the calibration inputs with the candidate weights and the
+// rest unchanged; for the v→o and up→down pairs the block is the Linear itself, whose output
+// change is computed exactly through the Gram matrix XᵀX. Every pair's scale is searched on the
+// layer as it is, then all are folded (AutoAWQ applies its scales_list after the searches).
+// Each best s is folded into the previous op (norm weight / v or up rows divided by s, balance
 // columns multiplied), then the clipping search (on by default; not for q/k, as AutoAWQ): per row
 // and group, max|w|·(1 − i/20) for i = 0..9, error = mean over ≤ 512 tokens of the group's output
 // change, and the weights are clamped to the best range. The result is RTN of the smoothed,
@@ -36,8 +38,8 @@
 //
 // Memory: the source is memory-mapped and read layer by layer (each Linear's weight is decoded
 // when its layer is reached); held at once: the calibration hidden states (samples × seq-len ×
-// hidden float64), one layer's observed inputs (AWQ) or Hessians (GPTQ, k² float64 per distinct
-// input), the working copies of the Linear being quantized, and the quantized results of every
+// hidden float64), one layer's observed inputs (AWQ: the attention and MLP inputs of every
+// calibration token, and samples of the others) or Hessians (GPTQ, k² float64 per distinct input), the working copies of the Linear being quantized, and the quantized results of every
 // Linear so far (the INT4 output, ~¼ of the BF16 source) until the plan writes them.
 #pragma once
 

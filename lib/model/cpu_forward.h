@@ -68,10 +68,14 @@ class CpuForward {
   // final norm + lm_head of hidden [rows][hidden] -> [rows][vocab].
   std::vector<double> logits(const std::vector<double>& hidden) const;
 
- private:
+  // One sub-block of layer i on its normalised input x ([batch * tokens][hidden]): out = the
+  // attention's output (o_proj's, keys and values written as layer() does) or the dense MLP's
+  // (down_proj's). Calibration scores candidate weights of one module with them.
   void attention(uint64_t i, const std::vector<double>& x, uint64_t tokens, std::vector<double>& out,
                  ActivationObserver* obs);
   void mlp(uint64_t i, const std::vector<double>& x, uint64_t rows, std::vector<double>& out, ActivationObserver* obs);
+
+ private:
   void moe(uint64_t i, const std::vector<double>& x, uint64_t rows, std::vector<double>& out, ActivationObserver* obs);
 
   const Model& m_;
