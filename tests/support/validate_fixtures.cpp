@@ -206,6 +206,19 @@ void write_int4_fixture(const std::string& dir, const std::string& format, bool 
   execute(qp.plan, dir, eo);
 }
 
+void write_trained_int4(const std::string& dir, const std::string& format, bool symmetric, int64_t group_size, bool marlin) {
+  QuantizeOptions o;
+  o.method = quant::Method::kInt4;
+  o.format = format == "gptq" ? quant::Format::kGptq : format == "awq" ? quant::Format::kAwq : quant::Format::kCompressedTensors;
+  o.symmetric = symmetric;
+  o.group_size = group_size;
+  o.marlin_layout = marlin;
+  const Checkpoint ck = open_checkpoint(testdata("llama-trained"));
+  ExecOptions eo;
+  eo.protected_paths = {testdata("llama-trained")};
+  execute(plan_quantize(ck, o).plan, dir, eo);
+}
+
 std::vector<FixtureTensor> read_fixture_tensors(const std::string& dir) {
   const Checkpoint ck = open_checkpoint(dir);
   std::vector<FixtureTensor> out;

@@ -49,6 +49,10 @@ void write_tp_fixture(const std::string& dir, FixtureQuant quant, uint64_t tp);
 // exist; the bf16 source goes to dir + ".src"): format "gptq", "awq" or "compressed-tensors",
 // group size 32, 64 or -1 (the fixture's K are 64 and 128).
 void write_int4_fixture(const std::string& dir, const std::string& format, bool symmetric, int64_t group_size);
+// testdata/llama-trained (whose Linears the Marlin kernel takes: K % 128, N % 64) quantized by
+// `ckpt quantize --int4` into `dir`, in the format's own layout or (`marlin`) as `ckpt marlin`
+// relays it out (quantize --layout marlin).
+void write_trained_int4(const std::string& dir, const std::string& format, bool symmetric, int64_t group_size, bool marlin);
 
 // The tensors of `dir`/model.safetensors, and writing them back (with config.json as `config`) in
 // place of the directory, without a manifest: for tests that break one rule at a time.
