@@ -17,6 +17,7 @@
 #include "model/token_ids.h"
 #include "ops/float_bits.h"
 #include "test_support.h"
+#include "validate_fixtures.h"
 
 using namespace ckpt;
 using namespace ckpt::model;
@@ -342,5 +343,30 @@ TEST(CpuForward, MissingTensorAndWrongShapeAreRefusedNamingTheTensor) {
     EXPECT_EQ(e.code(), Errc::kTensorInvalidInfo) << e.what();
     EXPECT_EQ(e.tensor(), "model.layers.0.mlp.gate_proj.weight");
     EXPECT_NE(std::string(e.what()).find("expected [64, 64]"), std::string::npos) << e.what();
+  }
+}
+
+// validate's GPU warm-up runs the model runtime on these fixtures (tests/gpu/test_gpu_validate):
+// each is a model the runtime can build and run, here on the CPU reference.
+TEST(CpuForward, ValidateFixturesAreModelsTheRuntimeRuns) {
+  using namespace ckpt::test;
+  ScratchDir tmp;
+  std::vector<std::string> dirs;
+  for (auto q : {FixtureQuant::kNone, FixtureQuant::kFp8Tensor, FixtureQuant::kFp8Channel, FixtureQuant::kFp8Block}) {
+    const std::string dir = tmp / ("q" + std::to_string(static_cast<int>(q)));
+    write_fixture(dir, llama_fixture(q), llama_fixture_config(q));
+    dirs.push_back(dir);
+  }
+  write_tp_fixture(tmp / "tp", FixtureQuant::kFp8Tensor, 2);
+  dirs.push_back(tmp / "tp");
+  write_int4_fixture(tmp / "int4", "awq", false, 32);
+  dirs.push_back(tmp / "int4");
+  write_trained_int4(tmp / "marlin", "gptq", false, -1, true);
+  dirs.push_back(tmp / "marlin");
+  for (const std::string& dir : dirs) {
+    auto m = model::Model::open(dir);
+    model::CpuForward f(*m, 2, 1);
+    const std::vector<double> logits = f.forward(model::seeded_token_ids(m->config().vocab, 2, 1, 5).ids, 1);
+    for (double v : logits) ASSERT_TRUE(std::isfinite(v)) << dir;
   }
 }
