@@ -603,8 +603,8 @@ MarlinPlan plan_marlin(const Checkpoint& ck, const MarlinOptions& o) {
     if (!is_marlin)
       fail(Errc::kUnsupported, label, "", "--undo: quantization_config.quant_method is not " + std::string(kMarlinQuantMethod) +
                                               " (not a ckpt marlin output)");
+    mp.source_scheme = marlin_source_scheme(config, label);  // checks source_quantization_config first
     const ojson& source_qc = (*qc)["source_quantization_config"];
-    mp.source_scheme = marlin_source_scheme(config, label);
     plan_undo(p, mp.source_scheme, tensors, mp.linears);
     replaced["config.json"] = quant::config_with_quantization(config, source_qc);
     if (qc->contains("source_quantize_config")) quantize_config = (*qc)["source_quantize_config"].dump(2) + "\n";
@@ -632,6 +632,7 @@ bool is_marlin_config(const ojson* config) {
 }
 
 quant::Scheme marlin_source_scheme(const ojson& config, const std::string& label) {
+  if (!is_marlin_config(&config)) fail(Errc::kInvalidArgument, label, "", "quantization_config.quant_method is not " + std::string(kMarlinQuantMethod));
   const ojson& qc = config["quantization_config"];
   if (!qc.contains("source_quantization_config") || !qc["source_quantization_config"].is_object())
     fail(Errc::kInvalidArgument, label, "", "quantization_config.source_quantization_config is missing");
