@@ -14,6 +14,7 @@
 #include "model/compare.h"
 #include "model/model_weights.h"
 #include "runtime/gpu_forward.h"
+#include "runtime/linear_kernels.h"
 
 namespace ckpt::cuda {
 
@@ -118,7 +119,34 @@ void DecodeWarmup::allocate(validate::PhaseScope& scope) {
   const double describe_s = seconds_since(t);
   const model::ModelConfig& c = m.model->config();
   const uint64_t max_batch = static_cast<uint64_t>(m.batches.back());
-  const uint64_t capacity = std::max<uint64_t>(kReplays + 2, std::min(kKvContext, c.max_position ? c.max_position : kKvContext));
+  // What the runtime holds on this one GPU: every rank's weights (about their file bytes), the
+  // float32 GEMM scratch of steps past kSkinnyMaxRows rows (the largest weight as float32) and the
+  // KV cache, whose tokens are cut to what fits, as a serving engine sizes its cache from the free
+  // memory. A model whose weights alone do not fit is said so, not run (the ranks of a parallel
+  // output run in turn on one GPU here).
+  uint64_t weights = 0, largest = 0;
+  for (const auto& target : m.layout.targets) {
+    for (const auto& f : target->ck.files) weights += f.size;
+    for (const auto& x : target->ck.tensors)
+      if (x.shape().size() == 2) largest = std::max(largest, x.shape()[0] * x.shape()[1]);
+  }
+  const uint64_t scratch = max_batch > kSkinnyMaxRows ? largest * sizeof(float) : 0;
+  const uint64_t kv_per_token = c.layers * 2 * std::max(c.kv_heads, m.model->tp()) * c.head_dim * sizeof(float) * max_batch;
+  size_t free_before = 0, total = 0;
+  CKPT_CUDA(cudaMemGetInfo(&free_before, &total));
+  const uint64_t usable = free_before / 100 * 90;  // room for cuBLAS, graphs and the allocator
+  const uint64_t least = kReplays + 2;
+  uint64_t capacity = std::min(kKvContext, c.max_position ? c.max_position : kKvContext);
+  if (weights + scratch + least * kv_per_token > usable) {
+    m.unsupported = "the model's " + format_bytes(weights) + " of weights, " + format_bytes(scratch) +
+                    " of GEMM scratch and a KV cache of " + std::to_string(least) + " tokens do not fit the " +
+                    format_bytes(usable) + " usable on this GPU (the runtime runs every rank on one GPU)";
+    scope.phase().status = validate::PhaseStatus::kSkipped;
+    scope.phase().summary = "the runtime cannot run this model here: " + m.unsupported + "; no decode warm-up and no CUDA graphs ran";
+    scope.phase().details["runtime_unsupported"] = m.unsupported;
+    return;
+  }
+  capacity = std::max(least, std::min(capacity, (usable - weights - scratch) / kv_per_token));
   t = std::chrono::steady_clock::now();
   m.gpu = std::make_unique<GpuForward>(*m.model, max_batch, capacity);
   const double upload_s = seconds_since(t);

@@ -4,7 +4,8 @@
 // does):
 //   allocate: the model described from config.json and the loaded checkpoint (model::Model), its
 //             weights uploaded in their device forms, a KV cache for the largest warm-up batch
-//             and min(2048, max_position_embeddings) tokens, the decode step's workspace;
+//             and min(2048, max_position_embeddings) tokens (fewer where the free memory holds
+//             fewer, as engines size it), the decode step's workspace;
 //   warm-up:  one real decode step of the model at every warm-up batch size, run eagerly (every
 //             Linear through the path its format takes: bf16/f16/f32 and FP8 in the runtime's
 //             kernels, INT4 dequantized in registers, Marlin through the Marlin W4A16 GEMM), its
@@ -13,8 +14,9 @@
 //   graphs:   the decode step captured in a CUDA graph per batch size, replayed, its logits equal
 //             to the eager step's bit for bit, capture / instantiate / replay timed.
 // A model the runtime cannot compute (an architecture it does not implement, model::Model::load's
-// Errc::kUnsupported) gets no warm-up at all: allocate says why and is skipped, and the caller
-// reports that the GPU phases could not all run — never a stand-in for the decode step.
+// Errc::kUnsupported), or whose weights do not fit the one GPU the runtime runs every rank on,
+// gets no warm-up at all: allocate says why and is skipped, and the caller reports that the GPU
+// phases could not all run — never a stand-in for the decode step.
 #pragma once
 
 #include <memory>

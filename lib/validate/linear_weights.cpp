@@ -127,6 +127,70 @@ std::optional<std::pair<uint64_t, uint64_t>> int4_dims(const Checkpoint& ck, con
   return std::make_pair(static_cast<uint64_t>(v[0]), static_cast<uint64_t>(v[1]));
 }
 
+// An INT4 Linear `module` of [n, k] in `scheme` (its INT4 parts still to be taken).
+LinearWeight int4_linear_weight(const std::string& module, uint64_t n, uint64_t k, const quant::Scheme& scheme,
+                                const ops::Int4Scheme& s4) {
+  LinearWeight lw;
+  lw.name = module + ".weight";
+  lw.n = n;
+  lw.k = k;
+  lw.layout = scheme.granularity;
+  lw.int4 = s4;
+  lw.act_order = scheme.act_order;
+  return lw;
+}
+
+// Each of `parts` of `module` there with its dtype and shape ("what" stores it "for a `weight`"),
+// taken into `lw` by its role (the part named `sort_indices`, a second group index, as the
+// Marlin sort indices); false after a failure.
+bool take_int4_parts(const Checkpoint& ck, const std::string& module, const TensorRef& codes,
+                     const std::vector<quant::Part>& parts,
+                     const std::function<const TensorRef*(const std::string&)>& find, const std::string& what,
+                     const std::string& weight, const FailFn& fail, LinearWeight& lw,
+                     const std::string& sort_indices = "") {
+  bool ok = true;
+  for (const auto& part : parts) {
+    const std::string name = module + "." + part.suffix;
+    const TensorRef* t = find(name);
+    const std::string want = std::string(dtype_name(part.dtype)) + " " + shape_str(part.shape);
+    if (!t) {
+      fail("int4", file_of(ck, codes), name, "tensor is missing: " + what + " stores " + want + " here for a " + weight);
+      ok = false;
+      continue;
+    }
+    if (t->dtype() != part.dtype || t->shape() != part.shape) {
+      fail("int4", file_of(ck, *t), name,
+           std::string(dtype_name(t->dtype())) + " " + shape_str(t->shape()) + ", but " + what + " stores " + want +
+               " for a " + weight);
+      ok = false;
+      continue;
+    }
+    lw.owned.push_back(t);
+    switch (part.role) {
+      case quant::PartRole::kCodes: lw.weight = t; break;
+      case quant::PartRole::kScale: lw.scale = t; break;
+      case quant::PartRole::kZero: lw.zeros = t; break;
+      case quant::PartRole::kGroupIndex: (part.suffix == sort_indices ? lw.sort_indices : lw.g_idx) = t; break;
+      default: break;
+    }
+  }
+  return ok;
+}
+
+// No tensor of `module` the Linear's scheme could own but `parts` does not list; false after one.
+bool no_other_parts(const Checkpoint& ck, const std::string& module, const std::vector<const TensorRef*>& owned,
+                    const std::vector<quant::Part>& parts, const std::string& what, const FailFn& fail) {
+  bool ok = true;
+  for (const TensorRef* t : owned) {
+    const std::string suffix = t->name.substr(module.size() + 1);
+    if (std::none_of(parts.begin(), parts.end(), [&](const quant::Part& p) { return p.suffix == suffix; })) {
+      fail("quant-config", file_of(ck, *t), t->name, "tensor that " + what + " does not have");
+      ok = false;
+    }
+  }
+  return ok;
+}
+
 // The INT4 Linears of `ck`, keyed by their codes tensor.
 std::map<const TensorRef*, LinearWeight> find_int4_linears(const Checkpoint& ck, const quant::Scheme& scheme,
                                                            const std::map<std::string, const TensorRef*>& by_name,
@@ -173,46 +237,14 @@ std::map<const TensorRef*, LinearWeight> find_int4_linears(const Checkpoint& ck,
     const auto [n, k] = *dims;
     const DType wdt = int4_weight_dtype(ck, scale);
     const ops::Int4Scheme s4 = scheme.int4(wdt);
-    LinearWeight lw;
-    lw.name = module + ".weight";
-    lw.n = n;
-    lw.k = k;
-    lw.layout = scheme.granularity;
-    lw.int4 = s4;
-    lw.act_order = scheme.act_order;
-    bool ok = true;
+    LinearWeight lw = int4_linear_weight(module, n, k, scheme, s4);
     const std::string weight = "[" + std::to_string(n) + ", " + std::to_string(k) + "] weight";
     if (std::string why = ops::int4_shape_problem(s4, n, k); !why.empty()) {
       fail("int4", file_of(ck, *codes), codes->name, scheme.describe() + " cannot hold a " + weight + ": " + why);
       continue;
     }
     std::vector<quant::Part> parts = scheme.linear_parts(n, k, wdt);
-    for (const auto& part : parts) {
-      const std::string name = module + "." + part.suffix;
-      const TensorRef* t = find(name);
-      const std::string want = std::string(dtype_name(part.dtype)) + " " + shape_str(part.shape);
-      if (!t) {
-        fail("int4", file_of(ck, *codes), name,
-             "tensor is missing: " + scheme.describe() + " (config.json) stores " + want + " here for a " + weight);
-        ok = false;
-        continue;
-      }
-      if (t->dtype() != part.dtype || t->shape() != part.shape) {
-        fail("int4", file_of(ck, *t), name,
-             std::string(dtype_name(t->dtype())) + " " + shape_str(t->shape()) + ", but " + scheme.describe() +
-                 " (config.json) stores " + want + " for a " + weight);
-        ok = false;
-        continue;
-      }
-      lw.owned.push_back(t);
-      switch (part.role) {
-        case quant::PartRole::kCodes: lw.weight = t; break;
-        case quant::PartRole::kScale: lw.scale = t; break;
-        case quant::PartRole::kZero: lw.zeros = t; break;
-        case quant::PartRole::kGroupIndex: lw.g_idx = t; break;
-        default: break;
-      }
-    }
+    bool ok = take_int4_parts(ck, module, *codes, parts, find, scheme.describe() + " (config.json)", weight, fail, lw);
     // compressed-tensors with actorder "group" (llm-compressor's GPTQ) adds weight_g_idx I32 [K],
     // which linear_parts leaves out (ckpt writes none): taken as the Linear's g_idx when it is there.
     if (scheme.format == quant::Format::kCompressedTensors && scheme.act_order) {
@@ -229,14 +261,7 @@ std::map<const TensorRef*, LinearWeight> find_int4_linears(const Checkpoint& ck,
         parts.push_back(g_idx);
       }
     }
-    for (const TensorRef* t : owned[module]) {
-      const std::string suffix = t->name.substr(module.size() + 1);
-      if (std::none_of(parts.begin(), parts.end(), [&](const quant::Part& p) { return p.suffix == suffix; })) {
-        fail("quant-config", file_of(ck, *t), t->name,
-             "tensor that " + scheme.describe() + " (config.json's quantization_config) does not have");
-        ok = false;
-      }
-    }
+    ok = no_other_parts(ck, module, owned[module], parts, scheme.describe() + " (config.json's quantization_config)", fail) && ok;
     if (ok) out.emplace(codes, std::move(lw));
   }
   return out;
@@ -297,13 +322,7 @@ std::map<const TensorRef*, LinearWeight> find_marlin_linears(const Checkpoint& c
       continue;
     }
     const ops::Int4Geometry geo = ops::int4_geometry(s4, n, k);
-    LinearWeight lw;
-    lw.name = module + ".weight";
-    lw.n = n;
-    lw.k = k;
-    lw.layout = scheme.granularity;
-    lw.int4 = s4;
-    lw.act_order = scheme.act_order;
+    LinearWeight lw = int4_linear_weight(module, n, k, scheme, s4);
     lw.marlin = true;
     // What the layout holds (commands/marlin.h): scales in the source format's scale dtype.
     std::vector<quant::Part> parts = {{nm.codes, quant::PartRole::kCodes, DType::I32, {k / 16, 2 * n}},
@@ -314,30 +333,7 @@ std::map<const TensorRef*, LinearWeight> find_marlin_linears(const Checkpoint& c
       parts.push_back({nm.sort_indices, quant::PartRole::kGroupIndex, DType::I32, {k}});
     }
     if (ct) parts.push_back({"weight_shape", quant::PartRole::kShape, DType::I64, {2}});
-    bool ok = true;
-    for (const auto& part : parts) {
-      const std::string name = module + "." + part.suffix;
-      const TensorRef* t = find(name);
-      const std::string want = std::string(dtype_name(part.dtype)) + " " + shape_str(part.shape);
-      if (!t) {
-        fail("int4", file_of(ck, *codes), name, "tensor is missing: " + layout + " stores " + want + " here for a " + weight);
-        ok = false;
-        continue;
-      }
-      if (t->dtype() != part.dtype || t->shape() != part.shape) {
-        fail("int4", file_of(ck, *t), name,
-             std::string(dtype_name(t->dtype())) + " " + shape_str(t->shape()) + ", but " + layout + " stores " + want +
-                 " for a " + weight);
-        ok = false;
-        continue;
-      }
-      lw.owned.push_back(t);
-      if (part.suffix == nm.codes) lw.weight = t;
-      else if (part.suffix == nm.scales) lw.scale = t;
-      else if (part.suffix == nm.zeros) lw.zeros = t;
-      else if (part.suffix == nm.g_idx) lw.g_idx = t;
-      else if (part.suffix == nm.sort_indices) lw.sort_indices = t;
-    }
+    bool ok = take_int4_parts(ck, module, *codes, parts, find, layout, weight, fail, lw, nm.sort_indices);
     // compressed-tensors: weight_shape still names the logical [N, K] (int4_dims reads it).
     if (ok && ct) {
       const auto dims = int4_dims(ck, scheme, *codes, find(module + ".weight_shape"), fail);
@@ -349,13 +345,7 @@ std::map<const TensorRef*, LinearWeight> find_marlin_linears(const Checkpoint& c
         ok = false;
       }
     }
-    for (const TensorRef* t : owned[module]) {
-      const std::string suffix = t->name.substr(module.size() + 1);
-      if (std::none_of(parts.begin(), parts.end(), [&](const quant::Part& p) { return p.suffix == suffix; })) {
-        fail("quant-config", file_of(ck, *t), t->name, "tensor that " + layout + " does not have (the relayout drops it)");
-        ok = false;
-      }
-    }
+    ok = no_other_parts(ck, module, owned[module], parts, layout, fail) && ok;
     if (ok) out.emplace(codes, std::move(lw));
   }
   return out;
