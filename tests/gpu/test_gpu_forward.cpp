@@ -8,8 +8,8 @@
 // step of fewer sequences than the batch (a graph per batch size, one KV cache) equal to a model
 // of that batch; and Marlin-layout INT4 (the Marlin W4A16 GEMM: activations and products in the
 // scales' 16-bit type) against the same weights in their source layout: logits within
-// kMarlinTolerance of the logit range (f16 scales; twice that for bf16), each Linear within 1e-2
-// (2e-2 bf16) of its largest output. Skips without a GPU.
+// kMarlinTolerance of the logit range (f16 scales; three times that for bf16), each Linear within
+// 1e-2 (3e-2 bf16) of its largest output. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -407,7 +407,10 @@ TEST(GpuForward, DecodeAtEveryBatchSizeSharesOneCache) {
 namespace {
 
 // Marlin vs its source layout: the Marlin GEMM rounds activations, weights and outputs to the
-// scales' 16-bit type (f16: 2^-11 relative each), the source layout computes in float32.
+// scales' 16-bit type (f16: 2^-11 relative each, bf16: 2^-8), the source layout computes in
+// float32. That rounding emulated in the CPU reference on llama-trained (16 tokens) moved the
+// logits by at most 8.5e-4 of their range with f16 scales (gptq, awq) and 8.5e-3 with bf16
+// (compressed-tensors): the bounds keep a 3x margin or more; a misplaced tile moves them by far more.
 constexpr double kMarlinTolerance = 1e-2;
 
 struct MarlinCase {
@@ -446,7 +449,7 @@ TEST(GpuForward, MarlinModelMatchesItsSourceLayout) {
     cuda::GpuForward gpu_q(*q, B, T), gpu_m(*mm, B, T);
     const std::vector<double> want = gpu_q.forward(ids.ids, T), got = gpu_m.forward(ids.ids, T);
     ASSERT_EQ(got.size(), want.size());
-    const double tol = (c.bf16 ? 2 : 1) * kMarlinTolerance * range_of(want);
+    const double tol = (c.bf16 ? 3 : 1) * kMarlinTolerance * range_of(want);
     EXPECT_LE(max_abs_diff(got, want), tol) << what << ": prefill logits (range " << range_of(want) << ")";
     // Decode: graph replay bit-equal to the eager step, both near the source layout's step.
     cuda::GpuForward graphed(*mm, B, T + 3), eager(*mm, B, T + 3), source(*q, B, T + 3);
@@ -511,7 +514,7 @@ TEST(GpuForward, MarlinLinearMatchesTheCpuReference) {
           double err = 0;
           for (size_t i = 0; i < y.size(); ++i)
             err = std::isfinite(y[i]) ? std::max(err, std::fabs(y[i] - (want[i] + (acc ? 1.0 : 0.0)))) : INFINITY;
-          EXPECT_LE(err, (c.bf16 ? 2e-2 : 1e-2) * (scale + 1))
+          EXPECT_LE(err, (c.bf16 ? 3e-2 : 1e-2) * (scale + 1))
               << c.format << " " << l->module << ", " << rows << " rows" << (acc ? ", accumulating" : "");
         }
       }
