@@ -73,12 +73,12 @@ cudaError_t linear_skinny(const LinearView& w, const float* x, uint64_t m, float
                           bool accumulate, cudaStream_t stream, bool element_wise = false);
 
 // The Marlin W4A16 GEMM (kernels/marlin_gemm.h, run by device_linear.cpp on the Marlin tensors
-// as stored) takes A and gives C in f16 or bf16 (`half`: 0 f16, 1 bf16, the scales' dtype): the
+// as stored) takes A and gives C in f16 or bf16 (`type16`: 0 f16, 1 bf16, the scales' dtype): the
 // float32 activations are rounded to it (RNE) before, and C widened after:
-// out[i] = half(x[i]) for i < count;
-cudaError_t f32_to_half(const float* x, uint64_t count, int half, void* out, cudaStream_t stream);
+// out[i] = x[i] rounded to type16 for i < count;
+cudaError_t f32_to_half(const float* x, uint64_t count, int type16, void* out, cudaStream_t stream);
 // y[r][j] = (accumulate ? y[r][j] : 0) + float(c[r][j]) (+ bias[j], bias may be null).
-cudaError_t half_to_f32_add(const void* c, int half, uint64_t rows, uint64_t n, const float* bias, bool accumulate,
+cudaError_t half_to_f32_add(const void* c, int type16, uint64_t rows, uint64_t n, const float* bias, bool accumulate,
                             float* y, cudaStream_t stream);
 
 // out[n][k] = W[n][k] as float32.
