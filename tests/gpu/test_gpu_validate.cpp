@@ -120,6 +120,10 @@ TEST(GpuValidate, Int4AndMarlinRunRealDecodeSteps) {
       expect_decode_warmup(*r, std::string("28 int4 ") + c.format + (marlin ? " marlin" : ""), what);
     }
   }
+  ScratchDir tmp;
+  write_trained_gptq_act_order(tmp / "m", true);  // the GEMM gathers A by the sort indices
+  auto r = run_all(tmp / "m");
+  expect_decode_warmup(*r, "28 int4 gptq marlin", "llama-trained gptq act-order marlin");
 }
 
 TEST(GpuValidate, TensorParallelRanksLoadInTurnAndRunAsOneModel) {

@@ -1,10 +1,13 @@
 #include "validate_fixtures.h"
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <random>
 
 #include "checkpoint/checkpoint.h"
 #include "commands/hf_layout.h"
+#include "commands/marlin.h"
 #include "commands/quantize.h"
 #include "core/file_io.h"
 #include "ops/float_convert.h"
@@ -217,6 +220,27 @@ void write_trained_int4(const std::string& dir, const std::string& format, bool 
   ExecOptions eo;
   eo.protected_paths = {testdata("llama-trained")};
   execute(plan_quantize(ck, o).plan, dir, eo);
+}
+
+void write_trained_gptq_act_order(const std::string& dir, bool marlin) {
+  const std::string gptq = marlin ? dir + ".gptq" : dir;
+  write_trained_int4(gptq, "gptq", true, 32, false);
+  std::vector<FixtureTensor> ts = read_fixture_tensors(gptq);
+  std::mt19937 rng(3);
+  for (auto& t : ts) {
+    if (t.name.size() < 6 || t.name.compare(t.name.size() - 6, 6, ".g_idx") != 0) continue;
+    std::vector<int32_t> g(t.shape[0]);
+    std::memcpy(g.data(), t.bytes.data(), t.bytes.size());
+    std::shuffle(g.begin(), g.end(), rng);
+    std::memcpy(t.bytes.data(), g.data(), t.bytes.size());
+  }
+  ojson config = ojson::parse(read_text_file(gptq + "/config.json"));
+  config["quantization_config"]["desc_act"] = true;
+  rewrite_fixture(gptq, ts, config);
+  if (!marlin) return;
+  ExecOptions eo;
+  eo.protected_paths = {gptq};
+  execute(plan_marlin(open_checkpoint(gptq), MarlinOptions{}).plan, dir, eo);
 }
 
 std::vector<FixtureTensor> read_fixture_tensors(const std::string& dir) {

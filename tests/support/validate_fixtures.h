@@ -53,6 +53,10 @@ void write_int4_fixture(const std::string& dir, const std::string& format, bool 
 // `ckpt quantize --int4` into `dir`, in the format's own layout or (`marlin`) as `ckpt marlin`
 // relays it out (quantize --layout marlin).
 void write_trained_int4(const std::string& dir, const std::string& format, bool symmetric, int64_t group_size, bool marlin);
+// The same, GPTQ symmetric group 32, made act-order: desc_act true and each g_idx a seeded shuffle
+// of k / 32 (every group keeps its 32 columns, scattered over K), in `dir` as GPTQ or (`marlin`)
+// relaid out by `ckpt marlin` (the GPTQ one then in dir + ".gptq").
+void write_trained_gptq_act_order(const std::string& dir, bool marlin);
 
 // The tensors of `dir`/model.safetensors, and writing them back (with config.json as `config`) in
 // place of the directory, without a manifest: for tests that break one rule at a time.

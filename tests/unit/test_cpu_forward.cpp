@@ -370,3 +370,36 @@ TEST(CpuForward, ValidateFixturesAreModelsTheRuntimeRuns) {
     for (double v : logits) ASSERT_TRUE(std::isfinite(v)) << dir;
   }
 }
+
+// A Marlin checkpoint with act-order (sorted g_idx and its sort indices) passes validate's CPU
+// phases and reads as its GPTQ source: the same logits, to the bit.
+TEST(CpuForward, MarlinActOrderReadsAsItsSource) {
+  using namespace ckpt::test;
+  ScratchDir tmp;
+  write_trained_gptq_act_order(tmp / "m", true);
+  auto v = run_cpu(tmp / "m");
+  ASSERT_TRUE(v->report.ok()) << v->report.table();
+  auto src = model::Model::open(tmp / "m.gptq");
+  auto m = model::Model::open(tmp / "m");
+  EXPECT_EQ(m->formats(), "28 int4 gptq marlin");
+  const model::TokenIds ids = model::seeded_token_ids(src->config().vocab, 2, 6, 9);
+  model::CpuForward a(*src, 2, 6), b(*m, 2, 6);
+  EXPECT_EQ(a.forward(ids.ids, 6), b.forward(ids.ids, 6));
+  // Sort indices that are not a permutation, and a g_idx out of order: each named.
+  const std::string q = "model.layers.2.self_attn.q_proj.";
+  for (const char* broken : {"g_idx_sort_indices", "g_idx"}) {
+    ScratchDir t2;
+    write_trained_gptq_act_order(t2 / "m", true);
+    std::vector<FixtureTensor> ts = read_fixture_tensors(t2 / "m");
+    for (auto& t : ts)
+      if (t.name == q + broken) std::memcpy(t.bytes.data() + 4, t.bytes.data() + 8 * 4, 4);  // element 1 = element 8
+    if (std::string(broken) == "g_idx")  // sorted g_idx: element 0 after a larger one
+      for (auto& t : ts)
+        if (t.name == q + broken) t.bytes[0] = 100;
+    rewrite_fixture(t2 / "m", ts, ojson::parse(read_text_file(t2 / "m/config.json")));
+    auto bad = run_cpu(t2 / "m");
+    bool named = false;
+    for (const auto& f : bad->report.failures()) named |= f.tensor == q + broken;
+    EXPECT_TRUE(named) << broken << "\n" << bad->report.table();
+  }
+}
