@@ -70,8 +70,25 @@ void DeviceBuffer::reserve(size_t size) {
 
 PinnedBuffer::PinnedBuffer(size_t size) : size_(size) { CKPT_CUDA(cudaHostAlloc(&ptr_, size, cudaHostAllocDefault)); }
 
+PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
+  if (this != &o) {
+    if (ptr_) cudaFreeHost(ptr_);
+    ptr_ = o.ptr_;
+    size_ = o.size_;
+    o.ptr_ = nullptr;
+    o.size_ = 0;
+  }
+  return *this;
+}
+
 PinnedBuffer::~PinnedBuffer() {
   if (ptr_) cudaFreeHost(ptr_);
+}
+
+void PinnedBuffer::reserve(size_t size) {
+  if (ptr_ && size <= size_) return;
+  *this = PinnedBuffer();
+  *this = PinnedBuffer(size > 0 ? size : 1);  // cudaHostAlloc of 0 bytes gives no pointer
 }
 
 ThreadWorkspace::ThreadWorkspace() : stream_(new_stream()) {}

@@ -88,11 +88,14 @@ class PinnedBuffer {
   PinnedBuffer() = default;
   explicit PinnedBuffer(size_t size);
   PinnedBuffer(PinnedBuffer&& o) noexcept : ptr_(o.ptr_), size_(o.size_) { o.ptr_ = nullptr; o.size_ = 0; }
+  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept;
   PinnedBuffer(const PinnedBuffer&) = delete;
   PinnedBuffer& operator=(const PinnedBuffer&) = delete;
   ~PinnedBuffer();
   uint8_t* data() const { return static_cast<uint8_t*>(ptr_); }
   size_t size() const { return size_; }
+  // As DeviceBuffer::reserve: room for `size` bytes, the contents not kept when it grows.
+  void reserve(size_t size);
 
  private:
   void* ptr_ = nullptr;

@@ -1,5 +1,7 @@
-// The CUDA Fp8Engine behind `ckpt quantize --device cuda`: the producers' chunks are copied to the
-// GPU, run through kernels/fp8_quant.cu and copied back. Same bytes as the CPU path.
+// The CUDA Fp8Engine behind `ckpt quantize --device cuda`: a weight's pieces (the amax pass's
+// stripes, the codes' 1 Mi-element error blocks) go through the thread's StagingPipeline
+// (staging_pipeline.h: pinned memory, several pieces in flight) and kernels/fp8_quant.cu. Same
+// bytes as the CPU path.
 #pragma once
 
 #include <memory>

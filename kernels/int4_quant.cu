@@ -38,7 +38,8 @@
 //    code, so the low nibble of the clamped float IS the code), and the 8 codes are packed by
 //    adding the clamped floats' bits shifted by 4i and subtracting the known sum of the shifted
 //    0x4B40'0000 parts (kMagicSum): one LEA per element instead of mask, shift and or.
-// 4. The 64 x 16 words of the tile go to shared memory and leave in the format's layout:
+// 4. The 64 x 16 words of the tile go to shared memory and leave in the requested layout (the
+//    format's own, or compressed-tensors' for an engine's cache: Int4QuantArgs::layout):
 //    compressed-tensors rows as they are, GPTQ transposed (64 consecutive columns of qweight per
 //    row), AWQ gathered across 8 rows into N-packed words; scales and zeros likewise.
 // Problems (NaN/Inf, a scale overflowing its dtype) go to one 64-bit atomicMin of their
@@ -70,7 +71,7 @@ __constant__ int kOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};  // AWQ: nibble i holds c
 
 // Kernel arguments (the host's Int4QuantArgs checked and narrowed).
 struct Params {
-  int format, scale_type, zero_offset;
+  int format, layout, scale_type, zero_offset;  // format: the numbers (all-zero groups); layout: the arrays
   bool symmetric;
   uint32_t n, k, group, groups;  // groups per row
   uint32_t row0, rows;
@@ -234,7 +235,7 @@ __device__ __forceinline__ uint32_t code_word(const float x[8], const Group& g, 
 }
 
 __device__ __forceinline__ void store_scale(const Params& p, uint32_t grow, uint32_t gi, float s) {
-  const uint64_t at = p.format == kInt4Ct ? static_cast<uint64_t>(grow) * p.groups + gi : static_cast<uint64_t>(gi) * p.n + grow;
+  const uint64_t at = p.layout == kInt4Ct ? static_cast<uint64_t>(grow) * p.groups + gi : static_cast<uint64_t>(gi) * p.n + grow;
   if (p.scale_type == kInt4ScaleF32) reinterpret_cast<float*>(p.scales)[at] = s;
   else reinterpret_cast<uint16_t*>(p.scales)[at] = p.scale_type == kInt4ScaleF16 ? f32_to_f16(s) : f32_to_bf16(s);
 }
@@ -245,12 +246,12 @@ __device__ __forceinline__ void store_zero_word(const Params& p, uint32_t grow8,
   uint32_t w = 0;
   for (int i = 0; i < 8; ++i) {
     uint32_t nib;
-    if (p.format == kInt4Gptq) nib = (z[i] - static_cast<uint32_t>(p.zero_offset)) & 15u;
-    else if (p.format == kInt4Awq) nib = z[kOrder[i]];
+    if (p.layout == kInt4Gptq) nib = (z[i] - static_cast<uint32_t>(p.zero_offset)) & 15u;
+    else if (p.layout == kInt4Awq) nib = z[kOrder[i]];
     else nib = grow8 + i < p.n ? z[i] : 0u;
     w |= nib << (4 * i);
   }
-  if (p.format == kInt4Ct) p.zeros[static_cast<uint64_t>(grow8 / 8) * p.groups + gi] = w;
+  if (p.layout == kInt4Ct) p.zeros[static_cast<uint64_t>(grow8 / 8) * p.groups + gi] = w;
   else p.zeros[static_cast<uint64_t>(gi) * (p.n / 8) + grow8 / 8] = w;
 }
 
@@ -371,13 +372,13 @@ __global__ void __launch_bounds__(kThreads) tile_kernel(Params p) {
 
   // Weights in the format's layout.
   const uint32_t t = threadIdx.x;
-  if (p.format == kInt4Ct) {
+  if (p.layout == kInt4Ct) {
     for (uint32_t idx = t; idx < kTileRows * kWordsPerRow; idx += kThreads) {
       const uint32_t r = idx / kWordsPerRow, c8 = idx % kWordsPerRow;
       if (lr0 + r < p.rows && col0 + 8 * c8 < p.k)
         p.weights[static_cast<uint64_t>(p.row0 + lr0 + r) * (p.k / 8) + col0 / 8 + c8] = words[r][c8];
     }
-  } else if (p.format == kInt4Gptq) {
+  } else if (p.layout == kInt4Gptq) {
     for (uint32_t idx = t; idx < kTileRows * kWordsPerRow; idx += kThreads) {
       const uint32_t c8 = idx / kTileRows, r = idx % kTileRows;
       if (lr0 + r < p.rows && col0 + 8 * c8 < p.k)
@@ -399,7 +400,7 @@ __global__ void __launch_bounds__(kThreads) tile_kernel(Params p) {
     const uint32_t ng = kTileCols / p.group;  // groups in the tile
     for (uint32_t idx = t; idx < kTileRows * ng; idx += kThreads) {
       uint32_t r, j;
-      if (p.format == kInt4Ct) {
+      if (p.layout == kInt4Ct) {
         r = idx / ng;
         j = idx % ng;
       } else {
@@ -410,8 +411,8 @@ __global__ void __launch_bounds__(kThreads) tile_kernel(Params p) {
     }
     if (p.zeros) {
       for (uint32_t idx = t; idx < (kTileRows / 8) * ng; idx += kThreads) {
-        const uint32_t m = p.format == kInt4Ct ? idx / ng : idx % (kTileRows / 8);
-        const uint32_t j = p.format == kInt4Ct ? idx % ng : idx / (kTileRows / 8);
+        const uint32_t m = p.layout == kInt4Ct ? idx / ng : idx % (kTileRows / 8);
+        const uint32_t j = p.layout == kInt4Ct ? idx % ng : idx / (kTileRows / 8);
         if (lr0 + 8 * m < p.rows && col0 + j * p.group < p.k) {
           uint32_t z[8];
           for (int i = 0; i < 8; ++i) z[i] = lr0 + 8 * m + i < p.rows ? szero[8 * m + i][j] : 0u;
@@ -508,14 +509,20 @@ __global__ void g_idx_kernel(int32_t* g_idx, uint32_t k, uint32_t group) {
   if (i < k) g_idx[i] = static_cast<int32_t>(i / group);
 }
 
+int layout_of(const Int4QuantArgs& a) { return a.layout < 0 ? a.format : a.layout; }
+
 bool tile_groups(const Int4QuantArgs& a) { return a.group <= kTileCols && kTileCols % a.group == 0; }
 
 struct Layout {
   size_t partials, given, total;
 };
+uint64_t cta_count(const Int4QuantArgs& a) {
+  return ((a.k + kTileCols - 1) / kTileCols) * ((a.rows + kTileRows - 1) / kTileRows);
+}
+
 Layout workspace_layout(const Int4QuantArgs& a) {
   Layout l;
-  const uint64_t ctas = ((a.k + kTileCols - 1) / kTileCols) * ((a.rows + kTileRows - 1) / kTileRows);
+  const uint64_t ctas = cta_count(a);
   l.partials = 256;
   l.given = l.partials + ((ctas * 3 * sizeof(double) + 255) / 256) * 256;
   l.total = l.given + (tile_groups(a) ? 0 : a.rows * (a.k / a.group) * sizeof(float2));
@@ -553,14 +560,15 @@ const char* int4_status_name(Int4Status s) {
 }
 
 Int4Status Int4QuantKernel::can_implement(const Int4QuantArgs& a) {
-  const bool types = a.format >= 0 && a.format <= 2 && a.in_type >= 0 && a.in_type <= 2 && a.scale_type >= 0 &&
-                     a.scale_type <= 2;
+  const int layout = layout_of(a);
+  const bool types = a.format >= 0 && a.format <= 2 && layout >= 0 && layout <= 2 && a.in_type >= 0 &&
+                     a.in_type <= 2 && a.scale_type >= 0 && a.scale_type <= 2;
   const bool shape = a.n > 0 && a.k > 0 && a.k % 8 == 0 && a.group > 0 && a.group % 8 == 0 && a.k % a.group == 0 &&
                      a.row0 % 8 == 0 && a.row0 + a.rows <= a.n && a.rows > 0 &&
-                     (a.rows % 8 == 0 || a.row0 + a.rows == a.n) && (a.format == 2 || a.n % 8 == 0);
+                     (a.rows % 8 == 0 || a.row0 + a.rows == a.n) && (layout == kInt4Ct || a.n % 8 == 0);
   const bool sizes = a.n < (1ull << 31) && a.k < (1ull << 31) && a.n * (a.k / 8) < (1ull << 40) &&
                      (a.rows + kTileRows - 1) / kTileRows < 65536 && (tile_groups(a) || a.rows < 65536);
-  const bool pointers = a.in && a.weights && a.scales && (a.zeros || (a.format == 2 && a.symmetric)) &&
+  const bool pointers = a.in && a.weights && a.scales && (a.zeros || (layout == kInt4Ct && a.symmetric)) &&
                         reinterpret_cast<uintptr_t>(a.in) % 16 == 0;
   return types && shape && sizes && pointers ? Int4Status::kSuccess : Int4Status::kInvalidProblem;
 }
@@ -574,6 +582,7 @@ Int4Status Int4QuantKernel::run(const Int4QuantArgs& a, void* workspace, cudaStr
   uint8_t* ws = static_cast<uint8_t*>(workspace);
   Params p;
   p.format = a.format;
+  p.layout = layout_of(a);
   p.scale_type = a.scale_type;
   p.zero_offset = a.zero_offset;
   p.symmetric = a.symmetric;
@@ -610,31 +619,40 @@ Int4Status Int4QuantKernel::run(const Int4QuantArgs& a, void* workspace, cudaStr
   return Int4Status::kSuccess;
 }
 
+size_t Int4QuantKernel::result_bytes(const Int4QuantArgs& a) {
+  const Layout l = workspace_layout(a);
+  return a.stats ? l.partials + 3 * cta_count(a) * sizeof(double) : 8;
+}
+
+Int4QuantResult Int4QuantKernel::result_from(const Int4QuantArgs& a, const void* host_copy) {
+  const uint8_t* h = static_cast<const uint8_t*>(host_copy);
+  const Layout l = workspace_layout(a);
+  unsigned long long key = 0;
+  std::memcpy(&key, h, 8);
+  Int4QuantResult out;
+  if (key != ~0ull) {
+    out.issue = (key & 1) ? 2 : 1;
+    out.row = (key >> 1) / a.k;
+    out.col = (key >> 1) % a.k;
+  }
+  if (!a.stats) return out;
+  for (uint64_t i = 0; i < cta_count(a); ++i) {  // in CTA order: the same sums at every run
+    double v[3];
+    std::memcpy(v, h + l.partials + 3 * i * sizeof(double), sizeof v);
+    out.sum_sq_err += v[0];
+    out.sum_sq += v[1];
+    out.max_abs_err = std::max(out.max_abs_err, v[2]);
+  }
+  return out;
+}
+
 Int4Status Int4QuantKernel::read_result(const Int4QuantArgs& a, const void* workspace, cudaStream_t stream,
                                         Int4QuantResult* out) {
   if (!workspace) return Int4Status::kWorkspaceNull;
-  const Layout l = workspace_layout(a);
-  const uint8_t* ws = static_cast<const uint8_t*>(workspace);
-  unsigned long long key = 0;
-  if (cudaError_t e = cudaMemcpyAsync(&key, ws, 8, cudaMemcpyDeviceToHost, stream)) return fail(e);
-  const uint64_t ctas = ((a.k + kTileCols - 1) / kTileCols) * ((a.rows + kTileRows - 1) / kTileRows);
-  std::vector<double> partials(a.stats ? 3 * ctas : 0);
-  if (a.stats)
-    if (cudaError_t e = cudaMemcpyAsync(partials.data(), ws + l.partials, 3 * ctas * sizeof(double),
-                                        cudaMemcpyDeviceToHost, stream))
-      return fail(e);
+  std::vector<uint8_t> host(result_bytes(a));
+  if (cudaError_t e = cudaMemcpyAsync(host.data(), workspace, host.size(), cudaMemcpyDeviceToHost, stream)) return fail(e);
   if (cudaError_t e = cudaStreamSynchronize(stream)) return fail(e);
-  *out = Int4QuantResult{};
-  if (key != ~0ull) {
-    out->issue = (key & 1) ? 2 : 1;
-    out->row = (key >> 1) / a.k;
-    out->col = (key >> 1) % a.k;
-  }
-  for (uint64_t i = 0; i < partials.size() / 3; ++i) {  // in CTA order: the same sums at every run
-    out->sum_sq_err += partials[3 * i];
-    out->sum_sq += partials[3 * i + 1];
-    out->max_abs_err = std::max(out->max_abs_err, partials[3 * i + 2]);
-  }
+  *out = result_from(a, host.data());
   return Int4Status::kSuccess;
 }
 

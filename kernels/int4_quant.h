@@ -42,6 +42,11 @@ class KernelErrorState {
 // (lib/ops/int4_quant.h int4_shapes); the run writes the stripe's part of each.
 struct Int4QuantArgs {
   int format = 0;      // ops::Int4FormatId: 0 GPTQ, 1 AWQ, 2 compressed-tensors
+  // The layout of the output arrays, an ops::Int4FormatId; -1: the format's own. The format still
+  // decides the numbers (its all-zero groups' scale and zero). An engine that keeps K-packed words
+  // and parameters, whatever the format (ops/int4_producers.h), asks for 2: weights [N, K/8],
+  // scales [N, G], zeros [ceil(N/8), G] with the zero itself in each nibble (no GPTQ offset).
+  int layout = -1;
   int in_type = 0;     // 0 BF16, 1 F16, 2 F32
   int scale_type = 0;  // ops::Int4ScaleType: 0 F16, 1 BF16, 2 F32
   bool symmetric = true;
@@ -75,7 +80,12 @@ class Int4QuantKernel : public KernelErrorState {
   static size_t get_workspace_size(const Int4QuantArgs& a);
   // Enqueues the kernels on `stream`.
   Int4Status run(const Int4QuantArgs& a, void* workspace, cudaStream_t stream);
-  // After the stream has finished the run: copies the issue and error partials back (synchronous).
+  // The leading bytes of the workspace that hold a run's result (the issue word and, with stats,
+  // the error partials): a pipeline copies them back with the outputs, asynchronously, and
+  // decodes the copy with result_from once the stream has passed the run.
+  static size_t result_bytes(const Int4QuantArgs& a);
+  static Int4QuantResult result_from(const Int4QuantArgs& a, const void* host_copy);
+  // After the stream has finished the run: copies the result back and decodes it (synchronous).
   Int4Status read_result(const Int4QuantArgs& a, const void* workspace, cudaStream_t stream, Int4QuantResult* out);
 };
 

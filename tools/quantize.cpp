@@ -2,17 +2,21 @@
 //     --int4 [--method rtn|gptq|awq --calib FILE [--samples N] [--seq-len L] [--act-order static|none]
 //     [--damp F] [--no-clip]]
 //     --fp8 [--scheme tensor|block|channel] [--block 128x128]
-//     [--format native|compressed-tensors] [--ignore PATTERN]... [--recipe FILE] [--device cpu|cuda]
+//     [--format native|compressed-tensors] [--ignore PATTERN]... [--recipe FILE] [--device auto|cpu|cuda]
 #include "commands/quantize.h"
 
 #include <cstdio>
 
 #include "core/error.h"
+#include "core/parallel.h"
+#include "quant/device_choice.h"
 #include "quantize_calib.h"
 #include "steps.h"
 #include "subcommands.h"
 #if defined(CKPT_HAVE_CUDA)
 #include "fp8_quant_engine.h"
+#include "gpu_info.h"
+#include "int4_quant_engine.h"
 #endif
 
 namespace ckpt::cli {
@@ -33,20 +37,44 @@ bool parse_block(const std::string& text, uint64_t& rows, uint64_t& cols) {
   }
 }
 
-std::shared_ptr<const Fp8Engine> engine_for(const std::string& device) {
-  if (!wants_cuda_device(device)) return cpu_fp8_engine();
+// The CUDA engines for the method (each fails clearly when no GPU is present).
+void use_cuda(QuantizeOptions& o) {
 #if defined(CKPT_HAVE_CUDA)
-  return cuda_fp8_engine();  // fails clearly when no GPU is present
+  if (o.method == quant::Method::kInt4) o.int4_engine = cuda_int4_engine();
+  else o.engine = cuda_fp8_engine();
 #else
-  return cpu_fp8_engine();  // unreachable: wants_cuda_device refused "cuda" in this build
+  (void)o;  // unreachable: wants_cuda_device refused "cuda" in this build, auto never picks it
 #endif
+}
+
+bool gpu_usable() {
+#if defined(CKPT_HAVE_CUDA)
+  return cuda::device_count() > 0;
+#else
+  return false;
+#endif
+}
+
+// Source bytes of the weights a plan quantizes.
+uint64_t weight_bytes(const QuantizePlan& qp) {
+  uint64_t b = 0;
+  for (const auto& q : qp.quantized) b += q->view().numel() * (dtype_bits(q->view().dtype) / 8);
+  for (const auto& q : qp.int4) b += q->view().numel() * (dtype_bits(q->view().dtype) / 8);
+  return b;
+}
+
+// A write option's value as the command line gave it (absent in a pipeline step's own options).
+template <class T>
+T write_option(CLI::App* cmd, const std::string& name, T fallback) {
+  const CLI::Option* opt = cmd->get_option_no_throw(name);
+  return opt && opt->count() > 0 ? opt->as<T>() : fallback;
 }
 
 }  // namespace
 
 MakeStep add_quantize_options(CLI::App* cmd) {
   struct Args {
-    std::string scheme = "tensor", block = "128x128", format, recipe, device = "cpu", layout;
+    std::string scheme = "tensor", block = "128x128", format, recipe, device = "auto", layout;
     bool fp8 = false, int4 = false, sym = false, asym = false;
     int64_t group_size = 128;
     uint64_t pad_tp = 0;
@@ -70,13 +98,17 @@ MakeStep add_quantize_options(CLI::App* cmd) {
   cmd->add_option("--layout", a->layout,
                   "--int4: marlin writes the Linears as vLLM's Marlin repack leaves them (as ckpt marlin does), in the "
                   "same pass");
-  cmd->add_option("--device", a->device, "Where the math runs: cpu (default) or cuda");
+  cmd->add_option("--device", a->device,
+                  "Where the math runs: auto (default), cpu or cuda. auto picks cuda only when a CUDA GPU is usable and "
+                  "its estimated time (start-up + copying the weights to it) beats the CPU's estimated math time on "
+                  "the worker threads (lib/quant/device_choice.h); -v says which and why. Calibrated --method gptq/awq "
+                  "runs on the CPU");
   auto* pad = cmd->add_flag("--pad-intermediate{1}", a->pad_tp,
                 "--int4: zero-pad the MLP intermediate size (gate/up rows, down columns: exact) to the next multiple of "
                 "TP x lcm(group, 128), so every rank of --pad-intermediate=TP tensor parallelism (default 1) meets the "
                 "format's and vLLM Marlin's shape rules; recorded in config.json");
   add_calibration_options(cmd, a->calib);
-  return [a, block, pad] {
+  return [a, block, pad, cmd] {
     if (a->fp8 == a->int4) usage("choose a quantization: --fp8 or --int4");
     if (a->sym && a->asym) usage("--sym and --asym exclude each other");
     const bool calibrate = calibrated(a->calib, a->int4);
@@ -86,9 +118,15 @@ MakeStep add_quantize_options(CLI::App* cmd) {
       o.method = quant::Method::kInt4;
       o.group_size = a->group_size;
       if (a->sym || a->asym) o.symmetric = a->sym;
-      if (wants_cuda_device(a->device))
-        fail(Errc::kUnsupported, "", "", "--int4 runs on the CPU in this build (--device cuda is FP8 only)");
     }
+    if (a->device != "auto" && a->device != "cpu" && a->device != "cuda")
+      usage("--device must be auto, cpu or cuda, not '" + a->device + "'");
+    const bool automatic = a->device == "auto";
+    const bool cuda = !automatic && wants_cuda_device(a->device);  // refused where this build has no CUDA
+    if (cuda && calibrate)
+      fail(Errc::kUnsupported, "", "",
+           "--device cuda: calibrated quantization (--method " + a->calib.method +
+               ") runs on the CPU in this build; use --device cpu (or auto)");
     auto granularity = fp8_granularity_from_name(a->scheme);
     if (!granularity) usage("--scheme must be tensor, block or channel, not '" + a->scheme + "'");
     o.granularity = *granularity;
@@ -115,9 +153,14 @@ MakeStep add_quantize_options(CLI::App* cmd) {
     o.pad_intermediate_tp = a->pad_tp;
     o.ignore = a->ignore;
     o.recipe_path = a->recipe;
-    o.engine = engine_for(a->device);
+    if (cuda) use_cuda(o);
+    const int threads = write_option<int>(cmd, "--threads", 0);
+    const bool verbose = write_option<bool>(cmd, "--verbose", false);
     Step s;
     if (calibrate) {
+      if (automatic && verbose)
+        std::fprintf(stderr, "ckpt quantize: --device auto chose %s\n",
+                     quant::choose_device({.method = o.method, .calibrated = true}).reason.c_str());
       s.run_alone = [o, calib = a->calib](const Checkpoint& ck, const std::string& src, const std::string& dst,
                                           const WriteOptions& w) {
         QuantizePlan qp = plan_quantize(ck, o);
@@ -126,8 +169,20 @@ MakeStep add_quantize_options(CLI::App* cmd) {
       return s;
     }
     auto qp = std::make_shared<QuantizePlan>();
-    s.plan = [o, qp](const Checkpoint& ck) {
+    s.plan = [o, qp, automatic, threads, verbose](const Checkpoint& ck) {
       *qp = plan_quantize(ck, o);
+      if (!automatic) return qp->plan;
+      // auto: that plan (on the CPU engines; planning reads headers only) measures the weights.
+      const quant::DeviceChoice c = quant::choose_device(
+          {.method = o.method,
+           .bytes = weight_bytes(*qp),
+           .threads = static_cast<unsigned>(Workers{.threads = threads}.count()),
+           .gpu_usable = gpu_usable});
+      if (verbose) std::fprintf(stderr, "ckpt quantize: --device auto chose %s\n", c.reason.c_str());
+      if (!c.cuda) return qp->plan;
+      QuantizeOptions on_gpu = o;
+      use_cuda(on_gpu);
+      *qp = plan_quantize(ck, on_gpu);
       return qp->plan;
     };
     s.report = [qp] { return quantize_report(*qp); };

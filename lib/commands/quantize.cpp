@@ -225,7 +225,10 @@ static QuantizePlan plan_in_source_layout(const Checkpoint& ck, const QuantizeOp
       if (!why.empty())
         fail(Errc::kUnsupported, t.view.file >= 0 ? ck.files[t.view.file].path : ck.path, t.name,
              "cannot quantize to " + wanted + ": " + why + " (--ignore the module to keep it unquantized)");
-      auto q = std::make_shared<const Int4Quantization>(t.name, t.view, s4, Int4CacheOptions{.keep = keep, .pool = pool});
+      const std::shared_ptr<const Int4Engine>& engine = o.int4_engine ? o.int4_engine : cpu_int4_engine();
+      auto q = std::make_shared<const Int4Quantization>(
+          t.name, t.view, s4,
+          Int4CacheOptions{.keep = keep, .pool = pool, .strip_bytes = engine->strip_bytes(), .engine = engine});
       qp.int4.push_back(q);
       for (const auto& part : parts) {
         std::shared_ptr<Producer> p;
@@ -270,7 +273,8 @@ static QuantizePlan plan_in_source_layout(const Checkpoint& ck, const QuantizeOp
   qp.plan.notes["quantized_tensors"] = qp.quantized.size() + qp.int4.size();
   qp.plan.notes["not_converted"] = qp.not_converted;
   if (!kept.empty()) qp.plan.notes["kept"] = kept;
-  qp.plan.notes["engine"] = o.engine ? o.engine->name() : "cpu";
+  qp.plan.notes["engine"] = target.method == quant::Method::kInt4 ? (o.int4_engine ? o.int4_engine->name() : "cpu")
+                                                                  : (o.engine ? o.engine->name() : "cpu");
   qp.plan.finalize();
   qp.plan.notes["bytes_before"] = qp.bytes_before;
   qp.plan.notes["bytes_after"] = qp.plan.tensor_bytes();

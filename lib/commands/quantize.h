@@ -42,7 +42,8 @@ struct QuantizeOptions {
   // Globs ('*' = any run) over module names ("model.layers.0.mlp.down_proj") or tensor names.
   std::vector<std::string> ignore;
   std::string recipe_path;                  // empty: the recipe for the checkpoint's architecture
-  std::shared_ptr<const Fp8Engine> engine;  // null: the CPU
+  std::shared_ptr<const Fp8Engine> engine;        // --fp8: where the math runs (null: the CPU)
+  std::shared_ptr<const Int4Engine> int4_engine;  // --int4 RTN: likewise
   // --int4 --layout marlin: the Linears' tensors as `ckpt marlin` relays them out (commands/marlin.h),
   // in the same pass: the bytes of `ckpt quantize` then `ckpt marlin`.
   bool marlin_layout = false;

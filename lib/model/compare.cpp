@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <map>
 
@@ -58,6 +59,35 @@ std::vector<uint64_t> top_k(const double* l, uint64_t n, uint64_t k) {
 
 // Linear names whose outputs are compared (the observer's other names are block outputs).
 bool is_linear_name(const std::string& name) { return name != "output"; }
+
+// AWQ folds a positive per-channel scale s into the rows of v_proj and up_proj and the matching
+// columns of o_proj and down_proj (AutoAWQ awq/quantize/scale.py scale_fc_fc; attention and the
+// gate product are linear in v and up): the pair computes the same function while the first
+// Linear's own output is only defined up to s. For such a producer the error is measured after the
+// best positive scale per output channel; its consumer, measured as is, still catches a scale that
+// nothing undoes.
+bool awq_may_rescale(const std::string& name) {
+  auto ends_with = [&](const char* tail) {
+    const size_t n = std::strlen(tail);
+    return name.size() >= n && name.compare(name.size() - n, n, tail) == 0;
+  };
+  return ends_with("self_attn.v_proj") || ends_with("mlp.up_proj");
+}
+
+// Σ (dst − src)² over the [rows, width] outputs after dst's channel c is multiplied by
+// α_c = max(0, ⟨src_c, dst_c⟩ / ⟨dst_c, dst_c⟩), the least-squares positive scale.
+double rescaled_squared_error(const std::vector<double>& src, const std::vector<double>& dst, uint64_t width) {
+  std::vector<double> sd(width, 0.0), dd(width, 0.0);
+  for (size_t j = 0; j < src.size(); ++j) sd[j % width] += src[j] * dst[j], dd[j % width] += dst[j] * dst[j];
+  double num = 0;
+  for (size_t j = 0; j < src.size(); ++j) {
+    const uint64_t c = j % width;
+    const double alpha = dd[c] > 0 ? std::max(0.0, sd[c] / dd[c]) : 0.0;
+    const double d = alpha * dst[j] - src[j];
+    num += d * d;
+  }
+  return num;
+}
 
 // For a column-parallel Linear of a TP model: the rank whose output rows hold column `col`.
 std::string rank_of_column(const Model& dst, uint64_t layer, const std::string& name, uint64_t col) {
@@ -122,7 +152,11 @@ Thresholds default_thresholds(Transformation t) {
     case Transformation::kSame: return {0.999, 1e-6, 1e-6};
     case Transformation::kCast: return {0.98, 2e-3, 2e-2};
     case Transformation::kFp8: return {0.90, 5e-2, 0.15};
-    case Transformation::kInt4: return {0.80, 0.2, 0.35};
+    // INT4: mean KL is the quality bound. Top-1 agreement of a small high-perplexity model turns
+    // on near-ties: on testdata/llama-trained (held-out perplexity 73) RTN g128 agrees on 0.75 of
+    // the positions at KL 0.17, GPTQ and AWQ on 0.80 at KL 0.11, while a zero point read one off
+    // (GPTQ v1 as v2) agrees on none; 0.70 separates the two kinds of result.
+    case Transformation::kInt4: return {0.70, 0.2, 0.35};
   }
   return {};
 }
@@ -189,6 +223,8 @@ Comparison compare_models(const Model& src, const Model& dst, const TokenIds& id
         den += ys[j] * ys[j];
         if (std::fabs(d) > worst) worst = std::fabs(d), worst_at = j;
       }
+      if (out.transformation == Transformation::kInt4 && awq_may_rescale(name))
+        num = std::min(num, rescaled_squared_error(ys, yi, width));
       LinearAgreement lin;
       lin.name = name;
       lin.relative_error = den > 0 ? std::sqrt(num / den) : (num > 0 ? INFINITY : 0);

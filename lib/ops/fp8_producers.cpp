@@ -44,6 +44,32 @@ void with_elements(const SourceReader& src, const SourceView& view, uint64_t fir
   fn(buf.data());
 }
 
+}  // namespace
+
+void Fp8Elements::with(uint64_t e, uint64_t k, const std::function<void(const uint8_t*)>& fn) const {
+  thread_local std::vector<uint8_t> buf;
+  with_elements(src_, view_, e, k, buf, fn);
+}
+
+void Fp8Elements::copy(uint64_t e, uint64_t k, uint8_t* dst) const { src_.gather(view_, e, k, dst); }
+
+void Fp8Engine::amax_range(const ops::Fp8Grid& grid, DType dtype, const Fp8Elements& src, uint64_t first,
+                           uint64_t count, uint64_t step, float* amax) const {
+  for_each_piece(first, count, step, [&](uint64_t, uint64_t e, uint64_t k) {
+    src.with(e, k, [&](const uint8_t* in) { this->amax(grid, dtype, in, e, k, amax); });
+  });
+}
+
+void Fp8Engine::quantize_range(const ops::Fp8Grid& grid, DType dtype, const Fp8Elements& src, uint64_t first,
+                               uint64_t count, uint64_t step, const float* scales, uint8_t* out,
+                               ops::Fp8ErrorStats* stats) const {
+  for_each_piece(first, count, step, [&](uint64_t i, uint64_t e, uint64_t k) {
+    src.with(e, k, [&](const uint8_t* in) { quantize(grid, dtype, in, e, k, scales, out + (e - first), &stats[i]); });
+  });
+}
+
+namespace {
+
 class CpuFp8Engine : public Fp8Engine {
  public:
   std::string name() const override { return "cpu"; }
@@ -117,14 +143,9 @@ Fp8Quantization::Fp8Quantization(std::string tensor, SourceView view, ops::Fp8Gr
 
 void Fp8Quantization::ensure_scales(const SourceReader& src) {
   std::call_once(once_, [&] {
-    const uint64_t esize = dtype_bits(view_.dtype) / 8;
-    const uint64_t stripe = kStripeBytes / esize;
+    const uint64_t stripe = kStripeBytes / (dtype_bits(view_.dtype) / 8);
     std::vector<float> amax(grid_.groups(), 0.0f);
-    std::vector<uint8_t> buf;
-    for (uint64_t e = 0; e < grid_.numel(); e += stripe) {
-      const uint64_t k = std::min(stripe, grid_.numel() - e);
-      with_elements(src, view_, e, k, buf, [&](const uint8_t* in) { engine_->amax(grid_, view_.dtype, in, e, k, amax.data()); });
-    }
+    engine_->amax_range(grid_, view_.dtype, Fp8Elements(src, view_), 0, grid_.numel(), stripe, amax.data());
     scales_.resize(amax.size());
     for (size_t g = 0; g < amax.size(); ++g) {
       if (!std::isfinite(amax[g])) {
@@ -137,20 +158,12 @@ void Fp8Quantization::ensure_scales(const SourceReader& src) {
 }
 
 void Fp8Quantization::quantize(const SourceReader& src, uint64_t first, uint64_t count, uint8_t* out) const {
-  thread_local std::vector<uint8_t> buf;
-  for (uint64_t e = first; e < first + count;) {
-    const uint64_t slot = e / kStatsBlock;
-    const uint64_t k = std::min(first + count, (slot + 1) * kStatsBlock) - e;
-    ops::Fp8ErrorStats s;
-    with_elements(src, view_, e, k, buf, [&](const uint8_t* in) {
-      engine_->quantize(grid_, view_.dtype, in, e, k, scales_.data(), out + (e - first), &s);
-    });
-    {
-      std::lock_guard<std::mutex> lock(stats_mutex_);
-      stats_[slot].merge(s);
-    }
-    e += k;
-  }
+  // One error slot per kStatsBlock elements of the weight: the same sums whatever the chunks.
+  std::vector<ops::Fp8ErrorStats> s(piece_count(first, count, kStatsBlock));
+  engine_->quantize_range(grid_, view_.dtype, Fp8Elements(src, view_), first, count, kStatsBlock, scales_.data(), out,
+                          s.data());
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  for (size_t i = 0; i < s.size(); ++i) stats_[first / kStatsBlock + i].merge(s[i]);
 }
 
 ops::Fp8ErrorStats Fp8Quantization::stats() const {

@@ -5,7 +5,9 @@
 // any chunk on its own (a quantize pass), so no whole-tensor buffer ever exists.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -16,6 +18,20 @@
 #include "plan/plan.h"
 
 namespace ckpt {
+
+// The elements of the weight being quantized, as an engine asks for them: `with` hands a pointer
+// to elements [e, e + k) (the page cache mapped in place where it can: no copy), `copy` writes
+// them into memory of the engine's (a GPU engine's pinned staging buffers).
+class Fp8Elements {
+ public:
+  Fp8Elements(const SourceReader& src, const SourceView& view) : src_(src), view_(view) {}
+  void with(uint64_t e, uint64_t k, const std::function<void(const uint8_t*)>& fn) const;
+  void copy(uint64_t e, uint64_t k, uint8_t* dst) const;
+
+ private:
+  const SourceReader& src_;
+  const SourceView& view_;
+};
 
 // Where the FP8 math runs: the CPU fast path (the default) or a GPU (kernels/, --device cuda).
 // Every engine must give the reference's bytes (ops::fp8_*_reference).
@@ -28,7 +44,32 @@ class Fp8Engine {
                     float* amax) const = 0;
   virtual void quantize(const ops::Fp8Grid& grid, DType dtype, const uint8_t* in, uint64_t first, uint64_t count,
                         const float* scales, uint8_t* out, ops::Fp8ErrorStats* stats) const = 0;
+  // What a Fp8Quantization asks: elements [first, first + count) of `src`, cut into pieces at the
+  // multiples of `step`; piece i's error goes to stats[i] (quantize_range), every piece raises
+  // `amax` (amax_range). The defaults run amax / quantize on each piece in turn; a GPU engine
+  // overrides them to keep several pieces in flight.
+  virtual void amax_range(const ops::Fp8Grid& grid, DType dtype, const Fp8Elements& src, uint64_t first,
+                          uint64_t count, uint64_t step, float* amax) const;
+  virtual void quantize_range(const ops::Fp8Grid& grid, DType dtype, const Fp8Elements& src, uint64_t first,
+                              uint64_t count, uint64_t step, const float* scales, uint8_t* out,
+                              ops::Fp8ErrorStats* stats) const;
 };
+
+// The pieces of [first, first + count) cut at the multiples of `step`: calls fn(i, e, k) for
+// piece i = elements [e, e + k).
+template <class Fn>
+void for_each_piece(uint64_t first, uint64_t count, uint64_t step, Fn fn) {
+  uint64_t i = 0;
+  for (uint64_t e = first; e < first + count; ++i) {
+    const uint64_t k = std::min(first + count, (e / step + 1) * step) - e;
+    fn(i, e, k);
+    e += k;
+  }
+}
+// How many pieces that is.
+inline uint64_t piece_count(uint64_t first, uint64_t count, uint64_t step) {
+  return count == 0 ? 0 : (first + count - 1) / step - first / step + 1;
+}
 
 std::shared_ptr<const Fp8Engine> cpu_fp8_engine();
 

@@ -244,6 +244,42 @@ void Int4BufferPool::put(Block b, uint64_t bytes) {
   idle_.emplace(bytes, std::move(b));
 }
 
+namespace {
+
+class CpuInt4Engine : public Int4Engine {
+ public:
+  std::string name() const override { return "cpu"; }
+  uint64_t strip_bytes() const override { return Int4CacheOptions{}.strip_bytes; }
+  uint64_t strips_per_claim() const override { return 1; }
+  ops::Int4Issue quantize_strips(const ops::Int4Scheme& scheme, const ops::Int4Geometry& geo, DType in,
+                                 const std::vector<Strip>& strips, const ReadRows& read, uint32_t* words,
+                                 ops::Int4Params* params, ops::Fp8ErrorStats* stats) const override {
+    const uint64_t es = dtype_bits(in) / 8, W = cdiv(geo.k, 8);
+    thread_local std::unique_ptr<uint8_t[]> buf;  // reused: no zero fill, no page faults per strip
+    thread_local uint64_t buf_size = 0;
+    for (size_t i = 0; i < strips.size(); ++i) {
+      const auto [a, rows] = strips[i];
+      if (buf_size < rows * geo.k * es) {
+        buf_size = rows * geo.k * es;
+        buf.reset(new uint8_t[buf_size]);
+      }
+      read(a, rows, buf.get());
+      const ops::Int4Source block{buf.get(), in, geo.k, a, rows, 0, geo.k};
+      if (const ops::Int4Issue issue = ops::int4_quantize_fast(scheme, geo, block, 0, geo.k, params + a * geo.groups,
+                                                               words + a * W, W, &stats[i]))
+        return issue;
+    }
+    return {};
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<const Int4Engine> cpu_int4_engine() {
+  static const auto engine = std::make_shared<CpuInt4Engine>();
+  return engine;
+}
+
 struct Int4Quantization::Cache {
   enum class State : uint8_t { kFresh, kLive, kParamsOnly, kGone };
   enum Strip : uint8_t { kFree, kComputing, kDone, kFailed };
@@ -281,23 +317,16 @@ Int4Quantization::~Int4Quantization() {
   if (cache_->kept) cache_options_.keep->give(geo_.n * geo_.groups * sizeof(ops::Int4Params));
 }
 
-ops::Fp8ErrorStats Int4Quantization::compute_strip(const SourceReader& src, uint64_t strip, uint32_t* words,
-                                                   ops::Int4Params* params) const {
-  const uint64_t es = dtype_bits(view_.dtype) / 8, W = cdiv(geo_.k, 8);
-  const uint64_t a = strip * strip_rows_, rows = std::min(strip_rows_, geo_.n - a);
-  thread_local std::unique_ptr<uint8_t[]> in;  // reused: no zero fill, no page faults per strip
-  thread_local uint64_t in_size = 0;
-  if (in_size < rows * geo_.k * es) {
-    in_size = rows * geo_.k * es;
-    in.reset(new uint8_t[in_size]);
-  }
-  src.gather(view_, a * geo_.k, rows * geo_.k, in.get());
-  const ops::Int4Source block{in.get(), view_.dtype, geo_.k, a, rows, 0, geo_.k};
-  ops::Fp8ErrorStats st;
-  const ops::Int4Issue issue = ops::int4_quantize_fast(scheme_, geo_, block, 0, geo_.k, params + a * geo_.groups,
-                                                       words + a * W, W, &st);
+void Int4Quantization::compute_strips(const SourceReader& src, const std::vector<uint64_t>& strips, uint32_t* words,
+                                      ops::Int4Params* params, ops::Fp8ErrorStats* stats) const {
+  std::vector<Int4Engine::Strip> rows;
+  for (uint64_t s : strips) rows.push_back({s * strip_rows_, std::min(strip_rows_, geo_.n - s * strip_rows_)});
+  const Int4Engine& engine = cache_options_.engine ? *cache_options_.engine : *cpu_int4_engine();
+  const ops::Int4Issue issue = engine.quantize_strips(
+      scheme_, geo_, view_.dtype, rows,
+      [&](uint64_t row0, uint64_t n, uint8_t* dst) { src.gather(view_, row0 * geo_.k, n * geo_.k, dst); }, words,
+      params, stats);
   if (issue) ops::int4_fail(issue, scheme_, view_.file >= 0 ? src.file(view_.file).path() : "", tensor_);
-  return st;
 }
 
 Int4Quantization::Rows Int4Quantization::rows(const SourceReader& src, uint64_t r0, uint64_t r1, bool words) const {
@@ -323,24 +352,33 @@ Int4Quantization::Rows Int4Quantization::rows(const SourceReader& src, uint64_t 
   const std::shared_ptr<uint32_t[]> w = c.words;
   const std::shared_ptr<ops::Int4Params[]> p = c.params;
   const uint64_t s0 = r0 / strip_rows_, s1 = cdiv(r1, strip_rows_);
-  // Compute the strips nobody has claimed, then wait for the ones others are computing.
-  for (uint64_t s = s0; s < s1; ++s) {
-    if (c.strips[s] != Cache::kFree) continue;
-    c.strips[s] = Cache::kComputing;
+  // Compute the strips nobody has claimed (the engine's number at a time), then wait for the ones
+  // others are computing.
+  const uint64_t per_claim = cache_options_.engine ? cache_options_.engine->strips_per_claim() : 1;
+  for (uint64_t s = s0; s < s1;) {
+    std::vector<uint64_t> claimed;
+    for (; s < s1 && claimed.size() < per_claim; ++s)
+      if (c.strips[s] == Cache::kFree) {
+        c.strips[s] = Cache::kComputing;
+        claimed.push_back(s);
+      }
+    if (claimed.empty()) continue;
     lock.unlock();
-    ops::Fp8ErrorStats st;
+    std::vector<ops::Fp8ErrorStats> st(claimed.size());
     try {
-      st = compute_strip(src, s, w.get(), p.get());
+      compute_strips(src, claimed, w.get(), p.get(), st.data());
     } catch (...) {
       lock.lock();
-      c.strips[s] = Cache::kFailed;
+      for (uint64_t x : claimed) c.strips[x] = Cache::kFailed;
       if (!c.error) c.error = std::current_exception();
       c.cv.notify_all();
       throw;
     }
     lock.lock();
-    c.strips[s] = Cache::kDone;
-    c.strip_stats[s] = st;
+    for (size_t i = 0; i < claimed.size(); ++i) {
+      c.strips[claimed[i]] = Cache::kDone;
+      c.strip_stats[claimed[i]] = st[i];
+    }
     c.cv.notify_all();
   }
   for (uint64_t s = s0; s < s1; ++s) {

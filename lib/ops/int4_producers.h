@@ -15,6 +15,9 @@
 // come last in a file: safetensors sorts I32 before F16/BF16), or right after the codes when the
 // plan's Int4KeepBudget cannot hold them until then.
 //
+// The strips are quantized by the weight's Int4Engine (the CPU, or the GPU behind --device cuda,
+// which writes the same words and parameters).
+//
 // A weight whose cache would exceed Int4CacheOptions::max_cache_bytes is not cached: each chunk
 // then quantizes just its own source rows / K-stripe (whole groups) from the source, and scales
 // and zeros re-read the groups they need. The bytes are the same either way, and so is the error
@@ -81,11 +84,44 @@ class Int4BufferPool : public std::enable_shared_from_this<Int4BufferPool> {
   uint64_t slab_used_ = 0;
 };
 
+// Where the INT4 math of a cached weight's strips runs: the CPU fast path (the default) or a GPU
+// (kernels/int4_quant_engine.h, --device cuda). Every engine must give int4_quantize_reference's
+// words and parameters; its error sums may differ in the last bits (a report, not output bytes).
+class Int4Engine {
+ public:
+  virtual ~Int4Engine() = default;
+  virtual std::string name() const = 0;
+  // Source bytes per strip (Int4CacheOptions::strip_bytes for the weights it quantizes).
+  virtual uint64_t strip_bytes() const = 0;
+  // Free strips one thread claims at a time: the CPU takes one (the threads that need a weight
+  // share its strips); a GPU engine takes several, to keep them in flight.
+  virtual uint64_t strips_per_claim() const = 0;
+  // Rows [row0, row0 + rows) of a weight, whole K (row0 a multiple of 8).
+  struct Strip {
+    uint64_t row0 = 0, rows = 0;
+  };
+  // Writes rows [row0, row0 + rows) of the source weight (row-major, its dtype) to `dst`.
+  using ReadRows = std::function<void(uint64_t row0, uint64_t rows, uint8_t* dst)>;
+  // Quantizes each strip into words[row * W + j] (W = ceil(K/8), K-packed as
+  // int4_quantize_reference) and params[row * G + g], strip i's error into stats[i]. Returns the
+  // first problem of the lowest strip that has one (the caller fails naming the tensor); the
+  // arrays of that strip and those after it are then unspecified.
+  virtual ops::Int4Issue quantize_strips(const ops::Int4Scheme& scheme, const ops::Int4Geometry& geo, DType in,
+                                         const std::vector<Strip>& strips, const ReadRows& read, uint32_t* words,
+                                         ops::Int4Params* params, ops::Fp8ErrorStats* stats) const = 0;
+};
+
+std::shared_ptr<const Int4Engine> cpu_int4_engine();
+
 struct Int4CacheOptions {
   uint64_t max_cache_bytes = 256ull << 20;  // words + parameters of one weight; above: not cached
   std::shared_ptr<Int4KeepBudget> keep;     // null: parameters are dropped with the words
   std::shared_ptr<Int4BufferPool> pool;     // null: each weight allocates its cache afresh
   uint64_t strip_bytes = 2ull << 20;        // source bytes quantized at a time (whole rows, >= 8)
+  // The cache's strips (null: the CPU). Weights that are not cached are quantized chunk by chunk
+  // on the CPU whatever the engine: their chunks are K-stripes with partial error ranges, which the
+  // CUDA kernel does not take; the bytes are the same.
+  std::shared_ptr<const Int4Engine> engine;
 };
 
 // One weight [N, K] being quantized.
@@ -129,7 +165,8 @@ class Int4Quantization {
  private:
   struct Cache;
   void add_stats(uint64_t slot, const ops::Fp8ErrorStats& s) const;
-  ops::Fp8ErrorStats compute_strip(const SourceReader& src, uint64_t strip, uint32_t* words, ops::Int4Params* params) const;
+  void compute_strips(const SourceReader& src, const std::vector<uint64_t>& strips, uint32_t* words,
+                      ops::Int4Params* params, ops::Fp8ErrorStats* stats) const;
   void release_if_done() const;  // with the cache's mutex held
 
   std::string tensor_;

@@ -139,5 +139,23 @@ expect_error 2 "only in --format compressed-tensors" "$ckpt" quantize "$src" "$s
 expect_error 2 "is not ROWSxCOLS" "$ckpt" quantize "$src" "$scratch/x5" --fp8 --scheme block --block 128
 if ! command -v nvidia-smi >/dev/null 2>&1; then
   expect_error 1 "cuda" "$ckpt" quantize "$src" "$scratch/x6" --fp8 --device cuda
+  expect_error 1 "no usable CUDA GPU" "$ckpt" quantize "$tr" "$scratch/x13" --int4 --device cuda
 fi
+expect_error 2 "--device must be auto, cpu or cuda" "$ckpt" quantize "$tr" "$scratch/x14" --int4 --device gpu
+expect_error 1 "calibrated quantization (--method gptq) runs on the CPU" \
+  "$ckpt" quantize "$tr" "$scratch/x15" --int4 --method gptq --calib "$td/calib/llama-trained-docstrings.txt" --device cuda
+# --device auto (the default): -v says which device and why, and the bytes are --device cpu's;
+# without -v nothing is said (here, without a GPU, the CPU path runs silently).
+for q in "--int4" "--fp8"; do
+  n=${q#--}
+  "$ckpt" quantize "$tr" "$scratch/auto-$n" $q -v 2>"$scratch/auto-$n.err" >/dev/null || fail "auto $n run"
+  "$ckpt" quantize "$tr" "$scratch/cpu-$n" $q --device cpu -q || fail "cpu $n run"
+  grep -Eq "^ckpt quantize: --device auto chose (cpu|cuda): " "$scratch/auto-$n.err" \
+    && pass "auto $n: -v names the device and the reason ($(grep -o 'chose [a-z]*: .*' "$scratch/auto-$n.err" | head -1))" \
+    || fail "auto $n: no choice line in -v"
+  cmp -s "$scratch/auto-$n/model.safetensors" "$scratch/cpu-$n/model.safetensors" && cmp -s "$scratch/auto-$n/config.json" "$scratch/cpu-$n/config.json" \
+    && pass "auto $n: the bytes of --device cpu" || fail "auto $n: bytes differ from --device cpu"
+  out=$("$ckpt" quantize "$tr" "$scratch/quiet-$n" $q 2>&1 >/dev/null)
+  ! grep -q "device auto" <<<"$out" && pass "auto $n: nothing said without -v" || fail "auto $n: spoke without -v"
+done
 finish

@@ -3,7 +3,7 @@
 #  (a) transformers loads the block-format output of testdata/llama through its FineGrainedFP8
 #      path (FP8Linear, float8_e4m3fn weights) and its logits stay close to the bf16 model's:
 #      top-1 agreement and relative error printed and bounded;
-#  (b) --device cuda writes the same bytes as the CPU for every scheme and format;
+#  (b) --device cuda writes the same bytes as the CPU for every scheme and format (FP8 and INT4);
 #  (c) Python safetensors opens every output; dequantized weights (code x scale, with each
 #      format's scale layout) are close to the source, and torch's own quantization (float32,
 #      amax/448, clamp, .to(float8_e4m3fn)) gives exactly our codes for the per-tensor and
@@ -22,6 +22,21 @@ for v in $variants; do
   echo "(b) $s/$f: --device cuda output identical to --device cpu"
 done
 "$ckpt" quantize -q "$td/qwen3-moe" "$scratch/moe-block" --fp8 --scheme block --device cuda
+# (b) for --int4 too (RTN; kernels/int4_quant_engine.cpp), every format, symmetry, group size,
+# --layout marlin and --pad-intermediate, on the trained Llama (its shapes take g128 and Marlin).
+i4=0
+for v in "gptq" "gptq --asym" "gptq --group-size 32" "gptq --group-size -1" "awq --asym" "awq --asym --group-size 64" \
+         "compressed-tensors" "compressed-tensors --asym --group-size 32" "compressed-tensors --group-size -1" \
+         "gptq --layout marlin" "awq --asym --layout marlin" "compressed-tensors --layout marlin" "gptq --pad-intermediate=4"; do
+  i4=$((i4 + 1))
+  for dev in cpu cuda; do "$ckpt" quantize -q "$td/llama-trained" "$scratch/i4-$i4-$dev" --int4 --format $v --device "$dev"; done
+  for f in "$scratch/i4-$i4-cpu"/*; do
+    n=$(basename "$f")
+    [ "$n" = ckpt-manifest.json ] || cmp "$f" "$scratch/i4-$i4-cuda/$n"
+  done
+  rm -rf "$scratch/i4-$i4-cpu" "$scratch/i4-$i4-cuda"
+  echo "(b) int4 $v: --device cuda output identical to --device cpu"
+done
 
 python3 - "$td" "$scratch" <<'PY'
 import glob, json, os, sys

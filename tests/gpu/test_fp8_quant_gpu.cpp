@@ -4,7 +4,9 @@
 // range, denormal and huge scales, reciprocals that round worst), float32 inputs around every E4M3
 // rounding boundary, torch's vectors, all three schemes with edge and zero blocks, chunks starting
 // anywhere (the kernels' general path), non-finite weights in every mode, and a whole checkpoint
-// through the planner giving the CPU path's bytes. Skips without a GPU.
+// through the planner giving the CPU path's bytes; the engine's range calls (what a weight's
+// producers ask, through the staging pipeline: many pieces in flight, ranges starting and ending
+// inside pieces) against the CPU engine's. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,7 +22,8 @@
 #include "ops/float_convert.h"
 #include "ops/fp8.h"
 #include "ops/fp8_quant.h"
-#include "plan/executor.h"
+#include "ops/fp8_producers.h"
+#include "quantize_run.h"
 #include "tensor_bytes.h"
 #include "test_support.h"
 
@@ -292,14 +295,58 @@ TEST(Fp8QuantGpu, WholeCheckpointMatchesTheCpuBytes) {
       QuantizeOptions o;
       o.granularity = scheme;
       if (gpu) o.engine = cuda_fp8_engine();
-      Checkpoint ck = open_checkpoint(test::testdata("qwen3-moe"));
-      QuantizePlan qp = plan_quantize(ck, o);
-      ExecOptions eo;
-      eo.threads = 4;
       outs.push_back(d / (gpu ? "gpu" : "cpu"));
-      execute(qp.plan, outs.back(), eo);
+      test::quantize_into(test::testdata("qwen3-moe"), o, outs.back());
     }
     EXPECT_EQ(test::read_file_bytes(outs[0] + "/model.safetensors"), test::read_file_bytes(outs[1] + "/model.safetensors"))
         << quant::granularity_name(scheme);
+  }
+}
+
+// amax_range and quantize_range, the calls Fp8Quantization makes: pieces cut at multiples of the
+// step, more of them than the pipeline has slots, ranges starting and ending mid-piece, every
+// scheme; the GPU engine gives the CPU engine's amax, codes and (within float tolerance) errors.
+TEST(Fp8QuantGpu, RangesThroughThePipelineEqualTheCpuEngine) {
+  SKIP_WITHOUT_GPU();
+  const uint64_t rows = 1000, cols = 1032;
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.0f, 0.05f);
+  std::vector<float> w(rows * cols);
+  for (auto& v : w) v = nd(rng);
+  w[12345] = 300.0f;
+  for (DType dt : {DType::BF16, DType::F32}) {
+    test::ScratchDir d;
+    const auto bytes = encode(w, dt);
+    const std::string path = d / "model.safetensors";
+    test::write_raw_safetensors(path,
+                                std::string("{\"w\":{\"dtype\":\"") + std::string(dtype_name(dt)) + "\",\"shape\":[" +
+                                    std::to_string(rows) + "," + std::to_string(cols) + "],\"data_offsets\":[0," +
+                                    std::to_string(bytes.size()) + "]}}",
+                                bytes);
+    Checkpoint ck = open_checkpoint(path);
+    SourceReader src({path});
+    const Fp8Elements elements(src, ck.tensors[0].view);
+    for (Fp8Grid g : {Fp8Grid::per_tensor(rows, cols), Fp8Grid::per_channel(rows, cols), Fp8Grid::blocks(rows, cols, 128, 128)}) {
+      std::vector<float> cpu_amax(g.groups(), 0.0f), gpu_amax(g.groups(), 0.0f);
+      cpu_fp8_engine()->amax_range(g, dt, elements, 0, g.numel(), 100000, cpu_amax.data());
+      cuda_fp8_engine()->amax_range(g, dt, elements, 0, g.numel(), 100000, gpu_amax.data());
+      ASSERT_EQ(gpu_amax, cpu_amax) << dtype_name(dt);
+      std::vector<float> scales;
+      for (float a : cpu_amax) scales.push_back(fp8_scale_for_amax(a, DType::F32));
+      for (auto [first, count] : {std::pair<uint64_t, uint64_t>{0, g.numel()}, {70001, 500000}, {5, 65536 * 3 + 17}}) {
+        const uint64_t step = 65536, pieces = piece_count(first, count, step);
+        std::vector<uint8_t> cpu(count, 0xAA), gpu(count, 0x55);
+        std::vector<Fp8ErrorStats> cs(pieces), gs(pieces);
+        cpu_fp8_engine()->quantize_range(g, dt, elements, first, count, step, scales.data(), cpu.data(), cs.data());
+        cuda_fp8_engine()->quantize_range(g, dt, elements, first, count, step, scales.data(), gpu.data(), gs.data());
+        ASSERT_EQ(gpu, cpu) << dtype_name(dt) << " [" << first << ", +" << count << ")";
+        for (uint64_t i = 0; i < pieces; ++i) {
+          EXPECT_NEAR(gs[i].sum_sq, cs[i].sum_sq, 1e-4 * cs[i].sum_sq) << i;
+          EXPECT_NEAR(gs[i].sum_sq_err, cs[i].sum_sq_err,
+                      1e-4 * cs[i].sum_sq_err + 3e-7 * std::sqrt(cs[i].sum_sq_err * cs[i].sum_sq) + 1e-12 * cs[i].sum_sq)
+              << i;
+        }
+      }
+    }
   }
 }

@@ -3,19 +3,28 @@
 // the wide-group kernels), odd shapes (N not a multiple of 64, K not of 128, compressed-tensors
 // N % 8 != 0), stripes of rows starting inside the weight, the hard cases of int4_hard_weight
 // (all-zero groups, exact ties, odd zeros, tiny and subnormal-scale values, outliers), NaN/Inf and
-// overflowing scales (the same first problem as the CPU), and the error report. Skips without a GPU.
+// overflowing scales (the same first problem as the CPU), and the error report; then the engine
+// behind `ckpt quantize --int4 --device cuda` (kernels/int4_quant_engine.h, through the staging
+// pipeline) against the CPU engine strip for strip, and whole checkpoints through the planner in
+// every format, group size and symmetry, --layout marlin and --pad-intermediate giving the CPU
+// path's bytes. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 
 #include "cuda_check.h"
 #include "gpu_info.h"
 #include "int4_cases.h"
 #include "int4_quant.h"
+#include "int4_quant_engine.h"
 #include "int4_quant_host.h"
 #include "ops/int4_math.h"
+#include "ops/int4_producers.h"
 #include "ops/int4_quant.h"
+#include "quantize_run.h"
+#include "test_support.h"
 
 using namespace ckpt;
 using namespace ckpt::ops;
@@ -243,4 +252,172 @@ TEST(Int4QuantGpu, HostAdapterGivesTheCpuIssue) {
   EXPECT_EQ(i.row, 3u);
   EXPECT_EQ(i.col, 32u);
   EXPECT_EQ(i.value, 1e6f);
+}
+
+namespace {
+
+// One engine's words, parameters, stats and issue for the strips of a weight held in memory.
+struct EngineRun {
+  std::vector<uint32_t> words;
+  std::vector<Int4Params> params;
+  std::vector<Fp8ErrorStats> stats;
+  Int4Issue issue;
+};
+
+EngineRun run_engine(const Int4Engine& e, const Int4Scheme& s, DType dt, const std::vector<uint8_t>& w, uint64_t n,
+                     uint64_t k, const std::vector<Int4Engine::Strip>& strips) {
+  const Int4Geometry geo = int4_geometry(s, n, k);
+  const uint64_t es = dtype_bits(dt) / 8;
+  EngineRun r;
+  r.words.assign(n * ((k + 7) / 8), 0xA5A5A5A5u);
+  r.params.assign(n * geo.groups, Int4Params{-1.0f, 99});
+  r.stats.resize(strips.size());
+  r.issue = e.quantize_strips(
+      s, geo, dt, strips,
+      [&](uint64_t row0, uint64_t rows, uint8_t* dst) { std::memcpy(dst, w.data() + row0 * k * es, rows * k * es); },
+      r.words.data(), r.params.data(), r.stats.data());
+  return r;
+}
+
+// Strips of `rows` rows over [0, n), every `every`-th one (a thread's claim may skip strips that
+// others took).
+std::vector<Int4Engine::Strip> strips_of(uint64_t n, uint64_t rows, uint64_t every) {
+  std::vector<Int4Engine::Strip> v;
+  for (uint64_t r = 0, i = 0; r < n; r += rows, ++i)
+    if (i % every == 0) v.push_back({r, std::min(rows, n - r)});
+  return v;
+}
+
+void expect_same_run(const EngineRun& got, const EngineRun& want, const std::vector<Int4Engine::Strip>& strips,
+                     uint64_t k, uint64_t groups, const std::string& what) {
+  const uint64_t W = (k + 7) / 8;
+  for (const auto& st : strips) {
+    for (uint64_t r = st.row0; r < st.row0 + st.rows; ++r) {
+      for (uint64_t j = 0; j < W; ++j)
+        ASSERT_EQ(got.words[r * W + j], want.words[r * W + j]) << what << ": word (" << r << ", " << j << ")";
+      for (uint64_t g = 0; g < groups; ++g) {
+        ASSERT_EQ(got.params[r * groups + g].scale, want.params[r * groups + g].scale) << what << ": scale (" << r << ", " << g << ")";
+        ASSERT_EQ(got.params[r * groups + g].zero, want.params[r * groups + g].zero) << what << ": zero (" << r << ", " << g << ")";
+      }
+    }
+  }
+  // The error report (float32 terms summed in other orders on each device): close, not equal.
+  for (size_t i = 0; i < strips.size(); ++i) {
+    EXPECT_NEAR(got.stats[i].sum_sq_err, want.stats[i].sum_sq_err, 1e-4 * want.stats[i].sum_sq_err + 1e-30) << what;
+    EXPECT_NEAR(got.stats[i].sum_sq, want.stats[i].sum_sq, 1e-4 * want.stats[i].sum_sq + 1e-30) << what;
+    EXPECT_NEAR(got.stats[i].max_abs_err, want.stats[i].max_abs_err, 1e-5 * want.stats[i].max_abs_err + 1e-30) << what;
+  }
+}
+
+}  // namespace
+
+// The engine's strips (more than the pipeline's slots, a short last strip, claims that skip
+// strips) give the CPU engine's words and parameters in every format, symmetry, dtype and group.
+TEST(Int4QuantGpu, EngineStripsEqualTheCpuEngine) {
+  SKIP_WITHOUT_GPU();
+  const auto gpu = cuda_int4_engine();
+  const auto cpu = cpu_int4_engine();
+  const uint64_t n = 1000, k = 768;
+  int cases = 0;
+  for (DType dt : {DType::BF16, DType::F16, DType::F32})
+    for (Int4Format f : {Int4Format::kGptq, Int4Format::kAwq, Int4Format::kCompressedTensors})
+      for (bool sym : {true, false})
+        for (int64_t group : {int64_t{32}, int64_t{64}, int64_t{128}, int64_t{256}, int64_t{-1}}) {
+          const Int4Scheme s{f, group, sym, f == Int4Format::kCompressedTensors ? dt : DType::F16};
+          if (!int4_shape_problem(s, n, k).empty()) continue;
+          const Int4Geometry geo = int4_geometry(s, n, k);
+          const auto w = test::int4_hard_weight(n, k, geo.group, dt, static_cast<uint32_t>(++cases));
+          for (auto strips : {strips_of(n, 64, 1), strips_of(n, 136, 2), strips_of(n, n, 1)}) {
+            const std::string what = std::string(dtype_name(dt)) + " " + int4_format_name(f) + (sym ? " sym" : " asym") +
+                                     " g" + std::to_string(group) + ", " + std::to_string(strips.size()) + " strips";
+            const EngineRun want = run_engine(*cpu, s, dt, w, n, k, strips);
+            const EngineRun got = run_engine(*gpu, s, dt, w, n, k, strips);
+            ASSERT_FALSE(want.issue) << what;
+            ASSERT_FALSE(got.issue) << what;
+            expect_same_run(got, want, strips, k, geo.groups, what);
+          }
+        }
+  EXPECT_GT(cases, 60);
+}
+
+// What the kernel does not take (compressed-tensors with K % 8 != 0) goes to the CPU engine.
+TEST(Int4QuantGpu, EngineTakesOddKThroughTheCpu) {
+  SKIP_WITHOUT_GPU();
+  const uint64_t n = 40, k = 100;
+  const Int4Scheme s{Int4Format::kCompressedTensors, -1, false, DType::BF16};
+  ASSERT_EQ(int4_shape_problem(s, n, k), "");
+  const auto w = test::int4_hard_weight(n, k, k, DType::BF16, 11);
+  const auto strips = strips_of(n, 16, 1);
+  const EngineRun want = run_engine(*cpu_int4_engine(), s, DType::BF16, w, n, k, strips);
+  const EngineRun got = run_engine(*cuda_int4_engine(), s, DType::BF16, w, n, k, strips);
+  expect_same_run(got, want, strips, k, 1, "compressed-tensors K 100");
+}
+
+// A NaN and an overflowing scale in later strips: the same first problem as the CPU engine.
+TEST(Int4QuantGpu, EngineReportsTheCpuEnginesIssue) {
+  SKIP_WITHOUT_GPU();
+  const uint64_t n = 512, k = 256;
+  for (int kind : {1, 2}) {
+    std::vector<float> x(n * k, 0.25f);
+    if (kind == 1) x[300 * k + 77] = NAN, x[420 * k + 3] = INFINITY;
+    else x[200 * k + 129] = 1e6f, x[450 * k] = NAN;
+    const auto w = test::encode_floats(x, DType::F32);
+    const Int4Scheme s{Int4Format::kGptq, 128, true, DType::F16};
+    const auto strips = strips_of(n, 64, 1);
+    const EngineRun want = run_engine(*cpu_int4_engine(), s, DType::F32, w, n, k, strips);
+    const EngineRun got = run_engine(*cuda_int4_engine(), s, DType::F32, w, n, k, strips);
+    ASSERT_TRUE(want.issue);
+    EXPECT_EQ(got.issue.kind, want.issue.kind);
+    EXPECT_EQ(got.issue.row, want.issue.row);
+    EXPECT_EQ(got.issue.col, want.issue.col);
+    EXPECT_TRUE(got.issue.value == want.issue.value || (std::isnan(got.issue.value) && std::isnan(want.issue.value)));
+  }
+}
+
+// The whole command's path: plan_quantize + execute with the CUDA engine writes the CPU's files.
+TEST(Int4QuantGpu, WholeCheckpointMatchesTheCpuBytes) {
+  SKIP_WITHOUT_GPU();
+  struct Case {
+    quant::Format format;
+    bool sym;
+    int64_t group;
+    bool marlin;
+    uint64_t pad_tp;
+  };
+  const Case cases[] = {
+      {quant::Format::kGptq, true, 128, false, 0},   {quant::Format::kGptq, false, 128, false, 0},
+      {quant::Format::kGptq, true, 32, false, 0},    {quant::Format::kGptq, true, -1, false, 0},
+      {quant::Format::kAwq, false, 128, false, 0},   {quant::Format::kAwq, false, 64, false, 0},
+      {quant::Format::kCompressedTensors, true, 128, false, 0},
+      {quant::Format::kCompressedTensors, false, 32, false, 0},
+      {quant::Format::kCompressedTensors, true, -1, false, 0},
+      {quant::Format::kGptq, true, 128, true, 0},    {quant::Format::kAwq, false, 128, true, 0},
+      {quant::Format::kCompressedTensors, true, 128, true, 0},
+      {quant::Format::kGptq, true, 128, false, 4},
+  };
+  for (const Case& c : cases) {
+    test::ScratchDir d;
+    const std::string what = std::string(quant::format_name(c.format)) + (c.sym ? " sym" : " asym") + " g" +
+                             std::to_string(c.group) + (c.marlin ? " marlin" : "") +
+                             (c.pad_tp ? " pad " + std::to_string(c.pad_tp) : "");
+    std::vector<std::string> outs;
+    for (bool gpu : {false, true}) {
+      QuantizeOptions o;
+      o.method = quant::Method::kInt4;
+      o.format = c.format;
+      o.symmetric = c.sym;
+      o.group_size = c.group;
+      o.marlin_layout = c.marlin;
+      o.pad_intermediate_tp = c.pad_tp;
+      if (gpu) o.int4_engine = cuda_int4_engine();
+      outs.push_back(d / (gpu ? "gpu" : "cpu"));
+      test::quantize_into(test::testdata("llama-trained"), o, outs.back());
+    }
+    for (const auto& entry : std::filesystem::directory_iterator(outs[0])) {
+      const std::string name = entry.path().filename().string();
+      if (name == "ckpt-manifest.json") continue;  // holds the command line
+      EXPECT_EQ(test::read_file_bytes(outs[0] + "/" + name), test::read_file_bytes(outs[1] + "/" + name))
+          << what << ": " << name;
+    }
+  }
 }
