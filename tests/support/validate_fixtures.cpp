@@ -14,6 +14,7 @@
 #include "ops/fp8.h"
 #include "plan/executor.h"
 #include "plan/plan.h"
+#include "quantize_run.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -216,10 +217,7 @@ void write_trained_int4(const std::string& dir, const std::string& format, bool 
   o.symmetric = symmetric;
   o.group_size = group_size;
   o.marlin_layout = marlin;
-  const Checkpoint ck = open_checkpoint(testdata("llama-trained"));
-  ExecOptions eo;
-  eo.protected_paths = {testdata("llama-trained")};
-  execute(plan_quantize(ck, o).plan, dir, eo);
+  quantize_into(testdata("llama-trained"), o, dir);
 }
 
 void write_trained_gptq_act_order(const std::string& dir, bool marlin) {
