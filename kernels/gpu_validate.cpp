@@ -1,12 +1,13 @@
 #include "gpu_validate.h"
 
+#include <atomic>
 #include <cstdio>
 
 #include "commands/shard_layout.h"
 #include "core/sizes.h"
 #include "cuda_check.h"
 #include "device_loader.h"
-#include "gemm_warmup.h"
+#include "decode_warmup.h"
 #include "gpu_digests.h"
 #include "gpu_info.h"
 
@@ -26,8 +27,11 @@ std::string fmt(const char* f, double a, double b = 0, double c = 0, double d = 
 }
 
 // All phases of one target on the current device.
+// Load and integrity of one target on the current device; its device copy is released at the end
+// (the runtime uploads the model in its own device forms).
 void validate_target(validate::Target& t, const validate::ExpectedDigests& expected, const H2dFloor& floor,
-                     const std::string& label, validate::Report& report, const GpuValidateOptions& options) {
+                     const std::string& label, validate::Report& report, const GpuValidateOptions& options,
+                     std::atomic<bool>& load_failed) {
   std::vector<LoadedFile> files;
   auto load = validate::run_phase(report, options.load_phase, label, "load", [&](PhaseScope& scope) {
     LoadRequest req;
@@ -90,7 +94,10 @@ void validate_target(validate::Target& t, const validate::ExpectedDigests& expec
       d["first_layer_bytes"] = tm.first_layer_bytes;
     }
   });
-  if (load.status != validate::PhaseStatus::kOk) return;
+  if (load.status != validate::PhaseStatus::kOk) {
+    load_failed = true;
+    return;
+  }
   const double load_s = load.details["wall_seconds"].get<double>();
 
   validate::run_phase(report, "integrity (gpu)", label, "checksum", [&](PhaseScope& scope) {
@@ -114,24 +121,20 @@ void validate_target(validate::Target& t, const validate::ExpectedDigests& expec
     scope.phase().details["fraction_of_load"] = hash_s / load_s;
     scope.phase().details["reference"] = expected.manifests.empty() ? "file bytes (cpu)" : "manifest";
   });
-
-  GemmWarmup warmup(t, files, options.batch_sizes);
-  auto alloc = validate::run_phase(report, "allocate", label, "allocate", [&](PhaseScope& s) { warmup.allocate(s); });
-  if (alloc.status != validate::PhaseStatus::kOk) return;
-  auto warm = validate::run_phase(report, "warm-up", label, "gemm", [&](PhaseScope& s) { warmup.warm_up(s); });
-  if (warm.status == validate::PhaseStatus::kFailed && warm.details.empty()) return;  // a CUDA error, not a mismatch
-  validate::run_phase(report, "graphs", label, "graph", [&](PhaseScope& s) { warmup.graphs(s); });
 }
 
 void validate_on_device(int device, const std::vector<validate::Target*>& targets, const validate::ExpectedDigests& expected,
-                        validate::Report& report, const GpuValidateOptions& options) {
+                        validate::Report& report, const GpuValidateOptions& options, std::atomic<bool>& load_failed) {
   const std::string gpu = "gpu" + std::to_string(device);
   auto init = validate::run_phase(report, "cuda init", gpu, "cuda", [&](PhaseScope& scope) {
     CKPT_CUDA(cudaSetDevice(device));
     CKPT_CUDA(cudaFree(nullptr));  // creates the context
     scope.phase().summary = device_description(device);
   });
-  if (init.status != validate::PhaseStatus::kOk) return;
+  if (init.status != validate::PhaseStatus::kOk) {
+    load_failed = true;
+    return;
+  }
   H2dFloor floor;
   auto fl = validate::run_phase(report, "h2d floor", gpu, "cuda", [&](PhaseScope& scope) {
     floor = measure_pinned_h2d(kFloorBytes, kFloorReps);
@@ -141,16 +144,19 @@ void validate_on_device(int device, const std::vector<validate::Target*>& target
     scope.phase().details["median_gbps"] = floor.median_gbps;
     scope.phase().details["bytes"] = floor.bytes;
   });
-  if (fl.status != validate::PhaseStatus::kOk) return;
+  if (fl.status != validate::PhaseStatus::kOk) {
+    load_failed = true;
+    return;
+  }
   for (validate::Target* t : targets) {
     std::string label = t->label.empty() ? gpu : t->label + "@" + gpu;
-    validate_target(*t, expected, floor, label, report, options);
+    validate_target(*t, expected, floor, label, report, options, load_failed);
   }
 }
 
 }  // namespace
 
-void run_gpu_phases(validate::Prepared& prepared, validate::Report& report, const GpuValidateOptions& options) {
+GpuPhasesResult run_gpu_phases(validate::Prepared& prepared, validate::Report& report, const GpuValidateOptions& options) {
   std::vector<int> gpus = options.gpus.empty() ? std::vector<int>{0} : options.gpus;
   std::vector<std::vector<validate::Target*>> per_gpu(gpus.size());
   size_t i = 0;
@@ -160,9 +166,27 @@ void run_gpu_phases(validate::Prepared& prepared, validate::Report& report, cons
   for (int g : gpus) devices.push_back(device_description(g));
   report.set("gpus", devices);
   // One thread per GPU, all at once; an interruption seen by any of them stops them all.
+  std::atomic<bool> load_failed{false};
   parallel_for(gpus.size(), Workers{static_cast<int>(gpus.size()), report.workers().cancel}, [&](size_t g) {
-    if (!per_gpu[g].empty()) validate_on_device(gpus[g], per_gpu[g], prepared.expected, report, options);
+    if (!per_gpu[g].empty()) validate_on_device(gpus[g], per_gpu[g], prepared.expected, report, options, load_failed);
   });
+  GpuPhasesResult result;
+  if (load_failed) return result;
+
+  // The model runtime, once for the whole layout, on the first GPU (a parallel output's ranks
+  // run in turn there: running each rank on its own GPU is a separate issue).
+  const std::string label = (prepared.layout.parallel ? "all ranks@gpu" : "gpu") + std::to_string(gpus[0]);
+  CKPT_CUDA(cudaSetDevice(gpus[0]));
+  DecodeWarmup warmup(prepared.layout, options.batch_sizes);
+  validate::run_phase(report, "allocate", label, "allocate", [&](PhaseScope& s) { warmup.allocate(s); });
+  result.runtime_unsupported = warmup.unsupported();
+  report.set("runtime", result.runtime_unsupported.empty() ? ojson{{"ran", warmup.ready()}}
+                                                           : ojson{{"ran", false}, {"unsupported", result.runtime_unsupported}});
+  if (!warmup.ready()) return result;
+  auto warm = validate::run_phase(report, "warm-up", label, "decode", [&](PhaseScope& s) { warmup.warm_up(s); });
+  if (warm.status == validate::PhaseStatus::kFailed && warm.details.empty()) return result;  // a CUDA error, not a check
+  validate::run_phase(report, "graphs", label, "graph", [&](PhaseScope& s) { warmup.graphs(s); });
+  return result;
 }
 
 }  // namespace ckpt::cuda

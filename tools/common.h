@@ -18,7 +18,7 @@ namespace ckpt::cli {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;   // bad input, or a check failed
 inline constexpr int kExitUsage = 2;
-inline constexpr int kExitNoGpu = 3;    // validate: GPU phases could not run
+inline constexpr int kExitNoGpu = 3;    // validate: GPU phases could not run (no GPU, or a model the runtime cannot run)
 
 // A command line that cannot work (an option that cannot apply, a bad value): main prints
 // "ckpt: error: MESSAGE [usage]" and exits 2.

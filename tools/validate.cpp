@@ -96,7 +96,7 @@ void print_comparison(const model::Comparison& c, std::FILE* out) {
 }  // namespace
 
 void add_validate(CLI::App& app, std::function<int()>& action) {
-  auto* cmd = app.add_subcommand("validate", "Prove an output loads and runs: structure, checksums, GPU load, GEMM warm-up, CUDA graphs");
+  auto* cmd = app.add_subcommand("validate", "Prove an output loads and runs: structure, checksums, GPU load, a real decode step, CUDA graphs");
   struct Args {
     std::string dir, report, batch_sizes = "1,2,4,8,16,32", gpus, from_shm, shm_root = kDefaultShmRoot, io = "posix";
     bool cpu_only = false, json = false;
@@ -125,7 +125,7 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--generate", a->generate, "--against: greedy tokens each model continues with (default 8)");
   cmd->add_option("--min-top1", a->min_top1, "--against: least top-1 agreement (default per transformation, printed)");
   cmd->add_option("--max-kl", a->max_kl, "--against: largest mean KL(src||dst) in nats (default per transformation)");
-  cmd->add_option("--batch-sizes", a->batch_sizes, "Warm-up batch sizes, one CUDA graph each (comma-separated)");
+  cmd->add_option("--batch-sizes", a->batch_sizes, "Warm-up batch sizes: a decode step of the model and its CUDA graph each (comma-separated)");
   cmd->add_option("--gpus", a->gpus, "GPU ordinals to use, e.g. 0,1 (ranks spread over them; default 0)");
   cmd->add_flag("--cpu-only", a->cpu_only, "Run only the checks that need no GPU; exit 0 when they pass");
   cmd->callback([&action, a] {
@@ -183,7 +183,17 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
       options.gpus = gpus;
       options.io = ckpt::cuda::parse_io_mode(a->io);
       options.load_phase = a->from_shm.empty() ? "load" : "load (shm)";
-      ckpt::cuda::run_gpu_phases(prepared, report, options);
+      const ckpt::cuda::GpuPhasesResult gpu_result = ckpt::cuda::run_gpu_phases(prepared, report, options);
+      if (report.ok() && !gpu_result.runtime_unsupported.empty()) {
+        // Like no GPU: every check that could run passed, but the warm-up (a real decode step)
+        // could not run; a distinct exit code, never a pass.
+        int code = finish(report, progress, a->json, a->report, kExitNoGpu);
+        std::fprintf(stderr,
+                     "ckpt: the model runtime cannot run this model (%s): load and integrity passed on the GPU; "
+                     "the warm-up and graph phases did not run\n",
+                     gpu_result.runtime_unsupported.c_str());
+        return code;
+      }
 #endif
       return finish(report, progress, a->json, a->report, report.ok() ? kExitOk : kExitFailed);
     };

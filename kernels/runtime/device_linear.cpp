@@ -24,7 +24,11 @@ uint64_t chunk_rows(uint64_t k) { return std::max<uint64_t>(1, (uint64_t{1} << 2
 
 DeviceLinear::DeviceLinear(const model::LinearWeights& w, const std::vector<double>& bias) {
   const std::optional<model::StoredForm> s = w.stored_form();
-  if (s && s->int4) {
+  if (s && s->marlin) {
+    const DType t = s->marlin->scale_dtype;
+    if (t == DType::F16 || t == DType::BF16) upload_marlin(*s->marlin);
+    else upload_values(w);  // the kernel takes 16-bit scales only
+  } else if (s && s->int4) {
     upload_int4(*s->int4);
   } else if (s && s->linear) {
     const DType t = s->linear->weight->dtype();
@@ -135,9 +139,82 @@ void DeviceLinear::upload_int4(const model::Int4Form& f) {
   format_ = "int4";
 }
 
+// The Marlin tensors copied as they are; the GEMM's arguments but the per-call ones fixed here.
+void DeviceLinear::upload_marlin(const model::MarlinForm& f) {
+  auto copy = [](const uint8_t* host, uint64_t bytes) {
+    DeviceBuffer b(std::max<uint64_t>(bytes, 1));
+    if (bytes) CKPT_CUDA(cudaMemcpy(b.data(), host, bytes, cudaMemcpyHostToDevice));
+    return b;
+  };
+  const uint64_t n = f.n, k = f.k, G = f.groups;
+  data_ = copy(f.qweight, k / 16 * 2 * n * 4);
+  scale_ = copy(f.scales, G * n * 2);
+  bytes_ = k / 16 * 2 * n * 4 + G * n * 2;
+  marlin_args_ = MarlinGemmArgs{};
+  marlin_args_.dtype = f.scale_dtype == DType::F16 ? 0 : 1;
+  marlin_args_.n = n;
+  marlin_args_.k = k;
+  marlin_args_.group_size = f.group_size;
+  marlin_args_.b = data_.as<uint32_t>();
+  marlin_args_.scales = scale_.data();
+  if (f.zeros) {
+    zero_ = copy(f.zeros, G * n / 8 * 4);
+    marlin_args_.zeros = zero_.as<uint32_t>();
+    bytes_ += G * n / 8 * 4;
+  }
+  if (f.g_idx) {
+    g_idx_ = copy(f.g_idx, k * 4);
+    perm_ = copy(f.perm, k * 4);
+    marlin_args_.g_idx = g_idx_.as<int32_t>();
+    marlin_args_.perm = perm_.as<int32_t>();
+    bytes_ += 2 * k * 4;
+  }
+  view_ = LinearView{};
+  view_.w = data_.data();
+  view_.n = n;
+  view_.k = k;
+  marlin_ = true;
+  format_ = "marlin";
+}
+
+uint64_t DeviceLinear::marlin_scratch_bytes(uint64_t n, uint64_t k, uint64_t rows, int sm_count) {
+  MarlinGemmArgs a;
+  a.m = rows;
+  a.n = n;
+  a.k = k;
+  a.sm_count = sm_count;
+  auto align = [](uint64_t b) { return (b + 255) / 256 * 256; };
+  return align(rows * k * 2) + align(rows * n * 2) + MarlinGemm::get_workspace_size(a);
+}
+
+void DeviceLinear::apply_marlin(const float* x, uint64_t rows, float* y, const LinearContext& ctx, bool accumulate) const {
+  const uint64_t n = view_.n, k = view_.k;
+  if (ctx.marlin_scratch_bytes < marlin_scratch_bytes(n, k, rows, ctx.sm_count))
+    throw std::logic_error("DeviceLinear::apply: Marlin scratch too small");
+  uint8_t* a16 = ctx.marlin_scratch;
+  uint8_t* c16 = a16 + (rows * k * 2 + 255) / 256 * 256;
+  uint8_t* workspace = c16 + (rows * n * 2 + 255) / 256 * 256;
+  CKPT_CUDA(f32_to_half(x, rows * k, marlin_args_.dtype, a16, ctx.stream));
+  MarlinGemmArgs a = marlin_args_;
+  a.m = rows;
+  a.a = a16;
+  a.c = c16;
+  a.sm_count = ctx.sm_count;
+  MarlinGemm gemm;
+  const Int4Status st = gemm.run(a, workspace, ctx.stream);
+  if (st != Int4Status::kSuccess)
+    fail(Errc::kUnsupported, "", "",
+         std::string("Marlin GEMM [") + std::to_string(rows) + ", " + std::to_string(n) + ", " + std::to_string(k) +
+             "] group " + std::to_string(a.group_size) + ": " + int4_status_name(st) +
+             (st == Int4Status::kCudaError ? std::string(" (") + cudaGetErrorString(gemm.last_error()) + ")" : ""));
+  CKPT_CUDA(half_to_f32_add(c16, marlin_args_.dtype, rows, n, bias_.size() ? bias_.as<float>() : nullptr, accumulate, y,
+                            ctx.stream));
+}
+
 void DeviceLinear::apply(const float* x, uint64_t rows, float* y, const LinearContext& ctx, bool accumulate,
                          bool gemm) const {
   if (!present()) throw std::logic_error("DeviceLinear::apply on an absent Linear");
+  if (marlin_) return apply_marlin(x, rows, y, ctx, accumulate);
   const float* b = bias_.size() ? bias_.as<float>() : nullptr;
   if (!gemm && rows <= kSkinnyMaxRows) {
     CKPT_CUDA(linear_skinny(view_, x, rows, y, b, accumulate, ctx.stream));
@@ -159,7 +236,8 @@ void DeviceLinear::apply(const float* x, uint64_t rows, float* y, const LinearCo
 
 void DeviceLinear::apply_same_input(const std::vector<std::pair<const DeviceLinear*, float*>>& outs, const float* x,
                                     uint64_t rows, const LinearContext& ctx) {
-  if (rows > kSkinnyMaxRows || outs.size() > static_cast<size_t>(kSkinnyMaxJobs)) {
+  const bool any_marlin = std::any_of(outs.begin(), outs.end(), [](const auto& o) { return o.first->marlin_; });
+  if (rows > kSkinnyMaxRows || outs.size() > static_cast<size_t>(kSkinnyMaxJobs) || any_marlin) {
     for (const auto& [l, y] : outs) l->apply(x, rows, y, ctx);
     return;
   }

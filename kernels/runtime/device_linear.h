@@ -9,6 +9,14 @@
 //    upload through the formats' own decoder (ops::int4_unpack): K-packed nibbles [N][K/8 words,
 //    padded to 16 bytes], float32 scales [N][G], uint8 zeros [N][G] (a byte: GPTQ v1 zeros read
 //    back as 16), and act-order g_idx only where it is not k / G.
+//  - Marlin (a `ckpt marlin` output, model::MarlinForm): the Marlin tensors as stored — qweight,
+//    the permuted f16/bf16 scales, zero points, act-order's sorted g_idx and sort indices — run
+//    by the Marlin W4A16 GEMM (kernels/marlin_gemm.h) at every row count: activations rounded to
+//    the scales' 16-bit type, products on the tensor cores with float32 sums, the result rounded
+//    to that type and widened (so it matches the float32 paths to that type's rounding, not to
+//    float32's; an activation beyond the f16 range becomes Inf and shows as non-finite logits).
+//    Float32 scales (compressed-tensors of an f32 model), which the kernel does not take: the
+//    weight's float32 values, as below.
 //  - A weight with no stored form (calib's value-only Linears): its float32 values.
 // Apply: up to kSkinnyMaxRows rows the skinny kernel reads the weight once and dequantizes in
 // registers; more rows dequantize the weight into a float32 scratch (sized by the caller for the
@@ -22,6 +30,7 @@
 #include <vector>
 
 #include "cuda_check.h"
+#include "marlin_gemm.h"
 #include "model/linear.h"
 #include "runtime/linear_kernels.h"
 
@@ -35,6 +44,11 @@ struct LinearContext {
   cublasHandle_t blas = nullptr;
   float* scratch = nullptr;
   uint64_t scratch_elems = 0;
+  // The Marlin path's scratch (at least marlin_scratch_bytes for its Linears and rows) and the
+  // SM count of the device (the Marlin GEMM's K split, hence its workspace, depends on it).
+  uint8_t* marlin_scratch = nullptr;
+  uint64_t marlin_scratch_bytes = 0;
+  int sm_count = 0;
 };
 
 class DeviceLinear {
@@ -49,8 +63,13 @@ class DeviceLinear {
   const LinearView& view() const { return view_; }
   // Device bytes of the weight and its scales / zeros / g_idx.
   uint64_t bytes() const { return bytes_; }
-  // "bf16", "fp8 block", "int4" (the device form), "f32 values" for a weight without a stored form.
+  // "bf16", "fp8 block", "int4", "marlin" (the device form), "f32 values" for a weight without a
+  // stored form the kernels take.
   const std::string& device_format() const { return format_; }
+  bool marlin() const { return marlin_; }
+  // Bytes of LinearContext::marlin_scratch a Marlin [n, k] Linear needs for `rows` rows: A and C
+  // in 16 bits and the K split's float32 partial sums.
+  static uint64_t marlin_scratch_bytes(uint64_t n, uint64_t k, uint64_t rows, int sm_count);
 
   // y[rows][n] = x[rows][k] W^T (+ bias); `accumulate`: y += that (the GEMM path adds the bias
   // after the sum, the skinny kernel before: float32 rounding apart). `gemm` forces the
@@ -67,9 +86,13 @@ class DeviceLinear {
   void upload_values(const model::LinearWeights& w);
   void upload_dense(const validate::LinearWeight& lw, const uint8_t* bytes, const std::vector<double>& scales);
   void upload_int4(const model::Int4Form& f);
+  void upload_marlin(const model::MarlinForm& f);
+  void apply_marlin(const float* x, uint64_t rows, float* y, const LinearContext& ctx, bool accumulate) const;
 
   LinearView view_;
-  DeviceBuffer data_, scale_, zero_, g_idx_, bias_;
+  DeviceBuffer data_, scale_, zero_, g_idx_, perm_, bias_;
+  bool marlin_ = false;
+  MarlinGemmArgs marlin_args_;  // everything but m, a, c and sm_count
   uint64_t bytes_ = 0;
   std::string format_;
 };

@@ -1,6 +1,9 @@
 #include "runtime/gpu_forward.h"
 
 #include <algorithm>
+#include <chrono>
+#include <map>
+#include <set>
 #include <cstring>
 #include <stdexcept>
 
@@ -14,6 +17,10 @@
 namespace ckpt::cuda {
 
 namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
 
 DeviceBuffer upload_doubles(const std::vector<double>& v) {
   const std::vector<float> f(v.begin(), v.end());
@@ -58,6 +65,8 @@ struct GpuForward::Impl {
   const model::Model& m;
   const model::ModelConfig& c;
   uint64_t batch, capacity, length = 0, kv_bytes = 0, w_bytes = 0, embed_bytes = 0;
+  uint64_t active = 0;  // sequences of the step being run (decode may take fewer than `batch`)
+  int sm_count = 0;
   Stream stream;
   BlasHandle blas;
   DeviceBuffer blas_workspace;
@@ -69,17 +78,24 @@ struct GpuForward::Impl {
   // Row widths of the workspace, the largest over ranks, experts and vocab slices.
   uint64_t w_q = 1, w_kv = 1, w_ctx = 1, w_inter = 1, w_lm = 1;
   uint64_t gemm_elems = 0;  // largest N x K of a Linear not stored as float32 (the GEMM scratch)
+  std::set<std::pair<uint64_t, uint64_t>> marlin_shapes;  // [n, k] of the Marlin Linears
+  DeviceBuffer marlin_scratch;
   // The step's workspace, for `ws_rows` rows; grown (never inside a capture) by prepare().
   uint64_t ws_rows = 0;
   DeviceBuffer ids, start, h, x, y, part, q, k, v, ctx, gu, u, act, lm_part, logits, scratch;
   PinnedBuffer staging;  // ids and start on their way to the device
-  Graph graph;
-  GraphExec graph_exec;
+  struct StepGraph {
+    Graph graph;
+    GraphExec exec;
+    GpuForward::GraphStats stats;
+  };
+  std::map<uint64_t, StepGraph> graphs;  // decode steps by batch size
 
   DeviceLinear upload(const model::LinearWeights& w, const std::vector<double>& bias = {}) {
     DeviceLinear d(w, bias);
     w_bytes += d.bytes();
-    if (d.view().elem != WeightElem::kF32) gemm_elems = std::max(gemm_elems, d.n() * d.k());
+    if (d.marlin()) marlin_shapes.emplace(d.n(), d.k());
+    else if (d.view().elem != WeightElem::kF32) gemm_elems = std::max(gemm_elems, d.n() * d.k());
     return d;
   }
   DeviceLinear upload(const model::RankLinear& l) { return l.present() ? upload(*l.weight, l.bias) : DeviceLinear{}; }
@@ -100,6 +116,9 @@ struct GpuForward::Impl {
   Impl(const model::Model& model, uint64_t b, uint64_t cap)
       : m(model), c(model.config()), batch(b), capacity(cap), staging(b * cap * sizeof(int64_t) + sizeof(uint64_t)) {
     stream = new_stream();
+    int device = 0;
+    CKPT_CUDA(cudaGetDevice(&device));
+    CKPT_CUDA(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
     CKPT_CUBLAS(cublasCreate(blas.out()));
     CKPT_CUBLAS(cublasSetStream(blas, stream));
     blas_workspace = DeviceBuffer(kBlasWorkspace);
@@ -173,6 +192,16 @@ struct GpuForward::Impl {
       drop_graph();
       scratch = DeviceBuffer(std::max<uint64_t>(gemm_elems, 1) * sizeof(float));
     }
+    // The Marlin scratch for any row count up to `rows` (its K split, hence its workspace, is
+    // not monotonic in the rows).
+    uint64_t marlin_bytes = 0;
+    for (const auto& [n, k] : marlin_shapes)
+      for (uint64_t r = 1; r <= rows; ++r)
+        marlin_bytes = std::max(marlin_bytes, DeviceLinear::marlin_scratch_bytes(n, k, r, sm_count));
+    if (marlin_scratch.size() < marlin_bytes) {
+      drop_graph();
+      marlin_scratch = DeviceBuffer(marlin_bytes);
+    }
     if (rows <= ws_rows) return;
     drop_graph();
     const uint64_t H = c.hidden;
@@ -194,13 +223,11 @@ struct GpuForward::Impl {
     ws_rows = rows;
   }
 
-  void drop_graph() {
-    graph_exec.reset();
-    graph.reset();
-  }
+  void drop_graph() { graphs.clear(); }
 
   LinearContext linear_ctx() const {
-    return {stream, blas, scratch.as<float>(), scratch.size() / sizeof(float)};
+    return {stream, blas, scratch.as<float>(), scratch.size() / sizeof(float), marlin_scratch.as<uint8_t>(),
+            marlin_scratch.size(), sm_count};
   }
   void apply(const DeviceLinear& l, const float* in, uint64_t rows, float* out, bool accumulate = false) const {
     l.apply(in, rows, out, linear_ctx(), accumulate);
@@ -210,7 +237,7 @@ struct GpuForward::Impl {
   // in its own kernel; several ranks' partials are summed into y in rank order first (as the CPU
   // reference sums them), then added.
   void attention(const DevLayer& d, uint64_t layer, const float* in, uint64_t tokens) {
-    const uint64_t rows = batch * tokens, hd = c.head_dim, H = c.hidden;
+    const uint64_t rows = active * tokens, hd = c.head_dim, H = c.hidden;
     const bool one = d.ranks.size() == 1;
     if (!one) CKPT_CUDA(cudaMemsetAsync(y.data(), 0, rows * H * sizeof(float), stream));
     for (const RankLayer& r : d.ranks) {
@@ -245,7 +272,7 @@ struct GpuForward::Impl {
       a.v_cache = r.values.as<float>();
       a.out = ctx.as<float>();
       a.start = pos;
-      a.batch = batch;
+      a.batch = active;
       a.tokens = tokens;
       a.capacity = capacity;
       a.q_heads = r.nq;
@@ -355,8 +382,9 @@ struct GpuForward::Impl {
 
   // The checks of a step, its ids and position copied into the device buffers the step reads
   // (through pinned staging: the copies are asynchronous; the caller waits before staging again).
-  void begin_step(const std::vector<int64_t>& in_ids, uint64_t tokens) {
-    if (in_ids.size() != batch * tokens) throw std::logic_error("GpuForward: ids are not batch x tokens");
+  void begin_step(const std::vector<int64_t>& in_ids, uint64_t tokens, uint64_t sequences) {
+    if (sequences < 1 || sequences > batch || in_ids.size() != sequences * tokens)
+      throw std::logic_error("GpuForward: ids are not sequences x tokens, 1 <= sequences <= batch");
     if (length + tokens > capacity)
       fail(Errc::kInvalidArgument, "", "", "sequence of " + std::to_string(length + tokens) +
                                                " tokens exceeds the KV cache of " + std::to_string(capacity));
@@ -365,7 +393,9 @@ struct GpuForward::Impl {
         fail(Errc::kInvalidArgument, "", "", "token id " + std::to_string(id) + " is outside the vocabulary [0, " +
                                                  std::to_string(c.vocab) + ")");
     CKPT_CUDA(cudaStreamSynchronize(stream));  // the previous step (its staged copies, its graph) is done
-    prepare(batch * tokens);
+    // At least the whole batch's rows: a decode graph captured for fewer sequences stays valid.
+    prepare(std::max(sequences * tokens, batch));
+    active = sequences;
     uint8_t* st = staging.data();
     std::memcpy(st, &length, sizeof(uint64_t));
     std::memcpy(st + sizeof(uint64_t), in_ids.data(), in_ids.size() * sizeof(int64_t));
@@ -377,7 +407,7 @@ struct GpuForward::Impl {
   // The step on the ids and position already in device memory, logits into `logits`: only
   // asynchronous work on `stream` (for dense models), so it can be captured.
   void enqueue(uint64_t tokens) {
-    const uint64_t rows = batch * tokens, H = c.hidden, V = c.vocab;
+    const uint64_t rows = active * tokens, H = c.hidden, V = c.vocab;
     CKPT_CUDA(cudaMemsetAsync(h.data(), 0, rows * H * sizeof(float), stream));
     for (const DevVocab& e : embed)
       CKPT_CUDA(embed_rows(e.table.view(), e.rows.begin, e.rows.length, ids.as<int64_t>(), rows, h.as<float>(), stream));
@@ -413,7 +443,7 @@ struct GpuForward::Impl {
   }
 
   std::vector<double> forward(const std::vector<int64_t>& in_ids, uint64_t tokens) {
-    begin_step(in_ids, tokens);
+    begin_step(in_ids, tokens, batch);
     enqueue(tokens);
     length += tokens;
     return read_logits(batch * tokens);
@@ -426,21 +456,29 @@ struct GpuForward::Impl {
     return "";
   }
 
-  void enqueue_decode(const std::vector<int64_t>& in_ids) {
-    begin_step(in_ids, 1);
-    if (!graph_unsupported().empty()) {
+  void enqueue_decode(const std::vector<int64_t>& in_ids, bool use_graph = true) {
+    begin_step(in_ids, 1, in_ids.size());
+    if (!use_graph || !graph_unsupported().empty()) {
       enqueue(1);
     } else {
-      if (!graph_exec) {
+      StepGraph& g = graphs[active];
+      if (!g.exec) {
+        auto t = std::chrono::steady_clock::now();
         {
           CKPT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
           CaptureGuard capturing(stream);
           enqueue(1);
-          CKPT_CUDA(cudaStreamEndCapture(stream, graph.out()));
+          CKPT_CUDA(cudaStreamEndCapture(stream, g.graph.out()));
         }
-        CKPT_CUDA(cudaGraphInstantiate(graph_exec.out(), graph, 0));
+        g.stats.capture_s = seconds_since(t);
+        t = std::chrono::steady_clock::now();
+        CKPT_CUDA(cudaGraphInstantiate(g.exec.out(), g.graph, 0));
+        g.stats.instantiate_s = seconds_since(t);
+        size_t nodes = 0;
+        CKPT_CUDA(cudaGraphGetNodes(g.graph, nullptr, &nodes));
+        g.stats.nodes = nodes;
       }
-      CKPT_CUDA(cudaGraphLaunch(graph_exec, stream));
+      CKPT_CUDA(cudaGraphLaunch(g.exec, stream));
     }
     length += 1;
   }
@@ -450,9 +488,27 @@ GpuForward::GpuForward(const model::Model& m, uint64_t batch, uint64_t capacity)
     : impl_(std::make_unique<Impl>(m, batch, capacity)) {}
 GpuForward::~GpuForward() = default;
 std::vector<double> GpuForward::forward(const std::vector<int64_t>& ids, uint64_t tokens) { return impl_->forward(ids, tokens); }
-std::vector<double> GpuForward::decode(const std::vector<int64_t>& ids) {
-  impl_->enqueue_decode(ids);
-  return impl_->read_logits(impl_->batch);
+std::vector<double> GpuForward::decode(const std::vector<int64_t>& ids, bool graph) {
+  impl_->enqueue_decode(ids, graph);
+  return impl_->read_logits(impl_->active);
+}
+std::optional<GpuForward::GraphStats> GpuForward::graph_stats(uint64_t b) const {
+  auto it = impl_->graphs.find(b);
+  if (it == impl_->graphs.end() || !it->second.exec) return std::nullopt;
+  return it->second.stats;
+}
+uint64_t GpuForward::batch() const { return impl_->batch; }
+void GpuForward::prepare_decode() {
+  CKPT_CUDA(cudaStreamSynchronize(impl_->stream));
+  impl_->prepare(impl_->batch);
+}
+uint64_t GpuForward::workspace_bytes() const {
+  const Impl& m = *impl_;
+  uint64_t n = m.blas_workspace.size() + m.scratch.size() + m.marlin_scratch.size();
+  for (const DeviceBuffer* b : {&m.ids, &m.h, &m.x, &m.y, &m.part, &m.q, &m.k, &m.v, &m.ctx, &m.gu, &m.u, &m.act,
+                                &m.lm_part, &m.logits})
+    n += b->size();
+  return n;
 }
 std::string GpuForward::graph_unsupported() const { return impl_->graph_unsupported(); }
 void GpuForward::enqueue_decode(const std::vector<int64_t>& ids) { impl_->enqueue_decode(ids); }

@@ -11,16 +11,21 @@
 // decode() runs a decode step (one token per sequence) by replaying a CUDA graph captured on its
 // first call: the ids and the position live in device buffers the graph reads, the activations in
 // a workspace allocated before capture, so a step has no allocation and no host synchronisation
-// but the final logits copy. One GpuForward has one batch size, hence one graph.
+// but the final logits copy. A step may take the first b sequences only (1 <= b <= batch), as a
+// serving engine captures one graph per batch size at start-up: each b gets its own graph, all
+// sharing the weights, the KV cache (sized for `batch`) and the workspace (sized for `batch` rows
+// at the first step, so growing it never drops a graph captured for a smaller b).
 //
 // MoE layers route on the host (the reference's route() on router logits computed here), which
 // needs a host synchronisation inside the step: for MoE models decode() runs the step eagerly
 // and graph_unsupported() says so. Not here yet: device-side routing, the cuBLASLt FP8 and
-// bf16 tensor-core GEMMs for prefill (prefill dequantizes to float32), the Marlin INT4 kernel.
+// bf16 tensor-core GEMMs for prefill (prefill dequantizes to float32). Marlin-layout INT4 weights run
+// the Marlin W4A16 kernel (runtime/device_linear.h), in decode and prefill.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,9 +45,25 @@ class GpuForward {
   // As CpuForward::forward: `tokens` new ids per sequence ([batch][tokens]); logits [batch*tokens][vocab].
   // Runs eagerly (no graph).
   std::vector<double> forward(const std::vector<int64_t>& ids, uint64_t tokens);
-  // One decode step: one new id per sequence ([batch]); logits [batch][vocab]. Replays the step's
-  // CUDA graph (captured on the first call), or runs it eagerly where graph_unsupported() says why.
-  std::vector<double> decode(const std::vector<int64_t>& ids);
+  // One decode step: one new id for each of the first b = ids.size() sequences (1 <= b <= batch);
+  // logits [b][vocab]. Replays the CUDA graph of batch size b (captured on its first step), or
+  // runs it eagerly where graph_unsupported() says why. Every step advances the one position all
+  // sequences share: a step of b < batch sequences leaves the others' cache entries there
+  // unwritten (warm-up and benchmarks reset() before the next sequence).
+  // `graph` false: the same step run eagerly (validate compares the two bit for bit).
+  std::vector<double> decode(const std::vector<int64_t>& ids, bool graph = true);
+  // What capturing the decode graph of batch size b cost, once it was captured (nullopt before,
+  // or where graph_unsupported()).
+  struct GraphStats {
+    double capture_s = 0, instantiate_s = 0;
+    uint64_t nodes = 0;
+  };
+  std::optional<GraphStats> graph_stats(uint64_t b) const;
+  uint64_t batch() const;
+  // Allocates the workspace of a decode step of the whole batch now (the first step would), so
+  // that its allocation is timed apart from the steps; workspace_bytes() then says its size.
+  void prepare_decode();
+  uint64_t workspace_bytes() const;
   // Why decode() cannot use a CUDA graph for this model; empty when it does.
   std::string graph_unsupported() const;
   // For benchmarks: decode()'s step enqueued without reading the logits back (synchronize() waits).

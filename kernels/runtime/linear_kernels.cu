@@ -1,5 +1,6 @@
 #include "runtime/linear_kernels.h"
 
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
@@ -278,6 +279,36 @@ cudaError_t linear_skinny(const LinearView& w, const float* x, uint64_t m, float
 cudaError_t dequantize_linear(const LinearView& w, float* out, cudaStream_t stream) {
   if (w.n * w.k == 0) return cudaSuccess;
   dequantize_kernel<<<grid_for(w.n * w.k), kThreads, 0, stream>>>(w, out);
+  return cudaGetLastError();
+}
+
+__global__ void f32_to_half_kernel(const float* x, uint64_t count, int type16, void* out) {
+  for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < count; i += uint64_t(gridDim.x) * blockDim.x) {
+    if (type16 == 0) static_cast<__half*>(out)[i] = __float2half_rn(x[i]);
+    else static_cast<__nv_bfloat16*>(out)[i] = __float2bfloat16_rn(x[i]);
+  }
+}
+
+__global__ void half_to_f32_add_kernel(const void* c, int type16, uint64_t rows, uint64_t n, const float* bias,
+                                       bool accumulate, float* y) {
+  for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < rows * n; i += uint64_t(gridDim.x) * blockDim.x) {
+    float v = type16 == 0 ? __half2float(static_cast<const __half*>(c)[i])
+                        : __bfloat162float(static_cast<const __nv_bfloat16*>(c)[i]);
+    if (bias) v += bias[i % n];
+    y[i] = accumulate ? y[i] + v : v;
+  }
+}
+
+cudaError_t f32_to_half(const float* x, uint64_t count, int type16, void* out, cudaStream_t stream) {
+  if (count == 0) return cudaSuccess;
+  f32_to_half_kernel<<<grid_for(count), kThreads, 0, stream>>>(x, count, type16, out);
+  return cudaGetLastError();
+}
+
+cudaError_t half_to_f32_add(const void* c, int type16, uint64_t rows, uint64_t n, const float* bias, bool accumulate,
+                            float* y, cudaStream_t stream) {
+  if (rows * n == 0) return cudaSuccess;
+  half_to_f32_add_kernel<<<grid_for(rows * n), kThreads, 0, stream>>>(c, type16, rows, n, bias, accumulate, y);
   return cudaGetLastError();
 }
 

@@ -18,9 +18,10 @@
 
 #include <cstdint>
 
-#include "gemm_kernels.h"
-
 namespace ckpt::cuda {
+
+// How an FP8 weight's scale is laid out.
+enum class ScaleKind : int { kNone = 0, kTensor = 1, kChannel = 2, kBlock = 3 };
 
 // How elements are stored. kInt4: the runtime's one INT4 layout, converted on the host from
 // GPTQ / AWQ / compressed-tensors at upload: row n holds K-packed words, column k in nibble k % 8
@@ -70,6 +71,15 @@ cudaError_t linear_skinny_jobs(const SkinnyJob* jobs, int count, const float* x,
 // forces the element-by-element kernel (tests compare the two).
 cudaError_t linear_skinny(const LinearView& w, const float* x, uint64_t m, float* y, const float* bias,
                           bool accumulate, cudaStream_t stream, bool element_wise = false);
+
+// The Marlin W4A16 GEMM (kernels/marlin_gemm.h, run by device_linear.cpp on the Marlin tensors
+// as stored) takes A and gives C in f16 or bf16 (`type16`: 0 f16, 1 bf16, the scales' dtype): the
+// float32 activations are rounded to it (RNE) before, and C widened after:
+// out[i] = x[i] rounded to type16 for i < count;
+cudaError_t f32_to_half(const float* x, uint64_t count, int type16, void* out, cudaStream_t stream);
+// y[r][j] = (accumulate ? y[r][j] : 0) + float(c[r][j]) (+ bias[j], bias may be null).
+cudaError_t half_to_f32_add(const void* c, int type16, uint64_t rows, uint64_t n, const float* bias, bool accumulate,
+                            float* y, cudaStream_t stream);
 
 // out[n][k] = W[n][k] as float32.
 cudaError_t dequantize_linear(const LinearView& w, float* out, cudaStream_t stream);

@@ -27,6 +27,13 @@ MarlinSource marlin_source(quant::Format f) {
     default: return MarlinSource::kCompressedTensors;
   }
 }
+MarlinSource marlin_source(ops::Int4Format f) {
+  switch (f) {
+    case ops::Int4Format::kGptq: return MarlinSource::kGptq;
+    case ops::Int4Format::kAwq: return MarlinSource::kAwq;
+    default: return MarlinSource::kCompressedTensors;
+  }
+}
 
 std::vector<uint8_t> read_view(const SourceReader& src, const SourceView& v) {
   std::vector<uint8_t> b(v.nbytes());
@@ -256,18 +263,10 @@ class MarlinUncodes final : public UnitProducer {
 
 // Act-order codes back in the checkpoint's row order: every source row can come from any
 // K-tile, so the whole tensor is unpacked for each chunk (one chunk for most Linears).
-std::shared_ptr<Producer> act_order_uncodes(MarlinSource target, SourceView marlin, uint64_t n, uint64_t k, Perm perm) {
-  const uint64_t nbytes = k / 8 * n * 4;
+std::shared_ptr<Producer> act_order_uncodes(const MarlinLinearGeometry& g, SourceView marlin, Perm perm) {
   return std::make_shared<WholeProducer>(
-      nbytes,
-      [=](const SourceReader& src) {
-        const auto w = read_words(src, marlin);
-        std::vector<uint32_t> sorted(k / 8 * n), dst(k / 8 * n);
-        ops::marlin_unpack(MarlinSource::kGptq, w.data(), n, k, 0, k / 16, sorted.data(), n);
-        ops::marlin_scatter_sorted_k(target, sorted.data(), n, n, k, perm->data(), dst.data(),
-                                     target == MarlinSource::kGptq ? n : k / 8);
-        return bytes_of(dst);
-      },
+      g.k / 8 * g.n * 4,
+      [=](const SourceReader& src) { return bytes_of(marlin_source_codes(g, read_words(src, marlin).data(), perm->data())); },
       "marlin unpack act-order");
 }
 
@@ -277,24 +276,6 @@ std::vector<uint8_t> transpose_elems(const std::vector<uint8_t>& in, size_t es, 
   for (uint64_t r = 0; r < rows; ++r)
     for (uint64_t c = 0; c < cols; ++c) std::memcpy(&out[(c * rows + r) * es], &in[(r * cols + c) * es], es);
   return out;
-}
-
-// The zero points z [G][N] (0..15) in a source format's stored words.
-std::vector<uint32_t> pack_source_zeros(MarlinSource f, int zero_offset, const std::vector<uint8_t>& z, uint64_t groups,
-                                        uint64_t n) {
-  std::vector<uint32_t> w(groups * n / 8, 0);
-  for (uint64_t g = 0; g < groups; ++g)
-    for (uint64_t c = 0; c < n; ++c) {
-      const uint32_t v = static_cast<uint32_t>(z[g * n + c]);
-      switch (f) {
-        case MarlinSource::kGptq:
-          w[g * (n / 8) + c / 8] |= ((v - static_cast<uint32_t>(zero_offset)) & 15u) << (4 * (c % 8));
-          break;
-        case MarlinSource::kAwq: w[g * (n / 8) + c / 8] |= v << (4 * ops::kAwqNibble[c % 8]); break;
-        case MarlinSource::kCompressedTensors: w[(c / 8) * groups + g] |= v << (4 * (c % 8)); break;
-      }
-    }
-  return w;
 }
 
 // One quantized Linear as both directions see it.
@@ -337,13 +318,9 @@ class Planner {
   }
 
   // The shape checks of the repack (gptq_marlin_repack's TORCH_CHECKs) and of vLLM's Marlin
-  // layer admission (marlin_utils.verify_marlin_supports_shape, MARLIN_SUPPORTED_GROUP_SIZES).
+  // layer admission.
   void check_kernel_shape(const TensorRef& codes, const LinearTensors& l) const {
-    std::string why = ops::marlin_shape_problem(l.n, l.k);
-    if (why.empty() && l.k % 128 != 0)
-      why = "in_features " + std::to_string(l.k) + " is not a multiple of 128 (vLLM GPTQ_MARLIN_MIN_THREAD_K)";
-    if (why.empty() && l.group_size != -1 && l.group_size != 32 && l.group_size != 64 && l.group_size != 128)
-      why = "group size " + std::to_string(l.group_size) + " is not one the Marlin kernel takes (-1, 32, 64, 128)";
+    const std::string why = ops::marlin_kernel_shape_problem(l.n, l.k, l.group_size);
     if (!why.empty()) refuse(codes, "no Marlin layout: " + why);
   }
 
@@ -359,15 +336,9 @@ std::string strip_suffix(const std::string& name, const std::string& suffix) {
   return "";
 }
 
-struct Names {
-  std::string codes, scales, zeros, g_idx;
-};
-Names names_of(quant::Format f) {
-  if (f == quant::Format::kCompressedTensors) return {"weight_packed", "weight_scale", "weight_zero_point", "weight_g_idx"};
-  return {"qweight", "scales", "qzeros", "g_idx"};
-}
-
-const char* kSortIndices = "g_idx_sort_indices";  // vLLM's layer.g_idx_sort_indices
+using Names = MarlinTensorNames;
+Names names_of(quant::Format f) { return marlin_tensor_names(f); }
+const std::string kSortIndices = MarlinTensorNames{}.sort_indices;
 
 std::shared_ptr<Producer> bias_producer(const TensorRef& b, uint64_t n, bool inverse) {
   const size_t es = dtype_bits(b.dtype()) / 8;
@@ -508,7 +479,6 @@ void plan_undo(Planner& p, const quant::Scheme& s, std::vector<OutputTensor>& ou
   const Names nm = names_of(s.format);
   const MarlinSource kind = marlin_source(s.format);
   const bool gptq = s.format == quant::Format::kGptq;
-  const int zero_offset = gptq && !s.gptq_v2 ? 1 : 0;
   std::map<std::string, bool> consumed;
   for (const auto& t : p.ck_.tensors) {
     const std::string m = strip_suffix(t.name, nm.codes);
@@ -530,6 +500,7 @@ void plan_undo(Planner& p, const quant::Scheme& s, std::vector<OutputTensor>& ou
       return nullptr;
     };
 
+    const MarlinLinearGeometry geo = marlin_linear_geometry(s.int4(scales.dtype()), l.n, l.k);
     Perm perm;
     if (s.act_order) {
       const TensorRef& g = p.need(m + "." + nm.g_idx, t);
@@ -537,44 +508,32 @@ void plan_undo(Planner& p, const quant::Scheme& s, std::vector<OutputTensor>& ou
       p.expect(g, DType::I32, {l.k});
       p.expect(si, DType::I32, {l.k});
       consumed[g.name] = consumed[si.name] = true;
-      const auto sorted = p.values<int32_t>(g);
       auto pm = p.values<int32_t>(si);
-      std::vector<int32_t> gi(l.k, -1);
-      for (uint64_t i = 0; i < l.k; ++i) {
-        if (pm[i] < 0 || static_cast<uint64_t>(pm[i]) >= l.k || gi[static_cast<uint64_t>(pm[i])] != -1)
-          p.refuse(si, "is not a permutation of [0, " + std::to_string(l.k) + ")");
-        gi[static_cast<uint64_t>(pm[i])] = sorted[i];
-      }
+      std::vector<int32_t> gi;
+      if (std::string why = marlin_source_g_idx(p.values<int32_t>(g).data(), pm.data(), l.k, gi); !why.empty())
+        p.refuse(si, why);
       out.push_back({g.name, DType::I32, {l.k}, constant(bytes_of(gi), "g_idx in checkpoint order")});
       perm = std::make_shared<const std::vector<int32_t>>(std::move(pm));
     } else if (gptq) {
-      std::vector<int32_t> gi(l.k);
-      for (uint64_t i = 0; i < l.k; ++i) gi[i] = static_cast<int32_t>(i / (l.k / l.groups));
-      out.push_back({m + "." + nm.g_idx, DType::I32, {l.k}, constant(bytes_of(gi), "g_idx = k / group_size")});
+      out.push_back({m + "." + nm.g_idx, DType::I32, {l.k}, constant(bytes_of(marlin_trivial_g_idx(geo)), "g_idx = k / group_size")});
     }
     const quant::Part* codes = part_of(quant::PartRole::kCodes);
     out.push_back({t.name, DType::I32, codes->shape,
-                   perm ? act_order_uncodes(kind, t.view, l.n, l.k, perm)
+                   perm ? act_order_uncodes(geo, t.view, perm)
                         : std::shared_ptr<Producer>(std::make_shared<MarlinUncodes>(kind, t.view, l.n, l.k, p.whole_codes_max))});
 
     const size_t es = dtype_bits(scales.dtype()) / 8;
     const SourceView sv = scales.view;
-    const bool ct = s.format == quant::Format::kCompressedTensors;
     out.push_back({scales.name, scales.dtype(), part_of(quant::PartRole::kScale)->shape,
                    std::make_shared<WholeProducer>(
                        scales.nbytes(),
-                       [=](const SourceReader& src) {
-                         const auto in = read_view(src, sv);
-                         std::vector<uint8_t> o(in.size());
-                         ops::marlin_unpermute_scales(in.data(), es, l.n, l.k, l.group_size, 0, l.groups, o.data());
-                         return ct ? transpose_elems(o, es, l.groups, l.n) : o;
-                       },
+                       [=](const SourceReader& src) { return marlin_source_scales(geo, read_view(src, sv).data(), es); },
                        "marlin unpermute scales")});
 
     if (const quant::Part* zp = part_of(quant::PartRole::kZero)) {
       if (s.symmetric) {
-        const std::vector<uint32_t> w(l.groups * l.n / 8, s.gptq_v2 ? 0x88888888u : 0x77777777u);
-        out.push_back({m + "." + zp->suffix, DType::I32, zp->shape, constant(bytes_of(w), "symmetric GPTQ qzeros")});
+        out.push_back({m + "." + zp->suffix, DType::I32, zp->shape,
+                       constant(bytes_of(marlin_symmetric_gptq_zeros(geo)), "symmetric GPTQ qzeros")});
       } else {
         const TensorRef& z = p.need(m + "." + zp->suffix, t);
         p.expect(z, DType::I32, {l.groups, l.n / 8});
@@ -583,12 +542,7 @@ void plan_undo(Planner& p, const quant::Scheme& s, std::vector<OutputTensor>& ou
         out.push_back({z.name, DType::I32, zp->shape,
                        std::make_shared<WholeProducer>(
                            z.nbytes(),
-                           [=](const SourceReader& src) {
-                             const auto w = read_words(src, zv);
-                             std::vector<uint8_t> zz(l.groups * l.n);
-                             ops::marlin_unpack_zero_points(w.data(), l.groups, l.n, zz.data());
-                             return bytes_of(pack_source_zeros(kind, zero_offset, zz, l.groups, l.n));
-                           },
+                           [=](const SourceReader& src) { return bytes_of(marlin_source_zeros(geo, read_words(src, zv).data())); },
                            "marlin unpack zero points")});
       }
     }
@@ -616,7 +570,7 @@ MarlinPlan plan_marlin(const Checkpoint& ck, const MarlinOptions& o) {
     fail(Errc::kUnsupported, label, "", "config.json is missing: the quantization_config says what the tensors are");
   const ojson& config = *ck.config;
   const ojson* qc = config.contains("quantization_config") ? &config["quantization_config"] : nullptr;
-  const bool is_marlin = qc && qc->is_object() && qc->contains("quant_method") && (*qc)["quant_method"] == kMarlinQuantMethod;
+  const bool is_marlin = is_marlin_config(&config);
   if (config.contains("ckpt_parallel"))
     fail(Errc::kUnsupported, label, "",
          "a tensor/pipeline-parallel output: run ckpt marlin on each rank directory (what vLLM's per-rank repack does)");
@@ -649,13 +603,8 @@ MarlinPlan plan_marlin(const Checkpoint& ck, const MarlinOptions& o) {
     if (!is_marlin)
       fail(Errc::kUnsupported, label, "", "--undo: quantization_config.quant_method is not " + std::string(kMarlinQuantMethod) +
                                               " (not a ckpt marlin output)");
-    if (!qc->contains("source_quantization_config") || !(*qc)["source_quantization_config"].is_object())
-      fail(Errc::kInvalidArgument, label, "", "quantization_config.source_quantization_config is missing");
+    mp.source_scheme = marlin_source_scheme(config, label);  // checks source_quantization_config first
     const ojson& source_qc = (*qc)["source_quantization_config"];
-    ojson wrapped = {{"quantization_config", source_qc}};
-    mp.source_scheme = quant::read_scheme(&wrapped, label + " (source_quantization_config)");
-    if (mp.source_scheme.method != quant::Method::kInt4)
-      fail(Errc::kInvalidArgument, label, "", "source_quantization_config is not an INT4 format");
     plan_undo(p, mp.source_scheme, tensors, mp.linears);
     replaced["config.json"] = quant::config_with_quantization(config, source_qc);
     if (qc->contains("source_quantize_config")) quantize_config = (*qc)["source_quantize_config"].dump(2) + "\n";
@@ -674,6 +623,103 @@ MarlinPlan plan_marlin(const Checkpoint& ck, const MarlinOptions& o) {
   mp.plan.notes["linears"] = mp.linears;
   mp.plan.finalize();
   return mp;
+}
+
+bool is_marlin_config(const ojson* config) {
+  if (!config || !config->is_object() || !config->contains("quantization_config")) return false;
+  const ojson& qc = (*config)["quantization_config"];
+  return qc.is_object() && qc.contains("quant_method") && qc["quant_method"] == kMarlinQuantMethod;
+}
+
+quant::Scheme marlin_source_scheme(const ojson& config, const std::string& label) {
+  if (!is_marlin_config(&config)) fail(Errc::kInvalidArgument, label, "", "quantization_config.quant_method is not " + std::string(kMarlinQuantMethod));
+  const ojson& qc = config["quantization_config"];
+  if (!qc.contains("source_quantization_config") || !qc["source_quantization_config"].is_object())
+    fail(Errc::kInvalidArgument, label, "", "quantization_config.source_quantization_config is missing");
+  const ojson wrapped = {{"quantization_config", qc["source_quantization_config"]}};
+  quant::Scheme s = quant::read_scheme(&wrapped, label + " (source_quantization_config)");
+  if (s.method != quant::Method::kInt4)
+    fail(Errc::kInvalidArgument, label, "", "source_quantization_config is not an INT4 format");
+  return s;
+}
+
+MarlinTensorNames marlin_tensor_names(quant::Format f) {
+  MarlinTensorNames n;
+  if (f == quant::Format::kCompressedTensors) n.codes = "weight_packed", n.scales = "weight_scale", n.zeros = "weight_zero_point", n.g_idx = "weight_g_idx";
+  else n.codes = "qweight", n.scales = "scales", n.zeros = "qzeros", n.g_idx = "g_idx";
+  return n;
+}
+
+MarlinLinearGeometry marlin_linear_geometry(const ops::Int4Scheme& s, uint64_t n, uint64_t k) {
+  MarlinLinearGeometry g;
+  g.format = s.format;
+  g.n = n;
+  g.k = k;
+  g.group_size = s.group_size <= 0 ? -1 : s.group_size;
+  g.groups = g.group_size == -1 ? 1 : k / static_cast<uint64_t>(g.group_size);
+  g.zero_offset = s.format == ops::Int4Format::kGptq ? s.gptq_zero_offset : 0;
+  return g;
+}
+
+std::vector<uint8_t> marlin_source_scales(const MarlinLinearGeometry& g, const uint8_t* scales, size_t es) {
+  std::vector<uint8_t> o(g.groups * g.n * es);
+  ops::marlin_unpermute_scales(scales, es, g.n, g.k, g.group_size, 0, g.groups, o.data());
+  return g.format == ops::Int4Format::kCompressedTensors ? transpose_elems(o, es, g.groups, g.n) : o;
+}
+
+std::vector<uint32_t> marlin_source_zeros(const MarlinLinearGeometry& g, const uint32_t* zero_points) {
+  std::vector<uint8_t> z(g.groups * g.n);
+  ops::marlin_unpack_zero_points(zero_points, g.groups, g.n, z.data());
+  const MarlinSource f = marlin_source(g.format);  // ops::Int4Format overload
+  std::vector<uint32_t> w(g.groups * g.n / 8, 0);
+  for (uint64_t gr = 0; gr < g.groups; ++gr)
+    for (uint64_t c = 0; c < g.n; ++c) {
+      const uint32_t v = static_cast<uint32_t>(z[gr * g.n + c]);
+      switch (f) {
+        case MarlinSource::kGptq:
+          w[gr * (g.n / 8) + c / 8] |= ((v - static_cast<uint32_t>(g.zero_offset)) & 15u) << (4 * (c % 8));
+          break;
+        case MarlinSource::kAwq: w[gr * (g.n / 8) + c / 8] |= v << (4 * ops::kAwqNibble[c % 8]); break;
+        case MarlinSource::kCompressedTensors: w[(c / 8) * g.groups + gr] |= v << (4 * (c % 8)); break;
+      }
+    }
+  return w;
+}
+
+std::vector<uint32_t> marlin_symmetric_gptq_zeros(const MarlinLinearGeometry& g) {
+  return std::vector<uint32_t>(g.groups * g.n / 8, g.zero_offset == 0 ? 0x88888888u : 0x77777777u);
+}
+
+std::string marlin_source_g_idx(const int32_t* sorted, const int32_t* perm, uint64_t k, std::vector<int32_t>& out) {
+  out.assign(k, -1);
+  std::vector<bool> seen(k, false);
+  for (uint64_t i = 0; i < k; ++i) {
+    if (perm[i] < 0 || static_cast<uint64_t>(perm[i]) >= k || seen[static_cast<uint64_t>(perm[i])])
+      return "is not a permutation of [0, " + std::to_string(k) + ")";
+    seen[static_cast<uint64_t>(perm[i])] = true;
+    out[static_cast<uint64_t>(perm[i])] = sorted[i];
+  }
+  return "";
+}
+
+std::vector<int32_t> marlin_trivial_g_idx(const MarlinLinearGeometry& g) {
+  std::vector<int32_t> gi(g.k);
+  for (uint64_t i = 0; i < g.k; ++i) gi[i] = static_cast<int32_t>(i / (g.k / g.groups));
+  return gi;
+}
+
+std::vector<uint32_t> marlin_source_codes(const MarlinLinearGeometry& g, const uint32_t* marlin, const int32_t* perm) {
+  const MarlinSource target = marlin_source(g.format);
+  const uint64_t stride = target == MarlinSource::kGptq ? g.n : target == MarlinSource::kAwq ? g.n / 8 : g.k / 8;
+  std::vector<uint32_t> dst(g.k / 8 * g.n);
+  if (!perm) {
+    ops::marlin_unpack(target, marlin, g.n, g.k, 0, g.k / 16, dst.data(), stride);
+    return dst;
+  }
+  std::vector<uint32_t> sorted(g.k / 8 * g.n);
+  ops::marlin_unpack(MarlinSource::kGptq, marlin, g.n, g.k, 0, g.k / 16, sorted.data(), g.n);
+  ops::marlin_scatter_sorted_k(target, sorted.data(), g.n, g.n, g.k, perm, dst.data(), stride);
+  return dst;
 }
 
 }  // namespace ckpt

@@ -32,6 +32,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "checkpoint/checkpoint.h"
 #include "plan/plan.h"
@@ -57,5 +58,42 @@ struct MarlinPlan {
 };
 
 MarlinPlan plan_marlin(const Checkpoint& ck, const MarlinOptions& options);
+
+// Whether config.json names a `ckpt marlin` output (quantization_config.quant_method ckpt_marlin).
+bool is_marlin_config(const ojson* config);
+// The INT4 scheme a Marlin checkpoint's tensors come from (source_quantization_config); a missing
+// or non-INT4 source is an error naming `label`.
+quant::Scheme marlin_source_scheme(const ojson& config, const std::string& label);
+
+// One Marlin Linear's arrays back in its source format, array by array: what --undo writes for it,
+// and what validate and the CPU runtime decode a Marlin Linear through (lib/model/linear.h).
+struct MarlinLinearGeometry {
+  ops::Int4Format format = ops::Int4Format::kGptq;  // the source format
+  uint64_t n = 0, k = 0, groups = 1;
+  int64_t group_size = -1;  // marlin_permute_scales' argument: -1 for channelwise
+  int zero_offset = 0;      // GPTQ v1 qzeros: 1
+};
+MarlinLinearGeometry marlin_linear_geometry(const ops::Int4Scheme& source, uint64_t n, uint64_t k);
+// The names a Marlin Linear's tensors keep from the source format (<module>.<suffix>).
+struct MarlinTensorNames {
+  std::string codes, scales, zeros, g_idx;
+  std::string sort_indices = "g_idx_sort_indices";  // vLLM's layer.g_idx_sort_indices (act-order)
+};
+MarlinTensorNames marlin_tensor_names(quant::Format source);
+// Marlin-permuted scales [G, N] (elem_bytes each) -> the source's array ([G, N]; compressed-tensors [N, G]).
+std::vector<uint8_t> marlin_source_scales(const MarlinLinearGeometry& g, const uint8_t* scales, size_t elem_bytes);
+// Marlin zero points I32 [G, N/8] -> the source's zero words (GPTQ qzeros with its offset, AWQ
+// qzeros, compressed-tensors weight_zero_point).
+std::vector<uint32_t> marlin_source_zeros(const MarlinLinearGeometry& g, const uint32_t* zero_points);
+// Symmetric GPTQ's constant qzeros, which vLLM never reads (the relayout drops them).
+std::vector<uint32_t> marlin_symmetric_gptq_zeros(const MarlinLinearGeometry& g);
+// Act-order g_idx in checkpoint order from the sorted g_idx and its sort indices into `out`; the
+// reason when `perm` is not a permutation of [0, K) ("" otherwise).
+std::string marlin_source_g_idx(const int32_t* sorted, const int32_t* perm, uint64_t k, std::vector<int32_t>& out);
+// GPTQ's trivial g_idx (k / group_size), which vLLM replaces by an empty tensor without act-order.
+std::vector<int32_t> marlin_trivial_g_idx(const MarlinLinearGeometry& g);
+// Marlin qweight I32 [K/16, 2N] -> the source's codes, whole tensor; `perm`: the act-order sort
+// indices (null without act-order).
+std::vector<uint32_t> marlin_source_codes(const MarlinLinearGeometry& g, const uint32_t* marlin, const int32_t* perm);
 
 }  // namespace ckpt

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 
 #include "core/error.h"
 #include "validate/dequantize.h"
@@ -118,6 +119,49 @@ class Int4Linear final : public LinearWeights {
   Int4Form form_;
 };
 
+// A Marlin weight: stored as the Marlin arrays (the CUDA runtime runs the Marlin GEMM on them),
+// decoded on the CPU through the source format's arrays, undone once, on first use.
+class MarlinLinear final : public LinearWeights {
+ public:
+  MarlinLinear(const validate::LinearWeight& lw, const HostTensors& host) : lw_(lw), host_(host) {
+    form_.n = lw.n;
+    form_.k = lw.k;
+    form_.group_size = lw.int4->group_size <= 0 ? -1 : lw.int4->group_size;
+    form_.groups = ops::int4_geometry(*lw.int4, lw.n, lw.k).groups;
+    form_.scale_dtype = lw.scale->dtype();
+    form_.qweight = host.bytes(*lw.weight);
+    form_.scales = host.bytes(*lw.scale);
+    form_.zeros = lw.zeros ? host.bytes(*lw.zeros) : nullptr;
+    form_.g_idx = lw.act_order ? host.bytes(*lw.g_idx) : nullptr;
+    form_.perm = lw.act_order ? host.bytes(*lw.sort_indices) : nullptr;
+  }
+  WeightKind kind() const override { return WeightKind::kInt4; }
+  uint64_t out_features() const override { return lw_.n; }
+  uint64_t in_features() const override { return lw_.k; }
+  std::string format() const override { return lw_.format(); }
+  void dequantize_rows(uint64_t begin, uint64_t count, double* out) const override {
+    std::call_once(once_, [&] {
+      validate::Int4SourceArrays a =
+          validate::marlin_source_arrays(lw_, [&](const TensorRef& t) { return host_.bytes(t); }, true);
+      auto bytes = [](const auto& v) {
+        std::vector<uint8_t> b(v.size() * sizeof(v[0]));
+        if (!b.empty()) std::memcpy(b.data(), v.data(), b.size());
+        return b;
+      };
+      source_ = int4_linear(*lw_.int4, lw_.n, lw_.k, bytes(a.weights), bytes(a.zeros), std::move(a.scales), bytes(a.g_idx));
+    });
+    source_->dequantize_rows(begin, count, out);
+  }
+  std::optional<StoredForm> stored_form() const override { return StoredForm{nullptr, nullptr, nullptr, nullptr, &form_}; }
+
+ private:
+  validate::LinearWeight lw_;
+  const HostTensors& host_;
+  MarlinForm form_;
+  mutable std::once_flag once_;
+  mutable std::unique_ptr<LinearWeights> source_;  // the source format's arrays
+};
+
 }  // namespace
 
 std::unique_ptr<LinearWeights> int4_linear(const ops::Int4Scheme& scheme, uint64_t n, uint64_t k,
@@ -134,6 +178,7 @@ std::unique_ptr<LinearWeights> int4_linear(const ops::Int4Scheme& scheme, uint64
 }
 
 std::unique_ptr<LinearWeights> stored_linear(const validate::LinearWeight& lw, const HostTensors& host) {
+  if (lw.marlin) return std::make_unique<MarlinLinear>(lw, host);
   if (lw.is_int4())
     return std::make_unique<Int4Linear>(*lw.int4, lw.n, lw.k, host.bytes(*lw.weight),
                                         lw.zeros ? host.bytes(*lw.zeros) : nullptr, host.bytes(*lw.scale),

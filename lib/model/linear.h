@@ -58,14 +58,28 @@ struct Int4Form {
   ops::Int4Stored arrays;  // g_idx null: column k is in group k / G
 };
 
+// A Marlin-layout INT4 weight as stored (commands/marlin.h, validate::LinearWeight::marlin): the
+// arrays vLLM's Marlin GEMM reads, host bytes of the mapped tensors.
+struct MarlinForm {
+  uint64_t n = 0, k = 0, groups = 1;
+  int64_t group_size = -1;            // -1: channelwise
+  DType scale_dtype = DType::F16;
+  const uint8_t* qweight = nullptr;   // I32 [K/16, 2N]
+  const uint8_t* scales = nullptr;    // [G, N] Marlin-permuted
+  const uint8_t* zeros = nullptr;     // I32 [G, N/8] Marlin zero points; null: symmetric (zero 8)
+  const uint8_t* g_idx = nullptr;     // act-order: I32 [K] sorted; else null
+  const uint8_t* perm = nullptr;      // act-order: I32 [K] sort indices; else null
+};
+
 // A weight as stored, for a runtime that keeps it so. Dense / FP8: `linear` gives the element
 // dtype, [N, K] and the scale layout, `bytes` the first byte of the row-major weight and `scales`
-// the decoded scale tensor (FP8; empty for dense). INT4: `int4`.
+// the decoded scale tensor (FP8; empty for dense). INT4: `int4`. Marlin: `marlin`.
 struct StoredForm {
   const validate::LinearWeight* linear = nullptr;
   const uint8_t* bytes = nullptr;
   const std::vector<double>* scales = nullptr;
   const Int4Form* int4 = nullptr;
+  const MarlinForm* marlin = nullptr;
 };
 
 class LinearWeights {
@@ -86,7 +100,9 @@ class LinearWeights {
 
 // Dense float, FP8 and INT4 weights, as validate::find_linear_weights describes them (the scale
 // and its layout, the INT4 arrays, checked there); `host` holds the bytes and outlives this
-// object (INT4 arrays are read in place where they are 4-byte aligned, copied otherwise).
+// object (INT4 arrays are read in place where they are 4-byte aligned, copied otherwise). A
+// Marlin weight's rows decode through its arrays undone into the source format
+// (validate::marlin_source_arrays, on the first dequantize_rows) and that format's decoder.
 std::unique_ptr<LinearWeights> stored_linear(const validate::LinearWeight& lw, const HostTensors& host);
 
 // An INT4 weight owning its arrays (bytes of the format's layout: weights, zeros (empty: none),

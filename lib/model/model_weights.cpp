@@ -5,6 +5,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "ops/marlin_layout.h"
 
 namespace ckpt::model {
 
@@ -51,7 +52,18 @@ struct Source {
       fail(Errc::kTensorInvalidInfo, file_of(t), name,
            "shape " + shape_to_string(t.shape()) + ", expected [" + std::to_string(size) + "]");
     used.insert(name);
-    return decode_vector(*host, t);
+    std::vector<double> v = decode_vector(*host, t);
+    // The bias of a Marlin Linear is stored as vLLM's marlin_permute_bias leaves it
+    // (commands/marlin.h): back in output order.
+    if (ends_with(name, ".bias")) {
+      auto it = linears.find(name.substr(0, name.size() - 5) + ".weight");
+      if (it != linears.end() && it->second->marlin) {
+        std::vector<double> permuted = v;
+        ops::marlin_unpermute_bias(reinterpret_cast<const uint8_t*>(permuted.data()), sizeof(double), size,
+                                   reinterpret_cast<uint8_t*>(v.data()));
+      }
+    }
+    return v;
   }
 };
 

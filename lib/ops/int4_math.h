@@ -70,8 +70,8 @@ CKPT_HD inline uint32_t int4_zero_group_zero(int format, bool symmetric) {
 
 // Where the formats keep the code of element (n, k) and the zero point and scale of row n, group
 // g of a [N, K] weight with G groups per row (the layout table of ops/int4_quant.h): word index and
-// nibble shift. ops::int4_unpack (the CPU decoder every test decodes with) and the GPU's
-// dequantize kernel (kernels/gemm_kernels.cu) both read through these.
+// nibble shift. ops::int4_unpack (the CPU decoder every test decodes with, and the CUDA runtime's
+// INT4 upload) reads through these.
 struct Int4Nibble {
   uint64_t word;
   uint32_t shift;

@@ -21,6 +21,15 @@ std::string marlin_shape_problem(uint64_t n, uint64_t k) {
   return "";
 }
 
+std::string marlin_kernel_shape_problem(uint64_t n, uint64_t k, int64_t group_size) {
+  std::string why = marlin_shape_problem(n, k);
+  if (why.empty() && k % 128 != 0)
+    why = "in_features " + std::to_string(k) + " is not a multiple of 128 (vLLM GPTQ_MARLIN_MIN_THREAD_K)";
+  if (why.empty() && group_size != -1 && group_size != 32 && group_size != 64 && group_size != 128)
+    why = "group size " + std::to_string(group_size) + " is not one the Marlin kernel takes (-1, 32, 64, 128)";
+  return why;
+}
+
 namespace detail {
 
 uint32_t marlin_source_code(MarlinSource source, const uint32_t* src, uint64_t stride, uint64_t k, uint64_t n,

@@ -55,6 +55,10 @@ inline constexpr std::array<int, 8> kMarlinNibble = {0, 4, 1, 5, 2, 6, 3, 7};
 
 // Why the Marlin repack cannot take a [n, k] weight ("" when it can): K % 16, N % 64.
 std::string marlin_shape_problem(uint64_t n, uint64_t k);
+// Why vLLM's Marlin layer (and the runtime's GEMM) cannot take it ("" when it can): the repack's
+// rules, K % 128 (GPTQ_MARLIN_MIN_THREAD_K) and a group size in MARLIN_SUPPORTED_GROUP_SIZES
+// (-1, 32, 64, 128; marlin_utils.verify_marlin_supports_shape).
+std::string marlin_kernel_shape_problem(uint64_t n, uint64_t k, int64_t group_size);
 
 // Where the 4-bit codes come from.
 enum class MarlinSource : uint8_t {

@@ -1,10 +1,13 @@
 #include "validate/linear_weights.h"
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 
 #include "core/error.h"
+#include "commands/marlin.h"
 #include "core/file_io.h"
+#include "ops/marlin_layout.h"
 
 namespace ckpt::validate {
 
@@ -39,7 +42,7 @@ const char* scale_layout_name(quant::Granularity g) {
 }
 
 std::string LinearWeight::format() const {
-  if (int4) return std::string("int4 ") + ops::int4_format_name(int4->format);
+  if (int4) return std::string("int4 ") + ops::int4_format_name(int4->format) + (marlin ? " marlin" : "");
   if (!fp8()) {
     switch (weight->dtype()) {
       case DType::BF16: return "bf16";
@@ -124,6 +127,70 @@ std::optional<std::pair<uint64_t, uint64_t>> int4_dims(const Checkpoint& ck, con
   return std::make_pair(static_cast<uint64_t>(v[0]), static_cast<uint64_t>(v[1]));
 }
 
+// An INT4 Linear `module` of [n, k] in `scheme` (its INT4 parts still to be taken).
+LinearWeight int4_linear_weight(const std::string& module, uint64_t n, uint64_t k, const quant::Scheme& scheme,
+                                const ops::Int4Scheme& s4) {
+  LinearWeight lw;
+  lw.name = module + ".weight";
+  lw.n = n;
+  lw.k = k;
+  lw.layout = scheme.granularity;
+  lw.int4 = s4;
+  lw.act_order = scheme.act_order;
+  return lw;
+}
+
+// Each of `parts` of `module` there with its dtype and shape ("what" stores it "for a `weight`"),
+// taken into `lw` by its role (the part named `sort_indices`, a second group index, as the
+// Marlin sort indices); false after a failure.
+bool take_int4_parts(const Checkpoint& ck, const std::string& module, const TensorRef& codes,
+                     const std::vector<quant::Part>& parts,
+                     const std::function<const TensorRef*(const std::string&)>& find, const std::string& what,
+                     const std::string& weight, const FailFn& fail, LinearWeight& lw,
+                     const std::string& sort_indices = "") {
+  bool ok = true;
+  for (const auto& part : parts) {
+    const std::string name = module + "." + part.suffix;
+    const TensorRef* t = find(name);
+    const std::string want = std::string(dtype_name(part.dtype)) + " " + shape_str(part.shape);
+    if (!t) {
+      fail("int4", file_of(ck, codes), name, "tensor is missing: " + what + " stores " + want + " here for a " + weight);
+      ok = false;
+      continue;
+    }
+    if (t->dtype() != part.dtype || t->shape() != part.shape) {
+      fail("int4", file_of(ck, *t), name,
+           std::string(dtype_name(t->dtype())) + " " + shape_str(t->shape()) + ", but " + what + " stores " + want +
+               " for a " + weight);
+      ok = false;
+      continue;
+    }
+    lw.owned.push_back(t);
+    switch (part.role) {
+      case quant::PartRole::kCodes: lw.weight = t; break;
+      case quant::PartRole::kScale: lw.scale = t; break;
+      case quant::PartRole::kZero: lw.zeros = t; break;
+      case quant::PartRole::kGroupIndex: (part.suffix == sort_indices ? lw.sort_indices : lw.g_idx) = t; break;
+      default: break;
+    }
+  }
+  return ok;
+}
+
+// No tensor of `module` the Linear's scheme could own but `parts` does not list; false after one.
+bool no_other_parts(const Checkpoint& ck, const std::string& module, const std::vector<const TensorRef*>& owned,
+                    const std::vector<quant::Part>& parts, const std::string& what, const FailFn& fail) {
+  bool ok = true;
+  for (const TensorRef* t : owned) {
+    const std::string suffix = t->name.substr(module.size() + 1);
+    if (std::none_of(parts.begin(), parts.end(), [&](const quant::Part& p) { return p.suffix == suffix; })) {
+      fail("quant-config", file_of(ck, *t), t->name, "tensor that " + what + " does not have");
+      ok = false;
+    }
+  }
+  return ok;
+}
+
 // The INT4 Linears of `ck`, keyed by their codes tensor.
 std::map<const TensorRef*, LinearWeight> find_int4_linears(const Checkpoint& ck, const quant::Scheme& scheme,
                                                            const std::map<std::string, const TensorRef*>& by_name,
@@ -170,46 +237,14 @@ std::map<const TensorRef*, LinearWeight> find_int4_linears(const Checkpoint& ck,
     const auto [n, k] = *dims;
     const DType wdt = int4_weight_dtype(ck, scale);
     const ops::Int4Scheme s4 = scheme.int4(wdt);
-    LinearWeight lw;
-    lw.name = module + ".weight";
-    lw.n = n;
-    lw.k = k;
-    lw.layout = scheme.granularity;
-    lw.int4 = s4;
-    lw.act_order = scheme.act_order;
-    bool ok = true;
+    LinearWeight lw = int4_linear_weight(module, n, k, scheme, s4);
     const std::string weight = "[" + std::to_string(n) + ", " + std::to_string(k) + "] weight";
     if (std::string why = ops::int4_shape_problem(s4, n, k); !why.empty()) {
       fail("int4", file_of(ck, *codes), codes->name, scheme.describe() + " cannot hold a " + weight + ": " + why);
       continue;
     }
     std::vector<quant::Part> parts = scheme.linear_parts(n, k, wdt);
-    for (const auto& part : parts) {
-      const std::string name = module + "." + part.suffix;
-      const TensorRef* t = find(name);
-      const std::string want = std::string(dtype_name(part.dtype)) + " " + shape_str(part.shape);
-      if (!t) {
-        fail("int4", file_of(ck, *codes), name,
-             "tensor is missing: " + scheme.describe() + " (config.json) stores " + want + " here for a " + weight);
-        ok = false;
-        continue;
-      }
-      if (t->dtype() != part.dtype || t->shape() != part.shape) {
-        fail("int4", file_of(ck, *t), name,
-             std::string(dtype_name(t->dtype())) + " " + shape_str(t->shape()) + ", but " + scheme.describe() +
-                 " (config.json) stores " + want + " for a " + weight);
-        ok = false;
-        continue;
-      }
-      lw.owned.push_back(t);
-      switch (part.role) {
-        case quant::PartRole::kCodes: lw.weight = t; break;
-        case quant::PartRole::kScale: lw.scale = t; break;
-        case quant::PartRole::kZero: lw.zeros = t; break;
-        case quant::PartRole::kGroupIndex: lw.g_idx = t; break;
-        default: break;
-      }
-    }
+    bool ok = take_int4_parts(ck, module, *codes, parts, find, scheme.describe() + " (config.json)", weight, fail, lw);
     // compressed-tensors with actorder "group" (llm-compressor's GPTQ) adds weight_g_idx I32 [K],
     // which linear_parts leaves out (ckpt writes none): taken as the Linear's g_idx when it is there.
     if (scheme.format == quant::Format::kCompressedTensors && scheme.act_order) {
@@ -226,14 +261,91 @@ std::map<const TensorRef*, LinearWeight> find_int4_linears(const Checkpoint& ck,
         parts.push_back(g_idx);
       }
     }
-    for (const TensorRef* t : owned[module]) {
-      const std::string suffix = t->name.substr(module.size() + 1);
-      if (std::none_of(parts.begin(), parts.end(), [&](const quant::Part& p) { return p.suffix == suffix; })) {
-        fail("quant-config", file_of(ck, *t), t->name,
-             "tensor that " + scheme.describe() + " (config.json's quantization_config) does not have");
+    ok = no_other_parts(ck, module, owned[module], parts, scheme.describe() + " (config.json's quantization_config)", fail) && ok;
+    if (ok) out.emplace(codes, std::move(lw));
+  }
+  return out;
+}
+
+// The INT4 Linears of a `ckpt marlin` output of `scheme`, keyed by their Marlin qweight: every
+// tensor vLLM's Marlin layer holds after process_weights_after_loading (commands/marlin.h lists
+// them), with its dtype and shape, and none it does not.
+std::map<const TensorRef*, LinearWeight> find_marlin_linears(const Checkpoint& ck, const quant::Scheme& scheme,
+                                                             const std::map<std::string, const TensorRef*>& by_name,
+                                                             const FailFn& fail) {
+  auto find = [&](const std::string& name) -> const TensorRef* {
+    auto it = by_name.find(name);
+    return it == by_name.end() ? nullptr : it->second;
+  };
+  const MarlinTensorNames nm = marlin_tensor_names(scheme.format);
+  const bool ct = scheme.format == quant::Format::kCompressedTensors;
+  const std::string layout = "the Marlin layout of " + scheme.describe();
+  std::vector<std::string> modules;
+  std::map<std::string, std::vector<const TensorRef*>> owned;
+  for (const auto& t : ck.tensors) {
+    const auto dot = t.name.rfind('.');
+    if (dot == std::string::npos) continue;
+    const std::string last = t.name.substr(dot + 1);
+    if (!scheme.owns_suffix(last) && last != nm.sort_indices && last != nm.g_idx) continue;
+    const std::string module = t.name.substr(0, dot);
+    if (!owned.count(module)) modules.push_back(module);
+    owned[module].push_back(&t);
+  }
+  std::map<const TensorRef*, LinearWeight> out;
+  for (const auto& module : modules) {
+    const TensorRef* first = owned[module].front();
+    const TensorRef* codes = find(module + "." + nm.codes);
+    if (!codes) {
+      fail("int4", file_of(ck, *first), first->name,
+           "tensor of a Marlin Linear (" + layout + ") whose qweight '" + module + "." + nm.codes + "' is missing");
+      continue;
+    }
+    if (scheme.ignores(module)) {
+      fail("quant-config", file_of(ck, *codes), codes->name, "Marlin codes of a module quantization_config lists as ignored");
+      continue;
+    }
+    if (codes->dtype() != DType::I32 || codes->shape().size() != 2 || codes->shape()[1] % 128 != 0) {
+      fail("int4", file_of(ck, *codes), codes->name,
+           std::string(dtype_name(codes->dtype())) + " " + shape_str(codes->shape()) +
+               ": a Marlin qweight is I32 [K/16, 2N] with N a multiple of 64");
+      continue;
+    }
+    const uint64_t k = 16 * codes->shape()[0], n = codes->shape()[1] / 2;
+    const std::string weight = "[" + std::to_string(n) + ", " + std::to_string(k) + "] weight";
+    const TensorRef* scale = find(module + "." + nm.scales);
+    const DType wdt = int4_weight_dtype(ck, scale);
+    const ops::Int4Scheme s4 = scheme.int4(wdt);
+    std::string why = ops::int4_shape_problem(s4, n, k);
+    if (why.empty()) why = ops::marlin_kernel_shape_problem(n, k, s4.group_size);
+    if (!why.empty()) {
+      fail("int4", file_of(ck, *codes), codes->name, layout + " cannot hold a " + weight + ": " + why);
+      continue;
+    }
+    const ops::Int4Geometry geo = ops::int4_geometry(s4, n, k);
+    LinearWeight lw = int4_linear_weight(module, n, k, scheme, s4);
+    lw.marlin = true;
+    // What the layout holds (commands/marlin.h): scales in the source format's scale dtype.
+    std::vector<quant::Part> parts = {{nm.codes, quant::PartRole::kCodes, DType::I32, {k / 16, 2 * n}},
+                                      {nm.scales, quant::PartRole::kScale, s4.scale_dtype, {geo.groups, n}}};
+    if (!scheme.symmetric) parts.push_back({nm.zeros, quant::PartRole::kZero, DType::I32, {geo.groups, n / 8}});
+    if (scheme.act_order) {
+      parts.push_back({nm.g_idx, quant::PartRole::kGroupIndex, DType::I32, {k}});
+      parts.push_back({nm.sort_indices, quant::PartRole::kGroupIndex, DType::I32, {k}});
+    }
+    if (ct) parts.push_back({"weight_shape", quant::PartRole::kShape, DType::I64, {2}});
+    bool ok = take_int4_parts(ck, module, *codes, parts, find, layout, weight, fail, lw, nm.sort_indices);
+    // compressed-tensors: weight_shape still names the logical [N, K] (int4_dims reads it).
+    if (ok && ct) {
+      const auto dims = int4_dims(ck, scheme, *codes, find(module + ".weight_shape"), fail);
+      if (!dims) ok = false;
+      else if (dims->first != n || dims->second != k) {
+        fail("int4", file_of(ck, *codes), module + ".weight_shape",
+             "{" + std::to_string(dims->first) + ", " + std::to_string(dims->second) + "}, but the Marlin qweight " +
+                 shape_str(codes->shape()) + " holds a " + weight);
         ok = false;
       }
     }
+    ok = no_other_parts(ck, module, owned[module], parts, layout, fail) && ok;
     if (ok) out.emplace(codes, std::move(lw));
   }
   return out;
@@ -242,7 +354,7 @@ std::map<const TensorRef*, LinearWeight> find_int4_linears(const Checkpoint& ck,
 }  // namespace
 
 std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const quant::Scheme& scheme,
-                                              const LinearSelector& is_linear, const FailFn& fail) {
+                                              const LinearSelector& is_linear, const FailFn& fail, bool marlin) {
   auto file_of = [&](const TensorRef& t) { return ck.files[t.view.file].path; };
   std::map<std::string, const TensorRef*> by_name;
   for (const auto& t : ck.tensors) by_name[t.name] = &t;
@@ -251,7 +363,8 @@ std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const quant:
     return it == by_name.end() ? nullptr : it->second;
   };
   std::map<const TensorRef*, LinearWeight> int4;
-  if (scheme.method == quant::Method::kInt4) int4 = find_int4_linears(ck, scheme, by_name, fail);
+  if (scheme.method == quant::Method::kInt4)
+    int4 = marlin ? find_marlin_linears(ck, scheme, by_name, fail) : find_int4_linears(ck, scheme, by_name, fail);
 
   // A scale needs its FP8 weight (INT4 scales were matched to their codes above).
   for (const auto& t : ck.tensors) {
@@ -341,6 +454,32 @@ std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const quant:
     out.push_back(std::move(lw));
   }
   return out;
+}
+
+Int4SourceArrays marlin_source_arrays(const LinearWeight& lw, const std::function<const uint8_t*(const TensorRef&)>& bytes,
+                                      bool with_codes) {
+  // The undo functions read 32-bit words: each array is copied into aligned memory first.
+  auto words = [&](const TensorRef& t) {
+    std::vector<uint32_t> w(t.nbytes() / 4);
+    std::memcpy(w.data(), bytes(t), w.size() * 4);
+    return w;
+  };
+  const MarlinLinearGeometry g = marlin_linear_geometry(*lw.int4, lw.n, lw.k);
+  Int4SourceArrays a;
+  const std::vector<uint32_t> scales = words(*lw.scale);  // 2-byte elements, [G, N] with N even
+  a.scales = marlin_source_scales(g, reinterpret_cast<const uint8_t*>(scales.data()), dtype_bits(lw.scale->dtype()) / 8);
+  if (lw.zeros) a.zeros = marlin_source_zeros(g, words(*lw.zeros).data());
+  std::vector<uint32_t> perm;
+  if (lw.act_order) {
+    perm = words(*lw.sort_indices);
+    const std::vector<uint32_t> sorted = words(*lw.g_idx);
+    const std::string why = marlin_source_g_idx(reinterpret_cast<const int32_t*>(sorted.data()),
+                                                reinterpret_cast<const int32_t*>(perm.data()), lw.k, a.g_idx);
+    if (!why.empty()) fail(Errc::kInvalidArgument, "", lw.sort_indices->name, why);
+  }
+  if (with_codes)
+    a.weights = marlin_source_codes(g, words(*lw.weight).data(), lw.act_order ? reinterpret_cast<const int32_t*>(perm.data()) : nullptr);
+  return a;
 }
 
 }  // namespace ckpt::validate

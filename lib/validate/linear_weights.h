@@ -35,14 +35,33 @@ struct LinearWeight {
   const TensorRef* zeros = nullptr;
   const TensorRef* g_idx = nullptr;
   std::vector<const TensorRef*> owned;  // INT4: all its tensors (codes, scales, zeros, g_idx, shape)
+  // A `ckpt marlin` output (commands/marlin.h): `int4` is the source format's scheme, and the
+  // tensors are vLLM's Marlin layer's: weight the Marlin qweight I32 [K/16, 2N], scale [G, N]
+  // Marlin-permuted, zeros Marlin zero points I32 [G, N/8] (asymmetric only), g_idx the sorted
+  // g_idx and sort_indices its sort indices (act-order only).
+  bool marlin = false;
+  const TensorRef* sort_indices = nullptr;
   bool fp8() const { return scale != nullptr && !int4; }
   bool is_int4() const { return int4.has_value(); }
-  // "bf16", "fp8 per-tensor", "fp8 block 128x128", "int4 gptq", ...
+  // "bf16", "fp8 per-tensor", "fp8 block 128x128", "int4 gptq", "int4 gptq marlin", ...
   std::string format() const;
 };
 
 using FailFn = std::function<void(const std::string& check, const std::string& file, const std::string& tensor,
                                   const std::string& message)>;
+
+// A Marlin Linear's arrays back in its source format (commands/marlin.h undoes them), what that
+// format's decoders read (ops::Int4Stored: ops::int4_decode, ops::int4_check_stored). `bytes`
+// gives a tensor's bytes (any alignment); the codes are undone only with `with_codes` (the
+// structure checks leave them unread). Zeros are empty when symmetric, g_idx without act-order.
+// Fails (naming the tensor) when the sort indices are not a permutation.
+struct Int4SourceArrays {
+  std::vector<uint32_t> weights, zeros;
+  std::vector<uint8_t> scales;
+  std::vector<int32_t> g_idx;
+};
+Int4SourceArrays marlin_source_arrays(const LinearWeight& lw, const std::function<const uint8_t*(const TensorRef&)>& bytes,
+                                      bool with_codes);
 
 // Which tensors are Linear weights (the ones an engine multiplies activations with): the rules
 // marked "linear" in the checkpoint's recipe (chosen by architecture, or by the name a shard
@@ -65,7 +84,11 @@ class LinearSelector {
 // are the modules owning the scheme's tensors: their [N, K] comes from the codes tensor's shape
 // (compressed-tensors: from weight_shape), and every tensor of quant::Scheme::linear_parts must be
 // there with its dtype and shape, and no other tensor the scheme's Linears could own.
+// `marlin`: the checkpoint is a `ckpt marlin` output of `scheme` (its source format): the INT4
+// Linears are found by their Marlin tensors (names kept from the source format), each with the
+// dtype and shape the Marlin layout gives it, the shapes the Marlin kernel takes, and no tensor
+// the layout drops (symmetric GPTQ qzeros, a trivial g_idx).
 std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const quant::Scheme& scheme,
-                                              const LinearSelector& is_linear, const FailFn& fail);
+                                              const LinearSelector& is_linear, const FailFn& fail, bool marlin = false);
 
 }  // namespace ckpt::validate

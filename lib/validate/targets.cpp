@@ -11,6 +11,7 @@
 #include "checkpoint/dir_files.h"
 #include "checkpoint/hf_cache.h"
 #include "checkpoint/parallel_root.h"
+#include "commands/marlin.h"
 #include "core/error.h"
 #include "formats/hf_index.h"
 #include "formats/packed_source.h"
@@ -109,6 +110,48 @@ void check_scale_values(const Target& t, const FailFn& fail) {
   std::optional<CheckpointBytes> bytes;  // opened at the first scale
   std::vector<uint8_t> buf;
   for (const auto& lw : t.linears) {
+    if (lw.is_int4() && lw.marlin) {
+      // The arrays undone into the source format, checked by that format's rules, plus the
+      // layout's own: g_idx sorted (marlin_sort_g_idx) and its sort indices a permutation.
+      if (!bytes) bytes.emplace(t.ck);
+      std::map<const TensorRef*, std::vector<uint64_t>> read;
+      auto get = [&](const TensorRef& x) -> const uint8_t* {
+        auto& v = read[&x];
+        if (v.empty()) v = read_aligned(*bytes, x);
+        return reinterpret_cast<const uint8_t*>(v.data());
+      };
+      Int4SourceArrays a;
+      try {
+        a = marlin_source_arrays(lw, get, false);
+      } catch (const Error& e) {
+        fail("int4", t.ck.files[lw.sort_indices->view.file].path, e.tensor(), e.rule());
+        continue;
+      }
+      if (lw.act_order) {
+        const int32_t* sorted = reinterpret_cast<const int32_t*>(get(*lw.g_idx));
+        for (uint64_t i = 1; i < lw.k; ++i)
+          if (sorted[i] < sorted[i - 1]) {
+            fail("int4", t.ck.files[lw.g_idx->view.file].path, lw.g_idx->name,
+                 "element " + std::to_string(i) + ": the Marlin layout stores g_idx sorted (marlin_sort_g_idx), but " +
+                     std::to_string(sorted[i]) + " follows " + std::to_string(sorted[i - 1]));
+            break;
+          }
+      }
+      ops::Int4Stored st;
+      st.scales = a.scales.data();
+      st.zeros = a.zeros.empty() ? nullptr : a.zeros.data();
+      st.g_idx = a.g_idx.empty() ? nullptr : a.g_idx.data();
+      const ops::Int4ArrayIssue issue = ops::int4_check_stored(*lw.int4, ops::int4_geometry(*lw.int4, lw.n, lw.k), st, lw.act_order);
+      if (issue) {
+        const TensorRef* x = issue.array == ops::Int4ArrayIssue::kZeros ? lw.zeros
+                             : issue.array == ops::Int4ArrayIssue::kScales ? lw.scale
+                                                                            : lw.g_idx;
+        fail("int4", t.ck.files[x->view.file].path, x->name,
+             "element " + std::to_string(issue.index) + " in the source layout (" + ops::int4_format_name(lw.int4->format) +
+                 "): " + issue.rule);
+      }
+      continue;
+    }
     if (lw.is_int4()) {
       // The codes matter only where the packing pads a row (compressed-tensors, K % 8): read
       // them only then, so the structure phase does not read the whole model.
@@ -162,14 +205,17 @@ void open_target(Target& t, uint64_t tp_size, const FailFn& fail) {
   if (t.ck.config && t.ck.config->contains("ckpt_parallel")) t.parallel = (*t.ck.config)["ckpt_parallel"];
   const std::string config_label = config_path(t.dir);
   try {
-    t.scheme = quant::read_scheme(t.ck.config ? &*t.ck.config : nullptr, config_label);
+    // A `ckpt marlin` output: its Linears are checked as the Marlin layout of the source format.
+    t.marlin = is_marlin_config(t.ck.config ? &*t.ck.config : nullptr);
+    t.scheme = t.marlin ? marlin_source_scheme(*t.ck.config, config_label)
+                        : quant::read_scheme(t.ck.config ? &*t.ck.config : nullptr, config_label);
     check_scheme_runs(t.scheme, config_label);
   } catch (const Error& e) {
     fail("quant-config", e.file(), e.tensor(), e.rule());
   }
   LinearSelector selector = LinearSelector::for_checkpoint(t.ck, t.parallel);
   t.linear_source = selector.source();
-  t.linears = find_linear_weights(t.ck, t.scheme, selector, fail);
+  t.linears = find_linear_weights(t.ck, t.scheme, selector, fail, t.marlin);
   check_stray_shards(t, fail);
   check_config(t, tp_size, fail);
   try {

@@ -20,7 +20,8 @@ struct Target {
   int stage = 0, rank = 0;
   bool opened = false;  // the checkpoint opened; GPU phases run only on opened targets
   Checkpoint ck;
-  quant::Scheme scheme;
+  quant::Scheme scheme;  // for a `ckpt marlin` output: the source format's (marlin true)
+  bool marlin = false;
   std::vector<LinearWeight> linears;  // point into ck.tensors: a Target is never copied
   std::string linear_source;          // how Linear weights were told apart (LinearSelector)
   std::optional<ojson> parallel;      // config.json's "ckpt_parallel" block

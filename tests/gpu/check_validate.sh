@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # GPU machine: ckpt validate's GPU phases on real outputs of the other commands (bf16 rechunk,
-# FP8 per-tensor / block / channel from quantize, TP from shard, an MoE), each must pass with every
-# GPU phase reported; with two GPUs, a TP output's ranks run side by side, one per GPU; a flipped
-# byte must be named by the GPU checksum.
+# FP8 per-tensor / block / channel from quantize, TP from shard, an MoE, INT4 and its Marlin
+# layout), each must pass with every GPU phase reported (the warm-up a real decode step; an MoE's
+# graphs skipped with the reason); with two GPUs, a TP output's ranks load side by side, one per
+# GPU; a flipped byte must be named by the GPU checksum; a model the runtime cannot run (DeepSeek-V3)
+# exits 3 saying so.
 set -euo pipefail
 ckpt=${1:?ckpt binary}
 td=${2:?testdata dir}
@@ -18,7 +20,9 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 "$ckpt" quantize --fp8 "$td/qwen3-moe" "$tmp/fp8-moe" -q
 "$ckpt" shard --tp 2 "$td/llama" "$tmp/tp2" -q
 "$ckpt" shard --tp 2 "$tmp/fp8-channel" "$tmp/tp2-fp8" -q
-for d in bf16 fp8-tensor fp8-block fp8-channel fp8-moe tp2 tp2-fp8; do
+"$ckpt" quantize --int4 --format gptq --asym --group-size 32 "$td/llama-trained" "$tmp/int4" -q
+"$ckpt" quantize --int4 --format gptq --asym --group-size 32 --layout marlin "$td/llama-trained" "$tmp/marlin" -q
+for d in bf16 fp8-tensor fp8-block fp8-channel fp8-moe tp2 tp2-fp8 int4 marlin; do
   echo "-- validate $d"
   "$ckpt" validate "$tmp/$d" --report "$out/validate-$d.json" || fail "$d did not pass"
   python3 - "$out/validate-$d.json" <<'PY'
@@ -38,8 +42,9 @@ if [ "$gpus" -ge 2 ]; then
   python3 - "$out/validate-gpus.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-targets = {p.get('target') for p in r['phases'] if p['phase'] == 'graphs'}
+targets = {p.get('target') for p in r['phases'] if p['phase'] == 'integrity (gpu)'}
 assert targets == {'rank-0@gpu0', 'rank-1@gpu1'}, targets
+assert [p.get('target') for p in r['phases'] if p['phase'] == 'graphs'] == ['all ranks@gpu0']
 PY
 else
   echo "-- one GPU: ranks on their own GPUs not checked (needs 2)"
@@ -87,5 +92,18 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 assert r['from_shm']['name'].startswith('ckpt-check-'), r.get('from_shm')
 assert sum(p['phase'] == 'load (shm)' for p in r['phases']) == 2, [p['phase'] for p in r['phases']]
+PY
+# A model the runtime cannot compute: load and integrity run, then exit 3 saying why, no warm-up.
+set +e
+"$ckpt" validate "$td/deepseek-v3" --report "$out/deepseek.json" >/dev/null 2>"$tmp/err"
+rc=$?
+set -e
+[ "$rc" = 3 ] && grep -q "runtime cannot run this model.*DeepseekV3ForCausalLM" "$tmp/err" || { cat "$tmp/err"; fail "deepseek-v3: exit $rc"; }
+python3 - "$out/deepseek.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+names = [p['phase'] for p in r['phases']]
+assert 'integrity (gpu)' in names and 'warm-up' not in names and 'graphs' not in names, names
+assert r['runtime']['ran'] is False, r['runtime']
 PY
 echo "validate GPU checks: ok"

@@ -4,14 +4,19 @@
 // logits within float32 rounding (max |delta| <= 1e-4 of the logit range); prefill + decode
 // through the GPU KV cache equal to one pass; decode steps replayed from the CUDA graph equal to
 // the eager steps bit for bit; and each Linear path (skinny kernel with 16-byte loads, skinny
-// element by element, dequantize + cuBLAS) against the CPU reference's linear_forward. Skips
-// without a GPU.
+// element by element, dequantize + cuBLAS) against the CPU reference's linear_forward; a decode
+// step of fewer sequences than the batch (a graph per batch size, one KV cache) equal to a model
+// of that batch; and Marlin-layout INT4 (the Marlin W4A16 GEMM: activations and products in the
+// scales' 16-bit type) against the same weights in their source layout: logits within
+// kMarlinTolerance of the logit range (f16 scales; three times that for bf16), each Linear within
+// 1e-2 (3e-2 bf16) of its largest output. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <random>
 
 #include "calib/calibrate.h"
@@ -24,6 +29,7 @@
 #include "runtime/device_linear.h"
 #include "runtime/gpu_forward.h"
 #include "test_support.h"
+#include "validate_fixtures.h"
 
 using namespace ckpt;
 
@@ -367,4 +373,164 @@ TEST(GpuForward, Fp8AndInt4ModelsMatchTheCpuReferenceEagerAndGraphed) {
     expect_model_matches_cpu(*m, c.name, 2, 16);
     expect_graph_decode_equals_eager(*m, c.name);
   }
+}
+
+// A decode step of b < batch sequences (warm-up's graph per batch size) equals the step of a model
+// built for b, eager and graphed, and a graph stays valid after graphs of other sizes are captured.
+TEST(GpuForward, DecodeAtEveryBatchSizeSharesOneCache) {
+  if (no_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine: the CUDA forward tests need one";
+  for (const char* dir : {"llama", "qwen3", "phi3"}) {
+    auto m = model::Model::open(test::testdata(dir));
+    cuda::GpuForward g(*m, 4, 8);
+    std::map<uint64_t, std::vector<double>> first;
+    for (uint64_t b : {4, 1, 2}) {
+      const std::vector<int64_t> ids = model::seeded_token_ids(m->config().vocab, b, 1, 3).ids;
+      g.reset();
+      const std::vector<double> eager = g.decode(ids, false);
+      g.reset();
+      const std::vector<double> graphed = g.decode(ids);
+      ASSERT_TRUE(g.graph_stats(b)) << dir << " batch " << b;
+      EXPECT_GT(g.graph_stats(b)->nodes, 0u);
+      cuda::GpuForward alone(*m, b, 8);
+      const std::vector<double> want = alone.forward(ids, 1);
+      ASSERT_EQ(eager.size(), b * m->config().vocab);
+      EXPECT_EQ(max_abs_diff(eager, want), 0.0) << dir << " batch " << b << ": eager step differs from a batch-" << b << " model";
+      EXPECT_EQ(max_abs_diff(graphed, want), 0.0) << dir << " batch " << b << ": graph replay differs";
+      first[b] = graphed;
+    }
+    g.reset();
+    const std::vector<int64_t> ids4 = model::seeded_token_ids(m->config().vocab, 4, 1, 3).ids;
+    EXPECT_EQ(max_abs_diff(g.decode(ids4), first[4]), 0.0) << dir << ": the batch-4 graph after the others were captured";
+  }
+}
+
+namespace {
+
+// Marlin vs its source layout: the Marlin GEMM rounds activations, weights and outputs to the
+// scales' 16-bit type (f16: 2^-11 relative each, bf16: 2^-8), the source layout computes in
+// float32. That rounding emulated in the CPU reference on llama-trained (16 tokens) moved the
+// logits by at most 8.5e-4 of their range with f16 scales (gptq, awq) and 8.5e-3 with bf16
+// (compressed-tensors): the bounds keep a 3x margin or more; a misplaced tile moves them by far more.
+constexpr double kMarlinTolerance = 1e-2;
+
+struct MarlinCase {
+  const char* format;
+  bool sym;
+  int64_t group;
+  bool bf16;  // compressed-tensors keeps the weight's dtype (bf16) for its scales
+};
+
+std::vector<MarlinCase> marlin_cases() {
+  return {{"gptq", true, 128, false}, {"gptq", false, -1, false}, {"awq", false, 32, false},
+          {"compressed-tensors", false, 64, true}, {"compressed-tensors", true, -1, true}};
+}
+
+// The trained model's INT4 in its source layout (`q`) and in the Marlin layout (`m`): the CPU
+// reference reads both to the same numbers (the Marlin arrays undone exactly), and the CUDA
+// forward of the Marlin checkpoint (every Linear through the Marlin GEMM) gives the logits of the
+// source layout's CUDA forward within kMarlinTolerance of their range; its decode steps replayed
+// from the graph equal its eager steps bit for bit.
+void expect_marlin_matches_source(const std::string& q_dir, const std::string& m_dir, const std::string& what, bool bf16) {
+  auto q = model::Model::open(q_dir);
+  auto mm = model::Model::open(m_dir);
+  const uint64_t B = 2, T = 16;
+  model::TokenIds ids = model::seeded_token_ids(q->config().vocab, B, T, 7);
+  model::CpuForward cpu_q(*q, B, T), cpu_m(*mm, B, T);
+  EXPECT_EQ(max_abs_diff(cpu_q.forward(ids.ids, T), cpu_m.forward(ids.ids, T)), 0.0) << what << ": CPU reference";
+  cuda::GpuForward gpu_q(*q, B, T), gpu_m(*mm, B, T);
+  const std::vector<double> want = gpu_q.forward(ids.ids, T), got = gpu_m.forward(ids.ids, T);
+  ASSERT_EQ(got.size(), want.size());
+  const double tol = (bf16 ? 3 : 1) * kMarlinTolerance * range_of(want);
+  EXPECT_LE(max_abs_diff(got, want), tol) << what << ": prefill logits (range " << range_of(want) << ")";
+  // Decode: graph replay bit-equal to the eager step, both near the source layout's step.
+  cuda::GpuForward graphed(*mm, B, T + 3), eager(*mm, B, T + 3), source(*q, B, T + 3);
+  graphed.forward(ids.ids, T);
+  eager.forward(ids.ids, T);
+  source.forward(ids.ids, T);
+  for (int step = 0; step < 3; ++step) {
+    const std::vector<int64_t> next = {int64_t(11 + step), int64_t(23 + step)};
+    const std::vector<double> a = graphed.decode(next), b = eager.decode(next, false), r = source.decode(next, false);
+    EXPECT_EQ(max_abs_diff(a, b), 0.0) << what << ": graph replay differs from the eager step " << step;
+    EXPECT_LE(max_abs_diff(a, r), tol) << what << ": decode step " << step;
+  }
+}
+
+// Each Marlin Linear of `m_dir` (with a bias, accumulating or not) against the CPU reference of the
+// same weights at 1, 3, 16 and 40 rows (one and several 16-row tiles of the Marlin GEMM).
+void expect_marlin_linears_match(const std::string& m_dir, const std::string& what, bool bf16) {
+  int sm = 0;
+  CKPT_CUDA(cudaDeviceGetAttribute(&sm, cudaDevAttrMultiProcessorCount, 0));
+  auto mm = model::Model::open(m_dir);
+  const model::Layer& L = mm->layers()[1];
+  for (const model::RankLinear* l : {&L.attention[0].q, &L.attention[0].k, &L.mlp[0].gate, &L.mlp[0].down}) {
+    const model::LinearWeights& w = *l->weight;
+    const uint64_t n = w.out_features(), k = w.in_features();
+    std::vector<double> bias(n);
+    for (uint64_t i = 0; i < n; ++i) bias[i] = 0.01 * double(i % 7) - 0.03;
+    cuda::DeviceLinear d(w, bias);
+    ASSERT_EQ(d.device_format(), "marlin") << what << " " << l->module;
+    cuda::Stream stream = cuda::new_stream();
+    uint64_t bytes = 0;
+    for (uint64_t r = 1; r <= 40; ++r) bytes = std::max(bytes, cuda::DeviceLinear::marlin_scratch_bytes(n, k, r, sm));
+    cuda::DeviceBuffer scratch(bytes);
+    cuda::LinearContext ctx{stream, nullptr, nullptr, 0};
+    ctx.marlin_scratch = scratch.as<uint8_t>();
+    ctx.marlin_scratch_bytes = bytes;
+    ctx.sm_count = sm;
+    std::mt19937 rng(13);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (uint64_t rows : {1, 3, 16, 40}) {
+      std::vector<float> x(rows * k);
+      for (float& v : x) v = normal(rng);
+      const std::vector<double> xd(x.begin(), x.end());
+      std::vector<double> want(rows * n);
+      model::linear_forward(w, xd.data(), rows, want.data());
+      for (uint64_t r = 0; r < rows; ++r)
+        for (uint64_t j = 0; j < n; ++j) want[r * n + j] += bias[j];
+      double scale = 0;
+      for (double v : want) scale = std::max(scale, std::fabs(v));
+      cuda::DeviceBuffer dx(x.size() * sizeof(float)), dy(rows * n * sizeof(float));
+      CKPT_CUDA(cudaMemcpy(dx.data(), x.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice));
+      for (bool acc : {false, true}) {
+        std::vector<float> y(rows * n, acc ? 1.0f : NAN);
+        CKPT_CUDA(cudaMemcpy(dy.data(), y.data(), y.size() * sizeof(float), cudaMemcpyHostToDevice));
+        d.apply(dx.as<float>(), rows, dy.as<float>(), ctx, acc);
+        CKPT_CUDA(cudaStreamSynchronize(stream));
+        CKPT_CUDA(cudaMemcpy(y.data(), dy.data(), y.size() * sizeof(float), cudaMemcpyDeviceToHost));
+        double err = 0;
+        for (size_t i = 0; i < y.size(); ++i)
+          err = std::isfinite(y[i]) ? std::max(err, std::fabs(y[i] - (want[i] + (acc ? 1.0 : 0.0)))) : INFINITY;
+        EXPECT_LE(err, (bf16 ? 3e-2 : 1e-2) * (scale + 1))
+            << what << " " << l->module << ", " << rows << " rows" << (acc ? ", accumulating" : "");
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST(GpuForward, MarlinModelMatchesItsSourceLayout) {
+  if (no_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine: the CUDA forward tests need one";
+  for (const MarlinCase& c : marlin_cases()) {
+    const std::string what = std::string(c.format) + (c.sym ? " sym" : " asym") + " group " + std::to_string(c.group);
+    test::ScratchDir s;
+    test::write_trained_int4(s / "q", c.format, c.sym, c.group, false);
+    test::write_trained_int4(s / "m", c.format, c.sym, c.group, true);
+    expect_marlin_matches_source(s / "q", s / "m", what, c.bf16);
+  }
+  test::ScratchDir s;
+  test::write_trained_gptq_act_order(s / "m", true);  // sorted g_idx and sort indices: A gathered by perm
+  expect_marlin_matches_source(s / "m.gptq", s / "m", "gptq act-order", false);
+}
+
+TEST(GpuForward, MarlinLinearMatchesTheCpuReference) {
+  if (no_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine: the CUDA forward tests need one";
+  for (const MarlinCase& c : marlin_cases()) {
+    test::ScratchDir s;
+    test::write_trained_int4(s / "m", c.format, c.sym, c.group, true);
+    expect_marlin_linears_match(s / "m", c.format, c.bf16);
+  }
+  test::ScratchDir s;
+  test::write_trained_gptq_act_order(s / "m", true);
+  expect_marlin_linears_match(s / "m", "gptq act-order", false);
 }

@@ -1,16 +1,20 @@
 #include "validate_fixtures.h"
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <random>
 
 #include "checkpoint/checkpoint.h"
 #include "commands/hf_layout.h"
+#include "commands/marlin.h"
 #include "commands/quantize.h"
 #include "core/file_io.h"
 #include "ops/float_convert.h"
 #include "ops/fp8.h"
 #include "plan/executor.h"
 #include "plan/plan.h"
+#include "quantize_run.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -204,6 +208,37 @@ void write_int4_fixture(const std::string& dir, const std::string& format, bool 
   ExecOptions eo;
   eo.protected_paths = {dir + ".src"};
   execute(qp.plan, dir, eo);
+}
+
+void write_trained_int4(const std::string& dir, const std::string& format, bool symmetric, int64_t group_size, bool marlin) {
+  QuantizeOptions o;
+  o.method = quant::Method::kInt4;
+  o.format = format == "gptq" ? quant::Format::kGptq : format == "awq" ? quant::Format::kAwq : quant::Format::kCompressedTensors;
+  o.symmetric = symmetric;
+  o.group_size = group_size;
+  o.marlin_layout = marlin;
+  quantize_into(testdata("llama-trained"), o, dir);
+}
+
+void write_trained_gptq_act_order(const std::string& dir, bool marlin) {
+  const std::string gptq = marlin ? dir + ".gptq" : dir;
+  write_trained_int4(gptq, "gptq", true, 32, false);
+  std::vector<FixtureTensor> ts = read_fixture_tensors(gptq);
+  std::mt19937 rng(3);
+  for (auto& t : ts) {
+    if (t.name.size() < 6 || t.name.compare(t.name.size() - 6, 6, ".g_idx") != 0) continue;
+    std::vector<int32_t> g(t.shape[0]);
+    std::memcpy(g.data(), t.bytes.data(), t.bytes.size());
+    std::shuffle(g.begin(), g.end(), rng);
+    std::memcpy(t.bytes.data(), g.data(), t.bytes.size());
+  }
+  ojson config = ojson::parse(read_text_file(gptq + "/config.json"));
+  config["quantization_config"]["desc_act"] = true;
+  rewrite_fixture(gptq, ts, config);
+  if (!marlin) return;
+  ExecOptions eo;
+  eo.protected_paths = {gptq};
+  execute(plan_marlin(open_checkpoint(gptq), MarlinOptions{}).plan, dir, eo);
 }
 
 std::vector<FixtureTensor> read_fixture_tensors(const std::string& dir) {

@@ -49,6 +49,14 @@ void write_tp_fixture(const std::string& dir, FixtureQuant quant, uint64_t tp);
 // exist; the bf16 source goes to dir + ".src"): format "gptq", "awq" or "compressed-tensors",
 // group size 32, 64 or -1 (the fixture's K are 64 and 128).
 void write_int4_fixture(const std::string& dir, const std::string& format, bool symmetric, int64_t group_size);
+// testdata/llama-trained (whose Linears the Marlin kernel takes: K % 128, N % 64) quantized by
+// `ckpt quantize --int4` into `dir`, in the format's own layout or (`marlin`) as `ckpt marlin`
+// relays it out (quantize --layout marlin).
+void write_trained_int4(const std::string& dir, const std::string& format, bool symmetric, int64_t group_size, bool marlin);
+// The same, GPTQ symmetric group 32, made act-order: desc_act true and each g_idx a seeded shuffle
+// of k / 32 (every group keeps its 32 columns, scattered over K), in `dir` as GPTQ or (`marlin`)
+// relaid out by `ckpt marlin` (the GPTQ one then in dir + ".gptq").
+void write_trained_gptq_act_order(const std::string& dir, bool marlin);
 
 // The tensors of `dir`/model.safetensors, and writing them back (with config.json as `config`) in
 // place of the directory, without a manifest: for tests that break one rule at a time.

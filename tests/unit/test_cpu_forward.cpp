@@ -17,6 +17,7 @@
 #include "model/token_ids.h"
 #include "ops/float_bits.h"
 #include "test_support.h"
+#include "validate_fixtures.h"
 
 using namespace ckpt;
 using namespace ckpt::model;
@@ -342,5 +343,63 @@ TEST(CpuForward, MissingTensorAndWrongShapeAreRefusedNamingTheTensor) {
     EXPECT_EQ(e.code(), Errc::kTensorInvalidInfo) << e.what();
     EXPECT_EQ(e.tensor(), "model.layers.0.mlp.gate_proj.weight");
     EXPECT_NE(std::string(e.what()).find("expected [64, 64]"), std::string::npos) << e.what();
+  }
+}
+
+// validate's GPU warm-up runs the model runtime on these fixtures (tests/gpu/test_gpu_validate):
+// each is a model the runtime can build and run, here on the CPU reference.
+TEST(CpuForward, ValidateFixturesAreModelsTheRuntimeRuns) {
+  using namespace ckpt::test;
+  ScratchDir tmp;
+  std::vector<std::string> dirs;
+  for (auto q : {FixtureQuant::kNone, FixtureQuant::kFp8Tensor, FixtureQuant::kFp8Channel, FixtureQuant::kFp8Block}) {
+    const std::string dir = tmp / ("q" + std::to_string(static_cast<int>(q)));
+    write_fixture(dir, llama_fixture(q), llama_fixture_config(q));
+    dirs.push_back(dir);
+  }
+  write_tp_fixture(tmp / "tp", FixtureQuant::kFp8Tensor, 2);
+  dirs.push_back(tmp / "tp");
+  write_int4_fixture(tmp / "int4", "awq", false, 32);
+  dirs.push_back(tmp / "int4");
+  write_trained_int4(tmp / "marlin", "gptq", false, -1, true);
+  dirs.push_back(tmp / "marlin");
+  for (const std::string& dir : dirs) {
+    auto m = model::Model::open(dir);
+    model::CpuForward f(*m, 2, 1);
+    const std::vector<double> logits = f.forward(model::seeded_token_ids(m->config().vocab, 2, 1, 5).ids, 1);
+    for (double v : logits) ASSERT_TRUE(std::isfinite(v)) << dir;
+  }
+}
+
+// A Marlin checkpoint with act-order (sorted g_idx and its sort indices) passes validate's CPU
+// phases and reads as its GPTQ source: the same logits, to the bit.
+TEST(CpuForward, MarlinActOrderReadsAsItsSource) {
+  using namespace ckpt::test;
+  ScratchDir tmp;
+  write_trained_gptq_act_order(tmp / "m", true);
+  auto v = run_cpu(tmp / "m");
+  ASSERT_TRUE(v->report.ok()) << v->report.table();
+  auto src = model::Model::open(tmp / "m.gptq");
+  auto m = model::Model::open(tmp / "m");
+  EXPECT_EQ(m->formats(), "28 int4 gptq marlin");
+  const model::TokenIds ids = model::seeded_token_ids(src->config().vocab, 2, 6, 9);
+  model::CpuForward a(*src, 2, 6), b(*m, 2, 6);
+  EXPECT_EQ(a.forward(ids.ids, 6), b.forward(ids.ids, 6));
+  // Sort indices that are not a permutation, and a g_idx out of order: each named.
+  const std::string q = "model.layers.2.self_attn.q_proj.";
+  for (const char* broken : {"g_idx_sort_indices", "g_idx"}) {
+    ScratchDir t2;
+    write_trained_gptq_act_order(t2 / "m", true);
+    std::vector<FixtureTensor> ts = read_fixture_tensors(t2 / "m");
+    for (auto& t : ts)
+      if (t.name == q + broken) std::memcpy(t.bytes.data() + 4, t.bytes.data() + 8 * 4, 4);  // element 1 = element 8
+    if (std::string(broken) == "g_idx")  // sorted g_idx: element 0 after a larger one
+      for (auto& t : ts)
+        if (t.name == q + broken) t.bytes[0] = 100;
+    rewrite_fixture(t2 / "m", ts, ojson::parse(read_text_file(t2 / "m/config.json")));
+    auto bad = run_cpu(t2 / "m");
+    bool named = false;
+    for (const auto& f : bad->report.failures()) named |= f.tensor == q + broken;
+    EXPECT_TRUE(named) << broken << "\n" << bad->report.table();
   }
 }

@@ -49,7 +49,7 @@ TEST_F(UniqueHandleTest, AnEmptyOwnerDestroysNothing) {
   EXPECT_TRUE(g_destroyed.empty());
 }
 
-// The leak issue 12 found in gemm_warmup.cpp: a check throwing between create and destroy.
+// The leak issue 12 found in the GEMM warm-up (since replaced): a check throwing between create and destroy.
 TEST_F(UniqueHandleTest, AThrowBetweenCreateAndUseLeaksNothing) {
   // (a lambda: the block's comma would split EXPECT_THROW's arguments)
   auto create_two_then_fail = [] {
