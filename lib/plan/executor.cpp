@@ -32,13 +32,14 @@ struct TensorState {
   std::vector<uint64_t> block_digests;
 };
 
+// Direct writes in flight at once (WriteBehind's threads): with the write in the worker, one
+// 1 MiB write per worker was in flight and the disk idled while the workers computed; four keep
+// a few queued at the disk while the workers go on.
+constexpr int kDirectWriters = 4;
+
 // Orders chunks round-robin over the output files: threads working at the same time then write
 // different files (buffered writes to one file serialize on its inode lock), and plans whose
 // files read the same source regions (shard's ranks) read them close together in time.
-// Direct writes in flight at once: one in flight per thread left the disk idle between them
-// (a 1 MiB direct write each); four keep the queue of the virtual disk busy.
-constexpr int kDirectWriters = 4;
-
 std::vector<Chunk> interleave_files(std::vector<Chunk> chunks, size_t files) {
   if (files < 2) return chunks;
   std::vector<std::vector<Chunk>> per_file(files);
