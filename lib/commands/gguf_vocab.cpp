@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <map>
 #include <set>
+#include <unordered_map>
 
 #include "core/error.h"
 #include "core/sha256.h"
@@ -274,9 +275,14 @@ GgufVocab gguf_vocab_from(const tok::Tokenizer& tokenizer) {
   // Hugging Face BPE the pair of lowest merge rank (leftmost first), so a token's score is minus
   // the rank of the first merge that makes it. (convert writes -1000 for every token, gguf-py
   // vocab.py LlamaHfVocab "placeholder", which merges left to right instead.)
-  std::map<std::string, size_t> merge_rank;
-  if (!byte_level && m.scores.empty())
+  std::unordered_map<std::string, size_t> merge_rank;
+  if (!byte_level && m.scores.empty()) {
+    merge_rank.reserve(m.merges.size());
     for (size_t i = 0; i < m.merges.size(); ++i) merge_rank.emplace(m.merges[i].first + m.merges[i].second, i);
+  }
+  v.tokens.reserve(m.vocab.size());
+  v.types.reserve(m.vocab.size());
+  if (!byte_level) v.scores.reserve(m.vocab.size());
   for (size_t id = 0; id < m.vocab.size(); ++id) {
     const auto type = m.token_types.at(id);
     const bool hole = m.vocab[id].empty() && type == tok::TokenType::kUnused;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <vector>
 
 #include "core/error.h"
@@ -163,6 +164,96 @@ void OutputFileWriter::start_writeback(uint64_t offset, uint64_t n) const {
 void OutputFileWriter::close() {
   direct_.close();
   file_.close();
+}
+
+WriteBehind::WriteBehind(size_t buffers, size_t bytes, int writers)
+    : bytes_((bytes + kDirectAlign - 1) / kDirectAlign * kDirectAlign), arena_(nullptr, &std::free) {
+  constexpr size_t kHuge = 2u << 20;
+  const size_t size = (buffers * bytes_ + kHuge - 1) / kHuge * kHuge;
+  arena_.reset(static_cast<uint8_t*>(std::aligned_alloc(kHuge, size)));
+  if (!arena_) throw std::bad_alloc();
+  ::madvise(arena_.get(), size, MADV_HUGEPAGE);  // a hint: without THP it is ordinary memory
+  for (size_t i = buffers; i-- > 0;) free_.push_back(arena_.get() + i * bytes_);
+  for (int i = 0; i < writers; ++i) threads_.emplace_back([this] { run(); });
+}
+
+WriteBehind::~WriteBehind() {
+  {
+    std::lock_guard<std::mutex> lock(m_);
+    stop_ = true;
+  }
+  queued_.notify_all();
+  for (auto& t : threads_) t.join();  // the writers finish the queue first: its buffers are ours
+}
+
+void WriteBehind::rethrow_locked() {
+  if (error_) std::rethrow_exception(error_);
+}
+
+uint8_t* WriteBehind::acquire() {
+  std::unique_lock<std::mutex> lock(m_);
+  freed_.wait(lock, [&] { return !free_.empty() || error_; });
+  rethrow_locked();
+  uint8_t* b = free_.back();
+  free_.pop_back();
+  return b;
+}
+
+void WriteBehind::release(uint8_t* buf) {
+  {
+    std::lock_guard<std::mutex> lock(m_);
+    free_.push_back(buf);
+  }
+  freed_.notify_all();
+}
+
+void WriteBehind::submit(const OutputFileWriter& file, uint8_t* buf, const uint8_t* data, size_t n, uint64_t offset) {
+  if (threads_.empty()) {
+    struct Release {
+      WriteBehind* w;
+      uint8_t* b;
+      ~Release() { w->release(b); }
+    } release{this, buf};
+    file.write(data, n, offset);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(m_);
+    jobs_.push_back({&file, buf, data, n, offset});
+  }
+  queued_.notify_one();
+}
+
+void WriteBehind::run() {
+  std::unique_lock<std::mutex> lock(m_);
+  for (;;) {
+    queued_.wait(lock, [&] { return !jobs_.empty() || stop_; });
+    if (jobs_.empty()) return;
+    const Job j = jobs_.front();
+    jobs_.pop_front();
+    ++busy_;
+    const bool skip = static_cast<bool>(error_);  // after a failure the run is lost anyway
+    lock.unlock();
+    std::exception_ptr e;
+    if (!skip) {
+      try {
+        j.file->write(j.data, j.n, j.offset);
+      } catch (...) {
+        e = std::current_exception();
+      }
+    }
+    lock.lock();
+    --busy_;
+    if (e && !error_) error_ = e;
+    free_.push_back(j.buf);
+    freed_.notify_all();  // acquire() and finish() both wait on it
+  }
+}
+
+void WriteBehind::finish() {
+  std::unique_lock<std::mutex> lock(m_);
+  freed_.wait(lock, [&] { return (jobs_.empty() && busy_ == 0) || error_; });
+  rethrow_locked();
 }
 
 void copy_file_bytes(const File& src, uint64_t src_off, const File& dst, uint64_t dst_off,

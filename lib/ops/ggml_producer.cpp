@@ -9,6 +9,32 @@
 
 namespace ckpt {
 
+namespace {
+
+// Whether any of the n floats is Inf or NaN (exponent all ones). Written with the compiler's
+// generic 16-byte vectors (SSE2 on x86-64, NEON on Arm): GCC's -O2 left the plain loop scalar,
+// and it was a third of `ckpt gguf --type q8_0`'s CPU time, more than the Q8_0 encoder.
+bool any_non_finite(const float* x, uint64_t n) {
+  typedef uint32_t U4 __attribute__((vector_size(16)));
+  typedef int32_t I4 __attribute__((vector_size(16)));
+  const U4 exp = {0x7F800000u, 0x7F800000u, 0x7F800000u, 0x7F800000u};
+  I4 acc = {0, 0, 0, 0};
+  uint64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    U4 a, b, c, d;
+    std::memcpy(&a, x + i, 16);
+    std::memcpy(&b, x + i + 4, 16);
+    std::memcpy(&c, x + i + 8, 16);
+    std::memcpy(&d, x + i + 12, 16);
+    acc |= ((a & exp) == exp) | ((b & exp) == exp) | ((c & exp) == exp) | ((d & exp) == exp);
+  }
+  bool any = (acc[0] | acc[1] | acc[2] | acc[3]) != 0;
+  for (; i < n; ++i) any |= !std::isfinite(x[i]);
+  return any;
+}
+
+}  // namespace
+
 GgmlBlockProducer::GgmlBlockProducer(std::vector<SourceView> pieces, uint64_t row, ops::GgmlType type,
                                      std::string label, std::string tensor)
     : source_(pieces), in_(pieces.at(0).dtype), numel_(0), type_(type), label_(std::move(label)),
@@ -42,11 +68,7 @@ void GgmlBlockProducer::produce(const SourceReader& src, uint64_t begin, uint64_
     encoded.resize(nb * info.block_bytes);
     source_.produce(src, b * info.block * in_size, elems * in_size, raw.data());
     ops::cast(in_, DType::F32, raw.data(), reinterpret_cast<uint8_t*>(values.data()), elems);
-    // Exponent all ones: Inf or NaN. Written as a branch-free reduction so it vectorizes.
-    const auto* bits = reinterpret_cast<const uint32_t*>(values.data());
-    uint32_t non_finite = 0;
-    for (uint64_t i = 0; i < elems; ++i) non_finite |= (bits[i] & 0x7F800000u) == 0x7F800000u;
-    if (non_finite)
+    if (any_non_finite(values.data(), elems))
       for (uint64_t i = 0; i < elems; ++i)
         if (!std::isfinite(values[i]))
           fail(Errc::kInvalidArgument, label_, tensor_,

@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -30,6 +31,11 @@ struct Chunk {
 struct TensorState {
   std::vector<uint64_t> block_digests;
 };
+
+// Direct writes in flight at once (WriteBehind's threads): with the write in the worker, one
+// 1 MiB write per worker was in flight and the disk idled while the workers computed; four keep
+// a few queued at the disk while the workers go on.
+constexpr int kDirectWriters = 4;
 
 // Orders chunks round-robin over the output files: threads working at the same time then write
 // different files (buffered writes to one file serialize on its inode lock), and plans whose
@@ -99,6 +105,15 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
   progress_begin(opt.progress, "write", plan.tensor_bytes());
   parallel_for(to_prepare.size(), workers, [&](size_t i) { to_prepare[i]->prepare(reader); });
 
+  // Direct writes go to writer threads (they wait for the disk, the workers go on making bytes);
+  // page-cache writes stay in the worker that made the bytes. Each worker holds at most two
+  // buffers (the block it makes and the next, which takes the carried page); the rest are writes
+  // queued or in flight.
+  const bool any_direct = std::any_of(files.begin(), files.end(), [](const OutputFileWriter& f) { return f.direct(); });
+  const int writers = any_direct ? kDirectWriters : 0;
+  WriteBehind writes(2 * static_cast<size_t>(threads) + 2 * static_cast<size_t>(writers),
+                     kHashBlockBytes + kDirectAlign, writers);
+
   // Source checks (torch zip CRCs) read only what no verbatim copy fed them, once every chunk is done.
   const CheckPasses checks(plan.checks);
   parallel_for(chunks.size(), workers, [&](size_t ci) {
@@ -108,37 +123,44 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
     const OutputFileWriter& file = files[c.file];
     const uint64_t dst_off = plan.files[c.file].offsets[c.tensor] + c.begin;
     const auto v = t.producer->verbatim(c.begin, c.n);
-    // One hash block at a time is made (or read, for a verbatim copy), hashed and written from
-    // one reused buffer, so each block stays in the CPU cache from the producer to the hash and
-    // the write; a whole chunk would go through DRAM twice more, which made `ckpt cast`
-    // (bench_cast.sh) several times slower than cp on a 2-core machine (and a chunk-sized buffer
-    // cost 0.2 s of CPU per 2.2 GB gguf again). The block sits at its file offset's place in a
-    // page (OutputFileWriter's rule for direct writes). A direct write stops at the last page
-    // boundary of its block but for the chunk's last: the bytes after it move in front of the
-    // buffer, completing the page that the next block's write starts with, so only the pages at
-    // a chunk's two ends go through the page cache.
-    thread_local std::unique_ptr<uint8_t, decltype(&std::free)> buf(nullptr, &std::free);
-    if (!buf) {
-      buf.reset(static_cast<uint8_t*>(std::aligned_alloc(kDirectAlign, kHashBlockBytes + kDirectAlign)));
-      if (!buf) throw std::bad_alloc();
-    }
-    uint8_t* const data = buf.get() + dst_off % kDirectAlign;
-    uint64_t carried = 0;  // bytes in front of `data`, the previous block's, not written yet
+    // One hash block at a time is made (or read, for a verbatim copy), hashed and handed to the
+    // writer from a pool buffer, so each block stays in the CPU cache from the producer to the
+    // hash (and, written in this thread, to the page-cache copy); a whole chunk would go through
+    // DRAM twice more, which made `ckpt cast` (bench_cast.sh) several times slower than cp on a
+    // 2-core machine. The block sits at its file offset's place in a page (OutputFileWriter's rule
+    // for direct writes). A direct write stops at the last page boundary of its block but for the
+    // chunk's last: the bytes after it are copied in front of the next block's buffer, completing
+    // the page that the next block's write starts with, so only the pages at a chunk's two ends go
+    // through the page cache.
+    uint8_t* buf = writes.acquire();
+    uint64_t carried = 0;  // bytes in front of the block, the previous block's, not written yet
     std::vector<uint64_t> digests;
-    for (uint64_t off = 0; off < c.n; off += kHashBlockBytes) {
-      const uint64_t n = std::min(kHashBlockBytes, c.n - off);
-      if (v) {
-        // Source checks (torch zip CRCs) take the bytes the verbatim copies read, while in cache.
-        reader.read(v->file, data, n, v->offset + off);
-        checks.feed(v->file, v->offset + off, data, n);
-      } else {
-        t.producer->produce(reader, c.begin + off, n, data);
+    try {
+      for (uint64_t off = 0; off < c.n; off += kHashBlockBytes) {
+        const uint64_t n = std::min(kHashBlockBytes, c.n - off);
+        uint8_t* const data = buf + (dst_off + off) % kDirectAlign;
+        if (v) {
+          // Source checks (torch zip CRCs) take the bytes the verbatim copies read, while in cache.
+          reader.read(v->file, data, n, v->offset + off);
+          checks.feed(v->file, v->offset + off, data, n);
+        } else {
+          t.producer->produce(reader, c.begin + off, n, data);
+        }
+        digests.push_back(hash_bytes(data, n));
+        const uint64_t keep = file.direct() && off + n < c.n ? (dst_off + off + n) % kDirectAlign : 0;
+        uint8_t* next = nullptr;
+        if (off + n < c.n) {
+          next = writes.acquire();
+          std::memcpy(next, data + n - keep, keep);
+        }
+        uint8_t* const done = buf;
+        buf = next;
+        writes.submit(file, done, data - carried, carried + n - keep, dst_off + off - carried);
+        carried = keep;
       }
-      digests.push_back(hash_bytes(data, n));
-      const uint64_t keep = file.direct() && off + n < c.n ? (dst_off + off + n) % kDirectAlign : 0;
-      file.write(data - carried, carried + n - keep, dst_off + off - carried);
-      std::memmove(data - keep, data + n - keep, keep);
-      carried = keep;
+    } catch (...) {
+      if (buf) writes.release(buf);
+      throw;
     }
     // A durable output is fsync'ed at the end: what went through the page cache starts its
     // write-back now, so the final fsync has little left to wait for.
@@ -147,6 +169,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
     std::copy(digests.begin(), digests.end(), blocks.begin() + static_cast<ptrdiff_t>(c.begin / kHashBlockBytes));
     progress_advance(opt.progress, c.n);
   });
+  writes.finish();
   progress_begin(opt.progress, "verify", 0);
   parallel_for(checks.size(), workers, [&](size_t i) { checks.finish(i, reader, opt.cancel); });
 

@@ -252,3 +252,50 @@ TEST(Gguf, BlockProducerGivesTheSameBytesForAnyRangeCut) {
 }
 
 }  // namespace
+
+TEST(Gguf, BlockProducerRefusesEveryKindOfNonFiniteAnywhere) {
+  // The check runs 16 floats at a time, 4 vectors of 4: an Inf or a NaN (quiet, signalling,
+  // negative) is found in any lane, at the first and last element of a batch and between.
+  ScratchDir d;
+  const uint32_t bad[] = {0x7F800000u, 0xFF800000u, 0x7FC00000u, 0x7F800001u, 0xFFFFFFFFu};
+  // The largest finite values, either sign, and a subnormal pass in every lane.
+  const uint32_t edge[] = {0x7F7FFFFFu, 0xFF7FFFFFu, 0x00000001u, 0x807FFFFFu};
+  {
+    std::vector<uint8_t> raw(4 * 512 * 4);
+    for (size_t i = 0; i < raw.size() / 4; ++i) std::memcpy(raw.data() + 4 * i, &edge[i % 4], 4);
+    write_file_bytes(d / "finite.bin", raw);
+    SourceView v;
+    v.file = 0;
+    v.dtype = DType::F32;
+    v.shape = {4, 512};
+    SourceReader src({d / "finite.bin"});
+    GgmlBlockProducer p({v}, 512, ops::GgmlType::Q8_0, "t.gguf", "w");
+    std::vector<uint8_t> out(p.nbytes());
+    EXPECT_NO_THROW(p.produce(src, 0, out.size(), out.data()));
+  }
+  int k = 0;
+  for (uint64_t at : {uint64_t{0}, uint64_t{15}, uint64_t{16}, uint64_t{1000}, uint64_t{4 * 512 - 1}})
+    for (uint32_t b : bad) {
+      std::vector<uint8_t> raw(4 * 512 * 4);
+      for (size_t i = 0; i < raw.size() / 4; ++i) {
+        const float x = 3.0e38f * std::sin(static_cast<float>(i));  // finite, near the largest
+        std::memcpy(raw.data() + 4 * i, &x, 4);
+      }
+      std::memcpy(raw.data() + 4 * at, &b, 4);
+      const std::string path = d / ("w" + std::to_string(k++) + ".bin");
+      write_file_bytes(path, raw);
+      SourceView v;
+      v.file = 0;
+      v.dtype = DType::F32;
+      v.shape = {4, 512};
+      SourceReader src({path});
+      GgmlBlockProducer p({v}, 512, ops::GgmlType::Q8_0, "t.gguf", "w");
+      std::vector<uint8_t> out(p.nbytes());
+      try {
+        p.produce(src, 0, out.size(), out.data());
+        ADD_FAILURE() << "accepted 0x" << std::hex << b << " at " << std::dec << at;
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("element " + std::to_string(at) + " is not finite"), std::string::npos) << e.what();
+      }
+    }
+}

@@ -10,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include "core/error.h"
 #include "core/file_io.h"
 #include "test_support.h"
 
@@ -84,5 +85,54 @@ TEST(OutputFileWriter, UnwrittenRangesReadAsZeros) {
     w.close();
     std::fill(expect.begin() + kDirectAlign + 10, expect.begin() + 3 * kDirectAlign + 10, 1);
     EXPECT_EQ(test::read_file_bytes(path), expect) << "direct " << direct;
+  }
+}
+
+// WriteBehind: blocks made by several threads into pool buffers and written by writer threads (or
+// in the caller's thread, with none) land exactly; producers that outrun the writers wait for a
+// buffer instead of failing or growing the pool.
+TEST(WriteBehind, WritesEveryBlockExactlyFromAFewBuffers) {
+  test::ScratchDir dir;
+  std::mt19937 rng(3);
+  const uint64_t block = 3 * kDirectAlign + 100, blocks = 24, size = block * blocks + 17;
+  std::vector<uint8_t> bytes(size);
+  for (auto& b : bytes) b = static_cast<uint8_t>(rng());
+  for (int writers : {0, 1, 3})
+    for (bool direct : {true, false}) {
+      const std::string path = dir / ("wb" + std::to_string(writers) + (direct ? "d" : "b"));
+      OutputFileWriter w = OutputFileWriter::create(path, size, direct);
+      WriteBehind writes(4, block + kDirectAlign, writers);
+      std::vector<std::thread> pool;
+      for (uint64_t t = 0; t < 2; ++t)
+        pool.emplace_back([&, t] {
+          for (uint64_t i = t; i * block < size; i += 2) {
+            const uint64_t off = i * block, n = std::min(block, size - off);
+            uint8_t* buf = writes.acquire();
+            uint8_t* data = buf + off % kDirectAlign;
+            std::memcpy(data, bytes.data() + off, n);
+            writes.submit(w, buf, data, n, off);
+          }
+        });
+      for (auto& th : pool) th.join();
+      writes.finish();
+      w.close();
+      EXPECT_EQ(test::read_file_bytes(path), bytes) << "writers " << writers << ", direct " << direct;
+    }
+}
+
+TEST(WriteBehind, AFailedWriteIsReportedByFinishAndAcquire) {
+  test::ScratchDir dir;
+  for (int writers : {0, 2}) {
+    OutputFileWriter w = OutputFileWriter::create(dir / ("f" + std::to_string(writers)), 2 * kDirectAlign, true);
+    w.close();  // every write now fails (a closed descriptor)
+    WriteBehind writes(2, 2 * kDirectAlign, writers);
+    uint8_t* buf = writes.acquire();
+    if (writers == 0) {
+      EXPECT_THROW(writes.submit(w, buf, buf, kDirectAlign, 0), Error);
+    } else {
+      writes.submit(w, buf, buf, kDirectAlign, 0);
+      EXPECT_THROW(writes.finish(), Error);
+      EXPECT_THROW(writes.acquire(), Error);
+    }
   }
 }

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "formats/safetensors.h"
+#include "formats/strict_json.h"
 #include "test_support.h"
 
 using namespace ckpt;
@@ -164,4 +165,24 @@ TEST_F(Reader, EveryDtypeNameParses) {
     auto h = read(hdr, bytes(nb));
     EXPECT_EQ(h.tensors[0].dtype, d.dtype);
   }
+}
+
+// The strict parser finds a repeated key by its hash, confirmed against the keys: in an object as
+// large as a tokenizer's vocabulary, the first repeat is named, keys in different objects never
+// clash, and distinct keys (however many) all pass.
+TEST(StrictJson, RepeatedKeysInLargeObjects) {
+  std::string many = "{";
+  for (int i = 0; i < 50000; ++i) many += (i ? ",\"k" : "\"k") + std::to_string(i) + "\":" + std::to_string(i);
+  StrictJsonResult ok = parse_strict_json(many + "}");
+  ASSERT_TRUE(ok.ok) << ok.error;
+  EXPECT_EQ(ok.value.size(), 50000u);
+  EXPECT_EQ(ok.value["k49999"], 49999);
+  StrictJsonResult dup = parse_strict_json(many + ",\"k123\":0,\"k7\":0}");
+  EXPECT_FALSE(dup.ok);
+  EXPECT_TRUE(dup.duplicate_key);
+  EXPECT_EQ(dup.duplicate, "k123");
+  EXPECT_EQ(dup.error, "duplicate key 'k123'");
+  StrictJsonResult nested = parse_strict_json(R"({"a":{"a":1,"b":{"a":2}},"b":[{"a":1},{"a":2}]})");
+  EXPECT_TRUE(nested.ok) << nested.error;
+  EXPECT_FALSE(parse_strict_json(R"({"a":{"x":1},"b":2,"a":3})").ok);
 }

@@ -1,5 +1,7 @@
 // Gathering views: every element of a strided view, read from any starting element, equals the
-// element the strides point at.
+// element the strides point at — whether the rows it touches are read into a buffer (a footprint
+// about the size of the bytes gathered: the whole views here) or mapped (a footprint much larger:
+// the last element of the transposed view, whose row spans the file).
 #include <gtest/gtest.h>
 
 #include <numeric>
