@@ -50,11 +50,6 @@ class CudaCastOp : public ElementOp {
 
 }  // namespace
 
-void require_cast_device() {
-  if (device_count() == 0)
-    fail(Errc::kUnsupported, "", "", "--device cuda: no usable CUDA GPU on this machine (use --device cpu)");
-}
-
 std::shared_ptr<const ElementOp> make_cast_op(DType in, DType out) { return std::make_shared<CudaCastOp>(in, out); }
 
 }  // namespace ckpt::cuda

@@ -8,8 +8,6 @@
 
 namespace ckpt::cuda {
 
-// Fails (kUnsupported, one clear line) when no CUDA GPU is usable.
-void require_cast_device();
 // The op for one pair (a pair ops::CastOp supports).
 std::shared_ptr<const ElementOp> make_cast_op(DType in, DType out);
 

@@ -169,8 +169,7 @@ class CudaFp8Engine : public Fp8Engine {
 }  // namespace
 
 std::shared_ptr<const Fp8Engine> cuda_fp8_engine() {
-  if (cuda::device_count() == 0)
-    fail(Errc::kUnsupported, "", "", "--device cuda: no usable CUDA GPU on this machine (use --device cpu)");
+  cuda::require_device();
   static const auto engine = std::make_shared<CudaFp8Engine>();
   return engine;
 }

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "core/error.h"
 #include "gpu_info.h"
 
 namespace ckpt::cuda {
@@ -15,6 +16,11 @@ int device_count() {
     return 0;
   }
   return n;
+}
+
+void require_device() {
+  if (device_count() == 0)
+    fail(Errc::kUnsupported, "", "", "--device cuda: no usable CUDA GPU on this machine (use --device cpu)");
 }
 
 std::string device_description(int index) {

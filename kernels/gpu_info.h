@@ -11,6 +11,9 @@ namespace ckpt::cuda {
 
 // Number of usable CUDA devices (0 when there is no driver or no GPU).
 int device_count();
+// What `--device cuda` asks first: fails with one line (Errc::kUnsupported) when no CUDA GPU is
+// usable, before any planning.
+void require_device();
 // "NVIDIA H100 80GB HBM3 (sm_90, 79.1 GiB)" for device `index`.
 std::string device_description(int index);
 // Streaming multiprocessors of the current device (0 when it cannot be asked): what kernels that

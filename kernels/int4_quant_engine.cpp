@@ -134,8 +134,7 @@ class CudaInt4Engine : public Int4Engine {
 }  // namespace
 
 std::shared_ptr<const Int4Engine> cuda_int4_engine() {
-  if (cuda::device_count() == 0)
-    fail(Errc::kUnsupported, "", "", "--device cuda: no usable CUDA GPU on this machine (use --device cpu)");
+  cuda::require_device();
   static const auto engine = std::make_shared<CudaInt4Engine>();
   return engine;
 }

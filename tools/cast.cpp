@@ -7,6 +7,7 @@
 #include "subcommands.h"
 #if defined(CKPT_HAVE_CUDA)
 #include "cast_op_cuda.h"
+#include "gpu_info.h"
 #endif
 
 namespace ckpt::cli {
@@ -16,7 +17,7 @@ namespace {
 CastOpFactory op_factory_for(const std::string& device) {
   if (!wants_cuda_device(device)) return {};
 #if defined(CKPT_HAVE_CUDA)
-  cuda::require_cast_device();  // fails clearly when no GPU is usable, before any planning
+  cuda::require_device();  // fails clearly when no GPU is usable, before any planning
   return cuda::make_cast_op;
 #else
   return {};  // unreachable: wants_cuda_device refused "cuda" in this build

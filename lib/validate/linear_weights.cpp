@@ -140,6 +140,12 @@ LinearWeight int4_linear_weight(const std::string& module, uint64_t n, uint64_t 
   return lw;
 }
 
+// The tensor called `name`, or null.
+const TensorRef* tensor_named(const std::map<std::string, const TensorRef*>& by_name, const std::string& name) {
+  auto it = by_name.find(name);
+  return it == by_name.end() ? nullptr : it->second;
+}
+
 // Each of `parts` of `module` there with its dtype and shape ("what" stores it "for a `weight`"),
 // taken into `lw` by its role (the part named `sort_indices`, a second group index, as the
 // Marlin sort indices); false after a failure.
@@ -195,10 +201,7 @@ bool no_other_parts(const Checkpoint& ck, const std::string& module, const std::
 std::map<const TensorRef*, LinearWeight> find_int4_linears(const Checkpoint& ck, const quant::Scheme& scheme,
                                                            const std::map<std::string, const TensorRef*>& by_name,
                                                            const FailFn& fail) {
-  auto find = [&](const std::string& name) -> const TensorRef* {
-    auto it = by_name.find(name);
-    return it == by_name.end() ? nullptr : it->second;
-  };
+  auto find = [&](const std::string& name) { return tensor_named(by_name, name); };
   // Modules owning a tensor the scheme's Linears own, with those tensors, in tensor order.
   std::vector<std::string> modules;
   std::map<std::string, std::vector<const TensorRef*>> owned;
@@ -273,10 +276,7 @@ std::map<const TensorRef*, LinearWeight> find_int4_linears(const Checkpoint& ck,
 std::map<const TensorRef*, LinearWeight> find_marlin_linears(const Checkpoint& ck, const quant::Scheme& scheme,
                                                              const std::map<std::string, const TensorRef*>& by_name,
                                                              const FailFn& fail) {
-  auto find = [&](const std::string& name) -> const TensorRef* {
-    auto it = by_name.find(name);
-    return it == by_name.end() ? nullptr : it->second;
-  };
+  auto find = [&](const std::string& name) { return tensor_named(by_name, name); };
   const MarlinTensorNames nm = marlin_tensor_names(scheme.format);
   const bool ct = scheme.format == quant::Format::kCompressedTensors;
   const std::string layout = "the Marlin layout of " + scheme.describe();
@@ -358,10 +358,7 @@ std::vector<LinearWeight> find_linear_weights(const Checkpoint& ck, const quant:
   auto file_of = [&](const TensorRef& t) { return ck.files[t.view.file].path; };
   std::map<std::string, const TensorRef*> by_name;
   for (const auto& t : ck.tensors) by_name[t.name] = &t;
-  auto find = [&](const std::string& name) -> const TensorRef* {
-    auto it = by_name.find(name);
-    return it == by_name.end() ? nullptr : it->second;
-  };
+  auto find = [&](const std::string& name) { return tensor_named(by_name, name); };
   std::map<const TensorRef*, LinearWeight> int4;
   if (scheme.method == quant::Method::kInt4)
     int4 = marlin ? find_marlin_linears(ck, scheme, by_name, fail) : find_int4_linears(ck, scheme, by_name, fail);

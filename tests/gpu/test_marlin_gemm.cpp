@@ -272,7 +272,7 @@ TEST(MarlinGemmGpu, RefusesWhatItCannotTake) {
   EXPECT_EQ(bad([](auto& a) { a.n = 96; }), cuda::Int4Status::kInvalidProblem);          // N % 64
   EXPECT_EQ(bad([](auto& a) { a.k = 264; }), cuda::Int4Status::kInvalidProblem);         // K % 16
   EXPECT_EQ(bad([](auto& a) { a.group_size = 24; }), cuda::Int4Status::kInvalidProblem); // group % 16
-  EXPECT_EQ(bad([](auto& a) { a.k = 384; }), cuda::Int4Status::kInvalidProblem);         // K % group
+  EXPECT_EQ(bad([](auto& a) { a.k = 272; }), cuda::Int4Status::kInvalidProblem);         // K % group (272 = 2 x 128 + 16)
   EXPECT_EQ(bad([](auto& a) { a.dtype = 2; }), cuda::Int4Status::kInvalidProblem);
   EXPECT_EQ(bad([&](auto& a) { a.g_idx = buf.as<int32_t>(); }), cuda::Int4Status::kInvalidProblem);  // no perm
   EXPECT_EQ(bad([&](auto& a) {
