@@ -224,6 +224,15 @@ TEST(Gguf, SameBytesAtAnyThreadCount) {
   EXPECT_EQ(read_file_bytes(d / "t1/model.gguf"), read_file_bytes(d / "t3/model.gguf"));
 }
 
+// The 4 x 512 float32 tensor the block-producer tests write at offset 0 of a file of their own.
+SourceView f32_rows_view() {
+  SourceView v;
+  v.file = 0;
+  v.dtype = DType::F32;
+  v.shape = {4, 512};
+  return v;
+}
+
 TEST(Gguf, BlockProducerGivesTheSameBytesForAnyRangeCut) {
   // The executor cuts chunks at 1 MiB, inside blocks: every cut must give the whole's bytes.
   ScratchDir d;
@@ -233,10 +242,7 @@ TEST(Gguf, BlockProducerGivesTheSameBytesForAnyRangeCut) {
     std::memcpy(raw.data() + 4 * i, &x, 4);
   }
   write_file_bytes(d / "w.bin", raw);
-  SourceView v;
-  v.file = 0;
-  v.dtype = DType::F32;
-  v.shape = {4, 512};
+  const SourceView v = f32_rows_view();
   SourceReader src({d / "w.bin"});
   for (auto type : {ops::GgmlType::Q4_K, ops::GgmlType::Q6_K, ops::GgmlType::Q8_0, ops::GgmlType::Q5_0}) {
     GgmlBlockProducer p({v}, 512, type, "t.gguf", "w");
@@ -264,10 +270,7 @@ TEST(Gguf, BlockProducerRefusesEveryKindOfNonFiniteAnywhere) {
     std::vector<uint8_t> raw(4 * 512 * 4);
     for (size_t i = 0; i < raw.size() / 4; ++i) std::memcpy(raw.data() + 4 * i, &edge[i % 4], 4);
     write_file_bytes(d / "finite.bin", raw);
-    SourceView v;
-    v.file = 0;
-    v.dtype = DType::F32;
-    v.shape = {4, 512};
+    const SourceView v = f32_rows_view();
     SourceReader src({d / "finite.bin"});
     GgmlBlockProducer p({v}, 512, ops::GgmlType::Q8_0, "t.gguf", "w");
     std::vector<uint8_t> out(p.nbytes());
@@ -284,10 +287,7 @@ TEST(Gguf, BlockProducerRefusesEveryKindOfNonFiniteAnywhere) {
       std::memcpy(raw.data() + 4 * at, &b, 4);
       const std::string path = d / ("w" + std::to_string(k++) + ".bin");
       write_file_bytes(path, raw);
-      SourceView v;
-      v.file = 0;
-      v.dtype = DType::F32;
-      v.shape = {4, 512};
+      const SourceView v = f32_rows_view();
       SourceReader src({path});
       GgmlBlockProducer p({v}, 512, ops::GgmlType::Q8_0, "t.gguf", "w");
       std::vector<uint8_t> out(p.nbytes());
