@@ -263,7 +263,7 @@ std::vector<LoadedFile> load_files_to_device(const LoadRequest& req, LoadTiming*
   if (req.io != IoMode::kPosix) {
     const std::string why_not = loader.prepare_gds();
     gds = why_not.empty();
-    if (!gds) loader.note("gds unavailable, read with posix: " + why_not);
+    if (!gds) loader.note(std::string(req.io == IoMode::kAuto ? "auto chose posix: " : "") + "gds unavailable, read with posix: " + why_not);
   }
   if (!gds || req.io == IoMode::kAuto) loader.prepare_posix();
   timing->setup_s = std::chrono::duration<double>(Clock::now() - setup_start).count();

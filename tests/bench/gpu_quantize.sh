@@ -56,19 +56,7 @@ for ((i = 0; i < 3; i++)); do
   timed python3 "$bench_dir/torch_fp8.py" "$src" "$bench_dir/q-torch"; torchs+=("$secs"); torchrss+=("$rss_mb")
 done
 cmp "$bench_dir/q-gpu/model.safetensors" "$bench_dir/q-cpu/model.safetensors"
-python3 - "$bench_dir/q-torch" "$bench_dir/q-gpu" <<'PY'
-import sys, torch
-from safetensors import safe_open
-a, b = (safe_open(p + "/model.safetensors", "pt") for p in sys.argv[1:3])
-names = set(a.keys())
-assert names == set(b.keys()), names ^ set(b.keys())
-for k in sorted(names):
-    x, y = a.get_tensor(k), b.get_tensor(k)
-    assert x.dtype == y.dtype and x.shape == y.shape, (k, x.dtype, y.dtype, x.shape, y.shape)
-    assert torch.equal(x.view(torch.uint8) if x.dtype == torch.float8_e4m3fn else x,
-                       y.view(torch.uint8) if y.dtype == torch.float8_e4m3fn else y), k
-print(f"torch path and ckpt: {len(names)} tensors, all identical")
-PY
+python3 "$(dirname "$0")/tensors_equal.py" "$bench_dir/q-torch/model.safetensors" "$bench_dir/q-gpu/model.safetensors" "torch path and ckpt"
 bytes=$(stat -c %s "$src/model.safetensors")
 cp_med=$(median "${cps[@]}")
 printf '%-22s %10s %10s %12s\n' path seconds vs_cp peak_rss_MB

@@ -73,7 +73,7 @@ import json, sys
 load = lambda f: [p for p in json.load(open(f))['phases'] if p['phase'] == 'load'][0]['details']
 p, a = load(sys.argv[1]), load(sys.argv[2])
 assert p['io'] == 'posix' and 0 <= p['first_layer_seconds'] <= p['wall_seconds'], p
-assert 'auto chose' in a['io_note'] or 'gds unavailable' in a['io_note'], a['io_note']
+assert 'auto chose ' + ('gds' if a['io'].startswith('gds') else 'posix') in a['io_note'], a['io_note']
 PY
 CKPT_CUFILE_LIBRARY=/nonexistent/libcufile.so.0 "$ckpt" validate "$tmp/bf16" --io gds --report "$out/io-missing.json" >/dev/null ||
   fail "--io gds without libcufile did not fall back"

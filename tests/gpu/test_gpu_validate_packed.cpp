@@ -162,8 +162,10 @@ TEST(GpuValidatePacked, ChangedBytesAndCorruptedFramesAreNamed) {
   flip_frame(tmp2 / "p/checkpoint.ckptpack", "model.layers.1.self_attn.o_proj.weight");
   auto r2 = run_all(tmp2 / "p");
   ASSERT_FALSE(r2->ok());
-  ASSERT_EQ(r2->failures().size(), 1u) << r2->table();
-  const auto& f = r2->failures()[0];
+  // failures() returns a copy: keep it, a reference into the temporary would dangle.
+  const std::vector<validate::Failure> failures = r2->failures();
+  ASSERT_EQ(failures.size(), 1u) << r2->table();
+  const auto& f = failures[0];
   EXPECT_EQ(f.check, "load") << r2->table();
   EXPECT_EQ(f.file, tmp2 / "p/checkpoint.ckptpack/model.safetensors");
   EXPECT_EQ(f.tensor, "model.layers.1.self_attn.o_proj.weight");
