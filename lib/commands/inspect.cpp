@@ -5,6 +5,7 @@
 
 #include "checkpoint/dir_files.h"
 #include "checkpoint/parallel_root.h"
+#include "commands/marlin.h"
 #include "commands/pack.h"
 #include "commands/shard.h"
 #include "core/error.h"
@@ -20,8 +21,14 @@ ojson inspect_report(const Checkpoint& ck) {
   r["architecture"] = ck.architecture();
   if (ck.index_file) r["index"] = *ck.index_file;
   // The quantization scheme (quant/scheme.h); inspect shows a config it cannot read instead of failing.
+  // A `ckpt marlin` output is described as the Marlin layout of the INT4 scheme its tensors come
+  // from, read as validate reads it.
   try {
-    r["quantization"] = quant::read_scheme(ck.config ? &*ck.config : nullptr, ck.path + "/config.json").describe();
+    const std::string label = ck.path + "/config.json";
+    if (ck.config && is_marlin_config(&*ck.config))
+      r["quantization"] = "vLLM Marlin layout (ckpt marlin) of " + marlin_source_scheme(*ck.config, label).describe();
+    else
+      r["quantization"] = quant::read_scheme(ck.config ? &*ck.config : nullptr, label).describe();
   } catch (const Error& e) {
     r["quantization"] = "unreadable: " + e.rule();
   }

@@ -20,6 +20,10 @@ for case in "gptq --sym 32" "gptq --asym -1" "awq --asym 32" "compressed-tensors
   grep -q '"quant_method": "ckpt_marlin"' "$tmp/m-$n/config.json" || fail "$n: config.json does not name the layout"
   [ ! -e "$tmp/m-$n/quantize_config.json" ] || fail "$n: quantize_config.json (plain GPTQ to old loaders) written"
   cmp -s "$tmp/q-$n/model.safetensors" "$tmp/m-$n/model.safetensors" && fail "$n: nothing relaid out"
+  # inspect names the layout and the source scheme, as it gives it for the source.
+  want="vLLM Marlin layout (ckpt marlin) of $("$ckpt" inspect "$tmp/q-$n" | sed -n 's/^quantization *//p')"
+  got=$("$ckpt" inspect "$tmp/m-$n" | sed -n 's/^quantization *//p')
+  [ "$got" = "$want" ] || fail "$n: inspect says '$got', not '$want'"
   "$ckpt" marlin --undo "$tmp/m-$n" "$tmp/u-$n" -q
   for f in model.safetensors config.json quantize_config.json; do
     [ -e "$tmp/q-$n/$f" ] || continue
