@@ -63,9 +63,11 @@ summary["auto"] = run([model, "--io", "auto"], "auto")
 print(f"--io auto: {summary['auto']['io']}: {summary['auto']['io_note']}")
 if staged:
     one = run(["--from-shm", name], "shm-1")
-    # One process per GPU where there are several (4 copies of 16 GB do not fit one 80 GB GPU).
+    # One process per GPU where there are several. On one GPU the four share its memory: 4 x 16 GB
+    # of weights fit 80 GB only with the smallest warm-up (batch 1: one KV cache and workspace).
     gpus = max(1, subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout.count("GPU "))
-    procs = [start(["--from-shm", name, "--gpus", str(i % gpus)], f"shm-4-{i}") for i in range(4)]
+    small = ["--batch-sizes", "1"] if gpus < 4 else []
+    procs = [start(["--from-shm", name, "--gpus", str(i % gpus), *small], f"shm-4-{i}") for i in range(4)]
     for p, _ in procs:
         _, err = p.communicate()
         if p.returncode != 0:
