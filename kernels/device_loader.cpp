@@ -191,6 +191,9 @@ class Loader {
         std::lock_guard lock(mu);
         reads.insert(reads.end(), my_reads.begin(), my_reads.end());
       } catch (...) {
+        // Copies this thread queued may still be reading its staging slots, which the caller's
+        // unwinding frees: wait for them first (their own error, if any, is not the one to report).
+        if (!gds) (void)cudaStreamSynchronize(streams_[t]);
         std::lock_guard lock(mu);
         if (!error) error = std::current_exception();
         next = last;
