@@ -145,8 +145,10 @@ void marlin_repack(MarlinSource source, const uint32_t* src, uint64_t stride, ui
 
 void marlin_unpack(MarlinSource source, const uint32_t* marlin, uint64_t n, uint64_t k, uint64_t kt0, uint64_t kt1,
                    uint32_t* dst, uint64_t stride) {
+  static const bool vec = detail::marlin_avx512_on_this_cpu();
   auto rows = [&](const uint32_t* b, uint64_t kts, uint32_t* q, uint64_t q_stride) {
-    detail::marlin_unpack_gptq_rows_scalar(b, n, kts, q, q_stride);
+    if (vec) detail::marlin_unpack_gptq_rows_avx512(b, n, kts, q, q_stride);
+    else detail::marlin_unpack_gptq_rows_scalar(b, n, kts, q, q_stride);
   };
   if (source == MarlinSource::kGptq) return rows(marlin, kt1 - kt0, dst, stride);
   // Other targets go through GPTQ-layout rows, a few K-tiles at a time (kept in cache).

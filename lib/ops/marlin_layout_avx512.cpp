@@ -7,7 +7,8 @@
 //      << 4 into byte 2 (and the high nibbles likewise), a vpermt2b packs them into the word;
 //   3. a 4 x 4 transpose of 128-bit lanes across the four warps and one vpermd per output vector
 //      put word (th, w) at 4 th + w.
-// Tested against the nibble-at-a-time closed form bit for bit (tests/unit/test_marlin_layout.cpp).
+// The inverse (marlin_unpack) runs the steps backwards, below. Both are tested against the
+// nibble-at-a-time closed form bit for bit (tests/unit/test_marlin_layout.cpp).
 #if defined(__x86_64__)
 #if !defined(__clang__)  // clang has no such warning group and would warn about the pragma
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -54,6 +55,25 @@ CKPT_TARGET_MARLIN_AVX512 Tables make_tables() {
   return tb;
 }
 
+struct UnpackTables {
+  __m512i gather[4];  // step 2, per warp: lane m = word th = 16 half + m
+  __m512i rows[2];    // step 3, per GPTQ row
+};
+
+CKPT_TARGET_MARLIN_AVX512 UnpackTables make_unpack_tables() {
+  alignas(64) uint32_t g[4][16];
+  alignas(64) uint8_t r[2][64];
+  for (int w = 0; w < 4; ++w)
+    for (int m = 0; m < 16; ++m) g[w][m] = static_cast<uint32_t>(16 * ((m % 8) / 4) + 4 * (m % 4) + w);
+  for (int h = 0; h < 2; ++h)
+    for (int c = 0; c < 16; ++c)
+      for (int bb = 0; bb < 4; ++bb) r[h][4 * c + bb] = static_cast<uint8_t>(16 * (c % 8) + 4 * bb + 2 * (c / 8) + h);
+  UnpackTables t;
+  for (int w = 0; w < 4; ++w) t.gather[w] = _mm512_load_si512(g[w]);
+  for (int h = 0; h < 2; ++h) t.rows[h] = _mm512_load_si512(r[h]);
+  return t;
+}
+
 }  // namespace
 
 bool marlin_avx512_on_this_cpu() {
@@ -94,6 +114,41 @@ CKPT_TARGET_MARLIN_AVX512 void marlin_repack_gptq_rows_avx512(const uint32_t* q,
   }
 }
 
+// The inverse, one tile at a time: (1) each Marlin word's nibbles unzipped back into bytes
+// [A0, A1, B0, B1] (lo(x0) | hi(x0) << 4, ...: two swap steps, bytes 1 <-> 2 then nibbles 1 <-> 2
+// of each half); (2) for warp w, its 32 words th = 0..31 (word 4 th + w) gathered in th order
+// into two vectors (vpermt2d of pairs of input vectors and a blend); (3) one vpermt2b per GPTQ
+// row: byte b of column 8 blk + col comes from word th = 4 col + b, byte 2 blk + row.
+CKPT_TARGET_MARLIN_AVX512 void marlin_unpack_gptq_rows_avx512(const uint32_t* b, uint64_t n, uint64_t kts, uint32_t* q,
+                                                              uint64_t stride) {
+  static const UnpackTables tb = make_unpack_tables();
+  const __m512i m8 = _mm512_set1_epi32(0x0000FF00), m4 = _mm512_set1_epi32(0x00F000F0);
+  for (uint64_t kt = 0; kt < kts; ++kt) {
+    const uint32_t* row = b + kt * 2 * n;
+    uint32_t* r0 = q + 2 * kt * stride;
+    uint32_t* r1 = r0 + stride;
+    for (uint64_t nt = 0; nt < n / 64; ++nt) {
+      __m512i z[8];
+      for (int p = 0; p < 8; ++p) {
+        __m512i x = _mm512_loadu_si512(row + 128 * nt + 16 * p);
+        __m512i t = _mm512_ternarylogic_epi32(x, _mm512_srli_epi32(x, 8), m8, 0x28);  // (x ^ x >> 8) & m8
+        x = _mm512_ternarylogic_epi32(x, t, _mm512_slli_epi32(t, 8), 0x96);           // x ^ t ^ t << 8
+        t = _mm512_ternarylogic_epi32(x, _mm512_srli_epi32(x, 4), m4, 0x28);
+        z[p] = _mm512_ternarylogic_epi32(x, t, _mm512_slli_epi32(t, 4), 0x96);
+      }
+      for (int w = 0; w < 4; ++w) {
+        __m512i v[2];
+        for (int h = 0; h < 2; ++h)
+          v[h] = _mm512_mask_blend_epi32(static_cast<__mmask16>(0xFF00),
+                                         _mm512_permutex2var_epi32(z[4 * h], tb.gather[w], z[4 * h + 1]),
+                                         _mm512_permutex2var_epi32(z[4 * h + 2], tb.gather[w], z[4 * h + 3]));
+        _mm512_storeu_si512(r0 + 64 * nt + 16 * w, _mm512_permutex2var_epi8(v[0], tb.rows[0], v[1]));
+        _mm512_storeu_si512(r1 + 64 * nt + 16 * w, _mm512_permutex2var_epi8(v[0], tb.rows[1], v[1]));
+      }
+    }
+  }
+}
+
 }  // namespace ckpt::ops::detail
 
 #else
@@ -104,6 +159,9 @@ namespace ckpt::ops::detail {
 bool marlin_avx512_on_this_cpu() { return false; }
 void marlin_repack_gptq_rows_avx512(const uint32_t* q, uint64_t stride, uint64_t n, uint64_t kts, uint32_t* out) {
   marlin_repack_gptq_rows_scalar(q, stride, n, kts, out);
+}
+void marlin_unpack_gptq_rows_avx512(const uint32_t* b, uint64_t n, uint64_t kts, uint32_t* q, uint64_t stride) {
+  marlin_unpack_gptq_rows_scalar(b, n, kts, q, stride);
 }
 }  // namespace ckpt::ops::detail
 

@@ -26,5 +26,7 @@ void marlin_repack_gptq_rows_avx512(const uint32_t* q, uint64_t stride, uint64_t
 bool marlin_avx512_on_this_cpu();
 // GPTQ-layout rows [0, 2 kts) (`stride` words apart) from B rows [0, kts): the inverse.
 void marlin_unpack_gptq_rows_scalar(const uint32_t* b, uint64_t n, uint64_t kts, uint32_t* q, uint64_t stride);
+// The same bytes with AVX-512 (F, BW, VBMI); call only where marlin_avx512_on_this_cpu().
+void marlin_unpack_gptq_rows_avx512(const uint32_t* b, uint64_t n, uint64_t kts, uint32_t* q, uint64_t stride);
 
 }  // namespace ckpt::ops::detail

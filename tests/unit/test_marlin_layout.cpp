@@ -104,6 +104,16 @@ TEST(MarlinLayout, GptqRepackEqualsVllmReference) {
     marlin_unpack_reference(MarlinSource::kGptq, want.data(), static_cast<uint64_t>(s.n), static_cast<uint64_t>(s.k), 0,
                             static_cast<uint64_t>(s.k / 16), back.data(), static_cast<uint64_t>(s.n));
     expect_words_eq(back, qweight, what + " unpack closed form");
+    std::fill(back.begin(), back.end(), 0xDEADBEEFu);
+    detail::marlin_unpack_gptq_rows_scalar(want.data(), static_cast<uint64_t>(s.n), static_cast<uint64_t>(s.k / 16),
+                                           back.data(), static_cast<uint64_t>(s.n));
+    expect_words_eq(back, qweight, what + " unpack scalar words");
+    if (detail::marlin_avx512_on_this_cpu()) {
+      std::fill(back.begin(), back.end(), 0xDEADBEEFu);
+      detail::marlin_unpack_gptq_rows_avx512(want.data(), static_cast<uint64_t>(s.n), static_cast<uint64_t>(s.k / 16),
+                                             back.data(), static_cast<uint64_t>(s.n));
+      expect_words_eq(back, qweight, what + " unpack avx512");
+    }
   }
 }
 
