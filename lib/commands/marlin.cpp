@@ -10,6 +10,7 @@
 #include "commands/rechunk.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "ops/int4_producers.h"
 #include "ops/int4_quant.h"
 #include "ops/marlin_layout.h"
 
@@ -19,6 +20,10 @@ namespace {
 
 using ops::MarlinSource;
 using Perm = std::shared_ptr<const std::vector<int32_t>>;
+
+// Idle whole-codes arrays kept for the next weights (Int4BufferPool): room for a few 7B-class
+// Linears' codes (14336 x 4096: 29 MB).
+constexpr uint64_t kWholeCodesIdleBytes = 96ull << 20;
 
 MarlinSource marlin_source(quant::Format f) {
   switch (f) {
@@ -122,14 +127,26 @@ class UnitProducer : public Producer {
 // relayout ran at 6x cp, --undo at 9.6x). So one weight's codes are read once, contiguously, into
 // memory shared by its chunks, and dropped when every output byte has been produced (a later
 // reader, in a pipeline, reads them again). Above MarlinOptions::whole_codes_max_bytes the stripe
-// reads stay.
+// reads stay. The arrays come from one pool per plan (Int4BufferPool, as the INT4 quantizer's
+// caches): a fresh zero-filled vector per weight cost a page fault per 4 KiB (7.4k faults, about
+// 15 us each on the PVM guest, for a 0.76 GB compressed-tensors checkpoint).
+
+struct WholeCodesOptions {
+  uint64_t max_bytes;                     // MarlinOptions::whole_codes_max_bytes
+  std::shared_ptr<Int4BufferPool> pool;  // where the arrays come from
+};
 
 class WholeCodes {
  public:
-  WholeCodes(SourceView codes, uint64_t output_bytes) : codes_(std::move(codes)), output_bytes_(output_bytes) {}
-  std::shared_ptr<const std::vector<uint32_t>> get(const SourceReader& src) {
+  WholeCodes(SourceView codes, uint64_t output_bytes, std::shared_ptr<Int4BufferPool> pool)
+      : codes_(std::move(codes)), output_bytes_(output_bytes), pool_(std::move(pool)) {}
+  std::shared_ptr<const uint32_t[]> get(const SourceReader& src) {
     std::lock_guard<std::mutex> lock(m_);
-    if (!words_) words_ = std::make_shared<const std::vector<uint32_t>>(read_words(src, codes_));
+    if (!words_) {
+      std::shared_ptr<uint32_t[]> w = pool_->get<uint32_t>(codes_.numel());
+      src.gather(codes_, 0, codes_.numel(), reinterpret_cast<uint8_t*>(w.get()));
+      words_ = std::move(w);
+    }
     return words_;
   }
   void produced(uint64_t n) {
@@ -142,8 +159,9 @@ class WholeCodes {
  private:
   SourceView codes_;
   uint64_t output_bytes_;
+  std::shared_ptr<Int4BufferPool> pool_;
   std::mutex m_;
-  std::shared_ptr<const std::vector<uint32_t>> words_;
+  std::shared_ptr<const uint32_t[]> words_;
   uint64_t done_ = 0;
 };
 
@@ -153,11 +171,11 @@ class WholeCodes {
 // repacked.
 class MarlinCodes final : public UnitProducer {
  public:
-  MarlinCodes(MarlinSource source, SourceView codes, uint64_t n, uint64_t k, Perm perm, uint64_t whole_max)
+  MarlinCodes(MarlinSource source, SourceView codes, uint64_t n, uint64_t k, Perm perm, const WholeCodesOptions& whole)
       : UnitProducer(k / 16, 2 * n * 4, std::string("marlin repack from ") + name(source) + (perm ? " act-order" : "")),
         source_(source), codes_(std::move(codes)), n_(n), k_(k), perm_(std::move(perm)) {
-    if (source_ == MarlinSource::kCompressedTensors && !perm_ && codes_.nbytes() <= whole_max)
-      whole_ = std::make_unique<WholeCodes>(codes_, nbytes());
+    if (source_ == MarlinSource::kCompressedTensors && !perm_ && codes_.nbytes() <= whole.max_bytes)
+      whole_ = std::make_unique<WholeCodes>(codes_, nbytes(), whole.pool);
   }
 
   void produce(const SourceReader& src, uint64_t begin, uint64_t n, uint8_t* out) const override {
@@ -185,7 +203,7 @@ class MarlinCodes final : public UnitProducer {
         case MarlinSource::kCompressedTensors: {
           if (whole_) {
             const auto w = whole_->get(src);
-            return ops::marlin_repack(source_, w->data() + 2 * kt0, k_ / 8, n_, k_, kt0, kt1, out);
+            return ops::marlin_repack(source_, w.get() + 2 * kt0, k_ / 8, n_, k_, kt0, kt1, out);
           }
           const uint32_t* w = read_words_into(src, codes_.narrow(1, 2 * kt0, 2 * kts), buf);
           return ops::marlin_repack(source_, w, 2 * kts, n_, k_, kt0, kt1, out);
@@ -232,12 +250,12 @@ class MarlinCodes final : public UnitProducer {
 // compressed-tensors' [N, K/8], of 64 output rows (one Marlin column tile across every K-tile).
 class MarlinUncodes final : public UnitProducer {
  public:
-  MarlinUncodes(MarlinSource target, SourceView marlin, uint64_t n, uint64_t k, uint64_t whole_max)
+  MarlinUncodes(MarlinSource target, SourceView marlin, uint64_t n, uint64_t k, const WholeCodesOptions& whole)
       : UnitProducer(target == MarlinSource::kCompressedTensors ? n / 64 : k / 16,
                      target == MarlinSource::kCompressedTensors ? 64 * (k / 8) * 4 : 2 * n * 4, "marlin unpack"),
         target_(target), marlin_(std::move(marlin)), n_(n), k_(k) {
-    if (target_ == MarlinSource::kCompressedTensors && marlin_.nbytes() <= whole_max)
-      whole_ = std::make_unique<WholeCodes>(marlin_, nbytes());
+    if (target_ == MarlinSource::kCompressedTensors && marlin_.nbytes() <= whole.max_bytes)
+      whole_ = std::make_unique<WholeCodes>(marlin_, nbytes(), whole.pool);
   }
 
   void produce(const SourceReader& src, uint64_t begin, uint64_t n, uint8_t* out) const override {
@@ -257,7 +275,7 @@ class MarlinUncodes final : public UnitProducer {
         const auto all = whole_->get(src);
         if (buf.size() < k_ / 16 * width) buf.resize(k_ / 16 * width);
         for (uint64_t kt = 0; kt < k_ / 16; ++kt)
-          std::memcpy(&buf[kt * width], all->data() + kt * 2 * n_ + 128 * u0, width * 4);
+          std::memcpy(&buf[kt * width], all.get() + kt * 2 * n_ + 128 * u0, width * 4);
         w = buf.data();
       } else {
         w = read_words_into(src, marlin_.narrow(1, 128 * u0, width), buf);
@@ -301,11 +319,12 @@ struct LinearTensors {
 
 class Planner {
  public:
-  Planner(const Checkpoint& ck, uint64_t whole_codes_max) : whole_codes_max(whole_codes_max), ck_(ck), reader_(source_paths(ck)) {
+  Planner(const Checkpoint& ck, uint64_t whole_codes_max)
+      : whole{whole_codes_max, std::make_shared<Int4BufferPool>(kWholeCodesIdleBytes)}, ck_(ck), reader_(source_paths(ck)) {
     for (const auto& t : ck.tensors) by_name_[t.name] = &t;
   }
 
-  const uint64_t whole_codes_max;  // MarlinOptions::whole_codes_max_bytes
+  const WholeCodesOptions whole;
   std::string file_of(const TensorRef& t) const { return t.view.file >= 0 ? ck_.files[t.view.file].path : ck_.path; }
   [[noreturn]] void refuse(const TensorRef& t, const std::string& why) const { fail(Errc::kUnsupported, file_of(t), t.name, why); }
 
@@ -430,7 +449,7 @@ void plan_forward(Planner& p, const quant::Scheme& s, std::vector<OutputTensor>&
             p.refuse(g, "g_idx is not k / group_size but desc_act is false; vLLM would ignore it: say desc_act true or fix g_idx");
       }
     }
-    out.push_back({t.name, DType::I32, {l.k / 16, 2 * l.n}, std::make_shared<MarlinCodes>(src_kind, t.view, l.n, l.k, perm, p.whole_codes_max)});
+    out.push_back({t.name, DType::I32, {l.k / 16, 2 * l.n}, std::make_shared<MarlinCodes>(src_kind, t.view, l.n, l.k, perm, p.whole)});
 
     const size_t es = dtype_bits(scales.dtype()) / 8;
     const SourceView sv = scales.view;
@@ -534,7 +553,7 @@ void plan_undo(Planner& p, const quant::Scheme& s, std::vector<OutputTensor>& ou
     const quant::Part* codes = part_of(quant::PartRole::kCodes);
     out.push_back({t.name, DType::I32, codes->shape,
                    perm ? act_order_uncodes(geo, t.view, perm)
-                        : std::shared_ptr<Producer>(std::make_shared<MarlinUncodes>(kind, t.view, l.n, l.k, p.whole_codes_max))});
+                        : std::shared_ptr<Producer>(std::make_shared<MarlinUncodes>(kind, t.view, l.n, l.k, p.whole))});
 
     const size_t es = dtype_bits(scales.dtype()) / 8;
     const SourceView sv = scales.view;
