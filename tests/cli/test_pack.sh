@@ -30,6 +30,12 @@ done
 "$ckpt" pack "$td/llama-trained" "$scratch/t1" --threads 1 -q && "$ckpt" pack "$td/llama-trained" "$scratch/t3" --threads 3 -q
 cmp -s "$scratch/t1/checkpoint.ckptpack" "$scratch/t3/checkpoint.ckptpack" && pass "deterministic across thread counts" \
   || fail "thread count changes the bytes"
+# unpack writes straight to the disk when durable and through the page cache with --no-sync: the
+# same bytes either way, at any thread count.
+"$ckpt" unpack "$scratch/p-llama-trained" "$scratch/u1" --threads 1 --no-sync -q \
+  && "$ckpt" unpack "$scratch/p-llama-trained" "$scratch/u3" --threads 3 -q \
+  && same_tree "$td/llama-trained" "$scratch/u1" && same_tree "$td/llama-trained" "$scratch/u3" \
+  && pass "unpack: same bytes durable or --no-sync, 1 or 3 threads" || fail "unpack: bytes depend on the write path"
 
 # FP8 and TP/PP outputs: each rank packed, all back byte for byte.
 "$ckpt" quantize "$td/llama" "$scratch/fp8" --fp8 -q || fail "quantize"
