@@ -12,12 +12,6 @@
 
 #include "core/error.h"
 
-// Linux 5.14's madvise advice, missing from older C library headers (the kernel refuses it with
-// EINVAL where it is older still).
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-
 namespace ckpt {
 
 namespace {
@@ -134,65 +128,15 @@ void File::sync() const {
 OutputFileWriter OutputFileWriter::create(const std::string& path, uint64_t size, bool direct) {
   OutputFileWriter w;
   w.file_ = File::create(path);
-  if (direct) w.direct_ = File::open_direct_write(path);
-  // EOPNOTSUPP: a file system that cannot reserve; the writes then allocate as they go, and the
-  // file is not mapped (a store into a page whose block cannot be allocated would be a SIGBUS).
-  bool reserved = false;
-  if (size > 0) {
-    reserved = ::fallocate(w.file_.fd(), 0, 0, static_cast<off_t>(size)) == 0;
-    if (!reserved && errno != EOPNOTSUPP) fail_errno(path, "cannot reserve " + std::to_string(size) + " bytes");
+  if (direct) {
+    w.direct_ = File::open_direct_write(path);
+    // EOPNOTSUPP: a file system that cannot reserve; the writes then allocate as they go.
+    if (w.direct() && size > 0 && ::fallocate(w.file_.fd(), 0, 0, static_cast<off_t>(size)) != 0 &&
+        errno != EOPNOTSUPP)
+      fail_errno(path, "cannot reserve " + std::to_string(size) + " bytes");
   }
   w.file_.truncate(size);
-  if (!w.direct() && reserved) {
-    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, w.file_.fd(), 0);
-    if (p != MAP_FAILED) {
-      w.map_.data = static_cast<uint8_t*>(p);
-      w.map_.size = size;
-    }
-  }
   return w;
-}
-
-namespace {
-
-// The pages of the map that [offset, offset + n) touches.
-std::pair<uint8_t*, size_t> page_span(uint8_t* base, uint64_t offset, uint64_t n) {
-  const uint64_t a = offset / kDirectAlign * kDirectAlign;
-  const uint64_t b = (offset + n + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
-  return {base + a, static_cast<size_t>(b - a)};
-}
-
-}  // namespace
-
-void OutputFileWriter::prepare_in_place(uint64_t offset, uint64_t n) const {
-  if (n == 0) return;
-  const auto [p, len] = page_span(map_.data, offset, std::min(n, map_.size - offset));
-  // EINVAL: a kernel before 5.14, without MADV_POPULATE_WRITE; the stores then fault the pages in
-  // (the blocks are reserved, so that cannot fail for space).
-  if (::madvise(p, len, MADV_POPULATE_WRITE) != 0 && errno != EINVAL) fail_errno(path(), "write failed");
-}
-
-void OutputFileWriter::done_in_place(uint64_t offset, uint64_t n) const {
-  if (n == 0) return;
-  const auto [p, len] = page_span(map_.data, offset, std::min(n, map_.size - offset));
-  ::madvise(p, len, MADV_DONTNEED);  // a shared file map: the bytes stay in the page cache
-}
-
-OutputFileWriter::Map& OutputFileWriter::Map::operator=(Map&& o) noexcept {
-  if (this != &o) {
-    unmap();
-    data = o.data;
-    size = o.size;
-    o.data = nullptr;
-  }
-  return *this;
-}
-
-OutputFileWriter::Map::~Map() { unmap(); }
-
-void OutputFileWriter::Map::unmap() {
-  if (data) ::munmap(data, size);
-  data = nullptr;
 }
 
 void OutputFileWriter::write(const void* buf, size_t n, uint64_t offset) const {
@@ -219,7 +163,6 @@ void OutputFileWriter::start_writeback(uint64_t offset, uint64_t n) const {
 }
 
 void OutputFileWriter::close() {
-  map_.unmap();  // its dirty pages stay in the page cache, the file's bytes
   direct_.close();
   file_.close();
 }

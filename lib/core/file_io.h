@@ -64,20 +64,12 @@ inline constexpr uint64_t kDirectAlign = 4096;
 // written both ways. Callers put the bytes for file offset `off` at an address congruent to
 // `off` modulo kDirectAlign, else the write goes through the page cache whole. A file system
 // without O_DIRECT (or refusing a write with EINVAL) gets buffered writes; the bytes are the same.
-//
-// Without `direct`, the file is also mapped (shared, writable) where its blocks can be reserved
-// up front, so that callers can make its bytes in place, in its page cache (in_place): no copy
-// from a buffer of theirs. On the 2-core VM, write(2)'s copy from user memory into fresh page-cache
-// pages cost 2.5-6.2 CPU-s per 2.2 GB written from 2 threads, against 1.0-1.5 CPU-s for the same
-// bytes read (pread) straight into a populated map, about what cp's in-kernel copy costs there
-// (0.6-1.6); and page faults take no inode lock, where buffered writes to one file serialize.
 class OutputFileWriter {
  public:
   OutputFileWriter() = default;
   // Creates `path` (O_EXCL) with `size` bytes (reserved on the disk up front when direct, so that
   // a full disk fails here rather than midway, and aligned direct writes into the reserved
-  // blocks run in parallel under a shared inode lock; reserved and mapped when not direct, where
-  // the file system can).
+  // blocks run in parallel under a shared inode lock).
   static OutputFileWriter create(const std::string& path, uint64_t size, bool direct);
   // Writes n bytes at offset (from any thread; ranges of concurrent writes must not overlap).
   void write(const void* buf, size_t n, uint64_t offset) const;
@@ -89,35 +81,12 @@ class OutputFileWriter {
   // was about a fifth of `quantize --int4`'s wall time on the loaded 2-core machine). A hint: an
   // I/O error is reported by the fsync.
   void start_writeback(uint64_t offset, uint64_t n) const;
-  // Where the bytes of file offset `offset` are made in place (in the shared map of the file's
-  // page cache), or nullptr when the file is not mapped (direct; empty; a file system that cannot
-  // reserve or map it): then write() takes the bytes. Stores there are the file's bytes.
-  uint8_t* in_place(uint64_t offset) const { return map_.data ? map_.data + offset : nullptr; }
-  // Before bytes are made in place at [offset, offset + n): creates the pages, writable, in one
-  // call rather than a fault per page, so that a failure is an error here (a store to a page that
-  // cannot be created would be a SIGBUS). From any thread, like write().
-  void prepare_in_place(uint64_t offset, uint64_t n) const;
-  // Once bytes were made in place at [offset, offset + n): unmaps those pages from this process
-  // (they stay in the page cache, dirty, as written bytes do), so that its resident memory is what
-  // is in flight, whatever the file's size. A page shared with a neighbouring range still being
-  // made is mapped again by that range's next store.
-  void done_in_place(uint64_t offset, uint64_t n) const;
   // Closes both descriptors, reporting a failed close(2).
   void close();
 
  private:
-  struct Map {
-    uint8_t* data = nullptr;
-    uint64_t size = 0;
-    Map() = default;
-    Map(Map&& o) noexcept : data(o.data), size(o.size) { o.data = nullptr; }
-    Map& operator=(Map&& o) noexcept;
-    ~Map();
-    void unmap();
-  };
   File file_;    // buffered
   File direct_;  // the same file opened with O_DIRECT; closed when not direct
-  Map map_;      // the whole file, shared, when not direct (in_place)
 };
 
 // Writes handed from the threads that make the bytes to a few threads that only write, so that a

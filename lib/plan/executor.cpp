@@ -123,59 +123,44 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
     const OutputFileWriter& file = files[c.file];
     const uint64_t dst_off = plan.files[c.file].offsets[c.tensor] + c.begin;
     const auto v = t.producer->verbatim(c.begin, c.n);
-    // One hash block at a time is made (or read, for a verbatim copy) and hashed, in place in the
-    // output's page cache where it is mapped, else in a pool buffer handed to the writer, so each
-    // block stays in the CPU cache from the producer to the hash (and, written in this thread, to
-    // the page-cache copy); a whole chunk would go through DRAM twice more, which made `ckpt cast`
-    // (bench_cast.sh) several times slower than cp on a 2-core machine. In a buffer, the block
-    // sits at its file offset's place in a page (OutputFileWriter's rule for direct writes). A
-    // direct write stops at the last page boundary of its block but for the chunk's last: the
-    // bytes after it are copied in front of the next block's buffer, completing the page that the
-    // next block's write starts with, so only the pages at a chunk's two ends go through the page
-    // cache.
+    // One hash block at a time is made (or read, for a verbatim copy), hashed and handed to the
+    // writer from a pool buffer, so each block stays in the CPU cache from the producer to the
+    // hash (and, written in this thread, to the page-cache copy); a whole chunk would go through
+    // DRAM twice more, which made `ckpt cast` (bench_cast.sh) several times slower than cp on a
+    // 2-core machine. The block sits at its file offset's place in a page (OutputFileWriter's rule
+    // for direct writes). A direct write stops at the last page boundary of its block but for the
+    // chunk's last: the bytes after it are copied in front of the next block's buffer, completing
+    // the page that the next block's write starts with, so only the pages at a chunk's two ends go
+    // through the page cache.
+    uint8_t* buf = writes.acquire();
+    uint64_t carried = 0;  // bytes in front of the block, the previous block's, not written yet
     std::vector<uint64_t> digests;
-    // Makes block [off, off + n) of the chunk at `data` and hashes it.
-    const auto make = [&](uint64_t off, uint64_t n, uint8_t* data) {
-      if (v) {
-        // Source checks (torch zip CRCs) take the bytes the verbatim copies read, while in cache.
-        reader.read(v->file, data, n, v->offset + off);
-        checks.feed(v->file, v->offset + off, data, n);
-      } else {
-        t.producer->produce(reader, c.begin + off, n, data);
-      }
-      digests.push_back(hash_bytes(data, n));
-    };
-    if (uint8_t* const place = file.in_place(dst_off)) {
-      // A page-cache output made in place, block by block (OutputFileWriter::in_place).
+    try {
       for (uint64_t off = 0; off < c.n; off += kHashBlockBytes) {
         const uint64_t n = std::min(kHashBlockBytes, c.n - off);
-        file.prepare_in_place(dst_off + off, n);
-        make(off, n, place + off);
-        file.done_in_place(dst_off + off, n);
-      }
-    } else {
-      uint8_t* buf = writes.acquire();
-      uint64_t carried = 0;  // bytes in front of the block, the previous block's, not written yet
-      try {
-        for (uint64_t off = 0; off < c.n; off += kHashBlockBytes) {
-          const uint64_t n = std::min(kHashBlockBytes, c.n - off);
-          uint8_t* const data = buf + (dst_off + off) % kDirectAlign;
-          make(off, n, data);
-          const uint64_t keep = file.direct() && off + n < c.n ? (dst_off + off + n) % kDirectAlign : 0;
-          uint8_t* next = nullptr;
-          if (off + n < c.n) {
-            next = writes.acquire();
-            std::memcpy(next, data + n - keep, keep);
-          }
-          uint8_t* const done = buf;
-          buf = next;
-          writes.submit(file, done, data - carried, carried + n - keep, dst_off + off - carried);
-          carried = keep;
+        uint8_t* const data = buf + (dst_off + off) % kDirectAlign;
+        if (v) {
+          // Source checks (torch zip CRCs) take the bytes the verbatim copies read, while in cache.
+          reader.read(v->file, data, n, v->offset + off);
+          checks.feed(v->file, v->offset + off, data, n);
+        } else {
+          t.producer->produce(reader, c.begin + off, n, data);
         }
-      } catch (...) {
-        if (buf) writes.release(buf);
-        throw;
+        digests.push_back(hash_bytes(data, n));
+        const uint64_t keep = file.direct() && off + n < c.n ? (dst_off + off + n) % kDirectAlign : 0;
+        uint8_t* next = nullptr;
+        if (off + n < c.n) {
+          next = writes.acquire();
+          std::memcpy(next, data + n - keep, keep);
+        }
+        uint8_t* const done = buf;
+        buf = next;
+        writes.submit(file, done, data - carried, carried + n - keep, dst_off + off - carried);
+        carried = keep;
       }
+    } catch (...) {
+      if (buf) writes.release(buf);
+      throw;
     }
     // A durable output is fsync'ed at the end: what went through the page cache starts its
     // write-back now, so the final fsync has little left to wait for.

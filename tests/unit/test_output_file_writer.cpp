@@ -1,8 +1,7 @@
 // OutputFileWriter: whatever the offsets, lengths and buffer placements of the writes, and from
 // several threads at once, the file holds exactly the bytes written, direct (O_DIRECT for each
 // write's whole pages, the page cache for its ends) or not; a buffer whose place in a page does
-// not match its file offset's is written through the page cache whole. Bytes made in place (the
-// page-cache file's map) are the file's bytes too.
+// not match its file offset's is written through the page cache whole.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -87,38 +86,6 @@ TEST(OutputFileWriter, UnwrittenRangesReadAsZeros) {
     std::fill(expect.begin() + kDirectAlign + 10, expect.begin() + 3 * kDirectAlign + 10, 1);
     EXPECT_EQ(test::read_file_bytes(path), expect) << "direct " << direct;
   }
-}
-
-// In place: pieces made straight in the file's map from two threads (neighbours sharing pages,
-// each dropped from the map as soon as it is made, the header written beside them) are the file's
-// bytes; a direct file is never mapped.
-TEST(OutputFileWriter, BytesMadeInPlaceAreTheFilesBytes) {
-  test::ScratchDir dir;
-  std::mt19937 rng(11);
-  const uint64_t size = 40 * kDirectAlign + 123, head = 77;
-  std::vector<uint8_t> bytes(size);
-  for (auto& b : bytes) b = static_cast<uint8_t>(rng());
-  const OutputFileWriter d = OutputFileWriter::create(dir / "d", size, true);
-  if (d.direct()) EXPECT_EQ(d.in_place(0), nullptr);
-  OutputFileWriter w = OutputFileWriter::create(dir / "m", size, false);
-  if (!w.in_place(0)) GTEST_SKIP() << "this file system cannot reserve or map the file";
-  w.write(bytes.data(), head, 0);
-  std::vector<uint64_t> cuts{head, size};
-  for (int i = 0; i < 30; ++i) cuts.push_back(head + rng() % (size - head));
-  std::sort(cuts.begin(), cuts.end());
-  std::vector<std::thread> pool;
-  for (size_t t = 0; t < 2; ++t)
-    pool.emplace_back([&, t] {
-      for (size_t i = t; i + 1 < cuts.size(); i += 2) {
-        const uint64_t off = cuts[i], n = cuts[i + 1] - cuts[i];
-        w.prepare_in_place(off, n);
-        std::memcpy(w.in_place(off), bytes.data() + off, n);
-        w.done_in_place(off, n);
-      }
-    });
-  for (auto& th : pool) th.join();
-  w.close();
-  EXPECT_EQ(test::read_file_bytes(dir / "m"), bytes);
 }
 
 // WriteBehind: blocks made by several threads into pool buffers and written by writer threads (or
