@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <vector>
@@ -208,20 +209,47 @@ void WriteBehind::release(uint8_t* buf) {
 }
 
 void WriteBehind::submit(const OutputFileWriter& file, uint8_t* buf, const uint8_t* data, size_t n, uint64_t offset) {
-  if (threads_.empty()) {
-    struct Release {
-      WriteBehind* w;
-      uint8_t* b;
-      ~Release() { w->release(b); }
-    } release{this, buf};
-    file.write(data, n, offset);
+  std::unique_lock<std::mutex> lock(m_);
+  jobs_.push_back({&file, buf, data, n, offset});
+  if (!threads_.empty()) {
+    lock.unlock();
+    queued_.notify_one();
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(m_);
-    jobs_.push_back({&file, buf, data, n, offset});
+  if (std::find(draining_.begin(), draining_.end(), &file) != draining_.end()) return;  // its writer takes it
+  draining_.push_back(&file);
+  drain_locked(lock, file);
+}
+
+void WriteBehind::drain_locked(std::unique_lock<std::mutex>& lock, const OutputFileWriter& file) {
+  for (;;) {
+    const auto it = std::find_if(jobs_.begin(), jobs_.end(), [&](const Job& j) { return j.file == &file; });
+    if (it == jobs_.end()) break;
+    const Job j = *it;
+    jobs_.erase(it);
+    ++busy_;
+    const bool skip = static_cast<bool>(error_);
+    lock.unlock();
+    std::exception_ptr e;
+    if (!skip) {
+      try {
+        j.file->write(j.data, j.n, j.offset);
+      } catch (...) {
+        e = std::current_exception();
+      }
+    }
+    lock.lock();
+    --busy_;
+    free_.push_back(j.buf);
+    freed_.notify_all();
+    if (e) {
+      if (!error_) error_ = e;
+      draining_.erase(std::find(draining_.begin(), draining_.end(), &file));
+      std::rethrow_exception(e);
+    }
   }
-  queued_.notify_one();
+  draining_.erase(std::find(draining_.begin(), draining_.end(), &file));
+  freed_.notify_all();  // finish() waits for the queue to empty
 }
 
 void WriteBehind::run() {

@@ -8,7 +8,19 @@
 
 namespace ckpt {
 
-uint64_t hash_bytes(const void* data, size_t n) { return XXH3_64bits(data, n); }
+#if defined(__x86_64__)
+namespace detail {
+uint64_t hash_bytes_avx2(const void* data, size_t n);  // hash_avx2.cpp
+}
+#endif
+
+uint64_t hash_bytes(const void* data, size_t n) {
+#if defined(__x86_64__)
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) return detail::hash_bytes_avx2(data, n);
+#endif
+  return XXH3_64bits(data, n);
+}
 
 uint64_t combine_digests(std::span<const uint64_t> digests) {
   std::vector<uint8_t> le(digests.size() * 8);

@@ -9,6 +9,7 @@
 
 #include "ops/float_convert.h"
 #include "ops/ggml_blocks.h"
+#include "ops/ggml_blocks_detail.h"
 
 namespace ckpt::ops {
 
@@ -274,18 +275,15 @@ void get_scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
   }
 }
 
-// The Q4_K and Q5_K super-block: 8 sub-blocks of 32 with 6-bit scales and mins. Returns the
-// requantized values in L (0..nmax); the caller packs them.
-void k_quant_scales(const float* x, uint8_t* y_d, uint8_t* y_scales, uint8_t* L, int nmax, float rmin, int nstep) {
-  float mins[kQKK / 32], scales[kQKK / 32], weights[32];
-  uint8_t Laux[32];
+// The Q4_K and Q5_K super-block: 8 sub-blocks of 32 with 6-bit scales and mins, the sub-blocks'
+// scales, mins and first quants from `search`. Returns the requantized values in L (0..nmax); the
+// caller packs them.
+void k_quant_scales(const float* x, uint8_t* y_d, uint8_t* y_scales, uint8_t* L, int nmax, float rmin, int nstep,
+                    const KQuantSearch& search) {
+  float mins[kQKK / 32], scales[kQKK / 32];
+  search.scale_min(x, nmax, rmin, nstep, scales, mins, L);
   float max_scale = 0, max_min = 0;
   for (int j = 0; j < kQKK / 32; ++j) {
-    float sum_x2 = 0;
-    for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
-    const float av_x = std::sqrt(sum_x2 / 32);
-    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-    scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep);
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -322,11 +320,11 @@ void k_quant_scales(const float* x, uint8_t* y_d, uint8_t* y_scales, uint8_t* L,
 }
 
 // block_q4_K: d, dmin (f16), scales[12], qs[128].
-void q4_k(const float* x, uint8_t* y, int64_t nb) {
+void q4_k(const float* x, uint8_t* y, int64_t nb, const KQuantSearch& search) {
   uint8_t L[kQKK];
   for (int64_t i = 0; i < nb; i++, x += kQKK, y += 144) {
     std::memset(y, 0, 144);
-    k_quant_scales(x, y, y + 4, L, 15, -1.f, 20);
+    k_quant_scales(x, y, y + 4, L, 15, -1.f, 20, search);
     uint8_t* q = y + 16;
     for (int j = 0; j < kQKK; j += 64, q += 32)
       for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
@@ -334,11 +332,11 @@ void q4_k(const float* x, uint8_t* y, int64_t nb) {
 }
 
 // block_q5_K: d, dmin (f16), scales[12], qh[32], qs[128].
-void q5_k(const float* x, uint8_t* y, int64_t nb) {
+void q5_k(const float* x, uint8_t* y, int64_t nb, const KQuantSearch& search) {
   uint8_t L[kQKK];
   for (int64_t i = 0; i < nb; i++, x += kQKK, y += 176) {
     std::memset(y, 0, 176);
-    k_quant_scales(x, y, y + 4, L, 31, -0.5f, 15);
+    k_quant_scales(x, y, y + 4, L, 31, -0.5f, 15, search);
     uint8_t* qh = y + 16;
     uint8_t* ql = y + 48;
     uint8_t m1 = 1, m2 = 2;
@@ -363,14 +361,14 @@ void q5_k(const float* x, uint8_t* y, int64_t nb) {
 }
 
 // block_q6_K: ql[128], qh[64], scales[16] (int8), d (f16).
-void q6_k(const float* x, uint8_t* y, int64_t nb) {
+void q6_k(const float* x, uint8_t* y, int64_t nb, const KQuantSearch& search) {
   int8_t L[kQKK];
   float scales[kQKK / 16];
   for (int64_t i = 0; i < nb; i++, x += kQKK, y += 210) {
+    search.scale(x, scales, L);
     float max_scale = 0, max_abs_scale = 0;
     for (int ib = 0; ib < kQKK / 16; ++ib) {
-      const float scale = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib);
-      scales[ib] = scale;
+      const float scale = scales[ib];
       const float abs_scale = std::fabs(scale);
       if (abs_scale > max_abs_scale) {
         max_abs_scale = abs_scale;
@@ -415,6 +413,37 @@ void q6_k(const float* x, uint8_t* y, int64_t nb) {
 
 }  // namespace
 
+namespace {
+
+void scale_min_reference(const float* x, int nmax, float rmin, int nstep, float* scales, float* mins, uint8_t* L) {
+  float weights[32];
+  uint8_t Laux[32];
+  for (int j = 0; j < kQKK / 32; ++j) {
+    float sum_x2 = 0;
+    for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+    const float av_x = std::sqrt(sum_x2 / 32);
+    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+    scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep);
+  }
+}
+
+void scale_reference(const float* x, float* scales, int8_t* L) {
+  for (int j = 0; j < kQKK / 16; ++j) scales[j] = make_qx_quants(16, 32, x + 16 * j, L + 16 * j);
+}
+
+}  // namespace
+
+const KQuantSearch kKQuantSearchReference{scale_min_reference, scale_reference};
+
+void encode_k_quants(GgmlType t, const float* x, uint8_t* out, uint64_t n, const KQuantSearch& search) {
+  if (n % kQKK) throw std::logic_error("encode_row: row is not a whole number of blocks");
+  const auto nb = static_cast<int64_t>(n / kQKK);
+  if (t == GgmlType::Q4_K) return q4_k(x, out, nb, search);
+  if (t == GgmlType::Q5_K) return q5_k(x, out, nb, search);
+  if (t == GgmlType::Q6_K) return q6_k(x, out, nb, search);
+  throw std::logic_error("encode_k_quants: not a K-quant type");
+}
+
 uint16_t ggml_fp32_to_fp16(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
@@ -456,9 +485,9 @@ void encode_row_reference(GgmlType t, const float* x, uint8_t* out, uint64_t n) 
     case GgmlType::Q4_1: return q4_1(x, out, nb);
     case GgmlType::Q5_0: return q5_0(x, out, nb);
     case GgmlType::Q5_1: return q5_1(x, out, nb);
-    case GgmlType::Q4_K: return q4_k(x, out, nb);
-    case GgmlType::Q5_K: return q5_k(x, out, nb);
-    case GgmlType::Q6_K: return q6_k(x, out, nb);
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+    case GgmlType::Q6_K: return encode_k_quants(t, x, out, n, kKQuantSearchReference);
   }
   throw std::logic_error("encode_row: unknown ggml type");
 }

@@ -106,12 +106,12 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
   parallel_for(to_prepare.size(), workers, [&](size_t i) { to_prepare[i]->prepare(reader); });
 
   // Direct writes go to writer threads (they wait for the disk, the workers go on making bytes);
-  // page-cache writes stay in the worker that made the bytes. Each worker holds at most two
-  // buffers (the block it makes and the next, which takes the carried page); the rest are writes
-  // queued or in flight.
+  // page-cache writes stay in the workers, one at a time per file (the others queue their blocks
+  // for it and go on). Each worker holds at most two buffers (the block it makes and the next,
+  // which takes the carried page); the rest are writes queued or in flight.
   const bool any_direct = std::any_of(files.begin(), files.end(), [](const OutputFileWriter& f) { return f.direct(); });
   const int writers = any_direct ? kDirectWriters : 0;
-  WriteBehind writes(2 * static_cast<size_t>(threads) + 2 * static_cast<size_t>(writers),
+  WriteBehind writes(2 * static_cast<size_t>(threads) + 2 * static_cast<size_t>(std::max(writers, threads)),
                      kHashBlockBytes + kDirectAlign, writers);
 
   // Source checks (torch zip CRCs) read only what no verbatim copy fed them, once every chunk is done.

@@ -30,6 +30,7 @@ for type in ${CKPT_GGUF_TYPES:-f16 q8_0 q4_k}; do
   printf '%-6s %12s %8s %9s %8s %12s %8s %10s %8s %8s\n' "$type" "$bytes" "$cp_med" "$nosync_med" "$ratio" "$cpsync_med" "$cmd_med" \
     "$cmdsync_med" "$dratio" "$cmd_rss"
   echo "  runs: cp $cp_runs | gguf --no-sync $nosync_runs | cp+sync $cpsync_runs | gguf $cmd_runs | gguf+sync $cmdsync_runs"
+  echo "  CPU s (user + sys): cp $cp_cpu_runs | gguf --no-sync $nosync_cpu_runs | gguf $cmd_cpu_runs"
   limit=$(case $type in f16) echo 1.1;; q8_0) echo 1.3;; *) echo 0;; esac)
   awk -v r="$ratio" -v d="$dratio" -v l="$limit" -v m="$cmd_rss" 'BEGIN{exit !((l == 0 || (r <= l && d <= l)) && m <= 512)}' || ok=0
 done

@@ -64,20 +64,20 @@ for name in "${names[@]}"; do
   [ -n "${pipelines[$name]:-}" ] || { echo "no pipeline '$name' (${!pipelines[*]})" >&2; exit 2; }
   echo "${pipelines[$name]}" >"$work/$name.json"
   nsteps=$(python3 "$here/../support/pipeline_steps.py" "$work/$name.json" | wc -l)
-  cps=() seqs=() pipes=() nosyncs=() cprss=() seqrss=() piperss=() cpss=() pipess=()
+  cps=() seqs=() pipes=() nosyncs=() cprss=() seqrss=() piperss=() cpss=() pipess=() cpc=() pipec=() nosyncc=()
   for ((i = 0; i < runs; i++)); do
     rm -rf "$work/cp-out" "$work"/s[0-9]* "$work/run"; settle
-    timed cp "$src/model.safetensors" "$work/cp-out"; cps+=("$secs"); cprss+=("$rss_mb")
+    timed cp "$src/model.safetensors" "$work/cp-out"; cps+=("$secs"); cprss+=("$rss_mb"); cpc+=("$cpu_s")
     fsync_timed "$work/cp-out"; cpss+=("$(awk -v a="${cps[-1]}" -v b="$secs" 'BEGIN{printf "%.3f", a + b}')")
     rm -rf "$work/cp-out"; settle
     sequence_timed "$work/$name.json"; seqs+=("$secs"); seqrss+=("$rss_mb")
     if [ "$i" = 0 ]; then mv "$work/s$nsteps" "$work/seq"; last="$work/seq/$out"; fi
     rm -rf "$work"/s[0-9]*; settle
     mkdir -p "$work/run"
-    timed "$ckpt" run "$work/$name.json" "$src" "$work/run/$out" -q; pipes+=("$secs"); piperss+=("$rss_mb")
+    timed "$ckpt" run "$work/$name.json" "$src" "$work/run/$out" -q; pipes+=("$secs"); piperss+=("$rss_mb"); pipec+=("$cpu_s")
     fsync_timed "$work/run/$out"; pipess+=("$(awk -v a="${pipes[-1]}" -v b="$secs" 'BEGIN{printf "%.3f", a + b}')")
     rm -rf "$work/nosync"; mkdir -p "$work/nosync"; settle
-    timed "$ckpt" run "$work/$name.json" "$src" "$work/nosync/$out" -q --no-sync; nosyncs+=("$secs")
+    timed "$ckpt" run "$work/$name.json" "$src" "$work/nosync/$out" -q --no-sync; nosyncs+=("$secs"); nosyncc+=("$cpu_s")
     rm -rf "$work/nosync"
     if [ "$i" = 0 ]; then
       if [ -f "$last" ]; then cmp -s "$last" "$work/run/$out"; else diff -r -x ckpt-manifest.json "$last" "$work/run/$out" >/dev/null; fi &&
@@ -99,5 +99,6 @@ for name in "${names[@]}"; do
   printf '%-44s %10s %8s %12s\n' "$name: ckpt run + sync (vs cp + sync)" "$runsync_med" \
     "$(awk -v a="$runsync_med" -v b="$cpsync_med" 'BEGIN{printf "%.2f", a/b}')" ""
   echo "  runs: cp ${cps[*]} | sequence ${seqs[*]} | run ${pipes[*]} | run --no-sync ${nosyncs[*]} | cp + sync ${cpss[*]} | run + sync ${pipess[*]}"
+  echo "  CPU s (user + sys): cp ${cpc[*]} | run ${pipec[*]} | run --no-sync ${nosyncc[*]}"
 done
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -6,11 +6,13 @@ synthetic_bin=${CKPT_SYNTHETIC:-$bench_root/build/tests/ckpt_make_synthetic}
 bench_dir=${CKPT_BENCH_DIR:-${TMPDIR:-/tmp}/ckpt-bench}
 mkdir -p "$bench_dir"
 
-# timed CMD... : runs CMD under /usr/bin/time -v; sets $secs and $rss_mb.
+# timed CMD... : runs CMD under /usr/bin/time -v; sets $secs, $rss_mb and $cpu_s (user + system
+# seconds: what a loaded machine's scheduling does not inflate).
 timed() {
   /usr/bin/time -v "$@" >/dev/null 2>"$bench_dir/.time" || { cat "$bench_dir/.time" >&2; return 1; }
   secs=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$bench_dir/.time")
   rss_mb=$(awk -F': ' '/Maximum resident set size/ {printf "%.1f", $2/1024}' "$bench_dir/.time")
+  cpu_s=$(awk -F': ' '/User time|System time/ {s+=$2} END {printf "%.2f", s}' "$bench_dir/.time")
 }
 
 # durable CMD...: wall seconds of CMD followed by sync (until the bytes are on disk); sets $secs.
@@ -42,27 +44,29 @@ fsync_timed() {
 # dirty) is timed after it too: cpsync_med / cpsync_runs is cp + fsync (until cp's bytes are on
 # disk, the fair floor for a durable CMD) and cmdsync_med / cmdsync_runs is CMD + fsync of OUT.
 # With against_cp_nosync=1, CMD --no-sync is timed as well (nosync_med / nosync_runs: the fair
-# comparison with plain cp, both leaving the bytes in the page cache).
+# comparison with plain cp, both leaving the bytes in the page cache). cp_cpu_runs, cmd_cpu_runs
+# and nosync_cpu_runs list each run's CPU seconds.
 against_cp() {
   local file=$1 n=$2 out=$3
   shift 3
-  local cps=() cmds=() cprss=() cmdrss=() cpss=() cmdss=() nss=() i
+  local cps=() cmds=() cprss=() cmdrss=() cpss=() cmdss=() nss=() cpc=() cmdc=() nsc=() i
   for ((i = 0; i < n; i++)); do
     rm -rf "$bench_dir/cp-out" "$out"; settle
-    timed cp "$file" "$bench_dir/cp-out"; cps+=("$secs"); cprss+=("$rss_mb")
+    timed cp "$file" "$bench_dir/cp-out"; cps+=("$secs"); cprss+=("$rss_mb"); cpc+=("$cpu_s")
     fsync_timed "$bench_dir/cp-out"; cpss+=("$(awk -v a="${cps[-1]}" -v b="$secs" 'BEGIN{printf "%.3f", a + b}')")
     rm -rf "$bench_dir/cp-out"; settle
-    timed "$@"; cmds+=("$secs"); cmdrss+=("$rss_mb")
+    timed "$@"; cmds+=("$secs"); cmdrss+=("$rss_mb"); cmdc+=("$cpu_s")
     fsync_timed "$out"; cmdss+=("$(awk -v a="${cmds[-1]}" -v b="$secs" 'BEGIN{printf "%.3f", a + b}')")
     if [ "${against_cp_nosync:-0}" = 1 ]; then
       rm -rf "$out"; settle
-      timed "$@" --no-sync; nss+=("$secs")
+      timed "$@" --no-sync; nss+=("$secs"); nsc+=("$cpu_s")
     fi
   done
   rm -rf "$bench_dir/cp-out" "$out"
   cp_med=$(median "${cps[@]}"); cmd_med=$(median "${cmds[@]}")
   cp_rss=$(max_of "${cprss[@]}"); cmd_rss=$(max_of "${cmdrss[@]}")
   cp_runs="${cps[*]}"; cmd_runs="${cmds[*]}"
+  cp_cpu_runs="${cpc[*]}"; cmd_cpu_runs="${cmdc[*]}"; nosync_cpu_runs="${nsc[*]}"
   cpsync_med=$(median "${cpss[@]}"); cmdsync_med=$(median "${cmdss[@]}")
   cpsync_runs="${cpss[*]}"; cmdsync_runs="${cmdss[*]}"
   nosync_med=; nosync_runs=
