@@ -21,11 +21,6 @@ namespace ckpt {
 
 namespace {
 
-// Direct writes in flight at once during a durable unpack (WriteBehind's threads): the
-// executor's figure (plan/executor.cpp, kDirectWriters) for the same reason, one write per
-// decoding thread left the disk idle while the threads decoded.
-constexpr int kUnpackDirectWriters = 4;
-
 // One directory of the source and its files, packed into one container.
 struct PackJob {
   std::string rel;                 // directory relative to the source root ("" for the root)
@@ -275,7 +270,7 @@ UnpackReport unpack_checkpoint(const std::string& packed, const std::string& des
   // goes through the page cache); direct writes are handed to writer threads, page-cache writes
   // stay in the thread that decoded the bytes.
   const bool direct = std::any_of(files.begin(), files.end(), [](const OutputFileWriter& f) { return f.direct(); });
-  const int writers = direct ? kUnpackDirectWriters : 0;
+  const int writers = direct ? WriteBehind::kDirectWriters : 0;
   WriteBehind writes(2 * static_cast<size_t>(report.threads) + 2 * static_cast<size_t>(writers),
                      kPackGroupBytes + kDirectAlign, writers);
   parallel_for(tasks.size(), Workers{report.threads, o.cancel}, [&](size_t i) {

@@ -105,6 +105,11 @@ class OutputFileWriter {
 // of `ckpt gguf --type f16`'s CPU on the 2-core machine), while the bytes it could make wait too.
 class WriteBehind {
  public:
+  // Direct writes in flight at once for a durable output (the writer threads): with the write in
+  // the producing thread, one 1 MiB write per thread was in flight and the disk idled while the
+  // threads computed; four keep a few queued at the disk while the producers go on (the executor
+  // and unpack both use it).
+  static constexpr int kDirectWriters = 4;
   // `buffers` buffers of `bytes` each, kDirectAlign-aligned; `writers` threads (0: none).
   WriteBehind(size_t buffers, size_t bytes, int writers);
   // Waits for the writes in flight (their errors are lost then: finish() reports them).

@@ -32,11 +32,6 @@ struct TensorState {
   std::vector<uint64_t> block_digests;
 };
 
-// Direct writes in flight at once (WriteBehind's threads): with the write in the worker, one
-// 1 MiB write per worker was in flight and the disk idled while the workers computed; four keep
-// a few queued at the disk while the workers go on.
-constexpr int kDirectWriters = 4;
-
 // Orders chunks round-robin over the output files: threads working at the same time then write
 // different files (buffered writes to one file serialize on its inode lock), and plans whose
 // files read the same source regions (shard's ranks) read them close together in time.
@@ -110,7 +105,7 @@ ExecReport execute(const Plan& plan, const std::string& destination, const ExecO
   // for it and go on). Each worker holds at most two buffers (the block it makes and the next,
   // which takes the carried page); the rest are writes queued or in flight.
   const bool any_direct = std::any_of(files.begin(), files.end(), [](const OutputFileWriter& f) { return f.direct(); });
-  const int writers = any_direct ? kDirectWriters : 0;
+  const int writers = any_direct ? WriteBehind::kDirectWriters : 0;
   WriteBehind writes(2 * static_cast<size_t>(threads) + 2 * static_cast<size_t>(std::max(writers, threads)),
                      kHashBlockBytes + kDirectAlign, writers);
 
