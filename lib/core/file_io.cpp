@@ -227,22 +227,7 @@ void WriteBehind::drain_locked(std::unique_lock<std::mutex>& lock, const OutputF
     if (it == jobs_.end()) break;
     const Job j = *it;
     jobs_.erase(it);
-    ++busy_;
-    const bool skip = static_cast<bool>(error_);
-    lock.unlock();
-    std::exception_ptr e;
-    if (!skip) {
-      try {
-        j.file->write(j.data, j.n, j.offset);
-      } catch (...) {
-        e = std::current_exception();
-      }
-    }
-    lock.lock();
-    --busy_;
-    free_.push_back(j.buf);
-    freed_.notify_all();
-    if (e) {
+    if (const std::exception_ptr e = write_job(lock, j)) {
       if (!error_) error_ = e;
       draining_.erase(std::find(draining_.begin(), draining_.end(), &file));
       std::rethrow_exception(e);
@@ -259,23 +244,28 @@ void WriteBehind::run() {
     if (jobs_.empty()) return;
     const Job j = jobs_.front();
     jobs_.pop_front();
-    ++busy_;
-    const bool skip = static_cast<bool>(error_);  // after a failure the run is lost anyway
-    lock.unlock();
-    std::exception_ptr e;
-    if (!skip) {
-      try {
-        j.file->write(j.data, j.n, j.offset);
-      } catch (...) {
-        e = std::current_exception();
-      }
-    }
-    lock.lock();
-    --busy_;
+    const std::exception_ptr e = write_job(lock, j);
     if (e && !error_) error_ = e;
-    free_.push_back(j.buf);
-    freed_.notify_all();  // acquire() and finish() both wait on it
   }
+}
+
+std::exception_ptr WriteBehind::write_job(std::unique_lock<std::mutex>& lock, const Job& j) {
+  ++busy_;
+  const bool skip = static_cast<bool>(error_);
+  lock.unlock();
+  std::exception_ptr e;
+  if (!skip) {
+    try {
+      j.file->write(j.data, j.n, j.offset);
+    } catch (...) {
+      e = std::current_exception();
+    }
+  }
+  lock.lock();
+  --busy_;
+  free_.push_back(j.buf);
+  freed_.notify_all();  // acquire() and finish() both wait on it
+  return e;
 }
 
 void WriteBehind::finish() {

@@ -141,6 +141,9 @@ class WriteBehind {
   // Writes the queued blocks of `file` in the caller's thread until none is left (m_ held on entry
   // and on return); the first failure is thrown.
   void drain_locked(std::unique_lock<std::mutex>& lock, const OutputFileWriter& file);
+  // Writes one dequeued job with m_ released (nothing, once a write has failed: the run is lost
+  // anyway), then frees its buffer; m_ held on entry and on return. Returns the write's failure.
+  std::exception_ptr write_job(std::unique_lock<std::mutex>& lock, const Job& j);
 
   size_t bytes_;
   std::unique_ptr<uint8_t, void (*)(void*)> arena_;
