@@ -99,46 +99,46 @@ __device__ __forceinline__ uint64_t block_job(const SkinnyJobs& jobs, SkinnyJob*
 //
 // A batch-1 decode step reads every weight byte once and does 2 flops per weight (m = 1), so it
 // runs at HBM speed only if the kernel keeps enough bytes in flight on every SM: by Little's law
-// 3.35 TB/s x ~0.6-0.8 us of DRAM latency is ~2-2.7 MB across an H100's 132 SMs, 16-20 KB per SM
-// as the bare minimum; this kernel aims at 64 KB and more. One warp per output row (the previous
-// design) had one 16-byte load per lane in flight per row, and the activations x (float32: 2-4
-// times the weight's bytes) re-read by every warp for every row.
+// 3.35 TB/s x ~0.6-0.8 us of DRAM latency under load is ~2-2.7 MB across an H100's 132 SMs,
+// 16-20 KB per SM as the bare minimum; this kernel aims at 64 KB and more. One warp per output
+// row (the previous design) had one 16-byte load per lane and row in flight, and re-read the
+// float32 activations x (2-4 times the weight's bytes) in every warp for every row.
 //
-// Work decomposition. A block (kThreads = 256 threads) owns a tile of G x R consecutive
-// output rows of one job (R = kTileRows<E, MAXM> rows per thread, G row groups of S threads,
-// G = 256 / S) and walks the whole of k:
+// Work decomposition. A block (kThreads = 256 threads) owns a tile of G x R consecutive output
+// rows of one job (R = kTileRows<E, MAXM> rows a thread, G row groups of S threads, G = 256 / S)
+// and walks the whole of k:
 //
-//                    chunk c = 16 bytes = P elements (P = 4 f32, 8 f16/bf16, 16 FP8, 32 INT4)
+//                  chunk c = 16 bytes = P elements (P = 4 f32, 8 f16/bf16, 16 FP8, 32 INT4)
 //           k ->   c=0    c=1    ...   c=S-1   c=S    c=S+1  ...
 //   row0         | t0   | t1   | ... | tS-1  | t0   | t1   | ...      group 0: threads 0 .. S-1,
-//   row0 + 1     | t0   | t1   | ... | tS-1  | t0   | t1   | ...      each on R rows at once
-//   ...          |      R rows share each column of loads       |
+//   ...          |  (the same threads on each of the R rows)  |      each on R rows at once
+//   row0 + R-1   | t0   | t1   | ... | tS-1  | t0   | t1   | ...
 //   row0 + R     | tS   | tS+1 | ... | t2S-1 | tS   | ...            group 1: threads S .. 2S-1
 //   ...
 //
 // Thread p of a group takes chunks p, p + S, p + 2S, ... of its R rows: one 16-byte load per row
 // per chunk, coalesced across the warp (32 consecutive chunks of a row are 512 contiguous bytes).
-// S is the smallest of 32, 64, 128, 256 that covers min(chunks, 256), so a short row (the tiny
-// test models, INT4 rows of 128 loads) still keeps most of the block's threads busy. Each x
-// element a thread loads (4 floats at a time, from L1: every block of the SM reads the same x)
-// serves its R rows, which divides the x traffic by R against one row per warp, and each decoded
-// weight serves the m rows of x.
+// S is the smallest of 32, 64, 128, 256 that leaves no thread more than two chunks (span_for), so
+// a thread has its next chunk in flight while it computes one wherever the row is long enough,
+// and a short row (the tiny test models) still keeps most of the block busy. Each float4 of x a
+// thread loads (from L1: every block of the SM reads the same x, and the weight loads do not
+// allocate there) serves its R rows, and each decoded weight serves the m rows of x.
 //
 // Bytes in flight: a thread issues the R loads of its next chunk before the FMAs of the current
-// one (register double buffering: `cur` / `nxt` in the loop), so it has up to 2 x R x 16 bytes
-// outstanding: 16-bit weights (R = 4 up to m = 4): 128 B a thread, 32 KB a block; FP8 at m = 1
-// (R = 8): 256 B a thread, 64 KB a block. At m <= 2, __launch_bounds__(256, 2) keeps at least two
-// blocks resident per SM (ptxas on sm_90: 64 registers for bf16 / f16 at m = 1, so four blocks
-// fit; 127 for FP8, two), so an SM has 64-128 KB requested at any time, and while one block
-// reduces and writes, the others' loads stream. For Llama-3-8B shapes (k = 4096, bf16: 512 chunks
-// a row, S = 256) a thread does 2 chunks of 4 rows: the block's whole 32 KB tile is requested
-// up front; down_proj (k = 14336) takes 7.
+// one (register double buffering: `cur` / `nxt` in the loop), so it has up to 2 x R x 16 = 128
+// bytes outstanding (R = 4 up to m = 4), 32 KB a block. At m <= 2, __launch_bounds__(256, 2)
+// keeps at least two blocks resident per SM; ptxas for sm_90 gives m = 1 64 registers a thread
+// for f32 / f16 / bf16 (four blocks an SM), 79 for FP8 (three) and 89 for INT4 (two), so an SM
+// has 64-128 KB requested at any time, and while one block reduces and writes, the others' loads
+// stream. Llama-3-8B shapes at m = 1 (k = 4096): bf16 rows are 512 chunks (S = 256, 2 chunks a
+// thread, the block's 4 rows x 8 KB = 32 KB requested at once); FP8 rows 256 chunks (S = 128, two
+// groups: 8 rows x 4 KB a block); down_proj (k = 14336) 7 chunks a thread in bf16, 3-4 in FP8.
 //
 // Enough blocks: a block owns G x R rows (4 for bf16 at m = 1, 8 for FP8), so the k / v
 // projections of an 8B model (n = 1024) give 256 / 128 blocks on their own and 1536 / 768 with q
 // in the fused launch, several per SM on 132 SMs: no split-k is needed, and every output is one
-// thread block's sum in a fixed order (deterministic, and independent of m, of the job count and
-// of the tile height R: each (row, x row) pair is summed over the same chunks by the same thread
+// block's sum in a fixed order (deterministic, and independent of m, of the job count and of the
+// tile height R: each (row, x row) pair is summed over the same chunks by the same thread
 // position, then over the warp by a fixed butterfly, then over the group's warps in index order).
 //
 // Numerics: float32 FMAs of the dequantized weights (exact: f16/bf16/E4M3 widen exactly, INT4 is
@@ -161,11 +161,10 @@ __device__ __forceinline__ uint4 load_weight16(const uint4* p) {
   return v;
 }
 
-// Rows a thread (and a row group) carries per chunk: 16 bytes each, and R x MAXM accumulators.
-// FP8 carries 8 (a chunk is 16 elements, half the chunks of bf16, so twice the rows keep the
-// same bytes per block); at m >= 4 fewer rows leave registers for the x of every row.
+// Rows a thread (and a row group) carries per chunk: 16 bytes each, and R x MAXM accumulators;
+// at m > 4 fewer rows leave registers for the x of every row.
 template <WeightElem E, int MAXM>
-constexpr int kTileRows = MAXM == 1 && E == WeightElem::kE4M3 ? 8 : MAXM <= 4 ? 4 : 2;
+constexpr int kTileRows = MAXM <= 4 ? 4 : 2;
 constexpr uint64_t kMaxTileRows = 8;
 
 // One chunk of a thread's R rows in registers: the raw 16 bytes per row, and for FP8 block scales
@@ -385,10 +384,11 @@ void launch_tiles(SkinnyJobs jobs, const float* x, int m, cudaStream_t s) {
 }
 
 // The row-group width S for rows of `chunks` 16-byte loads: the smallest of 32 .. kThreads that
-// covers min(chunks, kThreads).
+// gives no thread more than two chunks, so that a thread has a next chunk in flight while it
+// computes one wherever the block is wide enough.
 uint32_t span_for(uint64_t chunks) {
   uint32_t s = 32;
-  while (s < kThreads && s < chunks) s *= 2;
+  while (s < kThreads && 2 * uint64_t(s) < chunks) s *= 2;
   return s;
 }
 
