@@ -502,9 +502,10 @@ TEST(GpuForward, SkinnyTilesMatchTheReferenceAtEveryRowCountAndShape) {
   const std::vector<std::pair<E, K>> elems = {{E::kF32, K::kNone},     {E::kF16, K::kNone},    {E::kBF16, K::kNone},
                                               {E::kE4M3, K::kTensor}, {E::kE4M3, K::kChannel}, {E::kE4M3, K::kBlock},
                                               {E::kInt4, K::kNone}};
-  // {n, k in 16-byte loads}: 8 loads (32-thread groups, 8 a block); 75 (groups of 128, threads
-  // 75.. idle); 300 (256 threads, 44 of them two loads); 1100 (4-5 loads a thread).
-  const std::vector<std::pair<uint64_t, uint64_t>> shapes = {{37, 8}, {5, 75}, {130, 300}, {9, 1100}};
+  // {n, k in 16-byte loads}: 8 loads (groups of 32 threads, 8 groups a block); 75 (groups of 64,
+  // 11 threads with two loads); 200 (groups of 128, 72 threads with two); 300 (one group of 256,
+  // 44 threads with two); 1100 (4-5 loads a thread).
+  const std::vector<std::pair<uint64_t, uint64_t>> shapes = {{37, 8}, {5, 75}, {130, 200}, {9, 300}, {3, 1100}};
   cuda::Stream stream = cuda::new_stream();
   std::mt19937 rng(21);
   std::normal_distribution<float> normal(0.0f, 1.0f);
