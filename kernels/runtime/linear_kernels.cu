@@ -420,8 +420,9 @@ bool skinny_vectorized(const LinearView& w, const float* x) {
   if (w.k % p != 0 || w.row_bytes % 16 != 0 || reinterpret_cast<uintptr_t>(w.w) % 16 != 0 ||
       reinterpret_cast<uintptr_t>(x) % 16 != 0)
     return false;
-  // skinny_kernel's 32-bit chunk indices, row offsets within a tile and scale indices.
-  if (w.k / p > UINT32_MAX || w.row_bytes > UINT32_MAX / kMaxTileRows) return false;
+  // skinny_kernel's 32-bit chunk indices (c + S does not wrap), row offsets within a tile and
+  // scale indices.
+  if (w.k / p > INT32_MAX || w.row_bytes > UINT32_MAX / kMaxTileRows) return false;
   if (w.elem == WeightElem::kE4M3 && w.scale_kind == ScaleKind::kBlock &&
       (w.block_k % p != 0 || (w.n + w.block_n - 1) / w.block_n * ((w.k + w.block_k - 1) / w.block_k) > UINT32_MAX))
     return false;
