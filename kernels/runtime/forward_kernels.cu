@@ -2,6 +2,8 @@
 
 #include <cfloat>
 
+#include "runtime/dependent_launch.h"
+
 namespace ckpt::cuda {
 
 namespace {
@@ -17,7 +19,9 @@ unsigned grid_for(uint64_t n) {
   for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < (n); i += uint64_t(gridDim.x) * blockDim.x)
 
 // One block per row; the sum of squares in double so the result does not depend on the width.
+// The kernels that precede a decode GEMV (rms_norm, attention, silu_mul) let it launch at once.
 __global__ void rms_norm_kernel(const float* x, uint64_t width, const float* w, float eps, float* out) {
+  allow_dependent_launch();
   __shared__ double partial[kThreads];
   const float* xr = x + blockIdx.x * width;
   double s = 0;
@@ -58,6 +62,7 @@ __global__ void kv_write_kernel(AttentionArgs a) {
 
 // One block per (row, local query head): scores into shared memory in chunks, an online softmax.
 __global__ void attention_kernel(AttentionArgs a) {
+  allow_dependent_launch();
   const uint64_t r = blockIdx.x / a.q_heads, h = blockIdx.x % a.q_heads;
   const uint64_t b = r / a.tokens, pos = *a.start + r % a.tokens;
   const uint64_t first = a.window && pos + 1 > a.window ? pos + 1 - a.window : 0;
@@ -115,6 +120,7 @@ __global__ void attention_kernel(AttentionArgs a) {
 
 __global__ void silu_mul_kernel(const float* gate, uint64_t gate_stride, uint64_t gate_col, const float* up,
                                 uint64_t up_stride, uint64_t up_col, uint64_t rows, uint64_t n, float* out) {
+  allow_dependent_launch();
   GRID_STRIDE(i, rows * n) {
     const uint64_t r = i / n, j = i % n;
     const float g = gate[r * gate_stride + gate_col + j];

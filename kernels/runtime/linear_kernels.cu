@@ -9,6 +9,7 @@
 #include "ops/float_convert.h"
 #include "ops/fp8.h"
 #include "ops/int4_math.h"
+#include "runtime/dependent_launch.h"
 
 namespace ckpt::cuda {
 
@@ -291,7 +292,12 @@ __global__ void __launch_bounds__(kThreads, MAXM <= 2 ? 2 : 1) skinny_kernel(Ski
   // A group entirely past the job's last row loads nothing (it still joins the reduction's barrier).
   uint32_t c = rs.rows ? p : chunks;
   Chunk<R> cur = {}, nxt = {};  // a row past the last keeps zeros (never written out)
+  // The first chunk is weights only: requested before the wait for the kernel that writes x (and
+  // y, when accumulating), so under programmatic dependent launch it streams while that kernel
+  // finishes (runtime/dependent_launch.h).
+  allow_dependent_launch();
   if (c < chunks) load_chunk<E, R>(w, rs, c, &cur);
+  wait_for_previous_kernel();
   for (; c < chunks; c += S) {
     if (c + S < chunks) load_chunk<E, R>(w, rs, c + S, &nxt);  // in flight during this chunk's FMAs
 #pragma unroll
@@ -375,12 +381,23 @@ __global__ void embed_kernel(LinearView table, uint64_t row_begin, uint64_t rows
 }
 
 template <WeightElem E, int MAXM>
-void launch_tiles(SkinnyJobs jobs, const float* x, int m, cudaStream_t s) {
+cudaError_t launch_tiles(SkinnyJobs jobs, const float* x, int m, cudaStream_t s) {
   jobs.rows_per_block = kThreads / jobs.span * kTileRows<E, MAXM>;
   for (int j = 0; j < jobs.count; ++j)
     jobs.first_block[j + 1] =
         jobs.first_block[j] + static_cast<unsigned>((jobs.job[j].w.n + jobs.rows_per_block - 1) / jobs.rows_per_block);
-  skinny_kernel<E, MAXM><<<jobs.first_block[jobs.count], kThreads, 0, s>>>(jobs, x, m);
+  // A programmatic dependent of the kernel before it (runtime/dependent_launch.h): its blocks may
+  // start, and request their first weights, before that kernel has finished.
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(jobs.first_block[jobs.count]);
+  config.blockDim = dim3(kThreads);
+  config.stream = s;
+  cudaLaunchAttribute attribute[1] = {};
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = attribute;
+  config.numAttrs = 1;
+  return cudaLaunchKernelEx(&config, skinny_kernel<E, MAXM>, jobs, x, m);
 }
 
 // The row-group width S for rows of `chunks` 16-byte loads: the smallest of 32 .. kThreads that
@@ -395,11 +412,10 @@ uint32_t span_for(uint64_t chunks) {
 template <WeightElem E>
 cudaError_t launch_skinny(SkinnyJobs& jobs, const float* x, int m, cudaStream_t s) {
   jobs.span = span_for(jobs.job[0].w.k / kPerLoad<E>);
-  if (m == 1) launch_tiles<E, 1>(jobs, x, m, s);
-  else if (m == 2) launch_tiles<E, 2>(jobs, x, m, s);
-  else if (m <= 4) launch_tiles<E, 4>(jobs, x, m, s);
-  else launch_tiles<E, 8>(jobs, x, m, s);
-  return cudaGetLastError();
+  if (m == 1) return launch_tiles<E, 1>(jobs, x, m, s);
+  if (m == 2) return launch_tiles<E, 2>(jobs, x, m, s);
+  if (m <= 4) return launch_tiles<E, 4>(jobs, x, m, s);
+  return launch_tiles<E, 8>(jobs, x, m, s);
 }
 
 uint64_t per_load(WeightElem e) {
