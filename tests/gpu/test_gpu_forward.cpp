@@ -15,7 +15,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <random>
 
@@ -265,6 +268,28 @@ TEST(GpuForward, ShardedAndFp8OutputsMatchTheirCpuForward) {
                                   "quantize --fp8 --scheme block --block 32x32 " + test::testdata("llama") + " " + (s / "fp8")})
     ASSERT_EQ(test::run_command(test::ckpt_binary() + " " + args + " -q", &log), 0) << log;
   for (const char* d : {"tp2", "pp2", "fp8"}) expect_matches_cpu(s / d, 2, 9);
+}
+
+// 1100 positions: three chunks of the attention kernel (512 positions each) for the last rows,
+// the online softmax carried across them; and the same with a sliding window of 600 (mistral's
+// config with the window set), which starts inside a chunk.
+TEST(GpuForward, AttentionOverSeveralChunksMatchesTheCpuReference) {
+  if (no_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine: the CUDA forward tests need one";
+  expect_matches_cpu(test::testdata("llama"), 1, 1100);
+  test::ScratchDir s;
+  const std::string dir = s / "mistral-window";
+  std::filesystem::copy(test::testdata("mistral"), dir);
+  std::ifstream in(dir + "/config.json");
+  std::string config((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  in.close();
+  const std::string off = "\"sliding_window\": null";
+  const size_t at = config.find(off);
+  ASSERT_NE(at, std::string::npos) << "testdata/mistral/config.json: no sliding_window to set";
+  config.replace(at, off.size(), "\"sliding_window\": 600");
+  std::ofstream(dir + "/config.json") << config;
+  auto m = model::Model::open(dir);
+  ASSERT_EQ(m->config().sliding_window[0], 600u);
+  expect_model_matches_cpu(*m, "mistral, window 600", 1, 1100);
 }
 
 TEST(GpuForward, PrefillThenDecodeEqualsOnePass) {
