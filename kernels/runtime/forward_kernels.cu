@@ -37,17 +37,13 @@ __global__ void rms_norm_kernel(const float* x, uint64_t width, const float* w, 
   for (uint64_t j = threadIdx.x; j < width; j += blockDim.x) out[blockIdx.x * width + j] = w[j] * (xr[j] * inv);
 }
 
-__global__ void rope_kernel(float* x, uint64_t rows, uint64_t stride, uint64_t col, uint64_t heads, uint64_t head_dim,
-                            uint64_t tokens, const uint64_t* start, const float* cos, const float* sin, uint64_t half) {
-  GRID_STRIDE(i, rows * heads * half) {
-    const uint64_t r = i / (heads * half), h = (i / half) % heads, d = i % half;
-    const uint64_t pos = *start + r % tokens;
-    float* head = x + r * stride + col + h * head_dim;
-    const float c = cos[pos * half + d], s = sin[pos * half + d];
-    const float x1 = head[d], x2 = head[d + half];
-    head[d] = x1 * c - x2 * s;
-    head[d + half] = x2 * c + x1 * s;
-  }
+// Element d of a head at position pos after the rotary embedding: pairs (d, d + half) for d <
+// half rotate by the table's angle, dimensions from 2 * half on (partial rotary) stay.
+__device__ __forceinline__ float rotated(const float* head, uint64_t d, uint64_t pos, const AttentionArgs& a) {
+  if (d >= 2 * a.half) return head[d];
+  const uint64_t i = d < a.half ? d : d - a.half;
+  const float c = a.cos[pos * a.half + i], s = a.sin[pos * a.half + i];
+  return d < a.half ? head[d] * c - head[d + a.half] * s : head[d] * c + head[i] * s;
 }
 
 __global__ void kv_write_kernel(AttentionArgs a) {
@@ -55,7 +51,7 @@ __global__ void kv_write_kernel(AttentionArgs a) {
     const uint64_t r = i / (a.kv_heads * a.head_dim), h = (i / a.head_dim) % a.kv_heads, d = i % a.head_dim;
     const uint64_t b = r / a.tokens, pos = *a.start + r % a.tokens;
     const uint64_t slot = ((b * a.capacity + pos) * a.kv_heads + h) * a.head_dim + d;
-    a.k_cache[slot] = a.k_new[r * a.kv_stride + a.k_col + h * a.head_dim + d];
+    a.k_cache[slot] = rotated(a.k_new + r * a.kv_stride + a.k_col + h * a.head_dim, d, pos, a);
     a.v_cache[slot] = a.v_new[r * a.kv_stride + a.v_col + h * a.head_dim + d];
   }
 }
@@ -102,7 +98,7 @@ __global__ void __launch_bounds__(kAttnThreads) attention_kernel(AttentionArgs a
   float* qs = smem;                 // [hd]: the query head
   float* partial = smem + hd;       // [kAttnWarps][hd]: each warp's share of the output
   const float* q = a.q + r * a.q_stride + a.q_col + h * hd;
-  for (uint64_t d = t; d < hd; d += kAttnThreads) qs[d] = q[d];
+  for (uint64_t d = t; d < hd; d += kAttnThreads) qs[d] = rotated(q, d, pos, a);
   for (uint64_t d = t; d < kAttnWarps * hd; d += kAttnThreads) partial[d] = 0.0f;
   __syncthreads();
   // Key / value row of position j of this sequence and KV head.
@@ -237,14 +233,6 @@ cudaError_t rms_norm_rows(const float* x, uint64_t rows, uint64_t width, const f
                           cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   rms_norm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, width, w, eps, out);
-  return cudaGetLastError();
-}
-
-cudaError_t rope_rows(float* x, uint64_t rows, uint64_t stride, uint64_t col, uint64_t heads, uint64_t head_dim,
-                      uint64_t tokens, const uint64_t* start, const float* cos, const float* sin, uint64_t half,
-                      cudaStream_t stream) {
-  rope_kernel<<<grid_for(rows * heads * half), kThreads, 0, stream>>>(x, rows, stride, col, heads, head_dim, tokens,
-                                                                      start, cos, sin, half);
   return cudaGetLastError();
 }
 
