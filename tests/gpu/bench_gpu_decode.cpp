@@ -80,12 +80,13 @@ void bench_linears(const model::Model& m, const std::string& path, double gbps, 
     std::vector<cuda::DeviceLinear> ls;
     std::vector<cuda::DeviceBuffer> ys;
     std::vector<std::pair<const cuda::DeviceLinear*, float*>> outs;
-    uint64_t bytes = 0;
+    uint64_t bytes = 0, rows = 0;
     for (const model::LinearWeights* w : g.weights) ls.emplace_back(*w, std::vector<double>{});
     for (const cuda::DeviceLinear& l : ls) {
       ys.emplace_back(l.n() * sizeof(float));
       outs.push_back({&l, ys.back().as<float>()});
       bytes += l.bytes();
+      rows += l.n();
     }
     cuda::DeviceBuffer x(ls[0].k() * sizeof(float));
     CKPT_CUDA(cudaMemset(x.data(), 0, x.size()));
@@ -102,7 +103,7 @@ void bench_linears(const model::Model& m, const std::string& path, double gbps, 
     const double us = ms * 1e3 / reps;
     (g.name == "lm_head" ? lm_us : layer_us) += us;
     std::printf("BENCH gemv %s %-7s %s [%llu x %llu] %.1f MB: %.2f us, %.0f GB/s (%.2f of the read kernel)\n", path.c_str(),
-                g.name.c_str(), ls[0].device_format().c_str(), static_cast<unsigned long long>(bytes / std::max<uint64_t>(ls[0].k(), 1)),
+                g.name.c_str(), ls[0].device_format().c_str(), static_cast<unsigned long long>(rows),
                 static_cast<unsigned long long>(ls[0].k()), bytes / 1e6, us, bytes / us / 1e3, bytes / us / 1e3 / gbps);
   }
   const double gemv_ms = (layer_us * m.layers().size() + lm_us) / 1e3;
