@@ -50,7 +50,8 @@ double median_step_ms(Fn&& step, ckpt::cuda::GpuForward& g, int steps, int reps)
 }
 
 // The decode GEMV on its own at batch 1: each Linear group of layer 0 as the step launches it
-// (q/k/v and gate/up fused, one launch each), and lm_head, timed over back-to-back launches, with
+// (q/k/v and gate/up fused, one launch each), and lm_head, timed over back-to-back launches (each
+// a programmatic dependent of the one before, as in the step; weights not in L2), with
 // their bytes over the time against the read kernel's bandwidth; then the layers' share of the
 // graph step (layer 0's time x layers + lm_head), so the rest of the step (norms, rope,
 // attention, activations, launch gaps) reads as the difference.
@@ -77,21 +78,30 @@ void bench_linears(const model::Model& m, const std::string& path, double gbps, 
   const cuda::LinearContext ctx{stream, nullptr, nullptr, 0};
   double layer_us = 0, lm_us = 0;
   for (const Group& g : groups) {
-    std::vector<cuda::DeviceLinear> ls;
+    // Copies of the group's weights, cycled, at least 256 MB in all: a launch never finds its
+    // weights in the 50 MB L2 left by the launch before (a step reads each weight once).
+    std::vector<std::vector<cuda::DeviceLinear>> sets;
     std::vector<cuda::DeviceBuffer> ys;
-    std::vector<std::pair<const cuda::DeviceLinear*, float*>> outs;
     uint64_t bytes = 0, rows = 0;
-    for (const model::LinearWeights* w : g.weights) ls.emplace_back(*w, std::vector<double>{});
-    for (const cuda::DeviceLinear& l : ls) {
-      ys.emplace_back(l.n() * sizeof(float));
-      outs.push_back({&l, ys.back().as<float>()});
-      bytes += l.bytes();
-      rows += l.n();
-    }
-    cuda::DeviceBuffer x(ls[0].k() * sizeof(float));
+    do {
+      sets.emplace_back();
+      for (const model::LinearWeights* w : g.weights) sets.back().emplace_back(*w, std::vector<double>{});
+      if (sets.size() == 1)
+        for (const cuda::DeviceLinear& l : sets[0]) {
+          ys.emplace_back(l.n() * sizeof(float));
+          bytes += l.bytes();
+          rows += l.n();
+        }
+    } while (sets.size() * bytes < (uint64_t{256} << 20));
+    std::vector<std::vector<std::pair<const cuda::DeviceLinear*, float*>>> outs(sets.size());
+    for (size_t c = 0; c < sets.size(); ++c)
+      for (size_t i = 0; i < sets[c].size(); ++i) outs[c].push_back({&sets[c][i], ys[i].as<float>()});
+    const cuda::DeviceLinear& first = sets[0][0];
+    cuda::DeviceBuffer x(first.k() * sizeof(float));
     CKPT_CUDA(cudaMemset(x.data(), 0, x.size()));
-    auto launch = [&] { cuda::DeviceLinear::apply_same_input(outs, x.as<float>(), 1, ctx); };
-    for (int i = 0; i < 3; ++i) launch();
+    size_t next = 0;
+    auto launch = [&] { cuda::DeviceLinear::apply_same_input(outs[next++ % outs.size()], x.as<float>(), 1, ctx); };
+    for (size_t i = 0; i < outs.size(); ++i) launch();
     cuda::Event start = cuda::new_event(), stop = cuda::new_event();
     const int reps = 50;
     CKPT_CUDA(cudaEventRecord(start, stream));
@@ -103,8 +113,8 @@ void bench_linears(const model::Model& m, const std::string& path, double gbps, 
     const double us = ms * 1e3 / reps;
     (g.name == "lm_head" ? lm_us : layer_us) += us;
     std::printf("BENCH gemv %s %-7s %s [%llu x %llu] %.1f MB: %.2f us, %.0f GB/s (%.2f of the read kernel)\n", path.c_str(),
-                g.name.c_str(), ls[0].device_format().c_str(), static_cast<unsigned long long>(rows),
-                static_cast<unsigned long long>(ls[0].k()), bytes / 1e6, us, bytes / us / 1e3, bytes / us / 1e3 / gbps);
+                g.name.c_str(), first.device_format().c_str(), static_cast<unsigned long long>(rows),
+                static_cast<unsigned long long>(first.k()), bytes / 1e6, us, bytes / us / 1e3, bytes / us / 1e3 / gbps);
   }
   const double gemv_ms = (layer_us * m.layers().size() + lm_us) / 1e3;
   std::printf("BENCH gemv %s: layer %.1f us x %zu layers + lm_head %.1f us = %.3f ms of the %.3f ms graph step "
