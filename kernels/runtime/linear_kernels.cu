@@ -123,7 +123,9 @@ __device__ __forceinline__ uint64_t block_job(const SkinnyJobs& jobs, SkinnyJob*
 // a thread has its next chunk in flight while it computes one wherever the row is long enough,
 // and a short row (the tiny test models) still keeps most of the block busy. Each float4 of x a
 // thread loads (from L1: every block of the SM reads the same x, and the weight loads do not
-// allocate there) serves its R rows, and each decoded weight serves the m rows of x.
+// allocate there) serves its R rows, and each decoded weight serves the m rows of x. x is not
+// staged in shared memory: a block's threads split k, so the block reads each element of x once
+// anyway, and a staged copy would add a pass and a barrier without saving a load.
 //
 // Bytes in flight: a thread issues the R loads of its next chunk before the FMAs of the current
 // one (register double buffering: `cur` / `nxt` in the loop), so it has up to 2 x R x 16 = 128
