@@ -19,9 +19,11 @@ unsigned grid_for(uint64_t n) {
   for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < (n); i += uint64_t(gridDim.x) * blockDim.x)
 
 // One block per row; the sum of squares in double so the result does not depend on the width.
-// The kernels that precede a decode GEMV (rms_norm, attention, silu_mul) let it launch at once.
+// The kernels of a decode step are programmatic dependents (runtime/dependent_launch.h): each
+// lets the next launch at its start, then waits for the one before it.
 __global__ void rms_norm_kernel(const float* x, uint64_t width, const float* w, float eps, float* out) {
   allow_dependent_launch();
+  wait_for_previous_kernel();
   __shared__ double partial[kThreads];
   const float* xr = x + blockIdx.x * width;
   double s = 0;
@@ -47,6 +49,8 @@ __device__ __forceinline__ float rotated(const float* head, uint64_t d, uint64_t
 }
 
 __global__ void kv_write_kernel(AttentionArgs a) {
+  allow_dependent_launch();
+  wait_for_previous_kernel();
   GRID_STRIDE(i, a.batch * a.tokens * a.kv_heads * a.head_dim) {
     const uint64_t r = i / (a.kv_heads * a.head_dim), h = (i / a.head_dim) % a.kv_heads, d = i % a.head_dim;
     const uint64_t b = r / a.tokens, pos = *a.start + r % a.tokens;
@@ -86,6 +90,7 @@ __device__ __forceinline__ float warp_max(float v) {
 
 __global__ void __launch_bounds__(kAttnThreads) attention_kernel(AttentionArgs a) {
   allow_dependent_launch();
+  wait_for_previous_kernel();
   const uint64_t r = blockIdx.x / a.q_heads, h = blockIdx.x % a.q_heads;
   const uint64_t b = r / a.tokens, pos = *a.start + r % a.tokens;
   const uint64_t first = a.window && pos + 1 > a.window ? pos + 1 - a.window : 0;
@@ -175,6 +180,7 @@ __global__ void __launch_bounds__(kAttnThreads) attention_kernel(AttentionArgs a
 __global__ void silu_mul_kernel(const float* gate, uint64_t gate_stride, uint64_t gate_col, const float* up,
                                 uint64_t up_stride, uint64_t up_col, uint64_t rows, uint64_t n, float* out) {
   allow_dependent_launch();
+  wait_for_previous_kernel();
   GRID_STRIDE(i, rows * n) {
     const uint64_t r = i / n, j = i % n;
     const float g = gate[r * gate_stride + gate_col + j];
@@ -183,15 +189,21 @@ __global__ void silu_mul_kernel(const float* gate, uint64_t gate_stride, uint64_
 }
 
 __global__ void add_bias_kernel(float* y, const float* b, uint64_t rows, uint64_t n) {
+  allow_dependent_launch();
+  wait_for_previous_kernel();
   GRID_STRIDE(i, rows * n) y[i] += b[i % n];
 }
 
 __global__ void add_kernel(float* y, const float* x, uint64_t n) {
+  allow_dependent_launch();
+  wait_for_previous_kernel();
   GRID_STRIDE(i, n) y[i] += x[i];
 }
 
 __global__ void copy_columns_kernel(const float* src, uint64_t src_stride, uint64_t src_col, float* dst,
                                     uint64_t dst_stride, uint64_t dst_col, uint64_t rows, uint64_t n) {
+  allow_dependent_launch();
+  wait_for_previous_kernel();
   GRID_STRIDE(i, rows * n) {
     const uint64_t r = i / n, j = i % n;
     dst[r * dst_stride + dst_col + j] = src[r * src_stride + src_col + j];
@@ -232,13 +244,14 @@ cudaError_t scale_rows_sigmoid(float* y, const float* gate, uint64_t rows, uint6
 cudaError_t rms_norm_rows(const float* x, uint64_t rows, uint64_t width, const float* w, float eps, float* out,
                           cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
-  rms_norm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, width, w, eps, out);
-  return cudaGetLastError();
+  return launch_dependent(rms_norm_kernel, static_cast<unsigned>(rows), kThreads, 0, stream, x, width, w, eps, out);
 }
 
 cudaError_t attention(const AttentionArgs& a, cudaStream_t stream) {
-  kv_write_kernel<<<grid_for(a.batch * a.tokens * a.kv_heads * a.head_dim), kThreads, 0, stream>>>(a);
-  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  if (cudaError_t e = launch_dependent(kv_write_kernel, grid_for(a.batch * a.tokens * a.kv_heads * a.head_dim), kThreads, 0,
+                                      stream, a);
+      e != cudaSuccess)
+    return e;
   const uint64_t blocks = a.batch * a.tokens * a.q_heads;
   if (blocks == 0) return cudaSuccess;
   const size_t smem = (kAttnWarps + 1) * a.head_dim * sizeof(float);
@@ -248,32 +261,27 @@ cudaError_t attention(const AttentionArgs& a, cudaStream_t stream) {
         e != cudaSuccess)
       return e;
   }
-  attention_kernel<<<static_cast<unsigned>(blocks), kAttnThreads, smem, stream>>>(a);
-  return cudaGetLastError();
+  return launch_dependent(attention_kernel, static_cast<unsigned>(blocks), kAttnThreads, smem, stream, a);
 }
 
 cudaError_t silu_mul(const float* gate, uint64_t gate_stride, uint64_t gate_col, const float* up, uint64_t up_stride,
                      uint64_t up_col, uint64_t rows, uint64_t n, float* out, cudaStream_t stream) {
-  silu_mul_kernel<<<grid_for(rows * n), kThreads, 0, stream>>>(gate, gate_stride, gate_col, up, up_stride, up_col, rows,
-                                                              n, out);
-  return cudaGetLastError();
+  return launch_dependent(silu_mul_kernel, grid_for(rows * n), kThreads, 0, stream, gate, gate_stride, gate_col, up,
+                          up_stride, up_col, rows, n, out);
 }
 
 cudaError_t add_bias(float* y, const float* b, uint64_t rows, uint64_t n, cudaStream_t stream) {
-  add_bias_kernel<<<grid_for(rows * n), kThreads, 0, stream>>>(y, b, rows, n);
-  return cudaGetLastError();
+  return launch_dependent(add_bias_kernel, grid_for(rows * n), kThreads, 0, stream, y, b, rows, n);
 }
 
 cudaError_t add_into(float* y, const float* x, uint64_t n, cudaStream_t stream) {
-  add_kernel<<<grid_for(n), kThreads, 0, stream>>>(y, x, n);
-  return cudaGetLastError();
+  return launch_dependent(add_kernel, grid_for(n), kThreads, 0, stream, y, x, n);
 }
 
 cudaError_t copy_columns(const float* src, uint64_t src_stride, uint64_t src_col, float* dst, uint64_t dst_stride,
                          uint64_t dst_col, uint64_t rows, uint64_t n, cudaStream_t stream) {
-  copy_columns_kernel<<<grid_for(rows * n), kThreads, 0, stream>>>(src, src_stride, src_col, dst, dst_stride, dst_col,
-                                                                  rows, n);
-  return cudaGetLastError();
+  return launch_dependent(copy_columns_kernel, grid_for(rows * n), kThreads, 0, stream, src, src_stride, src_col, dst,
+                          dst_stride, dst_col, rows, n);
 }
 
 }  // namespace ckpt::cuda

@@ -390,16 +390,7 @@ cudaError_t launch_tiles(SkinnyJobs jobs, const float* x, int m, cudaStream_t s)
         jobs.first_block[j] + static_cast<unsigned>((jobs.job[j].w.n + jobs.rows_per_block - 1) / jobs.rows_per_block);
   // A programmatic dependent of the kernel before it (runtime/dependent_launch.h): its blocks may
   // start, and request their first weights, before that kernel has finished.
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(jobs.first_block[jobs.count]);
-  config.blockDim = dim3(kThreads);
-  config.stream = s;
-  cudaLaunchAttribute attribute[1] = {};
-  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute[0].val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = attribute;
-  config.numAttrs = 1;
-  return cudaLaunchKernelEx(&config, skinny_kernel<E, MAXM>, jobs, x, m);
+  return launch_dependent(skinny_kernel<E, MAXM>, jobs.first_block[jobs.count], kThreads, 0, s, jobs, x, m);
 }
 
 // The row-group width S for rows of `chunks` 16-byte loads: the smallest of 32 .. kThreads that
