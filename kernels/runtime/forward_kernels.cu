@@ -18,9 +18,10 @@ unsigned grid_for(uint64_t n) {
 #define GRID_STRIDE(i, n) \
   for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < (n); i += uint64_t(gridDim.x) * blockDim.x)
 
-// One block per row; the sum of squares in double so the result does not depend on the width.
 // The kernels of a decode step are programmatic dependents (runtime/dependent_launch.h): each
 // lets the next launch at its start, then waits for the one before it.
+
+// One block per row; the sum of squares in double so the result does not depend on the width.
 __global__ void rms_norm_kernel(const float* x, uint64_t width, const float* w, float eps, float* out) {
   allow_dependent_launch();
   wait_for_previous_kernel();
