@@ -15,12 +15,6 @@ namespace ckpt::cuda {
 // out[r][:] = w * x[r][:] / sqrt(mean(x[r]^2) + eps) for `rows` rows of `width` (x may alias out).
 cudaError_t rms_norm_rows(const float* x, uint64_t rows, uint64_t width, const float* w, float eps, float* out,
                           cudaStream_t stream);
-// Rotates heads in place: x is [rows][stride] holding `heads` heads of head_dim from column `col`;
-// row r (sequence b = r / tokens, token t = r % tokens) sits at position *start + t (start in
-// device memory). cos/sin are [positions][half] with half = rotary_dim / 2.
-cudaError_t rope_rows(float* x, uint64_t rows, uint64_t stride, uint64_t col, uint64_t heads, uint64_t head_dim,
-                      uint64_t tokens, const uint64_t* start, const float* cos, const float* sin, uint64_t half,
-                      cudaStream_t stream);
 struct AttentionArgs {
   const float* q;        // [batch * tokens][q_stride], heads from column q_col
   uint64_t q_stride, q_col;
@@ -38,9 +32,18 @@ struct AttentionArgs {
   uint64_t first_kv_head;  // global index of local KV head 0
   uint64_t window;         // 0: full causal
   float scale;
+  // Rotary embedding: cos / sin [positions][half] with half = rotary_dim / 2; dimensions d and
+  // d + half (d < half) of each query and key head rotate, those from 2 * half on stay.
+  const float* cos;
+  const float* sin;
+  uint64_t half;
 };
-// Writes the new keys/values at positions [*start, *start + tokens), then
-// out = softmax(q k^T * scale, causal / window mask) v per sequence and query head.
+// Writes the new keys (rotated) and values at positions [*start, *start + tokens), then
+// out = softmax(rot(q) k^T * scale, causal / window mask) v per sequence and query head; row r
+// (sequence r / tokens, token r % tokens) sits at position *start + r % tokens. The rotation is
+// applied where the heads are read (the key's into the cache, the query's into the attention
+// kernel's shared memory): q and k_new stay as they are, and the step has two kernels here, not
+// four.
 cudaError_t attention(const AttentionArgs& a, cudaStream_t stream);
 // out[r][j] = silu(gate[r][gate_col + j]) * up[r][up_col + j] for j < n (row strides given).
 cudaError_t silu_mul(const float* gate, uint64_t gate_stride, uint64_t gate_col, const float* up, uint64_t up_stride,

@@ -263,15 +263,10 @@ struct GpuForward::Impl {
           CKPT_CUDA(rms_norm_rows(k.as<float>(), rows * r.nkv, hd, d.k_norm.as<float>(), float(c.rms_eps), k.as<float>(), stream));
         }
       }
-      const uint64_t* pos = start.as<uint64_t>();
-      CKPT_CUDA(rope_rows(const_cast<float*>(a.q), rows, a.q_stride, a.q_col, r.nq, hd, tokens, pos, cos.as<float>(),
-                          sin.as<float>(), half, stream));
-      CKPT_CUDA(rope_rows(const_cast<float*>(a.k_new), rows, a.kv_stride, a.k_col, r.nkv, hd, tokens, pos,
-                          cos.as<float>(), sin.as<float>(), half, stream));
       a.k_cache = r.keys.as<float>();
       a.v_cache = r.values.as<float>();
       a.out = ctx.as<float>();
-      a.start = pos;
+      a.start = start.as<uint64_t>();
       a.batch = active;
       a.tokens = tokens;
       a.capacity = capacity;
@@ -283,6 +278,9 @@ struct GpuForward::Impl {
       a.first_kv_head = r.first_kv;
       a.window = c.sliding_window[layer];
       a.scale = float(c.attention_scale());
+      a.cos = cos.as<float>();
+      a.sin = sin.as<float>();
+      a.half = half;
       CKPT_CUDA(cuda::attention(a, stream));
       if (one) {
         apply(r.o, ctx.as<float>(), rows, h.as<float>(), true);

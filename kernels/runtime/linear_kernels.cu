@@ -9,13 +9,14 @@
 #include "ops/float_convert.h"
 #include "ops/fp8.h"
 #include "ops/int4_math.h"
+#include "runtime/dependent_launch.h"
 
 namespace ckpt::cuda {
 
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;  // linear_skinny: one output row per warp
+constexpr int kWarps = kThreads / 32;  // skinny_elementwise_kernel: one output row per warp
 
 unsigned grid_for(uint64_t n) {
   const uint64_t blocks = (n + kThreads - 1) / kThreads;
@@ -56,47 +57,6 @@ __device__ __forceinline__ float weight_at(const LinearView& w, uint64_t n, uint
 template <WeightElem E>
 constexpr int kPerLoad = E == WeightElem::kF32 ? 4 : E == WeightElem::kE4M3 ? 16 : E == WeightElem::kInt4 ? 32 : 8;
 
-// The kPerLoad<E> elements of row n from column k0 held in `raw`, dequantized as weight_at does.
-// Their FP8 block / INT4 group is one (skinny_vectorized checks the widths).
-template <WeightElem E>
-__device__ __forceinline__ void decode_load(const LinearView& w, uint64_t n, uint64_t k0, const uint4& raw, float* v) {
-  const uint32_t u[4] = {raw.x, raw.y, raw.z, raw.w};
-  if constexpr (E == WeightElem::kF32) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) v[i] = __uint_as_float(u[i]);
-  } else if constexpr (E == WeightElem::kBF16) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      v[2 * i] = __uint_as_float(u[i] << 16);
-      v[2 * i + 1] = __uint_as_float(u[i] & 0xFFFF0000u);
-    }
-  } else if constexpr (E == WeightElem::kF16) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&u[i]));
-      v[2 * i] = f.x;
-      v[2 * i + 1] = f.y;
-    }
-  } else if constexpr (E == WeightElem::kE4M3) {
-    // E4M3 -> f16 is exact (every E4M3 value, subnormals included, is an f16; NaN stays NaN).
-    const float s = fp8_scale(w, n, k0);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const __nv_fp8x2_storage_t pair = static_cast<__nv_fp8x2_storage_t>((u[i / 2] >> (16 * (i % 2))) & 0xFFFFu);
-      const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(pair, __NV_E4M3);
-      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h));
-      v[2 * i] = f.x * s;
-      v[2 * i + 1] = f.y * s;
-    }
-  } else {
-    const uint64_t g = n * w.groups + k0 / w.group;
-    const float s = w.group_scale[g];
-    const uint32_t z = w.group_zero[g];
-#pragma unroll
-    for (int i = 0; i < 32; ++i) v[i] = ops::int4_dequant((u[i / 8] >> (4 * (i % 8))) & 15u, z, s);
-  }
-}
-
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
@@ -115,70 +75,283 @@ __device__ __forceinline__ void write_rows(const float (&acc)[MAXM], int m, uint
   }
 }
 
-// The Linears of one launch (kernel parameter): job j owns blocks [first_block[j], first_block[j + 1]).
+// The Linears of one launch (kernel parameter), all on the same x (so the same k): job j owns
+// blocks [first_block[j], first_block[j + 1]), block i of a job its rows [i * rows_per_block,
+// (i + 1) * rows_per_block). span: skinny_kernel's threads per row group (S).
 struct SkinnyJobs {
   SkinnyJob job[kSkinnyMaxJobs];
   unsigned first_block[kSkinnyMaxJobs + 1];
   int count;
   bool accumulate;
+  uint32_t rows_per_block, span;
 };
 
 // This block's job (copied by constant index: a kernel parameter indexed at run time would be
-// copied to local memory) and output row (one warp per row); false past the job's last row.
-__device__ __forceinline__ bool block_job(const SkinnyJobs& jobs, SkinnyJob* job, uint64_t* n) {
+// copied to local memory) and the first row of its tile.
+__device__ __forceinline__ uint64_t block_job(const SkinnyJobs& jobs, SkinnyJob* job) {
   static_assert(kSkinnyMaxJobs == 3, "block_job selects among three jobs");
   const unsigned b = blockIdx.x;
   const int i = jobs.count > 2 && b >= jobs.first_block[2] ? 2 : jobs.count > 1 && b >= jobs.first_block[1] ? 1 : 0;
   *job = i == 0 ? jobs.job[0] : i == 1 ? jobs.job[1] : jobs.job[2];
-  *n = (b - (i == 0 ? 0u : i == 1 ? jobs.first_block[1] : jobs.first_block[2])) * uint64_t(kWarps) + threadIdx.x / 32;
-  return *n < job->w.n;
+  return uint64_t(b - (i == 0 ? 0u : i == 1 ? jobs.first_block[1] : jobs.first_block[2])) * jobs.rows_per_block;
 }
 
-// One warp per row n: lane l takes loads l, l + 32, ...; MAXM accumulators, rows past m unused.
-// Loads in flight per lane: enough to cover HBM latency, fewer where a load decodes to many registers.
-template <WeightElem E>
-constexpr int kUnroll = E == WeightElem::kInt4 || E == WeightElem::kE4M3 ? 2 : 4;
+// ---- linear_skinny: the decode GEMV ----------------------------------------------------------
+//
+// A batch-1 decode step reads every weight byte once and does 2 flops per weight (m = 1), so it
+// runs at HBM speed only if the kernel keeps enough bytes in flight on every SM: by Little's law
+// 3.35 TB/s x ~0.6-0.8 us of DRAM latency under load is ~2-2.7 MB across an H100's 132 SMs,
+// 16-20 KB per SM as the bare minimum; this kernel aims at 64 KB and more. One warp per output
+// row (the previous design) had one 16-byte load per lane and row in flight, and re-read the
+// float32 activations x (2-4 times the weight's bytes) in every warp for every row.
+//
+// Work decomposition. A block (kThreads = 256 threads) owns a tile of G x R consecutive output
+// rows of one job (R = kTileRows<E, MAXM> rows a thread, G row groups of S threads, G = 256 / S)
+// and walks the whole of k:
+//
+//                  chunk c = 16 bytes = P elements (P = 4 f32, 8 f16/bf16, 16 FP8, 32 INT4)
+//           k ->   c=0    c=1    ...   c=S-1   c=S    c=S+1  ...
+//   row0         | t0   | t1   | ... | tS-1  | t0   | t1   | ...      group 0: threads 0 .. S-1,
+//   ...          |  (the same threads on each of the R rows)  |      each on R rows at once
+//   row0 + R-1   | t0   | t1   | ... | tS-1  | t0   | t1   | ...
+//   row0 + R     | tS   | tS+1 | ... | t2S-1 | tS   | ...            group 1: threads S .. 2S-1
+//   ...
+//
+// Thread p of a group takes chunks p, p + S, p + 2S, ... of its R rows: one 16-byte load per row
+// per chunk, coalesced across the warp (32 consecutive chunks of a row are 512 contiguous bytes).
+// S is the smallest of 32, 64, 128, 256 that leaves no thread more than two chunks (span_for), so
+// a thread has its next chunk in flight while it computes one wherever the row is long enough,
+// and a short row (the tiny test models) still keeps most of the block busy. Each float4 of x a
+// thread loads (from L1: every block of the SM reads the same x, and the weight loads do not
+// allocate there) serves its R rows, and each decoded weight serves the m rows of x. x is not
+// staged in shared memory: a block's threads split k, so the block reads each element of x once
+// anyway, and a staged copy would add a pass and a barrier without saving a load.
+//
+// Bytes in flight: a thread issues the R loads of its next chunk before the FMAs of the current
+// one (register double buffering: `cur` / `nxt` in the loop), so it has up to 2 x R x 16 = 128
+// bytes outstanding (R = 4 up to m = 4), 32 KB a block. At m <= 2, __launch_bounds__(256, 2)
+// keeps at least two blocks resident per SM; ptxas for sm_90 gives m = 1 64 registers a thread
+// for f32 / f16 / bf16 (four blocks an SM), 79 for FP8 (three) and 89 for INT4 (two), so an SM
+// has 64-128 KB requested at any time, and while one block reduces and writes, the others' loads
+// stream. Llama-3-8B shapes at m = 1 (k = 4096): bf16 rows are 512 chunks (S = 256, 2 chunks a
+// thread, the block's 4 rows x 8 KB = 32 KB requested at once); FP8 rows 256 chunks (S = 128, two
+// groups: 8 rows x 4 KB a block); down_proj (k = 14336) 7 chunks a thread in bf16, 3-4 in FP8.
+//
+// Enough blocks: a block owns G x R rows (4 for bf16 at m = 1, 8 for FP8), so the k / v
+// projections of an 8B model (n = 1024) give 256 / 128 blocks on their own and 1536 / 768 with q
+// in the fused launch, several per SM on 132 SMs: no split-k is needed, and every output is one
+// block's sum in a fixed order (deterministic, and independent of m, of the job count and of the
+// tile height R: each (row, x row) pair is summed over the same chunks by the same thread
+// position, then over the warp by a fixed butterfly, then over the group's warps in index order).
+//
+// Numerics: float32 FMAs of the dequantized weights (exact: f16/bf16/E4M3 widen exactly, INT4 is
+// (q - z) * s rounded once as ops::int4_dequant) with float32 x. FP8 per-tensor and per-channel
+// weights take the dot product of the E4M3 values and multiply by the row's scale once after the
+// reduction; block scales multiply each chunk's values (a chunk lies in one block). The
+// conversion E4M3 -> f16 is the hardware's paired cvt (two codes per instruction, exact: every
+// E4M3 value is an f16), then f16 -> f32 (exact).
 
+// 16 bytes of a weight row: ld.global.nc (the read-only path: the weights do not change during
+// the kernel) with L1::no_allocate, so the stream of weight bytes, each used once, does not evict
+// the activations every block of the SM re-reads from L1, and L2::256B, so an L2 miss fetches the
+// 256 bytes around it from DRAM (a warp reads 512 contiguous bytes of a row per load).
+// https://docs.nvidia.com/cuda/parallel-thread-execution/#data-movement-and-conversion-instructions-ld
+__device__ __forceinline__ uint4 load_weight16(const uint4* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+}
+
+// Rows a thread (and a row group) carries per chunk: 16 bytes each, and R x MAXM accumulators;
+// at m > 4 fewer rows leave registers for the x of every row.
 template <WeightElem E, int MAXM>
-__global__ void __launch_bounds__(kThreads) skinny_kernel(SkinnyJobs jobs, const float* __restrict__ x, int m) {
-  SkinnyJob job;
-  uint64_t n;
-  if (!block_job(jobs, &job, &n)) return;
-  const LinearView& w = job.w;
-  constexpr int P = kPerLoad<E>;
-  const uint4* row = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(w.w) + n * w.row_bytes);
-  const uint64_t loads = w.k / P;
-  float acc[MAXM];
+constexpr int kTileRows = MAXM <= 4 ? 4 : 2;
+constexpr uint64_t kMaxTileRows = 8;
+
+// One chunk of a thread's R rows in registers: the raw 16 bytes per row, and for FP8 block scales
+// / INT4 its scale (and zero) per row.
+template <int R>
+struct Chunk {
+  uint4 raw[R];
+  float scale[R];
+  uint32_t zero[R];
+};
+
+// Where a thread's rows live: the first row, the byte offset of each row from it (32 bits:
+// skinny_vectorized bounds the row bytes), how many of the R rows exist (rows past the job's last
+// row are neither read nor written), and for FP8 block scales / INT4 groups the index of each
+// row's first scale (and zero). Offsets and indices, not pointers: half the registers.
+template <int R>
+struct RowSet {
+  const uint4* first;
+  uint32_t offset[R];
+  uint32_t scale_at[R];
+  uint32_t rows;
+};
+
+// Requests chunk c of the rows (and its per-chunk scales): the loads the next iteration uses.
+template <WeightElem E, int R>
+__device__ __forceinline__ void load_chunk(const LinearView& w, const RowSet<R>& rs, uint32_t c, Chunk<R>* ch) {
 #pragma unroll
-  for (int r = 0; r < MAXM; ++r) acc[r] = 0.0f;
-#pragma unroll kUnroll<E>
-  for (uint64_t c = threadIdx.x % 32; c < loads; c += 32) {
-    float v[P];
-    decode_load<E>(w, n, c * P, __ldg(row + c), v);
+  for (int r = 0; r < R; ++r)
+    if (r < rs.rows)
+      ch->raw[r] = load_weight16(reinterpret_cast<const uint4*>(reinterpret_cast<const uint8_t*>(rs.first + c) + rs.offset[r]));
+  if constexpr (E == WeightElem::kE4M3) {
+    if (w.scale_kind == ScaleKind::kBlock) {
+      const uint32_t b = c / static_cast<uint32_t>(w.block_k / kPerLoad<E>);
 #pragma unroll
-    for (int r = 0; r < MAXM; ++r) {
-      if (r < m) {
-        const float4* xr = reinterpret_cast<const float4*>(x + r * w.k + c * P);
+      for (int r = 0; r < R; ++r)
+        if (r < rs.rows) ch->scale[r] = __ldg(w.scale + rs.scale_at[r] + b);
+    }
+  } else if constexpr (E == WeightElem::kInt4) {
+    const uint32_t g = c / static_cast<uint32_t>(w.group / kPerLoad<E>);
 #pragma unroll
-        for (int q = 0; q < P / 4; ++q) {
-          const float4 a = __ldg(xr + q);
-          acc[r] = fmaf(v[4 * q], a.x, acc[r]);
-          acc[r] = fmaf(v[4 * q + 1], a.y, acc[r]);
-          acc[r] = fmaf(v[4 * q + 2], a.z, acc[r]);
-          acc[r] = fmaf(v[4 * q + 3], a.w, acc[r]);
-        }
+    for (int r = 0; r < R; ++r) {
+      if (r < rs.rows) {
+        ch->scale[r] = __ldg(w.group_scale + rs.scale_at[r] + g);
+        ch->zero[r] = __ldg(w.group_zero + rs.scale_at[r] + g);
       }
     }
   }
-  write_rows<MAXM>(acc, m, n, w.n, job.y, job.bias, jobs.accumulate);
 }
 
-// Any layout, element by element (weight_at).
+// Elements 4q .. 4q + 3 of row r's chunk as float32: weight_at's values (FP8 per-tensor and
+// per-channel without their scale, applied after the reduction).
+template <WeightElem E, int R>
+__device__ __forceinline__ float4 decode4(const LinearView& w, const Chunk<R>& ch, int r, int q) {
+  const uint4& raw = ch.raw[r];
+  const uint32_t u[4] = {raw.x, raw.y, raw.z, raw.w};
+  if constexpr (E == WeightElem::kF32) {
+    return make_float4(__uint_as_float(u[0]), __uint_as_float(u[1]), __uint_as_float(u[2]), __uint_as_float(u[3]));
+  } else if constexpr (E == WeightElem::kBF16) {
+    const uint32_t a = u[2 * q], b = u[2 * q + 1];
+    return make_float4(__uint_as_float(a << 16), __uint_as_float(a & 0xFFFF0000u), __uint_as_float(b << 16),
+                       __uint_as_float(b & 0xFFFF0000u));
+  } else if constexpr (E == WeightElem::kF16) {
+    const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&u[2 * q]));
+    const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&u[2 * q + 1]));
+    return make_float4(a.x, a.y, b.x, b.y);
+  } else if constexpr (E == WeightElem::kE4M3) {
+    const uint32_t v = u[q];
+    const float2 a = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(v & 0xFFFFu), __NV_E4M3)));
+    const float2 b = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(v >> 16), __NV_E4M3)));
+    if (w.scale_kind != ScaleKind::kBlock) return make_float4(a.x, a.y, b.x, b.y);
+    const float s = ch.scale[r];
+    return make_float4(a.x * s, a.y * s, b.x * s, b.y * s);
+  } else {
+    const uint32_t v = u[q / 2] >> (16 * (q % 2)), z = ch.zero[r];
+    const float s = ch.scale[r];
+    return make_float4(ops::int4_dequant(v & 15u, z, s), ops::int4_dequant((v >> 4) & 15u, z, s),
+                       ops::int4_dequant((v >> 8) & 15u, z, s), ops::int4_dequant((v >> 12) & 15u, z, s));
+  }
+}
+
+// The FP8 scale left out of decode4 (per tensor, per channel), taken once per output.
+template <WeightElem E>
+__device__ __forceinline__ float row_scale(const LinearView& w, uint64_t n) {
+  if constexpr (E == WeightElem::kE4M3) {
+    if (w.scale_kind == ScaleKind::kTensor) return w.scale[0];
+    if (w.scale_kind == ScaleKind::kChannel) return w.scale[n];
+  }
+  return 1.0f;
+}
+
+template <WeightElem E, int MAXM>
+__global__ void __launch_bounds__(kThreads, MAXM <= 2 ? 2 : 1) skinny_kernel(SkinnyJobs jobs, const float* __restrict__ x, int m) {
+  constexpr int R = kTileRows<E, MAXM>, P = kPerLoad<E>, kWarpsPerBlock = kThreads / 32;
+  static_assert(R * MAXM <= 32, "the block's G x R x MAXM outputs are written by one thread each");
+  static_assert(R <= kMaxTileRows, "skinny_vectorized bounds the row offsets of kMaxTileRows rows");
+  __shared__ float warp_sums[kWarpsPerBlock][R * MAXM];
+  SkinnyJob job;
+  const uint64_t tile0 = block_job(jobs, &job);
+  const LinearView& w = job.w;
+  const uint32_t S = jobs.span, t = threadIdx.x, group = t / S, p = t % S;
+  const uint64_t row0 = tile0 + uint64_t(group) * R;
+  const uint32_t chunks = static_cast<uint32_t>(w.k / P);
+
+  RowSet<R> rs;
+  rs.first = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(w.w) + min(row0, w.n - 1) * w.row_bytes);
+  rs.rows = row0 < w.n ? static_cast<uint32_t>(min(uint64_t(R), w.n - row0)) : 0;
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    rs.offset[r] = static_cast<uint32_t>(r * w.row_bytes);
+    if constexpr (E == WeightElem::kE4M3) {
+      if (w.scale_kind == ScaleKind::kBlock)
+        rs.scale_at[r] = static_cast<uint32_t>((row0 + r) / w.block_n * ((w.k + w.block_k - 1) / w.block_k));
+    } else if constexpr (E == WeightElem::kInt4) {
+      rs.scale_at[r] = static_cast<uint32_t>((row0 + r) * w.groups);
+    }
+  }
+
+  float acc[R][MAXM];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int i = 0; i < MAXM; ++i) acc[r][i] = 0.0f;
+
+  // A group entirely past the job's last row loads nothing (it still joins the reduction's barrier).
+  uint32_t c = rs.rows ? p : chunks;
+  Chunk<R> cur = {}, nxt = {};  // a row past the last keeps zeros (never written out)
+  // The first chunk is weights only: requested before the wait for the kernel that writes x (and
+  // y, when accumulating), so under programmatic dependent launch it streams while that kernel
+  // finishes (runtime/dependent_launch.h).
+  allow_dependent_launch();
+  if (c < chunks) load_chunk<E, R>(w, rs, c, &cur);
+  wait_for_previous_kernel();
+  for (; c < chunks; c += S) {
+    if (c + S < chunks) load_chunk<E, R>(w, rs, c + S, &nxt);  // in flight during this chunk's FMAs
+#pragma unroll
+    for (int q = 0; q < P / 4; ++q) {
+      float4 xs[MAXM];
+#pragma unroll
+      for (int i = 0; i < MAXM; ++i)
+        if (i < m) xs[i] = __ldg(reinterpret_cast<const float4*>(x + i * w.k + uint64_t(c) * P) + q);
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const float4 v = decode4<E, R>(w, cur, r, q);
+#pragma unroll
+        for (int i = 0; i < MAXM; ++i) {
+          if (i < m) {
+            acc[r][i] = fmaf(v.x, xs[i].x, acc[r][i]);
+            acc[r][i] = fmaf(v.y, xs[i].y, acc[r][i]);
+            acc[r][i] = fmaf(v.z, xs[i].z, acc[r][i]);
+            acc[r][i] = fmaf(v.w, xs[i].w, acc[r][i]);
+          }
+        }
+      }
+    }
+    cur = nxt;
+  }
+
+  // Reduction: over the warp (butterfly), then over the group's S / 32 warps in index order.
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int i = 0; i < MAXM; ++i) {
+      const float s = warp_sum(acc[r][i]);
+      if (t % 32 == 0) warp_sums[t / 32][r * MAXM + i] = s;
+    }
+  __syncthreads();
+  const uint32_t groups = kThreads / S, warps = S / 32;
+  if (t >= groups * R * MAXM) return;
+  const uint32_t g = t / (R * MAXM), o = t % (R * MAXM), r = o / MAXM, i = o % MAXM;
+  const uint64_t n = tile0 + uint64_t(g) * R + r;
+  if (static_cast<int>(i) >= m || n >= w.n) return;
+  float s = 0.0f;
+  for (uint32_t v = 0; v < warps; ++v) s += warp_sums[g * warps + v][o];
+  s = s * row_scale<E>(w, n) + (job.bias ? job.bias[n] : 0.0f);
+  float* out = job.y + uint64_t(i) * w.n + n;
+  *out = jobs.accumulate ? *out + s : s;
+}
+
+// Any layout, element by element (weight_at): one warp per output row.
 __global__ void __launch_bounds__(kThreads) skinny_elementwise_kernel(SkinnyJobs jobs, const float* __restrict__ x,
                                                                       int m) {
   SkinnyJob job;
-  uint64_t n;
-  if (!block_job(jobs, &job, &n)) return;
+  const uint64_t n = block_job(jobs, &job) + threadIdx.x / 32;
+  if (n >= job.w.n) return;
   const LinearView& w = job.w;
   constexpr int MAXM = static_cast<int>(kSkinnyMaxRows);
   float acc[MAXM];
@@ -209,14 +382,33 @@ __global__ void embed_kernel(LinearView table, uint64_t row_begin, uint64_t rows
   }
 }
 
+template <WeightElem E, int MAXM>
+cudaError_t launch_tiles(SkinnyJobs jobs, const float* x, int m, cudaStream_t s) {
+  jobs.rows_per_block = kThreads / jobs.span * kTileRows<E, MAXM>;
+  for (int j = 0; j < jobs.count; ++j)
+    jobs.first_block[j + 1] =
+        jobs.first_block[j] + static_cast<unsigned>((jobs.job[j].w.n + jobs.rows_per_block - 1) / jobs.rows_per_block);
+  // A programmatic dependent of the kernel before it (runtime/dependent_launch.h): its blocks may
+  // start, and request their first weights, before that kernel has finished.
+  return launch_dependent(skinny_kernel<E, MAXM>, jobs.first_block[jobs.count], kThreads, 0, s, jobs, x, m);
+}
+
+// The row-group width S for rows of `chunks` 16-byte loads: the smallest of 32 .. kThreads that
+// gives no thread more than two chunks, so that a thread has a next chunk in flight while it
+// computes one wherever the block is wide enough.
+uint32_t span_for(uint64_t chunks) {
+  uint32_t s = 32;
+  while (s < kThreads && 2 * uint64_t(s) < chunks) s *= 2;
+  return s;
+}
+
 template <WeightElem E>
-cudaError_t launch_skinny(const SkinnyJobs& jobs, const float* x, int m, cudaStream_t s) {
-  const unsigned blocks = jobs.first_block[jobs.count];
-  if (m == 1) skinny_kernel<E, 1><<<blocks, kThreads, 0, s>>>(jobs, x, m);
-  else if (m == 2) skinny_kernel<E, 2><<<blocks, kThreads, 0, s>>>(jobs, x, m);
-  else if (m <= 4) skinny_kernel<E, 4><<<blocks, kThreads, 0, s>>>(jobs, x, m);
-  else skinny_kernel<E, 8><<<blocks, kThreads, 0, s>>>(jobs, x, m);
-  return cudaGetLastError();
+cudaError_t launch_skinny(SkinnyJobs& jobs, const float* x, int m, cudaStream_t s) {
+  jobs.span = span_for(jobs.job[0].w.k / kPerLoad<E>);
+  if (m == 1) return launch_tiles<E, 1>(jobs, x, m, s);
+  if (m == 2) return launch_tiles<E, 2>(jobs, x, m, s);
+  if (m <= 4) return launch_tiles<E, 4>(jobs, x, m, s);
+  return launch_tiles<E, 8>(jobs, x, m, s);
 }
 
 uint64_t per_load(WeightElem e) {
@@ -237,8 +429,13 @@ bool skinny_vectorized(const LinearView& w, const float* x) {
   if (w.k % p != 0 || w.row_bytes % 16 != 0 || reinterpret_cast<uintptr_t>(w.w) % 16 != 0 ||
       reinterpret_cast<uintptr_t>(x) % 16 != 0)
     return false;
-  if (w.elem == WeightElem::kE4M3 && w.scale_kind == ScaleKind::kBlock && w.block_k % p != 0) return false;
-  if (w.elem == WeightElem::kInt4 && (w.g_idx != nullptr || w.group % p != 0)) return false;
+  // skinny_kernel's 32-bit chunk indices (c + S does not wrap), row offsets within a tile and
+  // scale indices.
+  if (w.k / p > INT32_MAX || w.row_bytes > UINT32_MAX / kMaxTileRows) return false;
+  if (w.elem == WeightElem::kE4M3 && w.scale_kind == ScaleKind::kBlock &&
+      (w.block_k % p != 0 || (w.n + w.block_n - 1) / w.block_n * ((w.k + w.block_k - 1) / w.block_k) > UINT32_MAX))
+    return false;
+  if (w.elem == WeightElem::kInt4 && (w.g_idx != nullptr || w.group % p != 0 || w.n * w.groups > UINT32_MAX)) return false;
   return true;
 }
 
@@ -249,23 +446,28 @@ cudaError_t linear_skinny_jobs(const SkinnyJob* job, int count, const float* x, 
   jobs.count = count;
   jobs.accumulate = accumulate;
   bool vectorized = !element_wise;
+  uint64_t rows = 0;
   for (int j = 0; j < count; ++j) {
+    if (job[j].w.k != job[0].w.k) return cudaErrorInvalidValue;  // one x for all
     jobs.job[j] = job[j];
-    jobs.first_block[j + 1] = jobs.first_block[j] + static_cast<unsigned>((job[j].w.n + kWarps - 1) / kWarps);
+    rows += job[j].w.n;
     vectorized = vectorized && job[j].w.elem == job[0].w.elem && skinny_vectorized(job[j].w, x);
   }
-  if (m == 0 || jobs.first_block[count] == 0) return cudaSuccess;
-  const int rows = static_cast<int>(m);
+  if (m == 0 || rows == 0) return cudaSuccess;
+  const int mi = static_cast<int>(m);
   if (!vectorized) {
-    skinny_elementwise_kernel<<<jobs.first_block[count], kThreads, 0, stream>>>(jobs, x, rows);
+    jobs.rows_per_block = kWarps;
+    for (int j = 0; j < count; ++j)
+      jobs.first_block[j + 1] = jobs.first_block[j] + static_cast<unsigned>((job[j].w.n + kWarps - 1) / kWarps);
+    skinny_elementwise_kernel<<<jobs.first_block[count], kThreads, 0, stream>>>(jobs, x, mi);
     return cudaGetLastError();
   }
   switch (job[0].w.elem) {
-    case WeightElem::kF32: return launch_skinny<WeightElem::kF32>(jobs, x, rows, stream);
-    case WeightElem::kF16: return launch_skinny<WeightElem::kF16>(jobs, x, rows, stream);
-    case WeightElem::kBF16: return launch_skinny<WeightElem::kBF16>(jobs, x, rows, stream);
-    case WeightElem::kE4M3: return launch_skinny<WeightElem::kE4M3>(jobs, x, rows, stream);
-    case WeightElem::kInt4: return launch_skinny<WeightElem::kInt4>(jobs, x, rows, stream);
+    case WeightElem::kF32: return launch_skinny<WeightElem::kF32>(jobs, x, mi, stream);
+    case WeightElem::kF16: return launch_skinny<WeightElem::kF16>(jobs, x, mi, stream);
+    case WeightElem::kBF16: return launch_skinny<WeightElem::kBF16>(jobs, x, mi, stream);
+    case WeightElem::kE4M3: return launch_skinny<WeightElem::kE4M3>(jobs, x, mi, stream);
+    case WeightElem::kInt4: return launch_skinny<WeightElem::kInt4>(jobs, x, mi, stream);
   }
   return cudaErrorInvalidValue;
 }

@@ -4,10 +4,12 @@
 // exactly as the CPU reference dequantizes it (validate::dequantize_rows for dense and FP8,
 // ops::int4_decode for INT4), so the numerics stay float32 like a dequantize-then-SGEMM path.
 //
-//  - linear_skinny: the decode path (m <= kSkinnyMaxRows rows). One warp per output row reads the
-//    row once with 16-byte loads (4 f32, 8 f16/bf16, 16 FP8 or 32 INT4 elements per load),
-//    dequantizes in registers and takes the dot product with every one of the m activation rows:
-//    the weight bytes cross HBM once per step, which is what bounds batch-1 decode.
+//  - linear_skinny: the decode path (m <= kSkinnyMaxRows rows). A thread block per tile of a few
+//    output rows reads them once with 16-byte loads (4 f32, 8 f16/bf16, 16 FP8 or 32 INT4
+//    elements per load), its threads spread along k with the next loads in flight while they
+//    dequantize in registers and take the dot product with every one of the m activation rows:
+//    the weight bytes cross HBM once per step, which is what bounds batch-1 decode (the work
+//    decomposition and its bytes in flight: linear_kernels.cu, above skinny_kernel).
 //  - dequantize_linear: the prefill path writes W as float32 into a scratch [N, K] for a float32
 //    cuBLAS GEMM (gpu_forward.cpp), which wins once m is large.
 //  - embed_rows: gathers (and dequantizes) embedding rows by token id.

@@ -7,7 +7,9 @@
 // tests/bench/gpu_decode.sh (an 8B-shaped bf16 checkpoint from ckpt_make_synthetic and its FP8
 // output); under ctest without CKPT_BENCH=1 it skips. Per model, one "BENCH" line:
 //   BENCH decode <path> <formats> weights <GB> read <GB/s> floor <ms> step <ms> ratio <x>
-// plus the prefill time of 32 tokens and the eager (no graph) step for comparison.
+// plus the prefill time of 32 tokens and the eager (no graph) step for comparison, and "BENCH
+// gemv" lines: the decode GEMV alone on each Linear group of layer 0 and on lm_head (bandwidth
+// against the read kernel's), and how much of the step the GEMVs account for.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -21,6 +23,7 @@
 #include "gpu_info.h"
 #include "model/model_weights.h"
 #include "model/compare.h"
+#include "runtime/device_linear.h"
 #include "runtime/gpu_forward.h"
 
 using namespace ckpt;
@@ -44,6 +47,79 @@ double median_step_ms(Fn&& step, ckpt::cuda::GpuForward& g, int steps, int reps)
   }
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];
+}
+
+// The decode GEMV on its own at batch 1: each Linear group of layer 0 as the step launches it
+// (q/k/v and gate/up fused, one launch each), and lm_head, timed over back-to-back launches (each
+// a programmatic dependent of the one before, as in the step; weights not in L2), with
+// their bytes over the time against the read kernel's bandwidth; then the layers' share of the
+// graph step (layer 0's time x layers + lm_head), so the rest of the step (norms, rope,
+// attention, activations, launch gaps) reads as the difference.
+void bench_linears(const model::Model& m, const std::string& path, double gbps, double step_ms) {
+  const model::Layer& L = m.layers()[0];
+  const model::RankAttention& a = L.attention[0];
+  const model::RankMlp& p = L.mlp[0];
+  struct Group {
+    std::string name;
+    std::vector<const model::LinearWeights*> weights;
+  };
+  auto present = [](std::initializer_list<const model::RankLinear*> ls) {
+    std::vector<const model::LinearWeights*> out;
+    for (const model::RankLinear* l : ls)
+      if (l->present()) out.push_back(l->weight.get());
+    return out;
+  };
+  const std::vector<Group> groups = {{"q/k/v", present({&a.q, &a.k, &a.v, &a.qkv})},
+                                     {"o", present({&a.o})},
+                                     {"gate/up", present({&p.gate, &p.up, &p.gate_up})},
+                                     {"down", present({&p.down})},
+                                     {"lm_head", {m.lm_head()[0].table.get()}}};
+  cuda::Stream stream = cuda::new_stream();
+  const cuda::LinearContext ctx{stream, nullptr, nullptr, 0};
+  double layer_us = 0, lm_us = 0;
+  for (const Group& g : groups) {
+    // Copies of the group's weights, cycled, at least 256 MB in all: a launch never finds its
+    // weights in the 50 MB L2 left by the launch before (a step reads each weight once).
+    std::vector<std::vector<cuda::DeviceLinear>> sets;
+    std::vector<cuda::DeviceBuffer> ys;
+    uint64_t bytes = 0, rows = 0;
+    do {
+      sets.emplace_back();
+      for (const model::LinearWeights* w : g.weights) sets.back().emplace_back(*w, std::vector<double>{});
+      if (sets.size() == 1)
+        for (const cuda::DeviceLinear& l : sets[0]) {
+          ys.emplace_back(l.n() * sizeof(float));
+          bytes += l.bytes();
+          rows += l.n();
+        }
+    } while (sets.size() * bytes < (uint64_t{256} << 20));
+    std::vector<std::vector<std::pair<const cuda::DeviceLinear*, float*>>> outs(sets.size());
+    for (size_t c = 0; c < sets.size(); ++c)
+      for (size_t i = 0; i < sets[c].size(); ++i) outs[c].push_back({&sets[c][i], ys[i].as<float>()});
+    const cuda::DeviceLinear& first = sets[0][0];
+    cuda::DeviceBuffer x(first.k() * sizeof(float));
+    CKPT_CUDA(cudaMemset(x.data(), 0, x.size()));
+    size_t next = 0;
+    auto launch = [&] { cuda::DeviceLinear::apply_same_input(outs[next++ % outs.size()], x.as<float>(), 1, ctx); };
+    for (size_t i = 0; i < outs.size(); ++i) launch();
+    cuda::Event start = cuda::new_event(), stop = cuda::new_event();
+    const int reps = 50;
+    CKPT_CUDA(cudaEventRecord(start, stream));
+    for (int i = 0; i < reps; ++i) launch();
+    CKPT_CUDA(cudaEventRecord(stop, stream));
+    CKPT_CUDA(cudaEventSynchronize(stop));
+    float ms = 0;
+    CKPT_CUDA(cudaEventElapsedTime(&ms, start, stop));
+    const double us = ms * 1e3 / reps;
+    (g.name == "lm_head" ? lm_us : layer_us) += us;
+    std::printf("BENCH gemv %s %-7s %s [%llu x %llu] %.1f MB: %.2f us, %.0f GB/s (%.2f of the read kernel)\n", path.c_str(),
+                g.name.c_str(), first.device_format().c_str(), static_cast<unsigned long long>(rows),
+                static_cast<unsigned long long>(first.k()), bytes / 1e6, us, bytes / us / 1e3, bytes / us / 1e3 / gbps);
+  }
+  const double gemv_ms = (layer_us * m.layers().size() + lm_us) / 1e3;
+  std::printf("BENCH gemv %s: layer %.1f us x %zu layers + lm_head %.1f us = %.3f ms of the %.3f ms graph step "
+              "(the rest: %.3f ms)\n",
+              path.c_str(), layer_us, m.layers().size(), lm_us, gemv_ms, step_ms, step_ms - gemv_ms);
 }
 
 }  // namespace
@@ -92,6 +168,7 @@ TEST(GpuDecodeBench, GraphStepAgainstTheFloor) {
                 "eager step %.3f ms)%s%s\n",
                 path.c_str(), bytes / 1e9, gbps, floor_ms, graph_ms, ratio, eager_ms,
                 no_graph.empty() ? "" : " NO GRAPH: ", no_graph.c_str());
+    if (!m->config().moe) bench_linears(*m, path, gbps, graph_ms);
     std::fflush(stdout);
   }
 }

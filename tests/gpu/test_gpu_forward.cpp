@@ -15,7 +15,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <random>
 
@@ -26,8 +29,12 @@
 #include "gpu_info.h"
 #include "model/compare.h"
 #include "model/cpu_forward.h"
+#include "ops/float_convert.h"
+#include "ops/fp8.h"
+#include "ops/int4_math.h"
 #include "runtime/device_linear.h"
 #include "runtime/gpu_forward.h"
+#include "runtime/linear_kernels.h"
 #include "test_support.h"
 #include "validate_fixtures.h"
 
@@ -263,6 +270,28 @@ TEST(GpuForward, ShardedAndFp8OutputsMatchTheirCpuForward) {
   for (const char* d : {"tp2", "pp2", "fp8"}) expect_matches_cpu(s / d, 2, 9);
 }
 
+// 1100 positions: three chunks of the attention kernel (512 positions each) for the last rows,
+// the online softmax carried across them; and the same with a sliding window of 600 (mistral's
+// config with the window set), which starts inside a chunk.
+TEST(GpuForward, AttentionOverSeveralChunksMatchesTheCpuReference) {
+  if (no_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine: the CUDA forward tests need one";
+  expect_matches_cpu(test::testdata("llama"), 1, 1100);
+  test::ScratchDir s;
+  const std::string dir = s / "mistral-window";
+  std::filesystem::copy(test::testdata("mistral"), dir);
+  std::ifstream in(dir + "/config.json");
+  std::string config((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  in.close();
+  const std::string off = "\"sliding_window\": null";
+  const size_t at = config.find(off);
+  ASSERT_NE(at, std::string::npos) << "testdata/mistral/config.json: no sliding_window to set";
+  config.replace(at, off.size(), "\"sliding_window\": 600");
+  std::ofstream(dir + "/config.json") << config;
+  auto m = model::Model::open(dir);
+  ASSERT_EQ(m->config().sliding_window[0], 600u);
+  expect_model_matches_cpu(*m, "mistral, window 600", 1, 1100);
+}
+
 TEST(GpuForward, PrefillThenDecodeEqualsOnePass) {
   if (no_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine: the CUDA forward tests need one";
   auto m = model::Model::open(test::testdata("qwen3"));
@@ -354,6 +383,242 @@ TEST(GpuForward, EveryLinearPathMatchesTheCpuReference) {
   EXPECT_TRUE(vectorized(*int4_of(q, cases[0]))) << cases[0].name;
   EXPECT_FALSE(vectorized(*int4_of(q, cases[2]))) << cases[2].name;
   EXPECT_FALSE(vectorized(*int4_of(q, cases[3]))) << cases[3].name;
+}
+
+namespace {
+
+// A weight of random stored bytes on the device, as linear_skinny sees it, and its values as the
+// CPU reference dequantizes them (double).
+struct SyntheticLinear {
+  cuda::DeviceBuffer data, scale, zero;
+  cuda::LinearView view;
+  std::vector<double> values;  // [n][k]
+};
+
+// elem with, for FP8, a scale layout (block: 32 x 32) and, for INT4, groups of 64.
+SyntheticLinear synthetic_linear(cuda::WeightElem elem, cuda::ScaleKind kind, uint64_t n, uint64_t k, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  SyntheticLinear s;
+  cuda::LinearView& v = s.view;
+  v.elem = elem;
+  v.n = n;
+  v.k = k;
+  s.values.resize(n * k);
+  std::vector<uint8_t> bytes;
+  std::vector<float> scales;
+  std::vector<uint8_t> zeros;
+  switch (elem) {
+    case cuda::WeightElem::kF32: {
+      v.row_bytes = k * 4;
+      bytes.resize(n * v.row_bytes);
+      for (uint64_t i = 0; i < n * k; ++i) {
+        const float f = normal(rng);
+        std::memcpy(&bytes[i * 4], &f, 4);
+        s.values[i] = f;
+      }
+      break;
+    }
+    case cuda::WeightElem::kF16:
+    case cuda::WeightElem::kBF16: {
+      v.row_bytes = k * 2;
+      bytes.resize(n * v.row_bytes);
+      for (uint64_t i = 0; i < n * k; ++i) {
+        const float f = normal(rng);
+        const uint16_t h = elem == cuda::WeightElem::kF16 ? ops::f32_to_f16(f) : ops::f32_to_bf16(f);
+        std::memcpy(&bytes[i * 2], &h, 2);
+        s.values[i] = elem == cuda::WeightElem::kF16 ? ops::f16_to_f32(h) : ops::bf16_to_f32(h);
+      }
+      break;
+    }
+    case cuda::WeightElem::kE4M3: {
+      v.row_bytes = k;
+      v.scale_kind = kind;
+      v.block_n = v.block_k = 32;
+      const uint64_t count = kind == cuda::ScaleKind::kTensor ? 1 : kind == cuda::ScaleKind::kChannel ? n
+                                                                    : (n + 31) / 32 * ((k + 31) / 32);
+      for (uint64_t i = 0; i < count; ++i) scales.push_back(std::ldexp(1.0f + std::fabs(normal(rng)), -9));
+      bytes.resize(n * k);
+      for (uint64_t r = 0; r < n; ++r)
+        for (uint64_t c = 0; c < k; ++c) {
+          uint8_t b = static_cast<uint8_t>(rng());
+          if ((b & 0x7F) == 0x7F) b ^= 1;  // every code but NaN: subnormals, zeros, +-448
+          bytes[r * k + c] = b;
+          const uint64_t si = kind == cuda::ScaleKind::kTensor ? 0 : kind == cuda::ScaleKind::kChannel ? r
+                                                                     : r / 32 * ((k + 31) / 32) + c / 32;
+          s.values[r * k + c] = double(ops::e4m3fn_to_f32(b)) * scales[si];
+        }
+      break;
+    }
+    case cuda::WeightElem::kInt4: {
+      v.row_bytes = (k + 31) / 32 * 16;
+      v.group = 64;
+      v.groups = (k + 63) / 64;
+      for (uint64_t i = 0; i < n * v.groups; ++i) {
+        scales.push_back(std::ldexp(1.0f + std::fabs(normal(rng)), -6));
+        zeros.push_back(static_cast<uint8_t>(rng() % 17));  // GPTQ v1 zeros read back as 16
+      }
+      bytes.assign(n * v.row_bytes, 0);
+      for (uint64_t r = 0; r < n; ++r)
+        for (uint64_t c = 0; c < k; ++c) {
+          const uint32_t q = rng() % 16;
+          bytes[r * v.row_bytes + c / 2] |= static_cast<uint8_t>(q << (4 * (c % 2)));
+          const uint64_t g = r * v.groups + c / 64;
+          s.values[r * k + c] = ops::int4_dequant(q, zeros[g], scales[g]);
+        }
+      break;
+    }
+  }
+  s.data = cuda::DeviceBuffer(bytes.size());
+  CKPT_CUDA(cudaMemcpy(s.data.data(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
+  v.w = s.data.data();
+  if (!scales.empty()) {
+    s.scale = cuda::DeviceBuffer(scales.size() * sizeof(float));
+    CKPT_CUDA(cudaMemcpy(s.scale.data(), scales.data(), scales.size() * sizeof(float), cudaMemcpyHostToDevice));
+    (elem == cuda::WeightElem::kInt4 ? v.group_scale : v.scale) = s.scale.as<float>();
+  }
+  if (!zeros.empty()) {
+    s.zero = cuda::DeviceBuffer(zeros.size());
+    CKPT_CUDA(cudaMemcpy(s.zero.data(), zeros.data(), zeros.size(), cudaMemcpyHostToDevice));
+    v.group_zero = s.zero.data();
+  }
+  return s;
+}
+
+const char* elem_name(cuda::WeightElem e, cuda::ScaleKind kind) {
+  switch (e) {
+    case cuda::WeightElem::kF32: return "f32";
+    case cuda::WeightElem::kF16: return "f16";
+    case cuda::WeightElem::kBF16: return "bf16";
+    case cuda::WeightElem::kInt4: return "int4 g64";
+    case cuda::WeightElem::kE4M3:
+      return kind == cuda::ScaleKind::kTensor ? "fp8 tensor" : kind == cuda::ScaleKind::kChannel ? "fp8 channel" : "fp8 block 32x32";
+  }
+  return "?";
+}
+
+// y (rows [m][n], then one guard row that must stay untouched) from a run of linear_skinny(_jobs).
+std::vector<float> run_rows(uint64_t m, uint64_t n, bool accumulate, cudaStream_t stream,
+                            const std::function<void(float*)>& run) {
+  std::vector<float> y((m + 1) * n, accumulate ? 1.0f : NAN);
+  for (uint64_t j = 0; j < n; ++j) y[m * n + j] = -7.0f;
+  cuda::DeviceBuffer dy(y.size() * sizeof(float));
+  CKPT_CUDA(cudaMemcpyAsync(dy.data(), y.data(), y.size() * sizeof(float), cudaMemcpyHostToDevice, stream));
+  run(dy.as<float>());
+  CKPT_CUDA(cudaMemcpyAsync(y.data(), dy.data(), y.size() * sizeof(float), cudaMemcpyDeviceToHost, stream));
+  CKPT_CUDA(cudaStreamSynchronize(stream));
+  return y;
+}
+
+}  // namespace
+
+// The decode kernel's tiles on random stored bytes of every element type and FP8 scale layout,
+// against the dequantized values multiplied in double, for m = 1 .. 8 and shapes on the edges of
+// its decomposition: n below the SM count and not a multiple of the tile's rows; k of a few 16-byte
+// loads (row groups of 32 threads, several groups a block), a number of loads that is no multiple
+// of the group width (some threads one load fewer), and long rows (several loads a thread: the
+// double-buffered loop). Each output within 1e-5 of the sum of |w x| over its row (float32
+// accumulation); the rows past m untouched; the element-wise kernel too; fused jobs equal to the
+// single launches bit for bit, and a second run equal to the first.
+TEST(GpuForward, SkinnyTilesMatchTheReferenceAtEveryRowCountAndShape) {
+  if (no_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine: the CUDA forward tests need one";
+  using E = cuda::WeightElem;
+  using K = cuda::ScaleKind;
+  const std::vector<std::pair<E, K>> elems = {{E::kF32, K::kNone},     {E::kF16, K::kNone},    {E::kBF16, K::kNone},
+                                              {E::kE4M3, K::kTensor}, {E::kE4M3, K::kChannel}, {E::kE4M3, K::kBlock},
+                                              {E::kInt4, K::kNone}};
+  // {n, k in 16-byte loads}: 8 loads (groups of 32 threads, 8 groups a block); 75 (groups of 64,
+  // 11 threads with two loads); 200 (groups of 128, 72 threads with two); 300 (one group of 256,
+  // 44 threads with two); 1100 (4-5 loads a thread).
+  const std::vector<std::pair<uint64_t, uint64_t>> shapes = {{37, 8}, {5, 75}, {130, 200}, {9, 300}, {3, 1100}};
+  cuda::Stream stream = cuda::new_stream();
+  std::mt19937 rng(21);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  uint32_t seed = 1;
+  for (const auto& [elem, kind] : elems) {
+    const uint64_t per_load = elem == E::kF32 ? 4 : elem == E::kE4M3 ? 16 : elem == E::kInt4 ? 32 : 8;
+    for (const auto& [n, loads] : shapes) {
+      const uint64_t k = loads * per_load;
+      SyntheticLinear w = synthetic_linear(elem, kind, n, k, seed++);
+      std::vector<float> bias(n);
+      for (float& b : bias) b = normal(rng);
+      cuda::DeviceBuffer dbias(n * sizeof(float));
+      CKPT_CUDA(cudaMemcpy(dbias.data(), bias.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+      for (uint64_t m = 1; m <= cuda::kSkinnyMaxRows; ++m) {
+        std::vector<float> x(m * k);
+        for (float& v : x) v = normal(rng);
+        cuda::DeviceBuffer dx(x.size() * sizeof(float));
+        CKPT_CUDA(cudaMemcpy(dx.data(), x.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice));
+        ASSERT_TRUE(cuda::skinny_vectorized(w.view, dx.as<float>())) << elem_name(elem, kind);
+        std::vector<double> want(m * n), bound(m * n);
+        for (uint64_t i = 0; i < m; ++i)
+          for (uint64_t r = 0; r < n; ++r) {
+            double sum = 0, abs = 0;
+            for (uint64_t c = 0; c < k; ++c) {
+              sum += w.values[r * k + c] * x[i * k + c];
+              abs += std::fabs(w.values[r * k + c] * x[i * k + c]);
+            }
+            want[i * n + r] = sum;
+            bound[i * n + r] = 1e-5 * (abs + std::fabs(bias[r]) + 1.0);
+          }
+        for (bool element_wise : {false, true})
+          for (bool accumulate : {false, true}) {
+            const float* b = accumulate ? nullptr : dbias.as<float>();  // bias on the plain runs
+            const std::vector<float> y = run_rows(m, n, accumulate, stream, [&](float* dy) {
+              CKPT_CUDA(cuda::linear_skinny(w.view, dx.as<float>(), m, dy, b, accumulate, stream, element_wise));
+            });
+            double worst = 0;
+            for (uint64_t i = 0; i < m * n; ++i) {
+              const double expect = want[i] + (accumulate ? 1.0 : bias[i % n]);
+              const double err = std::isfinite(y[i]) ? std::fabs(y[i] - expect) / bound[i] : INFINITY;
+              worst = std::max(worst, err);
+            }
+            bool guard = true;
+            for (uint64_t j = 0; j < n; ++j) guard = guard && y[m * n + j] == -7.0f;
+            const std::string what = std::string(elem_name(elem, kind)) + " n " + std::to_string(n) + " k " +
+                                     std::to_string(k) + " m " + std::to_string(m) +
+                                     (element_wise ? " element-wise" : "") + (accumulate ? " accumulating" : "");
+            EXPECT_LE(worst, 1.0) << what << ": error over the float32 bound";
+            EXPECT_TRUE(guard) << what << ": wrote past row m";
+          }
+      }
+    }
+    // Fused jobs (n 37, 5, 130 on one k, as q / k / v) equal their single launches, twice.
+    const uint64_t k = 300 * per_load;
+    std::vector<SyntheticLinear> ws;
+    for (uint64_t n : {37, 5, 130}) ws.push_back(synthetic_linear(elem, kind, n, k, seed++));
+    for (uint64_t m : {1, 3, 8}) {
+      std::vector<float> x(m * k);
+      for (float& v : x) v = normal(rng);
+      cuda::DeviceBuffer dx(x.size() * sizeof(float));
+      CKPT_CUDA(cudaMemcpy(dx.data(), x.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice));
+      std::vector<cuda::DeviceBuffer> ys;
+      std::vector<cuda::SkinnyJob> jobs;
+      for (const SyntheticLinear& s : ws) {
+        ys.emplace_back(m * s.view.n * sizeof(float));
+        jobs.push_back({s.view, ys.back().as<float>(), nullptr});
+      }
+      std::vector<std::vector<float>> first;
+      for (int run = 0; run < 2; ++run) {
+        CKPT_CUDA(cuda::linear_skinny_jobs(jobs.data(), 3, dx.as<float>(), m, false, stream));
+        CKPT_CUDA(cudaStreamSynchronize(stream));
+        for (size_t j = 0; j < ws.size(); ++j) {
+          const uint64_t n = ws[j].view.n;
+          std::vector<float> fused(m * n);
+          CKPT_CUDA(cudaMemcpy(fused.data(), ys[j].data(), fused.size() * sizeof(float), cudaMemcpyDeviceToHost));
+          const std::vector<float> alone = run_rows(m, n, false, stream, [&](float* dy) {
+            CKPT_CUDA(cuda::linear_skinny(ws[j].view, dx.as<float>(), m, dy, nullptr, false, stream));
+          });
+          EXPECT_EQ(std::memcmp(fused.data(), alone.data(), fused.size() * sizeof(float)), 0)
+              << elem_name(elem, kind) << " job " << j << ", m " << m << ": fused launch differs from its own";
+          if (run == 0) first.push_back(fused);
+          else
+            EXPECT_EQ(std::memcmp(fused.data(), first[j].data(), fused.size() * sizeof(float)), 0)
+                << elem_name(elem, kind) << " job " << j << ", m " << m << ": second run differs";
+        }
+      }
+    }
+  }
 }
 
 TEST(GpuForward, Fp8AndInt4ModelsMatchTheCpuReferenceEagerAndGraphed) {
