@@ -142,11 +142,6 @@ __device__ __forceinline__ void widen8(const Raw8<InType>& r, float x[8]) {
   }
 }
 
-template <int InType>
-__device__ __forceinline__ void load8(const uint8_t* src, float x[8]) {
-  widen8<InType>(load_raw8<InType>(src), x);
-}
-
 // lo = min(0, x), hi = max(0, x) over 8 16-bit values in 4 words, with Pair = __nv_bfloat162 or
 // __half2 (HMNMX2 on both halves at once). The accumulators start at +0: the zero bit pattern.
 template <typename Pair>
@@ -576,15 +571,29 @@ __global__ void __launch_bounds__(kThreads) wide_params_kernel(Params p) {
   const uint8_t* row = p.in + (static_cast<uint64_t>(lr) * p.k + static_cast<uint64_t>(gi) * p.group) * esize;
   uint32_t mb = 0, bad = 0xFFFFFFFFu;
   float lo = 0.0f, hi = 0.0f;
-  for (uint32_t c = 8 * threadIdx.x; c < p.group; c += 8 * kThreads) {
-    float x[8];
-    load8<InType>(row + static_cast<uint64_t>(c) * esize, x);
-    for (int i = 0; i < 8; ++i) {
-      const uint32_t m = __float_as_uint(x[i]) & 0x7FFFFFFFu;
-      if (m >= 0x7F800000u && bad == 0xFFFFFFFFu) bad = c + i;
-      mb = max(mb, m);
-      lo = fminf(lo, x[i]);
-      hi = fmaxf(hi, x[i]);
+  // Four loads issued before their math (64 bytes per thread in flight), in increasing columns so
+  // that `bad` is the thread's first problem.
+  constexpr uint32_t kStep = 8 * kThreads;
+  for (uint32_t c0 = 8 * threadIdx.x; c0 < p.group; c0 += 4 * kStep) {
+    Raw8<InType> raw[4];
+#pragma unroll
+    for (uint32_t u = 0; u < 4; ++u) {
+      const uint32_t c = c0 + u * kStep;
+      raw[u] = c < p.group ? load_raw8<InType>(row + static_cast<uint64_t>(c) * esize) : Raw8<InType>{};
+    }
+#pragma unroll
+    for (uint32_t u = 0; u < 4; ++u) {
+      const uint32_t c = c0 + u * kStep;
+      if (c >= p.group) break;
+      float x[8];
+      widen8<InType>(raw[u], x);
+      for (int i = 0; i < 8; ++i) {
+        const uint32_t m = __float_as_uint(x[i]) & 0x7FFFFFFFu;
+        if (m >= 0x7F800000u && bad == 0xFFFFFFFFu) bad = c + i;
+        mb = max(mb, m);
+        lo = fminf(lo, x[i]);
+        hi = fmaxf(hi, x[i]);
+      }
     }
   }
   if (bad != 0xFFFFFFFFu) report(p, lr, gi * p.group + bad, false);

@@ -217,11 +217,14 @@ __global__ void __launch_bounds__(kThreads, 3) block_kernel(RepackParams p) {
 }
 
 // Act-order: 4 K-tiles x 2 N-tiles per CTA (64 K-rows x 128 columns), each G word gathered from the
-// 8 source words of its sorted K-rows, then the Marlin words as in block_kernel.
+// 8 source words of its sorted K-rows, then the Marlin words as in block_kernel. The K-blocks are
+// the grid's fast dimension: the CTAs running at once share a few 128-column stripes of the
+// source, which stay in L2 while the 8 destinations of each source word are gathered, instead of
+// every stripe at once (the whole source, re-read from DRAM up to 8 times).
 constexpr int kPK = 4, kPN = 2, kPCols = 64 * kPN, kPGRows = 2 * kPK;
 __global__ void __launch_bounds__(kThreads) gather_kernel(RepackParams p) {
   __shared__ uint32_t g[kPGRows][kPCols + 1];
-  const uint32_t kt_base = p.kt0 + blockIdx.y * kPK, nt_base = blockIdx.x * kPN;
+  const uint32_t kt_base = p.kt0 + blockIdx.x * kPK, nt_base = blockIdx.y * kPN;
   const uint32_t n_tiles = p.n / 64, kw = p.k / 8, c_base = 64 * nt_base;
   const uint32_t t = threadIdx.x;
   for (uint32_t idx = t; idx < kPGRows * kPCols; idx += kThreads) {
@@ -294,7 +297,7 @@ unsigned blocks_for(uint64_t n) { return static_cast<unsigned>((n + kThreads - 1
 Int4Status MarlinRepackKernel::can_implement(const MarlinRepackArgs& a) {
   const bool ok = a.source >= 0 && a.source <= 2 && a.n > 0 && a.k > 0 && a.n % 64 == 0 && a.k % 16 == 0 &&
                   a.kt0 < a.kt1 && a.kt1 <= a.k / 16 && a.n < (1ull << 31) && a.k < (1ull << 31) &&
-                  (a.n / 8) * a.k < (1ull << 40) && (a.kt1 - a.kt0 + kPK - 1) / kPK < 65536 && a.src && a.out &&
+                  (a.n / 8) * a.k < (1ull << 40) && (!a.perm || (a.n / 64 + kPN - 1) / kPN < 65536) && a.src && a.out &&
                   !(a.perm && a.source == 1);
   return ok ? Int4Status::kSuccess : Int4Status::kInvalidProblem;
 }
@@ -324,7 +327,7 @@ Int4Status MarlinRepackKernel::run(const MarlinRepackArgs& a, cudaStream_t strea
                  a.perm,
                  a.out};
   if (a.perm) {
-    const dim3 grid(static_cast<unsigned>((a.n / 64 + kPN - 1) / kPN), static_cast<unsigned>((a.kt1 - a.kt0 + kPK - 1) / kPK));
+    const dim3 grid(static_cast<unsigned>((a.kt1 - a.kt0 + kPK - 1) / kPK), static_cast<unsigned>((a.n / 64 + kPN - 1) / kPN));
     gather_kernel<<<grid, kThreads, 0, stream>>>(p);
     if (cudaError_t e = cudaGetLastError()) return fail(e);
     return Int4Status::kSuccess;
