@@ -50,8 +50,10 @@
 //    format's own, or compressed-tensors' for an engine's cache: Int4QuantArgs::layout), each
 //    thread storing 4 consecutive words with one 16-byte store: compressed-tensors rows as they
 //    are (a row's 16 words by 4 threads), GPTQ transposed (64 consecutive columns of qweight per
-//    row, 16 threads), AWQ gathered across 8 rows into N-packed words (8 words of a qweight row
-//    by 2 threads); scales and zeros from the slots, one element or word per thread.
+//    row, 16 threads); AWQ's N-packed words come from an 8 x 8 nibble transpose of 8 rows' words
+//    in registers (int4_nibble_transpose8: 72 instructions for 8 words instead of 8 nibble
+//    extractions per word), stored as runs of 8 consecutive words; scales and zeros from the
+//    slots, one element or word per thread.
 // Issue budget: an H100 issues 132 SMs x 4 x ~1.75 GHz = 9.2e11 warp instructions per second;
 // 70% of its ~2.9 TB/s copy at 2.53 bytes moved per BF16 element is 8.1e11 elements per second,
 // so a thread may spend ~36 instructions per element. The codes take ~10 (step 3), the range and
@@ -92,7 +94,7 @@ struct Params {
   bool symmetric;
   uint32_t n, k, group, groups;  // groups per row
   uint32_t row0, rows;
-  bool vec;  // the weights' 16-byte stores are aligned (step 4)
+  bool vec;  // the weights' 16-byte stores are aligned (step 4, compressed-tensors and GPTQ layouts)
   const uint8_t* in;
   uint32_t* weights;
   uint8_t* scales;
@@ -493,25 +495,20 @@ __global__ void __launch_bounds__(kThreads, InType == 2 ? 2 : 3) tile_kernel(Par
             if (lr0 + r4 + i < p.rows) dst[i] = words[r4 + i][c8w];
         }
       }
-    } else {
-      // AWQ qweight row col0 + kk, words m4 .. m4 + 3 (rows 8 m .. 8 m + 7 of the tile each).
-      const uint32_t kk = t / 2, m4 = 4 * (t % 2);
-      if (col0 + kk < p.k) {
-        uint32_t w4[4];
+    } else if (t < kTileCols) {
+      // AWQ: thread (c8, m) of the first 128 takes the words of rows 8 m + kOrder[i] at column
+      // word c8 and transposes their nibbles: word e then holds qweight (col0 + 8 c8 + e, m). A
+      // warp's stores of one e are 4 runs of 8 consecutive words. (AWQ stripes hold whole words:
+      // rows % 8 == 0; K % 8 == 0.)
+      const uint32_t c8w = t / 8, m = t % 8;
+      if (lr0 + 8 * m < p.rows && col0 + 8 * c8w < p.k) {
+        uint32_t a[8];
 #pragma unroll
-        for (uint32_t q = 0; q < 4; ++q) {
-          uint32_t w = 0;
+        for (int i = 0; i < 8; ++i) a[i] = words[8 * m + kOrder[i]][c8w];
+        int4_nibble_transpose8(a);
+        uint32_t* dst = p.weights + static_cast<uint64_t>(col0 + 8 * c8w) * (p.n / 8) + (p.row0 + lr0) / 8 + m;
 #pragma unroll
-          for (int i = 0; i < 8; ++i) w |= ((words[8 * (m4 + q) + kOrder[i]][kk / 8] >> (4 * (kk % 8))) & 15u) << (4 * i);
-          w4[q] = w;
-        }
-        uint32_t* dst = p.weights + static_cast<uint64_t>(col0 + kk) * (p.n / 8) + (p.row0 + lr0) / 8 + m4;
-        if (p.vec && lr0 + 8 * (m4 + 3) < p.rows) {
-          *reinterpret_cast<uint4*>(dst) = make_uint4(w4[0], w4[1], w4[2], w4[3]);
-        } else {
-          for (uint32_t q = 0; q < 4; ++q)
-            if (lr0 + 8 * (m4 + q) < p.rows) dst[q] = w4[q];
-        }
+        for (int e = 0; e < 8; ++e) dst[static_cast<uint64_t>(e) * (p.n / 8)] = a[e];
       }
     }
 
@@ -752,10 +749,9 @@ Int4Status Int4QuantKernel::run(const Int4QuantArgs& a, void* workspace, cudaStr
   p.rows = static_cast<uint32_t>(a.rows);
   p.in = static_cast<const uint8_t*>(a.in);
   p.weights = a.weights;
-  // 16-byte groups of 4 words: K-packed rows need K % 32, AWQ's N-packed rows N % 32 and a stripe
-  // starting on a multiple of 32 rows; GPTQ's rows are N % 8 words long and start at row0 % 8.
-  p.vec = reinterpret_cast<uintptr_t>(a.weights) % 16 == 0 &&
-          (p.layout == kInt4Ct ? a.k % 32 == 0 : p.layout == kInt4Awq ? a.n % 32 == 0 && a.row0 % 32 == 0 : true);
+  // 16-byte groups of 4 words (compressed-tensors and GPTQ layouts): K-packed rows need K % 32;
+  // GPTQ's rows are N % 8 words long and start at row0 % 8.
+  p.vec = reinterpret_cast<uintptr_t>(a.weights) % 16 == 0 && (p.layout != kInt4Ct || a.k % 32 == 0);
   p.scales = static_cast<uint8_t*>(a.scales);
   p.zeros = a.zeros;
   p.issue = reinterpret_cast<unsigned long long*>(ws);

@@ -25,6 +25,7 @@
 #include <cstdint>
 
 #include "marlin_repack.h"
+#include "ops/int4_math.h"
 
 namespace ckpt::cuda {
 
@@ -124,30 +125,6 @@ __device__ __forceinline__ void load_block(const RepackParams& p, uint32_t blk, 
   }
 }
 
-// The 8 x 8 nibble transpose: a[r] nibble c becomes a[c] nibble r.
-__device__ __forceinline__ void transpose8x8(uint32_t a[8]) {
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const uint32_t t = ((a[i] >> 16) ^ a[i + 4]) & 0x0000FFFFu;
-    a[i] ^= t << 16;
-    a[i + 4] ^= t;
-  }
-#pragma unroll
-  for (int q = 0; q < 4; ++q) {
-    const int i = (q / 2) * 4 + q % 2;  // 0, 1, 4, 5
-    const uint32_t t = ((a[i] >> 8) ^ a[i + 2]) & 0x00FF00FFu;
-    a[i] ^= t << 8;
-    a[i + 2] ^= t;
-  }
-#pragma unroll
-  for (int q = 0; q < 4; ++q) {
-    const int i = 2 * q;
-    const uint32_t t = ((a[i] >> 4) ^ a[i + 1]) & 0x0F0F0F0Fu;
-    a[i] ^= t << 4;
-    a[i + 1] ^= t;
-  }
-}
-
 __global__ void __launch_bounds__(kThreads, 3) block_kernel(RepackParams p) {
   __shared__ __align__(16) uint32_t g[kGRows][kGStride];
   __shared__ __align__(16) uint32_t awq[kAwqRows][kAwqStride];
@@ -185,7 +162,7 @@ __global__ void __launch_bounds__(kThreads, 3) block_kernel(RepackParams p) {
         uint32_t a[8];
 #pragma unroll
         for (int r = 0; r < 8; ++r) a[r] = awq[8 * j + r][w];
-        transpose8x8(a);  // a[i]: AWQ nibble i of the 8 K-rows = column 8 w + kOrder8[i]
+        ops::int4_nibble_transpose8(a);  // a[i]: AWQ nibble i of the 8 K-rows = column 8 w + kOrder8[i]
         // Columns 8 w .. 8 w + 7 in order (column e is a[kAwqNib[e]]), as two 16-byte stores.
         *reinterpret_cast<uint4*>(&g[j][8 * w]) = make_uint4(a[0], a[4], a[1], a[5]);
         *reinterpret_cast<uint4*>(&g[j][8 * w + 4]) = make_uint4(a[2], a[6], a[3], a[7]);
