@@ -2,7 +2,9 @@
 // per-group and per-element math taken from lib/ops/int4_math.h (host/device functions), so the
 // two cannot drift apart.
 //
-// The work is tiles of 64 rows x 128 columns of the stripe (one 256-thread CTA each):
+// The work is tiles of 64 rows x 128 columns of the stripe (16 KB of BF16), walked by persistent
+// 256-thread CTAs (as many as the GPU keeps resident: 3 per SM for 16-bit inputs, whose kernels
+// fit 80 registers) in the order t = blockIdx.x, + gridDim.x, ...:
 //
 //     columns 0 ......................... 127
 //   row  0  [ t0 t1 ... t15 | one word = 8 columns per thread, 16 threads per row ]
@@ -11,12 +13,18 @@
 //   row 63
 //
 // 1. Load: a thread reads its 8 columns (16 bytes of BF16/F16, 32 of F32) in each of 4 rounds,
-//    all four loads issued before any math, coalesced per row.
+//    coalesced per row. The loads of the CTA's next tile are issued before the current tile's
+//    math, so each thread keeps 64 bytes in flight all the time (3 x 16 KB per SM, above the ~20
+//    KB per SM that HBM3's latency asks for at full bandwidth), not only between tiles.
 // 2. Group parameters (groups of 8..128 columns dividing 128): the group's 1..16 threads are
 //    consecutive lanes; a butterfly of shuffles gives each its amax (as float32 magnitude bits, so
-//    a NaN/Inf is the largest), lo and hi; every lane then computes the scale and zero with
-//    int4_math.h. Wider groups (group_size -1, or sizes not dividing 128) get their parameters
-//    from a first kernel (one CTA per group, a block reduction) through the workspace.
+//    a NaN/Inf is the largest), lo and hi (16-bit inputs: lo and -hi packed in one word, one
+//    shuffle for both). The group's first lane puts them in a per-warp slot; then lane i of the
+//    warp computes the parameters of slots i, i + 32, ... with int4_math.h — the division, the
+//    rounding to the scale type and the reciprocal once per group instead of once per lane and
+//    round (a warp holds 8 groups of 128 per tile: one pass instead of four). Wider groups
+//    (group_size -1, or sizes not dividing 128) get their parameters from a first kernel (one CTA
+//    per group, a block reduction) through the workspace.
 // 3. Codes: clamp(rint(RN(x / S)) + z, 0, 15), as torch.round(x / scale) computes them, without
 //    a division per element. The kernel is bound by instruction issue, not by DRAM (about 25
 //    issue slots per element at 70% of an H200's bandwidth), so the per-element path is seven
@@ -39,9 +47,19 @@
 //    adding the clamped floats' bits shifted by 4i and subtracting the known sum of the shifted
 //    0x4B40'0000 parts (kMagicSum): one LEA per element instead of mask, shift and or.
 // 4. The 64 x 16 words of the tile go to shared memory and leave in the requested layout (the
-//    format's own, or compressed-tensors' for an engine's cache: Int4QuantArgs::layout):
-//    compressed-tensors rows as they are, GPTQ transposed (64 consecutive columns of qweight per
-//    row), AWQ gathered across 8 rows into N-packed words; scales and zeros likewise.
+//    format's own, or compressed-tensors' for an engine's cache: Int4QuantArgs::layout), each
+//    thread storing 4 consecutive words with one 16-byte store: compressed-tensors rows as they
+//    are (a row's 16 words by 4 threads), GPTQ transposed (64 consecutive columns of qweight per
+//    row, 16 threads); AWQ's N-packed words come from an 8 x 8 nibble transpose of 8 rows' words
+//    in registers (int4_nibble_transpose8: 72 instructions for 8 words instead of 8 nibble
+//    extractions per word), stored as runs of 8 consecutive words; scales and zeros from the
+//    slots, one element or word per thread.
+// Issue budget: an H100 issues 132 SMs x 4 x ~1.75 GHz = 9.2e11 warp instructions per second;
+// 70% of its ~2.9 TB/s copy at 2.53 bytes moved per BF16 element is 8.1e11 elements per second,
+// so a thread may spend ~36 instructions per element. The codes take ~10 (step 3), the range and
+// its shuffles ~2 (shuffles issue at a quarter of the rate), the stores ~1; a group's parameters
+// (~60 instructions: two IEEE divisions, the scale type's rounding, a reciprocal) cost 7.5 per
+// element when every lane computed them in every round and ~1.9 once per group (step 2).
 // Problems (NaN/Inf, a scale overflowing its dtype) go to one 64-bit atomicMin of their
 // row-major position, so the first one in the CPU's order is reported.
 #include <cuda_bf16.h>
@@ -53,6 +71,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "gpu_info.h"
 #include "int4_quant.h"
 #include "ops/int4_math.h"
 
@@ -75,6 +94,7 @@ struct Params {
   bool symmetric;
   uint32_t n, k, group, groups;  // groups per row
   uint32_t row0, rows;
+  bool vec;  // the weights' 16-byte stores are aligned (step 4, compressed-tensors and GPTQ layouts)
   const uint8_t* in;
   uint32_t* weights;
   uint8_t* scales;
@@ -122,11 +142,6 @@ __device__ __forceinline__ void widen8(const Raw8<InType>& r, float x[8]) {
       }
     }
   }
-}
-
-template <int InType>
-__device__ __forceinline__ void load8(const uint8_t* src, float x[8]) {
-  widen8<InType>(load_raw8<InType>(src), x);
 }
 
 // lo = min(0, x), hi = max(0, x) over 8 16-bit values in 4 words, with Pair = __nv_bfloat162 or
@@ -281,156 +296,265 @@ __device__ __forceinline__ T block_max(T v, T* shared) {
   return t;
 }
 
-// One tile (see the top of the file). kGiven: parameters from p.given (wide groups).
-template <int InType, bool kGiven, bool kStats, bool kSym>
-__global__ void __launch_bounds__(kThreads) tile_kernel(Params p) {
+// The raw words of one tile (see the top of the file): round `round` of this thread at rows
+// lr0 + row_of(round), columns col0 + 8 (lane % 16) .. +7; zeros outside the stripe and for a
+// tile index past the last (the prefetch of a CTA's last tile).
+__device__ __forceinline__ uint32_t row_of(int round) {
+  return static_cast<uint32_t>((round * 8 + static_cast<int>(threadIdx.x) / 32) * 2 + (threadIdx.x % 32) / 16);
+}
+
+template <int InType>
+__device__ __forceinline__ void load_tile(const Params& p, uint32_t tile, uint32_t col_tiles, uint32_t tiles,
+                                          Raw8<InType> raw[4]) {
   constexpr int esize = InType == 2 ? 4 : 2;
-  __shared__ uint32_t words[kTileRows][kWordsPerRow + 1];
-  __shared__ float sscale[kTileRows][kWordsPerRow];
-  __shared__ uint8_t szero[kTileRows][kWordsPerRow];
-  __shared__ double reduce[kThreads / 32];
-  const uint32_t lr0 = blockIdx.y * kTileRows, col0 = blockIdx.x * kTileCols;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const uint32_t gw = kGiven ? 1 : p.group / 8;  // threads per group
-  float sq_err = 0, sq = 0, max_err = 0;
-  // All four rounds' loads first, so each thread has 64 (F32: 128) bytes in flight.
-  Raw8<InType> raw[4];
+  const uint32_t lr0 = tile / col_tiles * kTileRows, col = tile % col_tiles * kTileCols + 8 * (threadIdx.x % 16);
 #pragma unroll
   for (int round = 0; round < 4; ++round) {
-    const uint32_t lr = lr0 + (round * 8 + warp) * 2 + lane / 16, col = col0 + 8 * (lane % 16);
-    if (lr < p.rows && col < p.k) raw[round] = load_raw8<InType>(p.in + (static_cast<uint64_t>(lr) * p.k + col) * esize);
-    else raw[round] = Raw8<InType>{};
+    const uint32_t lr = lr0 + row_of(round);
+    if (tile < tiles && lr < p.rows && col < p.k)
+      raw[round] = load_raw8<InType>(p.in + (static_cast<uint64_t>(lr) * p.k + col) * esize);
+    else
+      raw[round] = Raw8<InType>{};
   }
-#pragma unroll
-  for (int round = 0; round < 4; ++round) {
-    const int r = (round * 8 + warp) * 2 + lane / 16, c8 = lane % 16;
-    const uint32_t lr = lr0 + r, col = col0 + 8 * c8;
-    const bool valid = lr < p.rows && col < p.k;
-    float x[8];
-    widen8<InType>(raw[round], x);  // invalid lanes: zeros
-    Group g;
-    if (kGiven) {
-      if (valid) {
-        const float2 v = p.given[static_cast<uint64_t>(lr) * p.groups + col / p.group];
-        g.scale = v.x;
-        g.zero = static_cast<uint32_t>(v.y);
-        g.rinv = __frcp_rn(g.scale);
-      } else {
-        g.scale = 1.0f;
-        g.zero = 0;
-        g.rinv = 1.0f;
+}
+
+// Per-warp group slots (step 2): warp w's groups of the 4 rounds, slot
+// round * 2 ng + (lane / 16) * ng + (column in the tile) / group with ng = 128 / group groups per
+// tile row, at most 8 * 16 = 128 per warp. The reduction leaves (amax bits, lo, hi) in a slot, the
+// parameter pass replaces them with (scale, 1/scale, zero).
+constexpr int kSlots = 128;
+struct Slots {
+  uint32_t a[kThreads / 32][kSlots], b[kThreads / 32][kSlots], c[kThreads / 32][kSlots];
+};
+// The slot of tile row r, group j of that row.
+__device__ __forceinline__ uint32_t slot_of(uint32_t r, uint32_t j, uint32_t ng) {
+  return (r / 16) * 2 * ng + (r % 2) * ng + j;
+}
+
+// Reduction over the gw aligned consecutive lanes of a group (butterfly: every lane ends with the
+// group's values). 16-bit asymmetric inputs carry lo and -hi as one packed pair (both exact in the
+// input type), so a level is two shuffles instead of three.
+template <int InType, bool kSym>
+__device__ __forceinline__ void group_reduce(uint32_t gw, uint32_t& mb, float& lo, float& hi) {
+  if constexpr (InType != 2 && !kSym) {
+    using Pair = std::conditional_t<InType == 0, __nv_bfloat162, __half2>;
+    Pair lh;
+    if constexpr (InType == 0) lh = __floats2bfloat162_rn(lo, -hi);
+    else lh = __floats2half2_rn(lo, -hi);
+    for (uint32_t o = 1; o < gw; o <<= 1) {
+      mb = max(mb, __shfl_xor_sync(kFull, mb, o));
+      uint32_t bits = __shfl_xor_sync(kFull, *reinterpret_cast<const uint32_t*>(&lh), o);
+      lh = __hmin2(lh, *reinterpret_cast<const Pair*>(&bits));
+    }
+    lo = __low2float(lh);
+    hi = -__high2float(lh);
+  } else {
+    for (uint32_t o = 1; o < gw; o <<= 1) {
+      mb = max(mb, __shfl_xor_sync(kFull, mb, o));
+      if (!kSym) {
+        lo = fminf(lo, __shfl_xor_sync(kFull, lo, o));
+        hi = fmaxf(hi, __shfl_xor_sync(kFull, hi, o));
       }
-    } else {
-      uint32_t mb;
-      float lo, hi;
-      range8<InType, kSym>(raw[round], x, mb, lo, hi);
-      for (uint32_t o = 1; o < gw; o <<= 1) {  // the group's lanes are aligned and consecutive
-        mb = max(mb, __shfl_xor_sync(kFull, mb, o));
-        if (!kSym) {
-          lo = fminf(lo, __shfl_xor_sync(kFull, lo, o));
-          hi = fmaxf(hi, __shfl_xor_sync(kFull, hi, o));
+    }
+  }
+}
+
+// Persistent CTAs (gridDim.x <= tiles) walk the tiles t = blockIdx.x, + gridDim.x, ...; the loads
+// of a CTA's next tile are issued before the math of its current one, so every thread keeps 64
+// (F32: 128) bytes in flight through the whole kernel instead of only between tiles. kGiven:
+// parameters from p.given (wide groups).
+template <int InType, bool kGiven, bool kStats, bool kSym>
+__global__ void __launch_bounds__(kThreads, InType == 2 ? 2 : 3) tile_kernel(Params p) {
+  __shared__ uint32_t words[kTileRows][kWordsPerRow + 1];
+  __shared__ Slots slots;
+  __shared__ double reduce[kThreads / 32];
+  const uint32_t col_tiles = (p.k + kTileCols - 1) / kTileCols;
+  const uint32_t tiles = col_tiles * ((p.rows + kTileRows - 1) / kTileRows);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, c8 = lane % 16;
+  const uint32_t gw = kGiven ? 1 : p.group / 8;  // lanes per group
+  const uint32_t ng = kGiven ? 1 : kTileCols / p.group;  // groups per tile row
+  const uint32_t t = threadIdx.x;
+  Raw8<InType> raw[4];
+  load_tile<InType>(p, blockIdx.x, col_tiles, tiles, raw);
+  for (uint32_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    Raw8<InType> next[4];
+    load_tile<InType>(p, tile + gridDim.x, col_tiles, tiles, next);
+    const uint32_t lr0 = tile / col_tiles * kTileRows, col0 = tile % col_tiles * kTileCols;
+    const uint32_t col = col0 + 8 * c8;
+    float sq_err = 0, sq = 0, max_err = 0;
+    bool bad[4] = {false, false, false, false};
+    uint32_t* sa = slots.a[warp];
+    uint32_t* sb = slots.b[warp];
+    uint32_t* sc = slots.c[warp];
+    if (!kGiven) {
+      // Step 2, reduction: the group's range into its slot.
+#pragma unroll
+      for (int round = 0; round < 4; ++round) {
+        float x[8];
+        widen8<InType>(raw[round], x);
+        uint32_t mb;
+        float lo, hi;
+        range8<InType, kSym>(raw[round], x, mb, lo, hi);
+        bad[round] = mb >= 0x7F800000u;
+        group_reduce<InType, kSym>(gw, mb, lo, hi);
+        if (c8 % gw == 0) {
+          const uint32_t s = slot_of(row_of(round), c8 / gw, ng);
+          sa[s] = mb;
+          sb[s] = __float_as_uint(lo);
+          sc[s] = __float_as_uint(hi);
         }
       }
-      const bool first = c8 % gw == 0;
-      if (mb >= 0x7F800000u) {
-        // The group holds a NaN/Inf: each thread reports its first, the minimum wins.
-        if (valid)
+      __syncwarp();
+      // Step 2, parameters: once per group (not once per lane of it), lane i taking slots i, i + 32...
+      for (uint32_t s = lane; s < 8 * ng; s += 32) {
+        const uint32_t mb = sa[s];
+        Group g{1.0f, 1.0f, 0, false};  // a group holding a NaN/Inf: reported by its lanes below
+        if (mb < 0x7F800000u) {
+          g = group_params(p, __uint_as_float(mb), __uint_as_float(sb[s]), __uint_as_float(sc[s]));
+          if (g.overflow) {
+            const uint32_t r = (s / (2 * ng)) * 16 + warp * 2 + (s / ng) % 2, gcol = col0 + (s % ng) * p.group;
+            if (lr0 + r < p.rows && gcol < p.k) report(p, lr0 + r, gcol, true);
+            g.scale = 1.0f;
+            g.rinv = 1.0f;
+          }
+        }
+        sa[s] = __float_as_uint(g.scale);
+        sb[s] = __float_as_uint(g.rinv);
+        sc[s] = g.zero;
+      }
+      __syncwarp();
+    }
+    // Step 3: codes.
+#pragma unroll
+    for (int round = 0; round < 4; ++round) {
+      const uint32_t r = row_of(round), lr = lr0 + r;
+      const bool valid = lr < p.rows && col < p.k;
+      float x[8];
+      widen8<InType>(raw[round], x);  // invalid lanes: zeros
+      Group g;
+      if (kGiven) {
+        if (valid) {
+          const float2 v = p.given[static_cast<uint64_t>(lr) * p.groups + col / p.group];
+          g.scale = v.x;
+          g.zero = static_cast<uint32_t>(v.y);
+          g.rinv = __frcp_rn(g.scale);
+        } else {
+          g.scale = 1.0f;
+          g.zero = 0;
+          g.rinv = 1.0f;
+        }
+      } else {
+        const uint32_t s = slot_of(r, c8 / gw, ng);
+        g.scale = __uint_as_float(sa[s]);
+        g.rinv = __uint_as_float(sb[s]);
+        g.zero = sc[s];
+        if (bad[round] && valid)  // each lane holding a NaN/Inf reports its first, the minimum wins
           for (int i = 0; i < 8; ++i)
             if (!isfinite(x[i])) {
               report(p, lr, col + i, false);
               break;
             }
-        g.scale = 1.0f;
-        g.zero = 0;
-        g.rinv = 1.0f;
-      } else {
-        g = group_params(p, __uint_as_float(mb), lo, hi);
-        if (g.overflow) {
-          if (valid && first) report(p, lr, col, true);
-          g.scale = 1.0f;
-          g.rinv = 1.0f;
-        }
       }
-      if (first) {
-        sscale[r][c8 / gw] = g.scale;
-        szero[r][c8 / gw] = static_cast<uint8_t>(g.zero);
-      }
-    }
-    uint32_t codes[8];
-    words[r][c8] = code_word(x, g, codes);
-    if (kStats && valid) {
+      uint32_t codes[8];
+      words[r][c8] = code_word(x, g, codes);
+      if (kStats && valid) {
 #pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const float e = x[i] - int4_dequant(codes[i], g.zero, g.scale);
-        sq_err += e * e;
-        sq += x[i] * x[i];
-        max_err = fmaxf(max_err, fabsf(e));
-      }
-    }
-  }
-  __syncthreads();
-
-  // Weights in the format's layout.
-  const uint32_t t = threadIdx.x;
-  if (p.layout == kInt4Ct) {
-    for (uint32_t idx = t; idx < kTileRows * kWordsPerRow; idx += kThreads) {
-      const uint32_t r = idx / kWordsPerRow, c8 = idx % kWordsPerRow;
-      if (lr0 + r < p.rows && col0 + 8 * c8 < p.k)
-        p.weights[static_cast<uint64_t>(p.row0 + lr0 + r) * (p.k / 8) + col0 / 8 + c8] = words[r][c8];
-    }
-  } else if (p.layout == kInt4Gptq) {
-    for (uint32_t idx = t; idx < kTileRows * kWordsPerRow; idx += kThreads) {
-      const uint32_t c8 = idx / kTileRows, r = idx % kTileRows;
-      if (lr0 + r < p.rows && col0 + 8 * c8 < p.k)
-        p.weights[static_cast<uint64_t>(col0 / 8 + c8) * p.n + p.row0 + lr0 + r] = words[r][c8];
-    }
-  } else {
-    for (uint32_t idx = t; idx < kTileCols * (kTileRows / 8); idx += kThreads) {
-      const uint32_t kk = idx / (kTileRows / 8), m = idx % (kTileRows / 8);
-      if (lr0 + 8 * m < p.rows && col0 + kk < p.k) {
-        uint32_t w = 0;
-        for (int i = 0; i < 8; ++i) w |= ((words[8 * m + kOrder[i]][kk / 8] >> (4 * (kk % 8))) & 15u) << (4 * i);
-        p.weights[static_cast<uint64_t>(col0 + kk) * (p.n / 8) + (p.row0 + lr0) / 8 + m] = w;
-      }
-    }
-  }
-
-  // Scales and zeros of the tile's groups (wide groups: written by params_store_kernel).
-  if (!kGiven) {
-    const uint32_t ng = kTileCols / p.group;  // groups in the tile
-    for (uint32_t idx = t; idx < kTileRows * ng; idx += kThreads) {
-      uint32_t r, j;
-      if (p.layout == kInt4Ct) {
-        r = idx / ng;
-        j = idx % ng;
-      } else {
-        j = idx / kTileRows;
-        r = idx % kTileRows;
-      }
-      if (lr0 + r < p.rows && col0 + j * p.group < p.k) store_scale(p, p.row0 + lr0 + r, col0 / p.group + j, sscale[r][j]);
-    }
-    if (p.zeros) {
-      for (uint32_t idx = t; idx < (kTileRows / 8) * ng; idx += kThreads) {
-        const uint32_t m = p.layout == kInt4Ct ? idx / ng : idx % (kTileRows / 8);
-        const uint32_t j = p.layout == kInt4Ct ? idx % ng : idx / (kTileRows / 8);
-        if (lr0 + 8 * m < p.rows && col0 + j * p.group < p.k) {
-          uint32_t z[8];
-          for (int i = 0; i < 8; ++i) z[i] = lr0 + 8 * m + i < p.rows ? szero[8 * m + i][j] : 0u;
-          store_zero_word(p, p.row0 + lr0 + 8 * m, col0 / p.group + j, z);
+        for (int i = 0; i < 8; ++i) {
+          const float e = x[i] - int4_dequant(codes[i], g.zero, g.scale);
+          sq_err += e * e;
+          sq += x[i] * x[i];
+          max_err = fmaxf(max_err, fabsf(e));
         }
       }
     }
-  }
+    __syncthreads();
 
-  if (kStats) {
-    const double a = block_sum<double>(sq_err, reduce), b = block_sum<double>(sq, reduce);
-    const double c = block_max<double>(max_err, reduce);
-    if (threadIdx.x == 0) {
-      double* out = p.partials + 3 * (static_cast<uint64_t>(blockIdx.y) * gridDim.x + blockIdx.x);
-      out[0] = a;
-      out[1] = b;
-      out[2] = c;
+    // Step 4: weights in the layout, 16-byte stores of 4 words wherever all four exist (p.vec:
+    // aligned), single words at the edges.
+    if (p.layout == kInt4Ct) {
+      // Row r, words c4 .. c4 + 3 of the tile's 16.
+      const uint32_t r = t / 4, c4 = 4 * (t % 4);
+      if (lr0 + r < p.rows) {
+        uint32_t* dst = p.weights + static_cast<uint64_t>(p.row0 + lr0 + r) * (p.k / 8) + col0 / 8 + c4;
+        if (p.vec && col0 + 8 * (c4 + 3) < p.k) {
+          *reinterpret_cast<uint4*>(dst) = make_uint4(words[r][c4], words[r][c4 + 1], words[r][c4 + 2], words[r][c4 + 3]);
+        } else {
+          for (uint32_t i = 0; i < 4; ++i)
+            if (col0 + 8 * (c4 + i) < p.k) dst[i] = words[r][c4 + i];
+        }
+      }
+    } else if (p.layout == kInt4Gptq) {
+      // qweight row col0 / 8 + c8, columns (rows of the weight) r4 .. r4 + 3.
+      const uint32_t c8w = t / 16, r4 = 4 * (t % 16);
+      if (col0 + 8 * c8w < p.k) {
+        uint32_t* dst = p.weights + static_cast<uint64_t>(col0 / 8 + c8w) * p.n + p.row0 + lr0 + r4;
+        if (p.vec && lr0 + r4 + 3 < p.rows) {
+          *reinterpret_cast<uint4*>(dst) = make_uint4(words[r4][c8w], words[r4 + 1][c8w], words[r4 + 2][c8w], words[r4 + 3][c8w]);
+        } else {
+          for (uint32_t i = 0; i < 4; ++i)
+            if (lr0 + r4 + i < p.rows) dst[i] = words[r4 + i][c8w];
+        }
+      }
+    } else if (t < kTileCols) {
+      // AWQ: thread (c8, m) of the first 128 takes the words of rows 8 m + kOrder[i] at column
+      // word c8 and transposes their nibbles: word e then holds qweight (col0 + 8 c8 + e, m). A
+      // warp's stores of one e are 4 runs of 8 consecutive words. (AWQ stripes hold whole words:
+      // rows % 8 == 0; K % 8 == 0.)
+      const uint32_t c8w = t / 8, m = t % 8;
+      if (lr0 + 8 * m < p.rows && col0 + 8 * c8w < p.k) {
+        uint32_t a[8];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) a[i] = words[8 * m + kOrder[i]][c8w];
+        int4_nibble_transpose8(a);
+        uint32_t* dst = p.weights + static_cast<uint64_t>(col0 + 8 * c8w) * (p.n / 8) + (p.row0 + lr0) / 8 + m;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) dst[static_cast<uint64_t>(e) * (p.n / 8)] = a[e];
+      }
     }
+
+    // Scales and zeros of the tile's groups from the slots (wide groups: params_store_kernel).
+    if (!kGiven) {
+      for (uint32_t idx = t; idx < kTileRows * ng; idx += kThreads) {
+        uint32_t r, j;
+        if (p.layout == kInt4Ct) {
+          r = idx / ng;
+          j = idx % ng;
+        } else {
+          j = idx / kTileRows;
+          r = idx % kTileRows;
+        }
+        if (lr0 + r < p.rows && col0 + j * p.group < p.k)
+          store_scale(p, p.row0 + lr0 + r, col0 / p.group + j, __uint_as_float(slots.a[(r / 2) % 8][slot_of(r, j, ng)]));
+      }
+      if (p.zeros) {
+        for (uint32_t idx = t; idx < (kTileRows / 8) * ng; idx += kThreads) {
+          const uint32_t m = p.layout == kInt4Ct ? idx / ng : idx % (kTileRows / 8);
+          const uint32_t j = p.layout == kInt4Ct ? idx % ng : idx / (kTileRows / 8);
+          if (lr0 + 8 * m < p.rows && col0 + j * p.group < p.k) {
+            uint32_t z[8];
+            for (uint32_t i = 0; i < 8; ++i) {
+              const uint32_t r = 8 * m + i;
+              z[i] = lr0 + r < p.rows ? slots.c[(r / 2) % 8][slot_of(r, j, ng)] : 0u;
+            }
+            store_zero_word(p, p.row0 + lr0 + 8 * m, col0 / p.group + j, z);
+          }
+        }
+      }
+    }
+
+    if (kStats) {  // per tile, so the sums do not depend on the grid
+      const double a = block_sum<double>(sq_err, reduce), b = block_sum<double>(sq, reduce);
+      const double c = block_max<double>(max_err, reduce);
+      if (threadIdx.x == 0) {
+        double* out = p.partials + 3 * static_cast<uint64_t>(tile);
+        out[0] = a;
+        out[1] = b;
+        out[2] = c;
+      }
+    }
+    __syncthreads();  // words and slots are rewritten by the next tile
+#pragma unroll
+    for (int i = 0; i < 4; ++i) raw[i] = next[i];
   }
 }
 
@@ -444,15 +568,29 @@ __global__ void __launch_bounds__(kThreads) wide_params_kernel(Params p) {
   const uint8_t* row = p.in + (static_cast<uint64_t>(lr) * p.k + static_cast<uint64_t>(gi) * p.group) * esize;
   uint32_t mb = 0, bad = 0xFFFFFFFFu;
   float lo = 0.0f, hi = 0.0f;
-  for (uint32_t c = 8 * threadIdx.x; c < p.group; c += 8 * kThreads) {
-    float x[8];
-    load8<InType>(row + static_cast<uint64_t>(c) * esize, x);
-    for (int i = 0; i < 8; ++i) {
-      const uint32_t m = __float_as_uint(x[i]) & 0x7FFFFFFFu;
-      if (m >= 0x7F800000u && bad == 0xFFFFFFFFu) bad = c + i;
-      mb = max(mb, m);
-      lo = fminf(lo, x[i]);
-      hi = fmaxf(hi, x[i]);
+  // Four loads issued before their math (64 bytes per thread in flight), in increasing columns so
+  // that `bad` is the thread's first problem.
+  constexpr uint32_t kStep = 8 * kThreads;
+  for (uint32_t c0 = 8 * threadIdx.x; c0 < p.group; c0 += 4 * kStep) {
+    Raw8<InType> raw[4];
+#pragma unroll
+    for (uint32_t u = 0; u < 4; ++u) {
+      const uint32_t c = c0 + u * kStep;
+      raw[u] = c < p.group ? load_raw8<InType>(row + static_cast<uint64_t>(c) * esize) : Raw8<InType>{};
+    }
+#pragma unroll
+    for (uint32_t u = 0; u < 4; ++u) {
+      const uint32_t c = c0 + u * kStep;
+      if (c >= p.group) break;
+      float x[8];
+      widen8<InType>(raw[u], x);
+      for (int i = 0; i < 8; ++i) {
+        const uint32_t m = __float_as_uint(x[i]) & 0x7FFFFFFFu;
+        if (m >= 0x7F800000u && bad == 0xFFFFFFFFu) bad = c + i;
+        mb = max(mb, m);
+        lo = fminf(lo, x[i]);
+        hi = fmaxf(hi, x[i]);
+      }
     }
   }
   if (bad != 0xFFFFFFFFu) report(p, lr, gi * p.group + bad, false);
@@ -516,38 +654,55 @@ bool tile_groups(const Int4QuantArgs& a) { return a.group <= kTileCols && kTileC
 struct Layout {
   size_t partials, given, total;
 };
-uint64_t cta_count(const Int4QuantArgs& a) {
+uint64_t tile_count(const Int4QuantArgs& a) {
   return ((a.k + kTileCols - 1) / kTileCols) * ((a.rows + kTileRows - 1) / kTileRows);
 }
 
 Layout workspace_layout(const Int4QuantArgs& a) {
   Layout l;
-  const uint64_t ctas = cta_count(a);
+  const uint64_t ctas = tile_count(a);
   l.partials = 256;
   l.given = l.partials + ((ctas * 3 * sizeof(double) + 255) / 256) * 256;
   l.total = l.given + (tile_groups(a) ? 0 : a.rows * (a.k / a.group) * sizeof(float2));
   return l;
 }
 
-template <int InType, bool kSym>
-cudaError_t launch(const Params& p, bool wide, bool stats, dim3 grid, cudaStream_t s) {
-  if (wide) {
-    wide_params_kernel<InType><<<dim3(p.groups, p.rows), kThreads, 0, s>>>(p);
-    if (stats) tile_kernel<InType, true, true, kSym><<<grid, kThreads, 0, s>>>(p);
-    else tile_kernel<InType, true, false, kSym><<<grid, kThreads, 0, s>>>(p);
-  } else {
-    if (stats) tile_kernel<InType, false, true, kSym><<<grid, kThreads, 0, s>>>(p);
-    else tile_kernel<InType, false, false, kSym><<<grid, kThreads, 0, s>>>(p);
-  }
+template <typename Kernel>
+cudaError_t launch_tiles(Kernel kernel, const Params& p, uint64_t tiles, uint32_t max_ctas, cudaStream_t s) {
+  unsigned grid = 0;
+  if (cudaError_t e = persistent_grid(reinterpret_cast<const void*>(kernel), kThreads, tiles, max_ctas, &grid)) return e;
+  kernel<<<grid, kThreads, 0, s>>>(p);
   return cudaGetLastError();
 }
 
+template <int InType, bool kSym>
+cudaError_t launch(const Params& p, bool wide, bool stats, uint64_t tiles, uint32_t max_ctas, cudaStream_t s) {
+  if (wide) {
+    wide_params_kernel<InType><<<dim3(p.groups, p.rows), kThreads, 0, s>>>(p);
+    if (cudaError_t e = cudaGetLastError()) return e;
+    return stats ? launch_tiles(tile_kernel<InType, true, true, kSym>, p, tiles, max_ctas, s)
+                 : launch_tiles(tile_kernel<InType, true, false, kSym>, p, tiles, max_ctas, s);
+  }
+  return stats ? launch_tiles(tile_kernel<InType, false, true, kSym>, p, tiles, max_ctas, s)
+               : launch_tiles(tile_kernel<InType, false, false, kSym>, p, tiles, max_ctas, s);
+}
+
 template <int InType>
-cudaError_t launch(const Params& p, bool wide, bool stats, dim3 grid, cudaStream_t s) {
-  return p.symmetric ? launch<InType, true>(p, wide, stats, grid, s) : launch<InType, false>(p, wide, stats, grid, s);
+cudaError_t launch(const Params& p, bool wide, bool stats, uint64_t tiles, uint32_t max_ctas, cudaStream_t s) {
+  return p.symmetric ? launch<InType, true>(p, wide, stats, tiles, max_ctas, s)
+                     : launch<InType, false>(p, wide, stats, tiles, max_ctas, s);
 }
 
 }  // namespace
+
+cudaError_t persistent_grid(const void* kernel, int threads, uint64_t work, uint32_t max_ctas, unsigned* grid) {
+  int per_sm = 0;
+  if (cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0)) return e;
+  uint64_t g = static_cast<uint64_t>(std::max(current_sm_count(), 1)) * static_cast<uint64_t>(std::max(per_sm, 1));
+  if (max_ctas) g = std::min<uint64_t>(g, max_ctas);
+  *grid = static_cast<unsigned>(std::max<uint64_t>(1, std::min(g, work)));
+  return cudaSuccess;
+}
 
 const char* int4_status_name(Int4Status s) {
   switch (s) {
@@ -567,7 +722,7 @@ Int4Status Int4QuantKernel::can_implement(const Int4QuantArgs& a) {
                      a.row0 % 8 == 0 && a.row0 + a.rows <= a.n && a.rows > 0 &&
                      (a.rows % 8 == 0 || a.row0 + a.rows == a.n) && (layout == kInt4Ct || a.n % 8 == 0);
   const bool sizes = a.n < (1ull << 31) && a.k < (1ull << 31) && a.n * (a.k / 8) < (1ull << 40) &&
-                     (a.rows + kTileRows - 1) / kTileRows < 65536 && (tile_groups(a) || a.rows < 65536);
+                     (tile_groups(a) || a.rows < 65536);
   const bool pointers = a.in && a.weights && a.scales && (a.zeros || (layout == kInt4Ct && a.symmetric)) &&
                         reinterpret_cast<uintptr_t>(a.in) % 16 == 0;
   return types && shape && sizes && pointers ? Int4Status::kSuccess : Int4Status::kInvalidProblem;
@@ -594,6 +749,9 @@ Int4Status Int4QuantKernel::run(const Int4QuantArgs& a, void* workspace, cudaStr
   p.rows = static_cast<uint32_t>(a.rows);
   p.in = static_cast<const uint8_t*>(a.in);
   p.weights = a.weights;
+  // 16-byte groups of 4 words (compressed-tensors and GPTQ layouts): K-packed rows need K % 32;
+  // GPTQ's rows are N % 8 words long and start at row0 % 8.
+  p.vec = reinterpret_cast<uintptr_t>(a.weights) % 16 == 0 && (p.layout != kInt4Ct || a.k % 32 == 0);
   p.scales = static_cast<uint8_t*>(a.scales);
   p.zeros = a.zeros;
   p.issue = reinterpret_cast<unsigned long long*>(ws);
@@ -601,11 +759,10 @@ Int4Status Int4QuantKernel::run(const Int4QuantArgs& a, void* workspace, cudaStr
   const bool wide = !tile_groups(a);
   p.given = wide ? reinterpret_cast<float2*>(ws + l.given) : nullptr;
   if (cudaError_t e = cudaMemsetAsync(ws, 0xFF, 8, stream)) return fail(e);
-  const dim3 grid(static_cast<unsigned>((a.k + kTileCols - 1) / kTileCols),
-                  static_cast<unsigned>((a.rows + kTileRows - 1) / kTileRows));
-  cudaError_t e = a.in_type == 0   ? launch<0>(p, wide, a.stats, grid, stream)
-                  : a.in_type == 1 ? launch<1>(p, wide, a.stats, grid, stream)
-                                   : launch<2>(p, wide, a.stats, grid, stream);
+  const uint64_t tiles = tile_count(a);
+  cudaError_t e = a.in_type == 0   ? launch<0>(p, wide, a.stats, tiles, a.max_ctas, stream)
+                  : a.in_type == 1 ? launch<1>(p, wide, a.stats, tiles, a.max_ctas, stream)
+                                   : launch<2>(p, wide, a.stats, tiles, a.max_ctas, stream);
   if (e != cudaSuccess) return fail(e);
   if (wide) {
     const uint64_t words = (a.rows + 7) / 8 * p.groups;
@@ -621,7 +778,7 @@ Int4Status Int4QuantKernel::run(const Int4QuantArgs& a, void* workspace, cudaStr
 
 size_t Int4QuantKernel::result_bytes(const Int4QuantArgs& a) {
   const Layout l = workspace_layout(a);
-  return a.stats ? l.partials + 3 * cta_count(a) * sizeof(double) : 8;
+  return a.stats ? l.partials + 3 * tile_count(a) * sizeof(double) : 8;
 }
 
 Int4QuantResult Int4QuantKernel::result_from(const Int4QuantArgs& a, const void* host_copy) {
@@ -636,7 +793,7 @@ Int4QuantResult Int4QuantKernel::result_from(const Int4QuantArgs& a, const void*
     out.col = (key >> 1) % a.k;
   }
   if (!a.stats) return out;
-  for (uint64_t i = 0; i < cta_count(a); ++i) {  // in CTA order: the same sums at every run
+  for (uint64_t i = 0; i < tile_count(a); ++i) {  // in tile order: the same sums at every run and grid
     double v[3];
     std::memcpy(v, h + l.partials + 3 * i * sizeof(double), sizeof v);
     out.sum_sq_err += v[0];

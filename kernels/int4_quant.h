@@ -37,6 +37,11 @@ class KernelErrorState {
   cudaError_t error_ = cudaSuccess;
 };
 
+// The CTA count of a persistent grid for `kernel` (`threads` per CTA) that has `work` tiles: as
+// many CTAs as the current device keeps resident at once, at most `work`, at most `max_ctas` when
+// that is nonzero, at least 1.
+cudaError_t persistent_grid(const void* kernel, int threads, uint64_t work, uint32_t max_ctas, unsigned* grid);
+
 // One run: rows [row0, row0 + rows) of an [n, k] weight, `in` holding exactly those rows (device,
 // row-major, row stride k elements). Outputs are whole-tensor device arrays of the format's shapes
 // (lib/ops/int4_quant.h int4_shapes); the run writes the stripe's part of each.
@@ -60,6 +65,9 @@ struct Int4QuantArgs {
   uint32_t* zeros = nullptr;   // null where the format stores none (compressed-tensors symmetric)
   int32_t* g_idx = nullptr;    // GPTQ; null: not written
   bool stats = false;          // accumulate the error report
+  // At most this many CTAs (0: as many as the GPU keeps resident). Tests set a few so that each
+  // CTA walks the persistent loop over many tiles.
+  uint32_t max_ctas = 0;
 };
 
 // What a run found: the first problem (kind 0 none, 1 NaN/Inf element, 2 scale overflow) at

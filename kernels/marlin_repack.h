@@ -23,6 +23,9 @@ struct MarlinRepackArgs {
   const uint32_t* src = nullptr;
   const int32_t* perm = nullptr;  // act-order sort indices [K] (GPTQ, compressed-tensors), or null
   uint32_t* out = nullptr;
+  // At most this many CTAs without act-order (0: as many as the GPU keeps resident). Tests set a
+  // few so that each CTA walks the persistent loop over many blocks.
+  uint32_t max_ctas = 0;
 };
 
 // Scales [rows, n] of 2- or 4-byte elements: vLLM's marlin_permute_scales(size_k = k, group_size)

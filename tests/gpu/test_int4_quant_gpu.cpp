@@ -52,7 +52,7 @@ struct GpuRun {
 
 // Quantizes a whole [n, k] weight on the GPU in stripes of `stripe` rows.
 GpuRun gpu_quantize(const Int4Scheme& s, DType dt, const std::vector<uint8_t>& w, uint64_t n, uint64_t k,
-                    uint64_t stripe, bool stats) {
+                    uint64_t stripe, bool stats, uint32_t max_ctas = 0) {
   const Int4Geometry geo = int4_geometry(s, n, k);
   const Int4Shapes sh = int4_shapes(s, n, k);
   const size_t es = dtype_bits(dt) / 8, ss = dtype_bits(s.scale_dtype) / 8;
@@ -82,6 +82,7 @@ GpuRun gpu_quantize(const Int4Scheme& s, DType dt, const std::vector<uint8_t>& w
     a.zeros = sh.zeros.empty() ? nullptr : zeros.as<uint32_t>();
     a.g_idx = sh.g_idx.empty() ? nullptr : g_idx.as<int32_t>();
     a.stats = stats;
+    a.max_ctas = max_ctas;
     if ((run.status = cuda::Int4QuantKernel::can_implement(a)) != cuda::Int4Status::kSuccess) return run;
     cuda::DeviceBuffer ws(cuda::Int4QuantKernel::get_workspace_size(a));
     if ((run.status = kernel.run(a, ws.data(), nullptr)) != cuda::Int4Status::kSuccess) return run;
@@ -119,7 +120,8 @@ TEST(Int4QuantGpu, EveryFormatGroupAndDtypeEqualsTheReference) {
   struct Shape {
     uint64_t n, k;
   };
-  const Shape shapes[] = {{64, 512}, {136, 384}, {200, 1152}, {24, 768}};
+  // [72, 520]: K % 32 != 0 and N % 32 != 0, the word-store edges of compressed-tensors and AWQ.
+  const Shape shapes[] = {{64, 512}, {136, 384}, {200, 1152}, {24, 768}, {72, 520}};
   int cases = 0;
   for (DType dt : {DType::BF16, DType::F16, DType::F32})
     for (Int4Format f : {Int4Format::kGptq, Int4Format::kAwq, Int4Format::kCompressedTensors})
@@ -134,11 +136,13 @@ TEST(Int4QuantGpu, EveryFormatGroupAndDtypeEqualsTheReference) {
             const std::string what = std::string(dtype_name(dt)) + " " + int4_format_name(f) + (sym ? " sym" : " asym") +
                                      " g" + std::to_string(group) + " [" + std::to_string(sh.n) + ", " +
                                      std::to_string(sh.k) + "]";
-            for (uint64_t stripe : {sh.n, uint64_t{72}}) {
-              const GpuRun got = gpu_quantize(s, dt, w, sh.n, sh.k, stripe, false);
+            // Whole, in stripes of 72 rows (AWQ's stripe at row 72 takes word stores), and by 2 CTAs
+            // that each walk the persistent loop over many tiles.
+            for (auto [stripe, ctas] : {std::pair<uint64_t, uint32_t>{sh.n, 0}, {72, 0}, {sh.n, 2}}) {
+              const GpuRun got = gpu_quantize(s, dt, w, sh.n, sh.k, stripe, false, ctas);
               ASSERT_EQ(got.status, cuda::Int4Status::kSuccess) << what;
               EXPECT_EQ(got.result.issue, 0) << what;
-              expect_same(got.arrays.weights, want.weights, what + " weights, stripes of " + std::to_string(stripe));
+              expect_same(got.arrays.weights, want.weights, what + " weights, stripes of " + std::to_string(stripe) + ", CTAs " + std::to_string(ctas));
               expect_same(got.arrays.scales, want.scales, what + " scales");
               expect_same(got.arrays.zeros, want.zeros, what + " zeros");
               expect_same(got.arrays.g_idx, want.g_idx, what + " g_idx");
@@ -221,6 +225,11 @@ TEST(Int4QuantGpu, ErrorReportMatchesTheCpu) {
   EXPECT_NEAR(got.result.sum_sq_err, cpu.sum_sq_err, 1e-5 * cpu.sum_sq_err);
   EXPECT_NEAR(got.result.sum_sq, cpu.sum_sq, 1e-5 * cpu.sum_sq);
   EXPECT_NEAR(got.result.max_abs_err, cpu.max_abs_err, 1e-6 * cpu.max_abs_err);
+  // Partials are kept per tile, so 3 persistent CTAs give the very same sums.
+  const GpuRun few = gpu_quantize(s, DType::BF16, w, n, k, n, true, 3);
+  EXPECT_EQ(few.result.sum_sq_err, got.result.sum_sq_err);
+  EXPECT_EQ(few.result.sum_sq, got.result.sum_sq);
+  EXPECT_EQ(few.result.max_abs_err, got.result.max_abs_err);
 }
 
 TEST(Int4QuantGpu, RefusesWhatItCannotTake) {

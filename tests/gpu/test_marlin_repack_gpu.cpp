@@ -37,7 +37,7 @@ std::vector<T> download(const cuda::DeviceBuffer& b, size_t count) {
 }
 
 std::vector<uint32_t> gpu_repack(int source, const std::vector<uint32_t>& src, const std::vector<int32_t>* perm,
-                                 uint64_t n, uint64_t k, uint64_t kt0, uint64_t kt1) {
+                                 uint64_t n, uint64_t k, uint64_t kt0, uint64_t kt1, uint32_t max_ctas = 0) {
   auto d_src = upload(src);
   cuda::DeviceBuffer d_perm(perm ? perm->size() * 4 : 4), out((kt1 - kt0) * 2 * n * 4);
   if (perm) CKPT_CUDA(cudaMemcpy(d_perm.data(), perm->data(), perm->size() * 4, cudaMemcpyHostToDevice));
@@ -51,6 +51,7 @@ std::vector<uint32_t> gpu_repack(int source, const std::vector<uint32_t>& src, c
   a.src = d_src.as<uint32_t>();
   a.perm = perm ? d_perm.as<int32_t>() : nullptr;
   a.out = out.as<uint32_t>();
+  a.max_ctas = max_ctas;
   cuda::MarlinRepackKernel kernel;
   EXPECT_EQ(kernel.run(a, nullptr), cuda::Int4Status::kSuccess);
   CKPT_CUDA(cudaDeviceSynchronize());
@@ -82,12 +83,26 @@ TEST(MarlinRepackGpu, EverySourceEqualsVllmReference) {
         const auto gptq = vllm::gptq_pack(q, k, n);
         EXPECT_EQ(gpu_repack(0, gptq, nullptr, N, K, 0, K / 16), want) << "gptq " << k << "x" << n;
         EXPECT_EQ(gpu_repack(1, vllm::awq_pack(q, k, n), nullptr, N, K, 0, K / 16), want) << "awq";
-        EXPECT_EQ(gpu_repack(2, transpose(gptq, k / 8, n), nullptr, N, K, 0, K / 16), want) << "ct";
+        const auto ct = transpose(gptq, k / 8, n);
+        EXPECT_EQ(gpu_repack(2, ct, nullptr, N, K, 0, K / 16), want) << "ct";
+        // One or three CTAs: each walks the persistent loop over many blocks.
+        for (uint32_t ctas : {1u, 3u}) {
+          EXPECT_EQ(gpu_repack(0, gptq, nullptr, N, K, 0, K / 16, ctas), want) << "gptq, CTAs " << ctas;
+          EXPECT_EQ(gpu_repack(1, vllm::awq_pack(q, k, n), nullptr, N, K, 0, K / 16, ctas), want) << "awq, CTAs " << ctas;
+          EXPECT_EQ(gpu_repack(2, ct, nullptr, N, K, 0, K / 16, ctas), want) << "ct, CTAs " << ctas;
+        }
         // A range of K-tiles.
         const uint64_t kt0 = 3, kt1 = K / 16 - 2;
         const std::vector<uint32_t> slice(want.begin() + static_cast<int64_t>(kt0 * 2 * N), want.begin() + static_cast<int64_t>(kt1 * 2 * N));
         EXPECT_EQ(gpu_repack(0, gptq, nullptr, N, K, kt0, kt1), slice) << "gptq rows";
         EXPECT_EQ(gpu_repack(1, vllm::awq_pack(q, k, n), nullptr, N, K, kt0, kt1), slice) << "awq rows";
+        // compressed-tensors from an odd K-tile (word loads) and from an even one (16-byte loads)
+        // with a last block of one K-tile (a chunk of two K-tiles half past the end).
+        EXPECT_EQ(gpu_repack(2, ct, nullptr, N, K, kt0, kt1, 2), slice) << "ct rows";
+        const uint64_t ke0 = 2, ke1 = K / 16 - 1;
+        const std::vector<uint32_t> even(want.begin() + static_cast<int64_t>(ke0 * 2 * N), want.begin() + static_cast<int64_t>(ke1 * 2 * N));
+        EXPECT_EQ(gpu_repack(2, ct, nullptr, N, K, ke0, ke1), even) << "ct rows from an even K-tile";
+        EXPECT_EQ(gpu_repack(0, gptq, nullptr, N, K, ke0, ke1, 2), even) << "gptq rows from an even K-tile";
         // Act-order: rows of the checkpoint in a random order, g_idx with runs of ties.
         const int64_t group = 32 << (seed % 3);
         std::vector<int64_t> rp(static_cast<size_t>(k));
@@ -103,7 +118,7 @@ TEST(MarlinRepackGpu, EverySourceEqualsVllmReference) {
         ASSERT_TRUE(ops::marlin_sort_g_idx(g32.data(), K, K / group, sorted.data(), p.data()));
         for (uint64_t i = 0; i < K; ++i) ASSERT_EQ(p[i], sort_idx[i]);
         EXPECT_EQ(gpu_repack(0, gptq, &p, N, K, 0, K / 16), want_ao) << "gptq act-order";
-        EXPECT_EQ(gpu_repack(2, transpose(gptq, k / 8, n), &p, N, K, 0, K / 16), want_ao) << "ct act-order";
+        EXPECT_EQ(gpu_repack(2, ct, &p, N, K, 0, K / 16), want_ao) << "ct act-order";
       }
 }
 

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "int4_cases.h"
 #include "ops/float_convert.h"
+#include "ops/int4_math.h"
 #include "ops/int4_pack_detail.h"
 #include "ops/int4_quant.h"
 
@@ -442,6 +443,21 @@ TEST(Int4Quant, VectorTransformsEqualScalarOnes) {
     std::fill(back.begin(), back.end(), 0u);
     detail::awq_to_gptq_scalar(a.data(), n / 8, nrows, n, back.data(), n);
     EXPECT_EQ(back, g) << n;
+  }
+}
+
+// The kernels' 8 x 8 nibble transpose (AWQ words in kernels/int4_quant.cu and marlin_repack.cu)
+// against its definition, nibble by nibble; applied twice it is the identity.
+TEST(Int4Quant, NibbleTransposeOfEightWords) {
+  std::mt19937 rng(8);
+  for (int rep = 0; rep < 100; ++rep) {
+    uint32_t in[8], a[8];
+    for (int r = 0; r < 8; ++r) in[r] = a[r] = rng();
+    int4_nibble_transpose8(a);
+    for (int r = 0; r < 8; ++r)
+      for (int c = 0; c < 8; ++c) ASSERT_EQ((a[c] >> (4 * r)) & 15u, (in[r] >> (4 * c)) & 15u) << r << ", " << c;
+    int4_nibble_transpose8(a);
+    EXPECT_TRUE(std::equal(a, a + 8, in));
   }
 }
 
