@@ -21,7 +21,9 @@ trap 'rm -rf "$stage"' EXIT
 
 mkdir -p "$stage/build" "$stage/lib"
 echo "$root" >"$stage/ROOT"
-(cd "$build" && find . -name CTestTestfile.cmake -print0 | xargs -0 cp --parents -t "$stage/build")
+# ctest's files: CTestTestfile.cmake and the gtest_discover_tests lists they include.
+(cd "$build" && find . -path ./CMakeFiles -prune -o -name '*.cmake' -print0 | grep -zv '/CMakeFiles/' |
+   xargs -0 cp --parents -t "$stage/build")
 # Every executable the build made (ckpt, tests, benchmarks), without CMake's probes.
 if [ $# -gt 0 ]; then
   executables() { echo ./ckpt; for t in "$@"; do echo "./tests/$t"; done; }
