@@ -21,23 +21,44 @@ unsigned grid_for(uint64_t n) {
 // The kernels of a decode step are programmatic dependents (runtime/dependent_launch.h): each
 // lets the next launch at its start, then waits for the one before it.
 
-// One block per row; the sum of squares in double so the result does not depend on the width.
-__global__ void rms_norm_kernel(const float* x, uint64_t width, const float* w, float eps, float* out) {
+// One block of kNormThreads per row; the sum of squares in double so the result does not depend on
+// the width. A decode step normalises one row, so this block's latency is the kernel's: each
+// thread holds its few elements in registers between the sum and the scaling (one read of the
+// row), and the sum is a warp butterfly then the warps' partials in index order (one barrier
+// instead of a shared-memory tree's eight).
+constexpr int kNormThreads = 1024;
+constexpr int kNormPerThread = 8;  // rows up to 8192 wide stay in registers; wider ones are re-read
+
+__global__ void __launch_bounds__(kNormThreads) rms_norm_kernel(const float* x, uint64_t width, const float* w, float eps, float* out) {
   allow_dependent_launch();
   wait_for_previous_kernel();
-  __shared__ double partial[kThreads];
+  __shared__ double warp_partial[kNormThreads / 32];
   const float* xr = x + blockIdx.x * width;
+  const unsigned t = threadIdx.x;
+  float v[kNormPerThread];
   double s = 0;
-  for (uint64_t j = threadIdx.x; j < width; j += blockDim.x) s += double(xr[j]) * xr[j];
-  partial[threadIdx.x] = s;
-  __syncthreads();
-  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
-    __syncthreads();
+#pragma unroll
+  for (int i = 0; i < kNormPerThread; ++i) {
+    const uint64_t j = t + uint64_t(i) * kNormThreads;
+    v[i] = j < width ? xr[j] : 0.0f;
+    s += double(v[i]) * v[i];
   }
-  const float inv = static_cast<float>(1.0 / sqrt(partial[0] / double(width) + eps));
+  for (uint64_t j = t + uint64_t(kNormPerThread) * kNormThreads; j < width; j += kNormThreads) s += double(xr[j]) * xr[j];
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(0xFFFFFFFFu, s, o);
+  if (t % 32 == 0) warp_partial[t / 32] = s;
   __syncthreads();
-  for (uint64_t j = threadIdx.x; j < width; j += blockDim.x) out[blockIdx.x * width + j] = w[j] * (xr[j] * inv);
+  double total = 0;
+#pragma unroll
+  for (int i = 0; i < kNormThreads / 32; ++i) total += warp_partial[i];
+  const float inv = static_cast<float>(1.0 / sqrt(total / double(width) + eps));
+  float* o = out + blockIdx.x * width;
+#pragma unroll
+  for (int i = 0; i < kNormPerThread; ++i) {
+    const uint64_t j = t + uint64_t(i) * kNormThreads;
+    if (j < width) o[j] = w[j] * (v[i] * inv);
+  }
+  for (uint64_t j = t + uint64_t(kNormPerThread) * kNormThreads; j < width; j += kNormThreads) o[j] = w[j] * (xr[j] * inv);
 }
 
 // Element d of a head at position pos after the rotary embedding: pairs (d, d + half) for d <
@@ -245,7 +266,7 @@ cudaError_t scale_rows_sigmoid(float* y, const float* gate, uint64_t rows, uint6
 cudaError_t rms_norm_rows(const float* x, uint64_t rows, uint64_t width, const float* w, float eps, float* out,
                           cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
-  return launch_dependent(rms_norm_kernel, static_cast<unsigned>(rows), kThreads, 0, stream, x, width, w, eps, out);
+  return launch_dependent(rms_norm_kernel, static_cast<unsigned>(rows), kNormThreads, 0, stream, x, width, w, eps, out);
 }
 
 cudaError_t attention(const AttentionArgs& a, cudaStream_t stream) {
