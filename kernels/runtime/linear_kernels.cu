@@ -131,7 +131,7 @@ __device__ __forceinline__ uint64_t block_job(const SkinnyJobs& jobs, SkinnyJob*
 // one (register double buffering: `cur` / `nxt` in the loop), so it has up to 2 x R x 16 = 128
 // bytes outstanding (R = 4 up to m = 4), 32 KB a block. At m <= 2, __launch_bounds__(256, 2)
 // keeps at least two blocks resident per SM; ptxas for sm_90 gives m = 1 64 registers a thread
-// for f32 / f16 / bf16 (four blocks an SM), 79 for FP8 (three) and 89 for INT4 (two), so an SM
+// for f32 / f16 / bf16 (four blocks an SM), 64 for FP8 (four: kMinBlocks) and 89 for INT4 (two), so an SM
 // has 64-128 KB requested at any time, and while one block reduces and writes, the others' loads
 // stream. Llama-3-8B shapes at m = 1 (k = 4096): bf16 rows are 512 chunks (S = 256, 2 chunks a
 // thread, the block's 4 rows x 8 KB = 32 KB requested at once); FP8 rows 256 chunks (S = 128, two
@@ -168,6 +168,13 @@ __device__ __forceinline__ uint4 load_weight16(const uint4* p) {
 // at m > 4 fewer rows leave registers for the x of every row.
 template <WeightElem E, int MAXM>
 constexpr int kTileRows = MAXM <= 4 ? 4 : 2;
+// Blocks an SM must hold at once (__launch_bounds__' second argument). FP8 at m = 1 asks for four,
+// which makes ptxas fit its decode in 64 registers as the 16-bit weights' does (79 otherwise:
+// three blocks an SM). Measured on an H100 (BENCHMARKS.md, 2026-12-07 16:30): an FP8 o_proj
+// [4096 x 4096] went from 0.52 to 0.62 of the read kernel and down_proj from 0.74 to 0.79, because
+// its 512 blocks of 8 rows are 1.3 waves of three blocks an SM and under one wave of four.
+template <WeightElem E, int MAXM>
+constexpr int kMinBlocks = E == WeightElem::kE4M3 && MAXM == 1 ? 4 : MAXM <= 2 ? 2 : 1;
 constexpr uint64_t kMaxTileRows = 8;
 
 // One chunk of a thread's R rows in registers: the raw 16 bytes per row, and for FP8 block scales
@@ -259,7 +266,7 @@ __device__ __forceinline__ float row_scale(const LinearView& w, uint64_t n) {
 }
 
 template <WeightElem E, int MAXM>
-__global__ void __launch_bounds__(kThreads, MAXM <= 2 ? 2 : 1) skinny_kernel(SkinnyJobs jobs, const float* __restrict__ x, int m) {
+__global__ void __launch_bounds__(kThreads, kMinBlocks<E, MAXM>) skinny_kernel(SkinnyJobs jobs, const float* __restrict__ x, int m) {
   constexpr int R = kTileRows<E, MAXM>, P = kPerLoad<E>, kWarpsPerBlock = kThreads / 32;
   static_assert(R * MAXM <= 32, "the block's G x R x MAXM outputs are written by one thread each");
   static_assert(R <= kMaxTileRows, "skinny_vectorized bounds the row offsets of kMaxTileRows rows");
