@@ -75,7 +75,7 @@ void bench_linears(const model::Model& m, const std::string& path, double gbps, 
                                      {"down", present({&p.down})},
                                      {"lm_head", {m.lm_head()[0].table.get()}}};
   cuda::Stream stream = cuda::new_stream();
-  const cuda::LinearContext ctx{stream, nullptr, nullptr, 0};
+  const int sm_count = cuda::current_sm_count();
   double layer_us = 0, lm_us = 0;
   for (const Group& g : groups) {
     // Copies of the group's weights, cycled, at least 256 MB in all: a launch never finds its
@@ -97,6 +97,12 @@ void bench_linears(const model::Model& m, const std::string& path, double gbps, 
     for (size_t c = 0; c < sets.size(); ++c)
       for (size_t i = 0; i < sets[c].size(); ++i) outs[c].push_back({&sets[c][i], ys[i].as<float>()});
     const cuda::DeviceLinear& first = sets[0][0];
+    // One row through each Linear: the Marlin ones need their scratch, as the runtime gives them.
+    uint64_t marlin_bytes = 0;
+    for (const cuda::DeviceLinear& l : sets[0])
+      if (l.marlin()) marlin_bytes = std::max(marlin_bytes, cuda::DeviceLinear::marlin_scratch_bytes(l.n(), l.k(), 1, sm_count));
+    cuda::DeviceBuffer marlin_scratch(std::max<uint64_t>(marlin_bytes, 1));
+    const cuda::LinearContext ctx{stream, nullptr, nullptr, 0, marlin_scratch.as<uint8_t>(), marlin_bytes, sm_count};
     cuda::DeviceBuffer x(first.k() * sizeof(float));
     CKPT_CUDA(cudaMemset(x.data(), 0, x.size()));
     size_t next = 0;
