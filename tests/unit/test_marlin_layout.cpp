@@ -76,6 +76,37 @@ void expect_all_paths(const std::vector<uint32_t>& q, int64_t k, int64_t n, cons
   expect_words_eq(out, want, what + " dispatch");
 }
 
+// The kernels marlin_repack / marlin_unpack choose among for an AWQ or compressed-tensors source
+// (`src`, rows `stride` words apart), each way, against `want` (B) and `src`: the pass through
+// GPTQ-layout rows with the scalar and the AVX-512 rows kernels, and the source's own AVX-512
+// kernel (compressed-tensors: repack only; its unpack goes through GPTQ rows).
+void expect_paths_through_gptq(MarlinSource source, const std::vector<uint32_t>& src, uint64_t stride, uint64_t n,
+                               uint64_t k, const std::vector<uint32_t>& want, const std::string& what) {
+  std::vector<uint32_t> out(want.size()), back(src.size());
+  const bool vec = detail::marlin_avx512_on_this_cpu();
+  for (bool v : {false, true}) {
+    if (v && !vec) continue;
+    const std::string how = v ? " through gptq avx512" : " through gptq scalar";
+    std::fill(out.begin(), out.end(), 0xDEADBEEFu);
+    detail::marlin_repack_through_gptq(source, src.data(), stride, n, k / 16, out.data(), v);
+    expect_words_eq(out, want, what + how);
+    std::fill(back.begin(), back.end(), 0xDEADBEEFu);
+    detail::marlin_unpack_through_gptq(source, want.data(), n, k / 16, back.data(), stride, v);
+    expect_words_eq(back, src, what + how + " unpack");
+  }
+  if (!vec) return;
+  std::fill(out.begin(), out.end(), 0xDEADBEEFu);
+  if (source == MarlinSource::kCompressedTensors) {
+    detail::marlin_repack_ct_rows_avx512(src.data(), stride, n, k / 16, out.data());
+    return expect_words_eq(out, want, what + " avx512");
+  }
+  detail::marlin_repack_awq_rows_avx512(src.data(), stride, n, k / 16, out.data());
+  expect_words_eq(out, want, what + " avx512");
+  std::fill(back.begin(), back.end(), 0xDEADBEEFu);
+  detail::marlin_unpack_awq_rows_avx512(want.data(), n, k / 16, back.data(), stride);
+  expect_words_eq(back, src, what + " avx512 unpack");
+}
+
 }  // namespace
 
 TEST(MarlinLayout, ClosedFormMatchesVllmPermutationTable) {
@@ -138,6 +169,7 @@ TEST(MarlinLayout, AwqAndCompressedTensorsRepackEqualVllmReference) {
     std::fill(back.begin(), back.end(), 0u);
     marlin_unpack_reference(MarlinSource::kAwq, want.data(), N, K, 0, K / 16, back.data(), N / 8);
     expect_words_eq(back, awq, what + " awq unpack closed form");
+    expect_paths_through_gptq(MarlinSource::kAwq, awq, N / 8, N, K, want, what + " awq");
     // compressed-tensors: weight_packed = gptq qweight transposed (vLLM repacks weight_packed.t()).
     const auto ct = transpose(vllm::gptq_pack(q, s.k, s.n), s.k / 8, s.n);
     marlin_repack(MarlinSource::kCompressedTensors, ct.data(), K / 8, N, K, 0, K / 16, out.data());
@@ -148,6 +180,7 @@ TEST(MarlinLayout, AwqAndCompressedTensorsRepackEqualVllmReference) {
     std::fill(back.begin(), back.end(), 0u);
     marlin_unpack_reference(MarlinSource::kCompressedTensors, want.data(), N, K, 0, K / 16, back.data(), K / 8);
     expect_words_eq(back, ct, what + " compressed-tensors unpack closed form");
+    expect_paths_through_gptq(MarlinSource::kCompressedTensors, ct, K / 8, N, K, want, what + " compressed-tensors");
   }
 }
 
