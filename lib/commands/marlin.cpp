@@ -275,25 +275,20 @@ class MarlinUncodes final : public UnitProducer {
  private:
   void units(const SourceReader& src, uint64_t u0, uint64_t u1, uint32_t* out) const override {
     if (target_ == MarlinSource::kCompressedTensors) {
-      // Every K-tile's words of Marlin columns [128 u0, 128 u1): a column stripe of the tiles (read
-      // whole once where it fits, see WholeCodes).
+      // Every K-tile's words of Marlin columns [128 u0, 128 u1): a column stripe of the tiles,
+      // unpacked in place from the whole array where it was read (see WholeCodes), else read.
       const uint64_t sub_n = 64 * (u1 - u0), width = 2 * sub_n;
-      thread_local std::vector<uint32_t> buf;
-      const uint32_t* w;
       if (whole_) {
         const auto all = whole_->get(src);
-        if (buf.size() < k_ / 16 * width) buf.resize(k_ / 16 * width);
-        for (uint64_t kt = 0; kt < k_ / 16; ++kt)
-          std::memcpy(&buf[kt * width], all.get() + kt * 2 * n_ + 128 * u0, width * 4);
-        w = buf.data();
-      } else {
-        w = read_words_into(src, marlin_.narrow(1, 128 * u0, width), buf);
+        return ops::marlin_unpack(target_, all.get() + 128 * u0, 2 * n_, sub_n, k_, 0, k_ / 16, out, k_ / 8);
       }
-      return ops::marlin_unpack(target_, w, sub_n, k_, 0, k_ / 16, out, k_ / 8);
+      thread_local std::vector<uint32_t> buf;
+      const uint32_t* w = read_words_into(src, marlin_.narrow(1, 128 * u0, width), buf);
+      return ops::marlin_unpack(target_, w, width, sub_n, k_, 0, k_ / 16, out, k_ / 8);
     }
     thread_local std::vector<uint32_t> buf;
     const uint32_t* w = read_words_into(src, marlin_.narrow(0, u0, u1 - u0), buf);
-    ops::marlin_unpack(target_, w, n_, k_, u0, u1, out, target_ == MarlinSource::kGptq ? n_ : n_ / 8);
+    ops::marlin_unpack(target_, w, 2 * n_, n_, k_, u0, u1, out, target_ == MarlinSource::kGptq ? n_ : n_ / 8);
   }
 
   MarlinSource target_;
@@ -755,11 +750,11 @@ std::vector<uint32_t> marlin_source_codes(const MarlinLinearGeometry& g, const u
   const uint64_t stride = target == MarlinSource::kGptq ? g.n : target == MarlinSource::kAwq ? g.n / 8 : g.k / 8;
   std::vector<uint32_t> dst(g.k / 8 * g.n);
   if (!perm) {
-    ops::marlin_unpack(target, marlin, g.n, g.k, 0, g.k / 16, dst.data(), stride);
+    ops::marlin_unpack(target, marlin, 2 * g.n, g.n, g.k, 0, g.k / 16, dst.data(), stride);
     return dst;
   }
   std::vector<uint32_t> sorted(g.k / 8 * g.n);
-  ops::marlin_unpack(MarlinSource::kGptq, marlin, g.n, g.k, 0, g.k / 16, sorted.data(), g.n);
+  ops::marlin_unpack(MarlinSource::kGptq, marlin, 2 * g.n, g.n, g.k, 0, g.k / 16, sorted.data(), g.n);
   ops::marlin_scatter_sorted_k(target, sorted.data(), g.n, g.n, g.k, perm, dst.data(), stride);
   return dst;
 }

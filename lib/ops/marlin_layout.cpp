@@ -79,13 +79,14 @@ void marlin_repack_gptq_rows_scalar(const uint32_t* q, uint64_t stride, uint64_t
 // The inverse of marlin_repack_gptq_rows_scalar: the 4 Marlin words th = 4 col + b (b = 0..3) of
 // a warp hold byte b of the GPTQ words A0, A1, B0, B1 of columns c and c + 8: spread each word's
 // nibbles back into bytes [A0.b, A1.b, B0.b, B1.b], then a 4 x 4 byte transpose.
-void marlin_unpack_gptq_rows_scalar(const uint32_t* b, uint64_t n, uint64_t kts, uint32_t* q, uint64_t stride) {
+void marlin_unpack_gptq_rows_scalar(const uint32_t* b, uint64_t bs, uint64_t n, uint64_t kts, uint32_t* q,
+                                    uint64_t stride) {
   auto spread = [](uint32_t v) {  // 16 bits -> nibble i into the low half of byte i
     v = (v | v << 8) & 0x00FF00FFu;
     return (v | v << 4) & 0x0F0F0F0Fu;
   };
   for (uint64_t t = 0; t < kts; ++t) {
-    const uint32_t* row = b + t * 2 * n;
+    const uint32_t* row = b + t * bs;
     uint32_t* r0 = q + 2 * t * stride;
     uint32_t* r1 = r0 + stride;
     for (uint64_t nt = 0; nt < n / 64; ++nt)
@@ -142,14 +143,14 @@ void marlin_repack_through_gptq(MarlinSource source, const uint32_t* src, uint64
   }
 }
 
-void marlin_unpack_through_gptq(MarlinSource target, const uint32_t* marlin, uint64_t n, uint64_t kts, uint32_t* dst,
-                                uint64_t stride, bool vec) {
+void marlin_unpack_through_gptq(MarlinSource target, const uint32_t* marlin, uint64_t marlin_stride, uint64_t n,
+                                uint64_t kts, uint32_t* dst, uint64_t stride, bool vec) {
   thread_local std::vector<uint32_t> tmp;
   tmp.resize(2 * kThroughStep * n);
   for (uint64_t t = 0; t < kts; t += kThroughStep) {
     const uint64_t step = std::min(kThroughStep, kts - t);
-    vec ? marlin_unpack_gptq_rows_avx512(marlin + t * 2 * n, n, step, tmp.data(), n)
-        : marlin_unpack_gptq_rows_scalar(marlin + t * 2 * n, n, step, tmp.data(), n);
+    vec ? marlin_unpack_gptq_rows_avx512(marlin + t * marlin_stride, marlin_stride, n, step, tmp.data(), n)
+        : marlin_unpack_gptq_rows_scalar(marlin + t * marlin_stride, marlin_stride, n, step, tmp.data(), n);
     if (target == MarlinSource::kCompressedTensors)
       transpose32(tmp.data(), n, 2 * step, n, dst + 2 * t, stride);
     else
@@ -172,15 +173,15 @@ void marlin_repack(MarlinSource source, const uint32_t* src, uint64_t stride, ui
   detail::marlin_repack_through_gptq(source, src, stride, n, kts, out, false);
 }
 
-void marlin_unpack(MarlinSource source, const uint32_t* marlin, uint64_t n, uint64_t k, uint64_t kt0, uint64_t kt1,
-                   uint32_t* dst, uint64_t stride) {
+void marlin_unpack(MarlinSource source, const uint32_t* marlin, uint64_t ms, uint64_t n, uint64_t k, uint64_t kt0,
+                   uint64_t kt1, uint32_t* dst, uint64_t stride) {
   static const bool vec = detail::marlin_avx512_on_this_cpu();
   const uint64_t kts = kt1 - kt0;
   if (source == MarlinSource::kGptq)
-    return vec ? detail::marlin_unpack_gptq_rows_avx512(marlin, n, kts, dst, stride)
-               : detail::marlin_unpack_gptq_rows_scalar(marlin, n, kts, dst, stride);
-  if (source == MarlinSource::kAwq && vec) return detail::marlin_unpack_awq_rows_avx512(marlin, n, kts, dst, stride);
-  detail::marlin_unpack_through_gptq(source, marlin, n, kts, dst, stride, vec);
+    return vec ? detail::marlin_unpack_gptq_rows_avx512(marlin, ms, n, kts, dst, stride)
+               : detail::marlin_unpack_gptq_rows_scalar(marlin, ms, n, kts, dst, stride);
+  if (source == MarlinSource::kAwq && vec) return detail::marlin_unpack_awq_rows_avx512(marlin, ms, n, kts, dst, stride);
+  detail::marlin_unpack_through_gptq(source, marlin, ms, n, kts, dst, stride, vec);
 }
 
 void marlin_unpack_reference(MarlinSource source, const uint32_t* marlin, uint64_t n, uint64_t k, uint64_t kt0,

@@ -222,12 +222,12 @@ CKPT_TARGET_MARLIN_AVX512 void marlin_repack_ct_rows_avx512(const uint32_t* wp, 
 // of each half); (2) for warp w, its 32 words th = 0..31 (word 4 th + w) gathered in th order
 // into two vectors (vpermt2d of pairs of input vectors and a blend); (3) one vpermt2b per GPTQ
 // row: byte b of column 8 blk + col comes from word th = 4 col + b, byte 2 blk + row.
-CKPT_TARGET_MARLIN_AVX512 void marlin_unpack_gptq_rows_avx512(const uint32_t* b, uint64_t n, uint64_t kts, uint32_t* q,
-                                                              uint64_t stride) {
+CKPT_TARGET_MARLIN_AVX512 void marlin_unpack_gptq_rows_avx512(const uint32_t* b, uint64_t bs, uint64_t n, uint64_t kts,
+                                                              uint32_t* q, uint64_t stride) {
   static const UnpackTables tb = make_unpack_tables();
   const __m512i m8 = _mm512_set1_epi32(0x0000FF00), m4 = _mm512_set1_epi32(0x00F000F0);
   for (uint64_t kt = 0; kt < kts; ++kt) {
-    const uint32_t* row = b + kt * 2 * n;
+    const uint32_t* row = b + kt * bs;
     uint32_t* r0 = q + 2 * kt * stride;
     uint32_t* r1 = r0 + stride;
     for (uint64_t nt = 0; nt < n / 64; ++nt) {
@@ -277,11 +277,11 @@ CKPT_TARGET_MARLIN_AVX512 void marlin_repack_awq_rows_avx512(const uint32_t* q, 
   }
 }
 
-CKPT_TARGET_MARLIN_AVX512 void marlin_unpack_awq_rows_avx512(const uint32_t* b, uint64_t n, uint64_t kts, uint32_t* q,
-                                                             uint64_t stride) {
+CKPT_TARGET_MARLIN_AVX512 void marlin_unpack_awq_rows_avx512(const uint32_t* b, uint64_t bs, uint64_t n, uint64_t kts,
+                                                             uint32_t* q, uint64_t stride) {
   static const AwqTables tb = make_awq_tables();
   for (uint64_t kt = 0; kt < kts; ++kt) {
-    const uint32_t* row = b + kt * 2 * n;
+    const uint32_t* row = b + kt * bs;
     uint32_t* rows = q + 16 * kt * stride;
     for (uint64_t nt = 0; nt < n / 64; ++nt) {
       __m512i v[8];
@@ -313,8 +313,9 @@ bool marlin_avx512_on_this_cpu() { return false; }
 void marlin_repack_gptq_rows_avx512(const uint32_t* q, uint64_t stride, uint64_t n, uint64_t kts, uint32_t* out) {
   marlin_repack_gptq_rows_scalar(q, stride, n, kts, out);
 }
-void marlin_unpack_gptq_rows_avx512(const uint32_t* b, uint64_t n, uint64_t kts, uint32_t* q, uint64_t stride) {
-  marlin_unpack_gptq_rows_scalar(b, n, kts, q, stride);
+void marlin_unpack_gptq_rows_avx512(const uint32_t* b, uint64_t bs, uint64_t n, uint64_t kts, uint32_t* q,
+                                    uint64_t stride) {
+  marlin_unpack_gptq_rows_scalar(b, bs, n, kts, q, stride);
 }
 void marlin_repack_awq_rows_avx512(const uint32_t*, uint64_t, uint64_t, uint64_t, uint32_t*) {
   throw std::logic_error("marlin: no AVX-512 in this build");
@@ -322,7 +323,7 @@ void marlin_repack_awq_rows_avx512(const uint32_t*, uint64_t, uint64_t, uint64_t
 void marlin_repack_ct_rows_avx512(const uint32_t*, uint64_t, uint64_t, uint64_t, uint32_t*) {
   throw std::logic_error("marlin: no AVX-512 in this build");
 }
-void marlin_unpack_awq_rows_avx512(const uint32_t*, uint64_t, uint64_t, uint32_t*, uint64_t) {
+void marlin_unpack_awq_rows_avx512(const uint32_t*, uint64_t, uint64_t, uint64_t, uint32_t*, uint64_t) {
   throw std::logic_error("marlin: no AVX-512 in this build");
 }
 }  // namespace ckpt::ops::detail
