@@ -101,15 +101,24 @@ class UnitProducer : public Producer {
   UnitProducer(uint64_t units, uint64_t unit_bytes, std::string what)
       : units_(units), unit_bytes_(unit_bytes), what_(std::move(what)) {}
   uint64_t nbytes() const override { return units_ * unit_bytes_; }
+  // The whole units inside [begin, begin + n) are made in place; a unit cut by either end (the
+  // executor's 1 MiB blocks rarely fall on unit boundaries: a K-tile row of a 5632-wide Linear is
+  // 44 KiB) is made in a buffer the thread keeps, and its part copied. Making the whole range in
+  // the buffer and copying it all cost a second pass over every block.
   void produce(const SourceReader& src, uint64_t begin, uint64_t n, uint8_t* out) const override {
-    const uint64_t u0 = begin / unit_bytes_, u1 = (begin + n + unit_bytes_ - 1) / unit_bytes_;
-    if (u0 * unit_bytes_ == begin && u1 * unit_bytes_ == begin + n && begin % 4 == 0 &&
-        reinterpret_cast<uintptr_t>(out) % 4 == 0)
-      return units(src, u0, u1, reinterpret_cast<uint32_t*>(out));
+    const uint64_t ub = unit_bytes_, end = begin + n;
     thread_local std::vector<uint32_t> buf;  // kept, as read_words_into's
-    if (buf.size() < (u1 - u0) * unit_bytes_ / 4) buf.resize((u1 - u0) * unit_bytes_ / 4);
-    units(src, u0, u1, buf.data());
-    std::memcpy(out, reinterpret_cast<const uint8_t*>(buf.data()) + (begin - u0 * unit_bytes_), n);
+    auto through_buffer = [&](uint64_t u0, uint64_t u1) {
+      if (buf.size() < (u1 - u0) * ub / 4) buf.resize((u1 - u0) * ub / 4);
+      units(src, u0, u1, buf.data());
+      const uint64_t lo = std::max(begin, u0 * ub), hi = std::min(end, u1 * ub);
+      std::memcpy(out + (lo - begin), reinterpret_cast<const uint8_t*>(buf.data()) + (lo - u0 * ub), hi - lo);
+    };
+    if ((reinterpret_cast<uintptr_t>(out) - begin) % 4 != 0) return through_buffer(begin / ub, (end + ub - 1) / ub);
+    const uint64_t a = (begin + ub - 1) / ub, b = std::max(a, end / ub);  // the whole units: [a, b)
+    if (begin < a * ub) through_buffer(a - 1, a);
+    if (a < b) units(src, a, b, reinterpret_cast<uint32_t*>(out + (a * ub - begin)));
+    if (b * ub < end) through_buffer(b, b + 1);
   }
   ojson describe() const override { return {{"op", what_}}; }
 
@@ -266,25 +275,20 @@ class MarlinUncodes final : public UnitProducer {
  private:
   void units(const SourceReader& src, uint64_t u0, uint64_t u1, uint32_t* out) const override {
     if (target_ == MarlinSource::kCompressedTensors) {
-      // Every K-tile's words of Marlin columns [128 u0, 128 u1): a column stripe of the tiles (read
-      // whole once where it fits, see WholeCodes).
+      // Every K-tile's words of Marlin columns [128 u0, 128 u1): a column stripe of the tiles,
+      // unpacked in place from the whole array where it was read (see WholeCodes), else read.
       const uint64_t sub_n = 64 * (u1 - u0), width = 2 * sub_n;
-      thread_local std::vector<uint32_t> buf;
-      const uint32_t* w;
       if (whole_) {
         const auto all = whole_->get(src);
-        if (buf.size() < k_ / 16 * width) buf.resize(k_ / 16 * width);
-        for (uint64_t kt = 0; kt < k_ / 16; ++kt)
-          std::memcpy(&buf[kt * width], all.get() + kt * 2 * n_ + 128 * u0, width * 4);
-        w = buf.data();
-      } else {
-        w = read_words_into(src, marlin_.narrow(1, 128 * u0, width), buf);
+        return ops::marlin_unpack(target_, all.get() + 128 * u0, 2 * n_, sub_n, k_, 0, k_ / 16, out, k_ / 8);
       }
-      return ops::marlin_unpack(target_, w, sub_n, k_, 0, k_ / 16, out, k_ / 8);
+      thread_local std::vector<uint32_t> buf;
+      const uint32_t* w = read_words_into(src, marlin_.narrow(1, 128 * u0, width), buf);
+      return ops::marlin_unpack(target_, w, width, sub_n, k_, 0, k_ / 16, out, k_ / 8);
     }
     thread_local std::vector<uint32_t> buf;
     const uint32_t* w = read_words_into(src, marlin_.narrow(0, u0, u1 - u0), buf);
-    ops::marlin_unpack(target_, w, n_, k_, u0, u1, out, target_ == MarlinSource::kGptq ? n_ : n_ / 8);
+    ops::marlin_unpack(target_, w, 2 * n_, n_, k_, u0, u1, out, target_ == MarlinSource::kGptq ? n_ : n_ / 8);
   }
 
   MarlinSource target_;
@@ -746,11 +750,11 @@ std::vector<uint32_t> marlin_source_codes(const MarlinLinearGeometry& g, const u
   const uint64_t stride = target == MarlinSource::kGptq ? g.n : target == MarlinSource::kAwq ? g.n / 8 : g.k / 8;
   std::vector<uint32_t> dst(g.k / 8 * g.n);
   if (!perm) {
-    ops::marlin_unpack(target, marlin, g.n, g.k, 0, g.k / 16, dst.data(), stride);
+    ops::marlin_unpack(target, marlin, 2 * g.n, g.n, g.k, 0, g.k / 16, dst.data(), stride);
     return dst;
   }
   std::vector<uint32_t> sorted(g.k / 8 * g.n);
-  ops::marlin_unpack(MarlinSource::kGptq, marlin, g.n, g.k, 0, g.k / 16, sorted.data(), g.n);
+  ops::marlin_unpack(MarlinSource::kGptq, marlin, 2 * g.n, g.n, g.k, 0, g.k / 16, sorted.data(), g.n);
   ops::marlin_scatter_sorted_k(target, sorted.data(), g.n, g.n, g.k, perm, dst.data(), stride);
   return dst;
 }

@@ -79,13 +79,14 @@ void marlin_repack_gptq_rows_scalar(const uint32_t* q, uint64_t stride, uint64_t
 // The inverse of marlin_repack_gptq_rows_scalar: the 4 Marlin words th = 4 col + b (b = 0..3) of
 // a warp hold byte b of the GPTQ words A0, A1, B0, B1 of columns c and c + 8: spread each word's
 // nibbles back into bytes [A0.b, A1.b, B0.b, B1.b], then a 4 x 4 byte transpose.
-void marlin_unpack_gptq_rows_scalar(const uint32_t* b, uint64_t n, uint64_t kts, uint32_t* q, uint64_t stride) {
+void marlin_unpack_gptq_rows_scalar(const uint32_t* b, uint64_t bs, uint64_t n, uint64_t kts, uint32_t* q,
+                                    uint64_t stride) {
   auto spread = [](uint32_t v) {  // 16 bits -> nibble i into the low half of byte i
     v = (v | v << 8) & 0x00FF00FFu;
     return (v | v << 4) & 0x0F0F0F0Fu;
   };
   for (uint64_t t = 0; t < kts; ++t) {
-    const uint32_t* row = b + t * 2 * n;
+    const uint32_t* row = b + t * bs;
     uint32_t* r0 = q + 2 * t * stride;
     uint32_t* r1 = r0 + stride;
     for (uint64_t nt = 0; nt < n / 64; ++nt)
@@ -121,48 +122,66 @@ void marlin_repack_reference(MarlinSource source, const uint32_t* src, uint64_t 
     }
 }
 
-void marlin_repack(MarlinSource source, const uint32_t* src, uint64_t stride, uint64_t n, uint64_t k, uint64_t kt0,
-                   uint64_t kt1, uint32_t* out) {
-  static const bool vec = detail::marlin_avx512_on_this_cpu();
-  auto rows = [&](const uint32_t* q, uint64_t q_stride, uint64_t kts, uint32_t* o) {
-    if (vec) detail::marlin_repack_gptq_rows_avx512(q, q_stride, n, kts, o);
-    else detail::marlin_repack_gptq_rows_scalar(q, q_stride, n, kts, o);
-  };
-  if (source == MarlinSource::kGptq) return rows(src, stride, kt1 - kt0, out);
-  // Other sources go through GPTQ-layout rows, a few K-tiles at a time (kept in cache).
-  constexpr uint64_t kStep = 8;
+namespace detail {
+
+// Other sources than GPTQ, and AWQ without AVX-512, go through GPTQ-layout rows, a few K-tiles at
+// a time (kept in cache).
+constexpr uint64_t kThroughStep = 8;
+
+void marlin_repack_through_gptq(MarlinSource source, const uint32_t* src, uint64_t stride, uint64_t n, uint64_t kts,
+                                uint32_t* out, bool vec) {
   thread_local std::vector<uint32_t> tmp;
-  tmp.resize(2 * kStep * n);
-  for (uint64_t t = kt0; t < kt1; t += kStep) {
-    const uint64_t kts = std::min(kStep, kt1 - t);
+  tmp.resize(2 * kThroughStep * n);
+  for (uint64_t t = 0; t < kts; t += kThroughStep) {
+    const uint64_t step = std::min(kThroughStep, kts - t);
     if (source == MarlinSource::kCompressedTensors)
-      detail::transpose32(src + 2 * (t - kt0), stride, n, 2 * kts, tmp.data(), n);
+      transpose32(src + 2 * t, stride, n, 2 * step, tmp.data(), n);
     else
-      detail::awq_to_gptq(src + 16 * (t - kt0) * stride, stride, 2 * kts, n, tmp.data(), n);
-    rows(tmp.data(), n, kts, out + (t - kt0) * 2 * n);
+      awq_to_gptq(src + 16 * t * stride, stride, 2 * step, n, tmp.data(), n);
+    vec ? marlin_repack_gptq_rows_avx512(tmp.data(), n, n, step, out + t * 2 * n)
+        : marlin_repack_gptq_rows_scalar(tmp.data(), n, n, step, out + t * 2 * n);
   }
 }
 
-void marlin_unpack(MarlinSource source, const uint32_t* marlin, uint64_t n, uint64_t k, uint64_t kt0, uint64_t kt1,
-                   uint32_t* dst, uint64_t stride) {
-  static const bool vec = detail::marlin_avx512_on_this_cpu();
-  auto rows = [&](const uint32_t* b, uint64_t kts, uint32_t* q, uint64_t q_stride) {
-    if (vec) detail::marlin_unpack_gptq_rows_avx512(b, n, kts, q, q_stride);
-    else detail::marlin_unpack_gptq_rows_scalar(b, n, kts, q, q_stride);
-  };
-  if (source == MarlinSource::kGptq) return rows(marlin, kt1 - kt0, dst, stride);
-  // Other targets go through GPTQ-layout rows, a few K-tiles at a time (kept in cache).
-  constexpr uint64_t kStep = 8;
+void marlin_unpack_through_gptq(MarlinSource target, const uint32_t* marlin, uint64_t marlin_stride, uint64_t n,
+                                uint64_t kts, uint32_t* dst, uint64_t stride, bool vec) {
   thread_local std::vector<uint32_t> tmp;
-  tmp.resize(2 * kStep * n);
-  for (uint64_t t = kt0; t < kt1; t += kStep) {
-    const uint64_t kts = std::min(kStep, kt1 - t);
-    rows(marlin + (t - kt0) * 2 * n, kts, tmp.data(), n);
-    if (source == MarlinSource::kCompressedTensors)
-      detail::transpose32(tmp.data(), n, 2 * kts, n, dst + 2 * (t - kt0), stride);
+  tmp.resize(2 * kThroughStep * n);
+  for (uint64_t t = 0; t < kts; t += kThroughStep) {
+    const uint64_t step = std::min(kThroughStep, kts - t);
+    vec ? marlin_unpack_gptq_rows_avx512(marlin + t * marlin_stride, marlin_stride, n, step, tmp.data(), n)
+        : marlin_unpack_gptq_rows_scalar(marlin + t * marlin_stride, marlin_stride, n, step, tmp.data(), n);
+    if (target == MarlinSource::kCompressedTensors)
+      transpose32(tmp.data(), n, 2 * step, n, dst + 2 * t, stride);
     else
-      detail::gptq_to_awq(tmp.data(), n, 2 * kts, n, dst + 16 * (t - kt0) * stride, stride);
+      gptq_to_awq(tmp.data(), n, 2 * step, n, dst + 16 * t * stride, stride);
   }
+}
+
+}  // namespace detail
+
+void marlin_repack(MarlinSource source, const uint32_t* src, uint64_t stride, uint64_t n, uint64_t k, uint64_t kt0,
+                   uint64_t kt1, uint32_t* out) {
+  static const bool vec = detail::marlin_avx512_on_this_cpu();
+  const uint64_t kts = kt1 - kt0;
+  if (source == MarlinSource::kGptq)
+    return vec ? detail::marlin_repack_gptq_rows_avx512(src, stride, n, kts, out)
+               : detail::marlin_repack_gptq_rows_scalar(src, stride, n, kts, out);
+  if (vec)
+    return source == MarlinSource::kAwq ? detail::marlin_repack_awq_rows_avx512(src, stride, n, kts, out)
+                                        : detail::marlin_repack_ct_rows_avx512(src, stride, n, kts, out);
+  detail::marlin_repack_through_gptq(source, src, stride, n, kts, out, false);
+}
+
+void marlin_unpack(MarlinSource source, const uint32_t* marlin, uint64_t ms, uint64_t n, uint64_t k, uint64_t kt0,
+                   uint64_t kt1, uint32_t* dst, uint64_t stride) {
+  static const bool vec = detail::marlin_avx512_on_this_cpu();
+  const uint64_t kts = kt1 - kt0;
+  if (source == MarlinSource::kGptq)
+    return vec ? detail::marlin_unpack_gptq_rows_avx512(marlin, ms, n, kts, dst, stride)
+               : detail::marlin_unpack_gptq_rows_scalar(marlin, ms, n, kts, dst, stride);
+  if (source == MarlinSource::kAwq && vec) return detail::marlin_unpack_awq_rows_avx512(marlin, ms, n, kts, dst, stride);
+  detail::marlin_unpack_through_gptq(source, marlin, ms, n, kts, dst, stride, vec);
 }
 
 void marlin_unpack_reference(MarlinSource source, const uint32_t* marlin, uint64_t n, uint64_t k, uint64_t kt0,

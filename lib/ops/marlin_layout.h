@@ -77,13 +77,14 @@ void marlin_repack_reference(MarlinSource source, const uint32_t* src, uint64_t 
 // The same bytes through the fastest loops this CPU has.
 void marlin_repack(MarlinSource source, const uint32_t* src, uint64_t src_stride, uint64_t n, uint64_t k,
                    uint64_t kt0, uint64_t kt1, uint32_t* out);
-// The inverse: source-layout words of Marlin rows [kt0, kt1) (`marlin` pointing at row kt0),
+// The inverse: source-layout words of Marlin rows [kt0, kt1) (`marlin` pointing at row kt0, rows
+// `marlin_stride` words apart: 2n for a whole array, more for a column stripe of a wider one),
 // written where marlin_repack would have read them (`dst`, dst_stride as src/src_stride above).
 // The reference places one nibble at a time by the closed form; marlin_unpack works on words.
 void marlin_unpack_reference(MarlinSource source, const uint32_t* marlin, uint64_t n, uint64_t k, uint64_t kt0,
                              uint64_t kt1, uint32_t* dst, uint64_t dst_stride);
-void marlin_unpack(MarlinSource source, const uint32_t* marlin, uint64_t n, uint64_t k, uint64_t kt0, uint64_t kt1,
-                   uint32_t* dst, uint64_t dst_stride);
+void marlin_unpack(MarlinSource source, const uint32_t* marlin, uint64_t marlin_stride, uint64_t n, uint64_t k,
+                   uint64_t kt0, uint64_t kt1, uint32_t* dst, uint64_t dst_stride);
 
 // Act-order. vLLM's marlin_sort_g_idx with a stable sort: perm = stable argsort(g_idx) and
 // sorted[k] = g_idx[perm[k]]. Returns false (writing nothing) when a value lies outside

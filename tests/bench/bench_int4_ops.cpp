@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
   report("marlin repack from awq", median_seconds([&] { relayout(MarlinSource::kAwq); }), elements);
   report("marlin repack from compressed-tensors", median_seconds([&] { relayout(MarlinSource::kCompressedTensors); }), elements);
   report("marlin unpack to gptq", median_seconds([&] {
-           marlin_unpack(MarlinSource::kGptq, marlin.data(), n, k, 0, k / 16, qweight.data(), n);
+           marlin_unpack(MarlinSource::kGptq, marlin.data(), 2 * n, n, k, 0, k / 16, qweight.data(), n);
          }),
          elements);
   return 0;

@@ -76,6 +76,37 @@ void expect_all_paths(const std::vector<uint32_t>& q, int64_t k, int64_t n, cons
   expect_words_eq(out, want, what + " dispatch");
 }
 
+// The kernels marlin_repack / marlin_unpack choose among for an AWQ or compressed-tensors source
+// (`src`, rows `stride` words apart), each way, against `want` (B) and `src`: the pass through
+// GPTQ-layout rows with the scalar and the AVX-512 rows kernels, and the source's own AVX-512
+// kernel (compressed-tensors: repack only; its unpack goes through GPTQ rows).
+void expect_paths_through_gptq(MarlinSource source, const std::vector<uint32_t>& src, uint64_t stride, uint64_t n,
+                               uint64_t k, const std::vector<uint32_t>& want, const std::string& what) {
+  std::vector<uint32_t> out(want.size()), back(src.size());
+  const bool vec = detail::marlin_avx512_on_this_cpu();
+  for (bool v : {false, true}) {
+    if (v && !vec) continue;
+    const std::string how = v ? " through gptq avx512" : " through gptq scalar";
+    std::fill(out.begin(), out.end(), 0xDEADBEEFu);
+    detail::marlin_repack_through_gptq(source, src.data(), stride, n, k / 16, out.data(), v);
+    expect_words_eq(out, want, what + how);
+    std::fill(back.begin(), back.end(), 0xDEADBEEFu);
+    detail::marlin_unpack_through_gptq(source, want.data(), 2 * n, n, k / 16, back.data(), stride, v);
+    expect_words_eq(back, src, what + how + " unpack");
+  }
+  if (!vec) return;
+  std::fill(out.begin(), out.end(), 0xDEADBEEFu);
+  if (source == MarlinSource::kCompressedTensors) {
+    detail::marlin_repack_ct_rows_avx512(src.data(), stride, n, k / 16, out.data());
+    return expect_words_eq(out, want, what + " avx512");
+  }
+  detail::marlin_repack_awq_rows_avx512(src.data(), stride, n, k / 16, out.data());
+  expect_words_eq(out, want, what + " avx512");
+  std::fill(back.begin(), back.end(), 0xDEADBEEFu);
+  detail::marlin_unpack_awq_rows_avx512(want.data(), 2 * n, n, k / 16, back.data(), stride);
+  expect_words_eq(back, src, what + " avx512 unpack");
+}
+
 }  // namespace
 
 TEST(MarlinLayout, ClosedFormMatchesVllmPermutationTable) {
@@ -97,7 +128,7 @@ TEST(MarlinLayout, GptqRepackEqualsVllmReference) {
     expect_all_paths(qweight, s.k, s.n, want, what);
     // Round trip.
     std::vector<uint32_t> back(qweight.size());
-    marlin_unpack(MarlinSource::kGptq, want.data(), static_cast<uint64_t>(s.n), static_cast<uint64_t>(s.k), 0,
+    marlin_unpack(MarlinSource::kGptq, want.data(), static_cast<uint64_t>(2 * s.n), static_cast<uint64_t>(s.n), static_cast<uint64_t>(s.k), 0,
                   static_cast<uint64_t>(s.k / 16), back.data(), static_cast<uint64_t>(s.n));
     expect_words_eq(back, qweight, what + " unpack");
     std::fill(back.begin(), back.end(), 0xDEADBEEFu);
@@ -105,12 +136,12 @@ TEST(MarlinLayout, GptqRepackEqualsVllmReference) {
                             static_cast<uint64_t>(s.k / 16), back.data(), static_cast<uint64_t>(s.n));
     expect_words_eq(back, qweight, what + " unpack closed form");
     std::fill(back.begin(), back.end(), 0xDEADBEEFu);
-    detail::marlin_unpack_gptq_rows_scalar(want.data(), static_cast<uint64_t>(s.n), static_cast<uint64_t>(s.k / 16),
+    detail::marlin_unpack_gptq_rows_scalar(want.data(), static_cast<uint64_t>(2 * s.n), static_cast<uint64_t>(s.n), static_cast<uint64_t>(s.k / 16),
                                            back.data(), static_cast<uint64_t>(s.n));
     expect_words_eq(back, qweight, what + " unpack scalar words");
     if (detail::marlin_avx512_on_this_cpu()) {
       std::fill(back.begin(), back.end(), 0xDEADBEEFu);
-      detail::marlin_unpack_gptq_rows_avx512(want.data(), static_cast<uint64_t>(s.n), static_cast<uint64_t>(s.k / 16),
+      detail::marlin_unpack_gptq_rows_avx512(want.data(), static_cast<uint64_t>(2 * s.n), static_cast<uint64_t>(s.n), static_cast<uint64_t>(s.k / 16),
                                              back.data(), static_cast<uint64_t>(s.n));
       expect_words_eq(back, qweight, what + " unpack avx512");
     }
@@ -133,21 +164,23 @@ TEST(MarlinLayout, AwqAndCompressedTensorsRepackEqualVllmReference) {
     marlin_repack_reference(MarlinSource::kAwq, awq.data(), N / 8, N, K, 0, K / 16, out.data());
     expect_words_eq(out, want, what + " awq closed form");
     std::vector<uint32_t> back(awq.size());
-    marlin_unpack(MarlinSource::kAwq, want.data(), N, K, 0, K / 16, back.data(), N / 8);
+    marlin_unpack(MarlinSource::kAwq, want.data(), 2 * N, N, K, 0, K / 16, back.data(), N / 8);
     expect_words_eq(back, awq, what + " awq unpack");
     std::fill(back.begin(), back.end(), 0u);
     marlin_unpack_reference(MarlinSource::kAwq, want.data(), N, K, 0, K / 16, back.data(), N / 8);
     expect_words_eq(back, awq, what + " awq unpack closed form");
+    expect_paths_through_gptq(MarlinSource::kAwq, awq, N / 8, N, K, want, what + " awq");
     // compressed-tensors: weight_packed = gptq qweight transposed (vLLM repacks weight_packed.t()).
     const auto ct = transpose(vllm::gptq_pack(q, s.k, s.n), s.k / 8, s.n);
     marlin_repack(MarlinSource::kCompressedTensors, ct.data(), K / 8, N, K, 0, K / 16, out.data());
     expect_words_eq(out, want, what + " compressed-tensors");
     back.assign(ct.size(), 0);
-    marlin_unpack(MarlinSource::kCompressedTensors, want.data(), N, K, 0, K / 16, back.data(), K / 8);
+    marlin_unpack(MarlinSource::kCompressedTensors, want.data(), 2 * N, N, K, 0, K / 16, back.data(), K / 8);
     expect_words_eq(back, ct, what + " compressed-tensors unpack");
     std::fill(back.begin(), back.end(), 0u);
     marlin_unpack_reference(MarlinSource::kCompressedTensors, want.data(), N, K, 0, K / 16, back.data(), K / 8);
     expect_words_eq(back, ct, what + " compressed-tensors unpack closed form");
+    expect_paths_through_gptq(MarlinSource::kCompressedTensors, ct, K / 8, N, K, want, what + " compressed-tensors");
   }
 }
 
@@ -169,16 +202,33 @@ TEST(MarlinLayout, RowRangesEqualSlicesOfTheWhole) {
     marlin_repack(MarlinSource::kCompressedTensors, ct.data() + 2 * kt0, K / 8, N, K, kt0, kt1, out.data());
     expect_words_eq(out, slice, "ct rows");
     std::vector<uint32_t> back((kt1 - kt0) * 2 * N, 0xDEADBEEF);
-    marlin_unpack(MarlinSource::kGptq, slice.data(), N, K, kt0, kt1, back.data(), N);
+    marlin_unpack(MarlinSource::kGptq, slice.data(), 2 * N, N, K, kt0, kt1, back.data(), N);
     expect_words_eq(back, std::vector<uint32_t>(gptq.begin() + static_cast<int64_t>(2 * kt0 * N), gptq.begin() + static_cast<int64_t>(2 * kt1 * N)), "gptq unpack rows");
     std::vector<uint32_t> awq_back(16 * (kt1 - kt0) * (N / 8));
-    marlin_unpack(MarlinSource::kAwq, slice.data(), N, K, kt0, kt1, awq_back.data(), N / 8);
+    marlin_unpack(MarlinSource::kAwq, slice.data(), 2 * N, N, K, kt0, kt1, awq_back.data(), N / 8);
     expect_words_eq(awq_back, std::vector<uint32_t>(awq.begin() + static_cast<int64_t>(16 * kt0 * (N / 8)), awq.begin() + static_cast<int64_t>(16 * kt1 * (N / 8))), "awq unpack rows");
     std::vector<uint32_t> ct_back(ct.size(), 0), ct_want(ct.size(), 0);
-    marlin_unpack(MarlinSource::kCompressedTensors, slice.data(), N, K, kt0, kt1, ct_back.data() + 2 * kt0, K / 8);
+    marlin_unpack(MarlinSource::kCompressedTensors, slice.data(), 2 * N, N, K, kt0, kt1, ct_back.data() + 2 * kt0, K / 8);
     for (uint64_t r = 0; r < N; ++r)
       for (uint64_t j = 2 * kt0; j < 2 * kt1; ++j) ct_want[r * (K / 8) + j] = ct[r * (K / 8) + j];
     expect_words_eq(ct_back, ct_want, "ct unpack rows");
+  }
+}
+
+TEST(MarlinLayout, UnpackOfAColumnStripeInPlaceEqualsOfItsCopy) {
+  // Marlin column tiles [1, 4) of a 7-tile-wide B, unpacked where they lie (rows 2N words apart)
+  // and from a dense copy of the stripe, to every source layout.
+  const uint64_t K = 128 * 5, N = 64 * 7, c0 = 1, c1 = 4, sub = 64 * (c1 - c0);
+  const auto want = vllm::marlin_weights(random_codes(K, N, 11), K, N, vllm::get_weight_perm());
+  std::vector<uint32_t> stripe(K / 16 * 2 * sub);
+  for (uint64_t kt = 0; kt < K / 16; ++kt)
+    std::copy_n(want.begin() + static_cast<int64_t>(kt * 2 * N + 128 * c0), 2 * sub, stripe.begin() + static_cast<int64_t>(kt * 2 * sub));
+  for (auto [source, stride] : {std::pair{MarlinSource::kGptq, sub}, {MarlinSource::kAwq, sub / 8},
+                                {MarlinSource::kCompressedTensors, K / 8}}) {
+    std::vector<uint32_t> in_place(K / 8 * sub, 1), copied(K / 8 * sub, 2);
+    marlin_unpack(source, want.data() + 128 * c0, 2 * N, sub, K, 0, K / 16, in_place.data(), stride);
+    marlin_unpack(source, stripe.data(), 2 * sub, sub, K, 0, K / 16, copied.data(), stride);
+    expect_words_eq(in_place, copied, "source " + std::to_string(static_cast<int>(source)));
   }
 }
 
@@ -222,7 +272,7 @@ TEST(MarlinLayout, ActOrderWithHeavyTiesEqualsVllmReference) {
       expect_words_eq(out, want, what + " ct");
       // Inverse: unpack to sorted rows, scatter back to the checkpoint's order.
       std::vector<uint32_t> back(qweight.size());
-      marlin_unpack(MarlinSource::kGptq, want.data(), N, K, 0, K / 16, gathered.data(), N);
+      marlin_unpack(MarlinSource::kGptq, want.data(), 2 * N, N, K, 0, K / 16, gathered.data(), N);
       marlin_scatter_sorted_k(MarlinSource::kGptq, gathered.data(), N, N, K, p.data(), back.data(), N);
       expect_words_eq(back, qweight, what + " round trip");
       marlin_scatter_sorted_k(MarlinSource::kCompressedTensors, gathered.data(), N, N, K, p.data(), back.data(), K / 8);
