@@ -1,8 +1,11 @@
 #include "formats/pack_codec.h"
 
+// ZSTD_c_literalCompressionMode (pack_codec.h says why).
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 
@@ -102,24 +105,70 @@ void merge_planes(const uint8_t* const* planes, uint64_t n, unsigned k, uint8_t*
     for (unsigned p = 0; p < k; ++p) out[i * k + p] = planes[p][i];
 }
 
-GroupEncoder::GroupEncoder(int level) {
+namespace {
+
+ZSTD_CCtx* new_cctx(int level, bool exponent) {
   ZSTD_CCtx* c = ZSTD_createCCtx();
   if (!c) throw std::bad_alloc();
   ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
-  if (level == 1) ZSTD_CCtx_setParameter(c, ZSTD_c_hashLog, kPackLevel1HashLog);
+  if (level == 1) {
+    ZSTD_CCtx_setParameter(c, ZSTD_c_hashLog, kPackLevel1HashLog);
+    // Acceleration only where Huffman literals can be asked for: without them the plane would be
+    // left raw (a libzstd that refused the experimental parameter gets the plain level-1 frames).
+    if (exponent && !ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_literalCompressionMode, ZSTD_ps_enable))) {
+      ZSTD_CCtx_setParameter(c, ZSTD_c_minMatch, kPackExponentMinMatch);
+      ZSTD_CCtx_setParameter(c, ZSTD_c_targetLength, kPackExponentTargetLength);
+    }
+  }
   ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);     // the group digest covers the bytes
   ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);  // checked against the declared size
-  cctx_ = c;
+  return c;
 }
 
-GroupEncoder::~GroupEncoder() { ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(cctx_)); }
+}  // namespace
+
+double pack_sample_entropy(const uint8_t* plane, uint64_t n) {
+  // Four histograms, merged at the end: consecutive equal bytes (an exponent plane is full of
+  // them) would otherwise wait on each other's increment.
+  uint32_t h[4][256] = {};
+  for (unsigned s = 0; s < kPackSampleSlices; ++s) {
+    const uint8_t* p = plane + (n - kPackSampleSliceBytes) * s / (kPackSampleSlices - 1);
+    for (uint64_t i = 0; i < kPackSampleSliceBytes; i += 4) {
+      ++h[0][p[i]];
+      ++h[1][p[i + 1]];
+      ++h[2][p[i + 2]];
+      ++h[3][p[i + 3]];
+    }
+  }
+  constexpr double total = kPackSampleSlices * kPackSampleSliceBytes;
+  double bits = 0;
+  for (unsigned b = 0; b < 256; ++b) {
+    const uint32_t c = h[0][b] + h[1][b] + h[2][b] + h[3][b];
+    if (c) bits -= c / total * std::log2(c / total);
+  }
+  return bits;
+}
+
+GroupEncoder::GroupEncoder(int level) : cctx_(new_cctx(level, false)), exponent_cctx_(nullptr) {
+  try {
+    exponent_cctx_ = new_cctx(level, true);
+  } catch (...) {
+    ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(cctx_));
+    throw;
+  }
+}
+
+GroupEncoder::~GroupEncoder() {
+  ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(cctx_));
+  ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(exponent_cctx_));
+}
 
 uint64_t GroupEncoder::bound(uint64_t len, unsigned k) {
   return k * ZSTD_compressBound(len / k);
 }
 
-bool GroupEncoder::worth_compressing(const uint8_t* plane, uint64_t n) {
-  if (n < kPackSampleMinBytes) return true;
+bool GroupEncoder::sample_gains(const uint8_t* plane, uint64_t n) {
+  if (n < kPackSampleMinBytes) throw std::logic_error("GroupEncoder::sample_gains: plane below the sampling size");
   constexpr uint64_t sample_len = kPackSampleSlices * kPackSampleSliceBytes;
   sample_.resize(sample_len);
   for (unsigned s = 0; s < kPackSampleSlices; ++s)
@@ -130,6 +179,11 @@ bool GroupEncoder::worth_compressing(const uint8_t* plane, uint64_t n) {
                                   sample_len);
   if (ZSTD_isError(r)) throw std::runtime_error(std::string("zstd compression failed: ") + ZSTD_getErrorName(r));
   return r < sample_len - sample_len / kPackSampleGainDivisor;
+}
+
+bool GroupEncoder::worth_compressing(const uint8_t* plane, uint64_t n) {
+  if (n < kPackSampleMinBytes) return true;
+  return pack_sample_entropy(plane, n) <= kPackSampleSureBits || sample_gains(plane, n);
 }
 
 uint64_t GroupEncoder::encode(const uint8_t* data, uint64_t len, unsigned k, uint8_t* out,
@@ -147,7 +201,8 @@ uint64_t GroupEncoder::encode(const uint8_t* data, uint64_t len, unsigned k, uin
   for (unsigned p = 0; p < k; ++p) {
     const uint8_t* src = planes + p * n;
     if (worth_compressing(src, n)) {
-      const size_t r = ZSTD_compress2(static_cast<ZSTD_CCtx*>(cctx_), out + at, ZSTD_compressBound(n), src, n);
+      void* c = k > 1 && p == k - 1 ? exponent_cctx_ : cctx_;
+      const size_t r = ZSTD_compress2(static_cast<ZSTD_CCtx*>(c), out + at, ZSTD_compressBound(n), src, n);
       if (ZSTD_isError(r)) throw std::runtime_error(std::string("zstd compression failed: ") + ZSTD_getErrorName(r));
       if (r < n) {
         frames[p] = {FrameKind::kZstd, static_cast<uint32_t>(r)};

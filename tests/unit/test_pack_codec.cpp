@@ -1,9 +1,12 @@
 // The packed container's codec: the SSE2 plane split/merge against the scalar reference on every
-// length around the vector width, group encode/decode round trips, and the decoder's refusals
+// length around the vector width, group encode/decode round trips, the stored-or-compressed
+// decision (the entropy check against the zstd sample), and the decoder's refusals
 // (a frame that would decode past its declared length, a short one, trailing bytes, junk).
 #include <gtest/gtest.h>
 #include <zstd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -127,6 +130,78 @@ TEST(PackCodec, NoisePlaneSampleDecides) {
   std::vector<uint8_t> small(kPackSampleMinBytes - 1, 0);
   encode_group(enc, small, 1, frames);
   EXPECT_EQ(frames[0].kind, FrameKind::kZstd);
+}
+
+// The entropy check in front of the zstd sample is a shortcut only: wherever it says "compress"
+// without running zstd, the zstd sample (the reference) says so too, so every plane is stored or
+// compressed as the sample alone decides. Planes from all-equal through skewed and uniform
+// alphabets to noise, with both outcomes of the check represented.
+TEST(PackCodec, EntropyCheckAgreesWithTheZstdSample) {
+  GroupEncoder enc(1);
+  const uint64_t n = kPackGroupBytes / 2;
+  std::vector<std::vector<uint8_t>> planes;
+  for (unsigned bits = 0; bits <= 8; ++bits) {  // uniform over 2^bits values: exactly `bits` bits
+    std::mt19937 rng(bits);
+    std::vector<uint8_t> v(n);
+    for (auto& b : v) b = static_cast<uint8_t>(rng() & ((1u << bits) - 1));
+    planes.push_back(std::move(v));
+  }
+  for (unsigned m : {65u, 70u, 90u, 100u, 128u, 200u}) {  // uniform over m values: log2(m) bits, around the threshold
+    std::mt19937 rng(m);
+    std::vector<uint8_t> v(n);
+    for (auto& b : v) b = static_cast<uint8_t>(rng() % m);
+    planes.push_back(std::move(v));
+  }
+  for (double p : {0.02, 0.05, 0.1, 0.3, 0.6}) {  // geometric: skewed, with a long tail
+    std::mt19937 rng(static_cast<uint32_t>(p * 1000));
+    std::geometric_distribution<int> g(p);
+    std::vector<uint8_t> v(n);
+    for (auto& b : v) b = static_cast<uint8_t>(std::min(g(rng), 255));
+    planes.push_back(std::move(v));
+  }
+  for (unsigned k : {2u, 4u}) {  // the planes of weights: exponent and mantissa bytes
+    auto w = weight_like(n, k, 11 + k);
+    std::vector<uint8_t> split(w.size());
+    split_planes(w.data(), n, k, split.data());
+    for (unsigned p = 0; p < k; ++p) planes.emplace_back(split.begin() + p * n, split.begin() + (p + 1) * n);
+  }
+  unsigned sure = 0, sampled = 0;
+  for (size_t i = 0; i < planes.size(); ++i) {
+    const auto& v = planes[i];
+    const double h = pack_sample_entropy(v.data(), n);
+    const bool reference = enc.sample_gains(v.data(), n);
+    if (h <= kPackSampleSureBits) {
+      ++sure;
+      EXPECT_TRUE(reference) << "plane " << i << ": entropy " << h << " yet the zstd sample does not gain";
+    } else {
+      ++sampled;
+    }
+    EXPECT_EQ(enc.worth_compressing(v.data(), n), reference) << "plane " << i << ", entropy " << h;
+  }
+  EXPECT_GE(sure, 8u);
+  EXPECT_GE(sampled, 8u);
+}
+
+// pack_sample_entropy against the entropy of the sample slices computed directly.
+TEST(PackCodec, SampleEntropyIsTheOrder0EntropyOfTheSlices) {
+  const uint64_t n = 3 * kPackSampleMinBytes + 5;
+  std::vector<uint8_t> v(n, 7);
+  EXPECT_EQ(pack_sample_entropy(v.data(), n), 0.0);
+  std::mt19937 rng(5);
+  for (auto& b : v) b = static_cast<uint8_t>(rng() % 37);
+  std::vector<uint64_t> hist(256, 0);
+  for (unsigned s = 0; s < kPackSampleSlices; ++s) {
+    const uint64_t at = (n - kPackSampleSliceBytes) * s / (kPackSampleSlices - 1);
+    for (uint64_t i = 0; i < kPackSampleSliceBytes; ++i) ++hist[v[at + i]];
+  }
+  const double total = kPackSampleSlices * kPackSampleSliceBytes;
+  double h = 0;
+  for (uint64_t c : hist)
+    if (c) h -= c / total * std::log2(c / total);
+  EXPECT_NEAR(pack_sample_entropy(v.data(), n), h, 1e-9);
+  // Bytes outside the slices do not count.
+  v[kPackSampleSliceBytes + 1] = 255;
+  EXPECT_NEAR(pack_sample_entropy(v.data(), n), h, 1e-9);
 }
 
 TEST(PackCodec, DecoderRefusesFramesThatDoNotMatchTheirDeclaredLength) {
