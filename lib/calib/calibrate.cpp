@@ -240,14 +240,33 @@ std::vector<double> weight_means(const std::vector<const std::vector<double>*>& 
   return mean;
 }
 
-// Candidate scales s = x^r / (w^(1-r) + 1e-4), clamped at 1e-4, over sqrt(max·min) (AutoAWQ
-// _compute_best_scale, duo_scaling=True).
-std::vector<double> awq_scales(const std::vector<double>& x_mean, const std::vector<double>& w_mean, double ratio) {
+// One point of the scale grid: s = x^ratio / (w^(1-ratio) + 1e-4) with duo scaling, x^ratio without.
+struct AwqGridPoint {
+  double ratio;
+  bool duo;
+};
+
+// llm-compressor's grid for duo_scaling=True (modifiers/transform/awq/base.py
+// _get_grid_search_params): the identity (ratio 0 without duo: s = 1, i.e. plain RTN) and the duo
+// ratios i/18, i = 0..18 — 20 candidates like AutoAWQ's i/20, i = 0..19 (awq/quantize/quantizer.py
+// _compute_best_scale), which never tries s = 1 and so can choose a scale whose loss is above plain
+// RTN's; with the identity in the grid the chosen scale never scores worse than no smoothing.
+std::vector<AwqGridPoint> awq_grid() {
+  std::vector<AwqGridPoint> g = {{0.0, false}};
+  for (int i = 0; i <= 18; ++i) g.push_back({i / 18.0, true});
+  return g;
+}
+
+// Candidate scales of one grid point, clamped at 1e-4, over sqrt(max·min) (AutoAWQ and
+// llm-compressor _compute_best_scale).
+std::vector<double> awq_scales(const std::vector<double>& x_mean, const std::vector<double>& w_mean, AwqGridPoint p) {
   const uint64_t k = x_mean.size();
   std::vector<double> s(k);
   double mx = 0, mn = std::numeric_limits<double>::infinity();
   for (uint64_t c = 0; c < k; ++c) {
-    s[c] = std::max(std::pow(x_mean[c], ratio) / (std::pow(w_mean[c], 1 - ratio) + 1e-4), 1e-4);
+    const double v = p.duo ? std::pow(x_mean[c], p.ratio) / (std::pow(w_mean[c], 1 - p.ratio) + 1e-4)
+                           : std::pow(x_mean[c], p.ratio);
+    s[c] = std::max(v, 1e-4);
     mx = std::max(mx, s[c]);
     mn = std::min(mn, s[c]);
   }
@@ -398,7 +417,7 @@ Calibrated calibrate_int4(const std::string& src, const QuantizePlan& qp, const 
         if (w.short_name == sn) return &w;
       return nullptr;
     };
-    std::map<std::string, double> ratio_of;
+    std::map<std::string, LinearResult> awq_choice;  // balance Linear -> its pair's awq_* fields
     // The attention or MLP block (by its input site) on every calibration sequence's recorded
     // input, with the balance Linears holding `qs` (empty: as they are) and the rest as it is.
     auto block_output = [&](const std::string& site, const std::vector<Work*>& bal, std::vector<std::vector<double>> qs) {
@@ -432,7 +451,8 @@ Calibrated calibrate_int4(const std::string& src, const QuantizePlan& qp, const 
         const Mapping* mp;
         std::vector<Work*> bal;
         std::vector<double> s;
-        double ratio;
+        AwqGridPoint point;
+        double loss, identity_loss;  // the search's loss of s and of s = 1 (plain RTN)
       };
       std::vector<Found> found;
       for (const Mapping& mp : maps) {
@@ -456,11 +476,9 @@ Calibrated calibrate_int4(const std::string& src, const QuantizePlan& qp, const 
         std::vector<double> gram = hmat.at(mp.site);
         for (double& v : gram) v /= 2;  // XᵀX / n
         const std::vector<double> ref = awq_inspects_block(mp.site) ? block_output(mp.site, bal, {}) : std::vector<double>{};
-        double best = std::numeric_limits<double>::infinity(), best_ratio = 0;
-        std::vector<double> best_s(k, 1.0);
-        for (int r = 0; r < 20; ++r) {
-          const double ratio = r / 20.0;
-          const std::vector<double> s = awq_scales(x_mean, w_mean, ratio);
+        Found best{&mp, bal, std::vector<double>(k, 1.0), {0.0, false}, std::numeric_limits<double>::infinity(), 0};
+        for (const AwqGridPoint& pt : awq_grid()) {
+          const std::vector<double> s = awq_scales(x_mean, w_mean, pt);
           // Each balance Linear as AutoAWQ scores it: RTN of W·s, divided back by s.
           std::vector<std::vector<double>> qs;
           for (Work* w : bal) {
@@ -481,9 +499,10 @@ Calibrated calibrate_int4(const std::string& src, const QuantizePlan& qp, const 
           } else {  // the balance Linear is the module: its output change, exactly, from XᵀX
             for (size_t b = 0; b < bal.size(); ++b) loss += gram_error(gram, bal[b]->orig, qs[b], k);
           }
-          if (loss < best) best = loss, best_ratio = ratio, best_s = s;
+          if (!pt.duo && pt.ratio == 0) best.identity_loss = loss;
+          if (loss < best.loss) best.loss = loss, best.point = pt, best.s = s;
         }
-        found.push_back({&mp, std::move(bal), std::move(best_s), best_ratio});
+        found.push_back(std::move(best));
       }
       std::map<std::string, std::vector<double>> site_scale;  // inputs divided by these for the clip search
       for (const Found& f : found) {
@@ -509,7 +528,9 @@ Calibrated calibrate_int4(const std::string& src, const QuantizePlan& qp, const 
           const uint64_t n = w->w.size() / k;
           for (uint64_t row = 0; row < n; ++row)
             for (uint64_t ch = 0; ch < k; ++ch) w->w[row * k + ch] *= best_s[ch];
-          ratio_of[w->short_name] = f.ratio;
+          LinearResult& ch = awq_choice[w->short_name];
+          ch.awq_ratio = f.point.ratio, ch.awq_duo = f.point.duo;
+          ch.awq_loss = f.loss, ch.awq_identity_loss = f.identity_loss;
         }
         site_scale[mp.site] = best_s;
       }
@@ -547,7 +568,11 @@ Calibrated calibrate_int4(const std::string& src, const QuantizePlan& qp, const 
             if (!w.in_scale.empty()) e /= w.in_scale[ch];
             if (!w.out_scale.empty()) e *= w.out_scale[r];
           }
-        res.awq_ratio = ratio_of.count(w.short_name) ? ratio_of[w.short_name] : -1;
+        if (auto it = awq_choice.find(w.short_name); it != awq_choice.end()) {
+          const LinearResult& ch = it->second;
+          res.awq_ratio = ch.awq_ratio, res.awq_duo = ch.awq_duo;
+          res.awq_loss = ch.awq_loss, res.awq_identity_loss = ch.awq_identity_loss;
+        }
       } else {
         check_issue(gptq_int4(w.scheme, orig_f.data(), n, k, h, {o.damp, o.act_order, 128}, &res.q, &res.gptq),
                     w.scheme, w.file, w.module);
@@ -724,6 +749,9 @@ ojson calibrated_report(const QuantizePlan& qp, const Calibrated& c) {
       fallbacks += l.gptq.rtn_fallback;
     } else {
       j["awq_ratio"] = l.awq_ratio;
+      j["awq_duo"] = l.awq_duo;
+      j["awq_loss"] = l.awq_loss;
+      j["awq_identity_loss"] = l.awq_identity_loss;
     }
     better += l.error < l.rtn_error;
     ts.push_back(j);

@@ -22,7 +22,9 @@
 // input_layernorm → q/k/v; v_proj → o_proj only when v's out_features equal o's in_features
 // (never under GQA); post_attention_layernorm → gate/up; up_proj → down_proj — the mean |x| per
 // input channel and the group-normalised mean |w| give s = x^r / (w^(1−r) + 1e-4) (clamped at
-// 1e-4, divided by sqrt(max·min)) for r = i/20, i = 0..19 (AutoAWQ's duo-scaling grid); each
+// 1e-4, divided by sqrt(max·min)) for r = i/18, i = 0..18, plus s = 1 (llm-compressor's 20-point
+// duo-scaling grid, modifiers/transform/awq/base.py; AutoAWQ's r = i/20, i = 0..19 lacks s = 1, so
+// its choice can score worse than no smoothing); each
 // candidate quantizes W·s with the target RTN (divided back by s) and scores it as AutoAWQ does:
 // for q/k/v and gate/up the mean squared change of the whole attention / MLP block's output (its
 // `module2inspect`), the block rerun on the calibration inputs with the candidate weights and the
@@ -89,7 +91,11 @@ struct LinearResult {
   double rtn_error = 0;          // the same for plain RTN of the original weights
   double relative_error = 0;     // ‖W − Q‖ / ‖W‖ against the original weights (AWQ: Q unsmoothed)
   GptqOutcome gptq;              // GPTQ only
-  double awq_ratio = -1;         // AWQ: the grid ratio chosen for its smoothing pair (-1: none)
+  // AWQ, from its smoothing pair's scale search: the grid point chosen (ratio -1: no pair; ratio 0
+  // without duo: s = 1), its loss and the loss of s = 1 (plain RTN of the pair's Linears, unclipped).
+  double awq_ratio = -1;
+  bool awq_duo = false;
+  double awq_loss = 0, awq_identity_loss = 0;
 };
 
 struct Calibrated {

@@ -32,19 +32,31 @@ assert q["quant_method"] == "gptq" and q["desc_act"] is False, q
 PY
 then pass "gptq: report has per-Linear errors vs RTN and damping; GPTQ layout with trivial g_idx"; else fail "gptq report/layout"; fi
 
-"$ckpt" quantize "$src" "$scratch/awq" --int4 --method awq --calib "$src/heldout.safetensors" --samples 2 --seq-len 128 -q \
-  || fail "awq run"
-if python3 - "$src" "$scratch/awq" <<'PY'
+"$ckpt" quantize "$src" "$scratch/awq" --int4 --method awq --calib "$src/heldout.safetensors" --samples 2 --seq-len 128 \
+  --json -q >"$scratch/a.json" || fail "awq run"
+if python3 - "$src" "$scratch/awq" "$scratch/a.json" <<'PY'
 import json, struct, sys
 def header(d):
     f = open(d + "/model.safetensors", "rb"); n = struct.unpack("<Q", f.read(8))[0]; return json.loads(f.read(n)), f, 8 + n
 hs, fs, bs = header(sys.argv[1]); hd, fd, bd = header(sys.argv[2])
-name = "model.layers.0.input_layernorm.weight"
-def data(h, f, base):
+def data(h, f, base, name):
     a, b = h[name]["data_offsets"]; f.seek(base + a); return f.read(b - a)
-assert hd[name]["dtype"] == "BF16" and data(hs, fs, bs) != data(hd, fd, bd), "norm not smoothed"
+# A norm is smoothed exactly where its pair's search kept a scale other than s = 1 (ratio 0
+# without duo scaling), and the search's loss of that scale is no worse than s = 1's.
+tensors = {t["tensor"]: t for t in json.load(open(sys.argv[3]))["report"]["tensors"]}
+smoothed = 0
+for i in range(4):
+    for norm, lin in (("input_layernorm", "self_attn.q_proj"), ("post_attention_layernorm", "mlp.gate_proj")):
+        name = f"model.layers.{i}.{norm}.weight"
+        t = tensors[f"model.layers.{i}.{lin}.weight"]
+        assert t["awq_loss"] <= t["awq_identity_loss"], t
+        scaled = t["awq_duo"] or t["awq_ratio"] != 0
+        assert hd[name]["dtype"] == "BF16"
+        assert (data(hs, fs, bs, name) != data(hd, fd, bd, name)) == scaled, (name, t)
+        smoothed += scaled
+assert smoothed > 0, "no norm smoothed"
 assert "model.layers.0.self_attn.q_proj.qzeros" in hd
 assert json.load(open(sys.argv[2] + "/config.json"))["quantization_config"]["quant_method"] == "awq"
 PY
-then pass "awq: smoothed norms, AWQ layout"; else fail "awq output"; fi
+then pass "awq: norms smoothed where the search kept a scale, AWQ layout"; else fail "awq output"; fi
 finish

@@ -304,6 +304,25 @@ TEST_F(CalibTrainedLlama, GptqBeatsRtnAndWritesWhatItMeasured) {
   std::filesystem::remove_all(dir);
 }
 
+// Mean squared change of each decoder layer's output, `m` against the source, every layer run on
+// the source's own input (the unquantized hidden states) over the evaluation sequences.
+std::vector<double> layer_output_errors(const model::Model& src, const model::Model& m, const model::TokenIds& ids) {
+  const uint64_t L = ids.length, H = src.config().hidden;
+  std::vector<double> err(src.config().layers, 0.0);
+  model::CpuForward fs(src, 1, L), fm(m, 1, L);
+  for (uint64_t s = 0; s < ids.sequences; ++s) {
+    std::vector<double> h = fs.embed(std::vector<int64_t>(ids.row(s), ids.row(s) + L));
+    for (uint64_t i = 0; i < err.size(); ++i) {
+      std::vector<double> q = h;
+      fm.layer(i, q, L, nullptr);
+      fs.layer(i, h, L, nullptr);
+      for (uint64_t j = 0; j < h.size(); ++j) err[i] += (q[j] - h[j]) * (q[j] - h[j]);
+    }
+  }
+  for (double& e : err) e /= static_cast<double>(ids.sequences * L * H);
+  return err;
+}
+
 TEST_F(CalibTrainedLlama, AwqBeatsRtn) {
   QuantizePlan qp = plan(quant::Format::kAwq);
   calib::CalibOptions o;
@@ -311,9 +330,33 @@ TEST_F(CalibTrainedLlama, AwqBeatsRtn) {
   const calib::Calibrated a = calib::calibrate_int4(src_, qp, calib_, o);
   ASSERT_EQ(a.linears.size(), 28u);
   EXPECT_EQ(a.tensors.size(), 8u);  // input and post-attention norms of 4 layers (no v->o under GQA)
-  const Quality qa = quality(a), qr = quality(rtn(a));
+  // Every Linear but o_proj (no v -> o pair under GQA) sits in a smoothing pair whose search scored
+  // s = 1 (plain RTN) among its candidates, so the scale it kept scores no worse than none.
+  uint64_t paired = 0;
+  for (const auto& l : a.linears) {
+    if (l.awq_ratio < 0) {
+      EXPECT_NE(l.module.find("o_proj"), std::string::npos) << l.module;
+      continue;
+    }
+    ++paired;
+    EXPECT_GT(l.awq_identity_loss, 0.0) << l.module;
+    EXPECT_LE(l.awq_loss, l.awq_identity_loss) << l.module;
+  }
+  EXPECT_EQ(paired, 24u);
+  const calib::Calibrated r = rtn(a);
+  const Quality qa = quality(a), qr = quality(r);
   std::printf("heldout %llux256: RTN asym ppl %.4f kl %.5f, AWQ ppl %.4f kl %.5f\n", static_cast<unsigned long long>(eval_.sequences), qr.ppl, qr.kl, qa.ppl, qa.kl);
   EXPECT_LT(qa.kl, qr.kl);
+  // The written result (scales, clipping and RTN together, norms smoothed) changes each decoder
+  // layer's output on held-out text less than RTN does.
+  std::unique_ptr<model::Model> ma = model::Model::open(src_), mr = model::Model::open(src_);
+  calib::install_calibrated(*ma, a);
+  calib::install_calibrated(*mr, r);
+  const std::vector<double> ea = layer_output_errors(*ref_, *ma, eval_), er = layer_output_errors(*ref_, *mr, eval_);
+  for (size_t i = 0; i < ea.size(); ++i) {
+    std::printf("layer %zu output MSE: AWQ %.4g, RTN %.4g\n", i, ea[i], er[i]);
+    EXPECT_LT(ea[i], er[i]) << "layer " << i;
+  }
 }
 
 }  // namespace
