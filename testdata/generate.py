@@ -733,34 +733,12 @@ def python_docstring_corpus():
     Files are split by a hash of their path into training (90%) and held-out (10%) text, so the
     held-out ids are text the model never saw. Deterministic for a given installation.
     """
-    import ast
     import sysconfig
+    from docstring_corpus import docstring_split
     roots = [sysconfig.get_paths()["stdlib"]]
     purelib = sysconfig.get_paths()["purelib"]
     roots += [os.path.join(purelib, p) for p in DOC_PACKAGES if os.path.isdir(os.path.join(purelib, p))]
-    train, held = [], []
-    for root in roots:
-        for dirpath, dirs, files in os.walk(root):
-            dirs[:] = sorted(d for d in dirs if d not in ("test", "tests", "idlelib", "site-packages", "__pycache__"))
-            for fn in sorted(files):
-                if not fn.endswith(".py"):
-                    continue
-                p = os.path.join(dirpath, fn)
-                try:
-                    tree = ast.parse(open(p, encoding="utf-8").read())
-                except Exception:  # noqa: BLE001
-                    continue
-                docs = []
-                for node in ast.walk(tree):
-                    if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                        d = ast.get_docstring(node)
-                        if d and len(d) > 40:
-                            docs.append(d.strip())
-                if not docs:
-                    continue
-                rel = os.path.relpath(p, os.path.dirname(root))
-                bucket = held if int(hashlib.sha256(rel.encode()).hexdigest(), 16) % 10 == 0 else train
-                bucket.extend(docs)
+    train, held = docstring_split(roots, lambda root, p: os.path.relpath(p, os.path.dirname(root)))
     return train, held, roots
 
 

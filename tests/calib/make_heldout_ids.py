@@ -9,31 +9,16 @@ own tokenizer). With a 3.11 stdlib the first 2048 ids equal heldout.safetensors'
 rest is text the model never trained on (held-out files; files 3.12 no longer has).
 Usage: make_heldout_ids.py CKPT MODEL_DIR STDLIB_DIR OUT.json [--seq-len 512]
 """
-import argparse, ast, hashlib, json, os, subprocess, tempfile
+import argparse, json, os, subprocess, sys, tempfile
 
 ap = argparse.ArgumentParser()
 ap.add_argument("ckpt"); ap.add_argument("model"); ap.add_argument("stdlib"); ap.add_argument("out")
 ap.add_argument("--seq-len", type=int, default=512)
 a = ap.parse_args()
-docs = []
-for dirpath, dirs, files in os.walk(a.stdlib):
-    dirs[:] = sorted(d for d in dirs if d not in ("test", "tests", "idlelib", "site-packages", "__pycache__"))
-    for fn in sorted(files):
-        if not fn.endswith(".py"):
-            continue
-        p = os.path.join(dirpath, fn)
-        try:
-            tree = ast.parse(open(p, encoding="utf-8").read())
-        except Exception:  # noqa: BLE001 (generate.py skips unparsable files too)
-            continue
-        rel = "python3.12/" + os.path.relpath(p, a.stdlib)
-        if int(hashlib.sha256(rel.encode()).hexdigest(), 16) % 10 != 0:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                d = ast.get_docstring(node)
-                if d and len(d) > 40:
-                    docs.append(d.strip())
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "testdata"))
+from docstring_corpus import docstring_split  # noqa: E402 (the split generate.py trained with)
+
+_, docs = docstring_split([a.stdlib], lambda root, p: "python3.12/" + os.path.relpath(p, root))
 ids = []
 with tempfile.TemporaryDirectory() as tmp:
     f = os.path.join(tmp, "doc.txt")
