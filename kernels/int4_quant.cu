@@ -2,33 +2,35 @@
 // per-group and per-element math taken from lib/ops/int4_math.h (host/device functions), so the
 // two cannot drift apart.
 //
-// The work is tiles of 64 rows x 128 columns of the stripe (16 KB of BF16), walked by persistent
-// 256-thread CTAs (as many as the GPU keeps resident: 3 per SM for 16-bit inputs, whose kernels
-// fit 80 registers) in the order t = blockIdx.x, + gridDim.x, ...:
+// The work is warp tiles of 32 rows x 128 columns of the stripe (8 KB of BF16), one row a lane,
+// walked by persistent warps (4 independent warps a CTA, as many CTAs as the GPU keeps resident:
+// three an SM for 16-bit inputs, bounded by shared memory) in the order t = w, w + W, ... for
+// global warp w of W:
 //
 //     columns 0 ......................... 127
-//   row  0  [ t0 t1 ... t15 | one word = 8 columns per thread, 16 threads per row ]
-//   row  1  [ t16 ...   t31 ]
-//    ...       (4 rounds of 16 rows: warp w holds rows 2w, 2w+1 of each round)
-//   row 63
+//   row  0  [ lane 0: 16 words of 8 columns, its groups whole ]
+//   row  1  [ lane 1 ]
+//    ...
+//   row 31  [ lane 31 ]
 //
-// 1. Load: a thread reads its 8 columns (16 bytes of BF16/F16, 32 of F32) in each of 4 rounds,
-//    coalesced per row. The loads of the CTA's next tile are issued before the current tile's
-//    math, so each thread keeps 64 bytes in flight all the time (3 x 16 KB per SM, above the ~20
-//    KB per SM that HBM3's latency asks for at full bandwidth), not only between tiles.
-// 2. Group parameters (groups of 8..128 columns dividing 128): the group's 1..16 threads are
-//    consecutive lanes; a butterfly of shuffles gives each its amax (as float32 magnitude bits, so
-//    a NaN/Inf is the largest), lo and hi (16-bit inputs: lo and -hi packed in one word, one
-//    shuffle for both). The group's first lane puts them in a per-warp slot; then lane i of the
-//    warp computes the parameters of slots i, i + 32, ... with int4_math.h — the division, the
-//    rounding to the scale type and the reciprocal once per group instead of once per lane and
-//    round (a warp holds 8 groups of 128 per tile: one pass instead of four). Wider groups
-//    (group_size -1, or sizes not dividing 128) get their parameters from a first kernel (one CTA
-//    per group, a block reduction) through the workspace.
+// Why this shape (the previous design, 64 x 128 tiles with 16 lanes a row, ran at 0.42-0.56 of a
+// device copy; Nsight Compute found it latency-bound at 35 % occupancy with 78 registers a thread,
+// its group ranges in shuffles and slots, 1.6x the L2 sectors it needed):
+// 1. Load: cp.async copies (kernels/cp_async.cuh) move the tile into a per-warp ring of shared
+//    memory, 16 bytes a lane in row order (a warp instruction covers 512 consecutive bytes of
+//    BF16 rows), without registers: each warp keeps the next tile's 8 KB in flight while it
+//    computes the current one (12 warps an SM: ~100 KB in flight, several times what HBM3's
+//    latency asks for), and the registers stay free for the math.
+// 2. Group parameters (groups of 8..128 columns dividing 128): a lane owns every group of its row
+//    in the tile, so the range (amax as float32 magnitude bits, so a NaN/Inf is the largest; lo
+//    and hi when asymmetric) is a loop over the lane's own chunks — no shuffles, no slots — and
+//    the parameters (int4_math.h: the division, the rounding to the scale type, the reciprocal)
+//    are computed once per group by the lane that uses them. Wider groups (group_size -1, or
+//    sizes not dividing 128) get their parameters from a first kernel (one CTA per group, a block
+//    reduction) through the workspace.
 // 3. Codes: clamp(rint(RN(x / S)) + z, 0, 15), as torch.round(x / scale) computes them, without
-//    a division per element. The kernel is bound by instruction issue, not by DRAM (about 25
-//    issue slots per element at 70% of an H200's bandwidth), so the per-element path is seven
-//    full-rate instructions and no conversion-unit ones (floorf, float->int) — see code_word.
+//    a division per element: seven full-rate instructions and no conversion-unit ones (floorf,
+//    float->int) — see code_word — so that the issue budget below is never the limit.
 //    With r = RN(1/S) (relative error <= 2^-24) and M = 1.5 * 2^23 + z:
 //      y  = RN(x*r + M)          one FFMA; for |x*r| <= 2^21 the sum lies in [2^23, 2^24), where
 //                                the float grid is the integers, so y = M + rint(x*r) exactly;
@@ -46,20 +48,20 @@
 //    code, so the low nibble of the clamped float IS the code), and the 8 codes are packed by
 //    adding the clamped floats' bits shifted by 4i and subtracting the known sum of the shifted
 //    0x4B40'0000 parts (kMagicSum): one LEA per element instead of mask, shift and or.
-// 4. The 64 x 16 words of the tile go to shared memory and leave in the requested layout (the
-//    format's own, or compressed-tensors' for an engine's cache: Int4QuantArgs::layout), each
-//    thread storing 4 consecutive words with one 16-byte store: compressed-tensors rows as they
-//    are (a row's 16 words by 4 threads), GPTQ transposed (64 consecutive columns of qweight per
-//    row, 16 threads); AWQ's N-packed words come from an 8 x 8 nibble transpose of 8 rows' words
-//    in registers (int4_nibble_transpose8: 72 instructions for 8 words instead of 8 nibble
-//    extractions per word), stored as runs of 8 consecutive words; scales and zeros from the
-//    slots, one element or word per thread.
+// 4. Stores in the requested layout (the format's own, or compressed-tensors' for an engine's
+//    cache: Int4QuantArgs::layout). GPTQ's qweight [K/8, N] takes a word per lane per column
+//    word: the warp's 32 rows are 32 consecutive words. The others leave through shared memory
+//    (each lane's words overwrite the start of its own row in the stage): compressed-tensors
+//    rows as they are (a row's 16 words by 4 lanes, 16-byte stores); AWQ's N-packed words come
+//    from an 8 x 8 nibble transpose of 8 rows' words in registers (int4_nibble_transpose8: 72
+//    instructions for 8 words instead of 8 nibble extractions per word). Scales from the lane of
+//    their row; a zero word ORs the nibbles of its octet's 8 lanes (three shuffles).
 // Issue budget: an H100 issues 132 SMs x 4 x ~1.75 GHz = 9.2e11 warp instructions per second;
 // 70% of its ~2.9 TB/s copy at 2.53 bytes moved per BF16 element is 8.1e11 elements per second,
-// so a thread may spend ~36 instructions per element. The codes take ~10 (step 3), the range and
-// its shuffles ~2 (shuffles issue at a quarter of the rate), the stores ~1; a group's parameters
-// (~60 instructions: two IEEE divisions, the scale type's rounding, a reciprocal) cost 7.5 per
-// element when every lane computed them in every round and ~1.9 once per group (step 2).
+// so a thread may spend ~36 instructions per element. The codes take ~10 (step 3), the range ~1.5
+// (16-bit inputs two at a time), the shared-memory reads and the stores ~1; a group's parameters
+// (~60 instructions: two IEEE divisions, the scale type's rounding, a reciprocal) cost ~0.5 per
+// element at g128, computed once per group by its own lane (step 2).
 // Problems (NaN/Inf, a scale overflowing its dtype) go to one 64-bit atomicMin of their
 // row-major position, so the first one in the CPU's order is reported.
 #include <cuda_bf16.h>
@@ -71,6 +73,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cp_async.cuh"
 #include "gpu_info.h"
 #include "int4_quant.h"
 #include "ops/int4_math.h"
@@ -81,8 +84,10 @@ namespace {
 
 using namespace ckpt::ops;
 
-constexpr int kThreads = 256;
-constexpr int kTileRows = 64;
+constexpr int kThreads = 256;   // the wide-group kernels
+constexpr int kWarps = 4;       // the tile kernel: 4 independent warps a CTA
+constexpr int kTileThreads = 32 * kWarps;
+constexpr int kTileRows = 32;   // a warp tile: one row a lane
 constexpr int kTileCols = 128;
 constexpr int kWordsPerRow = kTileCols / 8;  // 16
 constexpr unsigned kFull = 0xFFFFFFFFu;
@@ -255,256 +260,207 @@ __device__ __forceinline__ void store_scale(const Params& p, uint32_t grow, uint
   else reinterpret_cast<uint16_t*>(p.scales)[at] = p.scale_type == kInt4ScaleF16 ? f32_to_f16(s) : f32_to_bf16(s);
 }
 
-// The zero word of rows grow8..grow8+7 (grow8 % 8 == 0) for group gi; z[i] of row grow8 + i, rows
-// at or past N count as 0 (compressed-tensors pads).
+// A lane's part of the zero word of its 8-row octet (i = its row % 8, `row_exists`: the row is
+// below N), and the word's index. store_zero_word (wide groups) ORs eight of them in a thread; the
+// tile kernel ORs them across the octet's eight lanes.
+__device__ __forceinline__ uint32_t zero_nibble(const Params& p, uint32_t z, uint32_t i, bool row_exists) {
+  if (p.layout == kInt4Gptq) return ((z - static_cast<uint32_t>(p.zero_offset)) & 15u) << (4 * i);
+  if (p.layout == kInt4Awq) return z << (4 * int4_awq_nibble(i));
+  return row_exists ? z << (4 * i) : 0u;  // compressed-tensors pads rows past N with 0
+}
+__device__ __forceinline__ uint64_t zero_word_at(const Params& p, uint32_t grow8, uint32_t gi) {
+  return p.layout == kInt4Ct ? static_cast<uint64_t>(grow8 / 8) * p.groups + gi
+                             : static_cast<uint64_t>(gi) * (p.n / 8) + grow8 / 8;
+}
+
+// The zero word of rows grow8..grow8+7 (grow8 % 8 == 0) for group gi; z[i] of row grow8 + i.
 __device__ __forceinline__ void store_zero_word(const Params& p, uint32_t grow8, uint32_t gi, const uint32_t z[8]) {
   uint32_t w = 0;
-  for (int i = 0; i < 8; ++i) {
-    uint32_t nib;
-    if (p.layout == kInt4Gptq) nib = (z[i] - static_cast<uint32_t>(p.zero_offset)) & 15u;
-    else if (p.layout == kInt4Awq) nib = z[kOrder[i]];
-    else nib = grow8 + i < p.n ? z[i] : 0u;
-    w |= nib << (4 * i);
-  }
-  if (p.layout == kInt4Ct) p.zeros[static_cast<uint64_t>(grow8 / 8) * p.groups + gi] = w;
-  else p.zeros[static_cast<uint64_t>(gi) * (p.n / 8) + grow8 / 8] = w;
+  for (uint32_t i = 0; i < 8; ++i) w |= zero_nibble(p, z[i], i, grow8 + i < p.n);
+  p.zeros[zero_word_at(p, grow8, gi)] = w;
 }
 
-template <typename T>
-__device__ __forceinline__ T block_sum(T v, T* shared) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  __syncthreads();
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  T t = 0;
-  if (threadIdx.x == 0)
-    for (int i = 0; i < static_cast<int>(blockDim.x / 32); ++i) t += shared[i];
-  return t;
-}
-
-template <typename T>
-__device__ __forceinline__ T block_max(T v, T* shared) {
-  for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(kFull, v, o));
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  __syncthreads();
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  T t = 0;
-  if (threadIdx.x == 0)
-    for (int i = 0; i < static_cast<int>(blockDim.x / 32); ++i) t = max(t, shared[i]);
-  return t;
-}
-
-// The raw words of one tile (see the top of the file): round `round` of this thread at rows
-// lr0 + row_of(round), columns col0 + 8 (lane % 16) .. +7; zeros outside the stripe and for a
-// tile index past the last (the prefetch of a CTA's last tile).
-__device__ __forceinline__ uint32_t row_of(int round) {
-  return static_cast<uint32_t>((round * 8 + static_cast<int>(threadIdx.x) / 32) * 2 + (threadIdx.x % 32) / 16);
-}
-
+// Step 1's ring (see the top of the file): per warp kStages tiles of 32 rows, each row's 128
+// elements followed by 16 bytes of padding, so that row r starts 16 r bytes past a multiple of
+// 128: the 8 lanes of a quarter-warp reading one 16-byte chunk of 8 rows hit 8 distinct bank
+// quads. A lane's code words overwrite the start of its own row as they are made: word j lands in
+// bytes 4j..4j+3, inside chunks (16 bytes from 16j, F32 32 from 32j) the lane has read by then,
+// so AWQ's transpose and compressed-tensors' row stores read them back from the stage, which
+// costs no more shared memory.
+#ifndef CKPT_INT4_TILE_STAGES
+#define CKPT_INT4_TILE_STAGES 2
+#endif
 template <int InType>
-__device__ __forceinline__ void load_tile(const Params& p, uint32_t tile, uint32_t col_tiles, uint32_t tiles,
-                                          Raw8<InType> raw[4]) {
-  constexpr int esize = InType == 2 ? 4 : 2;
-  const uint32_t lr0 = tile / col_tiles * kTileRows, col = tile % col_tiles * kTileCols + 8 * (threadIdx.x % 16);
-#pragma unroll
-  for (int round = 0; round < 4; ++round) {
-    const uint32_t lr = lr0 + row_of(round);
-    if (tile < tiles && lr < p.rows && col < p.k)
-      raw[round] = load_raw8<InType>(p.in + (static_cast<uint64_t>(lr) * p.k + col) * esize);
-    else
-      raw[round] = Raw8<InType>{};
-  }
-}
-
-// Per-warp group slots (step 2): warp w's groups of the 4 rounds, slot
-// round * 2 ng + (lane / 16) * ng + (column in the tile) / group with ng = 128 / group groups per
-// tile row, at most 8 * 16 = 128 per warp. The reduction leaves (amax bits, lo, hi) in a slot, the
-// parameter pass replaces them with (scale, 1/scale, zero).
-constexpr int kSlots = 128;
-struct Slots {
-  uint32_t a[kThreads / 32][kSlots], b[kThreads / 32][kSlots], c[kThreads / 32][kSlots];
+struct TileShape {
+  static constexpr int kEsize = InType == 2 ? 4 : 2;
+  static constexpr int kChunks = kTileCols * kEsize / 16;  // 16-byte chunks of a tile row: 16, F32 32
+  static constexpr int kRowBytes = kChunks * 16 + 16;
+  static constexpr int kStages = CKPT_INT4_TILE_STAGES;
+  static constexpr int kStageBytes = kTileRows * kRowBytes;
+  static constexpr int kWarpBytes = kStages * kStageBytes;
+  static constexpr int kSmemBytes = kWarps * kWarpBytes;  // 2 stages: BF16/F16 69,632 (three CTAs an SM), F32 135,168
 };
-// The slot of tile row r, group j of that row.
-__device__ __forceinline__ uint32_t slot_of(uint32_t r, uint32_t j, uint32_t ng) {
-  return (r / 16) * 2 * ng + (r % 2) * ng + j;
+
+// The 8 elements of word j of a lane's tile row (16 or 32 bytes of shared memory).
+template <int InType>
+__device__ __forceinline__ Raw8<InType> chunk8(const uint8_t* row, uint32_t j) {
+  return load_raw8<InType>(row + j * 8 * TileShape<InType>::kEsize);
 }
 
-// Reduction over the gw aligned consecutive lanes of a group (butterfly: every lane ends with the
-// group's values). 16-bit asymmetric inputs carry lo and -hi as one packed pair (both exact in the
-// input type), so a level is two shuffles instead of three.
-template <int InType, bool kSym>
-__device__ __forceinline__ void group_reduce(uint32_t gw, uint32_t& mb, float& lo, float& hi) {
-  if constexpr (InType != 2 && !kSym) {
-    using Pair = std::conditional_t<InType == 0, __nv_bfloat162, __half2>;
-    Pair lh;
-    if constexpr (InType == 0) lh = __floats2bfloat162_rn(lo, -hi);
-    else lh = __floats2half2_rn(lo, -hi);
-    for (uint32_t o = 1; o < gw; o <<= 1) {
-      mb = max(mb, __shfl_xor_sync(kFull, mb, o));
-      uint32_t bits = __shfl_xor_sync(kFull, *reinterpret_cast<const uint32_t*>(&lh), o);
-      lh = __hmin2(lh, *reinterpret_cast<const Pair*>(&bits));
-    }
-    lo = __low2float(lh);
-    hi = -__high2float(lh);
-  } else {
-    for (uint32_t o = 1; o < gw; o <<= 1) {
-      mb = max(mb, __shfl_xor_sync(kFull, mb, o));
-      if (!kSym) {
-        lo = fminf(lo, __shfl_xor_sync(kFull, lo, o));
-        hi = fmaxf(hi, __shfl_xor_sync(kFull, hi, o));
-      }
-    }
-  }
-}
-
-// Persistent CTAs (gridDim.x <= tiles) walk the tiles t = blockIdx.x, + gridDim.x, ...; the loads
-// of a CTA's next tile are issued before the math of its current one, so every thread keeps 64
-// (F32: 128) bytes in flight through the whole kernel instead of only between tiles. kGiven:
-// parameters from p.given (wide groups).
+// Persistent warps (global warp w of W) walk the tiles t = w, w + W, ...; each keeps kStages - 1
+// tiles' copies in flight while it computes one. kGiven: parameters from p.given (wide groups).
 template <int InType, bool kGiven, bool kStats, bool kSym>
-__global__ void __launch_bounds__(kThreads, InType == 2 ? 2 : 3) tile_kernel(Params p) {
-  __shared__ uint32_t words[kTileRows][kWordsPerRow + 1];
-  __shared__ Slots slots;
-  __shared__ double reduce[kThreads / 32];
+__global__ void __launch_bounds__(kTileThreads) tile_kernel(Params p) {
+  using S = TileShape<InType>;
+  extern __shared__ __align__(16) uint8_t smem[];
+  const uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  uint8_t* ring = smem + warp * S::kWarpBytes;
   const uint32_t col_tiles = (p.k + kTileCols - 1) / kTileCols;
   const uint32_t tiles = col_tiles * ((p.rows + kTileRows - 1) / kTileRows);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, c8 = lane % 16;
-  const uint32_t gw = kGiven ? 1 : p.group / 8;  // lanes per group
-  const uint32_t ng = kGiven ? 1 : kTileCols / p.group;  // groups per tile row
-  const uint32_t t = threadIdx.x;
-  Raw8<InType> raw[4];
-  load_tile<InType>(p, blockIdx.x, col_tiles, tiles, raw);
-  for (uint32_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-    Raw8<InType> next[4];
-    load_tile<InType>(p, tile + gridDim.x, col_tiles, tiles, next);
-    const uint32_t lr0 = tile / col_tiles * kTileRows, col0 = tile % col_tiles * kTileCols;
-    const uint32_t col = col0 + 8 * c8;
-    float sq_err = 0, sq = 0, max_err = 0;
-    bool bad[4] = {false, false, false, false};
-    uint32_t* sa = slots.a[warp];
-    uint32_t* sb = slots.b[warp];
-    uint32_t* sc = slots.c[warp];
-    if (!kGiven) {
-      // Step 2, reduction: the group's range into its slot.
+  const uint32_t step = gridDim.x * kWarps;
+  const uint32_t first = blockIdx.x * kWarps + warp;
+
+  // Step 1: the copies of `tile` into ring stage `stage`, lane by lane 16-byte chunks in row
+  // order (a warp instruction covers 512 consecutive bytes of BF16 rows: whole sectors); rows past
+  // the stripe and columns past K read as zeros. A tile past the last commits an empty group, so
+  // the wait below counts the same at every step.
+  auto load = [&](uint32_t tile, int stage) {
+    if (tile < tiles) {
+      const uint32_t lr0 = tile / col_tiles * kTileRows, col0 = tile % col_tiles * kTileCols;
+      uint8_t* dst = ring + stage * S::kStageBytes;
 #pragma unroll
-      for (int round = 0; round < 4; ++round) {
-        float x[8];
-        widen8<InType>(raw[round], x);
-        uint32_t mb;
-        float lo, hi;
-        range8<InType, kSym>(raw[round], x, mb, lo, hi);
-        bad[round] = mb >= 0x7F800000u;
-        group_reduce<InType, kSym>(gw, mb, lo, hi);
-        if (c8 % gw == 0) {
-          const uint32_t s = slot_of(row_of(round), c8 / gw, ng);
-          sa[s] = mb;
-          sb[s] = __float_as_uint(lo);
-          sc[s] = __float_as_uint(hi);
-        }
+      for (int i = 0; i < S::kChunks; ++i) {
+        const uint32_t idx = i * 32 + lane, r = idx / S::kChunks, c = idx % S::kChunks;
+        const uint32_t col = col0 + c * (16 / S::kEsize);
+        const bool valid = lr0 + r < p.rows && col < p.k;
+        const uint8_t* src = p.in + (valid ? (static_cast<uint64_t>(lr0 + r) * p.k + col) * S::kEsize : 0);
+        cp_async16_or_zero(dst + r * S::kRowBytes + c * 16, src, valid);
       }
-      __syncwarp();
-      // Step 2, parameters: once per group (not once per lane of it), lane i taking slots i, i + 32...
-      for (uint32_t s = lane; s < 8 * ng; s += 32) {
-        const uint32_t mb = sa[s];
-        Group g{1.0f, 1.0f, 0, false};  // a group holding a NaN/Inf: reported by its lanes below
+    }
+    cp_async_commit();
+  };
+
+#pragma unroll
+  for (int s = 0; s < S::kStages - 1; ++s) load(first + s * step, s);
+  int stage = 0;
+  for (uint32_t tile = first; tile < tiles; tile += step) {
+    load(tile + (S::kStages - 1) * step, (stage + S::kStages - 1) % S::kStages);
+    cp_async_wait<S::kStages - 1>();  // this tile's group has landed
+    __syncwarp();                     // and every lane's copies of it are visible
+    const uint32_t lr0 = tile / col_tiles * kTileRows, col0 = tile % col_tiles * kTileCols;
+    const uint32_t lr = lr0 + lane, grow = p.row0 + lr;
+    const bool row_valid = lr < p.rows;
+    const uint32_t nwords = min(static_cast<uint32_t>(kWordsPerRow), (p.k - col0) / 8);  // K % 8 == 0
+    const uint32_t gw = kGiven ? 1 : p.group / 8;  // words per group
+    uint8_t* tile_smem = ring + stage * S::kStageBytes;
+    const uint8_t* row = tile_smem + lane * S::kRowBytes;
+    // Word c of tile row r, once made (see TileShape).
+    auto word = [&](uint32_t r, uint32_t c) -> uint32_t& {
+      return reinterpret_cast<uint32_t*>(tile_smem + r * S::kRowBytes)[c];
+    };
+    float sq_err = 0, sq = 0, max_err = 0;
+    for (uint32_t g0 = 0; g0 < nwords; g0 += gw) {  // warp-uniform: every lane walks the same groups
+      const uint32_t gi = (col0 + 8 * g0) / p.group;
+      Group g{1.0f, 1.0f, 0, false};  // a group holding a NaN/Inf (reported below) or a row past the stripe
+      if (kGiven) {
+        if (row_valid) {
+          const float2 v = p.given[static_cast<uint64_t>(lr) * p.groups + gi];
+          g.scale = v.x;
+          g.zero = static_cast<uint32_t>(v.y);
+          g.rinv = __frcp_rn(g.scale);
+        }
+      } else {
+        // Step 2: the group's range and parameters, all in this lane.
+        uint32_t mb = 0;
+        float lo = 0.0f, hi = 0.0f;
+#pragma unroll 4
+        for (uint32_t j = g0; j < g0 + gw; ++j) {
+          const Raw8<InType> r = chunk8<InType>(row, j);
+          float x[8], l, h;
+          uint32_t m;
+          widen8<InType>(r, x);
+          range8<InType, kSym>(r, x, m, l, h);
+          mb = max(mb, m);
+          lo = fminf(lo, l);
+          hi = fmaxf(hi, h);
+          if (m >= 0x7F800000u && row_valid)  // the chunk's first NaN/Inf; the minimum position wins
+            for (int i = 0; i < 8; ++i)
+              if (!isfinite(x[i])) {
+                report(p, lr, col0 + 8 * j + i, false);
+                break;
+              }
+        }
         if (mb < 0x7F800000u) {
-          g = group_params(p, __uint_as_float(mb), __uint_as_float(sb[s]), __uint_as_float(sc[s]));
+          g = group_params(p, __uint_as_float(mb), lo, hi);
           if (g.overflow) {
-            const uint32_t r = (s / (2 * ng)) * 16 + warp * 2 + (s / ng) % 2, gcol = col0 + (s % ng) * p.group;
-            if (lr0 + r < p.rows && gcol < p.k) report(p, lr0 + r, gcol, true);
+            if (row_valid) report(p, lr, col0 + 8 * g0, true);
             g.scale = 1.0f;
             g.rinv = 1.0f;
           }
         }
-        sa[s] = __float_as_uint(g.scale);
-        sb[s] = __float_as_uint(g.rinv);
-        sc[s] = g.zero;
+        if (row_valid) store_scale(p, grow, gi, g.scale);
+        if (p.zeros) {
+          uint32_t zw = zero_nibble(p, g.zero, lane % 8, grow < p.n);
+          zw |= __shfl_xor_sync(kFull, zw, 1);
+          zw |= __shfl_xor_sync(kFull, zw, 2);
+          zw |= __shfl_xor_sync(kFull, zw, 4);
+          if (lane % 8 == 0 && row_valid) p.zeros[zero_word_at(p, grow, gi)] = zw;
+        }
       }
-      __syncwarp();
-    }
-    // Step 3: codes.
-#pragma unroll
-    for (int round = 0; round < 4; ++round) {
-      const uint32_t r = row_of(round), lr = lr0 + r;
-      const bool valid = lr < p.rows && col < p.k;
-      float x[8];
-      widen8<InType>(raw[round], x);  // invalid lanes: zeros
-      Group g;
-      if (kGiven) {
-        if (valid) {
-          const float2 v = p.given[static_cast<uint64_t>(lr) * p.groups + col / p.group];
-          g.scale = v.x;
-          g.zero = static_cast<uint32_t>(v.y);
-          g.rinv = __frcp_rn(g.scale);
+      // Step 3: the group's code words.
+#pragma unroll 4
+      for (uint32_t j = g0; j < g0 + gw; ++j) {
+        const Raw8<InType> r = chunk8<InType>(row, j);
+        float x[8];
+        widen8<InType>(r, x);  // rows past the stripe: zeros
+        uint32_t codes[8];
+        const uint32_t w = code_word(x, g, codes);
+        if (p.layout == kInt4Gptq) {
+          // qweight row col0 / 8 + j: the warp's 32 rows are 32 consecutive words.
+          if (row_valid) p.weights[static_cast<uint64_t>(col0 / 8 + j) * p.n + grow] = w;
         } else {
-          g.scale = 1.0f;
-          g.zero = 0;
-          g.rinv = 1.0f;
+          word(lane, j) = w;  // chunk j, read above, is at or past byte 4 j
         }
-      } else {
-        const uint32_t s = slot_of(r, c8 / gw, ng);
-        g.scale = __uint_as_float(sa[s]);
-        g.rinv = __uint_as_float(sb[s]);
-        g.zero = sc[s];
-        if (bad[round] && valid)  // each lane holding a NaN/Inf reports its first, the minimum wins
-          for (int i = 0; i < 8; ++i)
-            if (!isfinite(x[i])) {
-              report(p, lr, col + i, false);
-              break;
-            }
-      }
-      uint32_t codes[8];
-      words[r][c8] = code_word(x, g, codes);
-      if (kStats && valid) {
+        if (kStats && row_valid) {
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          const float e = x[i] - int4_dequant(codes[i], g.zero, g.scale);
-          sq_err += e * e;
-          sq += x[i] * x[i];
-          max_err = fmaxf(max_err, fabsf(e));
+          for (int i = 0; i < 8; ++i) {
+            const float e = x[i] - int4_dequant(codes[i], g.zero, g.scale);
+            sq_err += e * e;
+            sq += x[i] * x[i];
+            max_err = fmaxf(max_err, fabsf(e));
+          }
         }
       }
     }
-    __syncthreads();
+    __syncwarp();  // every lane's words are in the stage
 
-    // Step 4: weights in the layout, 16-byte stores of 4 words wherever all four exist (p.vec:
-    // aligned), single words at the edges.
+    // Step 4: the words that leave through shared memory.
     if (p.layout == kInt4Ct) {
-      // Row r, words c4 .. c4 + 3 of the tile's 16.
-      const uint32_t r = t / 4, c4 = 4 * (t % 4);
-      if (lr0 + r < p.rows) {
+      // Row r's words 4q .. 4q + 3 (16 bytes) from lane 4 (r % 8) + q: a warp store writes 8 whole rows.
+      const uint32_t q = lane % 4;
+#pragma unroll
+      for (uint32_t pass = 0; pass < kTileRows / 8; ++pass) {
+        const uint32_t r = 8 * pass + lane / 4, c4 = 4 * q;
+        if (lr0 + r >= p.rows || c4 >= nwords) continue;
         uint32_t* dst = p.weights + static_cast<uint64_t>(p.row0 + lr0 + r) * (p.k / 8) + col0 / 8 + c4;
-        if (p.vec && col0 + 8 * (c4 + 3) < p.k) {
-          *reinterpret_cast<uint4*>(dst) = make_uint4(words[r][c4], words[r][c4 + 1], words[r][c4 + 2], words[r][c4 + 3]);
+        if (p.vec && c4 + 3 < nwords) {
+          *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(&word(r, c4));
         } else {
-          for (uint32_t i = 0; i < 4; ++i)
-            if (col0 + 8 * (c4 + i) < p.k) dst[i] = words[r][c4 + i];
+          for (uint32_t i = 0; i < 4 && c4 + i < nwords; ++i) dst[i] = word(r, c4 + i);
         }
       }
-    } else if (p.layout == kInt4Gptq) {
-      // qweight row col0 / 8 + c8, columns (rows of the weight) r4 .. r4 + 3.
-      const uint32_t c8w = t / 16, r4 = 4 * (t % 16);
-      if (col0 + 8 * c8w < p.k) {
-        uint32_t* dst = p.weights + static_cast<uint64_t>(col0 / 8 + c8w) * p.n + p.row0 + lr0 + r4;
-        if (p.vec && lr0 + r4 + 3 < p.rows) {
-          *reinterpret_cast<uint4*>(dst) = make_uint4(words[r4][c8w], words[r4 + 1][c8w], words[r4 + 2][c8w], words[r4 + 3][c8w]);
-        } else {
-          for (uint32_t i = 0; i < 4; ++i)
-            if (lr0 + r4 + i < p.rows) dst[i] = words[r4 + i][c8w];
-        }
-      }
-    } else if (t < kTileCols) {
-      // AWQ: thread (c8, m) of the first 128 takes the words of rows 8 m + kOrder[i] at column
-      // word c8 and transposes their nibbles: word e then holds qweight (col0 + 8 c8 + e, m). A
-      // warp's stores of one e are 4 runs of 8 consecutive words. (AWQ stripes hold whole words:
-      // rows % 8 == 0; K % 8 == 0.)
-      const uint32_t c8w = t / 8, m = t % 8;
-      if (lr0 + 8 * m < p.rows && col0 + 8 * c8w < p.k) {
+    } else if (p.layout == kInt4Awq) {
+      // Lane (c8, m) takes the words of rows 8 m + kOrder[i] at column word c8 and transposes their
+      // nibbles: word e then holds qweight (col0 + 8 c8 + e, m); a warp store of one e writes 8
+      // runs of the 4 consecutive words of the tile's 4 octets. (AWQ stripes hold whole octets.)
+      const uint32_t m = lane % 4;
+#pragma unroll
+      for (uint32_t pass = 0; pass < 2; ++pass) {
+        const uint32_t c8w = 8 * pass + lane / 4;
+        if (lr0 + 8 * m >= p.rows || c8w >= nwords) continue;
         uint32_t a[8];
 #pragma unroll
-        for (int i = 0; i < 8; ++i) a[i] = words[8 * m + kOrder[i]][c8w];
+        for (int i = 0; i < 8; ++i) a[i] = word(8 * m + kOrder[i], c8w);
         int4_nibble_transpose8(a);
         uint32_t* dst = p.weights + static_cast<uint64_t>(col0 + 8 * c8w) * (p.n / 8) + (p.row0 + lr0) / 8 + m;
 #pragma unroll
@@ -512,50 +468,24 @@ __global__ void __launch_bounds__(kThreads, InType == 2 ? 2 : 3) tile_kernel(Par
       }
     }
 
-    // Scales and zeros of the tile's groups from the slots (wide groups: params_store_kernel).
-    if (!kGiven) {
-      for (uint32_t idx = t; idx < kTileRows * ng; idx += kThreads) {
-        uint32_t r, j;
-        if (p.layout == kInt4Ct) {
-          r = idx / ng;
-          j = idx % ng;
-        } else {
-          j = idx / kTileRows;
-          r = idx % kTileRows;
-        }
-        if (lr0 + r < p.rows && col0 + j * p.group < p.k)
-          store_scale(p, p.row0 + lr0 + r, col0 / p.group + j, __uint_as_float(slots.a[(r / 2) % 8][slot_of(r, j, ng)]));
+    if (kStats) {  // per tile, in a fixed butterfly: the same sums at every grid
+      double a = sq_err, b = sq, c = max_err;
+      for (int o = 16; o > 0; o >>= 1) {
+        a += __shfl_xor_sync(kFull, a, o);
+        b += __shfl_xor_sync(kFull, b, o);
+        c = fmax(c, __shfl_xor_sync(kFull, c, o));
       }
-      if (p.zeros) {
-        for (uint32_t idx = t; idx < (kTileRows / 8) * ng; idx += kThreads) {
-          const uint32_t m = p.layout == kInt4Ct ? idx / ng : idx % (kTileRows / 8);
-          const uint32_t j = p.layout == kInt4Ct ? idx % ng : idx / (kTileRows / 8);
-          if (lr0 + 8 * m < p.rows && col0 + j * p.group < p.k) {
-            uint32_t z[8];
-            for (uint32_t i = 0; i < 8; ++i) {
-              const uint32_t r = 8 * m + i;
-              z[i] = lr0 + r < p.rows ? slots.c[(r / 2) % 8][slot_of(r, j, ng)] : 0u;
-            }
-            store_zero_word(p, p.row0 + lr0 + 8 * m, col0 / p.group + j, z);
-          }
-        }
-      }
-    }
-
-    if (kStats) {  // per tile, so the sums do not depend on the grid
-      const double a = block_sum<double>(sq_err, reduce), b = block_sum<double>(sq, reduce);
-      const double c = block_max<double>(max_err, reduce);
-      if (threadIdx.x == 0) {
+      if (lane == 0) {
         double* out = p.partials + 3 * static_cast<uint64_t>(tile);
         out[0] = a;
         out[1] = b;
         out[2] = c;
       }
     }
-    __syncthreads();  // words and slots are rewritten by the next tile
-#pragma unroll
-    for (int i = 0; i < 4; ++i) raw[i] = next[i];
+    __syncwarp();  // the stage is refilled by the next step's copies
+    stage = (stage + 1) % S::kStages;
   }
+  cp_async_wait<0>();  // no copy (of a tile past the last: none are issued) outlives the warp
 }
 
 // Wide groups: one CTA per (row, group) reduces the group and stores its parameters.
@@ -667,11 +597,15 @@ Layout workspace_layout(const Int4QuantArgs& a) {
   return l;
 }
 
-template <typename Kernel>
+template <int InType, typename Kernel>
 cudaError_t launch_tiles(Kernel kernel, const Params& p, uint64_t tiles, uint32_t max_ctas, cudaStream_t s) {
+  constexpr int smem = TileShape<InType>::kSmemBytes;  // above the 48 KB a kernel gets unasked
+  if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)) return e;
   unsigned grid = 0;
-  if (cudaError_t e = persistent_grid(reinterpret_cast<const void*>(kernel), kThreads, tiles, max_ctas, &grid)) return e;
-  kernel<<<grid, kThreads, 0, s>>>(p);
+  if (cudaError_t e = persistent_grid(reinterpret_cast<const void*>(kernel), kTileThreads, (tiles + kWarps - 1) / kWarps,
+                                      max_ctas, &grid, smem))
+    return e;
+  kernel<<<grid, kTileThreads, smem, s>>>(p);
   return cudaGetLastError();
 }
 
@@ -680,11 +614,11 @@ cudaError_t launch(const Params& p, bool wide, bool stats, uint64_t tiles, uint3
   if (wide) {
     wide_params_kernel<InType><<<dim3(p.groups, p.rows), kThreads, 0, s>>>(p);
     if (cudaError_t e = cudaGetLastError()) return e;
-    return stats ? launch_tiles(tile_kernel<InType, true, true, kSym>, p, tiles, max_ctas, s)
-                 : launch_tiles(tile_kernel<InType, true, false, kSym>, p, tiles, max_ctas, s);
+    return stats ? launch_tiles<InType>(tile_kernel<InType, true, true, kSym>, p, tiles, max_ctas, s)
+                 : launch_tiles<InType>(tile_kernel<InType, true, false, kSym>, p, tiles, max_ctas, s);
   }
-  return stats ? launch_tiles(tile_kernel<InType, false, true, kSym>, p, tiles, max_ctas, s)
-               : launch_tiles(tile_kernel<InType, false, false, kSym>, p, tiles, max_ctas, s);
+  return stats ? launch_tiles<InType>(tile_kernel<InType, false, true, kSym>, p, tiles, max_ctas, s)
+               : launch_tiles<InType>(tile_kernel<InType, false, false, kSym>, p, tiles, max_ctas, s);
 }
 
 template <int InType>
@@ -695,9 +629,10 @@ cudaError_t launch(const Params& p, bool wide, bool stats, uint64_t tiles, uint3
 
 }  // namespace
 
-cudaError_t persistent_grid(const void* kernel, int threads, uint64_t work, uint32_t max_ctas, unsigned* grid) {
+cudaError_t persistent_grid(const void* kernel, int threads, uint64_t work, uint32_t max_ctas, unsigned* grid,
+                            size_t smem_bytes) {
   int per_sm = 0;
-  if (cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0)) return e;
+  if (cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem_bytes)) return e;
   uint64_t g = static_cast<uint64_t>(std::max(current_sm_count(), 1)) * static_cast<uint64_t>(std::max(per_sm, 1));
   if (max_ctas) g = std::min<uint64_t>(g, max_ctas);
   *grid = static_cast<unsigned>(std::max<uint64_t>(1, std::min(g, work)));
@@ -749,8 +684,7 @@ Int4Status Int4QuantKernel::run(const Int4QuantArgs& a, void* workspace, cudaStr
   p.rows = static_cast<uint32_t>(a.rows);
   p.in = static_cast<const uint8_t*>(a.in);
   p.weights = a.weights;
-  // 16-byte groups of 4 words (compressed-tensors and GPTQ layouts): K-packed rows need K % 32;
-  // GPTQ's rows are N % 8 words long and start at row0 % 8.
+  // 16-byte stores of 4 words (compressed-tensors layout): K-packed rows need K % 32.
   p.vec = reinterpret_cast<uintptr_t>(a.weights) % 16 == 0 && (p.layout != kInt4Ct || a.k % 32 == 0);
   p.scales = static_cast<uint8_t*>(a.scales);
   p.zeros = a.zeros;

@@ -37,10 +37,11 @@ class KernelErrorState {
   cudaError_t error_ = cudaSuccess;
 };
 
-// The CTA count of a persistent grid for `kernel` (`threads` per CTA) that has `work` tiles: as
-// many CTAs as the current device keeps resident at once, at most `work`, at most `max_ctas` when
-// that is nonzero, at least 1.
-cudaError_t persistent_grid(const void* kernel, int threads, uint64_t work, uint32_t max_ctas, unsigned* grid);
+// The CTA count of a persistent grid for `kernel` (`threads` per CTA, `smem_bytes` of dynamic
+// shared memory) that has `work` CTAs' worth of tiles: as many CTAs as the current device keeps
+// resident at once, at most `work`, at most `max_ctas` when that is nonzero, at least 1.
+cudaError_t persistent_grid(const void* kernel, int threads, uint64_t work, uint32_t max_ctas, unsigned* grid,
+                            size_t smem_bytes = 0);
 
 // One run: rows [row0, row0 + rows) of an [n, k] weight, `in` holding exactly those rows (device,
 // row-major, row stride k elements). Outputs are whole-tensor device arrays of the format's shapes
