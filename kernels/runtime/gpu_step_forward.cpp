@@ -1,6 +1,7 @@
 #include "runtime/gpu_step_forward.h"
 
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <stdexcept>
 
@@ -12,12 +13,39 @@ namespace ckpt::cuda {
 
 namespace {
 
+// Device buffers of recorded activations, kept for the next layer's, which has the same sizes:
+// cudaMalloc / cudaFree (the latter synchronises the device) once per size, not per Linear and
+// layer. A buffer comes back only when its activation is gone, after the comparison's last read
+// of it (every call of GpuStepForward returns with its work finished).
+// MoE experts' outputs vary in rows from layer to layer: a buffer at least as large is taken, and
+// at most kIdle buffers wait (the smallest dropped first), so the pool stays near one layer's worth.
+struct BufferPool {
+  static constexpr size_t kIdle = 32;
+  std::multimap<size_t, DeviceBuffer> idle;  // by size
+  DeviceBuffer take(size_t bytes) {
+    auto it = idle.lower_bound(bytes);
+    if (it == idle.end()) return DeviceBuffer(bytes);
+    DeviceBuffer b = std::move(it->second);
+    idle.erase(it);
+    return b;
+  }
+  void give(DeviceBuffer b) {
+    const size_t n = b.size();
+    idle.emplace(n, std::move(b));
+    if (idle.size() > kIdle) idle.erase(idle.begin());
+  }
+};
+
 struct DeviceActivation final : model::Activation {
   DeviceBuffer buf;
   uint64_t n_rows = 0, n_width = 0;
-  DeviceActivation(uint64_t rows, uint64_t width)
-      : buf(std::max<uint64_t>(rows * width, 1) * sizeof(float)), n_rows(rows), n_width(width) {}
+  std::shared_ptr<BufferPool> pool;  // where buf goes back to (none: freed)
+  DeviceActivation(std::shared_ptr<BufferPool> p, uint64_t rows, uint64_t width)
+      : buf(p->take(std::max<uint64_t>(rows * width, 1) * sizeof(float))), n_rows(rows), n_width(width), pool(std::move(p)) {}
   DeviceActivation(DeviceBuffer b, uint64_t rows, uint64_t width) : buf(std::move(b)), n_rows(rows), n_width(width) {}
+  ~DeviceActivation() override {
+    if (pool && buf.data()) pool->give(std::move(buf));
+  }
   uint64_t rows() const override { return n_rows; }
   uint64_t width() const override { return n_width; }
   float* data() const { return buf.as<float>(); }
@@ -28,9 +56,10 @@ const DeviceActivation& device(const model::Activation& a) { return dynamic_cast
 // Keeps a copy of each activation the layer shows (the forward's buffers are reused by the next Linear).
 struct Recorder final : DeviceActivationObserver {
   model::Recording* out;
-  explicit Recorder(model::Recording* r) : out(r) {}
+  std::shared_ptr<BufferPool> pool;
+  Recorder(model::Recording* r, std::shared_ptr<BufferPool> p) : out(r), pool(std::move(p)) {}
   void on(uint64_t, const std::string& name, const float* data, uint64_t rows, uint64_t width, cudaStream_t stream) override {
-    auto a = std::make_unique<DeviceActivation>(rows, width);
+    auto a = std::make_unique<DeviceActivation>(pool, rows, width);
     CKPT_CUDA(cudaMemcpyAsync(a->data(), data, rows * width * sizeof(float), cudaMemcpyDeviceToDevice, stream));
     out->emplace_back(name, std::move(a));
   }
@@ -51,14 +80,14 @@ class GpuStepForward final : public model::StepForward {
   std::unique_ptr<model::Activation> copy(const model::Activation& hidden) override {
     // `hidden` may belong to another forward: every call here returns with its work finished.
     const DeviceActivation& h = device(hidden);
-    auto a = std::make_unique<DeviceActivation>(h.rows(), h.width());
+    auto a = std::make_unique<DeviceActivation>(pool_, h.rows(), h.width());
     CKPT_CUDA(cudaMemcpyAsync(a->data(), h.data(), h.rows() * h.width() * sizeof(float), cudaMemcpyDeviceToDevice,
                               f_->stream()));
     sync();
     return a;
   }
   void layer(uint64_t i, model::Activation& hidden, uint64_t tokens, model::Recording* record) override {
-    Recorder rec(record);
+    Recorder rec(record, pool_);
     f_->layer(i, device(hidden).data(), tokens, record ? &rec : nullptr);
     sync();
   }
@@ -81,6 +110,7 @@ class GpuStepForward final : public model::StepForward {
   uint64_t hidden_;
   bool commits_;
   DeviceBuffer rows_, alpha_;  // diff()'s per-row sums and per-column scales, reused
+  std::shared_ptr<BufferPool> pool_ = std::make_shared<BufferPool>();
 };
 
 model::ActivationDiff GpuStepForward::diff(const model::Activation& ref, const model::Activation& other, bool rescale) {
