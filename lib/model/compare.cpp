@@ -194,8 +194,8 @@ PositionAgreement agree(const double* a, const double* b, uint64_t V, int64_t ne
   p.kl = std::max(p.kl, 0.0);
   const auto ts = top_k(a, V, 5), td = top_k(b, V, 5);
   p.top1 = ts[0] == td[0];
-  p.argmax_s = argmax(a, V);
-  p.argmax_d = argmax(b, V);
+  p.argmax_s = ts[0];  // argmax(): the first of equal values, as top_k ranks them
+  p.argmax_d = td[0];
   uint64_t common = 0;
   for (uint64_t x : ts) common += std::count(td.begin(), td.end(), x);
   p.overlap = static_cast<double>(common) / static_cast<double>(ts.size());

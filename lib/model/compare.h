@@ -4,7 +4,9 @@
 // lockstep, the destination's layer is also run on the source's own input, and each Linear's
 // output is compared with the source's, so the first layer and the first Linear (in computation
 // order) whose agreement drops are named — a broken shard or a bad quantization is located, not
-// only detected.
+// only detected. The comparison is written once, over model::StepForward (step_forward.h): the
+// CPU reference runs it in float64, the CUDA forward (kernels/runtime/gpu_step_forward.h) in
+// float32 with the activations compared on the device.
 #pragma once
 
 #include <cstdint>
