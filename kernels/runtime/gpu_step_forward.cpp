@@ -16,9 +16,9 @@ namespace {
 // Device buffers of recorded activations, kept for the next layer's, which has the same sizes:
 // cudaMalloc / cudaFree (the latter synchronises the device) once per size, not per Linear and
 // layer. A buffer comes back only when its activation is gone, after the comparison's last read
-// of it (every call of GpuStepForward returns with its work finished).
-// MoE experts' outputs vary in rows from layer to layer: a buffer at least as large is taken, and
-// at most kIdle buffers wait (the smallest dropped first), so the pool stays near one layer's worth.
+// of it (every call of GpuStepForward returns with its work finished). MoE experts' outputs vary
+// in rows from layer to layer: a buffer at least as large is taken, and at most kIdle buffers
+// wait (the smallest dropped first), so the pool stays near one layer's worth.
 struct BufferPool {
   static constexpr size_t kIdle = 32;
   std::multimap<size_t, DeviceBuffer> idle;  // by size
