@@ -16,6 +16,10 @@
 // sharing the weights, the KV cache (sized for `batch`) and the workspace (sized for `batch` rows
 // at the first step, so growing it never drops a graph captured for a smaller b).
 //
+// The step also runs in pieces (embed / layer / commit / logits, as CpuForward's) with an observer
+// of each layer's logical activations on the device: validate --against compares two models that
+// way (runtime/gpu_step_forward.h).
+//
 // MoE layers route on the host (the reference's route() on router logits computed here), which
 // needs a host synchronisation inside the step: for MoE models decode() runs the step eagerly
 // and graph_unsupported() says so. Not here yet: device-side routing, the cuBLASLt FP8 and
