@@ -1,6 +1,7 @@
 // ckpt validate DIR | --from-shm NAME [--shm-root DIR] [--io posix|gds|auto] [--json] [--report FILE] [--batch-sizes 1,2,4,8,16,32] [--gpus LIST] [--cpu-only]
 //               [--against SRC [--ids FILE | --text PROMPT | --seq-len N --samples S] [--generate N] [--min-top1 X] [--max-kl Y]]
 #include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 #include "common.h"
@@ -14,7 +15,9 @@
 #include "validate/validate.h"
 #if CKPT_HAVE_CUDA
 #include "gpu_info.h"
+#include "cuda_check.h"
 #include "gpu_validate.h"
+#include "runtime/gpu_step_forward.h"
 #endif
 
 namespace ckpt::cli {
@@ -100,7 +103,7 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
   struct Args {
     std::string dir, report, batch_sizes = "1,2,4,8,16,32", gpus, from_shm, shm_root = kDefaultShmRoot, io = "posix";
     bool cpu_only = false, json = false;
-    std::string against, ids, text;
+    std::string against, ids, text, against_device = "auto";
     uint64_t seq_len = 32, samples = 4, generate = 8;
     std::optional<double> min_top1, max_kl;
   };
@@ -125,6 +128,10 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--generate", a->generate, "--against: greedy tokens each model continues with (default 8)");
   cmd->add_option("--min-top1", a->min_top1, "--against: least top-1 agreement (default per transformation, printed)");
   cmd->add_option("--max-kl", a->max_kl, "--against: largest mean KL(src||dst) in nats (default per transformation)");
+  cmd->add_option("--against-device", a->against_device,
+                  "--against: where both forwards run: auto (the GPU when there is one, else the CPU reference; "
+                  "the environment's CKPT_AGAINST_DEVICE when set), cpu (float64 reference), cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--batch-sizes", a->batch_sizes, "Warm-up batch sizes: a decode step of the model and its CUDA graph each (comma-separated)");
   cmd->add_option("--gpus", a->gpus, "GPU ordinals to use, e.g. 0,1 (ranks spread over them; default 0)");
   cmd->add_flag("--cpu-only", a->cpu_only, "Run only the checks that need no GPU; exit 0 when they pass");
@@ -156,6 +163,26 @@ void add_validate(CLI::App& app, std::function<int()>& action) {
         ao.compare.generate = a->generate;
         ao.compare.min_top1 = a->min_top1;
         ao.compare.max_mean_kl = a->max_kl;
+        // auto: the GPU when the GPU phases run (not --cpu-only) and one is present.
+        std::string where = a->against_device;
+        if (where == "auto") {
+          const char* env = std::getenv("CKPT_AGAINST_DEVICE");
+          where = env && *env ? env : "auto";
+          if (where != "auto" && where != "cpu" && where != "cuda")
+            usage("CKPT_AGAINST_DEVICE='" + where + "': must be auto, cpu or cuda");
+        }
+        if (where == "auto") where = gpu ? "cuda" : "cpu";
+        if (where == "cuda") {
+          if (gpu_count() == 0) usage("--against-device cuda: no CUDA GPU on this machine");
+#if CKPT_HAVE_CUDA
+          const int device = gpus.front();
+          ao.device_forwards = [device](const model::Model& s, const model::Model& d, uint64_t batch, uint64_t capacity) {
+            CKPT_CUDA(cudaSetDevice(device));
+            return ckpt::cuda::gpu_compared_forwards(s, d, batch, capacity);
+          };
+          ao.device_name = "cuda";
+#endif
+        }
         auto c = validate::run_against_phase(prepared, ao, report);
         if (c) print_comparison(*c, human(a->json));
       }

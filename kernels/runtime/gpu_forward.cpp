@@ -84,6 +84,9 @@ struct GpuForward::Impl {
   uint64_t ws_rows = 0;
   DeviceBuffer ids, start, h, x, y, part, q, k, v, ctx, gu, u, act, lm_part, logits, scratch;
   PinnedBuffer staging;  // ids and start on their way to the device
+  // The logical outputs an observer is shown of a column-parallel Linear, gathered from the ranks.
+  DeviceBuffer observed[3];
+  uint64_t step_tokens = 0;  // tokens a sequence of the step embed() began (0: none)
   struct StepGraph {
     Graph graph;
     GraphExec exec;
@@ -233,19 +236,34 @@ struct GpuForward::Impl {
     l.apply(in, rows, out, linear_ctx(), accumulate);
   }
 
-  // Adds the attention block's output into the residual `h`. One rank's o_proj accumulates into h
-  // in its own kernel; several ranks' partials are summed into y in rank order first (as the CPU
-  // reference sums them), then added.
-  void attention(const DevLayer& d, uint64_t layer, const float* in, uint64_t tokens) {
+  // Adds the attention block's output into the residual `hid`. One rank's o_proj accumulates into
+  // it in its own kernel; several ranks' partials are summed into y in rank order first (as the
+  // CPU reference sums them), then added. An observer sees the reduced output in y, so with one
+  // the single rank takes the second path too.
+  void attention(const DevLayer& d, uint64_t layer, float* hid, const float* in, uint64_t tokens,
+                 DeviceActivationObserver* obs) {
     const uint64_t rows = active * tokens, hd = c.head_dim, H = c.hidden;
-    const bool one = d.ranks.size() == 1;
+    const bool one = d.ranks.size() == 1 && !obs;
     if (!one) CKPT_CUDA(cudaMemsetAsync(y.data(), 0, rows * H * sizeof(float), stream));
-    for (const RankLayer& r : d.ranks) {
+    const model::Layer& L = m.layers()[layer];
+    const bool fused = d.ranks.front().qkv.present();
+    if (obs) {
+      if (fused) observed[0].reserve(rows * (c.q_rows() + 2 * c.kv_rows()) * sizeof(float));
+      else {
+        observed[0].reserve(rows * c.q_rows() * sizeof(float));
+        observed[1].reserve(rows * c.kv_rows() * sizeof(float));
+        observed[2].reserve(rows * c.kv_rows() * sizeof(float));
+      }
+    }
+    for (size_t ri = 0; ri < d.ranks.size(); ++ri) {
+      const RankLayer& r = d.ranks[ri];
+      const model::RankAttention& ra = L.attention[ri];
       const uint64_t qw = r.nq * hd, kw = r.nkv * hd;
       AttentionArgs a{};
       a.q = q.as<float>();
       if (r.qkv.present()) {
         apply(r.qkv, in, rows, q.as<float>());
+        if (obs) gather(q.as<float>(), r.qkv.n(), ra.qkv.rows, rows, observed[0].as<float>(), c.q_rows() + 2 * c.kv_rows());
         a.q_stride = r.qkv.n();
         a.k_new = a.v_new = q.as<float>();
         a.kv_stride = r.qkv.n();
@@ -258,6 +276,11 @@ struct GpuForward::Impl {
         a.k_new = k.as<float>();
         a.v_new = v.as<float>();
         a.kv_stride = kw;
+        if (obs) {  // before Qwen3's q/k norm, as the reference shows them
+          gather(q.as<float>(), qw, ra.q.rows, rows, observed[0].as<float>(), c.q_rows());
+          gather(k.as<float>(), kw, ra.k.rows, rows, observed[1].as<float>(), c.kv_rows());
+          gather(v.as<float>(), kw, ra.v.rows, rows, observed[2].as<float>(), c.kv_rows());
+        }
         if (c.qk_norm) {
           CKPT_CUDA(rms_norm_rows(q.as<float>(), rows * r.nq, hd, d.q_norm.as<float>(), float(c.rms_eps), q.as<float>(), stream));
           CKPT_CUDA(rms_norm_rows(k.as<float>(), rows * r.nkv, hd, d.k_norm.as<float>(), float(c.rms_eps), k.as<float>(), stream));
@@ -283,25 +306,48 @@ struct GpuForward::Impl {
       a.half = half;
       CKPT_CUDA(cuda::attention(a, stream));
       if (one) {
-        apply(r.o, ctx.as<float>(), rows, h.as<float>(), true);
+        apply(r.o, ctx.as<float>(), rows, hid, true);
       } else {
         apply(r.o, ctx.as<float>(), rows, part.as<float>());
         CKPT_CUDA(add_into(y.as<float>(), part.as<float>(), rows * H, stream));  // row-parallel partials, rank order
       }
     }
-    add_reduced(one, d.has_o_bias ? d.o_bias.as<float>() : nullptr, rows);
+    if (obs) {
+      if (fused) {
+        obs->on(layer, model::short_module_name(L.attention[0].qkv.module), observed[0].as<float>(), rows,
+                c.q_rows() + 2 * c.kv_rows(), stream);
+      } else {
+        obs->on(layer, model::short_module_name(L.attention[0].q.module), observed[0].as<float>(), rows, c.q_rows(), stream);
+        obs->on(layer, model::short_module_name(L.attention[0].k.module), observed[1].as<float>(), rows, c.kv_rows(), stream);
+        obs->on(layer, model::short_module_name(L.attention[0].v.module), observed[2].as<float>(), rows, c.kv_rows(), stream);
+      }
+    }
+    add_reduced(one, d.has_o_bias ? d.o_bias.as<float>() : nullptr, rows, hid, obs, layer, "self_attn.o_proj");
   }
 
-  // After a row-parallel Linear: its bias (added once, after the reduce) and, for several ranks,
-  // their sum in y into the residual h.
-  void add_reduced(bool one, const float* bias, uint64_t rows) {
+  // One rank's output columns ([rows][local_stride], its ranges in order from column 0) placed at
+  // their logical columns of `logical` [rows][width], as the reference's observer gathers them.
+  void gather(const float* local, uint64_t local_stride, const std::vector<AxisRange>& ranges, uint64_t rows,
+              float* logical, uint64_t width) {
+    uint64_t col = 0;
+    for (const AxisRange& r : ranges) {
+      CKPT_CUDA(copy_columns(local, local_stride, col, logical, width, r.begin, rows, r.length, stream));
+      col += r.length;
+    }
+  }
+
+  // After a row-parallel Linear: its bias (added once, after the reduce) and, for several ranks
+  // (or an observer, which sees the reduced output as `name`), their sum in y into the residual.
+  void add_reduced(bool one, const float* bias, uint64_t rows, float* hid, DeviceActivationObserver* obs,
+                   uint64_t layer, const char* name) {
     const uint64_t H = c.hidden;
     if (one) {
-      if (bias) CKPT_CUDA(add_bias(h.as<float>(), bias, rows, H, stream));
+      if (bias) CKPT_CUDA(add_bias(hid, bias, rows, H, stream));
       return;
     }
     if (bias) CKPT_CUDA(add_bias(y.as<float>(), bias, rows, H, stream));
-    CKPT_CUDA(add_into(h.as<float>(), y.as<float>(), rows * H, stream));
+    if (obs) obs->on(layer, name, y.as<float>(), rows, H, stream);
+    CKPT_CUDA(add_into(hid, y.as<float>(), rows * H, stream));
   }
 
   // One rank's gated MLP on `rows` rows of `in`: its partial down_proj output into `out` (added
@@ -318,30 +364,58 @@ struct GpuForward::Impl {
     apply(p.down, act.as<float>(), rows, out, accumulate);
   }
 
-  // Adds the dense MLP's output into the residual `h`, ranks as in attention().
-  void mlp(const DevLayer& d, const float* in, uint64_t rows) {
-    const uint64_t H = c.hidden;
-    const bool one = d.ranks.size() == 1;
+  // Adds the dense MLP's output into the residual `hid`, ranks (and an observer) as in attention().
+  void mlp(const DevLayer& d, uint64_t layer, float* hid, const float* in, uint64_t rows, DeviceActivationObserver* obs) {
+    const uint64_t H = c.hidden, I = c.intermediate;
+    const bool one = d.ranks.size() == 1 && !obs;
+    const model::Layer& L = m.layers()[layer];
+    const bool fused = d.ranks.front().mlp.gate_up.present();
     if (one) {
-      run_mlp(d.ranks[0].mlp, in, rows, h.as<float>(), true);
+      run_mlp(d.ranks[0].mlp, in, rows, hid, true);
     } else {
+      if (obs) {
+        observed[0].reserve(rows * (fused ? 2 * I : I) * sizeof(float));
+        if (!fused) observed[1].reserve(rows * I * sizeof(float));
+      }
       CKPT_CUDA(cudaMemsetAsync(y.data(), 0, rows * H * sizeof(float), stream));
-      for (const RankLayer& r : d.ranks) {
-        run_mlp(r.mlp, in, rows, part.as<float>());
+      for (size_t ri = 0; ri < d.ranks.size(); ++ri) {
+        const DevMlp& p = d.ranks[ri].mlp;
+        run_mlp(p, in, rows, part.as<float>());
         CKPT_CUDA(add_into(y.as<float>(), part.as<float>(), rows * H, stream));  // row-parallel partials, rank order
+        if (!obs) continue;
+        // run_mlp leaves gate/up (or gate_up) in gu and u until the next rank's.
+        if (fused) {
+          gather(gu.as<float>(), 2 * p.inter, L.mlp[ri].gate_up.rows, rows, observed[0].as<float>(), 2 * I);
+        } else {
+          gather(gu.as<float>(), p.inter, L.mlp[ri].gate.rows, rows, observed[0].as<float>(), I);
+          gather(u.as<float>(), p.inter, L.mlp[ri].up.rows, rows, observed[1].as<float>(), I);
+        }
+      }
+      if (obs) {
+        if (fused) {
+          obs->on(layer, model::short_module_name(L.mlp[0].gate_up.module), observed[0].as<float>(), rows, 2 * I, stream);
+        } else {
+          obs->on(layer, model::short_module_name(L.mlp[0].gate.module), observed[0].as<float>(), rows, I, stream);
+          obs->on(layer, model::short_module_name(L.mlp[0].up.module), observed[1].as<float>(), rows, I, stream);
+        }
       }
     }
-    add_reduced(one, d.has_down_bias ? d.down_bias.as<float>() : nullptr, rows);
+    const std::string down = obs ? model::short_module_name(L.mlp[0].down.module) : "";  // not on the decode path
+    add_reduced(one, d.has_down_bias ? d.down_bias.as<float>() : nullptr, rows, hid, obs, layer, down.c_str());
   }
 
   // The MoE block: router logits on the GPU, routing on the host by the reference's route(), each
   // expert on its gathered rows (every rank's share summed), weighted back into the rows. Its host
   // synchronisation is why MoE decode steps are not captured in graphs.
-  void moe(const DevLayer& d, const float* in, uint64_t rows, float* out) {
+  void moe(const DevLayer& d, uint64_t layer, const float* in, uint64_t rows, float* out, DeviceActivationObserver* obs) {
     const uint64_t H = c.hidden, E = c.moe->experts;
+    const model::Layer& L = m.layers()[layer];
+    const std::string router_name = model::short_module_name(L.router_module);
+    const std::string block = router_name.substr(0, router_name.size() - 4);  // "mlp.gate" -> "mlp."
     CKPT_CUDA(cudaMemsetAsync(out, 0, rows * H * sizeof(float), stream));
     DeviceBuffer router_logits(rows * E * sizeof(float));
     apply(d.router, in, rows, router_logits.as<float>());
+    if (obs) obs->on(layer, router_name, router_logits.as<float>(), rows, E, stream);
     std::vector<float> host(rows * E);
     CKPT_CUDA(cudaMemcpyAsync(host.data(), router_logits.data(), host.size() * sizeof(float), cudaMemcpyDeviceToHost, stream));
     CKPT_CUDA(cudaStreamSynchronize(stream));
@@ -362,9 +436,11 @@ struct GpuForward::Impl {
         run_mlp(r.experts[e], xs.as<float>(), n, ps.as<float>());
         CKPT_CUDA(add_into(ys.as<float>(), ps.as<float>(), n * H, stream));
       }
+      if (obs) obs->on(layer, block + "experts." + std::to_string(e), ys.as<float>(), n, H, stream);
       CKPT_CUDA(scatter_add_weighted(ys.as<float>(), d_idx.as<int64_t>(), d_w.as<float>(), n, H, out, stream));
       CKPT_CUDA(cudaStreamSynchronize(stream));  // idx and w are host vectors of this iteration
     }
+    if (obs) obs->on(layer, block + "experts", out, rows, H, stream);
     if (d.shared_gate.present()) {
       DeviceBuffer shared(rows * H * sizeof(float)), gate(rows * sizeof(float));
       CKPT_CUDA(cudaMemsetAsync(shared.data(), 0, rows * H * sizeof(float), stream));
@@ -374,6 +450,7 @@ struct GpuForward::Impl {
       }
       apply(d.shared_gate, in, rows, gate.as<float>());
       CKPT_CUDA(scale_rows_sigmoid(shared.as<float>(), gate.as<float>(), rows, H, stream));
+      if (obs) obs->on(layer, block + "shared_expert", shared.as<float>(), rows, H, stream);
       CKPT_CUDA(add_into(out, shared.as<float>(), rows * H, stream));
     }
   }
@@ -391,6 +468,7 @@ struct GpuForward::Impl {
         fail(Errc::kInvalidArgument, "", "", "token id " + std::to_string(id) + " is outside the vocabulary [0, " +
                                                  std::to_string(c.vocab) + ")");
     CKPT_CUDA(cudaStreamSynchronize(stream));  // the previous step (its staged copies, its graph) is done
+    step_tokens = 0;  // a step begun by embed() ends here
     // At least the whole batch's rows: a decode graph captured for fewer sequences stays valid.
     prepare(std::max(sequences * tokens, batch));
     active = sequences;
@@ -405,23 +483,34 @@ struct GpuForward::Impl {
   // The step on the ids and position already in device memory, logits into `logits`: only
   // asynchronous work on `stream` (for dense models), so it can be captured.
   void enqueue(uint64_t tokens) {
-    const uint64_t rows = active * tokens, H = c.hidden, V = c.vocab;
+    const uint64_t rows = active * tokens, H = c.hidden;
     CKPT_CUDA(cudaMemsetAsync(h.data(), 0, rows * H * sizeof(float), stream));
     for (const DevVocab& e : embed)
       CKPT_CUDA(embed_rows(e.table.view(), e.rows.begin, e.rows.length, ids.as<int64_t>(), rows, h.as<float>(), stream));
-    for (uint64_t i = 0; i < layers.size(); ++i) {
-      const DevLayer& d = layers[i];
-      CKPT_CUDA(rms_norm_rows(h.as<float>(), rows, H, d.input_norm.as<float>(), float(c.rms_eps), x.as<float>(), stream));
-      attention(d, i, x.as<float>(), tokens);
-      CKPT_CUDA(rms_norm_rows(h.as<float>(), rows, H, d.post_norm.as<float>(), float(c.rms_eps), x.as<float>(), stream));
-      if (d.moe) {
-        moe(d, x.as<float>(), rows, y.as<float>());
-        CKPT_CUDA(add_into(h.as<float>(), y.as<float>(), rows * H, stream));
-      } else {
-        mlp(d, x.as<float>(), rows);
-      }
+    for (uint64_t i = 0; i < layers.size(); ++i) run_layer(i, h.as<float>(), tokens, nullptr);
+    enqueue_logits(h.as<float>(), rows);
+  }
+
+  // Layer i on the residual stream `hid` [active * tokens][hidden].
+  void run_layer(uint64_t i, float* hid, uint64_t tokens, DeviceActivationObserver* obs) {
+    const uint64_t rows = active * tokens, H = c.hidden;
+    const DevLayer& d = layers[i];
+    CKPT_CUDA(rms_norm_rows(hid, rows, H, d.input_norm.as<float>(), float(c.rms_eps), x.as<float>(), stream));
+    attention(d, i, hid, x.as<float>(), tokens, obs);
+    CKPT_CUDA(rms_norm_rows(hid, rows, H, d.post_norm.as<float>(), float(c.rms_eps), x.as<float>(), stream));
+    if (d.moe) {
+      moe(d, i, x.as<float>(), rows, y.as<float>(), obs);
+      CKPT_CUDA(add_into(hid, y.as<float>(), rows * H, stream));
+    } else {
+      mlp(d, i, hid, x.as<float>(), rows, obs);
     }
-    CKPT_CUDA(rms_norm_rows(h.as<float>(), rows, H, final_norm.as<float>(), float(c.rms_eps), x.as<float>(), stream));
+    if (obs) obs->on(i, "output", hid, rows, H, stream);
+  }
+
+  // Final norm + lm_head of `rows` (<= ws_rows) rows of `hid` into `logits`.
+  void enqueue_logits(const float* hid, uint64_t rows) {
+    const uint64_t H = c.hidden, V = c.vocab;
+    CKPT_CUDA(rms_norm_rows(hid, rows, H, final_norm.as<float>(), float(c.rms_eps), x.as<float>(), stream));
     if (lm_head.size() == 1 && lm_head[0].table.n() == V) {
       apply(lm_head[0].table, x.as<float>(), rows, logits.as<float>());
       return;
@@ -438,6 +527,39 @@ struct GpuForward::Impl {
     CKPT_CUDA(cudaMemcpyAsync(host.data(), logits.data(), host.size() * sizeof(float), cudaMemcpyDeviceToHost, stream));
     CKPT_CUDA(cudaStreamSynchronize(stream));
     return std::vector<double>(host.begin(), host.end());
+  }
+
+  DeviceBuffer step_embed(const std::vector<int64_t>& in_ids) {
+    if (in_ids.empty() || in_ids.size() % batch)
+      throw std::logic_error("GpuForward::embed: ids are not batch x tokens");
+    const uint64_t tokens = in_ids.size() / batch, rows = in_ids.size(), H = c.hidden;
+    begin_step(in_ids, tokens, batch);
+    DeviceBuffer hid(rows * H * sizeof(float));
+    CKPT_CUDA(cudaMemsetAsync(hid.data(), 0, rows * H * sizeof(float), stream));
+    for (const DevVocab& e : embed)
+      CKPT_CUDA(embed_rows(e.table.view(), e.rows.begin, e.rows.length, ids.as<int64_t>(), rows, hid.as<float>(), stream));
+    step_tokens = tokens;
+    return hid;
+  }
+
+  void step_layer(uint64_t i, float* hid, uint64_t tokens, DeviceActivationObserver* obs) {
+    if (step_tokens == 0 || tokens != step_tokens || i >= layers.size())
+      throw std::logic_error("GpuForward::layer: no step of this many tokens begun by embed(), or no such layer");
+    run_layer(i, hid, tokens, obs);
+  }
+
+  std::vector<float> step_logits(const float* hid, uint64_t rows) {
+    const uint64_t H = c.hidden, V = c.vocab;
+    std::vector<float> host(rows * V);
+    CKPT_CUDA(cudaStreamSynchronize(stream));
+    if (ws_rows == 0) prepare(batch);
+    for (uint64_t first = 0; first < rows; first += ws_rows) {  // the workspace's rows at a time
+      const uint64_t n = std::min(ws_rows, rows - first);
+      enqueue_logits(hid + first * H, n);
+      CKPT_CUDA(cudaMemcpyAsync(host.data() + first * V, logits.data(), n * V * sizeof(float), cudaMemcpyDeviceToHost, stream));
+      CKPT_CUDA(cudaStreamSynchronize(stream));
+    }
+    return host;
   }
 
   std::vector<double> forward(const std::vector<int64_t>& in_ids, uint64_t tokens) {
@@ -511,8 +633,21 @@ uint64_t GpuForward::workspace_bytes() const {
 std::string GpuForward::graph_unsupported() const { return impl_->graph_unsupported(); }
 void GpuForward::enqueue_decode(const std::vector<int64_t>& ids) { impl_->enqueue_decode(ids); }
 void GpuForward::synchronize() { CKPT_CUDA(cudaStreamSynchronize(impl_->stream)); }
+DeviceBuffer GpuForward::embed(const std::vector<int64_t>& ids) { return impl_->step_embed(ids); }
+void GpuForward::layer(uint64_t i, float* hidden, uint64_t tokens, DeviceActivationObserver* observer) {
+  impl_->step_layer(i, hidden, tokens, observer);
+}
+void GpuForward::commit(uint64_t tokens) {
+  impl_->length += tokens;
+  impl_->step_tokens = 0;
+}
+std::vector<float> GpuForward::logits(const float* hidden, uint64_t rows) { return impl_->step_logits(hidden, rows); }
+cudaStream_t GpuForward::stream() const { return impl_->stream; }
 uint64_t GpuForward::length() const { return impl_->length; }
-void GpuForward::reset() { impl_->length = 0; }
+void GpuForward::reset() {
+  impl_->length = 0;
+  impl_->step_tokens = 0;
+}
 uint64_t GpuForward::kv_cache_bytes() const { return impl_->kv_bytes; }
 uint64_t GpuForward::weight_bytes() const { return impl_->w_bytes; }
 uint64_t GpuForward::step_weight_bytes() const { return impl_->w_bytes - impl_->embed_bytes; }

@@ -16,6 +16,10 @@
 // sharing the weights, the KV cache (sized for `batch`) and the workspace (sized for `batch` rows
 // at the first step, so growing it never drops a graph captured for a smaller b).
 //
+// The step also runs in pieces (embed / layer / commit / logits, as CpuForward's) with an observer
+// of each layer's logical activations on the device: validate --against compares two models that
+// way (runtime/gpu_step_forward.h).
+//
 // MoE layers route on the host (the reference's route() on router logits computed here), which
 // needs a host synchronisation inside the step: for MoE models decode() runs the step eagerly
 // and graph_unsupported() says so. Not here yet: device-side routing, the cuBLASLt FP8 and
@@ -29,9 +33,26 @@
 #include <string>
 #include <vector>
 
+#include <cuda_runtime.h>
+
+#include "cuda_check.h"
 #include "model/model_weights.h"
 
 namespace ckpt::cuda {
+
+// Sees a layer's logical (unsharded, reduced) activations as model::ActivationObserver
+// (lib/model/cpu_forward.h) does, with its names and in its order: each Linear's output
+// ("self_attn.q_proj" ... "mlp.down_proj", with biases, before Qwen3's q/k norm), MoE router
+// logits, "<block>.experts.<e>" (expert e's output on its routed rows), "<block>.experts",
+// "<block>.shared_expert", and "output". `data` is device float32 [rows][width], valid during the
+// call only and computed by work enqueued on `stream`: the observer reads it with work enqueued
+// there (a copy, a reduction), never from the host without synchronising.
+class DeviceActivationObserver {
+ public:
+  virtual ~DeviceActivationObserver() = default;
+  virtual void on(uint64_t layer, const std::string& name, const float* data, uint64_t rows, uint64_t width,
+                  cudaStream_t stream) = 0;
+};
 
 class GpuForward {
  public:
@@ -69,6 +90,20 @@ class GpuForward {
   // For benchmarks: decode()'s step enqueued without reading the logits back (synchronize() waits).
   void enqueue_decode(const std::vector<int64_t>& ids);
   void synchronize();
+
+  // The step in pieces, as CpuForward's embed / layer / commit / logits, for comparisons that feed
+  // one model's hidden states into another's layer (model::compare_models through
+  // runtime/gpu_step_forward.h). embed() begins a step of ids.size() / batch tokens per sequence
+  // and returns its hidden state [batch * tokens][hidden] (float32, device); layer(i) runs layer
+  // i on any such hidden state in place (keys and values written at [length, length + tokens));
+  // commit(tokens) ends the step; logits() is the final norm + lm_head of `rows` rows of a hidden
+  // state, [rows][vocab] on the host. All work is enqueued on stream(); layer() and embed() do not
+  // wait for it, logits() does.
+  DeviceBuffer embed(const std::vector<int64_t>& ids);
+  void layer(uint64_t i, float* hidden, uint64_t tokens, DeviceActivationObserver* observer = nullptr);
+  void commit(uint64_t tokens);
+  std::vector<float> logits(const float* hidden, uint64_t rows);
+  cudaStream_t stream() const;
 
   uint64_t length() const;
   void reset();

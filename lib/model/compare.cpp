@@ -1,6 +1,7 @@
 #include "model/compare.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <cstdio>
@@ -9,34 +10,11 @@
 #include "core/error.h"
 #include "core/sizes.h"
 #include "model/cpu_forward.h"
+#include "model/cpu_step_forward.h"
 
 namespace ckpt::model {
 
 namespace {
-
-struct Recorder : ActivationObserver {
-  std::vector<std::pair<std::string, std::vector<double>>> acts;  // in computation order
-  void on(uint64_t, const std::string& name, const double* data, uint64_t tokens, uint64_t width) override {
-    acts.emplace_back(name, std::vector<double>(data, data + tokens * width));
-  }
-};
-
-// Minimum over rows of the cosine similarity of a's and b's rows of width w.
-double min_row_cosine(const std::vector<double>& a, const std::vector<double>& b, uint64_t w) {
-  double worst = 1;
-  for (uint64_t r = 0; r * w < a.size(); ++r) {
-    double ab = 0, aa = 0, bb = 0;
-    for (uint64_t j = 0; j < w; ++j) {
-      const double x = a[r * w + j], y = b[r * w + j];
-      ab += x * y;
-      aa += x * x;
-      bb += y * y;
-    }
-    const double c = aa == 0 && bb == 0 ? 1.0 : (aa == 0 || bb == 0 ? 0.0 : ab / std::sqrt(aa * bb));
-    worst = std::min(worst, c);
-  }
-  return worst;
-}
 
 void log_softmax(const double* l, uint64_t n, double* out) {
   const double mx = *std::max_element(l, l + n);
@@ -46,15 +24,27 @@ void log_softmax(const double* l, uint64_t n, double* out) {
   for (uint64_t i = 0; i < n; ++i) out[i] = l[i] - lse;
 }
 
+// log Σ exp(l): log_softmax(l)[i] is l[i] - log_sum_exp(l), bit for bit.
+double log_sum_exp(const double* l, uint64_t n) {
+  const double mx = *std::max_element(l, l + n);
+  double s = 0;
+  for (uint64_t i = 0; i < n; ++i) s += std::exp(l[i] - mx);
+  return mx + std::log(s);
+}
+
+// The k largest (ties: the lower index first), in one pass with no index array: a row of an 8B
+// vocabulary is 128256 wide and every position of the comparison is ranked.
 std::vector<uint64_t> top_k(const double* l, uint64_t n, uint64_t k) {
-  std::vector<uint64_t> idx(n);
-  for (uint64_t i = 0; i < n; ++i) idx[i] = i;
   k = std::min(k, n);
-  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](uint64_t a, uint64_t b) {
-    return l[a] > l[b] || (l[a] == l[b] && a < b);
-  });
-  idx.resize(k);
-  return idx;
+  std::vector<uint64_t> top;
+  top.reserve(k + 1);
+  auto before = [&](uint64_t a, uint64_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); };
+  for (uint64_t i = 0; i < n; ++i) {
+    if (top.size() == k && !before(i, top.back())) continue;
+    top.insert(std::upper_bound(top.begin(), top.end(), i, before), i);
+    if (top.size() > k) top.pop_back();
+  }
+  return top;
 }
 
 // Linear names whose outputs are compared (the observer's other names are block outputs).
@@ -72,21 +62,6 @@ bool awq_may_rescale(const std::string& name) {
     return name.size() >= n && name.compare(name.size() - n, n, tail) == 0;
   };
   return ends_with("self_attn.v_proj") || ends_with("mlp.up_proj");
-}
-
-// Σ (dst − src)² over the [rows, width] outputs after dst's channel c is multiplied by
-// α_c = max(0, ⟨src_c, dst_c⟩ / ⟨dst_c, dst_c⟩), the least-squares positive scale.
-double rescaled_squared_error(const std::vector<double>& src, const std::vector<double>& dst, uint64_t width) {
-  std::vector<double> sd(width, 0.0), dd(width, 0.0);
-  for (size_t j = 0; j < src.size(); ++j) sd[j % width] += src[j] * dst[j], dd[j % width] += dst[j] * dst[j];
-  double num = 0;
-  for (size_t j = 0; j < src.size(); ++j) {
-    const uint64_t c = j % width;
-    const double alpha = dd[c] > 0 ? std::max(0.0, sd[c] / dd[c]) : 0.0;
-    const double d = alpha * dst[j] - src[j];
-    num += d * d;
-  }
-  return num;
 }
 
 // For a column-parallel Linear of a TP model: the rank whose output rows hold column `col`.
@@ -180,57 +155,115 @@ TokenIds seeded_token_ids(uint64_t vocab, uint64_t sequences, uint64_t length, u
   return t;
 }
 
-Comparison compare_models(const Model& src, const Model& dst, const TokenIds& ids, const CompareOptions& options) {
+void check_comparable(const Model& src, const Model& dst) {
   const ModelConfig& cs = src.config();
   const ModelConfig& cd = dst.config();
   if (cs.vocab != cd.vocab || cs.hidden != cd.hidden || cs.layers != cd.layers || cs.family != cd.family)
     fail(Errc::kInvalidArgument, dst.path(), "",
          "not the same model as " + src.path() + ": " + cd.describe() + " vs " + cs.describe());
+}
+
+Comparison compare_models(const Model& src, const Model& dst, const TokenIds& ids, const CompareOptions& options) {
+  check_comparable(src, dst);
+  ComparedForwards f =
+      cpu_compared_forwards(src, dst, ids.sequences, ids.length + options.generate, ids.length, options.workers);
+  return compare_models(src, dst, ids, options, f);
+}
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// What one position's logits say, from the source's row a and the destination's row b.
+struct PositionAgreement {
+  double kl = 0, max_abs_delta = 0, overlap = 0, nll_s = 0, nll_d = 0;
+  bool top1 = false, scored = false;
+  uint64_t argmax_s = 0, argmax_d = 0;
+};
+
+PositionAgreement agree(const double* a, const double* b, uint64_t V, int64_t next) {
+  PositionAgreement p;
+  const double lse_a = log_sum_exp(a, V), lse_b = log_sum_exp(b, V);
+  for (uint64_t v = 0; v < V; ++v) {
+    const double ps = a[v] - lse_a, pd = b[v] - lse_b;
+    p.kl += std::exp(ps) * (ps - pd);
+    p.max_abs_delta = std::max(p.max_abs_delta, std::fabs(a[v] - b[v]));
+  }
+  p.kl = std::max(p.kl, 0.0);
+  const auto ts = top_k(a, V, 5), td = top_k(b, V, 5);
+  p.top1 = ts[0] == td[0];
+  p.argmax_s = ts[0];  // argmax(): the first of equal values, as top_k ranks them
+  p.argmax_d = td[0];
+  uint64_t common = 0;
+  for (uint64_t x : ts) common += std::count(td.begin(), td.end(), x);
+  p.overlap = static_cast<double>(common) / static_cast<double>(ts.size());
+  if (next >= 0) {
+    p.scored = true;
+    p.nll_s = -(a[next] - lse_a);
+    p.nll_d = -(b[next] - lse_b);
+  }
+  return p;
+}
+
+// Rows of logits read back at once: ~256 MB a model in doubles (an 8B vocabulary is 128256 wide).
+uint64_t logits_chunk_rows(uint64_t vocab) { return std::max<uint64_t>(1, (uint64_t{32} << 20) / std::max<uint64_t>(vocab, 1)); }
+
+}  // namespace
+
+Comparison compare_models(const Model& src, const Model& dst, const TokenIds& ids, const CompareOptions& options,
+                          ComparedForwards& f) {
+  check_comparable(src, dst);
+  const ModelConfig& cs = src.config();
   Comparison out;
+  out.device = f.device;
   out.transformation = detect_transformation(src, dst);
   out.thresholds = default_thresholds(out.transformation);
+  // float32 activations cannot show the agreement a float64 bound asks of the same weights.
+  out.thresholds.max_linear_error = std::max(out.thresholds.max_linear_error, f.src->linear_error_floor());
   if (options.min_top1) out.thresholds.min_top1 = *options.min_top1;
   if (options.max_mean_kl) out.thresholds.max_mean_kl = *options.max_mean_kl;
 
-  const uint64_t B = ids.sequences, S = ids.length, H = cs.hidden, V = cs.vocab;
-  CpuForward fs(src, B, S + options.generate, options.workers), fd(dst, B, S + options.generate, options.workers),
-      fi(dst, B, S, options.workers);
-  std::vector<double> hs = fs.embed(ids.ids), hd = fd.embed(ids.ids);
+  const uint64_t B = ids.sequences, S = ids.length, V = cs.vocab;
+  StepForward &fs = *f.src, &fd = *f.dst, &fi = *f.isolated;
+  auto t = std::chrono::steady_clock::now();
+  std::unique_ptr<Activation> hs = fs.embed(ids.ids), hd = fd.embed(ids.ids);
+  out.seconds.layers += seconds_since(t);
   for (uint64_t i = 0; i < cs.layers; ++i) {
-    Recorder rs, ri;
-    std::vector<double> hi = hs;
-    fs.layer(i, hs, S, &rs);
-    fi.layer(i, hi, S, &ri);  // the destination's layer on the source's input
-    fd.layer(i, hd, S, nullptr);
+    options.workers.check();
+    t = std::chrono::steady_clock::now();
+    Recording rs, ri;
+    std::unique_ptr<Activation> hi = fs.copy(*hs);
+    fs.layer(i, *hs, S, &rs);
+    fi.layer(i, *hi, S, &ri);  // the destination's layer on the source's input
+    fd.layer(i, *hd, S, nullptr);
+    out.seconds.layers += seconds_since(t);
+    t = std::chrono::steady_clock::now();
     LayerAgreement la;
     la.layer = i;
-    la.hidden_cosine = min_row_cosine(hs, hd, H);
-    la.isolated_cosine = min_row_cosine(hs, hi, H);
-    std::map<std::string, const std::vector<double>*> dst_by_name;
-    for (const auto& [name, y] : ri.acts) dst_by_name[name] = &y;
-    for (const auto& [name, ys] : rs.acts) {
+    la.hidden_cosine = fs.diff(*hs, *hd, false).min_row_cosine;
+    la.isolated_cosine = fs.diff(*hs, *hi, false).min_row_cosine;
+    std::map<std::string, const Activation*> dst_by_name;
+    for (const auto& [name, y] : ri) dst_by_name[name] = y.get();
+    for (const auto& [name, ys] : rs) {
       auto it = dst_by_name.find(name);
       // An expert the destination's router sent other rows to is not comparable row by row.
-      if (!is_linear_name(name) || it == dst_by_name.end() || it->second->size() != ys.size()) continue;
-      const std::vector<double>& yi = *it->second;
-      // Expert outputs have one row per routed token; every other activation one per token.
-      const uint64_t width = name.find(".experts.") != std::string::npos ? H : ys.size() / (B * S);
-      double num = 0, den = 0, worst = -1;
-      uint64_t worst_at = 0;
-      for (size_t j = 0; j < ys.size(); ++j) {
-        const double d = yi[j] - ys[j];
-        num += d * d;
-        den += ys[j] * ys[j];
-        if (std::fabs(d) > worst) worst = std::fabs(d), worst_at = j;
-      }
-      if (out.transformation == Transformation::kInt4 && awq_may_rescale(name))
-        num = std::min(num, rescaled_squared_error(ys, yi, width));
+      if (!is_linear_name(name) || it == dst_by_name.end() || it->second->rows() != ys->rows() ||
+          it->second->width() != ys->width())
+        continue;
+      const uint64_t width = ys->width();
+      const bool rescale = out.transformation == Transformation::kInt4 && awq_may_rescale(name);
+      const ActivationDiff d = fs.diff(*ys, *it->second, rescale);
+      double num = d.sum_sq_diff;
+      if (rescale) num = std::min(num, d.rescaled_sq_diff);
+      const double den = d.sum_sq_ref;
       LinearAgreement lin;
       lin.name = name;
       lin.relative_error = den > 0 ? std::sqrt(num / den) : (num > 0 ? INFINITY : 0);
-      lin.cosine = min_row_cosine(ys, yi, width);
+      lin.cosine = d.min_row_cosine;
       if (lin.relative_error > out.thresholds.max_linear_error)
-        lin.worst_rank = rank_of_column(dst, i, name, worst_at % width);
+        lin.worst_rank = rank_of_column(dst, i, name, d.max_at % width);
       if (out.first_bad_layer < 0 && lin.relative_error > out.thresholds.max_linear_error) {
         out.first_bad_layer = static_cast<int64_t>(i);
         out.first_bad_linear = name;
@@ -238,41 +271,36 @@ Comparison compare_models(const Model& src, const Model& dst, const TokenIds& id
       la.linears.push_back(lin);
     }
     out.layers.push_back(std::move(la));
+    out.seconds.diffs += seconds_since(t);
   }
   fs.commit(S);
   fd.commit(S);
-  const std::vector<double> ls = fs.logits(hs), ld = fd.logits(hd);
 
-  // Token-level agreement at every position.
-  std::vector<double> ps(V), pd(V);
-  double nll_s = 0, nll_d = 0;
+  // Token-level agreement at every position, the logits read back a chunk of rows at a time and
+  // the positions of a chunk judged on the workers (summed in position order afterwards).
+  t = std::chrono::steady_clock::now();
+  std::vector<PositionAgreement> pos(B * S);
+  const uint64_t chunk = logits_chunk_rows(V);
+  for (uint64_t first = 0; first < B * S; first += chunk) {
+    const uint64_t rows = std::min(chunk, B * S - first);
+    const std::vector<double> ls = fs.logits(*hs, first, rows), ld = fd.logits(*hd, first, rows);
+    parallel_for(rows, options.workers, [&](size_t j) {
+      const uint64_t r = first + j;
+      const int64_t next = r % S + 1 < S ? ids.ids[r + 1] : -1;
+      pos[r] = agree(&ls[j * V], &ld[j * V], V, next);
+    });
+  }
+  hs.reset();
+  hd.reset();
+  double nll_s = 0, nll_d = 0, overlap = 0, kl_sum = 0;
   uint64_t scored = 0, top1 = 0;
-  double overlap = 0, kl_sum = 0;
-  for (uint64_t r = 0; r < B * S; ++r) {
-    const double* a = &ls[r * V];
-    const double* b = &ld[r * V];
-    log_softmax(a, V, ps.data());
-    log_softmax(b, V, pd.data());
-    double kl = 0;
-    for (uint64_t v = 0; v < V; ++v) {
-      kl += std::exp(ps[v]) * (ps[v] - pd[v]);
-      out.max_abs_logit_delta = std::max(out.max_abs_logit_delta, std::fabs(a[v] - b[v]));
-    }
-    kl = std::max(kl, 0.0);
-    kl_sum += kl;
-    out.max_kl = std::max(out.max_kl, kl);
-    const auto ts = top_k(a, V, 5), td = top_k(b, V, 5);
-    top1 += ts[0] == td[0];
-    uint64_t common = 0;
-    for (uint64_t x : ts) common += std::count(td.begin(), td.end(), x);
-    overlap += static_cast<double>(common) / static_cast<double>(ts.size());
-    const uint64_t t = r % S;
-    if (t + 1 < S) {
-      const int64_t next = ids.ids[r + 1];
-      nll_s -= ps[next];
-      nll_d -= pd[next];
-      ++scored;
-    }
+  for (const PositionAgreement& p : pos) {
+    kl_sum += p.kl;
+    out.max_kl = std::max(out.max_kl, p.kl);
+    out.max_abs_logit_delta = std::max(out.max_abs_logit_delta, p.max_abs_delta);
+    top1 += p.top1;
+    overlap += p.overlap;
+    if (p.scored) nll_s += p.nll_s, nll_d += p.nll_d, ++scored;
   }
   out.positions = B * S;
   out.top1 = static_cast<double>(top1) / static_cast<double>(out.positions);
@@ -280,16 +308,18 @@ Comparison compare_models(const Model& src, const Model& dst, const TokenIds& id
   out.mean_kl = kl_sum / static_cast<double>(out.positions);
   out.src_perplexity = scored ? std::exp(nll_s / static_cast<double>(scored)) : 0;
   out.dst_perplexity = scored ? std::exp(nll_d / static_cast<double>(scored)) : 0;
+  out.seconds.logits = seconds_since(t);
 
   // Greedy continuations, each model from its own cache.
+  t = std::chrono::steady_clock::now();
   out.src_generated.assign(B, {});
   out.dst_generated.assign(B, {});
   out.first_divergence.assign(B, -1);
   if (options.generate) {
     std::vector<int64_t> ns(B), nd(B);
     for (uint64_t b = 0; b < B; ++b) {
-      ns[b] = static_cast<int64_t>(argmax(&ls[(b * S + S - 1) * V], V));
-      nd[b] = static_cast<int64_t>(argmax(&ld[(b * S + S - 1) * V], V));
+      ns[b] = static_cast<int64_t>(pos[b * S + S - 1].argmax_s);
+      nd[b] = static_cast<int64_t>(pos[b * S + S - 1].argmax_d);
     }
     for (uint64_t g = 0; g < options.generate; ++g) {
       for (uint64_t b = 0; b < B; ++b) {
@@ -305,6 +335,7 @@ Comparison compare_models(const Model& src, const Model& dst, const TokenIds& id
       }
     }
   }
+  out.seconds.generate = seconds_since(t);
 
   char buf[256];
   if (out.top1 < out.thresholds.min_top1) {
@@ -351,6 +382,7 @@ std::string Comparison::summary() const {
 
 ojson Comparison::to_json() const {
   ojson j = ojson::object();
+  j["device"] = device;
   j["transformation"] = transformation_name(transformation);
   j["thresholds"] = {{"min_top1", thresholds.min_top1},
                      {"max_mean_kl", thresholds.max_mean_kl},
@@ -386,6 +418,7 @@ ojson Comparison::to_json() const {
   }
   j["first_divergence"] = first_divergence;
   j["failures"] = failures;
+  j["seconds"] = {{"layers", seconds.layers}, {"diffs", seconds.diffs}, {"logits", seconds.logits}, {"generate", seconds.generate}};
   return j;
 }
 

@@ -4,7 +4,9 @@
 // lockstep, the destination's layer is also run on the source's own input, and each Linear's
 // output is compared with the source's, so the first layer and the first Linear (in computation
 // order) whose agreement drops are named — a broken shard or a bad quantization is located, not
-// only detected.
+// only detected. The comparison is written once, over model::StepForward (step_forward.h): the
+// CPU reference runs it in float64, the CUDA forward (kernels/runtime/gpu_step_forward.h) in
+// float32 with the activations compared on the device.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +16,7 @@
 #include "core/parallel.h"
 #include "formats/strict_json.h"
 #include "model/model_weights.h"
+#include "model/step_forward.h"
 #include "model/token_ids.h"
 
 namespace ckpt::model {
@@ -47,6 +50,7 @@ struct LayerAgreement {
 };
 
 struct Comparison {
+  std::string device;  // the forwards' backend: "cpu" (float64 reference) or "cuda" (float32 activations)
   Transformation transformation = Transformation::kSame;
   Thresholds thresholds;
   uint64_t positions = 0;
@@ -61,6 +65,11 @@ struct Comparison {
   std::vector<std::string> src_generated_text, dst_generated_text;
   std::vector<int64_t> first_divergence;  // per sequence: index of the first differing token, -1 none
   std::vector<std::string> failures;      // one line per threshold broken
+  // Where the time went: the forwards' layers (embedding included), the activation comparisons,
+  // the logits (read back and judged), the greedy continuations.
+  struct Seconds {
+    double layers = 0, diffs = 0, logits = 0, generate = 0;
+  } seconds;
   ojson to_json() const;
   std::string summary() const;  // a few human lines
 };
@@ -71,7 +80,16 @@ struct CompareOptions {
   std::optional<double> min_top1, max_mean_kl;  // override the defaults
 };
 
+// Fails (Errc::kInvalidArgument) unless dst has src's vocabulary, width, depth and family.
+void check_comparable(const Model& src, const Model& dst);
+
+// On the CPU reference forward.
 Comparison compare_models(const Model& src, const Model& dst, const TokenIds& ids, const CompareOptions& options);
+// On the given forwards (cpu_compared_forwards, or the CUDA ones of
+// kernels/runtime/gpu_step_forward.h): src and dst with KV caches of ids.length + generate tokens,
+// for ids.sequences sequences. The one implementation of the comparison, whatever the backend.
+Comparison compare_models(const Model& src, const Model& dst, const TokenIds& ids, const CompareOptions& options,
+                          ComparedForwards& forwards);
 
 // Perplexity the way llama.cpp's `perplexity` tool measures it: the ids (rows concatenated) cut
 // into non-overlapping chunks of `chunk` tokens, the first token of each chunk replaced by BOS

@@ -8,6 +8,13 @@
 
 namespace ckpt::model {
 
+std::string short_module_name(const std::string& module) {
+  const std::string p = "model.layers.";
+  if (module.rfind(p, 0) != 0) return module;
+  const size_t dot = module.find('.', p.size());
+  return dot == std::string::npos ? module : module.substr(dot + 1);
+}
+
 namespace {
 
 // y = W x (+ bias) for `rows` rows of x.
@@ -62,13 +69,7 @@ void scatter(const std::vector<double>& local, uint64_t rows, const std::vector<
 
 double silu(double x) { return x / (1.0 + std::exp(-x)); }
 
-// The module name inside its layer: "model.layers.3.mlp.gate" -> "mlp.gate".
-std::string short_name(const std::string& module) {
-  const std::string p = "model.layers.";
-  if (module.rfind(p, 0) != 0) return module;
-  const size_t dot = module.find('.', p.size());
-  return dot == std::string::npos ? module : module.substr(dot + 1);
-}
+std::string short_name(const std::string& module) { return short_module_name(module); }
 
 // Gathers the rank outputs of one column-parallel Linear into its logical output and shows it.
 void observe_gathered(ActivationObserver* obs, uint64_t layer, const std::vector<const RankLinear*>& lins,

@@ -99,6 +99,10 @@ struct ExpertRows {
 };
 std::vector<ExpertRows> route(const std::vector<double>& logits, uint64_t rows, const MoeConfig& moe);
 
+// A module's name inside its layer, as the observer names activations:
+// "model.layers.3.mlp.gate" -> "mlp.gate" (other names as they are).
+std::string short_module_name(const std::string& module);
+
 // Index of the largest of n values (the first of equal ones).
 uint64_t argmax(const double* v, uint64_t n);
 
