@@ -69,12 +69,12 @@ class CudaFp8Engine : public Fp8Engine {
                     first, count, count, scales, out, stats, true);
   }
 
-  void amax_range(const ops::Fp8Grid& grid, DType dtype, const Fp8Elements& src, uint64_t first, uint64_t count,
+  void amax_range(const ops::Fp8Grid& grid, DType dtype, const SourceElements& src, uint64_t first, uint64_t count,
                   uint64_t step, float* amax) const override {
     amax_pieces(grid, dtype, [&](uint64_t e, uint64_t k, uint8_t* dst) { src.copy(e, k, dst); }, first, count, step,
                 amax);
   }
-  void quantize_range(const ops::Fp8Grid& grid, DType dtype, const Fp8Elements& src, uint64_t first, uint64_t count,
+  void quantize_range(const ops::Fp8Grid& grid, DType dtype, const SourceElements& src, uint64_t first, uint64_t count,
                       uint64_t step, const float* scales, uint8_t* out, ops::Fp8ErrorStats* stats) const override {
     quantize_pieces(grid, dtype, [&](uint64_t e, uint64_t k, uint8_t* dst) { src.copy(e, k, dst); }, first, count,
                     step, scales, out, stats, false);

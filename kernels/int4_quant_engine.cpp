@@ -79,14 +79,15 @@ class CudaInt4Engine : public Int4Engine {
   // and read them in parallel instead of waiting for one thread to read the whole weight.
   uint64_t strips_per_claim() const override { return 8; }
 
-  ops::Int4Issue quantize_strips(const ops::Int4Scheme& scheme, const ops::Int4Geometry& geo, DType in,
-                                 const std::vector<Strip>& strips, const ReadRows& read, uint32_t* words,
+  ops::Int4Issue quantize_strips(const ops::Int4Scheme& scheme, const ops::Int4Geometry& geo,
+                                 const std::vector<Strip>& strips, const SourceElements& src, uint32_t* words,
                                  ops::Int4Params* params, ops::Fp8ErrorStats* stats) const override {
     if (strips.empty()) return {};
+    const DType in = src.view().dtype;
     for (const Strip& s : strips)
       if (cuda::Int4QuantKernel::can_implement(at(strip_layout(scheme, geo, in, s.rows), reinterpret_cast<uint8_t*>(256),
                                                   reinterpret_cast<uint8_t*>(256))) != cuda::Int4Status::kSuccess)
-        return cpu_int4_engine()->quantize_strips(scheme, geo, in, strips, read, words, params, stats);
+        return cpu_int4_engine()->quantize_strips(scheme, geo, strips, src, words, params, stats);
     const uint64_t es = dtype_bits(in) / 8, W = geo.k / 8;
     const size_t ss = dtype_bits(scheme.scale_dtype) / 8;
     ops::Int4Issue first;
@@ -95,7 +96,7 @@ class CudaInt4Engine : public Int4Engine {
       const StripLayout l = strip_layout(scheme, geo, in, strips[j].rows);
       return cuda::StagingPipeline::Sizes{strips[j].rows * geo.k * es, l.device_bytes, l.copy_bytes};
     };
-    job.fill = [&](size_t j, uint8_t* host_in) { read(strips[j].row0, strips[j].rows, host_in); };
+    job.fill = [&](size_t j, uint8_t* host_in) { src.copy(strips[j].row0 * geo.k, strips[j].rows * geo.k, host_in); };
     job.launch = [&](size_t j, const cuda::StagingPipeline::Slot& s) {
       const StripLayout l = strip_layout(scheme, geo, in, strips[j].rows);
       const cuda::Int4QuantArgs a = at(l, s.dev_in, s.dev_out);

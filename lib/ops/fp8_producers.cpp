@@ -1,8 +1,5 @@
 #include "ops/fp8_producers.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 
@@ -15,52 +12,16 @@ namespace {
 constexpr uint64_t kStripeBytes = 4ull << 20;  // source bytes read at a time by the amax pass
 constexpr uint64_t kStatsBlock = 1ull << 20;   // elements per error-statistics slot
 
-// Calls fn(pointer to elements [first, first + count) of the view). A contiguous view is read
-// through a short-lived read-only mapping of just that range (page-cache pages used in place:
-// no copy, and they leave the process's resident set with the unmap); anything else (strided,
-// zeros, an earlier pipeline step's bytes) is gathered into `buf`.
-template <class Fn>
-void with_elements(const SourceReader& src, const SourceView& view, uint64_t first, uint64_t count,
-                   std::vector<uint8_t>& buf, Fn fn) {
-  const uint64_t es = dtype_bits(view.dtype) / 8;
-  if (view.file >= 0 && view.is_contiguous() && count * es >= (64u << 10)) {
-    static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-    const uint64_t begin = view.offset + first * es, end = begin + count * es;
-    const uint64_t map_begin = begin / page * page;
-    void* p = ::mmap(nullptr, end - map_begin, PROT_READ, MAP_SHARED | MAP_POPULATE, src.file(view.file).fd(),
-                     static_cast<off_t>(map_begin));
-    if (p != MAP_FAILED) {
-      struct Unmap {
-        void* p;
-        size_t n;
-        ~Unmap() { ::munmap(p, n); }
-      } unmap{p, end - map_begin};
-      fn(static_cast<const uint8_t*>(p) + (begin - map_begin));
-      return;
-    }  // mapping refused (an odd file system, or a source inside a packed checkpoint): read instead
-  }
-  buf.resize(count * es);
-  src.gather(view, first, count, buf.data());
-  fn(buf.data());
-}
-
 }  // namespace
 
-void Fp8Elements::with(uint64_t e, uint64_t k, const std::function<void(const uint8_t*)>& fn) const {
-  thread_local std::vector<uint8_t> buf;
-  with_elements(src_, view_, e, k, buf, fn);
-}
-
-void Fp8Elements::copy(uint64_t e, uint64_t k, uint8_t* dst) const { src_.gather(view_, e, k, dst); }
-
-void Fp8Engine::amax_range(const ops::Fp8Grid& grid, DType dtype, const Fp8Elements& src, uint64_t first,
+void Fp8Engine::amax_range(const ops::Fp8Grid& grid, DType dtype, const SourceElements& src, uint64_t first,
                            uint64_t count, uint64_t step, float* amax) const {
   for_each_piece(first, count, step, [&](uint64_t, uint64_t e, uint64_t k) {
     src.with(e, k, [&](const uint8_t* in) { this->amax(grid, dtype, in, e, k, amax); });
   });
 }
 
-void Fp8Engine::quantize_range(const ops::Fp8Grid& grid, DType dtype, const Fp8Elements& src, uint64_t first,
+void Fp8Engine::quantize_range(const ops::Fp8Grid& grid, DType dtype, const SourceElements& src, uint64_t first,
                                uint64_t count, uint64_t step, const float* scales, uint8_t* out,
                                ops::Fp8ErrorStats* stats) const {
   for_each_piece(first, count, step, [&](uint64_t i, uint64_t e, uint64_t k) {
@@ -145,7 +106,7 @@ void Fp8Quantization::ensure_scales(const SourceReader& src) {
   std::call_once(once_, [&] {
     const uint64_t stripe = kStripeBytes / (dtype_bits(view_.dtype) / 8);
     std::vector<float> amax(grid_.groups(), 0.0f);
-    engine_->amax_range(grid_, view_.dtype, Fp8Elements(src, view_), 0, grid_.numel(), stripe, amax.data());
+    engine_->amax_range(grid_, view_.dtype, SourceElements(src, view_), 0, grid_.numel(), stripe, amax.data());
     scales_.resize(amax.size());
     for (size_t g = 0; g < amax.size(); ++g) {
       if (!std::isfinite(amax[g])) {
@@ -160,7 +121,7 @@ void Fp8Quantization::ensure_scales(const SourceReader& src) {
 void Fp8Quantization::quantize(const SourceReader& src, uint64_t first, uint64_t count, uint8_t* out) const {
   // One error slot per kStatsBlock elements of the weight: the same sums whatever the chunks.
   std::vector<ops::Fp8ErrorStats> s(piece_count(first, count, kStatsBlock));
-  engine_->quantize_range(grid_, view_.dtype, Fp8Elements(src, view_), first, count, kStatsBlock, scales_.data(), out,
+  engine_->quantize_range(grid_, view_.dtype, SourceElements(src, view_), first, count, kStatsBlock, scales_.data(), out,
                           s.data());
   std::lock_guard<std::mutex> lock(stats_mutex_);
   for (size_t i = 0; i < s.size(); ++i) stats_[first / kStatsBlock + i].merge(s[i]);

@@ -16,22 +16,9 @@
 
 #include "ops/fp8_quant.h"
 #include "plan/plan.h"
+#include "plan/source_reader.h"
 
 namespace ckpt {
-
-// The elements of the weight being quantized, as an engine asks for them: `with` hands a pointer
-// to elements [e, e + k) (the page cache mapped in place where it can: no copy), `copy` writes
-// them into memory of the engine's (a GPU engine's pinned staging buffers).
-class Fp8Elements {
- public:
-  Fp8Elements(const SourceReader& src, const SourceView& view) : src_(src), view_(view) {}
-  void with(uint64_t e, uint64_t k, const std::function<void(const uint8_t*)>& fn) const;
-  void copy(uint64_t e, uint64_t k, uint8_t* dst) const;
-
- private:
-  const SourceReader& src_;
-  const SourceView& view_;
-};
 
 // Where the FP8 math runs: the CPU fast path (the default) or a GPU (kernels/, --device cuda).
 // Every engine must give the reference's bytes (ops::fp8_*_reference).
@@ -48,9 +35,9 @@ class Fp8Engine {
   // multiples of `step`; piece i's error goes to stats[i] (quantize_range), every piece raises
   // `amax` (amax_range). The defaults run amax / quantize on each piece in turn; a GPU engine
   // overrides them to keep several pieces in flight.
-  virtual void amax_range(const ops::Fp8Grid& grid, DType dtype, const Fp8Elements& src, uint64_t first,
+  virtual void amax_range(const ops::Fp8Grid& grid, DType dtype, const SourceElements& src, uint64_t first,
                           uint64_t count, uint64_t step, float* amax) const;
-  virtual void quantize_range(const ops::Fp8Grid& grid, DType dtype, const Fp8Elements& src, uint64_t first,
+  virtual void quantize_range(const ops::Fp8Grid& grid, DType dtype, const SourceElements& src, uint64_t first,
                               uint64_t count, uint64_t step, const float* scales, uint8_t* out,
                               ops::Fp8ErrorStats* stats) const;
 };

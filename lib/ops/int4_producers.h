@@ -34,6 +34,7 @@
 
 #include "ops/int4_quant.h"
 #include "plan/plan.h"
+#include "plan/source_reader.h"
 
 namespace ckpt {
 
@@ -100,14 +101,13 @@ class Int4Engine {
   struct Strip {
     uint64_t row0 = 0, rows = 0;
   };
-  // Writes rows [row0, row0 + rows) of the source weight (row-major, its dtype) to `dst`.
-  using ReadRows = std::function<void(uint64_t row0, uint64_t rows, uint8_t* dst)>;
-  // Quantizes each strip into words[row * W + j] (W = ceil(K/8), K-packed as
+  // Quantizes each strip of the source weight `src` (rows [row0, row0 + rows) are its elements
+  // [row0 K, (row0 + rows) K)) into words[row * W + j] (W = ceil(K/8), K-packed as
   // int4_quantize_reference) and params[row * G + g], strip i's error into stats[i]. Returns the
   // first problem of the lowest strip that has one (the caller fails naming the tensor); the
   // arrays of that strip and those after it are then unspecified.
-  virtual ops::Int4Issue quantize_strips(const ops::Int4Scheme& scheme, const ops::Int4Geometry& geo, DType in,
-                                         const std::vector<Strip>& strips, const ReadRows& read, uint32_t* words,
+  virtual ops::Int4Issue quantize_strips(const ops::Int4Scheme& scheme, const ops::Int4Geometry& geo,
+                                         const std::vector<Strip>& strips, const SourceElements& src, uint32_t* words,
                                          ops::Int4Params* params, ops::Fp8ErrorStats* stats) const = 0;
 };
 

@@ -188,4 +188,28 @@ void SourceReader::gather(const SourceView& v, uint64_t first, uint64_t count, u
   });
 }
 
+void SourceElements::with(uint64_t first, uint64_t count, const std::function<void(const uint8_t*)>& fn) const {
+  const uint64_t es = dtype_bits(view_.dtype) / 8;
+  // Below 64 KiB a copy costs less than setting up and tearing down a mapping.
+  if (view_.file >= 0 && !src_.packed(view_.file) && view_.is_contiguous() && count * es >= (64u << 10)) {
+    const uint64_t begin = view_.offset + first * es, end = begin + count * es;
+    const uint64_t map_begin = begin / kPage * kPage;
+    void* p = ::mmap(nullptr, end - map_begin, PROT_READ, MAP_SHARED | MAP_POPULATE, src_.file(view_.file).fd(),
+                     static_cast<off_t>(map_begin));
+    if (p != MAP_FAILED) {
+      struct Unmap {
+        void* p;
+        size_t n;
+        ~Unmap() { ::munmap(p, n); }
+      } unmap{p, end - map_begin};
+      fn(static_cast<const uint8_t*>(p) + (begin - map_begin));
+      return;
+    }  // mapping refused (an odd file system): read instead
+  }
+  thread_local std::vector<uint8_t> buf;
+  buf.resize(count * es);
+  copy(first, count, buf.data());
+  fn(buf.data());
+}
+
 }  // namespace ckpt

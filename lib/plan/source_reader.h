@@ -43,4 +43,22 @@ class SourceReader {
   std::map<std::string, std::shared_ptr<const PackedContainer>> containers_;
 };
 
+// The elements of one source view, as a compute engine asks for them: `with` hands a pointer to
+// elements [first, first + count) in row-major order — the page cache itself through a
+// short-lived read-only mapping where the view is a contiguous range of a file on disk (no copy,
+// and the pages leave the process's resident set with the unmap), else a copy gathered into a
+// buffer of the calling thread; `copy` writes them into the engine's memory (a GPU engine's pinned
+// staging). FP8 and INT4 quantization read their weights through it.
+class SourceElements {
+ public:
+  SourceElements(const SourceReader& src, const SourceView& view) : src_(src), view_(view) {}
+  void with(uint64_t first, uint64_t count, const std::function<void(const uint8_t*)>& fn) const;
+  void copy(uint64_t first, uint64_t count, uint8_t* dst) const { src_.gather(view_, first, count, dst); }
+  const SourceView& view() const { return view_; }
+
+ private:
+  const SourceReader& src_;
+  const SourceView& view_;
+};
+
 }  // namespace ckpt

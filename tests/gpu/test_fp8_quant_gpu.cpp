@@ -325,7 +325,7 @@ TEST(Fp8QuantGpu, RangesThroughThePipelineEqualTheCpuEngine) {
                                 bytes);
     Checkpoint ck = open_checkpoint(path);
     SourceReader src({path});
-    const Fp8Elements elements(src, ck.tensors[0].view);
+    const SourceElements elements(src, ck.tensors[0].view);
     for (Fp8Grid g : {Fp8Grid::per_tensor(rows, cols), Fp8Grid::per_channel(rows, cols), Fp8Grid::blocks(rows, cols, 128, 128)}) {
       std::vector<float> cpu_amax(g.groups(), 0.0f), gpu_amax(g.groups(), 0.0f);
       cpu_fp8_engine()->amax_range(g, dt, elements, 0, g.numel(), 100000, cpu_amax.data());

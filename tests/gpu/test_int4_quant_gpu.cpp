@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "checkpoint/checkpoint.h"
 #include "cuda_check.h"
 #include "gpu_info.h"
 #include "int4_cases.h"
@@ -281,10 +282,18 @@ EngineRun run_engine(const Int4Engine& e, const Int4Scheme& s, DType dt, const s
   r.words.assign(n * ((k + 7) / 8), 0xA5A5A5A5u);
   r.params.assign(n * geo.groups, Int4Params{-1.0f, 99});
   r.stats.resize(strips.size());
-  r.issue = e.quantize_strips(
-      s, geo, dt, strips,
-      [&](uint64_t row0, uint64_t rows, uint8_t* dst) { std::memcpy(dst, w.data() + row0 * k * es, rows * k * es); },
-      r.words.data(), r.params.data(), r.stats.data());
+  // The weight as a checkpoint's only tensor: the engines read it through a SourceReader.
+  test::ScratchDir d;
+  const std::string path = d / "model.safetensors";
+  test::write_raw_safetensors(path,
+                              std::string("{\"w\":{\"dtype\":\"") + std::string(dtype_name(dt)) + "\",\"shape\":[" +
+                                  std::to_string(n) + "," + std::to_string(k) + "],\"data_offsets\":[0," +
+                                  std::to_string(n * k * es) + "]}}",
+                              w);
+  const Checkpoint ck = open_checkpoint(path);
+  const SourceReader src({path});
+  r.issue = e.quantize_strips(s, geo, strips, SourceElements(src, ck.tensors[0].view), r.words.data(), r.params.data(),
+                              r.stats.data());
   return r;
 }
 
