@@ -1,10 +1,9 @@
 #include "formats/pack_codec.h"
 
-// ZSTD_c_literalCompressionMode (pack_codec.h says why).
-#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -107,19 +106,11 @@ void merge_planes(const uint8_t* const* planes, uint64_t n, unsigned k, uint8_t*
 
 namespace {
 
-ZSTD_CCtx* new_cctx(int level, bool exponent) {
+ZSTD_CCtx* new_cctx(int level) {
   ZSTD_CCtx* c = ZSTD_createCCtx();
   if (!c) throw std::bad_alloc();
   ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
-  if (level == 1) {
-    ZSTD_CCtx_setParameter(c, ZSTD_c_hashLog, kPackLevel1HashLog);
-    // Acceleration only where Huffman literals can be asked for: without them the plane would be
-    // left raw (a libzstd that refused the experimental parameter gets the plain level-1 frames).
-    if (exponent && !ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_literalCompressionMode, ZSTD_ps_enable))) {
-      ZSTD_CCtx_setParameter(c, ZSTD_c_minMatch, kPackExponentMinMatch);
-      ZSTD_CCtx_setParameter(c, ZSTD_c_targetLength, kPackExponentTargetLength);
-    }
-  }
+  if (level == 1) ZSTD_CCtx_setParameter(c, ZSTD_c_hashLog, kPackLevel1HashLog);
   ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);     // the group digest covers the bytes
   ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);  // checked against the declared size
   return c;
@@ -149,22 +140,21 @@ double pack_sample_entropy(const uint8_t* plane, uint64_t n) {
   return bits;
 }
 
-GroupEncoder::GroupEncoder(int level) : cctx_(new_cctx(level, false)), exponent_cctx_(nullptr) {
-  try {
-    exponent_cctx_ = new_cctx(level, true);
-  } catch (...) {
-    ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(cctx_));
-    throw;
-  }
-}
+GroupEncoder::GroupEncoder(int level) : level_(level), cctx_(new_cctx(level)) {}
 
-GroupEncoder::~GroupEncoder() {
-  ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(cctx_));
-  ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(exponent_cctx_));
-}
+GroupEncoder::~GroupEncoder() { ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(cctx_)); }
 
 uint64_t GroupEncoder::bound(uint64_t len, unsigned k) {
-  return k * ZSTD_compressBound(len / k);
+  const uint64_t n = len / k;
+  return k * std::max<uint64_t>(ZSTD_compressBound(n), LiteralsFrameEncoder::bound(n));
+}
+
+size_t GroupEncoder::compress_plane(const uint8_t* src, uint64_t n, bool exponent, uint8_t* out) {
+  if (exponent && level_ == 1 && kPackExponentLiterals)
+    if (const size_t r = literals_.encode(src, n, out, /*refuse_repeats=*/true)) return r;
+  const size_t r = ZSTD_compress2(static_cast<ZSTD_CCtx*>(cctx_), out, ZSTD_compressBound(n), src, n);
+  if (ZSTD_isError(r)) throw std::runtime_error(std::string("zstd compression failed: ") + ZSTD_getErrorName(r));
+  return r;
 }
 
 bool GroupEncoder::sample_gains(const uint8_t* plane, uint64_t n) {
@@ -201,9 +191,7 @@ uint64_t GroupEncoder::encode(const uint8_t* data, uint64_t len, unsigned k, uin
   for (unsigned p = 0; p < k; ++p) {
     const uint8_t* src = planes + p * n;
     if (worth_compressing(src, n)) {
-      void* c = k > 1 && p == k - 1 ? exponent_cctx_ : cctx_;
-      const size_t r = ZSTD_compress2(static_cast<ZSTD_CCtx*>(c), out + at, ZSTD_compressBound(n), src, n);
-      if (ZSTD_isError(r)) throw std::runtime_error(std::string("zstd compression failed: ") + ZSTD_getErrorName(r));
+      const size_t r = compress_plane(src, n, k > 1 && p == k - 1, out + at);
       if (r < n) {
         frames[p] = {FrameKind::kZstd, static_cast<uint32_t>(r)};
         at += r;

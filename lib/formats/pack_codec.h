@@ -27,6 +27,7 @@
 
 #include "core/dtype.h"
 #include "core/hash.h"
+#include "formats/zstd_literals.h"
 
 namespace ckpt {
 
@@ -62,17 +63,15 @@ struct EncodedFrame {
 inline constexpr int kPackLevel1HashLog = 8;
 
 // The exponent plane (the last plane of a 2- or 4-plane dtype: the bf16/f16 high byte, the f32
-// top byte) at level 1 also skips match search: ZSTD_c_minMatch 7 (the fast strategy's longest)
-// and ZSTD_c_targetLength 8, which for the fast strategy is its "acceleration" (positions skipped
-// between lookups, facebook/zstd lib/zstd.h). That plane's gain is order-0 (Huffman literals);
-// its encode time is its cost: measured on 512 KiB frames, one core, 730 -> 926 MB/s on a
-// synthetic std-0.02 plane (ratio 2.933 -> 2.941) and 769 -> 1020 MB/s on llama-trained's (4.677
-// -> 4.574, its barely-trained embedding rows repeat; the whole file packs 0.3 % larger). With an
-// acceleration zstd's default literal mode leaves literals raw, so Huffman literals are asked for
-// (ZSTD_c_literalCompressionMode, an experimental parameter of the libzstd the build links:
-// zstd.h and the library come from the same libzstd-dev, so its value agrees with the library).
-inline constexpr int kPackExponentMinMatch = 7;
-inline constexpr int kPackExponentTargetLength = 8;
+// top byte) at level 1 is not given to libzstd: its gain is order-0 (Huffman literals), and
+// libzstd's match search and per-block literal coder ran at ~0.9-1.0 GB/s a core on it, most of
+// pack's CPU. pack's own writer of standard zstd frames of Huffman literals (zstd_literals.h: one
+// table per frame, two symbols per lookup, four interleaved streams) codes it instead, decoded by
+// libzstd as any zstd frame. Measured on 512 KiB planes, one core (BENCHMARKS.md, "pack /
+// unpack", 2026-12-07 evening): see kPackExponentLiterals' numbers there. Planes that look
+// repetitive (LiteralsFrameEncoder::repeated_bytes: a trained model's untouched embedding rows,
+// zero runs) still go to libzstd at level 1, whose matches find them.
+inline constexpr bool kPackExponentLiterals = true;
 
 // Noise planes: before compressing a plane of at least kPackSampleMinBytes, zstd is tried on a
 // sample of it (kPackSampleSlices slices of kPackSampleSliceBytes spread evenly, 16 KiB in all);
@@ -116,8 +115,13 @@ class GroupEncoder {
   bool sample_gains(const uint8_t* plane, uint64_t n);
 
  private:
-  void* cctx_;           // every plane but the exponent plane, and the samples
-  void* exponent_cctx_;  // the exponent plane (the same settings as cctx_ at levels above 1)
+  // One plane as one zstd frame at out (bound's room): the exponent plane at level 1 through
+  // literals_ unless it looks repetitive, everything else through libzstd. Returns its size.
+  size_t compress_plane(const uint8_t* src, uint64_t n, bool exponent, uint8_t* out);
+
+  int level_;
+  void* cctx_;                     // every plane at levels above 1, the rest at level 1, the samples
+  LiteralsFrameEncoder literals_;  // the exponent plane at level 1
   std::vector<uint8_t> planes_, sample_, sample_out_;
 };
 
