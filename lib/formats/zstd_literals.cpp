@@ -498,10 +498,10 @@ __attribute__((target("avx2"))) inline void fold_counters(__m256i* acc, uint64_t
 }
 
 __attribute__((target("avx2"))) uint64_t scan_avx2(const uint8_t* src, size_t n, uint32_t (*h)[256], uint32_t* seen) {
-  const size_t head = std::min(n, kLiteralsVectorHead) / 32 * 32;
+  const size_t head = std::min(n, kLiteralsVectorHead) / kLiteralsRepeatStride * kLiteralsRepeatStride;
   count_scalar(src, 0, head, h);
   uint64_t hits = 0;
-  for (size_t i = 0; i < head; i += 32) hits += repeat_hit(seen, src, i);
+  for (size_t i = 0; i + kLiteralsRepeatStride <= head; i += kLiteralsRepeatStride) hits += repeat_hit(seen, src, i);
   uint8_t sym[kVectorSymbols];
   {
     uint32_t c[256];
@@ -534,7 +534,7 @@ __attribute__((target("avx2"))) uint64_t scan_avx2(const uint8_t* src, size_t n,
     }
     if (uint32_t other = ~static_cast<uint32_t>(_mm256_movemask_epi8(any)))
       for (; other; other &= other - 1) ++h[0][src[i + static_cast<unsigned>(__builtin_ctz(other))]];
-    hits += repeat_hit(seen, src, i);
+    if (i % kLiteralsRepeatStride == 0 && i + kLiteralsRepeatStride <= n) hits += repeat_hit(seen, src, i);
     if (++steps == 255) {  // a byte counter gains at most 1 a step
       fold_counters(acc, total);
       steps = 0;
@@ -554,7 +554,7 @@ void byte_counts_reference(const uint8_t* src, size_t n, uint32_t counts[256]) {
 }
 
 void LiteralsFrameEncoder::scan(const uint8_t* src, size_t n, uint32_t counts[256]) {
-  static_assert(kLiteralsRepeatStride == 32, "scan_avx2 checks once per 32-byte step");
+  static_assert(kLiteralsRepeatStride % 32 == 0, "scan_avx2 checks at the start of a 32-byte step");
   static const bool avx2 = __builtin_cpu_supports("avx2");
   uint32_t h[8][256] = {};
   std::memset(seen_.data(), 0, seen_.size() * sizeof(uint32_t));

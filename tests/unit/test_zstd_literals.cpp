@@ -91,7 +91,9 @@ TEST(ZstdLiterals, CodeLengthsAreCompleteAndLimited) {
     // A more frequent byte never gets a longer code.
     for (unsigned a = 0; a < 256; ++a)
       for (unsigned b = 0; b < 256; ++b)
-        if (counts[a] && counts[b] && counts[a] > counts[b]) ASSERT_LE(lengths[a], lengths[b]);
+        if (counts[a] && counts[b] && counts[a] > counts[b]) {
+          ASSERT_LE(lengths[a], lengths[b]);
+        }
   }
 }
 
