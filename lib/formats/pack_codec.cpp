@@ -52,6 +52,19 @@ __attribute__((target("avx2"))) uint64_t split2_avx2(const uint8_t* in, uint64_t
   }
   return i;
 }
+
+// The inverse for merge_planes: the 64-bit permute first, so that the in-lane byte interleave
+// yields elements in order.
+__attribute__((target("avx2"))) uint64_t merge2_avx2(const uint8_t* lo_in, const uint8_t* hi_in, uint64_t n, uint8_t* out) {
+  uint64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m256i lo = _mm256_permute4x64_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lo_in + i)), 0xd8);
+    const __m256i hi = _mm256_permute4x64_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(hi_in + i)), 0xd8);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 2 * i), _mm256_unpacklo_epi8(lo, hi));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 2 * i + 32), _mm256_unpackhi_epi8(lo, hi));
+  }
+  return i;
+}
 #endif
 
 // SSE2 (every x86-64 CPU has it) does 16 elements per step: the high and low bytes of 16-bit
@@ -105,6 +118,10 @@ void split_planes(const uint8_t* in, uint64_t n, unsigned k, uint8_t* planes) {
 
 void merge_planes(const uint8_t* const* planes, uint64_t n, unsigned k, uint8_t* out) {
   uint64_t i = 0;
+#if defined(__x86_64__)
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (k == 2 && avx2) i = merge2_avx2(planes[0], planes[1], n, out);
+#endif
 #if defined(__SSE2__)
   if (k == 2) {
     for (; i + 16 <= n; i += 16) {

@@ -39,13 +39,15 @@ unsigned pack_plane_count(DType t);
 
 // Splits n elements of k bytes each (k in {1, 2, 4}) into k planes: plane p (n bytes, at
 // planes + p*n) holds byte p of every element. The reference is the plain loop; the other uses
-// SSE2 and must give the same bytes (tests/unit/test_pack_codec.cpp).
+// SSE2 (AVX2 for 2 planes where the CPU has it) and must give the same bytes
+// (tests/unit/test_pack_codec.cpp).
 void split_planes_reference(const uint8_t* in, uint64_t n, unsigned k, uint8_t* planes);
 void split_planes(const uint8_t* in, uint64_t n, unsigned k, uint8_t* planes);
 // The same with plane p written at planes[p] (the 2-plane split uses AVX2 where the CPU has it).
 void split_planes_to(const uint8_t* in, uint64_t n, unsigned k, uint8_t* const* planes);
 // The inverse: k planes of n bytes each (plane p at planes[p], anywhere: a stored frame is merged
-// straight from the bytes read) back into n interleaved elements.
+// straight from the bytes read) back into n interleaved elements (2 planes: AVX2 where the CPU
+// has it).
 void merge_planes_reference(const uint8_t* const* planes, uint64_t n, unsigned k, uint8_t* out);
 void merge_planes(const uint8_t* const* planes, uint64_t n, unsigned k, uint8_t* out);
 
