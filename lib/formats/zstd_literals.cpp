@@ -268,7 +268,7 @@ size_t write_huffman_tree_description(const uint8_t lengths[256], uint8_t* out) 
   return best;
 }
 
-LiteralsFrameEncoder::LiteralsFrameEncoder() : pair_code_(65536), pair_len_(65536), seen_(size_t{1} << kSeenLog) {
+LiteralsFrameEncoder::LiteralsFrameEncoder() : pair_(65536), seen_(size_t{1} << kSeenLog) {
   for (auto& s : streams_) s.resize(kZstdMaxBlockBytes / 4 * 2 + 64);
 }
 
@@ -278,54 +278,62 @@ size_t LiteralsFrameEncoder::bound(size_t n) {
   return 13 + 3 * (n / kZstdMaxBlockBytes + 1) + n;
 }
 
+// A code as the stream writer adds it: the code in the top bits, its length in the low byte.
+inline uint64_t top_aligned(uint64_t code, unsigned len) { return code << (64 - len) | len; }
+
 void LiteralsFrameEncoder::build_tables(const uint8_t lengths[256]) {
   // Canonical codes (§4.2.1.3): bytes by weight ascending (longest code first), ties by byte
   // value, each taking the next 2^(weight-1) slots of the 2^max_len-entry decoding table; its code
   // is its first slot in units of its width.
   unsigned max_len = 0;
   uint8_t used[256];
+  uint32_t code[256];
   unsigned m = 0;
   for (unsigned s = 0; s < 256; ++s) {
     max_len = std::max<unsigned>(max_len, lengths[s]);
-    single_code_[s] = 0;
-    single_len_[s] = 0;
+    single_[s] = 0;
     if (lengths[s]) used[m++] = static_cast<uint8_t>(s);
   }
   uint32_t next = 0;
   for (unsigned len = max_len; len > 0; --len)
     for (unsigned s = 0; s < 256; ++s)
       if (lengths[s] == len) {
-        single_code_[s] = next >> (max_len - len);
-        single_len_[s] = static_cast<uint8_t>(len);
+        code[s] = next >> (max_len - len);
+        single_[s] = top_aligned(code[s], len);
         next += 1u << (max_len - len);
       }
   // Pairs only of bytes that occur: an index of two bytes read little-endian at i holds byte i in
-  // the low half; byte i+1 is written first, byte i after it.
+  // the low half; byte i+1 is written first, byte i after it (nearer the top, read earlier).
   for (unsigned a = 0; a < m; ++a)
     for (unsigned b = 0; b < m; ++b) {
-      const unsigned i = used[a] | used[b] << 8, lb = single_len_[used[b]];
-      pair_code_[i] = single_code_[used[b]] | single_code_[used[a]] << lb;
-      pair_len_[i] = static_cast<uint8_t>(lb + single_len_[used[a]]);
+      const unsigned la = lengths[used[a]], lb = lengths[used[b]];
+      pair_[used[a] | used[b] << 8] = top_aligned(static_cast<uint64_t>(code[used[a]]) << lb | code[used[b]], la + lb);
     }
 }
 
 namespace {
 
-// A backward Huffman stream (§4.2.2) written 4 literals at a time: two pair codes of at most
-// 2 * 11 bits after a flush that leaves at most 7 bits, 51 bits in the 64-bit container.
+// A backward Huffman stream (§4.2.2) written 4 literals at a time. The container holds its
+// pending bits at the top, oldest lowest: adding a code shifts the container right by the code's
+// length and ORs the top-aligned code in; the code's entry carries its length in its low byte,
+// which lands below the pending bits (at most 7 + 2 * 22 = 51 of them, above bit 8) and is
+// shifted out, and is added whole to the bit count, of which only the low byte is read. That is
+// four operations a code (load, shift, or, add) and no shift at a flush, which writes the pending
+// bits' whole bytes.
 struct StreamOut {
   uint64_t c = 0;
-  unsigned n = 0;
+  uint64_t n = 0;  // pending bits in the low byte
   uint8_t* p;
-  __attribute__((always_inline)) void put(uint32_t code, unsigned len) {
-    c |= static_cast<uint64_t>(code) << n;
-    n += len;
+  __attribute__((always_inline)) void put(uint64_t e) {
+    c >>= e & 63;
+    c |= e;
+    n += e;
   }
   __attribute__((always_inline)) void flush() {
-    store_le64(p, c);
-    p += n >> 3;
-    c >>= n & ~7u;
-    n &= 7;
+    const unsigned bits = n & 0xff;  // >= 1: every flush follows at least one code
+    store_le64(p, c >> (64 - bits));
+    p += bits >> 3;
+    n = bits & 7;
   }
 };
 
@@ -340,36 +348,27 @@ inline uint32_t load_le16(const uint8_t* p) {
 // interleaved in one loop so that their dependency chains (container, bit count) overlap; two
 // and not four, so that both streams' state and the tables stay in registers (four spilled).
 // Returns each stream's size (with its end mark) in sizes[j].
-struct CodeTables {
-  const uint32_t* single_code;
-  const uint8_t* single_len;
-  const uint32_t* pair_code;
-  const uint8_t* pair_len;
-};
-
-__attribute__((always_inline)) inline void code_two_streams(const CodeTables& t, const uint8_t* const start[2],
-                                                            const uint8_t* const end[2], uint8_t* const out[2],
-                                                            size_t sizes[2]) {
-  // Local copies: the stores through out could alias t's members, which would reload them.
-  const uint32_t* const single_code = t.single_code;
-  const uint8_t* const single_len = t.single_len;
-  const uint32_t* const pair_code = t.pair_code;
-  const uint8_t* const pair_len = t.pair_len;
+__attribute__((always_inline)) inline void code_two_streams(const uint64_t* single_table, const uint64_t* pair_table,
+                                                            const uint8_t* const start[2], const uint8_t* const end[2],
+                                                            uint8_t* const out[2], size_t sizes[2]) {
+  // Local copies: stores through out could alias the table pointers' sources.
+  const uint64_t* const single = single_table;
+  const uint64_t* const pair = pair_table;
   const uint8_t* cur[2] = {end[0], end[1]};
   StreamOut s[2];
   for (unsigned j = 0; j < 2; ++j) {
     s[j].p = out[j];
     while ((cur[j] - start[j]) & 3) {
       --cur[j];
-      s[j].put(single_code[*cur[j]], single_len[*cur[j]]);
+      s[j].put(single[*cur[j]]);
       s[j].flush();
     }
   }
   auto four = [&](StreamOut& so, const uint8_t*& c) __attribute__((always_inline)) {
     const uint32_t a = load_le16(c - 2), b = load_le16(c - 4);
     c -= 4;
-    so.put(pair_code[a], pair_len[a]);
-    so.put(pair_code[b], pair_len[b]);
+    so.put(pair[a]);
+    so.put(pair[b]);
     so.flush();
   };
   for (size_t k = static_cast<size_t>(std::min(cur[0] - start[0], cur[1] - start[1])) / 4; k > 0; --k) {
@@ -378,41 +377,43 @@ __attribute__((always_inline)) inline void code_two_streams(const CodeTables& t,
   }
   for (unsigned j = 0; j < 2; ++j) {
     while (cur[j] > start[j]) four(s[j], cur[j]);
-    s[j].put(1, 1);  // the end mark (§4.2.2)
-    store_le64(s[j].p, s[j].c);
-    sizes[j] = static_cast<size_t>(s[j].p - out[j]) + (s[j].n + 7) / 8;
+    s[j].put(top_aligned(1, 1));  // the end mark (§4.2.2)
+    const unsigned bits = s[j].n & 0xff;
+    store_le64(s[j].p, s[j].c >> (64 - bits));
+    sizes[j] = static_cast<size_t>(s[j].p - out[j]) + (bits + 7) / 8;
   }
 }
 
-__attribute__((always_inline)) inline void code_streams_body(const CodeTables& t, const uint8_t* lit, size_t n,
-                                                             uint8_t* const out[4], size_t sizes[4]) {
+__attribute__((always_inline)) inline void code_streams_body(const uint64_t* single, const uint64_t* pair,
+                                                             const uint8_t* lit, size_t n, uint8_t* const out[4],
+                                                             size_t sizes[4]) {
   const size_t seg = (n + 3) / 4;
   const uint8_t* const start[4] = {lit, lit + seg, lit + 2 * seg, lit + 3 * seg};
   const uint8_t* const end[4] = {lit + seg, lit + 2 * seg, lit + 3 * seg, lit + n};
-  code_two_streams(t, start, end, out, sizes);
-  code_two_streams(t, start + 2, end + 2, out + 2, sizes + 2);
+  code_two_streams(single, pair, start, end, out, sizes);
+  code_two_streams(single, pair, start + 2, end + 2, out + 2, sizes + 2);
 }
 
 // The same code compiled for BMI2's single-uop variable shifts (shlx/shrx: the loop is mostly
 // shifts), chosen at run time; the bytes written are the same.
-__attribute__((target("bmi2"))) void code_streams_bmi2(const CodeTables& t, const uint8_t* lit, size_t n,
-                                                      uint8_t* const out[4], size_t sizes[4]) {
-  code_streams_body(t, lit, n, out, sizes);
+__attribute__((target("bmi2"))) void code_streams_bmi2(const uint64_t* single, const uint64_t* pair, const uint8_t* lit,
+                                                      size_t n, uint8_t* const out[4], size_t sizes[4]) {
+  code_streams_body(single, pair, lit, n, out, sizes);
 }
-void code_streams_plain(const CodeTables& t, const uint8_t* lit, size_t n, uint8_t* const out[4], size_t sizes[4]) {
-  code_streams_body(t, lit, n, out, sizes);
+void code_streams_plain(const uint64_t* single, const uint64_t* pair, const uint8_t* lit, size_t n,
+                        uint8_t* const out[4], size_t sizes[4]) {
+  code_streams_body(single, pair, lit, n, out, sizes);
 }
 
 }  // namespace
 
 size_t LiteralsFrameEncoder::code_streams(const uint8_t* lit, size_t n, size_t sizes[4]) {
   static const bool bmi2 = __builtin_cpu_supports("bmi2");
-  const CodeTables t{single_code_, single_len_, pair_code_.data(), pair_len_.data()};
   uint8_t* const out[4] = {streams_[0].data(), streams_[1].data(), streams_[2].data(), streams_[3].data()};
   if (bmi2)
-    code_streams_bmi2(t, lit, n, out, sizes);
+    code_streams_bmi2(single_, pair_.data(), lit, n, out, sizes);
   else
-    code_streams_plain(t, lit, n, out, sizes);
+    code_streams_plain(single_, pair_.data(), lit, n, out, sizes);
   return 6 + sizes[0] + sizes[1] + sizes[2] + sizes[3];
 }
 

@@ -102,12 +102,11 @@ class LiteralsFrameEncoder {
   // The byte counts of src and repeated_.
   void scan(const uint8_t* src, size_t n, uint32_t counts[256]);
 
-  // Code and length of one byte, and of two bytes read as a little-endian uint16 (the code of the
-  // later byte in the low bits: a stream is written from its last literal backwards).
-  uint32_t single_code_[256];
-  uint8_t single_len_[256];
-  std::vector<uint32_t> pair_code_;
-  std::vector<uint8_t> pair_len_;
+  // The code of one byte, and of two bytes read as a little-endian uint16 (the later byte's code
+  // first: a stream is written from its last literal backwards), top-aligned with the length in
+  // the low byte (StreamOut in the .cpp says why).
+  uint64_t single_[256];
+  std::vector<uint64_t> pair_;
   uint8_t table_desc_[160];
   size_t table_desc_size_ = 0;
   std::vector<uint8_t> streams_[4];
