@@ -70,11 +70,13 @@ inline constexpr int kPackLevel1HashLog = 8;
 // top byte) at level 1 is not given to libzstd: its gain is order-0 (Huffman literals), and
 // libzstd's match search and per-block literal coder ran at ~0.9-1.0 GB/s a core on it, most of
 // pack's CPU. pack's own writer of standard zstd frames of Huffman literals (zstd_literals.h: one
-// table per frame, two symbols per lookup, four interleaved streams) codes it instead, decoded by
-// libzstd as any zstd frame. Measured on 512 KiB planes, one core (BENCHMARKS.md, "pack /
-// unpack", 2026-12-07 evening): see kPackExponentLiterals' numbers there. Planes that look
-// repetitive (LiteralsFrameEncoder::repeated_bytes: a trained model's untouched embedding rows,
-// zero runs) still go to libzstd at level 1, whose matches find them.
+// table per frame, two symbols per lookup, four streams coded two at a time) codes it instead,
+// decoded by libzstd as any zstd frame. Measured on 512 KiB planes, one core of the 2-core dev VM
+// (BENCHMARKS.md, "The exponent plane through ckpt's own zstd frame writer"): 1558 MB/s against
+// libzstd's 860 on make_synthetic's planes at the same ratio (2.985 vs 2.983); pack's user CPU on
+// the 22-layer synthetic 1.94 -> 1.12 s, pack 2.4x -> 1.4x cp. Planes that look repetitive
+// (LiteralsFrameEncoder::repeated_bytes: a trained model's untouched embedding rows, zero runs)
+// still go to libzstd at level 1, whose matches find them.
 inline constexpr bool kPackExponentLiterals = true;
 
 // Noise planes: before compressing a plane of at least kPackSampleMinBytes, zstd is tried on a
