@@ -1,15 +1,16 @@
 #include "formats/pack_codec.h"
 
-// ZSTD_c_literalCompressionMode (pack_codec.h says why).
-#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
 
-#if defined(__SSE2__)
+#if defined(__x86_64__)
+#include <immintrin.h>
+#elif defined(__SSE2__)
 #include <emmintrin.h>
 #endif
 
@@ -34,11 +35,47 @@ void merge_planes_reference(const uint8_t* const* planes, uint64_t n, unsigned k
     for (unsigned p = 0; p < k; ++p) out[i * k + p] = planes[p][i];
 }
 
+#if defined(__x86_64__)
+// AVX2, where the CPU has it, for the 2-plane split (bf16/f16, the common case): 32 elements a
+// step, as the SSE2 loop below but packs work within 128-bit lanes, so a 64-bit permute puts the
+// halves in order. Returns the elements done.
+__attribute__((target("avx2"))) uint64_t split2_avx2(const uint8_t* in, uint64_t n, uint8_t* lo_out, uint8_t* hi_out) {
+  const __m256i lo_mask = _mm256_set1_epi16(0x00ff);
+  uint64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + 2 * i));
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + 2 * i + 32));
+    const __m256i lo = _mm256_packus_epi16(_mm256_and_si256(a, lo_mask), _mm256_and_si256(b, lo_mask));
+    const __m256i hi = _mm256_packus_epi16(_mm256_srli_epi16(a, 8), _mm256_srli_epi16(b, 8));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo_out + i), _mm256_permute4x64_epi64(lo, 0xd8));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi_out + i), _mm256_permute4x64_epi64(hi, 0xd8));
+  }
+  return i;
+}
+
+// The inverse for merge_planes: the 64-bit permute first, so that the in-lane byte interleave
+// yields elements in order.
+__attribute__((target("avx2"))) uint64_t merge2_avx2(const uint8_t* lo_in, const uint8_t* hi_in, uint64_t n, uint8_t* out) {
+  uint64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m256i lo = _mm256_permute4x64_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lo_in + i)), 0xd8);
+    const __m256i hi = _mm256_permute4x64_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(hi_in + i)), 0xd8);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 2 * i), _mm256_unpacklo_epi8(lo, hi));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 2 * i + 32), _mm256_unpackhi_epi8(lo, hi));
+  }
+  return i;
+}
+#endif
+
 // SSE2 (every x86-64 CPU has it) does 16 elements per step: the high and low bytes of 16-bit
 // lanes by shift and mask, narrowed with unsigned saturation (no value exceeds 255 after the
 // mask); and the inverse by byte and word interleaving. Tails go through the reference loop.
-void split_planes(const uint8_t* in, uint64_t n, unsigned k, uint8_t* planes) {
+void split_planes_to(const uint8_t* in, uint64_t n, unsigned k, uint8_t* const* planes) {
   uint64_t i = 0;
+#if defined(__x86_64__)
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (k == 2 && avx2) i = split2_avx2(in, n, planes[0], planes[1]);
+#endif
 #if defined(__SSE2__)
   if (k == 2) {
     const __m128i lo_mask = _mm_set1_epi16(0x00ff);
@@ -47,8 +84,8 @@ void split_planes(const uint8_t* in, uint64_t n, unsigned k, uint8_t* planes) {
       __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + 2 * i + 16));
       __m128i lo = _mm_packus_epi16(_mm_and_si128(a, lo_mask), _mm_and_si128(b, lo_mask));
       __m128i hi = _mm_packus_epi16(_mm_srli_epi16(a, 8), _mm_srli_epi16(b, 8));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(planes + i), lo);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(planes + n + i), hi);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(planes[0] + i), lo);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(planes[1] + i), hi);
     }
   } else if (k == 4) {
     const __m128i byte_mask = _mm_set1_epi32(0xff);
@@ -60,21 +97,31 @@ void split_planes(const uint8_t* in, uint64_t n, unsigned k, uint8_t* planes) {
         for (int j = 0; j < 4; ++j) w[j] = _mm_and_si128(_mm_srli_epi32(v[j], 8 * p), byte_mask);
         __m128i lo = _mm_packs_epi32(w[0], w[1]);
         __m128i hi = _mm_packs_epi32(w[2], w[3]);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(planes + p * n + i), _mm_packus_epi16(lo, hi));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(planes[p] + i), _mm_packus_epi16(lo, hi));
       }
     }
   }
 #endif
   if (k == 1) {
-    if (n) std::memcpy(planes, in, n);
+    if (n) std::memcpy(planes[0], in, n);
     return;
   }
   for (; i < n; ++i)
-    for (unsigned p = 0; p < k; ++p) planes[p * n + i] = in[i * k + p];
+    for (unsigned p = 0; p < k; ++p) planes[p][i] = in[i * k + p];
+}
+
+void split_planes(const uint8_t* in, uint64_t n, unsigned k, uint8_t* planes) {
+  uint8_t* to[4];
+  for (unsigned p = 0; p < k && p < 4; ++p) to[p] = planes + p * n;
+  split_planes_to(in, n, k, to);
 }
 
 void merge_planes(const uint8_t* const* planes, uint64_t n, unsigned k, uint8_t* out) {
   uint64_t i = 0;
+#if defined(__x86_64__)
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (k == 2 && avx2) i = merge2_avx2(planes[0], planes[1], n, out);
+#endif
 #if defined(__SSE2__)
   if (k == 2) {
     for (; i + 16 <= n; i += 16) {
@@ -107,19 +154,11 @@ void merge_planes(const uint8_t* const* planes, uint64_t n, unsigned k, uint8_t*
 
 namespace {
 
-ZSTD_CCtx* new_cctx(int level, bool exponent) {
+ZSTD_CCtx* new_cctx(int level) {
   ZSTD_CCtx* c = ZSTD_createCCtx();
   if (!c) throw std::bad_alloc();
   ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
-  if (level == 1) {
-    ZSTD_CCtx_setParameter(c, ZSTD_c_hashLog, kPackLevel1HashLog);
-    // Acceleration only where Huffman literals can be asked for: without them the plane would be
-    // left raw (a libzstd that refused the experimental parameter gets the plain level-1 frames).
-    if (exponent && !ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_literalCompressionMode, ZSTD_ps_enable))) {
-      ZSTD_CCtx_setParameter(c, ZSTD_c_minMatch, kPackExponentMinMatch);
-      ZSTD_CCtx_setParameter(c, ZSTD_c_targetLength, kPackExponentTargetLength);
-    }
-  }
+  if (level == 1) ZSTD_CCtx_setParameter(c, ZSTD_c_hashLog, kPackLevel1HashLog);
   ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);     // the group digest covers the bytes
   ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);  // checked against the declared size
   return c;
@@ -149,22 +188,21 @@ double pack_sample_entropy(const uint8_t* plane, uint64_t n) {
   return bits;
 }
 
-GroupEncoder::GroupEncoder(int level) : cctx_(new_cctx(level, false)), exponent_cctx_(nullptr) {
-  try {
-    exponent_cctx_ = new_cctx(level, true);
-  } catch (...) {
-    ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(cctx_));
-    throw;
-  }
-}
+GroupEncoder::GroupEncoder(int level) : level_(level), cctx_(new_cctx(level)) {}
 
-GroupEncoder::~GroupEncoder() {
-  ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(cctx_));
-  ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(exponent_cctx_));
-}
+GroupEncoder::~GroupEncoder() { ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(cctx_)); }
 
 uint64_t GroupEncoder::bound(uint64_t len, unsigned k) {
-  return k * ZSTD_compressBound(len / k);
+  const uint64_t n = len / k;
+  return k * std::max<uint64_t>(ZSTD_compressBound(n), LiteralsFrameEncoder::bound(n));
+}
+
+size_t GroupEncoder::compress_plane(const uint8_t* src, uint64_t n, bool exponent, uint8_t* out) {
+  if (exponent && level_ == 1 && kPackExponentLiterals)
+    if (const size_t r = literals_.encode(src, n, out, /*refuse_repeats=*/true)) return r;
+  const size_t r = ZSTD_compress2(static_cast<ZSTD_CCtx*>(cctx_), out, ZSTD_compressBound(n), src, n);
+  if (ZSTD_isError(r)) throw std::runtime_error(std::string("zstd compression failed: ") + ZSTD_getErrorName(r));
+  return r;
 }
 
 bool GroupEncoder::sample_gains(const uint8_t* plane, uint64_t n) {
@@ -191,19 +229,26 @@ uint64_t GroupEncoder::encode(const uint8_t* data, uint64_t len, unsigned k, uin
   if (len % k != 0 || len > kPackGroupBytes || frames.size() != k)
     throw std::logic_error("GroupEncoder::encode: bad group shape");
   const uint64_t n = len / k;
-  const uint8_t* planes = data;
+  // Plane 0 (the bf16/f16 low byte, usually noise and stored) is split straight to where its
+  // stored frame goes, out[0, n), so storing it copies nothing; the others go to scratch, as
+  // does plane 0 when it is compressed after all (its frame is written over its bytes).
+  const uint8_t* plane[4] = {data};
   if (k > 1) {
     planes_.resize(len);
-    split_planes(data, n, k, planes_.data());
-    planes = planes_.data();
+    uint8_t* to[4] = {out};
+    for (unsigned p = 1; p < k; ++p) to[p] = planes_.data() + p * n;
+    split_planes_to(data, n, k, to);
+    for (unsigned p = 0; p < k; ++p) plane[p] = to[p];
   }
   uint64_t at = 0;
   for (unsigned p = 0; p < k; ++p) {
-    const uint8_t* src = planes + p * n;
+    const uint8_t* src = plane[p];
     if (worth_compressing(src, n)) {
-      void* c = k > 1 && p == k - 1 ? exponent_cctx_ : cctx_;
-      const size_t r = ZSTD_compress2(static_cast<ZSTD_CCtx*>(c), out + at, ZSTD_compressBound(n), src, n);
-      if (ZSTD_isError(r)) throw std::runtime_error(std::string("zstd compression failed: ") + ZSTD_getErrorName(r));
+      if (src == out) {
+        if (n) std::memcpy(planes_.data(), out, n);
+        src = planes_.data();
+      }
+      const size_t r = compress_plane(src, n, k > 1 && p == k - 1, out + at);
       if (r < n) {
         frames[p] = {FrameKind::kZstd, static_cast<uint32_t>(r)};
         at += r;
@@ -212,7 +257,7 @@ uint64_t GroupEncoder::encode(const uint8_t* data, uint64_t len, unsigned k, uin
     }
     // Noise, or zstd did not shrink it: the raw plane bytes (ZSTD_compressBound(n) >= n).
     frames[p] = {FrameKind::kStored, static_cast<uint32_t>(n)};
-    if (n) std::memcpy(out + at, src, n);
+    if (n && out + at != src) std::memcpy(out + at, src, n);
     at += n;
   }
   return at;

@@ -27,6 +27,7 @@
 
 #include "core/dtype.h"
 #include "core/hash.h"
+#include "formats/zstd_literals.h"
 
 namespace ckpt {
 
@@ -38,11 +39,15 @@ unsigned pack_plane_count(DType t);
 
 // Splits n elements of k bytes each (k in {1, 2, 4}) into k planes: plane p (n bytes, at
 // planes + p*n) holds byte p of every element. The reference is the plain loop; the other uses
-// SSE2 and must give the same bytes (tests/unit/test_pack_codec.cpp).
+// SSE2 (AVX2 for 2 planes where the CPU has it) and must give the same bytes
+// (tests/unit/test_pack_codec.cpp).
 void split_planes_reference(const uint8_t* in, uint64_t n, unsigned k, uint8_t* planes);
 void split_planes(const uint8_t* in, uint64_t n, unsigned k, uint8_t* planes);
+// The same with plane p written at planes[p] (the 2-plane split uses AVX2 where the CPU has it).
+void split_planes_to(const uint8_t* in, uint64_t n, unsigned k, uint8_t* const* planes);
 // The inverse: k planes of n bytes each (plane p at planes[p], anywhere: a stored frame is merged
-// straight from the bytes read) back into n interleaved elements.
+// straight from the bytes read) back into n interleaved elements (2 planes: AVX2 where the CPU
+// has it).
 void merge_planes_reference(const uint8_t* const* planes, uint64_t n, unsigned k, uint8_t* out);
 void merge_planes(const uint8_t* const* planes, uint64_t n, unsigned k, uint8_t* out);
 
@@ -62,17 +67,17 @@ struct EncodedFrame {
 inline constexpr int kPackLevel1HashLog = 8;
 
 // The exponent plane (the last plane of a 2- or 4-plane dtype: the bf16/f16 high byte, the f32
-// top byte) at level 1 also skips match search: ZSTD_c_minMatch 7 (the fast strategy's longest)
-// and ZSTD_c_targetLength 8, which for the fast strategy is its "acceleration" (positions skipped
-// between lookups, facebook/zstd lib/zstd.h). That plane's gain is order-0 (Huffman literals);
-// its encode time is its cost: measured on 512 KiB frames, one core, 730 -> 926 MB/s on a
-// synthetic std-0.02 plane (ratio 2.933 -> 2.941) and 769 -> 1020 MB/s on llama-trained's (4.677
-// -> 4.574, its barely-trained embedding rows repeat; the whole file packs 0.3 % larger). With an
-// acceleration zstd's default literal mode leaves literals raw, so Huffman literals are asked for
-// (ZSTD_c_literalCompressionMode, an experimental parameter of the libzstd the build links:
-// zstd.h and the library come from the same libzstd-dev, so its value agrees with the library).
-inline constexpr int kPackExponentMinMatch = 7;
-inline constexpr int kPackExponentTargetLength = 8;
+// top byte) at level 1 is not given to libzstd: its gain is order-0 (Huffman literals), and
+// libzstd's match search and per-block literal coder ran at ~0.9-1.0 GB/s a core on it, most of
+// pack's CPU. pack's own writer of standard zstd frames of Huffman literals (zstd_literals.h: one
+// table per frame, two symbols per lookup, four streams coded two at a time) codes it instead,
+// decoded by libzstd as any zstd frame. Measured on 512 KiB planes, one core of the 2-core dev VM
+// (BENCHMARKS.md, "The exponent plane through ckpt's own zstd frame writer"): 1558 MB/s against
+// libzstd's 860 on make_synthetic's planes at the same ratio (2.985 vs 2.983); pack's user CPU on
+// the 22-layer synthetic 1.94 -> 1.12 s, pack 2.4x -> 1.4x cp. Planes that look repetitive
+// (LiteralsFrameEncoder::repeated_bytes: a trained model's untouched embedding rows, zero runs)
+// still go to libzstd at level 1, whose matches find them.
+inline constexpr bool kPackExponentLiterals = true;
 
 // Noise planes: before compressing a plane of at least kPackSampleMinBytes, zstd is tried on a
 // sample of it (kPackSampleSlices slices of kPackSampleSliceBytes spread evenly, 16 KiB in all);
@@ -116,8 +121,13 @@ class GroupEncoder {
   bool sample_gains(const uint8_t* plane, uint64_t n);
 
  private:
-  void* cctx_;           // every plane but the exponent plane, and the samples
-  void* exponent_cctx_;  // the exponent plane (the same settings as cctx_ at levels above 1)
+  // One plane as one zstd frame at out (bound's room): the exponent plane at level 1 through
+  // literals_ unless it looks repetitive, everything else through libzstd. Returns its size.
+  size_t compress_plane(const uint8_t* src, uint64_t n, bool exponent, uint8_t* out);
+
+  int level_;
+  void* cctx_;                     // every plane at levels above 1, the rest at level 1, the samples
+  LiteralsFrameEncoder literals_;  // the exponent plane at level 1
   std::vector<uint8_t> planes_, sample_, sample_out_;
 };
 
