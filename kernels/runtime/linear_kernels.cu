@@ -131,7 +131,7 @@ __device__ __forceinline__ uint64_t block_job(const SkinnyJobs& jobs, SkinnyJob*
 // one (register double buffering: `cur` / `nxt` in the loop), so it has up to 2 x R x 16 = 128
 // bytes outstanding (R = 4 up to m = 4), 32 KB a block. At m <= 2, __launch_bounds__(256, 2)
 // keeps at least two blocks resident per SM; ptxas for sm_90 gives m = 1 64 registers a thread
-// for f32 / f16 / bf16 (four blocks an SM), 64 for FP8 (four: kMinBlocks) and 89 for INT4 (two), so an SM
+// for f32 / f16 / bf16 (four blocks an SM), 64 for FP8 (four: kMinBlocks) and 96 for INT4 (two), so an SM
 // has 64-128 KB requested at any time, and while one block reduces and writes, the others' loads
 // stream. Llama-3-8B shapes at m = 1 (k = 4096): bf16 rows are 512 chunks (S = 256, 2 chunks a
 // thread, the block's 4 rows x 8 KB = 32 KB requested at once); FP8 rows 256 chunks (S = 128, two
@@ -144,8 +144,8 @@ __device__ __forceinline__ uint64_t block_job(const SkinnyJobs& jobs, SkinnyJob*
 // tile height R: each (row, x row) pair is summed over the same chunks by the same thread
 // position, then over the warp by a fixed butterfly, then over the group's warps in index order).
 //
-// Numerics: float32 FMAs of the dequantized weights (exact: f16/bf16/E4M3 widen exactly, INT4 is
-// (q - z) * s rounded once as ops::int4_dequant) with float32 x. FP8 per-tensor and per-channel
+// Numerics: float32 FMAs of the dequantized weights (exact: f16/bf16/E4M3 widen exactly) with
+// float32 x; INT4 factors its scale and zero out of each chunk's sum (int4_chunk_fma). FP8 per-tensor and per-channel
 // weights take the dot product of the E4M3 values and multiply by the row's scale once after the
 // reduction; block scales multiply each chunk's values (a chunk lies in one block). The
 // conversion E4M3 -> f16 is the hardware's paired cvt (two codes per instruction, exact: every
@@ -240,18 +240,14 @@ __device__ __forceinline__ float4 decode4(const LinearView& w, const Chunk<R>& c
     const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&u[2 * q]));
     const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&u[2 * q + 1]));
     return make_float4(a.x, a.y, b.x, b.y);
-  } else if constexpr (E == WeightElem::kE4M3) {
+  } else {
+    static_assert(E == WeightElem::kE4M3, "INT4 chunks go through int4_chunk_fma");
     const uint32_t v = u[q];
     const float2 a = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(v & 0xFFFFu), __NV_E4M3)));
     const float2 b = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(v >> 16), __NV_E4M3)));
     if (w.scale_kind != ScaleKind::kBlock) return make_float4(a.x, a.y, b.x, b.y);
     const float s = ch.scale[r];
     return make_float4(a.x * s, a.y * s, b.x * s, b.y * s);
-  } else {
-    const uint32_t v = u[q / 2] >> (16 * (q % 2)), z = ch.zero[r];
-    const float s = ch.scale[r];
-    return make_float4(ops::int4_dequant(v & 15u, z, s), ops::int4_dequant((v >> 4) & 15u, z, s),
-                       ops::int4_dequant((v >> 8) & 15u, z, s), ops::int4_dequant((v >> 12) & 15u, z, s));
   }
 }
 
@@ -263,6 +259,75 @@ __device__ __forceinline__ float row_scale(const LinearView& w, uint64_t n) {
     if (w.scale_kind == ScaleKind::kChannel) return w.scale[n];
   }
   return 1.0f;
+}
+
+// INT4: one chunk (32 elements of each of the R rows, in one group: skinny_vectorized asks for
+// group % 32 == 0) as s (sum_k q_k x_k - z sum_k x_k), which is sum_k (q_k - z) s x_k. Converting
+// each (q - z) with I2F capped this kernel at the conversion unit's 16 results a clock per SM,
+// about half the rate at which HBM delivers INT4 elements at m = 1 (0.30-0.45 of the read kernel,
+// BENCHMARKS.md 2026-12-07). Here the codes become floats on the full-rate pipes: nibble t of a
+// 16-bit half of a word, masked in place and OR'ed into the mantissa of 2^23, is the float
+// 2^23 + q 16^t exactly (q 16^t < 2^16), one FADD leaves q 16^t, and it meets x 16^-t (x scaled
+// once per chunk, for all R rows; powers of two, exact): LOP3, FADD, FFMA per element and row.
+// The zero term costs one FMA per row and chunk with sum_k x_k, which the R rows share. Rounding:
+// float32 sums in another order than (q - z) s x, within linear_skinny's float32 bound
+// (tests/gpu/test_gpu_forward.cpp SkinnyKernel...).
+template <int R, int MAXM>
+__device__ __forceinline__ void int4_chunk_fma(const Chunk<R>& ch, const float* xc, uint64_t k, int m,
+                                               float (&acc)[R][MAXM]) {
+  float d[R][MAXM], xsum[MAXM];
+#pragma unroll
+  for (int i = 0; i < MAXM; ++i) {
+    xsum[i] = 0.0f;
+#pragma unroll
+    for (int r = 0; r < R; ++r) d[r][i] = 0.0f;
+  }
+  // Word j of the rows (elements 8j .. 8j + 7), unrolled whole only at m <= 2: with more rows of x
+  // the hoisted float4 loads of all eight quads would exceed the registers.
+  constexpr int kWordUnroll = MAXM <= 2 ? 4 : 1;
+#pragma unroll kWordUnroll
+  for (int j = 0; j < 4; ++j) {
+    uint32_t word[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+      word[r] = j == 0 ? ch.raw[r].x : j == 1 ? ch.raw[r].y : j == 2 ? ch.raw[r].z : ch.raw[r].w;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {  // elements 8j + 4 half .. + 3: nibbles 0-3 of that half
+      float4 xs[MAXM];
+#pragma unroll
+      for (int i = 0; i < MAXM; ++i) {
+        if (i < m) {
+          xs[i] = __ldg(reinterpret_cast<const float4*>(xc + i * k) + 2 * j + half);
+          xsum[i] += (xs[i].x + xs[i].y) + (xs[i].z + xs[i].w);
+          xs[i].y *= 0x1p-4f;
+          xs[i].z *= 0x1p-8f;
+          xs[i].w *= 0x1p-12f;
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const uint32_t h = half ? word[r] >> 16 : word[r];
+        const float f0 = __uint_as_float((h & 0xFu) | 0x4B000000u) - 0x1p23f;
+        const float f1 = __uint_as_float((h & 0xF0u) | 0x4B000000u) - 0x1p23f;
+        const float f2 = __uint_as_float((h & 0xF00u) | 0x4B000000u) - 0x1p23f;
+        const float f3 = __uint_as_float((h & 0xF000u) | 0x4B000000u) - 0x1p23f;
+#pragma unroll
+        for (int i = 0; i < MAXM; ++i) {
+          if (i < m) {
+            d[r][i] = fmaf(f0, xs[i].x, d[r][i]);
+            d[r][i] = fmaf(f1, xs[i].y, d[r][i]);
+            d[r][i] = fmaf(f2, xs[i].z, d[r][i]);
+            d[r][i] = fmaf(f3, xs[i].w, d[r][i]);
+          }
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int i = 0; i < MAXM; ++i)
+      if (i < m) acc[r][i] = fmaf(ch.scale[r], fmaf(-static_cast<float>(ch.zero[r]), xsum[i], d[r][i]), acc[r][i]);
 }
 
 template <WeightElem E, int MAXM>
@@ -309,22 +374,26 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<E, MAXM>) skinny_kernel(S
   wait_for_previous_kernel();
   for (; c < chunks; c += S) {
     if (c + S < chunks) load_chunk<E, R>(w, rs, c + S, &nxt);  // in flight during this chunk's FMAs
+    if constexpr (E == WeightElem::kInt4) {
+      int4_chunk_fma<R, MAXM>(cur, x + uint64_t(c) * P, w.k, m, acc);
+    } else {
 #pragma unroll
-    for (int q = 0; q < P / 4; ++q) {
-      float4 xs[MAXM];
+      for (int q = 0; q < P / 4; ++q) {
+        float4 xs[MAXM];
 #pragma unroll
-      for (int i = 0; i < MAXM; ++i)
-        if (i < m) xs[i] = __ldg(reinterpret_cast<const float4*>(x + i * w.k + uint64_t(c) * P) + q);
+        for (int i = 0; i < MAXM; ++i)
+          if (i < m) xs[i] = __ldg(reinterpret_cast<const float4*>(x + i * w.k + uint64_t(c) * P) + q);
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-        const float4 v = decode4<E, R>(w, cur, r, q);
+        for (int r = 0; r < R; ++r) {
+          const float4 v = decode4<E, R>(w, cur, r, q);
 #pragma unroll
-        for (int i = 0; i < MAXM; ++i) {
-          if (i < m) {
-            acc[r][i] = fmaf(v.x, xs[i].x, acc[r][i]);
-            acc[r][i] = fmaf(v.y, xs[i].y, acc[r][i]);
-            acc[r][i] = fmaf(v.z, xs[i].z, acc[r][i]);
-            acc[r][i] = fmaf(v.w, xs[i].w, acc[r][i]);
+          for (int i = 0; i < MAXM; ++i) {
+            if (i < m) {
+              acc[r][i] = fmaf(v.x, xs[i].x, acc[r][i]);
+              acc[r][i] = fmaf(v.y, xs[i].y, acc[r][i]);
+              acc[r][i] = fmaf(v.z, xs[i].z, acc[r][i]);
+              acc[r][i] = fmaf(v.w, xs[i].w, acc[r][i]);
+            }
           }
         }
       }
