@@ -258,7 +258,7 @@ class CpuInt4Engine : public Int4Engine {
                                  ops::Int4Params* params, ops::Fp8ErrorStats* stats) const override {
     const uint64_t W = cdiv(geo.k, 8);
     for (size_t i = 0; i < strips.size(); ++i) {
-      const auto [a, rows] = strips[i];
+      const uint64_t a = strips[i].row0, rows = strips[i].rows;  // not a structured binding: the lambda captures them
       ops::Int4Issue issue;
       src.with(a * geo.k, rows * geo.k, [&](const uint8_t* in) {
         const ops::Int4Source block{in, src.view().dtype, geo.k, a, rows, 0, geo.k};

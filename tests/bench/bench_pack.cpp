@@ -32,6 +32,7 @@
 #include "formats/packed_source.h"
 #include "formats/zstd_literals.h"
 #include "plan/source_reader.h"
+#include "synthetic_weight.h"
 
 using namespace ckpt;
 
@@ -100,17 +101,9 @@ int decode(const std::string& dir) {
   return 0;
 }
 
-// make_synthetic's weights (tests/bench/make_synthetic.cpp): a sum of four uniforms, std ~0.02.
+// make_synthetic's weights as bf16 (truncated, as make_synthetic writes them).
 uint16_t synthetic_bf16(uint64_t i, uint64_t seed) {
-  uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;
-  x ^= x >> 30;
-  x *= 0xBF58476D1CE4E5B9ull;
-  x ^= x >> 27;
-  x *= 0x94D049BB133111EBull;
-  x ^= x >> 31;
-  float s = 0;
-  for (int k = 0; k < 4; ++k) s += static_cast<float>((x >> (16 * k)) & 0xFFFF) / 65536.0f - 0.5f;
-  s *= 0.07f;
+  const float s = bench::synthetic_weight(i, seed);
   uint32_t bits;
   std::memcpy(&bits, &s, 4);
   return static_cast<uint16_t>(bits >> 16);

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/sizes.h"
 #include "plan/executor.h"
+#include "synthetic_weight.h"
 
 using namespace ckpt;
 
@@ -42,18 +43,7 @@ class RandomWeights : public Producer {
   ojson describe() const override { return "random"; }
 
  private:
-  float value(uint64_t i) const {
-    uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed_;
-    x ^= x >> 30;
-    x *= 0xBF58476D1CE4E5B9ull;
-    x ^= x >> 27;
-    x *= 0x94D049BB133111EBull;
-    x ^= x >> 31;
-    // Sum of four uniforms in [-0.5, 0.5): close enough to a normal, scaled to std ~0.02.
-    float s = 0;
-    for (int k = 0; k < 4; ++k) s += static_cast<float>((x >> (16 * k)) & 0xFFFF) / 65536.0f - 0.5f;
-    return s * 0.07f;
-  }
+  float value(uint64_t i) const { return bench::synthetic_weight(i, seed_); }
   DType dtype_;
   uint64_t numel_, seed_;
 };

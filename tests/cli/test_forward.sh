@@ -54,11 +54,15 @@ PY
 "$ckpt" perplexity "$td/llama-trained" --ids "$tmp/heldout.npy" --seq-len 64 --json >"$tmp/ppl.json"
 python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert 1 < r['perplexity'] < 1000 and r['chunks'] == 3 and r['scored_tokens'] == 96, r" "$tmp/ppl.json"
 
-# validate --against: exit code, stderr in $tmp/err, stdout in $tmp/out.
+# validate --against: exit code, stderr in $tmp/err, stdout in $tmp/out. The comparison runs where
+# CKPT_AGAINST_DEVICE says (read by ckpt; unset: the CPU reference, as --cpu-only makes auto
+# choose): tests/gpu/check_against.sh runs this script with cuda on the GPU machine.
+device=${CKPT_AGAINST_DEVICE:-cpu}
 against() { set +e; "$ckpt" validate "$1" --against "$2" --cpu-only --samples 2 --seq-len 16 "${@:3}" >"$tmp/out" 2>"$tmp/err"; local rc=$?; set -e; echo $rc; }
 expect_pass() {
   local rc; rc=$(against "$@")
   [ "$rc" = 0 ] || { cat "$tmp/out" "$tmp/err"; fail "validate $1 --against $2: exit $rc, want 0"; }
+  grep -q "against ($device)" "$tmp/out" || { cat "$tmp/out"; fail "$1: the comparison did not run on $device"; }
 }
 expect_located() {  # DST SRC PATTERN...: exit 1, a failure line matching every pattern
   local dst=$1 src=$2; shift 2
