@@ -7,15 +7,13 @@
 # results in $OUT/bench-against.json (or $CKPT_BENCH_DIR).
 set -euo pipefail
 ckpt=$(realpath "${1:?ckpt binary}")
-synth=${CKPT_SYNTHETIC:-$(dirname "$ckpt")/tests/ckpt_make_synthetic}
-work=${CKPT_BENCH_DIR:-${TMPDIR:-/tmp}/ckpt-bench-validate}
+CKPT_BENCH_DIR=${CKPT_BENCH_DIR:-${TMPDIR:-/tmp}/ckpt-bench-validate}  # gpu_validate.sh's model, made once
+source "$(dirname "$0")/lib.sh"
+work=$bench_dir
 out=${OUT:-$work}
-mkdir -p "$work" "$out"
-model=$work/llama8b
-if [ ! -f "$model/config.json" ]; then
-  "$synth" "$model" --layers 32 --hidden 4096 --intermediate 14336 --heads 32 --kv-heads 8 --vocab 128256 \
-    --dtype bf16 --max-shard-size 5GB >/dev/null
-fi
+mkdir -p "$out"
+model=$(synthetic llama8b --layers 32 --hidden 4096 --intermediate 14336 --heads 32 --kv-heads 8 --vocab 128256 \
+  --dtype bf16 --max-shard-size 5GB)
 fp8=$work/llama8b-fp8
 [ -f "$fp8/config.json" ] || "$ckpt" quantize --fp8 "$model" "$fp8" -q
 cat "$model"/*.safetensors "$fp8"/*.safetensors >/dev/null  # in the page cache
