@@ -16,20 +16,17 @@ namespace ckpt::model {
 
 namespace {
 
-void log_softmax(const double* l, uint64_t n, double* out) {
-  const double mx = *std::max_element(l, l + n);
-  double s = 0;
-  for (uint64_t i = 0; i < n; ++i) s += std::exp(l[i] - mx);
-  const double lse = mx + std::log(s);
-  for (uint64_t i = 0; i < n; ++i) out[i] = l[i] - lse;
-}
-
-// log Σ exp(l): log_softmax(l)[i] is l[i] - log_sum_exp(l), bit for bit.
+// log Σ exp(l), shifted by the largest value so that no exponential overflows.
 double log_sum_exp(const double* l, uint64_t n) {
   const double mx = *std::max_element(l, l + n);
   double s = 0;
   for (uint64_t i = 0; i < n; ++i) s += std::exp(l[i] - mx);
   return mx + std::log(s);
+}
+
+void log_softmax(const double* l, uint64_t n, double* out) {
+  const double lse = log_sum_exp(l, n);
+  for (uint64_t i = 0; i < n; ++i) out[i] = l[i] - lse;
 }
 
 // The k largest (ties: the lower index first), in one pass with no index array: a row of an 8B
