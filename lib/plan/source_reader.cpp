@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 #include <optional>
 #include <stdexcept>
 
@@ -19,18 +20,24 @@ namespace {
 const uint64_t kPage = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
 
 // A read-only map of bytes [begin, end) of a file, unmapped when it goes out of scope, so that a
-// chunk's pages stop counting as resident once the chunk is done.
+// chunk's pages stop counting as resident once the chunk is done. A refused map is an error, or
+// with std::nothrow leaves data() null (the caller reads instead).
 class Window {
  public:
-  Window(const File& f, uint64_t begin, uint64_t end) {
+  Window(const File& f, uint64_t begin, uint64_t end) : Window(f, begin, end, std::nothrow) {
+    if (!data_ && len_) fail_errno(f.path(), "cannot map source bytes");
+  }
+  Window(const File& f, uint64_t begin, uint64_t end, std::nothrow_t) {
     uint64_t aligned = begin / kPage * kPage;
     len_ = end - aligned;
     if (len_ == 0) return;
     void* p = ::mmap(nullptr, len_, PROT_READ, MAP_SHARED | MAP_POPULATE, f.fd(), static_cast<off_t>(aligned));
-    if (p == MAP_FAILED) fail_errno(f.path(), "cannot map source bytes");
+    if (p == MAP_FAILED) return;
     base_ = static_cast<uint8_t*>(p);
     data_ = base_ + (begin - aligned);
   }
+  Window(const Window&) = delete;
+  Window& operator=(const Window&) = delete;
   ~Window() {
     if (base_) ::munmap(base_, len_);
   }
@@ -192,17 +199,10 @@ void SourceElements::with(uint64_t first, uint64_t count, const std::function<vo
   const uint64_t es = dtype_bits(view_.dtype) / 8;
   // Below 64 KiB a copy costs less than setting up and tearing down a mapping.
   if (view_.file >= 0 && !src_.packed(view_.file) && view_.is_contiguous() && count * es >= (64u << 10)) {
-    const uint64_t begin = view_.offset + first * es, end = begin + count * es;
-    const uint64_t map_begin = begin / kPage * kPage;
-    void* p = ::mmap(nullptr, end - map_begin, PROT_READ, MAP_SHARED | MAP_POPULATE, src_.file(view_.file).fd(),
-                     static_cast<off_t>(map_begin));
-    if (p != MAP_FAILED) {
-      struct Unmap {
-        void* p;
-        size_t n;
-        ~Unmap() { ::munmap(p, n); }
-      } unmap{p, end - map_begin};
-      fn(static_cast<const uint8_t*>(p) + (begin - map_begin));
+    const uint64_t begin = view_.offset + first * es;
+    const Window w(src_.file(view_.file), begin, begin + count * es, std::nothrow);
+    if (w.data()) {
+      fn(w.data());
       return;
     }  // mapping refused (an odd file system): read instead
   }
