@@ -236,14 +236,26 @@ struct GpuForward::Impl {
     l.apply(in, rows, out, linear_ctx(), accumulate);
   }
 
-  // Adds the attention block's output into the residual `hid`. One rank's o_proj accumulates into
-  // it in its own kernel; several ranks' partials are summed into y in rank order first (as the
-  // CPU reference sums them), then added. An observer sees the reduced output in y, so with one
-  // the single rank takes the second path too.
-  void attention(const DevLayer& d, uint64_t layer, float* hid, const float* in, uint64_t tokens,
-                 DeviceActivationObserver* obs) {
+  // x = RMSNorm(hid) with `norm`: a block's input where its first Linears do not fold the norm in.
+  const float* normalized(const float* hid, const DeviceBuffer& norm, uint64_t rows) {
+    CKPT_CUDA(rms_norm_rows(hid, rows, c.hidden, norm.as<float>(), float(c.rms_eps), x.as<float>(), stream));
+    return x.as<float>();
+  }
+
+  // Adds the attention block's output (its input RMSNorm(hid) with input_norm) into the residual
+  // `hid`. One rank's o_proj accumulates into it in its own kernel; several ranks' partials are
+  // summed into y in rank order first (as the CPU reference sums them), then added. An observer
+  // sees the reduced output in y, so with one the single rank takes the second path too.
+  // One rank without an observer (the decode step) folds the RMSNorm into the q/k/v (or qkv) GEMV
+  // where the skinny kernel takes them (DeviceLinear::apply_normed): no norm kernel, no x.
+  void attention(const DevLayer& d, uint64_t layer, float* hid, uint64_t tokens, DeviceActivationObserver* obs) {
     const uint64_t rows = active * tokens, hd = c.head_dim, H = c.hidden;
     const bool one = d.ranks.size() == 1 && !obs;
+    const float* in = nullptr;  // x = RMSNorm(hid), written once for every rank that needs it
+    auto input = [&] { return in ? in : (in = normalized(hid, d.input_norm, rows)); };
+    auto folded = [&](const std::vector<std::pair<const DeviceLinear*, float*>>& outs) {
+      return one && DeviceLinear::apply_normed(outs, hid, d.input_norm.as<float>(), float(c.rms_eps), rows, linear_ctx());
+    };
     if (!one) CKPT_CUDA(cudaMemsetAsync(y.data(), 0, rows * H * sizeof(float), stream));
     const model::Layer& L = m.layers()[layer];
     const bool fused = d.ranks.front().qkv.present();
@@ -262,7 +274,7 @@ struct GpuForward::Impl {
       AttentionArgs a{};
       a.q = q.as<float>();
       if (r.qkv.present()) {
-        apply(r.qkv, in, rows, q.as<float>());
+        if (!folded({{&r.qkv, q.as<float>()}})) apply(r.qkv, input(), rows, q.as<float>());
         if (obs) gather(q.as<float>(), r.qkv.n(), ra.qkv.rows, rows, observed[0].as<float>(), c.q_rows() + 2 * c.kv_rows());
         a.q_stride = r.qkv.n();
         a.k_new = a.v_new = q.as<float>();
@@ -270,8 +282,9 @@ struct GpuForward::Impl {
         a.k_col = qw;
         a.v_col = qw + kw;
       } else {
-        DeviceLinear::apply_same_input({{&r.q, q.as<float>()}, {&r.k, k.as<float>()}, {&r.v, v.as<float>()}}, in, rows,
-                                       linear_ctx());
+        const std::vector<std::pair<const DeviceLinear*, float*>> qkv = {
+            {&r.q, q.as<float>()}, {&r.k, k.as<float>()}, {&r.v, v.as<float>()}};
+        if (!folded(qkv)) DeviceLinear::apply_same_input(qkv, input(), rows, linear_ctx());
         a.q_stride = qw;
         a.k_new = k.as<float>();
         a.v_new = v.as<float>();
@@ -364,15 +377,24 @@ struct GpuForward::Impl {
     apply(p.down, act.as<float>(), rows, out, accumulate);
   }
 
-  // Adds the dense MLP's output into the residual `hid`, ranks (and an observer) as in attention().
-  void mlp(const DevLayer& d, uint64_t layer, float* hid, const float* in, uint64_t rows, DeviceActivationObserver* obs) {
+  // Adds the dense MLP's output (its input RMSNorm(hid) with post_norm) into the residual `hid`,
+  // ranks (and an observer) as in attention(). One rank without an observer (the decode step)
+  // folds the RMSNorm into the gate/up GEMV and SiLU(gate) * up into its epilogue where the skinny
+  // kernel takes them (DeviceLinear::apply_gated): one launch writes act, no norm or SiLU kernel.
+  void mlp(const DevLayer& d, uint64_t layer, float* hid, uint64_t rows, DeviceActivationObserver* obs) {
     const uint64_t H = c.hidden, I = c.intermediate;
     const bool one = d.ranks.size() == 1 && !obs;
     const model::Layer& L = m.layers()[layer];
     const bool fused = d.ranks.front().mlp.gate_up.present();
     if (one) {
-      run_mlp(d.ranks[0].mlp, in, rows, hid, true);
+      const DevMlp& p = d.ranks[0].mlp;
+      if (DeviceLinear::apply_gated(fused ? p.gate_up : p.gate, fused ? nullptr : &p.up, hid, d.post_norm.as<float>(),
+                                    float(c.rms_eps), rows, act.as<float>(), linear_ctx()))
+        apply(p.down, act.as<float>(), rows, hid, true);
+      else
+        run_mlp(p, normalized(hid, d.post_norm, rows), rows, hid, true);
     } else {
+      const float* in = normalized(hid, d.post_norm, rows);
       if (obs) {
         observed[0].reserve(rows * (fused ? 2 * I : I) * sizeof(float));
         if (!fused) observed[1].reserve(rows * I * sizeof(float));
@@ -495,23 +517,26 @@ struct GpuForward::Impl {
   void run_layer(uint64_t i, float* hid, uint64_t tokens, DeviceActivationObserver* obs) {
     const uint64_t rows = active * tokens, H = c.hidden;
     const DevLayer& d = layers[i];
-    CKPT_CUDA(rms_norm_rows(hid, rows, H, d.input_norm.as<float>(), float(c.rms_eps), x.as<float>(), stream));
-    attention(d, i, hid, x.as<float>(), tokens, obs);
-    CKPT_CUDA(rms_norm_rows(hid, rows, H, d.post_norm.as<float>(), float(c.rms_eps), x.as<float>(), stream));
+    attention(d, i, hid, tokens, obs);
     if (d.moe) {
-      moe(d, i, x.as<float>(), rows, y.as<float>(), obs);
+      moe(d, i, normalized(hid, d.post_norm, rows), rows, y.as<float>(), obs);
       CKPT_CUDA(add_into(hid, y.as<float>(), rows * H, stream));
     } else {
-      mlp(d, i, hid, x.as<float>(), rows, obs);
+      mlp(d, i, hid, rows, obs);
     }
     if (obs) obs->on(i, "output", hid, rows, H, stream);
   }
 
-  // Final norm + lm_head of `rows` (<= ws_rows) rows of `hid` into `logits`.
+  // Final norm + lm_head of `rows` (<= ws_rows) rows of `hid` into `logits`. One slice of the
+  // whole vocabulary folds the norm into its GEMV where the skinny kernel takes it.
   void enqueue_logits(const float* hid, uint64_t rows) {
-    const uint64_t H = c.hidden, V = c.vocab;
-    CKPT_CUDA(rms_norm_rows(hid, rows, H, final_norm.as<float>(), float(c.rms_eps), x.as<float>(), stream));
-    if (lm_head.size() == 1 && lm_head[0].table.n() == V) {
+    const uint64_t V = c.vocab;
+    const bool whole = lm_head.size() == 1 && lm_head[0].table.n() == V;
+    if (whole && DeviceLinear::apply_normed({{&lm_head[0].table, logits.as<float>()}}, hid, final_norm.as<float>(),
+                                            float(c.rms_eps), rows, linear_ctx()))
+      return;
+    normalized(hid, final_norm, rows);
+    if (whole) {
       apply(lm_head[0].table, x.as<float>(), rows, logits.as<float>());
       return;
     }
