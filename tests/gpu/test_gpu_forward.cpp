@@ -341,15 +341,15 @@ TEST(GpuForward, DecodeStepsReplayedFromTheGraphEqualTheEagerSteps) {
 
 namespace {
 
-// Sees every activation and does nothing with it: its presence makes the step take the unfused
-// kernels (an observer is shown the Linears' outputs).
+// Sees every activation and does nothing with it (an observer is shown the Linears' outputs, so
+// the step it watches runs them unfused; layer() does anyway).
 struct NullObserver : cuda::DeviceActivationObserver {
   void on(uint64_t, const std::string&, const float*, uint64_t, uint64_t, cudaStream_t) override {}
 };
 
 // A prefill of 4 tokens, then 3 decode steps of 2 sequences two ways: decode() (one rank, no
 // observer: the RMSNorms folded into the q/k/v, gate/up and lm_head GEMVs, SiLU * up into gate/up)
-// and the step in pieces with an observer on every layer (rms_norm_rows, the unfused GEMVs,
+// and the step in pieces (layer(), an observer on every layer: rms_norm_rows, the unfused GEMVs,
 // silu_mul). Each within the tolerance of the CPU reference and of the other. `kernels_a_layer`
 // (0: not checked): the graph's kernel nodes a layer where every Linear takes the fused launch,
 // so that a step that silently fell back to the unfused kernels shows.
