@@ -215,15 +215,21 @@ constexpr int kTileRows = MAXM <= 4 ? 4 : 2;
 // [4096 x 4096] went from 0.52 to 0.62 of the read kernel and down_proj from 0.74 to 0.79, because
 // its 512 blocks of 8 rows are 1.3 waves of three blocks an SM and under one wave of four.
 // With the RMSNorm folded in (NORM, "Fusions" above) the 16-bit and f32 decode at m = 1 asks for
-// four too, so the fused q/k/v and gate/up keep the occupancy of the unfused launches: ptxas for
-// sm_90 fits x * g and the squares in 64 registers (71-72 unbounded: three blocks an SM) with no
-// spill, 8 bytes with pairs (f16 / bf16). FP8 with NORM at four blocks spills 48 bytes (q/k/v)
-// and 68 (pairs) where the unfused FP8 spills 8: its four float4 of x and four of g a chunk are
-// in flight beside 2 x 4 x 16 weight bytes; at three blocks it takes 76-77 registers, no spill.
-// Which is faster is for the GPU to say (BENCHMARKS.md); four keeps the waves of the unfused
-// launch. INT4 with NORM: 105-109 registers at m = 1 (two blocks, as unfused).
+// four, so the fused q/k/v and gate/up keep the occupancy of the unfused launches: ptxas for sm_90
+// fits x * g and the squares in 64 registers (71-72 unbounded: three blocks an SM), no spill but
+// 8 bytes with pairs (f16 / bf16). FP8 with NORM asks for three: at four it spills 48 bytes
+// (q/k/v) and 68 (pairs), where the unfused FP8 spills 8 (its four float4 of x and four of g a
+// chunk are in flight beside 2 x 4 x 16 weight bytes); at three it takes 76-77 registers and no
+// spill, and an 8B model's fused q/k/v (768 blocks of 8 rows) is 1.94 waves of three blocks an SM
+// where four would give 1.45. To be measured against four on the GPU (BENCHMARKS.md). INT4 with
+// NORM: 105-109 registers at m = 1, two blocks as unfused.
 template <WeightElem E, int MAXM, bool NORM>
-constexpr int kMinBlocks = (E == WeightElem::kE4M3 || (NORM && E != WeightElem::kInt4)) && MAXM == 1 ? 4 : MAXM <= 2 ? 2 : 1;
+constexpr int kMinBlocks = MAXM > 2                     ? 1
+                           : MAXM == 2                  ? 2
+                           : E == WeightElem::kE4M3     ? (NORM ? 3 : 4)
+                           : E == WeightElem::kInt4     ? 2
+                           : NORM                       ? 4
+                                                        : 2;
 constexpr uint64_t kMaxTileRows = 8;
 
 // One chunk of a thread's R rows in registers: the raw 16 bytes per row, and for FP8 block scales
