@@ -17,6 +17,25 @@ DeviceBuffer upload_vector(const std::vector<T>& v) {
   return b;
 }
 
+// Rows [first, first + count) of `w` as a Linear of their own (gate_up's gate and up halves):
+// false where its scales do not split there (an FP8 block of rows across `first`).
+bool row_slice(const LinearView& w, uint64_t first, uint64_t count, LinearView* out) {
+  LinearView v = w;
+  v.w = static_cast<const uint8_t*>(w.w) + first * w.row_bytes;
+  v.n = count;
+  if (w.elem == WeightElem::kE4M3 && w.scale_kind == ScaleKind::kChannel) {
+    v.scale = w.scale + first;
+  } else if (w.elem == WeightElem::kE4M3 && w.scale_kind == ScaleKind::kBlock) {
+    if (w.block_n == 0 || first % w.block_n != 0) return false;
+    v.scale = w.scale + first / w.block_n * ((w.k + w.block_k - 1) / w.block_k);
+  } else if (w.elem == WeightElem::kInt4) {
+    v.group_scale = w.group_scale + first * w.groups;
+    v.group_zero = w.group_zero + first * w.groups;
+  }
+  *out = v;
+  return true;
+}
+
 // Rows per host-side conversion chunk: about 4M elements, so the host buffers stay small.
 uint64_t chunk_rows(uint64_t k) { return std::max<uint64_t>(1, (uint64_t{1} << 22) / std::max<uint64_t>(k, 1)); }
 
@@ -247,6 +266,43 @@ void DeviceLinear::apply_same_input(const std::vector<std::pair<const DeviceLine
     jobs.push_back({l->view_, y, l->bias_.size() ? l->bias_.as<float>() : nullptr});
   }
   CKPT_CUDA(linear_skinny_jobs(jobs.data(), static_cast<int>(jobs.size()), x, rows, false, ctx.stream));
+}
+
+bool DeviceLinear::apply_normed(const std::vector<std::pair<const DeviceLinear*, float*>>& outs, const float* hid,
+                                const float* norm, float eps, uint64_t rows, const LinearContext& ctx) {
+  if (rows > kSkinnyMaxRows || outs.empty() || outs.size() > static_cast<size_t>(kSkinnyMaxJobs)) return false;
+  std::vector<SkinnyJob> jobs;
+  for (const auto& [l, y] : outs) {
+    if (!l->present()) throw std::logic_error("DeviceLinear::apply_normed on an absent Linear");
+    if (l->marlin_) return false;
+    jobs.push_back({l->view_, y, l->bias()});
+  }
+  const SkinnyFusion fuse{norm, eps, false};
+  if (!skinny_fusable(jobs.data(), static_cast<int>(jobs.size()), hid, fuse)) return false;
+  CKPT_CUDA(linear_skinny_fused(jobs.data(), static_cast<int>(jobs.size()), hid, rows, fuse, ctx.stream));
+  return true;
+}
+
+bool DeviceLinear::apply_gated(const DeviceLinear& gate, const DeviceLinear* up, const float* hid, const float* norm,
+                               float eps, uint64_t rows, float* act, const LinearContext& ctx) {
+  if (!gate.present() || (up && !up->present())) throw std::logic_error("DeviceLinear::apply_gated on an absent Linear");
+  if (rows > kSkinnyMaxRows || gate.marlin_ || (up && up->marlin_)) return false;
+  SkinnyJob jobs[2];
+  if (up) {
+    jobs[0] = {gate.view_, act, gate.bias()};
+    jobs[1] = {up->view_, nullptr, up->bias()};
+  } else {
+    const uint64_t n = gate.view_.n / 2;
+    if (gate.view_.n % 2 != 0 || !row_slice(gate.view_, 0, n, &jobs[0].w) || !row_slice(gate.view_, n, n, &jobs[1].w))
+      return false;
+    jobs[0].y = act;
+    jobs[0].bias = gate.bias();
+    jobs[1].bias = gate.bias() ? gate.bias() + n : nullptr;
+  }
+  const SkinnyFusion fuse{norm, eps, true};
+  if (!skinny_fusable(jobs, 2, hid, fuse)) return false;
+  CKPT_CUDA(linear_skinny_fused(jobs, 2, hid, rows, fuse, ctx.stream));
+  return true;
 }
 
 }  // namespace ckpt::cuda

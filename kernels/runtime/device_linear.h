@@ -82,12 +82,27 @@ class DeviceLinear {
   static void apply_same_input(const std::vector<std::pair<const DeviceLinear*, float*>>& outs, const float* x,
                                uint64_t rows, const LinearContext& ctx);
 
+  // The one-rank decode step's fused GEMVs (gpu_forward.cpp): one skinny launch with the RMSNorm
+  // of the residual `hid` (weight `norm` [k], `eps`) folded in (linear_kernels.h SkinnyFusion).
+  // Each returns false, having enqueued nothing, where that launch does not take the Linears (more
+  // than kSkinnyMaxRows rows, Marlin, a layout the skinny kernel reads element by element, mixed
+  // formats, FP8 blocks across gate_up's halves): the caller then runs rms_norm_rows and the
+  // unfused Linears.
+  //  - apply_normed: each of `outs` (at most kSkinnyMaxJobs) on RMSNorm(hid).
+  static bool apply_normed(const std::vector<std::pair<const DeviceLinear*, float*>>& outs, const float* hid,
+                           const float* norm, float eps, uint64_t rows, const LinearContext& ctx);
+  //  - apply_gated: act[rows][n] = silu(gate) * up on RMSNorm(hid), gate and up two Linears or
+  //    (up null) the halves of gate_up ([2n, k], gate's rows first); no gate / up output written.
+  static bool apply_gated(const DeviceLinear& gate, const DeviceLinear* up, const float* hid, const float* norm,
+                          float eps, uint64_t rows, float* act, const LinearContext& ctx);
+
  private:
   void upload_values(const model::LinearWeights& w);
   void upload_dense(const validate::LinearWeight& lw, const uint8_t* bytes, const std::vector<double>& scales);
   void upload_int4(const model::Int4Form& f);
   void upload_marlin(const model::MarlinForm& f);
   void apply_marlin(const float* x, uint64_t rows, float* y, const LinearContext& ctx, bool accumulate) const;
+  const float* bias() const { return bias_.size() ? bias_.as<float>() : nullptr; }
 
   LinearView view_;
   DeviceBuffer data_, scale_, zero_, g_idx_, perm_, bias_;

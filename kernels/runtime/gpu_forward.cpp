@@ -236,14 +236,27 @@ struct GpuForward::Impl {
     l.apply(in, rows, out, linear_ctx(), accumulate);
   }
 
-  // Adds the attention block's output into the residual `hid`. One rank's o_proj accumulates into
-  // it in its own kernel; several ranks' partials are summed into y in rank order first (as the
-  // CPU reference sums them), then added. An observer sees the reduced output in y, so with one
-  // the single rank takes the second path too.
-  void attention(const DevLayer& d, uint64_t layer, float* hid, const float* in, uint64_t tokens,
-                 DeviceActivationObserver* obs) {
+  // x = RMSNorm(hid) with `norm`: a block's input where its first Linears do not fold the norm in.
+  const float* normalized(const float* hid, const DeviceBuffer& norm, uint64_t rows) {
+    CKPT_CUDA(rms_norm_rows(hid, rows, c.hidden, norm.as<float>(), float(c.rms_eps), x.as<float>(), stream));
+    return x.as<float>();
+  }
+
+  // Adds the attention block's output (its input RMSNorm(hid) with input_norm) into the residual
+  // `hid`. One rank's o_proj accumulates into it in its own kernel; several ranks' partials are
+  // summed into y in rank order first (as the CPU reference sums them), then added. An observer
+  // sees the reduced output in y, so with one the single rank takes the second path too.
+  // `fold` (run_layer): the RMSNorm folded into the q/k/v (or qkv) GEMV where the skinny kernel
+  // takes them (DeviceLinear::apply_normed): no norm kernel, no x.
+  void attention(const DevLayer& d, uint64_t layer, float* hid, uint64_t tokens, DeviceActivationObserver* obs,
+                 bool fold) {
     const uint64_t rows = active * tokens, hd = c.head_dim, H = c.hidden;
     const bool one = d.ranks.size() == 1 && !obs;
+    const float* in = nullptr;  // x = RMSNorm(hid), written once for every rank that needs it
+    auto input = [&] { return in ? in : (in = normalized(hid, d.input_norm, rows)); };
+    auto folded = [&](const std::vector<std::pair<const DeviceLinear*, float*>>& outs) {
+      return fold && DeviceLinear::apply_normed(outs, hid, d.input_norm.as<float>(), float(c.rms_eps), rows, linear_ctx());
+    };
     if (!one) CKPT_CUDA(cudaMemsetAsync(y.data(), 0, rows * H * sizeof(float), stream));
     const model::Layer& L = m.layers()[layer];
     const bool fused = d.ranks.front().qkv.present();
@@ -262,7 +275,7 @@ struct GpuForward::Impl {
       AttentionArgs a{};
       a.q = q.as<float>();
       if (r.qkv.present()) {
-        apply(r.qkv, in, rows, q.as<float>());
+        if (!folded({{&r.qkv, q.as<float>()}})) apply(r.qkv, input(), rows, q.as<float>());
         if (obs) gather(q.as<float>(), r.qkv.n(), ra.qkv.rows, rows, observed[0].as<float>(), c.q_rows() + 2 * c.kv_rows());
         a.q_stride = r.qkv.n();
         a.k_new = a.v_new = q.as<float>();
@@ -270,8 +283,9 @@ struct GpuForward::Impl {
         a.k_col = qw;
         a.v_col = qw + kw;
       } else {
-        DeviceLinear::apply_same_input({{&r.q, q.as<float>()}, {&r.k, k.as<float>()}, {&r.v, v.as<float>()}}, in, rows,
-                                       linear_ctx());
+        const std::vector<std::pair<const DeviceLinear*, float*>> qkv = {
+            {&r.q, q.as<float>()}, {&r.k, k.as<float>()}, {&r.v, v.as<float>()}};
+        if (!folded(qkv)) DeviceLinear::apply_same_input(qkv, input(), rows, linear_ctx());
         a.q_stride = qw;
         a.k_new = k.as<float>();
         a.v_new = v.as<float>();
@@ -364,15 +378,24 @@ struct GpuForward::Impl {
     apply(p.down, act.as<float>(), rows, out, accumulate);
   }
 
-  // Adds the dense MLP's output into the residual `hid`, ranks (and an observer) as in attention().
-  void mlp(const DevLayer& d, uint64_t layer, float* hid, const float* in, uint64_t rows, DeviceActivationObserver* obs) {
+  // Adds the dense MLP's output (its input RMSNorm(hid) with post_norm) into the residual `hid`,
+  // ranks (and an observer) as in attention(). `fold` (run_layer): the RMSNorm folded into the
+  // gate/up GEMV and SiLU(gate) * up into its epilogue where the skinny kernel takes them
+  // (DeviceLinear::apply_gated): one launch writes act, no norm or SiLU kernel.
+  void mlp(const DevLayer& d, uint64_t layer, float* hid, uint64_t rows, DeviceActivationObserver* obs, bool fold) {
     const uint64_t H = c.hidden, I = c.intermediate;
     const bool one = d.ranks.size() == 1 && !obs;
     const model::Layer& L = m.layers()[layer];
     const bool fused = d.ranks.front().mlp.gate_up.present();
     if (one) {
-      run_mlp(d.ranks[0].mlp, in, rows, hid, true);
+      const DevMlp& p = d.ranks[0].mlp;
+      if (fold && DeviceLinear::apply_gated(fused ? p.gate_up : p.gate, fused ? nullptr : &p.up, hid, d.post_norm.as<float>(),
+                                    float(c.rms_eps), rows, act.as<float>(), linear_ctx()))
+        apply(p.down, act.as<float>(), rows, hid, true);
+      else
+        run_mlp(p, normalized(hid, d.post_norm, rows), rows, hid, true);
     } else {
+      const float* in = normalized(hid, d.post_norm, rows);
       if (obs) {
         observed[0].reserve(rows * (fused ? 2 * I : I) * sizeof(float));
         if (!fused) observed[1].reserve(rows * I * sizeof(float));
@@ -487,31 +510,40 @@ struct GpuForward::Impl {
     CKPT_CUDA(cudaMemsetAsync(h.data(), 0, rows * H * sizeof(float), stream));
     for (const DevVocab& e : embed)
       CKPT_CUDA(embed_rows(e.table.view(), e.rows.begin, e.rows.length, ids.as<int64_t>(), rows, h.as<float>(), stream));
-    for (uint64_t i = 0; i < layers.size(); ++i) run_layer(i, h.as<float>(), tokens, nullptr);
-    enqueue_logits(h.as<float>(), rows);
+    for (uint64_t i = 0; i < layers.size(); ++i) run_layer(i, h.as<float>(), tokens, nullptr, true);
+    enqueue_logits(h.as<float>(), rows, true);
   }
 
-  // Layer i on the residual stream `hid` [active * tokens][hidden].
-  void run_layer(uint64_t i, float* hid, uint64_t tokens, DeviceActivationObserver* obs) {
+  // Layer i on the residual stream `hid` [active * tokens][hidden]. `fused_step`: a step of
+  // forward() / decode(), which fold the RMSNorms and SiLU * up into the GEMVs where one rank runs
+  // (so the decode step's graph holds no kernel of theirs); the step in pieces (layer(), the
+  // comparisons of validate --against) keeps them unfused, the same kernels with and without an
+  // observer, so a recorded and an unrecorded model compare like for like.
+  void run_layer(uint64_t i, float* hid, uint64_t tokens, DeviceActivationObserver* obs, bool fused_step) {
     const uint64_t rows = active * tokens, H = c.hidden;
     const DevLayer& d = layers[i];
-    CKPT_CUDA(rms_norm_rows(hid, rows, H, d.input_norm.as<float>(), float(c.rms_eps), x.as<float>(), stream));
-    attention(d, i, hid, x.as<float>(), tokens, obs);
-    CKPT_CUDA(rms_norm_rows(hid, rows, H, d.post_norm.as<float>(), float(c.rms_eps), x.as<float>(), stream));
+    const bool fold = fused_step && d.ranks.size() == 1 && !obs;
+    attention(d, i, hid, tokens, obs, fold);
     if (d.moe) {
-      moe(d, i, x.as<float>(), rows, y.as<float>(), obs);
+      moe(d, i, normalized(hid, d.post_norm, rows), rows, y.as<float>(), obs);
       CKPT_CUDA(add_into(hid, y.as<float>(), rows * H, stream));
     } else {
-      mlp(d, i, hid, x.as<float>(), rows, obs);
+      mlp(d, i, hid, rows, obs, fold);
     }
     if (obs) obs->on(i, "output", hid, rows, H, stream);
   }
 
-  // Final norm + lm_head of `rows` (<= ws_rows) rows of `hid` into `logits`.
-  void enqueue_logits(const float* hid, uint64_t rows) {
-    const uint64_t H = c.hidden, V = c.vocab;
-    CKPT_CUDA(rms_norm_rows(hid, rows, H, final_norm.as<float>(), float(c.rms_eps), x.as<float>(), stream));
-    if (lm_head.size() == 1 && lm_head[0].table.n() == V) {
+  // Final norm + lm_head of `rows` (<= ws_rows) rows of `hid` into `logits`. `fold` (forward(),
+  // decode(): see run_layer) with one slice of the whole vocabulary: the norm folded into its GEMV
+  // where the skinny kernel takes it.
+  void enqueue_logits(const float* hid, uint64_t rows, bool fold) {
+    const uint64_t V = c.vocab;
+    const bool whole = lm_head.size() == 1 && lm_head[0].table.n() == V;
+    if (fold && whole && DeviceLinear::apply_normed({{&lm_head[0].table, logits.as<float>()}}, hid, final_norm.as<float>(),
+                                            float(c.rms_eps), rows, linear_ctx()))
+      return;
+    normalized(hid, final_norm, rows);
+    if (whole) {
       apply(lm_head[0].table, x.as<float>(), rows, logits.as<float>());
       return;
     }
@@ -545,7 +577,7 @@ struct GpuForward::Impl {
   void step_layer(uint64_t i, float* hid, uint64_t tokens, DeviceActivationObserver* obs) {
     if (step_tokens == 0 || tokens != step_tokens || i >= layers.size())
       throw std::logic_error("GpuForward::layer: no step of this many tokens begun by embed(), or no such layer");
-    run_layer(i, hid, tokens, obs);
+    run_layer(i, hid, tokens, obs, false);
   }
 
   std::vector<float> step_logits(const float* hid, uint64_t rows) {
@@ -555,7 +587,7 @@ struct GpuForward::Impl {
     if (ws_rows == 0) prepare(batch);
     for (uint64_t first = 0; first < rows; first += ws_rows) {  // the workspace's rows at a time
       const uint64_t n = std::min(ws_rows, rows - first);
-      enqueue_logits(hid + first * H, n);
+      enqueue_logits(hid + first * H, n, false);
       CKPT_CUDA(cudaMemcpyAsync(host.data() + first * V, logits.data(), n * V * sizeof(float), cudaMemcpyDeviceToHost, stream));
       CKPT_CUDA(cudaStreamSynchronize(stream));
     }

@@ -14,7 +14,12 @@
 // but the final logits copy. A step may take the first b sequences only (1 <= b <= batch), as a
 // serving engine captures one graph per batch size at start-up: each b gets its own graph, all
 // sharing the weights, the KV cache (sized for `batch`) and the workspace (sized for `batch` rows
-// at the first step, so growing it never drops a graph captured for a smaller b).
+// at the first step, so growing it never drops a graph captured for a smaller b). forward() and
+// decode() of one rank, where the rows take the skinny kernel, fold each RMSNorm into the GEMV
+// after it (q/k/v, gate/up, lm_head) and SiLU(gate) * up into the gate/up GEMV
+// (DeviceLinear::apply_normed / apply_gated): a layer launches no norm or SiLU kernel. The step in
+// pieces below (with or without an observer), several ranks, more rows, Marlin and element-wise
+// layouts run them unfused; the two agree to float32 reassociation.
 //
 // The step also runs in pieces (embed / layer / commit / logits, as CpuForward's) with an observer
 // of each layer's logical activations on the device: validate --against compares two models that

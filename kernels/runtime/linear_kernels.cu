@@ -77,13 +77,18 @@ __device__ __forceinline__ void write_rows(const float (&acc)[MAXM], int m, uint
 
 // The Linears of one launch (kernel parameter), all on the same x (so the same k): job j owns
 // blocks [first_block[j], first_block[j + 1]), block i of a job its rows [i * rows_per_block,
-// (i + 1) * rows_per_block). span: skinny_kernel's threads per row group (S).
+// (i + 1) * rows_per_block). span: skinny_kernel's threads per row group (S). With `pairs`
+// (SkinnyFusion::silu_pairs) the blocks tile job 0 (gate) only, job 1 (up) owns none, and a block
+// computes the same rows of both. `norm` (SkinnyFusion::norm): x is the residual stream, the
+// input of every job RMSNorm(x) with this weight and eps.
 struct SkinnyJobs {
   SkinnyJob job[kSkinnyMaxJobs];
   unsigned first_block[kSkinnyMaxJobs + 1];
   int count;
-  bool accumulate;
+  bool accumulate, pairs;
   uint32_t rows_per_block, span;
+  const float* norm;
+  float eps;
 };
 
 // This block's job (copied by constant index: a kernel parameter indexed at run time would be
@@ -150,6 +155,42 @@ __device__ __forceinline__ uint64_t block_job(const SkinnyJobs& jobs, SkinnyJob*
 // reduction; block scales multiply each chunk's values (a chunk lies in one block). The
 // conversion E4M3 -> f16 is the hardware's paired cvt (two codes per instruction, exact: every
 // E4M3 value is an f16), then f16 -> f32 (exact).
+//
+// Fusions (SkinnyFusion, the one-rank decode step's q/k/v, gate/up and lm_head launches). A
+// decode step normalised the residual with a kernel of its own before each of these GEMVs and ran
+// SiLU(gate) * up as another after gate/up: three launches a layer whose work is a few KB
+// (hidden = 4096 floats a row), but each costs a kernel boundary on the step's critical path (the
+// tail of one grid, the programmatic wait, the first loads of the next: ~23 us a layer for all
+// the non-GEMV kernels of an 8B model, BENCHMARKS.md 2026-12-07 16:05) and a round trip of its
+// output through global memory. Folded in here:
+//  - RMSNorm (NORM): x is the residual row h and the norm weight g is read beside it, so each
+//    float4 of x a thread loads becomes h * g in registers (one more float4 load from L1, shared
+//    by the R rows and the m rows of x, and one FMUL an element), and y = (W (h * g)) / rms(h),
+//    the division one multiply per output after the reduction: exact up to float32 reassociation.
+//    Sum h^2 needs no pass of its own: a row group's threads load every chunk of x exactly once
+//    (thread p chunks p, p + S, ...), so each thread adds the squares of the elements it loads
+//    anyway (one FFMA an element and row of x, against R FFMAs and R decodes of the weights), and
+//    the group's sum joins the dot products' reduction (the same butterfly, MAXM more slots of
+//    warp_sums). Every group of every block computes it again, redundantly: 4096 FFMAs a row of
+//    x spread over the group, no loads beyond the ones it makes anyway and no barrier, where a
+//    norm kernel costs a launch boundary and writes x for the GEMV to read back. Issue slots:
+//    the square and the multiply are per element of x, shared by the thread's R rows, so at
+//    m = 1 and R = 4 they add 0.5 instructions per weight element to the ~1.5 (bf16: an FFMA
+//    and half a decode) to ~3.3 (INT4: LOP3, FADD, FFMA and the zero term) of the unfused loop;
+//    HBM delivers ~7 bf16 or ~29 INT4 elements a clock to an SM (3.35 TB/s over 132 SMs at
+//    1.75 GHz) against 128 lanes of issue, so bf16 and FP8 stay far from issue-bound and INT4
+//    goes from ~75 % to ~85 % of it (the GPU is to confirm it still streams). The sum is the
+//    same chunks by the same thread positions in the same order in every group and block (it
+//    depends on S, so on k and the format, only): deterministic, the same bytes at any grid; in
+//    float32 (double would put a conversion an element on the 16-a-clock conversion unit: an
+//    error of a few float32 ulps of the 1/rms, far below the tests' tolerance).
+//  - SiLU * up (pairs): a thread's R rows are R / 2 rows of gate and the same R / 2 rows of up
+//    (the row set's second half points at job 1 instead of this job's next R / 2 rows), so the
+//    thread that finishes gate row n also holds up row n and writes silu(gate) * up straight into
+//    the activations (job 0's y, [m][n]): no gate / up outputs written and read back, no kernel.
+//    Tiles, bytes in flight and blocks are unchanged (a block's G x R rows are G x R / 2 pairs, and
+//    gate + up have twice the rows of either); every output is summed exactly as without pairs, and
+//    the SiLU is silu_mul's expression, so the activations are the unfused path's bit for bit.
 
 // 16 bytes of a weight row: ld.global.nc (the read-only path: the weights do not change during
 // the kernel) with L1::no_allocate, so the stream of weight bytes, each used once, does not evict
@@ -173,8 +214,22 @@ constexpr int kTileRows = MAXM <= 4 ? 4 : 2;
 // three blocks an SM). Measured on an H100 (BENCHMARKS.md, 2026-12-07 16:30): an FP8 o_proj
 // [4096 x 4096] went from 0.52 to 0.62 of the read kernel and down_proj from 0.74 to 0.79, because
 // its 512 blocks of 8 rows are 1.3 waves of three blocks an SM and under one wave of four.
-template <WeightElem E, int MAXM>
-constexpr int kMinBlocks = E == WeightElem::kE4M3 && MAXM == 1 ? 4 : MAXM <= 2 ? 2 : 1;
+// With the RMSNorm folded in (NORM, "Fusions" above) the 16-bit and f32 decode at m = 1 asks for
+// four, so the fused q/k/v and gate/up keep the occupancy of the unfused launches: ptxas for sm_90
+// fits x * g and the squares in 64 registers (71-72 unbounded: three blocks an SM), no spill but
+// 8 bytes with pairs (f16 / bf16). FP8 with NORM asks for three: at four it spills 48 bytes
+// (q/k/v) and 68 (pairs), where the unfused FP8 spills 8 (its four float4 of x and four of g a
+// chunk are in flight beside 2 x 4 x 16 weight bytes); at three it takes 76-77 registers and no
+// spill, and an 8B model's fused q/k/v (768 blocks of 8 rows) is 1.94 waves of three blocks an SM
+// where four would give 1.45. To be measured against four on the GPU (BENCHMARKS.md). INT4 with
+// NORM: 105-109 registers at m = 1, two blocks as unfused.
+template <WeightElem E, int MAXM, bool NORM>
+constexpr int kMinBlocks = MAXM > 2                     ? 1
+                           : MAXM == 2                  ? 2
+                           : E == WeightElem::kE4M3     ? (NORM ? 3 : 4)
+                           : E == WeightElem::kInt4     ? 2
+                           : NORM                       ? 4
+                                                        : 2;
 constexpr uint64_t kMaxTileRows = 8;
 
 // One chunk of a thread's R rows in registers: the raw 16 bytes per row, and for FP8 block scales
@@ -189,37 +244,71 @@ struct Chunk {
 // Where a thread's rows live: the first row, the byte offset of each row from it (32 bits:
 // skinny_vectorized bounds the row bytes), how many of the R rows exist (rows past the job's last
 // row are neither read nor written), and for FP8 block scales / INT4 groups the index of each
-// row's first scale (and zero). Offsets and indices, not pointers: half the registers.
-template <int R>
+// row's first scale (and zero). Offsets and indices, not pointers: half the registers. With
+// PAIRS, rows R/2 .. R - 1 are up's: the same R/2 rows of another weight, from a second first row
+// (first[1]) at the same offsets; `rows` counts the rows of either half.
+template <int R, bool PAIRS>
 struct RowSet {
-  const uint4* first;
-  uint32_t offset[R];
+  static constexpr int kBases = PAIRS ? 2 : 1, kOffsets = PAIRS ? R / 2 : R;
+  const uint4* first[kBases];
+  uint32_t offset[kOffsets];
   uint32_t scale_at[R];
   uint32_t rows;
+  // Whether row r exists.
+  __device__ __forceinline__ bool has(int r) const { return static_cast<uint32_t>(r % kOffsets) < rows; }
 };
 
-// Requests chunk c of the rows (and its per-chunk scales): the loads the next iteration uses.
-template <WeightElem E, int R>
-__device__ __forceinline__ void load_chunk(const LinearView& w, const RowSet<R>& rs, uint32_t c, Chunk<R>* ch) {
+// Requests chunk c of the rows (and its per-chunk scales): the loads the next iteration uses. w0 /
+// w1: the weights of rows 0 .. R/2 - 1 and R/2 .. R - 1 (the same but with PAIRS; one layout).
+template <WeightElem E, int R, bool PAIRS>
+__device__ __forceinline__ void load_chunk(const LinearView& w0, const LinearView& w1, const RowSet<R, PAIRS>& rs,
+                                           uint32_t c, Chunk<R>* ch) {
+  constexpr int H = R / 2;
 #pragma unroll
   for (int r = 0; r < R; ++r)
-    if (r < rs.rows)
-      ch->raw[r] = load_weight16(reinterpret_cast<const uint4*>(reinterpret_cast<const uint8_t*>(rs.first + c) + rs.offset[r]));
+    if (rs.has(r))
+      ch->raw[r] = load_weight16(reinterpret_cast<const uint4*>(
+          reinterpret_cast<const uint8_t*>(rs.first[PAIRS && r >= H ? 1 : 0] + c) + rs.offset[PAIRS ? r % H : r]));
   if constexpr (E == WeightElem::kE4M3) {
-    if (w.scale_kind == ScaleKind::kBlock) {
-      const uint32_t b = c / static_cast<uint32_t>(w.block_k / kPerLoad<E>);
+    if (w0.scale_kind == ScaleKind::kBlock) {
+      const uint32_t b = c / static_cast<uint32_t>(w0.block_k / kPerLoad<E>);
 #pragma unroll
       for (int r = 0; r < R; ++r)
-        if (r < rs.rows) ch->scale[r] = __ldg(w.scale + rs.scale_at[r] + b);
+        if (rs.has(r)) ch->scale[r] = __ldg((r < H ? w0 : w1).scale + rs.scale_at[r] + b);
     }
   } else if constexpr (E == WeightElem::kInt4) {
-    const uint32_t g = c / static_cast<uint32_t>(w.group / kPerLoad<E>);
+    const uint32_t g = c / static_cast<uint32_t>(w0.group / kPerLoad<E>);
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      if (r < rs.rows) {
+      if (rs.has(r)) {
+        const LinearView& w = r < H ? w0 : w1;
         ch->scale[r] = __ldg(w.group_scale + rs.scale_at[r] + g);
         ch->zero[r] = __ldg(w.group_zero + rs.scale_at[r] + g);
       }
+    }
+  }
+}
+
+// Float4 q of the chunk at xc of each of the m rows of x (row stride k): as stored, or with NORM
+// (x the residual stream) times the RMSNorm weight's float4 q of the chunk at gc, after adding the
+// squares of the stored values to ssq (the 1/rms multiplies the outputs after the reduction).
+template <bool NORM, int MAXM>
+__device__ __forceinline__ void load_x4(const float* xc, const float* gc, uint64_t k, int m, int q,
+                                        float4 (&xs)[MAXM], float (&ssq)[MAXM]) {
+  float4 g;
+  if constexpr (NORM) g = __ldg(reinterpret_cast<const float4*>(gc) + q);
+#pragma unroll
+  for (int i = 0; i < MAXM; ++i) {
+    if (i < m) {
+      float4 v = __ldg(reinterpret_cast<const float4*>(xc + i * k) + q);
+      if constexpr (NORM) {
+        ssq[i] = fmaf(v.x, v.x, ssq[i]);
+        ssq[i] = fmaf(v.y, v.y, ssq[i]);
+        ssq[i] = fmaf(v.z, v.z, ssq[i]);
+        ssq[i] = fmaf(v.w, v.w, ssq[i]);
+        v = make_float4(v.x * g.x, v.y * g.y, v.z * g.z, v.w * g.w);
+      }
+      xs[i] = v;
     }
   }
 }
@@ -271,10 +360,10 @@ __device__ __forceinline__ float row_scale(const LinearView& w, uint64_t n) {
 // once per chunk, for all R rows; powers of two, exact): LOP3, FADD, FFMA per element and row.
 // The zero term costs one FMA per row and chunk with sum_k x_k, which the R rows share. Rounding:
 // float32 sums in another order than (q - z) s x, within linear_skinny's float32 bound
-// (tests/gpu/test_gpu_forward.cpp SkinnyKernel...).
-template <int R, int MAXM>
-__device__ __forceinline__ void int4_chunk_fma(const Chunk<R>& ch, const float* xc, uint64_t k, int m,
-                                               float (&acc)[R][MAXM]) {
+// (tests/gpu/test_gpu_forward.cpp SkinnyKernel...). xc, gc: the chunk's x and norm weight (load_x4).
+template <bool NORM, int R, int MAXM>
+__device__ __forceinline__ void int4_chunk_fma(const Chunk<R>& ch, const float* xc, const float* gc, uint64_t k, int m,
+                                               float (&acc)[R][MAXM], float (&ssq)[MAXM]) {
   float d[R][MAXM], xsum[MAXM];
 #pragma unroll
   for (int i = 0; i < MAXM; ++i) {
@@ -294,10 +383,10 @@ __device__ __forceinline__ void int4_chunk_fma(const Chunk<R>& ch, const float* 
 #pragma unroll
     for (int half = 0; half < 2; ++half) {  // elements 8j + 4 half .. + 3: nibbles 0-3 of that half
       float4 xs[MAXM];
+      load_x4<NORM, MAXM>(xc, gc, k, m, 2 * j + half, xs, ssq);
 #pragma unroll
       for (int i = 0; i < MAXM; ++i) {
         if (i < m) {
-          xs[i] = __ldg(reinterpret_cast<const float4*>(xc + i * k) + 2 * j + half);
           xsum[i] += (xs[i].x + xs[i].y) + (xs[i].z + xs[i].w);
           xs[i].y *= 0x1p-4f;
           xs[i].z *= 0x1p-8f;
@@ -330,38 +419,52 @@ __device__ __forceinline__ void int4_chunk_fma(const Chunk<R>& ch, const float* 
       if (i < m) acc[r][i] = fmaf(ch.scale[r], fmaf(-static_cast<float>(ch.zero[r]), xsum[i], d[r][i]), acc[r][i]);
 }
 
-template <WeightElem E, int MAXM>
-__global__ void __launch_bounds__(kThreads, kMinBlocks<E, MAXM>) skinny_kernel(SkinnyJobs jobs, const float* __restrict__ x, int m) {
-  constexpr int R = kTileRows<E, MAXM>, P = kPerLoad<E>, kWarpsPerBlock = kThreads / 32;
+template <WeightElem E, int MAXM, bool NORM, bool PAIRS>
+__global__ void __launch_bounds__(kThreads, kMinBlocks<E, MAXM, NORM>) skinny_kernel(SkinnyJobs jobs, const float* __restrict__ x, int m) {
+  constexpr int R = kTileRows<E, MAXM>, H = R / 2, P = kPerLoad<E>, kWarpsPerBlock = kThreads / 32;
   static_assert(R * MAXM <= 32, "the block's G x R x MAXM outputs are written by one thread each");
   static_assert(R <= kMaxTileRows, "skinny_vectorized bounds the row offsets of kMaxTileRows rows");
-  __shared__ float warp_sums[kWarpsPerBlock][R * MAXM];
+  static_assert(R % 2 == 0, "pairs split a thread's rows in two halves");
+  // Per warp: the R x MAXM dot products, then (NORM) the MAXM sums of squares of x.
+  constexpr int kSlots = R * MAXM + (NORM ? MAXM : 0);
+  __shared__ float warp_sums[kWarpsPerBlock][kSlots];
+  // With PAIRS the blocks tile job 0 (gate) and the second half of a thread's rows is job 1's (up);
+  // else the block's job and its tile, both halves of that job.
   SkinnyJob job;
-  const uint64_t tile0 = block_job(jobs, &job);
+  const uint64_t tile0 = PAIRS ? uint64_t(blockIdx.x) * jobs.rows_per_block : block_job(jobs, &job);
+  if constexpr (PAIRS) job = jobs.job[0];
+  const SkinnyJob& second = PAIRS ? jobs.job[1] : job;
   const LinearView& w = job.w;
   const uint32_t S = jobs.span, t = threadIdx.x, group = t / S, p = t % S;
-  const uint64_t row0 = tile0 + uint64_t(group) * R;
+  constexpr uint32_t kGroupRows = PAIRS ? H : R;  // rows of job 0 a group finishes
+  const uint64_t row0 = tile0 + uint64_t(group) * kGroupRows;
   const uint32_t chunks = static_cast<uint32_t>(w.k / P);
 
-  RowSet<R> rs;
-  rs.first = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(w.w) + min(row0, w.n - 1) * w.row_bytes);
-  rs.rows = row0 < w.n ? static_cast<uint32_t>(min(uint64_t(R), w.n - row0)) : 0;
+  RowSet<R, PAIRS> rs;
+  rs.first[0] = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(w.w) + min(row0, w.n - 1) * w.row_bytes);
+  if constexpr (PAIRS)
+    rs.first[1] = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(second.w.w) + min(row0, w.n - 1) * w.row_bytes);
+  rs.rows = row0 < w.n ? static_cast<uint32_t>(min(uint64_t(kGroupRows), w.n - row0)) : 0;
+#pragma unroll
+  for (int r = 0; r < RowSet<R, PAIRS>::kOffsets; ++r) rs.offset[r] = static_cast<uint32_t>(r * w.row_bytes);
 #pragma unroll
   for (int r = 0; r < R; ++r) {
-    rs.offset[r] = static_cast<uint32_t>(r * w.row_bytes);
+    const uint64_t row = row0 + (PAIRS ? r % H : r);
     if constexpr (E == WeightElem::kE4M3) {
       if (w.scale_kind == ScaleKind::kBlock)
-        rs.scale_at[r] = static_cast<uint32_t>((row0 + r) / w.block_n * ((w.k + w.block_k - 1) / w.block_k));
+        rs.scale_at[r] = static_cast<uint32_t>(row / w.block_n * ((w.k + w.block_k - 1) / w.block_k));
     } else if constexpr (E == WeightElem::kInt4) {
-      rs.scale_at[r] = static_cast<uint32_t>((row0 + r) * w.groups);
+      rs.scale_at[r] = static_cast<uint32_t>(row * w.groups);
     }
   }
 
-  float acc[R][MAXM];
+  float acc[R][MAXM], ssq[MAXM];
 #pragma unroll
-  for (int r = 0; r < R; ++r)
+  for (int i = 0; i < MAXM; ++i) {
+    ssq[i] = 0.0f;
 #pragma unroll
-    for (int i = 0; i < MAXM; ++i) acc[r][i] = 0.0f;
+    for (int r = 0; r < R; ++r) acc[r][i] = 0.0f;
+  }
 
   // A group entirely past the job's last row loads nothing (it still joins the reduction's barrier).
   uint32_t c = rs.rows ? p : chunks;
@@ -370,19 +473,19 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<E, MAXM>) skinny_kernel(S
   // y, when accumulating), so under programmatic dependent launch it streams while that kernel
   // finishes (runtime/dependent_launch.h).
   allow_dependent_launch();
-  if (c < chunks) load_chunk<E, R>(w, rs, c, &cur);
+  if (c < chunks) load_chunk<E, R, PAIRS>(w, second.w, rs, c, &cur);
   wait_for_previous_kernel();
   for (; c < chunks; c += S) {
-    if (c + S < chunks) load_chunk<E, R>(w, rs, c + S, &nxt);  // in flight during this chunk's FMAs
+    if (c + S < chunks) load_chunk<E, R, PAIRS>(w, second.w, rs, c + S, &nxt);  // in flight during this chunk's FMAs
+    const float* xc = x + uint64_t(c) * P;
+    const float* gc = NORM ? jobs.norm + uint64_t(c) * P : nullptr;
     if constexpr (E == WeightElem::kInt4) {
-      int4_chunk_fma<R, MAXM>(cur, x + uint64_t(c) * P, w.k, m, acc);
+      int4_chunk_fma<NORM, R, MAXM>(cur, xc, gc, w.k, m, acc, ssq);
     } else {
 #pragma unroll
       for (int q = 0; q < P / 4; ++q) {
         float4 xs[MAXM];
-#pragma unroll
-        for (int i = 0; i < MAXM; ++i)
-          if (i < m) xs[i] = __ldg(reinterpret_cast<const float4*>(x + i * w.k + uint64_t(c) * P) + q);
+        load_x4<NORM, MAXM>(xc, gc, w.k, m, q, xs, ssq);
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           const float4 v = decode4<E, R>(w, cur, r, q);
@@ -409,16 +512,41 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<E, MAXM>) skinny_kernel(S
       const float s = warp_sum(acc[r][i]);
       if (t % 32 == 0) warp_sums[t / 32][r * MAXM + i] = s;
     }
+  if constexpr (NORM) {
+#pragma unroll
+    for (int i = 0; i < MAXM; ++i) {
+      const float s = warp_sum(ssq[i]);
+      if (t % 32 == 0) warp_sums[t / 32][R * MAXM + i] = s;
+    }
+  }
   __syncthreads();
-  const uint32_t groups = kThreads / S, warps = S / 32;
-  if (t >= groups * R * MAXM) return;
-  const uint32_t g = t / (R * MAXM), o = t % (R * MAXM), r = o / MAXM, i = o % MAXM;
-  const uint64_t n = tile0 + uint64_t(g) * R + r;
+  // One thread per output (with pairs: per gate / up pair) of the group's rows.
+  const uint32_t groups = kThreads / S, warps = S / 32, outs = kGroupRows * MAXM;
+  if (t >= groups * outs) return;
+  const uint32_t g = t / outs, o = t % outs, r = o / MAXM, i = o % MAXM;
+  const uint64_t n = tile0 + uint64_t(g) * kGroupRows + r;
   if (static_cast<int>(i) >= m || n >= w.n) return;
-  float s = 0.0f;
-  for (uint32_t v = 0; v < warps; ++v) s += warp_sums[g * warps + v][o];
-  s = s * row_scale<E>(w, n) + (job.bias ? job.bias[n] : 0.0f);
+  const float* sums = &warp_sums[g * warps][0];
+  float inv_rms = 1.0f;
+  if constexpr (NORM) {
+    float ss = 0.0f;
+    for (uint32_t v = 0; v < warps; ++v) ss += sums[v * kSlots + R * MAXM + i];
+    inv_rms = static_cast<float>(1.0 / sqrt(double(ss) / double(w.k) + jobs.eps));  // as rms_norm_rows
+  }
+  // Output n of x row i from slot (row) rr of the group's sums: its FP8 scale, 1/rms and bias.
+  // One rounding of the product and the bias (an explicit fmaf: the same in every branch).
+  auto finish = [&](const SkinnyJob& jb, uint32_t rr) {
+    float s = 0.0f;
+    for (uint32_t v = 0; v < warps; ++v) s += sums[v * kSlots + rr * MAXM + i];
+    return fmaf(s, row_scale<E>(jb.w, n) * inv_rms, jb.bias ? jb.bias[n] : 0.0f);
+  };
   float* out = job.y + uint64_t(i) * w.n + n;
+  if constexpr (PAIRS) {
+    const float gate = finish(job, r), up = finish(second, r + H);
+    *out = gate / (1.0f + expf(-gate)) * up;  // silu_mul's expression (forward_kernels.cu)
+    return;
+  }
+  const float s = finish(job, r);
   *out = jobs.accumulate ? *out + s : s;
 }
 
@@ -460,13 +588,19 @@ __global__ void embed_kernel(LinearView table, uint64_t row_begin, uint64_t rows
 
 template <WeightElem E, int MAXM>
 cudaError_t launch_tiles(SkinnyJobs jobs, const float* x, int m, cudaStream_t s) {
-  jobs.rows_per_block = kThreads / jobs.span * kTileRows<E, MAXM>;
-  for (int j = 0; j < jobs.count; ++j)
-    jobs.first_block[j + 1] =
-        jobs.first_block[j] + static_cast<unsigned>((jobs.job[j].w.n + jobs.rows_per_block - 1) / jobs.rows_per_block);
+  // With pairs a group's R rows are R / 2 of gate and the same R / 2 of up: the blocks tile gate.
+  jobs.rows_per_block = kThreads / jobs.span * kTileRows<E, MAXM> / (jobs.pairs ? 2 : 1);
+  for (int j = 0; j < jobs.count; ++j) {
+    const uint64_t n = jobs.pairs && j > 0 ? 0 : jobs.job[j].w.n;
+    jobs.first_block[j + 1] = jobs.first_block[j] + static_cast<unsigned>((n + jobs.rows_per_block - 1) / jobs.rows_per_block);
+  }
   // A programmatic dependent of the kernel before it (runtime/dependent_launch.h): its blocks may
   // start, and request their first weights, before that kernel has finished.
-  return launch_dependent(skinny_kernel<E, MAXM>, jobs.first_block[jobs.count], kThreads, 0, s, jobs, x, m);
+  // Pairs come with the norm (skinny_fusable): the decode step's one use of them.
+  void (*kernel)(SkinnyJobs, const float*, int) =
+      !jobs.norm ? skinny_kernel<E, MAXM, false, false>
+                 : jobs.pairs ? skinny_kernel<E, MAXM, true, true> : skinny_kernel<E, MAXM, true, false>;
+  return launch_dependent(kernel, jobs.first_block[jobs.count], kThreads, 0, s, jobs, x, m);
 }
 
 // The row-group width S for rows of `chunks` 16-byte loads: the smallest of 32 .. kThreads that
@@ -515,19 +649,22 @@ bool skinny_vectorized(const LinearView& w, const float* x) {
   return true;
 }
 
-cudaError_t linear_skinny_jobs(const SkinnyJob* job, int count, const float* x, uint64_t m, bool accumulate,
-                               cudaStream_t stream, bool element_wise) {
-  if (count < 1 || count > kSkinnyMaxJobs || m > kSkinnyMaxRows) return cudaErrorInvalidValue;
+namespace {
+
+// The skinny_kernel launch (16-byte loads) when `vectorized`, else the element-wise kernel, which
+// takes no fusion (the callers check).
+cudaError_t launch_jobs(const SkinnyJob* job, int count, const float* x, uint64_t m, bool accumulate,
+                        const SkinnyFusion& fuse, bool vectorized, cudaStream_t stream) {
   SkinnyJobs jobs{};
   jobs.count = count;
   jobs.accumulate = accumulate;
-  bool vectorized = !element_wise;
+  jobs.pairs = fuse.silu_pairs;
+  jobs.norm = fuse.norm;
+  jobs.eps = fuse.eps;
   uint64_t rows = 0;
   for (int j = 0; j < count; ++j) {
-    if (job[j].w.k != job[0].w.k) return cudaErrorInvalidValue;  // one x for all
     jobs.job[j] = job[j];
     rows += job[j].w.n;
-    vectorized = vectorized && job[j].w.elem == job[0].w.elem && skinny_vectorized(job[j].w, x);
   }
   if (m == 0 || rows == 0) return cudaSuccess;
   const int mi = static_cast<int>(m);
@@ -546,6 +683,43 @@ cudaError_t linear_skinny_jobs(const SkinnyJob* job, int count, const float* x, 
     case WeightElem::kInt4: return launch_skinny<WeightElem::kInt4>(jobs, x, mi, stream);
   }
   return cudaErrorInvalidValue;
+}
+
+// Jobs skinny_kernel takes in one launch: 1 .. kSkinnyMaxJobs on one k and format, each with
+// 16-byte loads.
+bool one_vectorized_launch(const SkinnyJob* job, int count, const float* x) {
+  if (count < 1 || count > kSkinnyMaxJobs) return false;
+  for (int j = 0; j < count; ++j)
+    if (job[j].w.k != job[0].w.k || job[j].w.elem != job[0].w.elem || !skinny_vectorized(job[j].w, x)) return false;
+  return true;
+}
+
+}  // namespace
+
+cudaError_t linear_skinny_jobs(const SkinnyJob* job, int count, const float* x, uint64_t m, bool accumulate,
+                               cudaStream_t stream, bool element_wise) {
+  if (count < 1 || count > kSkinnyMaxJobs || m > kSkinnyMaxRows) return cudaErrorInvalidValue;
+  for (int j = 0; j < count; ++j)
+    if (job[j].w.k != job[0].w.k) return cudaErrorInvalidValue;  // one x for all
+  return launch_jobs(job, count, x, m, accumulate, SkinnyFusion{}, !element_wise && one_vectorized_launch(job, count, x),
+                     stream);
+}
+
+bool skinny_fusable(const SkinnyJob* job, int count, const float* x, const SkinnyFusion& fuse) {
+  if (!one_vectorized_launch(job, count, x)) return false;
+  if (fuse.norm && reinterpret_cast<uintptr_t>(fuse.norm) % 16 != 0) return false;  // read as float4
+  if (!fuse.silu_pairs) return true;
+  if (!fuse.norm) return false;  // pairs come with the norm: the decode step's one use of them
+  // Pairs: the row set's two halves share the offsets and scale indices of one layout.
+  const LinearView &g = job[0].w, &u = job[1].w;
+  return count == 2 && job[0].y != nullptr && g.n == u.n && g.row_bytes == u.row_bytes && g.scale_kind == u.scale_kind &&
+         g.block_n == u.block_n && g.block_k == u.block_k && g.group == u.group && g.groups == u.groups;
+}
+
+cudaError_t linear_skinny_fused(const SkinnyJob* job, int count, const float* x, uint64_t m, const SkinnyFusion& fuse,
+                                cudaStream_t stream) {
+  if (m > kSkinnyMaxRows || !skinny_fusable(job, count, x, fuse)) return cudaErrorInvalidValue;
+  return launch_jobs(job, count, x, m, false, fuse, true, stream);
 }
 
 cudaError_t linear_skinny(const LinearView& w, const float* x, uint64_t m, float* y, const float* bias,

@@ -9,7 +9,9 @@
 //    elements per load), its threads spread along k with the next loads in flight while they
 //    dequantize in registers and take the dot product with every one of the m activation rows:
 //    the weight bytes cross HBM once per step, which is what bounds batch-1 decode (the work
-//    decomposition and its bytes in flight: linear_kernels.cu, above skinny_kernel).
+//    decomposition and its bytes in flight: linear_kernels.cu, above skinny_kernel). The decode
+//    step's launches also fold in the RMSNorm before them and SiLU(gate) * up after gate/up
+//    (linear_skinny_fused, SkinnyFusion), so those run in no kernel of their own.
 //  - dequantize_linear: the prefill path writes W as float32 into a scratch [N, K] for a float32
 //    cuBLAS GEMM (gpu_forward.cpp), which wins once m is large.
 //  - embed_rows: gathers (and dequantizes) embedding rows by token id.
@@ -67,6 +69,29 @@ struct SkinnyJob {
 constexpr int kSkinnyMaxJobs = 3;
 cudaError_t linear_skinny_jobs(const SkinnyJob* jobs, int count, const float* x, uint64_t m, bool accumulate,
                                cudaStream_t stream, bool element_wise = false);
+
+// What one decode GEMV launch folds in besides its Linears (the one-rank decode step's q/k/v,
+// gate/up and lm_head: the kernels before and after them run inside the GEMV instead of on their
+// own; linear_kernels.cu, "Fusions").
+//  - norm: x is the residual stream, [m][k], and each job's input is RMSNorm(x) with this weight
+//    ([k]) and eps: y = (W (x * norm)) / sqrt(mean(x^2) + eps) (+ bias), as rms_norm_rows then the
+//    GEMV up to float32 reassociation.
+//  - silu_pairs (with norm): two jobs, gate and up (one shape and layout); job 0's y receives
+//    silu(gate) * up ([m][n]), bit for bit what silu_mul gives from the two outputs of the same
+//    launch without pairs; job 1's y is not written.
+struct SkinnyFusion {
+  const float* norm = nullptr;
+  float eps = 0.0f;
+  bool silu_pairs = false;
+};
+// Whether linear_skinny_fused takes `jobs` on `x` with `fuse`: one launch of the 16-byte-load
+// kernel (every job skinny_vectorized, one format), the norm weight 16-byte aligned, pairs of one
+// layout and with the norm. The element-wise kernel fuses nothing: the callers run the unfused kernels instead.
+bool skinny_fusable(const SkinnyJob* jobs, int count, const float* x, const SkinnyFusion& fuse);
+// linear_skinny_jobs (not accumulating) with `fuse`; cudaErrorInvalidValue where !skinny_fusable
+// or m > kSkinnyMaxRows.
+cudaError_t linear_skinny_fused(const SkinnyJob* jobs, int count, const float* x, uint64_t m, const SkinnyFusion& fuse,
+                                cudaStream_t stream);
 
 // y[m][n] = x[m][:] . W[n][:] (+ bias[n], bias may be null) for 1 <= m <= kSkinnyMaxRows;
 // `accumulate`: y[m][n] += that (a residual add without a kernel of its own). `element_wise`

@@ -8,8 +8,9 @@
 // output); under ctest without CKPT_BENCH=1 it skips. Per model, one "BENCH" line:
 //   BENCH decode <path> <formats> weights <GB> read <GB/s> floor <ms> step <ms> ratio <x>
 // plus the prefill time of 32 tokens and the eager (no graph) step for comparison, and "BENCH
-// gemv" lines: the decode GEMV alone on each Linear group of layer 0 and on lm_head (bandwidth
-// against the read kernel's), and how much of the step the GEMVs account for.
+// gemv" lines: the decode GEMV alone on each Linear group of layer 0 and on lm_head, launched as
+// the step launches it (the RMSNorm and SiLU * up folded in where the step folds them: "+norm",
+// "+norm+silu"), bandwidth against the read kernel's, and how much of the step the GEMVs account for.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -103,10 +104,30 @@ void bench_linears(const model::Model& m, const std::string& path, double gbps, 
       if (l.marlin()) marlin_bytes = std::max(marlin_bytes, cuda::DeviceLinear::marlin_scratch_bytes(l.n(), l.k(), 1, sm_count));
     cuda::DeviceBuffer marlin_scratch(std::max<uint64_t>(marlin_bytes, 1));
     const cuda::LinearContext ctx{stream, nullptr, nullptr, 0, marlin_scratch.as<uint8_t>(), marlin_bytes, sm_count};
-    cuda::DeviceBuffer x(first.k() * sizeof(float));
+    cuda::DeviceBuffer x(first.k() * sizeof(float)), norm(first.k() * sizeof(float)), act(first.n() * sizeof(float));
     CKPT_CUDA(cudaMemset(x.data(), 0, x.size()));
+    CKPT_CUDA(cudaMemset(norm.data(), 0, norm.size()));
     size_t next = 0;
-    auto launch = [&] { cuda::DeviceLinear::apply_same_input(outs[next++ % outs.size()], x.as<float>(), 1, ctx); };
+    // As the step launches the group (gpu_forward.cpp): q/k/v and lm_head with the RMSNorm before
+    // them folded in, gate/up with it and SiLU * up, where the skinny kernel takes them ("+norm",
+    // "+norm+silu" in the line); o and down, and anything else, unfused.
+    const float eps = 1e-5f;
+    std::string fused;
+    auto launch = [&] {
+      const auto& o = outs[next++ % outs.size()];
+      if (g.name == "gate/up" &&
+          cuda::DeviceLinear::apply_gated(*o[0].first, o.size() > 1 ? o[1].first : nullptr, x.as<float>(),
+                                          norm.as<float>(), eps, 1, act.as<float>(), ctx)) {
+        fused = "+norm+silu";
+        return;
+      }
+      if ((g.name == "q/k/v" || g.name == "lm_head") &&
+          cuda::DeviceLinear::apply_normed(o, x.as<float>(), norm.as<float>(), eps, 1, ctx)) {
+        fused = "+norm";
+        return;
+      }
+      cuda::DeviceLinear::apply_same_input(o, x.as<float>(), 1, ctx);
+    };
     for (size_t i = 0; i < outs.size(); ++i) launch();
     cuda::Event start = cuda::new_event(), stop = cuda::new_event();
     const int reps = 50;
@@ -119,7 +140,7 @@ void bench_linears(const model::Model& m, const std::string& path, double gbps, 
     const double us = ms * 1e3 / reps;
     (g.name == "lm_head" ? lm_us : layer_us) += us;
     std::printf("BENCH gemv %s %-7s %s [%llu x %llu] %.1f MB: %.2f us, %.0f GB/s (%.2f of the read kernel)\n", path.c_str(),
-                g.name.c_str(), first.device_format().c_str(), static_cast<unsigned long long>(rows),
+                (g.name + fused).c_str(), first.device_format().c_str(), static_cast<unsigned long long>(rows),
                 static_cast<unsigned long long>(first.k()), bytes / 1e6, us, bytes / us / 1e3, bytes / us / 1e3 / gbps);
   }
   const double gemv_ms = (layer_us * m.layers().size() + lm_us) / 1e3;

@@ -9,7 +9,10 @@
 // of that batch; and Marlin-layout INT4 (the Marlin W4A16 GEMM: activations and products in the
 // scales' 16-bit type) against the same weights in their source layout: logits within
 // kMarlinTolerance of the logit range (f16 scales; three times that for bf16), each Linear within
-// 1e-2 (3e-2 bf16) of its largest output. Skips without a GPU.
+// 1e-2 (3e-2 bf16) of its largest output; the decode GEMV with the RMSNorm folded in and SiLU * up
+// in its epilogue against the unfused kernels, and the fused decode step (no norm or SiLU kernel
+// in its graph) against the unfused step an observer gets and the CPU reference. Skips without a
+// GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -33,6 +36,7 @@
 #include "ops/fp8.h"
 #include "ops/int4_math.h"
 #include "runtime/device_linear.h"
+#include "runtime/forward_kernels.h"
 #include "runtime/gpu_forward.h"
 #include "runtime/linear_kernels.h"
 #include "test_support.h"
@@ -335,6 +339,86 @@ TEST(GpuForward, DecodeStepsReplayedFromTheGraphEqualTheEagerSteps) {
   expect_graph_decode_equals_eager(*moe, "mixtral");
 }
 
+namespace {
+
+// Sees every activation and does nothing with it (an observer is shown the Linears' outputs, so
+// the step it watches runs them unfused; layer() does anyway).
+struct NullObserver : cuda::DeviceActivationObserver {
+  void on(uint64_t, const std::string&, const float*, uint64_t, uint64_t, cudaStream_t) override {}
+};
+
+// A prefill of 4 tokens, then 3 decode steps of 2 sequences two ways: decode() (one rank, no
+// observer: the RMSNorms folded into the q/k/v, gate/up and lm_head GEMVs, SiLU * up into gate/up)
+// and the step in pieces (layer(), an observer on every layer: rms_norm_rows, the unfused GEMVs,
+// silu_mul). Each within the tolerance of the CPU reference and of the other. `kernels_a_layer`
+// (0: not checked): the graph's kernel nodes a layer where every Linear takes the fused launch,
+// so that a step that silently fell back to the unfused kernels shows.
+void expect_fused_decode_matches_unfused(const model::Model& m, const std::string& what, uint64_t kernels_a_layer) {
+  const uint64_t B = 2, prefix = 4, steps = 3, V = m.config().vocab, L = m.layers().size();
+  model::TokenIds ids = model::seeded_token_ids(V, B, prefix + steps, 19);
+  std::vector<int64_t> first;
+  for (uint64_t s = 0; s < B; ++s) first.insert(first.end(), ids.row(s), ids.row(s) + prefix);
+  cuda::GpuForward fused(m, B, prefix + steps), unfused(m, B, prefix + steps);
+  model::CpuForward cpu(m, B, prefix + steps);
+  fused.forward(first, prefix);
+  unfused.forward(first, prefix);
+  cpu.forward(first, prefix);
+  NullObserver obs;
+  for (uint64_t t = prefix; t < prefix + steps; ++t) {
+    std::vector<int64_t> step;
+    for (uint64_t s = 0; s < B; ++s) step.push_back(ids.row(s)[t]);
+    const std::vector<double> a = fused.decode(step), want = cpu.forward(step, 1);
+    cuda::DeviceBuffer hid = unfused.embed(step);
+    for (uint64_t i = 0; i < L; ++i) unfused.layer(i, hid.as<float>(), 1, &obs);
+    unfused.commit(1);
+    const std::vector<float> bf = unfused.logits(hid.as<float>(), B);
+    const std::vector<double> b(bf.begin(), bf.end());
+    ASSERT_EQ(a.size(), B * V);
+    ASSERT_EQ(b.size(), B * V);
+    const double tol = 1e-4 * range_of(want);
+    EXPECT_LE(max_abs_diff(a, want), tol) << what << ": fused decode step at position " << t;
+    EXPECT_LE(max_abs_diff(b, want), tol) << what << ": unfused (observed) step at position " << t;
+    EXPECT_LE(max_abs_diff(a, b), tol) << what << ": fused and unfused steps apart at position " << t;
+  }
+  if (kernels_a_layer) {
+    ASSERT_TRUE(fused.graph_stats(B)) << what;
+    // memset of the hidden state, the embedding, the layers, lm_head with the final norm folded in.
+    EXPECT_EQ(fused.graph_stats(B)->nodes, 3 + kernels_a_layer * L) << what << ": a norm or SiLU kernel left in the step";
+  }
+}
+
+}  // namespace
+
+// The fused decode step (RMSNorm into the GEMV after it, SiLU * up into gate/up) against the
+// unfused one and the CPU reference: separate q/k/v and gate/up (llama, mistral), biases (qwen2),
+// Qwen3's q/k norms (two kernels a layer more), fused qkv and gate_up (phi3, gate_up split in
+// halves), FP8 per tensor / channel / block, INT4 with 16-byte loads, and act-order INT4, which the
+// skinny kernel reads element by element: that one falls back to the unfused kernels in decode()
+// too (kernel count not checked).
+TEST(GpuForward, FusedDecodeStepMatchesTheUnfusedStep) {
+  if (no_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine: the CUDA forward tests need one";
+  // q/k/v, KV write, attention, o_proj, gate/up (+ SiLU), down_proj.
+  for (const auto& [dir, kernels] : std::vector<std::pair<const char*, uint64_t>>{
+           {"llama", 6}, {"mistral", 6}, {"qwen2", 6}, {"qwen3", 8}, {"phi3", 6}, {"llama-trained", 6}})
+    expect_fused_decode_matches_unfused(*model::Model::open(test::testdata(dir)), dir, kernels);
+  test::ScratchDir s;
+  std::string log;
+  for (const auto& [name, scheme] : std::vector<std::pair<std::string, std::string>>{
+           {"tensor", "tensor"}, {"channel", "channel"}, {"block32", "block --block 32x32"}}) {
+    ASSERT_EQ(test::run_command(test::ckpt_binary() + " quantize --fp8 --scheme " + scheme + " " +
+                                    test::testdata("llama-trained") + " " + (s / name) + " -q", &log),
+              0)
+        << log;
+    expect_fused_decode_matches_unfused(*model::Model::open(s / name), "fp8 " + name, 6);
+  }
+  const std::vector<Int4Case> cases = int4_cases();
+  for (const Int4Case* c : {&cases[0], &cases[4], &cases[3]}) {
+    auto m = model::Model::open(test::testdata("llama-trained"));
+    quantize_layers_int4(*m, *c);
+    expect_fused_decode_matches_unfused(*m, c->name, c->act_order ? 0 : 6);
+  }
+}
+
 TEST(GpuForward, EveryLinearPathMatchesTheCpuReference) {
   if (no_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine: the CUDA forward tests need one";
   test::ScratchDir s;
@@ -619,6 +703,134 @@ TEST(GpuForward, SkinnyTilesMatchTheReferenceAtEveryRowCountAndShape) {
       }
     }
   }
+}
+
+namespace {
+
+std::vector<float> download(const cuda::DeviceBuffer& b, uint64_t count) {
+  std::vector<float> v(count);
+  CKPT_CUDA(cudaMemcpy(v.data(), b.data(), count * sizeof(float), cudaMemcpyDeviceToHost));
+  return v;
+}
+
+cuda::DeviceBuffer upload(const std::vector<float>& v) {
+  cuda::DeviceBuffer b(std::max<size_t>(v.size(), 1) * sizeof(float));
+  CKPT_CUDA(cudaMemcpy(b.data(), v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice));
+  return b;
+}
+
+}  // namespace
+
+// The decode GEMV with the RMSNorm folded in (SkinnyFusion::norm) and with SiLU(gate) * up in its
+// epilogue (silu_pairs), on random stored bytes of every element type and FP8 scale layout, for
+// m = 1 .. 8 on the skinny shapes' edges: the normed outputs within linear_skinny's float32 bound
+// of W (g x / rms(x)) + b in double, and of the unfused kernels (rms_norm_rows, then
+// linear_skinny); each job of a two-job normed launch bit-equal to its own launch (the sum of
+// squares does not depend on the grid); the pairs' activations bit-equal to silu_mul of that
+// launch's gate and up, and to a second run; rows past m untouched.
+TEST(GpuForward, SkinnyFusionsMatchTheUnfusedKernels) {
+  if (no_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine: the CUDA forward tests need one";
+  using E = cuda::WeightElem;
+  using K = cuda::ScaleKind;
+  const std::vector<std::pair<E, K>> elems = {{E::kF32, K::kNone},     {E::kF16, K::kNone},    {E::kBF16, K::kNone},
+                                              {E::kE4M3, K::kTensor}, {E::kE4M3, K::kChannel}, {E::kE4M3, K::kBlock},
+                                              {E::kInt4, K::kNone}};
+  const std::vector<std::pair<uint64_t, uint64_t>> shapes = {{37, 8}, {5, 75}, {130, 200}, {3, 1100}};
+  const float eps = 1e-5f;
+  cuda::Stream stream = cuda::new_stream();
+  std::mt19937 rng(33);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  uint32_t seed = 100;
+  for (const auto& [elem, kind] : elems) {
+    const uint64_t per_load = elem == E::kF32 ? 4 : elem == E::kE4M3 ? 16 : elem == E::kInt4 ? 32 : 8;
+    for (const auto& [n, loads] : shapes) {
+      const uint64_t k = loads * per_load;
+      const SyntheticLinear gate = synthetic_linear(elem, kind, n, k, seed++), up = synthetic_linear(elem, kind, n, k, seed++);
+      std::vector<float> bg(n), bu(n), g(k);
+      for (float& b : bg) b = normal(rng);
+      for (float& b : bu) b = normal(rng);
+      for (float& v : g) v = 1.0f + 0.5f * normal(rng);
+      const cuda::DeviceBuffer dbg = upload(bg), dbu = upload(bu), dg = upload(g);
+      for (uint64_t m = 1; m <= cuda::kSkinnyMaxRows; ++m) {
+        std::vector<float> h(m * k);
+        for (float& v : h) v = 3.0f * normal(rng);  // a residual stream: not unit RMS
+        const cuda::DeviceBuffer dh = upload(h);
+        const std::string what = std::string(elem_name(elem, kind)) + " n " + std::to_string(n) + " k " +
+                                 std::to_string(k) + " m " + std::to_string(m);
+        // The reference: gate's outputs on the normed rows, in double, and their float32 bound.
+        std::vector<double> want(m * n), bound(m * n);
+        for (uint64_t i = 0; i < m; ++i) {
+          double ss = 0;
+          for (uint64_t c = 0; c < k; ++c) ss += double(h[i * k + c]) * h[i * k + c];
+          const double inv = 1.0 / std::sqrt(ss / double(k) + eps);
+          for (uint64_t r = 0; r < n; ++r) {
+            double sum = 0, abs = 0;
+            for (uint64_t c = 0; c < k; ++c) {
+              const double p = gate.values[r * k + c] * (double(g[c]) * h[i * k + c] * inv);
+              sum += p;
+              abs += std::fabs(p);
+            }
+            want[i * n + r] = sum + bg[r];
+            bound[i * n + r] = 1e-5 * (abs + std::fabs(bg[r]) + 1.0);
+          }
+        }
+        const cuda::SkinnyFusion norm{dg.as<float>(), eps, false}, pairs{dg.as<float>(), eps, true};
+        cuda::SkinnyJob job{gate.view, nullptr, dbg.as<float>()};
+        ASSERT_TRUE(cuda::skinny_fusable(&job, 1, dh.as<float>(), norm)) << what;
+        const std::vector<float> fused = run_rows(m, n, false, stream, [&](float* dy) {
+          job.y = dy;
+          CKPT_CUDA(cuda::linear_skinny_fused(&job, 1, dh.as<float>(), m, norm, stream));
+        });
+        cuda::DeviceBuffer dx(m * k * sizeof(float));
+        const std::vector<float> unfused = run_rows(m, n, false, stream, [&](float* dy) {
+          CKPT_CUDA(cuda::rms_norm_rows(dh.as<float>(), m, k, dg.as<float>(), eps, dx.as<float>(), stream));
+          CKPT_CUDA(cuda::linear_skinny(gate.view, dx.as<float>(), m, dy, dbg.as<float>(), false, stream));
+        });
+        double worst = 0, apart = 0;
+        for (uint64_t i = 0; i < m * n; ++i) {
+          worst = std::max(worst, std::isfinite(fused[i]) ? std::fabs(fused[i] - want[i]) / bound[i] : INFINITY);
+          apart = std::max(apart, std::fabs(double(fused[i]) - unfused[i]) / (2 * bound[i]));
+        }
+        bool guard = true;
+        for (uint64_t j = 0; j < n; ++j) guard = guard && fused[m * n + j] == -7.0f;
+        EXPECT_LE(worst, 1.0) << what << ": normed output over the float32 bound";
+        EXPECT_LE(apart, 1.0) << what << ": normed output apart from rms_norm_rows + linear_skinny";
+        EXPECT_TRUE(guard) << what << ": normed launch wrote past row m";
+
+        // gate and up normed in one launch (without pairs), then silu_mul; the pairs' launch twice.
+        cuda::DeviceBuffer yg(m * n * sizeof(float)), yu(m * n * sizeof(float)), ref(m * n * sizeof(float));
+        const cuda::SkinnyJob two[2] = {{gate.view, yg.as<float>(), dbg.as<float>()}, {up.view, yu.as<float>(), dbu.as<float>()}};
+        CKPT_CUDA(cuda::linear_skinny_fused(two, 2, dh.as<float>(), m, norm, stream));
+        CKPT_CUDA(cuda::silu_mul(yg.as<float>(), n, 0, yu.as<float>(), n, 0, m, n, ref.as<float>(), stream));
+        CKPT_CUDA(cudaStreamSynchronize(stream));
+        const std::vector<float> gate_alone(fused.begin(), fused.begin() + m * n);
+        EXPECT_EQ(download(yg, m * n), gate_alone) << what << ": gate in a two-job launch differs from its own launch";
+        const std::vector<float> want_act = download(ref, m * n);
+        ASSERT_TRUE(cuda::skinny_fusable(two, 2, dh.as<float>(), pairs)) << what;
+        for (int run = 0; run < 2; ++run) {
+          const std::vector<float> act = run_rows(m, n, false, stream, [&](float* dy) {
+            cuda::SkinnyJob pj[2] = {{gate.view, dy, dbg.as<float>()}, {up.view, nullptr, dbu.as<float>()}};
+            CKPT_CUDA(cuda::linear_skinny_fused(pj, 2, dh.as<float>(), m, pairs, stream));
+          });
+          EXPECT_EQ(std::memcmp(act.data(), want_act.data(), m * n * sizeof(float)), 0)
+              << what << " run " << run << ": silu pairs differ from silu_mul of the normed gate and up";
+          bool g2 = true;
+          for (uint64_t j = 0; j < n; ++j) g2 = g2 && act[m * n + j] == -7.0f;
+          EXPECT_TRUE(g2) << what << ": pairs wrote past row m";
+        }
+      }
+    }
+  }
+  // Not fusable: pairs without the norm, or of two shapes; an element-wise layout (the caller runs
+  // the unfused kernels).
+  const SyntheticLinear a = synthetic_linear(E::kBF16, K::kNone, 16, 64, 1), b = synthetic_linear(E::kBF16, K::kNone, 8, 64, 2);
+  cuda::DeviceBuffer x(2 * 64 * sizeof(float)), g(64 * sizeof(float)), y(16 * sizeof(float));
+  const cuda::SkinnyJob ab[2] = {{a.view, y.as<float>(), nullptr}, {b.view, nullptr, nullptr}};
+  const cuda::SkinnyJob aa[2] = {{a.view, y.as<float>(), nullptr}, {a.view, nullptr, nullptr}};
+  EXPECT_TRUE(cuda::skinny_fusable(aa, 2, x.as<float>(), {g.as<float>(), 1e-5f, true}));
+  EXPECT_FALSE(cuda::skinny_fusable(aa, 2, x.as<float>(), {nullptr, 0.0f, true}));
+  EXPECT_FALSE(cuda::skinny_fusable(ab, 2, x.as<float>(), {g.as<float>(), 1e-5f, true}));
+  EXPECT_FALSE(cuda::skinny_fusable(aa, 1, x.as<float>() + 1, {g.as<float>(), 1e-5f, false})) << "unaligned x";
 }
 
 TEST(GpuForward, Fp8AndInt4ModelsMatchTheCpuReferenceEagerAndGraphed) {
