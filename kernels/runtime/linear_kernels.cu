@@ -179,7 +179,7 @@ __device__ __forceinline__ uint64_t block_job(const SkinnyJobs& jobs, SkinnyJob*
 //    and half a decode) to ~3.3 (INT4: LOP3, FADD, FFMA and the zero term) of the unfused loop;
 //    HBM delivers ~7 bf16 or ~29 INT4 elements a clock to an SM (3.35 TB/s over 132 SMs at
 //    1.75 GHz) against 128 lanes of issue, so bf16 and FP8 stay far from issue-bound and INT4
-//    goes from ~75 % to ~85 % of it (the GPU is to confirm it still streams). The sum is the
+//    would go from ~75 % to ~85 % of it: measured slower, INT4 is not fused (skinny_fusable). The sum is the
 //    same chunks by the same thread positions in the same order in every group and block (it
 //    depends on S, so on k and the format, only): deterministic, the same bytes at any grid; in
 //    float32 (double would put a conversion an element on the 16-a-clock conversion unit: an
@@ -221,8 +221,8 @@ constexpr int kTileRows = MAXM <= 4 ? 4 : 2;
 // (q/k/v) and 68 (pairs), where the unfused FP8 spills 8 (its four float4 of x and four of g a
 // chunk are in flight beside 2 x 4 x 16 weight bytes); at three it takes 76-77 registers and no
 // spill, and an 8B model's fused q/k/v (768 blocks of 8 rows) is 1.94 waves of three blocks an SM
-// where four would give 1.45. To be measured against four on the GPU (BENCHMARKS.md). INT4 with
-// NORM: 105-109 registers at m = 1, two blocks as unfused.
+// where four would give 1.45. To be measured against four on the GPU (BENCHMARKS.md). INT4 is not
+// fused (skinny_fusable says why).
 template <WeightElem E, int MAXM, bool NORM>
 constexpr int kMinBlocks = MAXM > 2                     ? 1
                            : MAXM == 2                  ? 2
@@ -597,9 +597,9 @@ cudaError_t launch_tiles(SkinnyJobs jobs, const float* x, int m, cudaStream_t s)
   // A programmatic dependent of the kernel before it (runtime/dependent_launch.h): its blocks may
   // start, and request their first weights, before that kernel has finished.
   // Pairs come with the norm (skinny_fusable): the decode step's one use of them.
-  void (*kernel)(SkinnyJobs, const float*, int) =
-      !jobs.norm ? skinny_kernel<E, MAXM, false, false>
-                 : jobs.pairs ? skinny_kernel<E, MAXM, true, true> : skinny_kernel<E, MAXM, true, false>;
+  void (*kernel)(SkinnyJobs, const float*, int) = skinny_kernel<E, MAXM, false, false>;
+  if constexpr (E != WeightElem::kInt4)  // INT4 is never fused (skinny_fusable)
+    if (jobs.norm) kernel = jobs.pairs ? skinny_kernel<E, MAXM, true, true> : skinny_kernel<E, MAXM, true, false>;
   return launch_dependent(kernel, jobs.first_block[jobs.count], kThreads, 0, s, jobs, x, m);
 }
 
@@ -707,6 +707,11 @@ cudaError_t linear_skinny_jobs(const SkinnyJob* job, int count, const float* x, 
 
 bool skinny_fusable(const SkinnyJob* job, int count, const float* x, const SkinnyFusion& fuse) {
   if (!one_vectorized_launch(job, count, x)) return false;
+  // INT4 is not fused: its GEMV is issue-bound already (~3.3 instructions a weight element, "Fusions"
+  // above), and on an H100 (BENCHMARKS.md, 2026-12-07 22:28) the fused q/k/v ran at 0.19 of the
+  // read kernel against 0.31 unfused and gate/up + SiLU at 0.26 against 0.47: an 8B-shaped step
+  // 2.33x its floor fused, 1.95x with the separate norm and SiLU kernels.
+  if (job[0].w.elem == WeightElem::kInt4) return false;
   if (fuse.norm && reinterpret_cast<uintptr_t>(fuse.norm) % 16 != 0) return false;  // read as float4
   if (!fuse.silu_pairs) return true;
   if (!fuse.norm) return false;  // pairs come with the norm: the decode step's one use of them
