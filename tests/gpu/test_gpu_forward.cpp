@@ -75,20 +75,38 @@ void expect_matches_cpu(const std::string& path, uint64_t sequences, uint64_t le
 // Prefill of `prefix` tokens, then `steps` decode steps: decode() (graph replay, or eager where
 // graph_unsupported() says why) must give the very logits forward(ids, 1) gives, and both the CPU
 // reference's within the tolerance.
+// Two CUDA forwards and the CPU reference over the same prefill of `prefix` tokens of B seeded
+// sequences, for the tests that then step them `steps` times two ways.
+struct TwoForwardsAfterPrefill {
+  static constexpr uint64_t B = 2, prefix = 4, steps = 3;
+  model::TokenIds ids;
+  cuda::GpuForward a, b;
+  model::CpuForward cpu;
+  TwoForwardsAfterPrefill(const model::Model& m, uint32_t seed)
+      : ids(model::seeded_token_ids(m.config().vocab, B, prefix + steps, seed)),
+        a(m, B, prefix + steps),
+        b(m, B, prefix + steps),
+        cpu(m, B, prefix + steps) {
+    std::vector<int64_t> first;
+    for (uint64_t s = 0; s < B; ++s) first.insert(first.end(), ids.row(s), ids.row(s) + prefix);
+    a.forward(first, prefix);
+    b.forward(first, prefix);
+    cpu.forward(first, prefix);
+  }
+  // The B ids of position t (prefix <= t < prefix + steps).
+  std::vector<int64_t> step(uint64_t t) const {
+    std::vector<int64_t> out;
+    for (uint64_t s = 0; s < B; ++s) out.push_back(ids.row(s)[t]);
+    return out;
+  }
+};
+
 void expect_graph_decode_equals_eager(const model::Model& m, const std::string& what) {
-  const uint64_t B = 2, prefix = 4, steps = 3, V = m.config().vocab;
-  model::TokenIds ids = model::seeded_token_ids(V, B, prefix + steps, 11);
-  std::vector<int64_t> first;
-  for (uint64_t s = 0; s < B; ++s) first.insert(first.end(), ids.row(s), ids.row(s) + prefix);
-  cuda::GpuForward graphed(m, B, prefix + steps), eager(m, B, prefix + steps);
-  model::CpuForward cpu(m, B, prefix + steps);
-  graphed.forward(first, prefix);
-  eager.forward(first, prefix);
-  cpu.forward(first, prefix);
-  for (uint64_t t = prefix; t < prefix + steps; ++t) {
-    std::vector<int64_t> step;
-    for (uint64_t s = 0; s < B; ++s) step.push_back(ids.row(s)[t]);
-    const std::vector<double> a = graphed.decode(step), b = eager.forward(step, 1), want = cpu.forward(step, 1);
+  TwoForwardsAfterPrefill run(m, 11);
+  const uint64_t B = run.B, V = m.config().vocab;
+  for (uint64_t t = run.prefix; t < run.prefix + run.steps; ++t) {
+    const std::vector<int64_t> step = run.step(t);
+    const std::vector<double> a = run.a.decode(step), b = run.b.forward(step, 1), want = run.cpu.forward(step, 1);
     ASSERT_EQ(a.size(), B * V);
     EXPECT_EQ(max_abs_diff(a, b), 0.0) << what << ": graph replay differs from the eager step at position " << t;
     EXPECT_LE(max_abs_diff(a, want), 1e-4 * range_of(want)) << what << ": decode step at position " << t;
@@ -354,20 +372,13 @@ struct NullObserver : cuda::DeviceActivationObserver {
 // (0: not checked): the graph's kernel nodes a layer where every Linear takes the fused launch,
 // so that a step that silently fell back to the unfused kernels shows.
 void expect_fused_decode_matches_unfused(const model::Model& m, const std::string& what, uint64_t kernels_a_layer) {
-  const uint64_t B = 2, prefix = 4, steps = 3, V = m.config().vocab, L = m.layers().size();
-  model::TokenIds ids = model::seeded_token_ids(V, B, prefix + steps, 19);
-  std::vector<int64_t> first;
-  for (uint64_t s = 0; s < B; ++s) first.insert(first.end(), ids.row(s), ids.row(s) + prefix);
-  cuda::GpuForward fused(m, B, prefix + steps), unfused(m, B, prefix + steps);
-  model::CpuForward cpu(m, B, prefix + steps);
-  fused.forward(first, prefix);
-  unfused.forward(first, prefix);
-  cpu.forward(first, prefix);
+  TwoForwardsAfterPrefill run(m, 19);
+  cuda::GpuForward &fused = run.a, &unfused = run.b;
+  const uint64_t B = run.B, V = m.config().vocab, L = m.layers().size();
   NullObserver obs;
-  for (uint64_t t = prefix; t < prefix + steps; ++t) {
-    std::vector<int64_t> step;
-    for (uint64_t s = 0; s < B; ++s) step.push_back(ids.row(s)[t]);
-    const std::vector<double> a = fused.decode(step), want = cpu.forward(step, 1);
+  for (uint64_t t = run.prefix; t < run.prefix + run.steps; ++t) {
+    const std::vector<int64_t> step = run.step(t);
+    const std::vector<double> a = fused.decode(step), want = run.cpu.forward(step, 1);
     cuda::DeviceBuffer hid = unfused.embed(step);
     for (uint64_t i = 0; i < L; ++i) unfused.layer(i, hid.as<float>(), 1, &obs);
     unfused.commit(1);
@@ -478,6 +489,20 @@ struct SyntheticLinear {
   cuda::LinearView view;
   std::vector<double> values;  // [n][k]
 };
+
+// The element types and FP8 scale layouts of the 16-bit, f32 and FP8 skinny kernels (fused or not).
+std::vector<std::pair<cuda::WeightElem, cuda::ScaleKind>> float_and_fp8_formats() {
+  using E = cuda::WeightElem;
+  using K = cuda::ScaleKind;
+  return {{E::kF32, K::kNone},    {E::kF16, K::kNone},     {E::kBF16, K::kNone},
+          {E::kE4M3, K::kTensor}, {E::kE4M3, K::kChannel}, {E::kE4M3, K::kBlock}};
+}
+
+// Elements in one 16-byte load of the skinny kernel.
+uint64_t elements_per_load(cuda::WeightElem e) {
+  using E = cuda::WeightElem;
+  return e == E::kF32 ? 4 : e == E::kE4M3 ? 16 : e == E::kInt4 ? 32 : 8;
+}
 
 // elem with, for FP8, a scale layout (block: 32 x 32) and, for INT4, groups of 64.
 SyntheticLinear synthetic_linear(cuda::WeightElem elem, cuda::ScaleKind kind, uint64_t n, uint64_t k, uint32_t seed) {
@@ -606,10 +631,6 @@ std::vector<float> run_rows(uint64_t m, uint64_t n, bool accumulate, cudaStream_
 // single launches bit for bit, and a second run equal to the first.
 TEST(GpuForward, SkinnyTilesMatchTheReferenceAtEveryRowCountAndShape) {
   if (no_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine: the CUDA forward tests need one";
-  using E = cuda::WeightElem;
-  using K = cuda::ScaleKind;
-  const std::vector<std::pair<E, K>> elems = {{E::kF32, K::kNone},     {E::kF16, K::kNone},    {E::kBF16, K::kNone},
-                                              {E::kE4M3, K::kTensor}, {E::kE4M3, K::kChannel}, {E::kE4M3, K::kBlock}};
   // {n, k in 16-byte loads}: 8 loads (groups of 32 threads, 8 groups a block); 75 (groups of 64,
   // 11 threads with two loads); 200 (groups of 128, 72 threads with two); 300 (one group of 256,
   // 44 threads with two); 1100 (4-5 loads a thread).
@@ -618,8 +639,8 @@ TEST(GpuForward, SkinnyTilesMatchTheReferenceAtEveryRowCountAndShape) {
   std::mt19937 rng(21);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   uint32_t seed = 1;
-  for (const auto& [elem, kind] : elems) {
-    const uint64_t per_load = elem == E::kF32 ? 4 : elem == E::kE4M3 ? 16 : elem == E::kInt4 ? 32 : 8;
+  for (const auto& [elem, kind] : float_and_fp8_formats()) {
+    const uint64_t per_load = elements_per_load(elem);
     for (const auto& [n, loads] : shapes) {
       const uint64_t k = loads * per_load;
       SyntheticLinear w = synthetic_linear(elem, kind, n, k, seed++);
@@ -731,16 +752,14 @@ TEST(GpuForward, SkinnyFusionsMatchTheUnfusedKernels) {
   if (no_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine: the CUDA forward tests need one";
   using E = cuda::WeightElem;
   using K = cuda::ScaleKind;
-  const std::vector<std::pair<E, K>> elems = {{E::kF32, K::kNone},     {E::kF16, K::kNone},    {E::kBF16, K::kNone},
-                                              {E::kE4M3, K::kTensor}, {E::kE4M3, K::kChannel}, {E::kE4M3, K::kBlock}};
   const std::vector<std::pair<uint64_t, uint64_t>> shapes = {{37, 8}, {5, 75}, {130, 200}, {3, 1100}};
   const float eps = 1e-5f;
   cuda::Stream stream = cuda::new_stream();
   std::mt19937 rng(33);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   uint32_t seed = 100;
-  for (const auto& [elem, kind] : elems) {
-    const uint64_t per_load = elem == E::kF32 ? 4 : elem == E::kE4M3 ? 16 : elem == E::kInt4 ? 32 : 8;
+  for (const auto& [elem, kind] : float_and_fp8_formats()) {
+    const uint64_t per_load = elements_per_load(elem);
     for (const auto& [n, loads] : shapes) {
       const uint64_t k = loads * per_load;
       const SyntheticLinear gate = synthetic_linear(elem, kind, n, k, seed++), up = synthetic_linear(elem, kind, n, k, seed++);
