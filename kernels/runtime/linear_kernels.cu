@@ -179,7 +179,7 @@ __device__ __forceinline__ uint64_t block_job(const SkinnyJobs& jobs, SkinnyJob*
 //    and half a decode) to ~3.3 (INT4: LOP3, FADD, FFMA and the zero term) of the unfused loop;
 //    HBM delivers ~7 bf16 or ~29 INT4 elements a clock to an SM (3.35 TB/s over 132 SMs at
 //    1.75 GHz) against 128 lanes of issue, so bf16 and FP8 stay far from issue-bound and INT4
-//    would go from ~75 % to ~85 % of it: measured slower, INT4 is not fused (skinny_fusable). The sum is the
+//    would go from ~75 % to ~85 % of it: measured slower, INT4 and FP8 are not fused (skinny_fusable). The sum is the
 //    same chunks by the same thread positions in the same order in every group and block (it
 //    depends on S, so on k and the format, only): deterministic, the same bytes at any grid; in
 //    float32 (double would put a conversion an element on the 16-a-clock conversion unit: an
@@ -217,16 +217,11 @@ constexpr int kTileRows = MAXM <= 4 ? 4 : 2;
 // With the RMSNorm folded in (NORM, "Fusions" above) the 16-bit and f32 decode at m = 1 asks for
 // four, so the fused q/k/v and gate/up keep the occupancy of the unfused launches: ptxas for sm_90
 // fits x * g and the squares in 64 registers (71-72 unbounded: three blocks an SM), no spill but
-// 8 bytes with pairs (f16 / bf16). FP8 with NORM asks for three: at four it spills 48 bytes
-// (q/k/v) and 68 (pairs), where the unfused FP8 spills 8 (its four float4 of x and four of g a
-// chunk are in flight beside 2 x 4 x 16 weight bytes); at three it takes 76-77 registers and no
-// spill, and an 8B model's fused q/k/v (768 blocks of 8 rows) is 1.94 waves of three blocks an SM
-// where four would give 1.45. To be measured against four on the GPU (BENCHMARKS.md). INT4 is not
-// fused (skinny_fusable says why).
+// 8 bytes with pairs (f16 / bf16). FP8 and INT4 are not fused (skinny_fusable says why).
 template <WeightElem E, int MAXM, bool NORM>
 constexpr int kMinBlocks = MAXM > 2                     ? 1
                            : MAXM == 2                  ? 2
-                           : E == WeightElem::kE4M3     ? (NORM ? 3 : 4)
+                           : E == WeightElem::kE4M3     ? 4
                            : E == WeightElem::kInt4     ? 2
                            : NORM                       ? 4
                                                         : 2;
@@ -360,10 +355,10 @@ __device__ __forceinline__ float row_scale(const LinearView& w, uint64_t n) {
 // once per chunk, for all R rows; powers of two, exact): LOP3, FADD, FFMA per element and row.
 // The zero term costs one FMA per row and chunk with sum_k x_k, which the R rows share. Rounding:
 // float32 sums in another order than (q - z) s x, within linear_skinny's float32 bound
-// (tests/gpu/test_gpu_forward.cpp SkinnyKernel...). xc, gc: the chunk's x and norm weight (load_x4).
-template <bool NORM, int R, int MAXM>
-__device__ __forceinline__ void int4_chunk_fma(const Chunk<R>& ch, const float* xc, const float* gc, uint64_t k, int m,
-                                               float (&acc)[R][MAXM], float (&ssq)[MAXM]) {
+// (tests/gpu/test_gpu_forward.cpp SkinnyKernel...). xc: the chunk's x (INT4 is never fused).
+template <int R, int MAXM>
+__device__ __forceinline__ void int4_chunk_fma(const Chunk<R>& ch, const float* xc, uint64_t k, int m,
+                                               float (&acc)[R][MAXM]) {
   float d[R][MAXM], xsum[MAXM];
 #pragma unroll
   for (int i = 0; i < MAXM; ++i) {
@@ -383,7 +378,8 @@ __device__ __forceinline__ void int4_chunk_fma(const Chunk<R>& ch, const float* 
 #pragma unroll
     for (int half = 0; half < 2; ++half) {  // elements 8j + 4 half .. + 3: nibbles 0-3 of that half
       float4 xs[MAXM];
-      load_x4<NORM, MAXM>(xc, gc, k, m, 2 * j + half, xs, ssq);
+      float no_squares[MAXM];  // load_x4 adds to them only when it normalises
+      load_x4<false, MAXM>(xc, nullptr, k, m, 2 * j + half, xs, no_squares);
 #pragma unroll
       for (int i = 0; i < MAXM; ++i) {
         if (i < m) {
@@ -480,7 +476,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<E, MAXM, NORM>) skinny_ke
     const float* xc = x + uint64_t(c) * P;
     const float* gc = NORM ? jobs.norm + uint64_t(c) * P : nullptr;
     if constexpr (E == WeightElem::kInt4) {
-      int4_chunk_fma<NORM, R, MAXM>(cur, xc, gc, w.k, m, acc, ssq);
+      int4_chunk_fma<R, MAXM>(cur, xc, w.k, m, acc);
     } else {
 #pragma unroll
       for (int q = 0; q < P / 4; ++q) {
@@ -598,7 +594,7 @@ cudaError_t launch_tiles(SkinnyJobs jobs, const float* x, int m, cudaStream_t s)
   // start, and request their first weights, before that kernel has finished.
   // Pairs come with the norm (skinny_fusable): the decode step's one use of them.
   void (*kernel)(SkinnyJobs, const float*, int) = skinny_kernel<E, MAXM, false, false>;
-  if constexpr (E != WeightElem::kInt4)  // INT4 is never fused (skinny_fusable)
+  if constexpr (E != WeightElem::kInt4 && E != WeightElem::kE4M3)  // never fused (skinny_fusable)
     if (jobs.norm) kernel = jobs.pairs ? skinny_kernel<E, MAXM, true, true> : skinny_kernel<E, MAXM, true, false>;
   return launch_dependent(kernel, jobs.first_block[jobs.count], kThreads, 0, s, jobs, x, m);
 }
@@ -707,11 +703,14 @@ cudaError_t linear_skinny_jobs(const SkinnyJob* job, int count, const float* x, 
 
 bool skinny_fusable(const SkinnyJob* job, int count, const float* x, const SkinnyFusion& fuse) {
   if (!one_vectorized_launch(job, count, x)) return false;
-  // INT4 is not fused: its GEMV is issue-bound already (~3.3 instructions a weight element, "Fusions"
-  // above), and on an H100 (BENCHMARKS.md, 2026-12-07 22:28) the fused q/k/v ran at 0.19 of the
-  // read kernel against 0.31 unfused and gate/up + SiLU at 0.26 against 0.47: an 8B-shaped step
-  // 2.33x its floor fused, 1.95x with the separate norm and SiLU kernels.
-  if (job[0].w.elem == WeightElem::kInt4) return false;
+  // FP8 and INT4 are not fused: measured on two H100s (BENCHMARKS.md, 2026-12-07 22:28 and 23:29),
+  // the fused GEMVs lose more than the norm and SiLU kernels cost. INT4's loop is issue-bound
+  // already (~3.3 instructions a weight element, "Fusions" above): fused q/k/v ran at 0.19 of the
+  // read kernel against 0.31 and gate/up + SiLU at 0.26 against 0.47, an 8B-shaped step 2.33x its
+  // floor against 1.95x. FP8 fused needs 76-77 registers (three blocks an SM) or spills at four:
+  // q/k/v 0.51 against 0.61-0.63, gate/up 0.72 against 0.90-0.92, the step 1.207-1.217 ms against
+  // 1.184 (1.210 against 1.203 on the second machine; four blocks with spills: 1.243).
+  if (job[0].w.elem == WeightElem::kInt4 || job[0].w.elem == WeightElem::kE4M3) return false;
   if (fuse.norm && reinterpret_cast<uintptr_t>(fuse.norm) % 16 != 0) return false;  // read as float4
   if (!fuse.silu_pairs) return true;
   if (!fuse.norm) return false;  // pairs come with the norm: the decode step's one use of them

@@ -86,8 +86,8 @@ struct SkinnyFusion {
 };
 // Whether linear_skinny_fused takes `jobs` on `x` with `fuse`: one launch of the 16-byte-load
 // kernel (every job skinny_vectorized, one format), the norm weight 16-byte aligned, pairs of one
-// layout and with the norm, not INT4 (slower fused). The element-wise kernel fuses nothing: the callers run the
-// unfused kernels instead.
+// layout and with the norm, f32 / f16 / bf16 only (FP8 and INT4 measured slower fused). The
+// element-wise kernel fuses nothing: the callers run the unfused kernels instead.
 bool skinny_fusable(const SkinnyJob* jobs, int count, const float* x, const SkinnyFusion& fuse);
 // linear_skinny_jobs (not accumulating) with `fuse`; cudaErrorInvalidValue where !skinny_fusable
 // or m > kSkinnyMaxRows.

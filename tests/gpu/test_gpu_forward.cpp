@@ -403,9 +403,9 @@ void expect_fused_decode_matches_unfused(const model::Model& m, const std::strin
 // The fused decode step (RMSNorm into the GEMV after it, SiLU * up into gate/up) against the
 // unfused one and the CPU reference: separate q/k/v and gate/up (llama, mistral), biases (qwen2),
 // Qwen3's q/k norms (two kernels a layer more), fused qkv and gate_up (phi3, gate_up split in
-// halves), FP8 per tensor / channel / block; INT4 (16-byte loads, and act-order, which the skinny
-// kernel reads element by element) is never fused, so decode() runs the unfused kernels for it:
-// still the same logits (kernel count not checked).
+// halves). FP8 (per tensor / channel / block) and INT4 (16-byte loads, and act-order, which the
+// skinny kernel reads element by element) are never fused, so decode() runs the unfused kernels
+// for them: still the same logits (kernel count not checked).
 TEST(GpuForward, FusedDecodeStepMatchesTheUnfusedStep) {
   if (no_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine: the CUDA forward tests need one";
   // q/k/v, KV write, attention, o_proj, gate/up (+ SiLU), down_proj.
@@ -420,7 +420,7 @@ TEST(GpuForward, FusedDecodeStepMatchesTheUnfusedStep) {
                                     test::testdata("llama-trained") + " " + (s / name) + " -q", &log),
               0)
         << log;
-    expect_fused_decode_matches_unfused(*model::Model::open(s / name), "fp8 " + name, 6);
+    expect_fused_decode_matches_unfused(*model::Model::open(s / name), "fp8 " + name, 0);  // FP8 is not fused
   }
   const std::vector<Int4Case> cases = int4_cases();
   for (const Int4Case* c : {&cases[0], &cases[4], &cases[3]}) {
@@ -490,12 +490,20 @@ struct SyntheticLinear {
   std::vector<double> values;  // [n][k]
 };
 
-// The element types and FP8 scale layouts of the 16-bit, f32 and FP8 skinny kernels (fused or not).
+// The element types the skinny kernel fuses the norm and SiLU into (skinny_fusable).
+std::vector<std::pair<cuda::WeightElem, cuda::ScaleKind>> fused_formats() {
+  using E = cuda::WeightElem;
+  using K = cuda::ScaleKind;
+  return {{E::kF32, K::kNone}, {E::kF16, K::kNone}, {E::kBF16, K::kNone}};
+}
+
+// Those and FP8 in its three scale layouts: the skinny kernel's 16-bit, f32 and FP8 tiles.
 std::vector<std::pair<cuda::WeightElem, cuda::ScaleKind>> float_and_fp8_formats() {
   using E = cuda::WeightElem;
   using K = cuda::ScaleKind;
-  return {{E::kF32, K::kNone},    {E::kF16, K::kNone},     {E::kBF16, K::kNone},
-          {E::kE4M3, K::kTensor}, {E::kE4M3, K::kChannel}, {E::kE4M3, K::kBlock}};
+  std::vector<std::pair<E, K>> out = fused_formats();
+  out.insert(out.end(), {{E::kE4M3, K::kTensor}, {E::kE4M3, K::kChannel}, {E::kE4M3, K::kBlock}});
+  return out;
 }
 
 // Elements in one 16-byte load of the skinny kernel.
@@ -742,7 +750,7 @@ cuda::DeviceBuffer upload(const std::vector<float>& v) {
 }  // namespace
 
 // The decode GEMV with the RMSNorm folded in (SkinnyFusion::norm) and with SiLU(gate) * up in its
-// epilogue (silu_pairs), on random stored bytes of every element type and FP8 scale layout, for
+// epilogue (silu_pairs), on random stored bytes of every element type it takes (f32, f16, bf16), for
 // m = 1 .. 8 on the skinny shapes' edges: the normed outputs within linear_skinny's float32 bound
 // of W (g x / rms(x)) + b in double, and of the unfused kernels (rms_norm_rows, then
 // linear_skinny); each job of a two-job normed launch bit-equal to its own launch (the sum of
@@ -758,7 +766,7 @@ TEST(GpuForward, SkinnyFusionsMatchTheUnfusedKernels) {
   std::mt19937 rng(33);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   uint32_t seed = 100;
-  for (const auto& [elem, kind] : float_and_fp8_formats()) {
+  for (const auto& [elem, kind] : fused_formats()) {
     const uint64_t per_load = elements_per_load(elem);
     for (const auto& [n, loads] : shapes) {
       const uint64_t k = loads * per_load;
@@ -838,8 +846,8 @@ TEST(GpuForward, SkinnyFusionsMatchTheUnfusedKernels) {
       }
     }
   }
-  // Not fusable: pairs without the norm, or of two shapes; an element-wise layout; INT4 (measured
-  // slower fused: skinny_fusable). The caller runs the unfused kernels.
+  // Not fusable: pairs without the norm, or of two shapes; an element-wise layout; FP8 and INT4
+  // (measured slower fused: skinny_fusable). The caller runs the unfused kernels.
   const SyntheticLinear a = synthetic_linear(E::kBF16, K::kNone, 16, 64, 1), b = synthetic_linear(E::kBF16, K::kNone, 8, 64, 2);
   cuda::DeviceBuffer x(2 * 64 * sizeof(float)), g(64 * sizeof(float)), y(16 * sizeof(float));
   const cuda::SkinnyJob ab[2] = {{a.view, y.as<float>(), nullptr}, {b.view, nullptr, nullptr}};
@@ -853,6 +861,11 @@ TEST(GpuForward, SkinnyFusionsMatchTheUnfusedKernels) {
   EXPECT_TRUE(cuda::skinny_vectorized(q.view, x.as<float>())) << "INT4 takes the unfused 16-byte kernel";
   EXPECT_FALSE(cuda::skinny_fusable(qq, 1, x.as<float>(), {g.as<float>(), 1e-5f, false})) << "INT4 normed";
   EXPECT_FALSE(cuda::skinny_fusable(qq, 2, x.as<float>(), {g.as<float>(), 1e-5f, true})) << "INT4 pairs";
+  const SyntheticLinear f = synthetic_linear(E::kE4M3, K::kTensor, 16, 128, 4);
+  const cuda::SkinnyJob ff[2] = {{f.view, y.as<float>(), nullptr}, {f.view, nullptr, nullptr}};
+  EXPECT_TRUE(cuda::skinny_vectorized(f.view, x.as<float>())) << "FP8 takes the unfused 16-byte kernel";
+  EXPECT_FALSE(cuda::skinny_fusable(ff, 1, x.as<float>(), {g.as<float>(), 1e-5f, false})) << "FP8 normed";
+  EXPECT_FALSE(cuda::skinny_fusable(ff, 2, x.as<float>(), {g.as<float>(), 1e-5f, true})) << "FP8 pairs";
 }
 
 TEST(GpuForward, Fp8AndInt4ModelsMatchTheCpuReferenceEagerAndGraphed) {
