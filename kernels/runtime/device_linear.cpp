@@ -17,21 +17,14 @@ DeviceBuffer upload_vector(const std::vector<T>& v) {
   return b;
 }
 
-// Rows [first, first + count) of `w` as a Linear of their own (gate_up's gate and up halves):
-// false where its scales do not split there (an FP8 block of rows across `first`).
+// Rows [first, first + count) of `w` as a Linear of their own (gate_up's gate and up halves, for
+// the fused gate/up launch): f32 / f16 / bf16 rows, whose slices need no scales; false for the
+// formats the skinny kernel does not fuse (linear_kernels.h skinny_fusable).
 bool row_slice(const LinearView& w, uint64_t first, uint64_t count, LinearView* out) {
+  if (w.elem != WeightElem::kF32 && w.elem != WeightElem::kF16 && w.elem != WeightElem::kBF16) return false;
   LinearView v = w;
   v.w = static_cast<const uint8_t*>(w.w) + first * w.row_bytes;
   v.n = count;
-  if (w.elem == WeightElem::kE4M3 && w.scale_kind == ScaleKind::kChannel) {
-    v.scale = w.scale + first;
-  } else if (w.elem == WeightElem::kE4M3 && w.scale_kind == ScaleKind::kBlock) {
-    if (w.block_n == 0 || first % w.block_n != 0) return false;
-    v.scale = w.scale + first / w.block_n * ((w.k + w.block_k - 1) / w.block_k);
-  } else if (w.elem == WeightElem::kInt4) {
-    v.group_scale = w.group_scale + first * w.groups;
-    v.group_zero = w.group_zero + first * w.groups;
-  }
   *out = v;
   return true;
 }

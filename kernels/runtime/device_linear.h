@@ -85,9 +85,8 @@ class DeviceLinear {
   // The one-rank decode step's fused GEMVs (gpu_forward.cpp): one skinny launch with the RMSNorm
   // of the residual `hid` (weight `norm` [k], `eps`) folded in (linear_kernels.h SkinnyFusion).
   // Each returns false, having enqueued nothing, where that launch does not take the Linears (more
-  // than kSkinnyMaxRows rows, Marlin, a layout the skinny kernel reads element by element, mixed
-  // formats, FP8 blocks across gate_up's halves): the caller then runs rms_norm_rows and the
-  // unfused Linears.
+  // than kSkinnyMaxRows rows, Marlin, FP8 or INT4, a layout the skinny kernel reads element by
+  // element, mixed formats): the caller then runs rms_norm_rows and the unfused Linears.
   //  - apply_normed: each of `outs` (at most kSkinnyMaxJobs) on RMSNorm(hid).
   static bool apply_normed(const std::vector<std::pair<const DeviceLinear*, float*>>& outs, const float* hid,
                            const float* norm, float eps, uint64_t rows, const LinearContext& ctx);
