@@ -18,7 +18,7 @@ HostTensors::HostTensors(const Checkpoint& ck)
       once_(std::make_unique<std::once_flag[]>(ck.files.size())) {}
 
 const uint8_t* HostTensors::file_data(int file) const {
-  std::call_once(once_[file], [&] { data_[file] = bytes_.get(file, 0, ck_.files[file].size, decoded_[file]); });
+  std::call_once(once_[file], [&] { data_[file] = bytes_.get_all(file, decoded_[file], Workers{}); });
   return data_[file];
 }
 

@@ -35,13 +35,13 @@ class HostTensors {
 
  private:
   // File `file`'s first byte: mapped, or (a packed file) decoded whole on first use, once, by
-  // whichever thread asks first; a file never asked for is never decoded (validate skips one
-  // whose frames are broken).
+  // every CPU on behalf of whichever thread asks first (CheckpointBytes::get_all); a file never
+  // asked for is never decoded (validate skips one whose frames are broken).
   const uint8_t* file_data(int file) const;
 
   const Checkpoint& ck_;
   validate::CheckpointBytes bytes_;
-  mutable std::vector<std::vector<uint8_t>> decoded_;  // whole packed files (empty for mapped ones)
+  mutable std::vector<std::unique_ptr<uint8_t[]>> decoded_;  // whole packed files (null for mapped ones)
   mutable std::vector<const uint8_t*> data_;
   std::unique_ptr<std::once_flag[]> once_;
 };

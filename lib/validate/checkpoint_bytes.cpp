@@ -1,6 +1,8 @@
 #include "validate/checkpoint_bytes.h"
 
+#include <algorithm>
 #include <stdexcept>
+#include <utility>
 
 namespace ckpt::validate {
 
@@ -29,6 +31,26 @@ const uint8_t* CheckpointBytes::get(int file, uint64_t offset, uint64_t n, std::
   buf.resize(n);
   reader_.read(file, buf.data(), n, offset);
   return buf.data();
+}
+
+const uint8_t* CheckpointBytes::get_all(int file, std::unique_ptr<uint8_t[]>& buf, const Workers& workers,
+                                        uint64_t piece_bytes) const {
+  if (const auto& m = maps_.at(static_cast<size_t>(file))) return m->data();
+  const uint64_t size = reader_.size(file);
+  std::vector<std::pair<uint64_t, uint64_t>> pieces;  // [begin, end)
+  for (uint64_t off = 0; off < size;) {
+    const uint64_t want = std::min(size, off + std::max<uint64_t>(piece_bytes, 1));
+    uint64_t end = reader_.read_end(file, off, want);
+    if (end <= off) end = want;  // a piece inside one group: that group is decoded twice
+    pieces.emplace_back(off, end);
+    off = end;
+  }
+  buf.reset(new uint8_t[std::max<uint64_t>(size, 1)]);  // every byte is decoded into: no zero fill
+  uint8_t* out = buf.get();
+  parallel_for(pieces.size(), workers, [&](size_t i) {
+    reader_.read(file, out + pieces[i].first, pieces[i].second - pieces[i].first, pieces[i].first);
+  });
+  return out;
 }
 
 }  // namespace ckpt::validate

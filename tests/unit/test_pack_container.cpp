@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "formats/packed_source.h"
 #include "plan/source_reader.h"
+#include "validate/checkpoint_bytes.h"
 #include "test_support.h"
 
 namespace {
@@ -112,6 +113,30 @@ TEST(PackContainer, OpensAsACheckpointWithTheSameTensors) {
         ASSERT_TRUE(sx == sy) << ta.name << " (strided)";
       }
     }
+  }
+}
+
+// validate::CheckpointBytes::get_all (the runtime's Model::load reads whole files through it): a
+// packed file decoded by several threads in pieces smaller than a group (decoded twice), of one
+// group and of many equals the file; a file on disk is its map.
+TEST(PackContainer, WholeFilesDecodeInParallelPiecesToTheSameBytes) {
+  ScratchDir tmp;
+  const std::string src = test::testdata("llama-trained");
+  const Checkpoint packed = open_checkpoint(pack_dir(src, tmp, "p"));
+  const Checkpoint plain = open_checkpoint(src);
+  const validate::CheckpointBytes pb(packed), ub(plain);
+  for (size_t f = 0; f < packed.files.size(); ++f) {
+    const auto want = read_file_bytes(src + "/" + fs::path(packed.files[f].path).filename().string());
+    for (uint64_t piece : {uint64_t{1000}, kPackGroupBytes, uint64_t{3} * kPackGroupBytes + 17, uint64_t{64} << 20}) {
+      std::unique_ptr<uint8_t[]> buf;
+      const uint8_t* got = pb.get_all(static_cast<int>(f), buf, Workers{3}, piece);
+      ASSERT_EQ(got, buf.get());
+      EXPECT_TRUE(std::equal(want.begin(), want.end(), got)) << packed.files[f].path << " in pieces of " << piece;
+    }
+    std::unique_ptr<uint8_t[]> none;
+    const uint8_t* mapped = ub.get_all(static_cast<int>(f), none, Workers{3});
+    EXPECT_EQ(none, nullptr) << "a file on disk is read in place";
+    EXPECT_TRUE(std::equal(want.begin(), want.end(), mapped));
   }
 }
 
