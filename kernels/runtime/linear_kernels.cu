@@ -253,30 +253,31 @@ struct RowSet {
   __device__ __forceinline__ bool has(int r) const { return static_cast<uint32_t>(r % kOffsets) < rows; }
 };
 
-// Requests chunk c of the rows (and its per-chunk scales): the loads the next iteration uses. w0 /
-// w1: the weights of rows 0 .. R/2 - 1 and R/2 .. R - 1 (the same but with PAIRS; one layout).
+// Requests chunk c of the rows of `w` (and its per-chunk scales): the loads the next iteration
+// uses. With PAIRS the second half of the rows comes from rs.first[1] (up's weight, same layout);
+// pairs are f32 / f16 / bf16 only (skinny_fusable), so the scaled formats read `w`'s scales.
 template <WeightElem E, int R, bool PAIRS>
-__device__ __forceinline__ void load_chunk(const LinearView& w0, const LinearView& w1, const RowSet<R, PAIRS>& rs,
-                                           uint32_t c, Chunk<R>* ch) {
+__device__ __forceinline__ void load_chunk(const LinearView& w, const RowSet<R, PAIRS>& rs, uint32_t c, Chunk<R>* ch) {
   constexpr int H = R / 2;
 #pragma unroll
   for (int r = 0; r < R; ++r)
     if (rs.has(r))
       ch->raw[r] = load_weight16(reinterpret_cast<const uint4*>(
           reinterpret_cast<const uint8_t*>(rs.first[PAIRS && r >= H ? 1 : 0] + c) + rs.offset[PAIRS ? r % H : r]));
+  if constexpr (E == WeightElem::kE4M3 || E == WeightElem::kInt4)
+    static_assert(!PAIRS, "FP8 and INT4 are never fused (skinny_fusable)");
   if constexpr (E == WeightElem::kE4M3) {
-    if (w0.scale_kind == ScaleKind::kBlock) {
-      const uint32_t b = c / static_cast<uint32_t>(w0.block_k / kPerLoad<E>);
+    if (w.scale_kind == ScaleKind::kBlock) {
+      const uint32_t b = c / static_cast<uint32_t>(w.block_k / kPerLoad<E>);
 #pragma unroll
       for (int r = 0; r < R; ++r)
-        if (rs.has(r)) ch->scale[r] = __ldg((r < H ? w0 : w1).scale + rs.scale_at[r] + b);
+        if (rs.has(r)) ch->scale[r] = __ldg(w.scale + rs.scale_at[r] + b);
     }
   } else if constexpr (E == WeightElem::kInt4) {
-    const uint32_t g = c / static_cast<uint32_t>(w0.group / kPerLoad<E>);
+    const uint32_t g = c / static_cast<uint32_t>(w.group / kPerLoad<E>);
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       if (rs.has(r)) {
-        const LinearView& w = r < H ? w0 : w1;
         ch->scale[r] = __ldg(w.group_scale + rs.scale_at[r] + g);
         ch->zero[r] = __ldg(w.group_zero + rs.scale_at[r] + g);
       }
@@ -469,10 +470,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<E, MAXM, NORM>) skinny_ke
   // y, when accumulating), so under programmatic dependent launch it streams while that kernel
   // finishes (runtime/dependent_launch.h).
   allow_dependent_launch();
-  if (c < chunks) load_chunk<E, R, PAIRS>(w, second.w, rs, c, &cur);
+  if (c < chunks) load_chunk<E, R, PAIRS>(w, rs, c, &cur);
   wait_for_previous_kernel();
   for (; c < chunks; c += S) {
-    if (c + S < chunks) load_chunk<E, R, PAIRS>(w, second.w, rs, c + S, &nxt);  // in flight during this chunk's FMAs
+    if (c + S < chunks) load_chunk<E, R, PAIRS>(w, rs, c + S, &nxt);  // in flight during this chunk's FMAs
     const float* xc = x + uint64_t(c) * P;
     const float* gc = NORM ? jobs.norm + uint64_t(c) * P : nullptr;
     if constexpr (E == WeightElem::kInt4) {
