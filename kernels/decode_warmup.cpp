@@ -88,15 +88,16 @@ struct DecodeWarmup::Impl {
   std::string unsupported;
   std::map<int, std::vector<int64_t>> ids;             // per batch size: one id per sequence
   std::map<int, std::vector<double>> eager_logits;      // per batch size, at position 0
+  ResidentTensors* resident;
 
-  Impl(const validate::Layout& l, std::vector<int> b) : layout(l) {
+  Impl(const validate::Layout& l, std::vector<int> b, ResidentTensors* r) : layout(l), resident(r) {
     std::set<int> uniq(b.begin(), b.end());
     batches.assign(uniq.begin(), uniq.end());
   }
 };
 
-DecodeWarmup::DecodeWarmup(const validate::Layout& layout, std::vector<int> batch_sizes)
-    : impl_(std::make_unique<Impl>(layout, std::move(batch_sizes))) {}
+DecodeWarmup::DecodeWarmup(const validate::Layout& layout, std::vector<int> batch_sizes, ResidentTensors* resident)
+    : impl_(std::make_unique<Impl>(layout, std::move(batch_sizes), resident)) {}
 DecodeWarmup::~DecodeWarmup() = default;
 const std::string& DecodeWarmup::unsupported() const { return impl_->unsupported; }
 bool DecodeWarmup::ready() const { return impl_->gpu != nullptr; }
@@ -132,10 +133,19 @@ void DecodeWarmup::allocate(validate::PhaseScope& scope) {
   }
   const uint64_t scratch = max_batch > kSkinnyMaxRows ? largest * sizeof(float) : 0;
   const uint64_t kv_per_token = c.layers * 2 * std::max(c.kv_heads, m.model->tp()) * c.head_dim * sizeof(float) * max_batch;
+  const uint64_t least = kReplays + 2;
+  // The load's device copies stay while the runtime copies from them where the GPU holds both
+  // (then the KV cache is sized with them counted as used: a smaller cache than afterwards, never
+  // one that does not fit); else they go first and every weight comes from the host.
   size_t free_before = 0, total = 0;
   CKPT_CUDA(cudaMemGetInfo(&free_before, &total));
+  const bool reuse = m.resident && m.resident->held_bytes() > 0 &&
+                     weights + scratch + least * kv_per_token <= free_before / 100 * 90;
+  if (m.resident && !reuse) {
+    m.resident->release();
+    CKPT_CUDA(cudaMemGetInfo(&free_before, &total));
+  }
   const uint64_t usable = free_before / 100 * 90;  // room for cuBLAS, graphs and the allocator
-  const uint64_t least = kReplays + 2;
   uint64_t capacity = std::min(kKvContext, c.max_position ? c.max_position : kKvContext);
   if (weights + scratch + least * kv_per_token > usable) {
     m.unsupported = "the model's " + format_bytes(weights) + " of weights, " + format_bytes(scratch) +
@@ -148,8 +158,10 @@ void DecodeWarmup::allocate(validate::PhaseScope& scope) {
   }
   capacity = std::max(least, std::min(capacity, (usable - weights - scratch) / kv_per_token));
   t = std::chrono::steady_clock::now();
-  m.gpu = std::make_unique<GpuForward>(*m.model, max_batch, capacity);
+  m.gpu = std::make_unique<GpuForward>(*m.model, max_batch, capacity, reuse ? m.resident : nullptr);
   const double upload_s = seconds_since(t);
+  const uint64_t reused = reuse ? m.resident->reused_bytes() : 0;
+  if (m.resident) m.resident->release();
   t = std::chrono::steady_clock::now();
   m.gpu->prepare_decode();
   const double workspace_s = seconds_since(t);
@@ -159,7 +171,8 @@ void DecodeWarmup::allocate(validate::PhaseScope& scope) {
   const std::string par = m.model->parallelism();
   scope.phase().summary =
       format_bytes(w) + " of weights in device forms (" + m.model->formats() + (par.empty() ? "" : "; " + par + ", ranks in turn") +
-      fmt(") uploaded in %.2f s; KV cache ", upload_s) + format_bytes(kv) + " (" + std::to_string(c.layers) +
+      fmt(") uploaded in %.2f s (", upload_s) + format_bytes(reused) +
+      " of them copied on the GPU from the load's verified copy); KV cache " + format_bytes(kv) + " (" + std::to_string(c.layers) +
       " layers x K,V x batch " + std::to_string(max_batch) + " x " + std::to_string(capacity) +
       " tokens x KV heads x head dim, float32); workspace " + format_bytes(ws) + "; " + format_bytes(free_b) + " free";
   auto& d = scope.phase().details;
@@ -173,6 +186,7 @@ void DecodeWarmup::allocate(validate::PhaseScope& scope) {
   d["workspace_bytes"] = ws;
   d["describe_seconds"] = describe_s;
   d["upload_seconds"] = upload_s;
+  d["reused_bytes"] = reused;
   d["workspace_seconds"] = workspace_s;
   d["device_free_bytes"] = free_b;
 }

@@ -3,7 +3,9 @@
 // layout (a tensor/pipeline-parallel output runs its ranks in turn on one GPU, as the runtime
 // does):
 //   allocate: the model described from config.json and the loaded checkpoint (model::Model), its
-//             weights uploaded in their device forms, a KV cache for the largest warm-up batch
+//             weights uploaded in their device forms — dense and FP8 weights copied on the GPU
+//             from the load's verified copy (resident_tensors.h) where it is there and the GPU
+//             holds both, the rest (INT4, Marlin, what did not fit) from the host — a KV cache for the largest warm-up batch
 //             and min(2048, max_position_embeddings) tokens (fewer where the free memory holds
 //             fewer, as engines size it), the decode step's workspace;
 //   warm-up:  one real decode step of the model at every warm-up batch size, run eagerly (every
@@ -23,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "resident_tensors.h"
 #include "validate/report.h"
 #include "validate/targets.h"
 
@@ -30,7 +33,9 @@ namespace ckpt::cuda {
 
 class DecodeWarmup {
  public:
-  DecodeWarmup(const validate::Layout& layout, std::vector<int> batch_sizes);
+  // `resident`: the load's device copies of the layout's files (may be null or empty); allocate()
+  // releases them once the runtime holds its own.
+  DecodeWarmup(const validate::Layout& layout, std::vector<int> batch_sizes, ResidentTensors* resident = nullptr);
   ~DecodeWarmup();
   DecodeWarmup(const DecodeWarmup&) = delete;
   DecodeWarmup& operator=(const DecodeWarmup&) = delete;

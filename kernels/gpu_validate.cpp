@@ -26,12 +26,12 @@ std::string fmt(const char* f, double a, double b = 0, double c = 0, double d = 
   return buf;
 }
 
-// All phases of one target on the current device.
-// Load and integrity of one target on the current device; its device copy is released at the end
-// (the runtime uploads the model in its own device forms).
+// Load and integrity of one target on the current device. Its device copy goes to `resident`
+// when the checksums passed and the runtime runs on this device (it copies its weights from
+// there), else it is released at the end.
 void validate_target(validate::Target& t, const validate::ExpectedDigests& expected, const H2dFloor& floor,
                      const std::string& label, validate::Report& report, const GpuValidateOptions& options,
-                     std::atomic<bool>& load_failed) {
+                     std::atomic<bool>& load_failed, ResidentTensors* resident) {
   std::vector<LoadedFile> files;
   auto load = validate::run_phase(report, options.load_phase, label, "load", [&](PhaseScope& scope) {
     LoadRequest req;
@@ -100,7 +100,7 @@ void validate_target(validate::Target& t, const validate::ExpectedDigests& expec
   }
   const double load_s = load.details["wall_seconds"].get<double>();
 
-  validate::run_phase(report, "integrity (gpu)", label, "checksum", [&](PhaseScope& scope) {
+  auto integrity = validate::run_phase(report, "integrity (gpu)", label, "checksum", [&](PhaseScope& scope) {
     double hash_s = 0;
     std::vector<validate::FileDigests> got = gpu_file_digests(t.ck, files, &hash_s);
     size_t tensors = 0;
@@ -121,10 +121,12 @@ void validate_target(validate::Target& t, const validate::ExpectedDigests& expec
     scope.phase().details["fraction_of_load"] = hash_s / load_s;
     scope.phase().details["reference"] = expected.manifests.empty() ? "file bytes (cpu)" : "manifest";
   });
+  if (resident && integrity.status == validate::PhaseStatus::kOk) resident->add(t.ck, std::move(files));
 }
 
 void validate_on_device(int device, const std::vector<validate::Target*>& targets, const validate::ExpectedDigests& expected,
-                        validate::Report& report, const GpuValidateOptions& options, std::atomic<bool>& load_failed) {
+                        validate::Report& report, const GpuValidateOptions& options, std::atomic<bool>& load_failed,
+                        ResidentTensors* resident) {
   const std::string gpu = "gpu" + std::to_string(device);
   auto init = validate::run_phase(report, "cuda init", gpu, "cuda", [&](PhaseScope& scope) {
     CKPT_CUDA(cudaSetDevice(device));
@@ -150,7 +152,7 @@ void validate_on_device(int device, const std::vector<validate::Target*>& target
   }
   for (validate::Target* t : targets) {
     std::string label = t->label.empty() ? gpu : t->label + "@" + gpu;
-    validate_target(*t, expected, floor, label, report, options, load_failed);
+    validate_target(*t, expected, floor, label, report, options, load_failed, resident);
   }
 }
 
@@ -166,9 +168,13 @@ GpuPhasesResult run_gpu_phases(validate::Prepared& prepared, validate::Report& r
   for (int g : gpus) devices.push_back(device_description(g));
   report.set("gpus", devices);
   // One thread per GPU, all at once; an interruption seen by any of them stops them all.
+  // The targets loaded on the first GPU, where the runtime runs, keep their verified device copy
+  // for it (resident_tensors.h).
   std::atomic<bool> load_failed{false};
+  ResidentTensors resident;
   parallel_for(gpus.size(), Workers{static_cast<int>(gpus.size()), report.workers().cancel}, [&](size_t g) {
-    if (!per_gpu[g].empty()) validate_on_device(gpus[g], per_gpu[g], prepared.expected, report, options, load_failed);
+    if (!per_gpu[g].empty())
+      validate_on_device(gpus[g], per_gpu[g], prepared.expected, report, options, load_failed, g == 0 ? &resident : nullptr);
   });
   GpuPhasesResult result;
   if (load_failed) return result;
@@ -177,7 +183,7 @@ GpuPhasesResult run_gpu_phases(validate::Prepared& prepared, validate::Report& r
   // run in turn there: running each rank on its own GPU is a separate issue).
   const std::string label = (prepared.layout.parallel ? "all ranks@gpu" : "gpu") + std::to_string(gpus[0]);
   CKPT_CUDA(cudaSetDevice(gpus[0]));
-  DecodeWarmup warmup(prepared.layout, options.batch_sizes);
+  DecodeWarmup warmup(prepared.layout, options.batch_sizes, &resident);
   validate::run_phase(report, "allocate", label, "allocate", [&](PhaseScope& s) { warmup.allocate(s); });
   result.runtime_unsupported = warmup.unsupported();
   report.set("runtime", result.runtime_unsupported.empty() ? ojson{{"ran", warmup.ready()}}

@@ -34,7 +34,7 @@ uint64_t chunk_rows(uint64_t k) { return std::max<uint64_t>(1, (uint64_t{1} << 2
 
 }  // namespace
 
-DeviceLinear::DeviceLinear(const model::LinearWeights& w, const std::vector<double>& bias) {
+DeviceLinear::DeviceLinear(const model::LinearWeights& w, const std::vector<double>& bias, ResidentTensors* resident) {
   const std::optional<model::StoredForm> s = w.stored_form();
   if (s && s->marlin) {
     const DType t = s->marlin->scale_dtype;
@@ -46,7 +46,7 @@ DeviceLinear::DeviceLinear(const model::LinearWeights& w, const std::vector<doub
     const DType t = s->linear->weight->dtype();
     const bool elem_ok = t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::F8_E4M3;
     const bool scale_ok = !s->linear->fp8() || s->linear->layout != quant::Granularity::kGroup;
-    if (elem_ok && scale_ok) upload_dense(*s->linear, s->bytes, *s->scales);
+    if (elem_ok && scale_ok) upload_dense(*s, resident);
     else upload_values(w);
   } else {
     upload_values(w);
@@ -77,12 +77,17 @@ void DeviceLinear::upload_values(const model::LinearWeights& w) {
   format_ = "f32 values";
 }
 
-void DeviceLinear::upload_dense(const validate::LinearWeight& lw, const uint8_t* bytes,
-                                const std::vector<double>& scales) {
+void DeviceLinear::upload_dense(const model::StoredForm& s, ResidentTensors* resident) {
+  const validate::LinearWeight& lw = *s.linear;
+  const std::vector<double>& scales = *s.scales;
   const DType t = lw.weight->dtype();
   const uint64_t es = dtype_bits(t) / 8, total = lw.n * lw.k * es;
   data_ = DeviceBuffer(std::max<uint64_t>(total, 1));
-  if (total) CKPT_CUDA(cudaMemcpy(data_.data(), bytes, total, cudaMemcpyHostToDevice));
+  if (const uint8_t* on_device = resident ? resident->find(*lw.weight) : nullptr) {
+    if (total) CKPT_CUDA(cudaMemcpy(data_.data(), on_device, total, cudaMemcpyDeviceToDevice));
+  } else if (total) {
+    CKPT_CUDA(cudaMemcpy(data_.data(), s.host_bytes(), total, cudaMemcpyHostToDevice));
+  }
   view_ = LinearView{};
   view_.w = data_.data();
   view_.elem = t == DType::F32 ? WeightElem::kF32 : t == DType::F16 ? WeightElem::kF16

@@ -31,6 +31,7 @@
 
 #include "cuda_check.h"
 #include "marlin_gemm.h"
+#include "resident_tensors.h"
 #include "model/linear.h"
 #include "runtime/linear_kernels.h"
 
@@ -54,8 +55,10 @@ struct LinearContext {
 class DeviceLinear {
  public:
   DeviceLinear() = default;
-  // Uploads `w` (and `bias`, empty: none) to the current device.
-  DeviceLinear(const model::LinearWeights& w, const std::vector<double>& bias);
+  // Uploads `w` (and `bias`, empty: none) to the current device. A dense / FP8 weight found in
+  // `resident` (validate's load left its file on the device) is copied from there, device to
+  // device, and its host bytes are never read.
+  DeviceLinear(const model::LinearWeights& w, const std::vector<double>& bias, ResidentTensors* resident = nullptr);
 
   bool present() const { return view_.w != nullptr; }
   uint64_t n() const { return view_.n; }
@@ -97,7 +100,7 @@ class DeviceLinear {
 
  private:
   void upload_values(const model::LinearWeights& w);
-  void upload_dense(const validate::LinearWeight& lw, const uint8_t* bytes, const std::vector<double>& scales);
+  void upload_dense(const model::StoredForm& s, ResidentTensors* resident);
   void upload_int4(const model::Int4Form& f);
   void upload_marlin(const model::MarlinForm& f);
   void apply_marlin(const float* x, uint64_t rows, float* y, const LinearContext& ctx, bool accumulate) const;

@@ -84,6 +84,7 @@ struct GpuForward::Impl {
   uint64_t ws_rows = 0;
   DeviceBuffer ids, start, h, x, y, part, q, k, v, ctx, gu, u, act, lm_part, logits, scratch;
   PinnedBuffer staging;  // ids and start on their way to the device
+  ResidentTensors* resident = nullptr;  // during construction only: weights already on the device
   // The logical outputs an observer is shown of a column-parallel Linear, gathered from the ranks.
   DeviceBuffer observed[3];
   uint64_t step_tokens = 0;  // tokens a sequence of the step embed() began (0: none)
@@ -95,7 +96,7 @@ struct GpuForward::Impl {
   std::map<uint64_t, StepGraph> graphs;  // decode steps by batch size
 
   DeviceLinear upload(const model::LinearWeights& w, const std::vector<double>& bias = {}) {
-    DeviceLinear d(w, bias);
+    DeviceLinear d(w, bias, resident);
     w_bytes += d.bytes();
     if (d.marlin()) marlin_shapes.emplace(d.n(), d.k());
     else if (d.view().elem != WeightElem::kF32) gemm_elems = std::max(gemm_elems, d.n() * d.k());
@@ -116,8 +117,9 @@ struct GpuForward::Impl {
     return d;
   }
 
-  Impl(const model::Model& model, uint64_t b, uint64_t cap)
-      : m(model), c(model.config()), batch(b), capacity(cap), staging(b * cap * sizeof(int64_t) + sizeof(uint64_t)) {
+  Impl(const model::Model& model, uint64_t b, uint64_t cap, ResidentTensors* res)
+      : m(model), c(model.config()), batch(b), capacity(cap), staging(b * cap * sizeof(int64_t) + sizeof(uint64_t)),
+        resident(res) {
     stream = new_stream();
     int device = 0;
     CKPT_CUDA(cudaGetDevice(&device));
@@ -184,6 +186,10 @@ struct GpuForward::Impl {
       layers.push_back(std::move(d));
     }
     start = DeviceBuffer(sizeof(uint64_t));
+    // The device-to-device copies from `resident` ran on the legacy stream, which `stream` does
+    // not wait for, and the caller may free `resident` next.
+    if (resident) CKPT_CUDA(cudaDeviceSynchronize());
+    resident = nullptr;
   }
 
   // Workspace for `rows` rows, and the GEMM scratch when rows take the GEMM path. Called before
@@ -636,8 +642,8 @@ struct GpuForward::Impl {
   }
 };
 
-GpuForward::GpuForward(const model::Model& m, uint64_t batch, uint64_t capacity)
-    : impl_(std::make_unique<Impl>(m, batch, capacity)) {}
+GpuForward::GpuForward(const model::Model& m, uint64_t batch, uint64_t capacity, ResidentTensors* resident)
+    : impl_(std::make_unique<Impl>(m, batch, capacity, resident)) {}
 GpuForward::~GpuForward() = default;
 std::vector<double> GpuForward::forward(const std::vector<int64_t>& ids, uint64_t tokens) { return impl_->forward(ids, tokens); }
 std::vector<double> GpuForward::decode(const std::vector<int64_t>& ids, bool graph) {

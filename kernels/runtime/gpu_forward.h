@@ -42,6 +42,7 @@
 
 #include "cuda_check.h"
 #include "model/model_weights.h"
+#include "resident_tensors.h"
 
 namespace ckpt::cuda {
 
@@ -62,8 +63,9 @@ class DeviceActivationObserver {
 class GpuForward {
  public:
   // Uploads the model to the current device and allocates a KV cache for `batch` sequences of
-  // up to `capacity` tokens.
-  GpuForward(const model::Model& m, uint64_t batch, uint64_t capacity);
+  // up to `capacity` tokens. Stored dense / FP8 weights found in `resident` are copied from there
+  // (device to device) instead of from the host; `resident` is not used after the constructor.
+  GpuForward(const model::Model& m, uint64_t batch, uint64_t capacity, ResidentTensors* resident = nullptr);
   ~GpuForward();
   GpuForward(const GpuForward&) = delete;
   GpuForward& operator=(const GpuForward&) = delete;

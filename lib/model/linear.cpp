@@ -10,20 +10,10 @@
 
 namespace ckpt::model {
 
-HostTensors::HostTensors(const Checkpoint& ck)
-    : ck_(ck),
-      bytes_(ck),
-      decoded_(ck.files.size()),
-      data_(ck.files.size(), nullptr),
-      once_(std::make_unique<std::once_flag[]>(ck.files.size())) {}
-
-const uint8_t* HostTensors::file_data(int file) const {
-  std::call_once(once_[file], [&] { data_[file] = bytes_.get_all(file, decoded_[file], Workers{}); });
-  return data_[file];
-}
+HostTensors::HostTensors(const Checkpoint& ck) : ck_(ck), bytes_(ck) {}
 
 const uint8_t* HostTensors::bytes(const TensorRef& t) const {
-  if (t.view.file < 0 || static_cast<size_t>(t.view.file) >= data_.size())
+  if (t.view.file < 0 || static_cast<size_t>(t.view.file) >= ck_.files.size())
     fail(Errc::kUnsupported, ck_.path, t.name, "tensor has no bytes in a file (a zero-filled view)");
   if (!t.view.is_contiguous())
     fail(Errc::kUnsupported, ck_.files[t.view.file].path, t.name,
@@ -31,7 +21,15 @@ const uint8_t* HostTensors::bytes(const TensorRef& t) const {
   const uint64_t size = ck_.files[t.view.file].size;
   if (t.view.offset > size || t.nbytes() > size - t.view.offset)
     fail(Errc::kIncompleteBuffer, ck_.files[t.view.file].path, t.name, "tensor data runs past the end of the file");
-  return file_data(t.view.file) + t.view.offset;
+  Decoded* d;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& slot = decoded_[&t];
+    if (!slot) slot = std::make_unique<Decoded>();
+    d = slot.get();
+  }
+  std::call_once(d->once, [&] { d->data = bytes_.get_parallel(t.view.file, t.view.offset, t.nbytes(), d->buf, Workers{}); });
+  return d->data;
 }
 
 std::vector<double> decode_vector(const HostTensors& host, const TensorRef& t) {
@@ -46,8 +44,7 @@ namespace {
 
 class StoredLinear final : public LinearWeights {
  public:
-  StoredLinear(const validate::LinearWeight& lw, const HostTensors& host)
-      : lw_(lw), weight_(host.bytes(*lw.weight)) {
+  StoredLinear(const validate::LinearWeight& lw, const HostTensors& host) : lw_(lw), host_(host) {
     if (lw.fp8()) scales_ = validate::decode_all(lw.scale->dtype(), host.bytes(*lw.scale), lw.scale->view.numel());
   }
   WeightKind kind() const override { return lw_.fp8() ? WeightKind::kFp8 : WeightKind::kDense; }
@@ -55,13 +52,13 @@ class StoredLinear final : public LinearWeights {
   uint64_t in_features() const override { return lw_.k; }
   std::string format() const override { return lw_.format(); }
   void dequantize_rows(uint64_t begin, uint64_t count, double* out) const override {
-    validate::dequantize_rows(lw_, weight_, scales_, begin, count, out);
+    validate::dequantize_rows(lw_, host_.bytes(*lw_.weight), scales_, begin, count, out);
   }
-  std::optional<StoredForm> stored_form() const override { return StoredForm{&lw_, weight_, &scales_, nullptr}; }
+  std::optional<StoredForm> stored_form() const override { return StoredForm{&lw_, &host_, &scales_}; }
 
  private:
   validate::LinearWeight lw_;
-  const uint8_t* weight_;
+  const HostTensors& host_;  // the weight's bytes are read on first use (a runtime may never need them)
   std::vector<double> scales_;
 };
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -21,29 +22,30 @@
 
 namespace ckpt::model {
 
-// Every weight file of a checkpoint mapped once, tensors read in place; a file inside a packed
-// checkpoint is decoded whole into memory once (the CPU runtime runs small models).
+// Every weight file of a checkpoint mapped once, tensors read in place; a tensor inside a packed
+// checkpoint is decoded on first use, once, by every CPU (CheckpointBytes::get_parallel), so a
+// runtime that takes the big weights from elsewhere (validate's device copy, DeviceLinear)
+// decodes only the small tensors it reads.
 class HostTensors {
  public:
   explicit HostTensors(const Checkpoint& ck);
   HostTensors(const HostTensors&) = delete;
   HostTensors& operator=(const HostTensors&) = delete;
   // The first byte of a tensor's data. Fails (naming the tensor) for a strided view: the runtime
-  // reads deployment outputs, whose tensors are contiguous.
+  // reads deployment outputs, whose tensors are contiguous. Any thread.
   const uint8_t* bytes(const TensorRef& t) const;
   const Checkpoint& checkpoint() const { return ck_; }
 
  private:
-  // File `file`'s first byte: mapped, or (a packed file) decoded whole on first use, once, by
-  // every CPU on behalf of whichever thread asks first (CheckpointBytes::get_all); a file never
-  // asked for is never decoded (validate skips one whose frames are broken).
-  const uint8_t* file_data(int file) const;
-
+  struct Decoded {
+    std::once_flag once;
+    std::unique_ptr<uint8_t[]> buf;
+    const uint8_t* data = nullptr;
+  };
   const Checkpoint& ck_;
   validate::CheckpointBytes bytes_;
-  mutable std::vector<std::unique_ptr<uint8_t[]>> decoded_;  // whole packed files (null for mapped ones)
-  mutable std::vector<const uint8_t*> data_;
-  std::unique_ptr<std::once_flag[]> once_;
+  mutable std::mutex mu_;                                                // guards decoded_'s map
+  mutable std::map<const TensorRef*, std::unique_ptr<Decoded>> decoded_;  // packed files' tensors
 };
 
 // The values of a small float tensor (norm weights, biases, scales) as doubles.
@@ -72,14 +74,17 @@ struct MarlinForm {
 };
 
 // A weight as stored, for a runtime that keeps it so. Dense / FP8: `linear` gives the element
-// dtype, [N, K] and the scale layout, `bytes` the first byte of the row-major weight and `scales`
-// the decoded scale tensor (FP8; empty for dense). INT4: `int4`. Marlin: `marlin`.
+// dtype, [N, K] and the scale layout (its `weight` the tensor, which a runtime holding the file's
+// bytes already may take from there), host_bytes() the first byte of the row-major weight on the
+// host — read, or decoded from a packed file, only when asked — and `scales` the decoded scale
+// tensor (FP8; empty for dense). INT4: `int4`. Marlin: `marlin`.
 struct StoredForm {
   const validate::LinearWeight* linear = nullptr;
-  const uint8_t* bytes = nullptr;
+  const HostTensors* host = nullptr;
   const std::vector<double>* scales = nullptr;
   const Int4Form* int4 = nullptr;
   const MarlinForm* marlin = nullptr;
+  const uint8_t* host_bytes() const { return host->bytes(*linear->weight); }
 };
 
 class LinearWeights {

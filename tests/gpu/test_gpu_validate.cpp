@@ -78,6 +78,22 @@ void expect_decode_warmup(const Run& r, const std::string& formats, const std::s
   }
 }
 
+// Every stored dense / FP8 weight (the [N, K] ".weight" tensors: Linears, embedding, lm_head)
+// reached the runtime from the load's verified device copy, none from the host; a table the
+// runtime uploads twice (tied embeddings) counts twice.
+void expect_weights_from_device_copy(const Run& r, const std::string& what) {
+  uint64_t weights = 0;
+  for (const auto& t : r.prepared.layout.targets)
+    for (const auto& x : t->ck.tensors)
+      if (x.shape().size() == 2 && x.name.size() > 7 && x.name.compare(x.name.size() - 7, 7, ".weight") == 0)
+        weights += x.nbytes();
+  const uint64_t reused = phase(r, "allocate")->details["reused_bytes"].get<uint64_t>();
+  EXPECT_GE(reused, weights) << what << ": weights uploaded from the host although the load put them on the GPU";
+  EXPECT_LE(reused, 2 * weights) << what;
+  EXPECT_NE(phase(r, "allocate")->summary.find("copied on the GPU from the load's verified copy"), std::string::npos)
+      << phase(r, "allocate")->summary;
+}
+
 }  // namespace
 
 TEST(GpuValidate, EveryFormatRunsRealDecodeSteps) {
@@ -91,6 +107,7 @@ TEST(GpuValidate, EveryFormatRunsRealDecodeSteps) {
     write_fixture(tmp / "m", llama_fixture(q), llama_fixture_config(q));
     auto r = run_all(tmp / "m");
     expect_decode_warmup(*r, format, format);
+    expect_weights_from_device_copy(*r, format);
   }
 }
 

@@ -90,10 +90,12 @@ TEST(GpuValidatePacked, LoaderDeliversTheUnpackedBytesAtAnyChunkSize) {
   const Checkpoint ck = open_checkpoint(tmp / "p");
   ASSERT_TRUE(ck.packed);
   const std::vector<uint8_t> want = read_file_bytes(tmp / "m/model.safetensors");
+  cuda::LoadRequest request;
+  request.paths = {ck.files[0].path};
   for (const char* chunk_mb : {"1", "3", "8"}) {
     setenv("CKPT_LOAD_CHUNK_MB", chunk_mb, 1);
     cuda::LoadTiming timing;
-    std::vector<cuda::LoadedFile> files = cuda::load_files_to_device(cuda::LoadRequest{{ck.files[0].path}}, &timing, {});
+    std::vector<cuda::LoadedFile> files = cuda::load_files_to_device(request, &timing, {});
     EXPECT_TRUE(timing.decoded);
     EXPECT_EQ(timing.bytes, want.size());
     EXPECT_GT(timing.read_thread_s, 0);
@@ -124,6 +126,9 @@ TEST(GpuValidatePacked, PhasesPassAsOnTheUnpackedCopy) {
     // The manifest inside the container is what the GPU digests are checked against.
     EXPECT_EQ(phase(*packed, "integrity (gpu)")->details["reference"], "manifest");
     EXPECT_EQ(phase(*packed, "allocate")->details["formats"], phase(*plain, "allocate")->details["formats"]);
+    // The runtime's weights come from the load's device copy, not from a second decode.
+    EXPECT_GT(phase(*packed, "allocate")->details["reused_bytes"].get<uint64_t>(), 0u);
+    EXPECT_EQ(phase(*packed, "allocate")->details["reused_bytes"], phase(*plain, "allocate")->details["reused_bytes"]);
     EXPECT_EQ(phase(*packed, "graphs")->details["graphs"].size(), phase(*plain, "graphs")->details["graphs"].size());
   }
 }

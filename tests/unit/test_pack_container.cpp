@@ -116,10 +116,11 @@ TEST(PackContainer, OpensAsACheckpointWithTheSameTensors) {
   }
 }
 
-// validate::CheckpointBytes::get_all (the runtime's Model::load reads whole files through it): a
-// packed file decoded by several threads in pieces smaller than a group (decoded twice), of one
-// group and of many equals the file; a file on disk is its map.
-TEST(PackContainer, WholeFilesDecodeInParallelPiecesToTheSameBytes) {
+// validate::CheckpointBytes::get_parallel (the runtime's Model::load reads tensors through it): a
+// packed file's range — the whole file, and each tensor (ranges that start and end inside frame
+// groups) — decoded by several threads in pieces smaller than a group (decoded twice), of one
+// group and of many equals the file's bytes; a file on disk is its map.
+TEST(PackContainer, RangesDecodeInParallelPiecesToTheSameBytes) {
   ScratchDir tmp;
   const std::string src = test::testdata("llama-trained");
   const Checkpoint packed = open_checkpoint(pack_dir(src, tmp, "p"));
@@ -127,16 +128,26 @@ TEST(PackContainer, WholeFilesDecodeInParallelPiecesToTheSameBytes) {
   const validate::CheckpointBytes pb(packed), ub(plain);
   for (size_t f = 0; f < packed.files.size(); ++f) {
     const auto want = read_file_bytes(src + "/" + fs::path(packed.files[f].path).filename().string());
-    for (uint64_t piece : {uint64_t{1000}, kPackGroupBytes, uint64_t{3} * kPackGroupBytes + 17, uint64_t{64} << 20}) {
-      std::unique_ptr<uint8_t[]> buf;
-      const uint8_t* got = pb.get_all(static_cast<int>(f), buf, Workers{3}, piece);
-      ASSERT_EQ(got, buf.get());
-      EXPECT_TRUE(std::equal(want.begin(), want.end(), got)) << packed.files[f].path << " in pieces of " << piece;
+    std::vector<std::pair<uint64_t, uint64_t>> ranges = {{0, want.size()}};
+    for (const auto& t : packed.tensors)
+      if (t.view.file == static_cast<int>(f)) ranges.emplace_back(t.view.offset, t.nbytes());
+    ASSERT_GT(ranges.size(), 2u);
+    for (const auto& [offset, n] : ranges) {
+      for (uint64_t piece : {uint64_t{1000}, kPackGroupBytes, uint64_t{3} * kPackGroupBytes + 17, uint64_t{64} << 20}) {
+        std::unique_ptr<uint8_t[]> buf;
+        const uint8_t* got = pb.get_parallel(static_cast<int>(f), offset, n, buf, Workers{3}, piece);
+        ASSERT_EQ(got, buf.get());
+        ASSERT_TRUE(std::equal(want.begin() + offset, want.begin() + offset + n, got))
+            << packed.files[f].path << " [" << offset << ", +" << n << ") in pieces of " << piece;
+      }
+      std::unique_ptr<uint8_t[]> none;
+      const uint8_t* mapped = ub.get_parallel(static_cast<int>(f), offset, n, none, Workers{3});
+      EXPECT_EQ(none, nullptr) << "a file on disk is read in place";
+      EXPECT_TRUE(std::equal(want.begin() + offset, want.begin() + offset + n, mapped));
     }
-    std::unique_ptr<uint8_t[]> none;
-    const uint8_t* mapped = ub.get_all(static_cast<int>(f), none, Workers{3});
-    EXPECT_EQ(none, nullptr) << "a file on disk is read in place";
-    EXPECT_TRUE(std::equal(want.begin(), want.end(), mapped));
+    std::unique_ptr<uint8_t[]> buf;
+    EXPECT_THROW(pb.get_parallel(static_cast<int>(f), want.size() - 1, 2, buf, Workers{3}), std::out_of_range);
+    EXPECT_THROW(ub.get_parallel(static_cast<int>(f), want.size() + 1, 0, buf, Workers{3}), std::out_of_range);
   }
 }
 
