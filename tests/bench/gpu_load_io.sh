@@ -5,6 +5,10 @@
 #    CKPT_BENCH_RUNS runs each (default 5): load GB/s, % of the pinned H2D floor measured in the
 #    same run, time to layer 0 against the whole load; medians and spread;
 #  - --io auto once: which it chose and why;
+#  - cold cache: the model's pages dropped before each run (posix_fadvise DONTNEED through
+#    `dd iflag=nocache count=0`, which needs no privilege; `fincore` says how much stayed), the load
+#    against the storage's own read speed of the same files measured cold in the same run (one `dd`
+#    per shard, all at once, as the loader reads them);
 #  - the model staged in /dev/shm (skipped, with stage's reason, when /dev/shm is too small), loaded
 #    by one process, then by 4 processes at once: per process and aggregate GB/s.
 # Results: $OUT/bench-load-io.json (or $CKPT_BENCH_DIR) and lines on stdout.
@@ -23,7 +27,7 @@ staged=0
 if "$ckpt" stage "$model" --shm $name -q 2>"$bench_dir/stage.err"; then staged=1; else echo "shm: not staged: $(cat "$bench_dir/stage.err")"; fi
 
 python3 - "$ckpt" "$model" "$out" "${CKPT_BENCH_RUNS:-5}" "$name" "$staged" <<'PY'
-import json, statistics, subprocess, sys
+import glob, json, os, statistics, subprocess, sys, time
 ckpt, model, out, runs, name, staged = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6] == "1"
 
 def load_of(report):
@@ -61,6 +65,33 @@ for io in ["posix", "gds"]:
           f"of {s['median_load_s']:.3f} s" + (f"; {rs[0]['io_note']}" if rs[0]["io_note"] else ""))
 summary["auto"] = run([model, "--io", "auto"], "auto")
 print(f"--io auto: {summary['auto']['io']}: {summary['auto']['io_note']}")
+
+shards = sorted(glob.glob(f"{model}/*.safetensors"))
+def drop_cache():
+    for f in shards:
+        subprocess.run(["dd", f"if={f}", "iflag=nocache", "count=0", "status=none"], check=True)
+    r = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", *shards], capture_output=True, text=True)
+    return sum(int(x) for x in r.stdout.split()) if r.returncode == 0 else None
+def storage_read():
+    drop_cache()
+    t = time.time()
+    ps = [subprocess.Popen(["dd", f"if={f}", "of=/dev/null", "bs=16M", "status=none"]) for f in shards]
+    if any(p.wait() for p in ps):
+        sys.exit("dd of the shards failed")
+    return sum(os.path.getsize(f) for f in shards) / (time.time() - t) / 1e9
+cold = []
+for i in range(min(runs, 3)):
+    resident = drop_cache()
+    r = run([model, "--io", "posix"], f"cold-{i}")
+    r["resident_bytes_before"] = resident
+    r["storage_gbps"] = storage_read()
+    cold.append(r)
+summary["cold"] = cold
+print("cold cache (--io posix): " + "; ".join(
+    f"{r['gbps']:.2f} GB/s vs dd {r['storage_gbps']:.2f} GB/s = {100 * r['gbps'] / r['storage_gbps']:.0f}% of the storage"
+    f" ({r['resident_bytes_before'] if r['resident_bytes_before'] is not None else '?'} bytes resident before)"
+    for r in cold))
+subprocess.run(["cat", *shards], stdout=subprocess.DEVNULL, check=True)  # warm again for /dev/shm below
 if staged:
     one = run(["--from-shm", name], "shm-1")
     # One process per GPU where there are several. On one GPU the four share its memory: 4 x 16 GB
