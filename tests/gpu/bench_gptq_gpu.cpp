@@ -35,10 +35,10 @@ struct Peak {
 
 Peak device_peak() {
   int dev = 0, sms = 0, khz = 0, major = 0;
-  cudaGetDevice(&dev);
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev);
-  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  CKPT_CUDA(cudaGetDevice(&dev));
+  CKPT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  CKPT_CUDA(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev));
+  CKPT_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
   const double per_clock = static_cast<double>(sms) * khz * 1e3;
   if (major == 9) return {4096 * per_clock, 256 * per_clock};
   if (major == 8) return {2048 * per_clock, 128 * per_clock};
