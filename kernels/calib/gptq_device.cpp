@@ -151,8 +151,8 @@ ops::Int4Issue DeviceGptq::run(const ops::Int4Scheme& scheme, const float* w, ui
   // The damping ladder: L = chol(H + λI) (lower, column-major: H is symmetric, so the row-major
   // buffer is the same matrix), H⁻¹ = L⁻ᵀL⁻¹ (potri), then the lower factor L2 of H⁻¹, whose
   // column-major storage read row-major is U = L2ᵀ, the upper factor GPTQ sweeps with (only
-  // U[c, j >= c] is read below). Each step's three statuses and two diagonal checks come back in
-  // one synchronisation.
+  // U[c, j >= c] is read below). A rung's statuses and diagonal checks come back after the first
+  // factorisation (a failed rung stops there, as the CPU's &&) and after the last.
   const int ki = static_cast<int>(k);
   float* a = a_.as<float>();
   int lw_potrf = 0, lw_potri = 0;
@@ -162,6 +162,13 @@ ops::Int4Issue DeviceGptq::run(const ops::Int4Scheme& scheme, const float* w, ui
   work_.reserve(static_cast<size_t>(lwork) * sizeof(float));
   info_.reserve(5 * sizeof(int));
   int* info = info_.as<int>();
+  // Whether the first `count` statuses are all 0.
+  const auto passed = [&](int count) {
+    int got[5] = {};
+    CKPT_CUDA(cudaMemcpyAsync(got, info, count * sizeof(int), cudaMemcpyDeviceToHost, s));
+    CKPT_CUDA(cudaStreamSynchronize(s));
+    return std::all_of(got, got + count, [](int v) { return v == 0; });
+  };
   bool ok = false;
   for (double damp = o.damp; damp < 1.0; damp += 0.01) {  // the CPU's ladder, value for value
     outcome->damp = damp;
@@ -170,13 +177,11 @@ ops::Int4Issue DeviceGptq::run(const ops::Int4Scheme& scheme, const float* w, ui
     CKPT_CUDA(gptq::launch_damped_copy(hp_.as<float>(), k, static_cast<float>(damp * mean_diag), a, s));
     CKPT_CUSOLVER(cusolverDnSpotrf(solver_, CUBLAS_FILL_MODE_LOWER, ki, a, ki, work_.as<float>(), lwork, info + 0));
     CKPT_CUDA(gptq::launch_check_diagonal(a, k, info + 1, s));
+    if (!passed(2)) continue;
     CKPT_CUSOLVER(cusolverDnSpotri(solver_, CUBLAS_FILL_MODE_LOWER, ki, a, ki, work_.as<float>(), lwork, info + 2));
     CKPT_CUSOLVER(cusolverDnSpotrf(solver_, CUBLAS_FILL_MODE_LOWER, ki, a, ki, work_.as<float>(), lwork, info + 3));
     CKPT_CUDA(gptq::launch_check_diagonal(a, k, info + 4, s));
-    int got[5];
-    CKPT_CUDA(cudaMemcpyAsync(got, info, sizeof got, cudaMemcpyDeviceToHost, s));
-    CKPT_CUDA(cudaStreamSynchronize(s));
-    if (std::all_of(got, got + 5, [](int v) { return v == 0; })) {
+    if (passed(5)) {
       ok = true;
       break;
     }
