@@ -151,6 +151,11 @@ TEST(GptqGpuHost, LazyLibraryLoadsBySonameAndSaysWhyNot) {
         << e.what();
   }
   EXPECT_NO_THROW(CKPT_CUSOLVER(CUSOLVER_STATUS_SUCCESS));
+  // Without a GPU the solver refuses with one checked error, never a crash.
+  if (cuda::device_count() == 0) {
+    EXPECT_THROW(cuda::DeviceGptq g(nullptr), Error);
+    EXPECT_THROW(cuda::DeviceHessian h(8, nullptr), Error);
+  }
 }
 
 // (a) The device Hessian (float32 GEMM accumulation) equals calib::Hessian (float64) within the
