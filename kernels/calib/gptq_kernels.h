@@ -29,7 +29,8 @@ struct ParamsArgs {
 cudaError_t launch_params(const ParamsArgs& a, cudaStream_t stream);
 
 // hp[a, b] = h[perm a, perm b], with hp[c, c] = 1 where that diagonal is 0 (a dead input);
-// wp[r, c] = w[r, perm c], 0 for a dead input (GPTQ paper §4 / every reference implementation).
+// wp[r, c] = w[r, perm c], 0 for a dead input (IST-DASLab/gptq gptq.py fasterquant, llm-compressor
+// modifiers/gptq/gptq_quantize.py: `dead = diag(H) == 0`).
 cudaError_t launch_permute(const float* h, const float* w, const uint32_t* perm, uint64_t n, uint64_t k, float* hp,
                            float* wp, cudaStream_t stream);
 
