@@ -1,50 +1,21 @@
-// cuBLAS and cuBLASLt, loaded on first use instead of at program start.
-//
-// Linking them normally makes the dynamic loader relocate libcublasLt (over 500 MB) when any
-// subcommand starts: measured 220 MB of resident memory and a slower start for `ckpt rechunk`,
-// which never touches a GPU. So the binary does not link them; it defines the few entry points
-// ckpt uses, each of which resolves the real function with dlopen/dlsym the first time it is
-// called. A missing library makes every call fail with CUBLAS_STATUS_NOT_INITIALIZED, which
-// callers already report, and cublasGetStatusString says why.
+// cuBLAS and cuBLASLt, loaded on first use instead of at program start (kernels/lazy_library.h
+// says why: measured 220 MB of resident memory and a slower start for `ckpt rechunk`, which never
+// touches a GPU, when they were linked). A missing library makes every call fail with
+// CUBLAS_STATUS_NOT_INITIALIZED, which callers already report, and cublasGetStatusString says why.
 #include <cublasLt.h>
 #include <cublas_v2.h>
-#include <dlfcn.h>
 
-#include <mutex>
-#include <string>
+#include "lazy_library.h"
 
 namespace {
 
-struct Library {
-  const char* base;  // "libcublas"
-  std::once_flag once;
-  void* handle = nullptr;
-};
-
-Library g_cublas{"libcublas", {}, nullptr};
-Library g_cublas_lt{"libcublasLt", {}, nullptr};
-std::string g_load_error;
-
-void* resolve(Library& lib, const char* symbol) {
-  std::call_once(lib.once, [&] {
-    // The soname carries the major version of the headers we were built against.
-    std::string versioned = std::string(lib.base) + ".so." + std::to_string(CUBLAS_VER_MAJOR);
-    lib.handle = dlopen(versioned.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!lib.handle) lib.handle = dlopen((std::string(lib.base) + ".so").c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!lib.handle) g_load_error = "cannot load " + versioned + ": " + dlerror();
-  });
-  return lib.handle ? dlsym(lib.handle, symbol) : nullptr;
-}
+ckpt::cuda::LazyLibrary g_cublas{"libcublas", CUBLAS_VER_MAJOR};
+ckpt::cuda::LazyLibrary g_cublas_lt{"libcublasLt", CUBLAS_VER_MAJOR};
 
 }  // namespace
 
-// Defines `name` with the header's signature, forwarding to the library's own definition.
-#define CKPT_CUBLAS_FORWARD(lib, name, params, args)                               \
-  extern "C" cublasStatus_t name params {                                         \
-    using Fn = cublasStatus_t(*) params;                                          \
-    static Fn fn = reinterpret_cast<Fn>(resolve(lib, #name));                     \
-    return fn ? fn args : CUBLAS_STATUS_NOT_INITIALIZED;                    \
-  }
+#define CKPT_CUBLAS_FORWARD(lib, name, params, args) \
+  CKPT_LAZY_FORWARD(cublasStatus_t, CUBLAS_STATUS_NOT_INITIALIZED, lib, name, params, args)
 
 CKPT_CUBLAS_FORWARD(g_cublas, cublasCreate_v2, (cublasHandle_t * handle), (handle))
 CKPT_CUBLAS_FORWARD(g_cublas, cublasDestroy_v2, (cublasHandle_t handle), (handle))
@@ -99,7 +70,9 @@ CKPT_CUBLAS_FORWARD(g_cublas_lt, cublasLtMatmul,
 
 extern "C" const char* cublasGetStatusString(cublasStatus_t status) {
   using Fn = const char* (*)(cublasStatus_t);
-  static Fn fn = reinterpret_cast<Fn>(resolve(g_cublas, "cublasGetStatusString"));
+  static Fn fn = reinterpret_cast<Fn>(g_cublas.resolve("cublasGetStatusString"));
   if (fn) return fn(status);
-  return g_load_error.empty() ? "cuBLAS is not available" : g_load_error.c_str();
+  if (!g_cublas.load_error().empty()) return g_cublas.load_error().c_str();
+  if (!g_cublas_lt.load_error().empty()) return g_cublas_lt.load_error().c_str();
+  return "cuBLAS is not available";
 }

@@ -18,6 +18,33 @@ void check_cublas(cublasStatus_t status, const char* call) {
     fail(Errc::kIo, "", "", std::string("cuBLAS error in ") + call + ": " + cublasGetStatusString(status));
 }
 
+namespace {
+
+const char* cusolver_status_name(cusolverStatus_t s) {
+  switch (s) {
+    case CUSOLVER_STATUS_SUCCESS: return "CUSOLVER_STATUS_SUCCESS";
+    case CUSOLVER_STATUS_NOT_INITIALIZED: return "CUSOLVER_STATUS_NOT_INITIALIZED";
+    case CUSOLVER_STATUS_ALLOC_FAILED: return "CUSOLVER_STATUS_ALLOC_FAILED";
+    case CUSOLVER_STATUS_INVALID_VALUE: return "CUSOLVER_STATUS_INVALID_VALUE";
+    case CUSOLVER_STATUS_ARCH_MISMATCH: return "CUSOLVER_STATUS_ARCH_MISMATCH";
+    case CUSOLVER_STATUS_EXECUTION_FAILED: return "CUSOLVER_STATUS_EXECUTION_FAILED";
+    case CUSOLVER_STATUS_INTERNAL_ERROR: return "CUSOLVER_STATUS_INTERNAL_ERROR";
+    case CUSOLVER_STATUS_NOT_SUPPORTED: return "CUSOLVER_STATUS_NOT_SUPPORTED";
+    case CUSOLVER_STATUS_INVALID_WORKSPACE: return "CUSOLVER_STATUS_INVALID_WORKSPACE";
+    default: return "cuSOLVER status";
+  }
+}
+
+}  // namespace
+
+void check_cusolver(cusolverStatus_t status, const char* call) {
+  if (status == CUSOLVER_STATUS_SUCCESS) return;
+  std::string text = std::string("cuSOLVER error in ") + call + ": " + cusolver_status_name(status) + " (" +
+                     std::to_string(static_cast<int>(status)) + ")";
+  if (!cusolver_load_error().empty()) text += ": " + cusolver_load_error();
+  fail(Errc::kIo, "", "", text);
+}
+
 void check_cufile(const cufile::Error& status, const char* call) {
   if (status.err == cufile::kSuccess) return;
   std::string text = std::string("cuFile error in ") + call + ": " + cufile::op_error_name(status.err);

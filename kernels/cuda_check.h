@@ -7,9 +7,11 @@
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <cusolverDn.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "core/unique_handle.h"
@@ -26,8 +28,13 @@ struct Error;  // CUfileError_t (cufile_api.h)
 void check_cuda(cudaError_t status, const char* call);
 void check_cublas(cublasStatus_t status, const char* call);
 void check_cufile(const cufile::Error& status, const char* call);
+// "cuSOLVER error in CALL: NAME" (with why the library could not be loaded, when it could not).
+void check_cusolver(cusolverStatus_t status, const char* call);
 #define CKPT_CUDA(call) ::ckpt::cuda::check_cuda((call), #call)
 #define CKPT_CUBLAS(call) ::ckpt::cuda::check_cublas((call), #call)
+#define CKPT_CUSOLVER(call) ::ckpt::cuda::check_cusolver((call), #call)
+// Why libcusolver could not be loaded (kernels/cusolver_lazy.cpp), "" when it was or was not tried.
+const std::string& cusolver_load_error();
 #define CKPT_CUFILE(call) ::ckpt::cuda::check_cufile((call), #call)
 
 using Stream = UniqueHandle<cudaStream_t, cudaStreamDestroy>;
@@ -39,6 +46,7 @@ using LtHandle = UniqueHandle<cublasLtHandle_t, cublasLtDestroy>;
 using LtMatmulDesc = UniqueHandle<cublasLtMatmulDesc_t, cublasLtMatmulDescDestroy>;
 using LtLayout = UniqueHandle<cublasLtMatrixLayout_t, cublasLtMatrixLayoutDestroy>;
 using LtPreference = UniqueHandle<cublasLtMatmulPreference_t, cublasLtMatmulPreferenceDestroy>;
+using SolverHandle = UniqueHandle<cusolverDnHandle_t, cusolverDnDestroy>;
 
 // A new non-blocking stream; a new event (with timing).
 Stream new_stream();
