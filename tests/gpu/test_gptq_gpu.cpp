@@ -18,6 +18,7 @@
 #include "cuda_check.h"
 #include "core/error.h"
 #include "gpu_info.h"
+#include "int4_cases.h"
 #include "lazy_library.h"
 #include "ops/float_convert.h"
 
@@ -72,14 +73,6 @@ std::vector<double> cpu_hessian(const std::vector<float>& x, uint64_t tokens, ui
   calib::Hessian h(k);
   h.add(xd.data(), tokens);
   return h.matrix();
-}
-
-std::vector<float> random_weight(uint64_t n, uint64_t k, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 0.02f);
-  std::vector<float> w(n * k);
-  for (float& v : w) v = nd(rng);
-  return w;
 }
 
 ops::Int4Scheme scheme_of(int64_t group, bool symmetric) {
@@ -240,7 +233,7 @@ TEST(GptqGpu, SweepMatchesCpuReference) {
     const std::vector<float> x = correlated_activations(tokens, k, dead, seed++);
     const std::vector<double> h = cpu_hessian(x, tokens, k);
     const std::vector<float> hf(h.begin(), h.end());
-    const std::vector<float> w = random_weight(n, k, seed++);
+    const std::vector<float> w = test::normal_weight(n, k, seed++);
     const cuda::DeviceBuffer w_dev = upload(w), h_dev = upload(hf);
     for (int64_t group : {int64_t{128}, int64_t{32}, int64_t{-1}})
       for (bool sym : {true, false})
@@ -270,7 +263,7 @@ TEST(GptqGpu, OtherBlockWidthsMatchCpuReference) {
   const uint64_t n = 64, k = 256, tokens = 512;
   const std::vector<float> x = correlated_activations(tokens, k, 5, 7);
   const std::vector<double> h = cpu_hessian(x, tokens, k);
-  const std::vector<float> hf(h.begin(), h.end()), w = random_weight(n, k, 8);
+  const std::vector<float> hf(h.begin(), h.end()), w = test::normal_weight(n, k, 8);
   const cuda::DeviceBuffer w_dev = upload(w), h_dev = upload(hf);
   for (uint64_t block : {uint64_t{48}, uint64_t{1}}) {
     const std::string what = "block " + std::to_string(block);
@@ -306,7 +299,7 @@ TEST(GptqGpu, DampingLadderMatchesCpu) {
   std::vector<double> ev(k);
   double rest = 0;
   for (uint64_t i = 1; i < k; ++i) rest += (ev[i] = ud(rng));
-  const std::vector<float> w = random_weight(n, k, 22);
+  const std::vector<float> w = test::normal_weight(n, k, 22);
   const cuda::DeviceBuffer w_dev = upload(w);
   for (double c : {0.015, 1.5}) {
     // ev0 = −c·mean(ev) with mean = (rest + ev0) / k.
@@ -359,7 +352,7 @@ TEST(GptqGpu, BadWeightsRefusedAsTheCpu) {
                         {"overflow before NaN", 5, 17, std::numeric_limits<float>::quiet_NaN(), 3},
                         {"NaN before overflow", 2, 64, std::numeric_limits<float>::quiet_NaN(), 11}};
   for (const Case& cs : cases) {
-    std::vector<float> w = random_weight(n, k, 32);
+    std::vector<float> w = test::normal_weight(n, k, 32);
     w[cs.nan_row * k + cs.nan_col] = cs.nan_value;
     if (cs.big_row >= 0) w[static_cast<uint64_t>(cs.big_row) * k + 40] = 1e6f;
     const cuda::DeviceBuffer w_dev = upload(w);

@@ -11,6 +11,14 @@
 
 namespace ckpt::test {
 
+std::vector<float> normal_weight(uint64_t n, uint64_t k, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  std::vector<float> w(n * k);
+  for (float& v : w) v = nd(rng);
+  return w;
+}
+
 using namespace ckpt::ops;
 
 std::vector<uint8_t> encode_floats(const std::vector<float>& v, DType dt) {

@@ -15,6 +15,9 @@ namespace ckpt::test {
 // float32 values stored as `dt` (BF16/F16 by RNE; the generators make most values exact).
 std::vector<uint8_t> encode_floats(const std::vector<float>& v, DType dt);
 
+// An [n, k] float32 weight of N(0, 0.02) values from `seed` (the spread of a trained Linear's).
+std::vector<float> normal_weight(uint64_t n, uint64_t k, uint32_t seed);
+
 // An [n, k] weight of dtype `dt` with, per row, a mix of: random normal groups, one all-zero
 // group, groups whose amax is 7.5·2^e (so the symmetric scale is a power of two) holding exact
 // half-integer multiples of it (rounding ties), values within a few ulps of (j + 1/2)·S for an F16

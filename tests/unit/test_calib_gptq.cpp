@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "checkpoint/checkpoint.h"
 #include "gptq_reference.h"
+#include "int4_cases.h"
 #include "model/cpu_forward.h"
 #include "model/token_ids.h"
 #include "plan/executor.h"
@@ -43,14 +44,6 @@ std::vector<double> correlated_inputs(uint64_t tokens, uint64_t k, uint32_t seed
   return x;
 }
 
-std::vector<float> random_weight(uint64_t n, uint64_t k, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 0.02f);
-  std::vector<float> w(n * k);
-  for (float& v : w) v = nd(rng);
-  return w;
-}
-
 ops::Int4Scheme gptq_sym(int64_t group) { return {ops::Int4Format::kGptq, group, true, DType::F16, 1}; }
 
 TEST(CalibHessian, IsTwoOverNTimesXXt) {
@@ -77,7 +70,7 @@ TEST(CalibGptq, MatchesIndependentReference) {
   Hessian hs(k);
   hs.add(x.data(), 600);
   const std::vector<double> h = hs.matrix();
-  const std::vector<float> w = random_weight(n, k, 3);
+  const std::vector<float> w = test::normal_weight(n, k, 3);
   for (bool act_order : {true, false}) {
     calib::Int4Weights q;
     calib::GptqOutcome out;
@@ -109,7 +102,7 @@ TEST(CalibGptq, HessianScaleDoesNotChangeCodes) {
   Hessian hs(k);
   hs.add(x.data(), 300);
   std::vector<double> h = hs.matrix();
-  const std::vector<float> w = random_weight(n, k, 5);
+  const std::vector<float> w = test::normal_weight(n, k, 5);
   calib::Int4Weights a, b;
   calib::GptqOutcome oa, ob;
   ASSERT_FALSE(calib::gptq_int4(gptq_sym(32), w.data(), n, k, h, {}, &a, &oa));
@@ -125,7 +118,7 @@ TEST(CalibGptq, DeadInputsAreZeroed) {
   for (uint64_t t = 0; t < 200; ++t) x[t * k + 10] = 0;
   Hessian hs(k);
   hs.add(x.data(), 200);
-  const std::vector<float> w = random_weight(n, k, 7);
+  const std::vector<float> w = test::normal_weight(n, k, 7);
   calib::Int4Weights q;
   calib::GptqOutcome out;
   ASSERT_FALSE(calib::gptq_int4(gptq_sym(-1), w.data(), n, k, hs.matrix(), {}, &q, &out));
@@ -139,7 +132,7 @@ TEST(CalibGptq, CholeskyFailureFallsBackToRtn) {
   const uint64_t n = 8, k = 32;
   std::vector<double> h(k * k, 0.0);
   for (uint64_t c = 0; c < k; ++c) h[c * k + c] = c == 3 ? -50.0 : 1.0;  // indefinite
-  const std::vector<float> w = random_weight(n, k, 8);
+  const std::vector<float> w = test::normal_weight(n, k, 8);
   calib::Int4Weights q, rtn;
   calib::GptqOutcome out;
   ASSERT_FALSE(calib::gptq_int4(gptq_sym(32), w.data(), n, k, h, {}, &q, &out));

@@ -6,21 +6,18 @@
 
 #include <cmath>
 #include <cstring>
-#include <random>
 
 #include "calib/calibrate.h"
 #include "calib/gptq.h"
 #include "core/error.h"
+#include "int4_cases.h"
 #include "model/linear.h"
 
 namespace ckpt {
 namespace {
 
 calib::Int4Weights rtn(const ops::Int4Scheme& s, uint64_t n, uint64_t k) {
-  std::mt19937 rng(3);
-  std::normal_distribution<float> nd(0.0f, 0.02f);
-  std::vector<float> w(n * k);
-  for (float& v : w) v = nd(rng);
+  const std::vector<float> w = test::normal_weight(n, k, 3);
   calib::Int4Weights q;
   EXPECT_FALSE(calib::rtn_int4(s, w.data(), n, k, &q));
   return q;
