@@ -51,8 +51,6 @@ summary = {"model": "Llama-3-8B shapes, bf16, 16.06 GB, page cache", "runs": res
                                            "load_s", "hash_s", "hash_fraction_of_load", "rss_mb"]}}
 print(json.dumps(summary["median"], indent=1))
 json.dump(summary, open(f"{out}/bench-validate.json", "w"), indent=1)
-assert summary["median"]["fraction_of_floor"] >= 0.80, "load below 80% of the pinned H2D floor"
-assert summary["median"]["hash_fraction_of_load"] < 0.10, "checksums cost 10% of the load or more"
 PY
 
 if [ "${CKPT_BENCH_FP8:-1}" = 1 ]; then
@@ -95,3 +93,11 @@ print(f"tp2 --gpus {sys.argv[2]}: total {r['total_seconds']:.2f} s wall (phases 
 PY
   done
 fi
+
+# The targets last, so that a miss does not skip the cases above.
+python3 - "$out/bench-validate.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))["median"]
+assert m["fraction_of_floor"] >= 0.80, f"load at {100 * m['fraction_of_floor']:.1f}% of the pinned H2D floor (goal >= 80%)"
+assert m["hash_fraction_of_load"] < 0.10, "checksums cost 10% of the load or more"
+PY
