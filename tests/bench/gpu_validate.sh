@@ -68,11 +68,16 @@ if [ "${CKPT_BENCH_PACKED:-1}" = 1 ]; then
   "$ckpt" validate "$packed" --report "$out/validate-packed.json"
   python3 - "$out/validate-packed.json" "$out/bench-validate.json" <<'PY'
 import json, sys
-p = {x["phase"]: x for x in json.load(open(sys.argv[1]))["phases"]}["load"]["details"]
-plain = json.load(open(sys.argv[2]))["median"]
+phases = {x["phase"]: x for x in json.load(open(sys.argv[1]))["phases"]}
+p = phases["load"]["details"]
+bench = json.load(open(sys.argv[2]))
+plain = bench["median"]
+plain_allocate = sorted(r["seconds"]["allocate"] for r in bench["runs"])[len(bench["runs"]) // 2]
 print(f"packed: load {p['gbps']:.2f} GB/s of unpacked bytes ({100 * p['fraction_of_floor']:.0f}% of the floor), "
       f"unpacked {plain['load_gbps']:.2f} GB/s; decode {p['decode_gbps']:.2f} GB/s on {p['threads']} threads "
-      f"({p['decode_gbps_per_thread']:.2f} GB/s per thread)")
+      f"({p['decode_gbps_per_thread']:.2f} GB/s per thread); allocate {phases['allocate']['seconds']:.2f} s "
+      f"({phases['allocate']['details'].get('reused_bytes', 0) / 1e9:.2f} GB from the load's device copy), "
+      f"unpacked {plain_allocate:.2f} s")
 PY
 fi
 
