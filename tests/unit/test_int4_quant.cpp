@@ -424,7 +424,7 @@ TEST(Int4Quant, ShapeProblems) {
 TEST(Int4Quant, VectorTransformsEqualScalarOnes) {
   if (!detail::pack_avx512_on_this_cpu()) GTEST_SKIP() << "no AVX-512 on this CPU";
   std::mt19937 rng(4);
-  for (auto [rows, cols] : {std::pair<uint64_t, uint64_t>{136, 40}, {16, 16}, {264, 3}, {5, 300}}) {
+  for (auto [rows, cols] : {std::pair<uint64_t, uint64_t>{136, 40}, {16, 16}, {264, 3}, {5, 300}, {17, 33}, {352, 47}}) {
     std::vector<uint32_t> in(rows * cols), a(rows * cols, 1), b(rows * cols, 2);
     for (auto& v : in) v = rng();
     detail::transpose32_scalar(in.data(), cols, rows, cols, a.data(), rows);
@@ -443,6 +443,42 @@ TEST(Int4Quant, VectorTransformsEqualScalarOnes) {
     std::fill(back.begin(), back.end(), 0u);
     detail::awq_to_gptq_scalar(a.data(), n / 8, nrows, n, back.data(), n);
     EXPECT_EQ(back, g) << n;
+  }
+}
+
+// K-packed words straight to AWQ's qweight (int4_words_to_awq's kernel): the AVX-512 tiles (128
+// rows x 16 words, masked at every edge) and the scalar loop against the definition and against
+// the former route through GPTQ's layout, on shapes that are not whole tiles: row counts that are
+// not a multiple of 128, word counts not a multiple of 16, and a last word cut short (ncols % 8).
+TEST(Int4Quant, WordsToAwqEqualsItsDefinition) {
+  std::mt19937 rng(5);
+  for (auto [rows, ncols] : {std::pair<uint64_t, uint64_t>{128, 128}, {8, 8}, {136, 40}, {264, 300}, {1024, 1032},
+                             {56, 5}, {2048 + 120, 96}, {40, 1021}}) {
+    const uint64_t nw = (ncols + 7) / 8, ws = nw + 3, os = rows / 8 + 5;  // strides wider than the block
+    std::vector<uint32_t> words(rows * ws);
+    for (auto& v : words) v = rng();
+    std::vector<uint32_t> want(ncols * os, 0xDEADBEEFu);
+    for (uint64_t k = 0; k < ncols; ++k)
+      for (uint64_t m = 0; m < rows / 8; ++m) {
+        uint32_t w = 0;
+        for (int i = 0; i < 8; ++i)
+          w |= ((words[(8 * m + static_cast<uint64_t>(kAwqOrder[i])) * ws + k / 8] >> (4 * (k % 8))) & 15u) << (4 * i);
+        want[k * os + m] = w;
+      }
+    std::vector<uint32_t> got(want.size(), 0xDEADBEEFu);
+    detail::words_to_awq_scalar(words.data(), ws, rows, ncols, got.data(), os);
+    EXPECT_EQ(got, want) << "scalar " << rows << " x " << ncols;
+    if (detail::pack_avx512_on_this_cpu()) {
+      std::fill(got.begin(), got.end(), 0xDEADBEEFu);
+      detail::words_to_awq_avx512(words.data(), ws, rows, ncols, got.data(), os);
+      EXPECT_EQ(got, want) << "avx512 " << rows << " x " << ncols;
+    }
+    if (ncols % 8 == 0) {  // the former route: a 32-bit transpose to GPTQ's layout, then GPTQ -> AWQ
+      std::vector<uint32_t> g(nw * rows), via(want.size(), 0xDEADBEEFu);
+      detail::transpose32_scalar(words.data(), ws, rows, nw, g.data(), rows);
+      detail::gptq_to_awq_scalar(g.data(), rows, nw, rows, via.data(), os);
+      EXPECT_EQ(via, want) << "via gptq " << rows << " x " << ncols;
+    }
   }
 }
 
