@@ -60,8 +60,9 @@ namespace {
 const bool kVector = pack_avx512_on_this_cpu();
 }
 
-void transpose32(const uint32_t* in, uint64_t is, uint64_t rows, uint64_t cols, uint32_t* out, uint64_t os) {
-  if (kVector) transpose32_avx512(in, is, rows, cols, out, os);
+void transpose32(const uint32_t* in, uint64_t is, uint64_t rows, uint64_t cols, uint32_t* out, uint64_t os,
+                 bool stream) {
+  if (kVector) transpose32_avx512(in, is, rows, cols, out, os, stream);
   else transpose32_scalar(in, is, rows, cols, out, os);
 }
 void gptq_to_awq(const uint32_t* g, uint64_t gs, uint64_t nrows, uint64_t n, uint32_t* awq, uint64_t as) {
@@ -72,8 +73,9 @@ void awq_to_gptq(const uint32_t* awq, uint64_t as, uint64_t nrows, uint64_t n, u
   if (kVector) awq_to_gptq_avx512(awq, as, nrows, n, g, gs);
   else awq_to_gptq_scalar(awq, as, nrows, n, g, gs);
 }
-void words_to_awq(const uint32_t* words, uint64_t ws, uint64_t rows, uint64_t ncols, uint32_t* out, uint64_t os) {
-  if (kVector) words_to_awq_avx512(words, ws, rows, ncols, out, os);
+void words_to_awq(const uint32_t* words, uint64_t ws, uint64_t rows, uint64_t ncols, uint32_t* out, uint64_t os,
+                  bool stream) {
+  if (kVector) words_to_awq_avx512(words, ws, rows, ncols, out, os, stream);
   else words_to_awq_scalar(words, ws, rows, ncols, out, os);
 }
 
@@ -88,7 +90,7 @@ void int4_gptq_to_words(const uint32_t* q, uint64_t qs, uint64_t rows, uint64_t 
 }
 
 namespace {
-// Blocks of 128 rows x 64 words go through GPTQ layout in a cache-resident buffer.
+// AWQ -> words: blocks of 128 rows x 64 words go through GPTQ layout in a cache-resident buffer.
 constexpr uint64_t kBlockRows = 128, kBlockWords = 64;
 }  // namespace
 

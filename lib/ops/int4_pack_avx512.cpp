@@ -5,8 +5,11 @@
 // into 8 vectors, an 8 x 8 nibble transpose in three swap rounds (16-, 8-, 4-bit) turns "column
 // 8m + i, nibble c = K-row 8j + c" into "K-row 8j + c, nibble i = column 8m + order[i]", and the
 // 8 vectors are stored as 16 consecutive AWQ words of 8 K-rows. The transpose is its own
-// inverse, so AWQ -> GPTQ runs the same steps backwards. Tested bit for bit against the scalar
-// loops (tests/unit/test_int4_quant.cpp, test_marlin_layout.cpp).
+// inverse, so AWQ -> GPTQ runs the same steps backwards. K-packed words go to AWQ directly
+// (words_to_awq_avx512: nibble transposes of 8 rows, then dword transposes across 16 groups of 8
+// rows). The `stream` forms write whole output lines with non-temporal stores (the CPU engine's
+// GPTQ/AWQ strips, ops::int4_quantize_qweight). Tested bit for bit against the scalar loops
+// (tests/unit/test_int4_quant.cpp, test_marlin_layout.cpp).
 #if defined(__x86_64__)
 #if !defined(__clang__)  // clang has no such warning group and would warn about the pragma
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -14,6 +17,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdint>
 
 #include "ops/int4_pack_detail.h"
 
@@ -65,10 +69,16 @@ CKPT_TARGET_PACK_AVX512 __attribute__((always_inline)) inline void nibble_transp
   for (int i : {0, 2, 4, 6}) swap(a[i], a[i + 1], 4, 0x0F0F0F0F);
 }
 
+// 16 words at p: a non-temporal store where asked and p is a whole line, a plain one otherwise.
+CKPT_TARGET_PACK_AVX512 __attribute__((always_inline)) inline void store16(uint32_t* p, __m512i v, bool stream) {
+  if (stream && (reinterpret_cast<uintptr_t>(p) & 63) == 0) _mm512_stream_si512(reinterpret_cast<__m512i*>(p), v);
+  else _mm512_storeu_si512(p, v);
+}
+
 }  // namespace
 
 CKPT_TARGET_PACK_AVX512 void transpose32_avx512(const uint32_t* in, uint64_t is, uint64_t rows, uint64_t cols,
-                                                uint32_t* out, uint64_t os) {
+                                                uint32_t* out, uint64_t os, bool stream) {
   // out[c * os + r] = in[r * is + c] in 16 x 16 tiles; the edge tiles masked (a chunk of a qweight
   // whose rows are not a multiple of 16 words, N = 5632 say, went through the scalar loop).
   for (uint64_t r0 = 0; r0 < rows; r0 += 16) {
@@ -82,7 +92,7 @@ CKPT_TARGET_PACK_AVX512 void transpose32_avx512(const uint32_t* in, uint64_t is,
         v[i] = i < nr ? _mm512_maskz_loadu_epi32(cm, in + (r0 + i) * is + c0) : _mm512_setzero_si512();
       transpose16(v);
       for (uint64_t i = 0; i < nc; ++i) {
-        if (nr == 16) _mm512_storeu_si512(out + (c0 + i) * os + r0, v[i]);
+        if (nr == 16) store16(out + (c0 + i) * os + r0, v[i], stream);
         else _mm512_mask_storeu_epi32(out + (c0 + i) * os + r0, rm, v[i]);
       }
     }
@@ -209,7 +219,7 @@ CKPT_TARGET_PACK_AVX512 void awq_to_gptq_avx512(const uint32_t* awq, uint64_t as
 }
 
 CKPT_TARGET_PACK_AVX512 void words_to_awq_avx512(const uint32_t* words, uint64_t ws, uint64_t rows, uint64_t ncols,
-                                                 uint32_t* out, uint64_t os) {
+                                                 uint32_t* out, uint64_t os, bool stream) {
   // Tiles of up to 16 groups of 8 rows (m) x 16 words (j, lane l): the 8 rows of group m, read in
   // AWQ's order, are nibble-transposed (a[c] lane l = the AWQ word of row k = 8 (j0 + l) + c and
   // group m) into buf[c][m]; then each buf[c] is dword-transposed (v[l] lane m), and v[l] is the
@@ -238,13 +248,15 @@ CKPT_TARGET_PACK_AVX512 void words_to_awq_avx512(const uint32_t* words, uint64_t
         for (uint64_t l = 0; l < nj; ++l) {
           const uint64_t k = 8 * (j0 + l) + c;
           if (k >= kend) break;
-          if (nm == 16) _mm512_storeu_si512(out + k * os + m0, v[l]);
+          if (nm == 16) store16(out + k * os + m0, v[l], stream);
           else _mm512_mask_storeu_epi32(out + k * os + m0, mm, v[l]);
         }
       }
     }
   }
 }
+
+void stream_fence() { _mm_sfence(); }
 
 bool pack_avx512_on_this_cpu() {
   __builtin_cpu_init();
@@ -259,7 +271,9 @@ bool pack_avx512_on_this_cpu() {
 
 namespace ckpt::ops::detail {
 bool pack_avx512_on_this_cpu() { return false; }
-void transpose32_avx512(const uint32_t* in, uint64_t is, uint64_t rows, uint64_t cols, uint32_t* out, uint64_t os) {
+void stream_fence() {}
+void transpose32_avx512(const uint32_t* in, uint64_t is, uint64_t rows, uint64_t cols, uint32_t* out, uint64_t os,
+                        bool) {
   transpose32_scalar(in, is, rows, cols, out, os);
 }
 void gptq_to_awq_avx512(const uint32_t* g, uint64_t gs, uint64_t nrows, uint64_t n, uint32_t* awq, uint64_t as) {
@@ -268,7 +282,8 @@ void gptq_to_awq_avx512(const uint32_t* g, uint64_t gs, uint64_t nrows, uint64_t
 void awq_to_gptq_avx512(const uint32_t* awq, uint64_t as, uint64_t nrows, uint64_t n, uint32_t* g, uint64_t gs) {
   awq_to_gptq_scalar(awq, as, nrows, n, g, gs);
 }
-void words_to_awq_avx512(const uint32_t* words, uint64_t ws, uint64_t rows, uint64_t ncols, uint32_t* out, uint64_t os) {
+void words_to_awq_avx512(const uint32_t* words, uint64_t ws, uint64_t rows, uint64_t ncols, uint32_t* out, uint64_t os,
+                         bool) {
   words_to_awq_scalar(words, ws, rows, ncols, out, os);
 }
 }  // namespace ckpt::ops::detail

@@ -268,6 +268,84 @@ TEST(Int4Quant, FastPathsEqualTheReference) {
   EXPECT_GT(cases, 100);
 }
 
+// int4_quantize_qweight (the CPU engine's GPTQ/AWQ strips: quantize and lay out in one pass, with
+// non-temporal stores of whole lines) against the reference's words put where the layout table
+// (int4_code_at) says, its parameters against the reference's. Blocks that start and end off the
+// 16 / 128-row pieces (row counts that are not a multiple of them), odd shapes (N = 8 + 16 x,
+// K % 16 != 0, AWQ K % 8 != 0 with a group of 12), every input dtype, and qweight arrays whose
+// start is a whole line and whose start is not (the stores fall back to plain ones there).
+TEST(Int4Quant, QweightInOnePassEqualsTheReference) {
+  struct Shape {
+    uint64_t n, k;
+    int64_t group;
+  };
+  const Shape shapes[] = {{136, 256, 128}, {264, 96, 32}, {40, 1024, -1}, {1032, 128, 64}, {8, 24, 8}, {24, 36, 12}, {392, 136, 8},
+                          {256, 64, 32}};  // the last: every line of qweight whole (N % 128 == 0)
+  int cases = 0;
+  for (Int4Format f : {Int4Format::kGptq, Int4Format::kAwq})
+    for (DType dt : {DType::BF16, DType::F16, DType::F32})
+      for (bool sym : {true, false})
+        for (const Shape& sh : shapes) {
+          const Int4Scheme s{f, sh.group, sym, DType::F16};
+          if (!int4_shape_problem(s, sh.n, sh.k).empty()) continue;
+          const Int4Geometry geo = int4_geometry(s, sh.n, sh.k);
+          const auto w = test::int4_hard_weight(sh.n, sh.k, geo.group, dt, static_cast<uint32_t>(++cases));
+          const Quantized ref = run_reference(s, dt, w, sh.n, sh.k);
+          ASSERT_FALSE(ref.issue);
+          const Int4Shapes shp = int4_shapes(s, sh.n, sh.k);
+          const uint64_t nq = shp.weights[0] * shp.weights[1];
+          std::vector<uint32_t> want(nq, 0);
+          for (uint64_t r = 0; r < sh.n; ++r)
+            for (uint64_t c = 0; c < sh.k; ++c) {
+              const Int4Nibble at = int4_code_at(f == Int4Format::kGptq ? kInt4Gptq : kInt4Awq, sh.n, sh.k, r, c);
+              want[at.word] |= code_at(ref, sh.k, r, c) << at.shift;
+            }
+          // Row blocks: whole, and split at rows 8, 8 + 72 (multiples of 8, not of 16 or 128).
+          std::vector<std::pair<uint64_t, uint64_t>> splits = {{0, sh.n}};
+          if (sh.n > 80) splits = {{0, 8}, {8, 80}, {80, sh.n}};
+          for (uint64_t misalign : {0, 1}) {
+            std::vector<uint32_t> buf(nq + 32, 0xA5A5A5A5u);
+            uint32_t* base = buf.data();
+            while (reinterpret_cast<uintptr_t>(base) % 64 != 0) ++base;
+            uint32_t* qweight = base + misalign;
+            std::vector<Int4Params> params(sh.n * geo.groups);
+            Fp8ErrorStats st;
+            const size_t es = dtype_bits(dt) / 8;
+            const std::string what = std::string(dtype_name(dt)) + " " + int4_format_name(f) + (sym ? " sym" : " asym") +
+                                     " [" + std::to_string(sh.n) + "," + std::to_string(sh.k) + "] g" +
+                                     std::to_string(sh.group) + (misalign ? " off a line" : "");
+            for (auto [a, b] : splits) {
+              const Int4Source src{w.data() + a * sh.k * es, dt, sh.k, a, b - a, 0, sh.k};
+              ASSERT_FALSE(int4_quantize_qweight(s, geo, src, params.data() + a * geo.groups, qweight, &st)) << what;
+            }
+            for (uint64_t i = 0; i < nq; ++i) ASSERT_EQ(qweight[i], want[i]) << what << " word " << i;
+            for (size_t j = 0; j < params.size(); ++j) {
+              ASSERT_EQ(std::memcmp(&params[j].scale, &ref.params[j].scale, 4), 0) << what << " scale " << j;
+              ASSERT_EQ(params[j].zero, ref.params[j].zero) << what << " zero " << j;
+            }
+            EXPECT_NEAR(st.sum_sq_err, ref.stats.sum_sq_err, 1e-5 * ref.stats.sum_sq_err + 1e-30) << what;
+            EXPECT_NEAR(st.sum_sq, ref.stats.sum_sq, 1e-5 * ref.stats.sum_sq) << what;
+            EXPECT_NEAR(st.max_abs_err, ref.stats.max_abs_err, 1e-6 * ref.stats.max_abs_err) << what;
+          }
+        }
+  EXPECT_GT(cases, 50);
+  // A NaN in a later piece of a block that starts off the pieces: the issue names its element.
+  for (Int4Format f : {Int4Format::kGptq, Int4Format::kAwq}) {
+    const Int4Scheme s{f, 32, f == Int4Format::kGptq, DType::F16};
+    const Int4Geometry geo = int4_geometry(s, 400, 64);
+    std::vector<float> x(400 * 64, 0.25f);
+    x[300 * 64 + 37] = std::nanf("");
+    const auto w = encode_floats(x, DType::F32);
+    std::vector<Int4Params> params(400 * geo.groups);
+    std::vector<uint32_t> qweight(400 * 64 / 8);
+    const Int4Issue i = int4_quantize_qweight(s, geo, {w.data() + 8 * 64 * 4, DType::F32, 64, 8, 392, 0, 64},
+                                              params.data(), qweight.data(), nullptr);
+    EXPECT_EQ(i.kind, Int4Issue::kNonFinite) << int4_format_name(f);
+    EXPECT_EQ(i.row, 300u) << int4_format_name(f);
+    EXPECT_EQ(i.col, 37u) << int4_format_name(f);
+  }
+}
+
 TEST(Int4Quant, ParamsAloneEqualTheQuantizersParams) {
   const Int4Scheme s{Int4Format::kAwq, 64, false, DType::F16};
   const auto w = test::int4_hard_weight(16, 512, 64, DType::BF16, 9);
