@@ -45,12 +45,24 @@ void awq_to_gptq_scalar(const uint32_t* awq, uint64_t as, uint64_t nrows, uint64
     }
 }
 
+void words_to_awq_scalar(const uint32_t* words, uint64_t ws, uint64_t rows, uint64_t ncols, uint32_t* out,
+                         uint64_t os) {
+  for (uint64_t m = 0; m < rows / 8; ++m)
+    for (uint64_t k = 0; k < ncols; ++k) {
+      uint32_t v = 0;
+      for (int i = 0; i < 8; ++i)
+        v |= ((words[(8 * m + static_cast<uint64_t>(kAwqOrder[i])) * ws + k / 8] >> (4 * (k % 8))) & 15u) << (4 * i);
+      out[k * os + m] = v;
+    }
+}
+
 namespace {
 const bool kVector = pack_avx512_on_this_cpu();
 }
 
-void transpose32(const uint32_t* in, uint64_t is, uint64_t rows, uint64_t cols, uint32_t* out, uint64_t os) {
-  if (kVector) transpose32_avx512(in, is, rows, cols, out, os);
+void transpose32(const uint32_t* in, uint64_t is, uint64_t rows, uint64_t cols, uint32_t* out, uint64_t os,
+                 bool stream) {
+  if (kVector) transpose32_avx512(in, is, rows, cols, out, os, stream);
   else transpose32_scalar(in, is, rows, cols, out, os);
 }
 void gptq_to_awq(const uint32_t* g, uint64_t gs, uint64_t nrows, uint64_t n, uint32_t* awq, uint64_t as) {
@@ -60,6 +72,11 @@ void gptq_to_awq(const uint32_t* g, uint64_t gs, uint64_t nrows, uint64_t n, uin
 void awq_to_gptq(const uint32_t* awq, uint64_t as, uint64_t nrows, uint64_t n, uint32_t* g, uint64_t gs) {
   if (kVector) awq_to_gptq_avx512(awq, as, nrows, n, g, gs);
   else awq_to_gptq_scalar(awq, as, nrows, n, g, gs);
+}
+void words_to_awq(const uint32_t* words, uint64_t ws, uint64_t rows, uint64_t ncols, uint32_t* out, uint64_t os,
+                  bool stream) {
+  if (kVector) words_to_awq_avx512(words, ws, rows, ncols, out, os, stream);
+  else words_to_awq_scalar(words, ws, rows, ncols, out, os);
 }
 
 }  // namespace detail
@@ -73,20 +90,13 @@ void int4_gptq_to_words(const uint32_t* q, uint64_t qs, uint64_t rows, uint64_t 
 }
 
 namespace {
-// Blocks of 128 rows x 64 words go through GPTQ layout in a cache-resident buffer.
+// AWQ -> words: blocks of 128 rows x 64 words go through GPTQ layout in a cache-resident buffer.
 constexpr uint64_t kBlockRows = 128, kBlockWords = 64;
 }  // namespace
 
 void int4_words_to_awq(const uint32_t* words, uint64_t ws, uint64_t rows, uint64_t nwords, uint32_t* out, uint64_t os) {
   if (rows % 8 != 0) throw std::logic_error("int4: AWQ packs whole groups of 8 rows");
-  thread_local std::vector<uint32_t> tmp;
-  tmp.resize(kBlockRows * kBlockWords);
-  for (uint64_t r0 = 0; r0 < rows; r0 += kBlockRows)
-    for (uint64_t j0 = 0; j0 < nwords; j0 += kBlockWords) {
-      const uint64_t nr = std::min(kBlockRows, rows - r0), nj = std::min(kBlockWords, nwords - j0);
-      detail::transpose32(words + r0 * ws + j0, ws, nr, nj, tmp.data(), kBlockRows);
-      detail::gptq_to_awq(tmp.data(), kBlockRows, nj, nr, out + 8 * j0 * os + r0 / 8, os);
-    }
+  detail::words_to_awq(words, ws, rows, 8 * nwords, out, os);
 }
 
 void int4_awq_to_words(const uint32_t* q, uint64_t qs, uint64_t rows, uint64_t nwords, uint32_t* words, uint64_t ws) {

@@ -5,8 +5,11 @@
 // into 8 vectors, an 8 x 8 nibble transpose in three swap rounds (16-, 8-, 4-bit) turns "column
 // 8m + i, nibble c = K-row 8j + c" into "K-row 8j + c, nibble i = column 8m + order[i]", and the
 // 8 vectors are stored as 16 consecutive AWQ words of 8 K-rows. The transpose is its own
-// inverse, so AWQ -> GPTQ runs the same steps backwards. Tested bit for bit against the scalar
-// loops (tests/unit/test_int4_quant.cpp, test_marlin_layout.cpp).
+// inverse, so AWQ -> GPTQ runs the same steps backwards. K-packed words go to AWQ directly
+// (words_to_awq_avx512: nibble transposes of 8 rows, then dword transposes across 16 groups of 8
+// rows). The `stream` forms write whole output lines with non-temporal stores (the CPU engine's
+// GPTQ/AWQ strips, ops::int4_quantize_qweight). Tested bit for bit against the scalar loops
+// (tests/unit/test_int4_quant.cpp, test_marlin_layout.cpp).
 #if defined(__x86_64__)
 #if !defined(__clang__)  // clang has no such warning group and would warn about the pragma
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -14,6 +17,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdint>
 
 #include "ops/int4_pack_detail.h"
 
@@ -22,8 +26,9 @@
 namespace ckpt::ops::detail {
 namespace {
 
-// r[0..15] (16 dwords each) transposed in place.
-CKPT_TARGET_PACK_AVX512 inline void transpose16(__m512i r[16]) {
+// r[0..15] (16 dwords each) transposed in place. Always inlined: called, it passed its 16
+// registers through memory (a tenth of the AWQ pack's time in `ckpt quantize`, perf).
+CKPT_TARGET_PACK_AVX512 __attribute__((always_inline)) inline void transpose16(__m512i r[16]) {
   __m512i t[16];
   for (int i = 0; i < 16; i += 2) {
     t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
@@ -52,7 +57,7 @@ CKPT_TARGET_PACK_AVX512 inline void transpose16(__m512i r[16]) {
 }
 
 // The 8 x 8 nibble transpose of a[0..7] (row i = a[i], column c = nibble c), lane by lane.
-CKPT_TARGET_PACK_AVX512 inline void nibble_transpose8(__m512i a[8]) {
+CKPT_TARGET_PACK_AVX512 __attribute__((always_inline)) inline void nibble_transpose8(__m512i a[8]) {
   auto swap = [](__m512i& x, __m512i& y, int shift, int mask) CKPT_TARGET_PACK_AVX512 {
     // t = ((x >> shift) ^ y) & mask; x ^= t << shift; y ^= t
     const __m512i t = _mm512_ternarylogic_epi32(_mm512_srli_epi32(x, shift), y, _mm512_set1_epi32(mask), 0x28);
@@ -64,21 +69,34 @@ CKPT_TARGET_PACK_AVX512 inline void nibble_transpose8(__m512i a[8]) {
   for (int i : {0, 2, 4, 6}) swap(a[i], a[i + 1], 4, 0x0F0F0F0F);
 }
 
+// 16 words at p: a non-temporal store where asked and p is a whole line, a plain one otherwise.
+CKPT_TARGET_PACK_AVX512 __attribute__((always_inline)) inline void store16(uint32_t* p, __m512i v, bool stream) {
+  if (stream && (reinterpret_cast<uintptr_t>(p) & 63) == 0) _mm512_stream_si512(reinterpret_cast<__m512i*>(p), v);
+  else _mm512_storeu_si512(p, v);
+}
+
 }  // namespace
 
 CKPT_TARGET_PACK_AVX512 void transpose32_avx512(const uint32_t* in, uint64_t is, uint64_t rows, uint64_t cols,
-                                                uint32_t* out, uint64_t os) {
-  // out[c * os + r] = in[r * is + c]; whole 16 x 16 tiles here, the edges by the scalar loop.
-  const uint64_t r16 = rows / 16 * 16, c16 = cols / 16 * 16;
-  for (uint64_t r0 = 0; r0 < r16; r0 += 16)
-    for (uint64_t c0 = 0; c0 < c16; c0 += 16) {
+                                                uint32_t* out, uint64_t os, bool stream) {
+  // out[c * os + r] = in[r * is + c] in 16 x 16 tiles; the edge tiles masked (a chunk of a qweight
+  // whose rows are not a multiple of 16 words, N = 5632 say, went through the scalar loop).
+  for (uint64_t r0 = 0; r0 < rows; r0 += 16) {
+    const uint64_t nr = std::min<uint64_t>(16, rows - r0);
+    const __mmask16 rm = static_cast<__mmask16>((1u << nr) - 1);
+    for (uint64_t c0 = 0; c0 < cols; c0 += 16) {
+      const uint64_t nc = std::min<uint64_t>(16, cols - c0);
+      const __mmask16 cm = static_cast<__mmask16>((1u << nc) - 1);
       __m512i v[16];
-      for (int i = 0; i < 16; ++i) v[i] = _mm512_loadu_si512(in + (r0 + i) * is + c0);
+      for (uint64_t i = 0; i < 16; ++i)
+        v[i] = i < nr ? _mm512_maskz_loadu_epi32(cm, in + (r0 + i) * is + c0) : _mm512_setzero_si512();
       transpose16(v);
-      for (int i = 0; i < 16; ++i) _mm512_storeu_si512(out + (c0 + i) * os + r0, v[i]);
+      for (uint64_t i = 0; i < nc; ++i) {
+        if (nr == 16) store16(out + (c0 + i) * os + r0, v[i], stream);
+        else _mm512_mask_storeu_epi32(out + (c0 + i) * os + r0, rm, v[i]);
+      }
     }
-  transpose32_scalar(in + r16 * is, is, rows - r16, cols, out + r16, os);
-  transpose32_scalar(in + c16, is, r16, cols - c16, out + c16 * os, os);
+  }
 }
 
 namespace {
@@ -200,6 +218,46 @@ CKPT_TARGET_PACK_AVX512 void awq_to_gptq_avx512(const uint32_t* awq, uint64_t as
   awq_to_gptq_scalar(awq + m128 / 8, as, nrows, n - m128, g + m128, gs);
 }
 
+CKPT_TARGET_PACK_AVX512 void words_to_awq_avx512(const uint32_t* words, uint64_t ws, uint64_t rows, uint64_t ncols,
+                                                 uint32_t* out, uint64_t os, bool stream) {
+  // Tiles of up to 16 groups of 8 rows (m) x 16 words (j, lane l): the 8 rows of group m, read in
+  // AWQ's order, are nibble-transposed (a[c] lane l = the AWQ word of row k = 8 (j0 + l) + c and
+  // group m) into buf[c][m]; then each buf[c] is dword-transposed (v[l] lane m), and v[l] is the
+  // run of 16 words of output row 8 (j0 + l) + c from group m0, stored at once. Partial tiles
+  // (fewer groups, fewer words) run masked. Groups outer: each input row is read in order.
+  const uint64_t groups = rows / 8, nwords = (ncols + 7) / 8;
+  alignas(64) uint32_t buf[8][16][16];
+  for (uint64_t m0 = 0; m0 < groups; m0 += 16) {
+    const uint64_t nm = std::min<uint64_t>(16, groups - m0);
+    const __mmask16 mm = static_cast<__mmask16>((1u << nm) - 1);
+    for (uint64_t j0 = 0; j0 < nwords; j0 += 16) {
+      const uint64_t nj = std::min<uint64_t>(16, nwords - j0);
+      const __mmask16 jm = static_cast<__mmask16>((1u << nj) - 1);
+      for (uint64_t m = 0; m < nm; ++m) {
+        __m512i a[8];
+        for (int i = 0; i < 8; ++i)
+          a[i] = _mm512_maskz_loadu_epi32(jm, words + (8 * (m0 + m) + static_cast<uint64_t>(kAwqOrder[i])) * ws + j0);
+        nibble_transpose8(a);
+        for (int c = 0; c < 8; ++c) _mm512_store_si512(buf[c][m], a[c]);
+      }
+      const uint64_t kend = std::min<uint64_t>(ncols, 8 * (j0 + nj));  // output rows of this tile: [8 j0, kend)
+      for (uint64_t c = 0; c < 8; ++c) {
+        __m512i v[16];
+        for (uint64_t m = 0; m < 16; ++m) v[m] = m < nm ? _mm512_load_si512(buf[c][m]) : _mm512_setzero_si512();
+        transpose16(v);
+        for (uint64_t l = 0; l < nj; ++l) {
+          const uint64_t k = 8 * (j0 + l) + c;
+          if (k >= kend) break;
+          if (nm == 16) store16(out + k * os + m0, v[l], stream);
+          else _mm512_mask_storeu_epi32(out + k * os + m0, mm, v[l]);
+        }
+      }
+    }
+  }
+}
+
+void stream_fence() { _mm_sfence(); }
+
 bool pack_avx512_on_this_cpu() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f");
@@ -213,7 +271,9 @@ bool pack_avx512_on_this_cpu() {
 
 namespace ckpt::ops::detail {
 bool pack_avx512_on_this_cpu() { return false; }
-void transpose32_avx512(const uint32_t* in, uint64_t is, uint64_t rows, uint64_t cols, uint32_t* out, uint64_t os) {
+void stream_fence() {}
+void transpose32_avx512(const uint32_t* in, uint64_t is, uint64_t rows, uint64_t cols, uint32_t* out, uint64_t os,
+                        bool) {
   transpose32_scalar(in, is, rows, cols, out, os);
 }
 void gptq_to_awq_avx512(const uint32_t* g, uint64_t gs, uint64_t nrows, uint64_t n, uint32_t* awq, uint64_t as) {
@@ -221,6 +281,10 @@ void gptq_to_awq_avx512(const uint32_t* g, uint64_t gs, uint64_t nrows, uint64_t
 }
 void awq_to_gptq_avx512(const uint32_t* awq, uint64_t as, uint64_t nrows, uint64_t n, uint32_t* g, uint64_t gs) {
   awq_to_gptq_scalar(awq, as, nrows, n, g, gs);
+}
+void words_to_awq_avx512(const uint32_t* words, uint64_t ws, uint64_t rows, uint64_t ncols, uint32_t* out, uint64_t os,
+                         bool) {
+  words_to_awq_scalar(words, ws, rows, ncols, out, os);
 }
 }  // namespace ckpt::ops::detail
 

@@ -83,6 +83,10 @@ void kpacked_codes(const Int4Quantization& q, const SourceReader& src, uint64_t 
   const uint64_t cols_per_row = gptq ? 8 : 1;            // K columns per output row
   const uint64_t o0 = w0 / row_words, o1 = cdiv(w1, row_words);  // output rows
   if (const auto c = q.rows(src, 0, geo.n, true); c.words) {
+    if (q.qweight_cache()) {  // the engine wrote qweight itself
+      std::memcpy(out, c.words.get() + w0, (w1 - w0) * 4);
+      return;
+    }
     const uint64_t W = cdiv(geo.k, 8);
     const uint64_t j0 = gptq ? o0 : o0 / 8, j1 = gptq ? o1 : cdiv(o1, 8);  // words of each row
     const uint64_t first = (gptq ? j0 : 8 * j0) * row_words;       // output word of the stripe's start
@@ -244,6 +248,12 @@ void Int4BufferPool::put(Block b, uint64_t bytes) {
   idle_.emplace(bytes, std::move(b));
 }
 
+ops::Int4Issue Int4Engine::quantize_strips_qweight(const ops::Int4Scheme&, const ops::Int4Geometry&,
+                                                   const std::vector<Strip>&, const SourceElements&, uint32_t*,
+                                                   ops::Int4Params*, ops::Fp8ErrorStats*) const {
+  throw std::logic_error("Int4Engine " + name() + " does not write qweight");
+}
+
 namespace {
 
 class CpuInt4Engine : public Int4Engine {
@@ -251,18 +261,37 @@ class CpuInt4Engine : public Int4Engine {
   std::string name() const override { return "cpu"; }
   uint64_t strip_bytes() const override { return Int4CacheOptions{}.strip_bytes; }
   uint64_t strips_per_claim() const override { return 1; }
-  // Each strip straight from the page cache where the source allows it (SourceElements::with): a
-  // copy of the source bytes was three quarters of the command's CPU (perf, 2026-12-07).
   ops::Int4Issue quantize_strips(const ops::Int4Scheme& scheme, const ops::Int4Geometry& geo,
                                  const std::vector<Strip>& strips, const SourceElements& src, uint32_t* words,
                                  ops::Int4Params* params, ops::Fp8ErrorStats* stats) const override {
     const uint64_t W = cdiv(geo.k, 8);
+    return each_strip(geo, strips, src, [&](const ops::Int4Source& block, ops::Fp8ErrorStats* st) {
+      return ops::int4_quantize_fast(scheme, geo, block, 0, geo.k, params + block.row0 * geo.groups,
+                                     words + block.row0 * W, W, st);
+    }, stats);
+  }
+  bool writes_qweight() const override { return true; }
+  ops::Int4Issue quantize_strips_qweight(const ops::Int4Scheme& scheme, const ops::Int4Geometry& geo,
+                                         const std::vector<Strip>& strips, const SourceElements& src,
+                                         uint32_t* qweight, ops::Int4Params* params,
+                                         ops::Fp8ErrorStats* stats) const override {
+    return each_strip(geo, strips, src, [&](const ops::Int4Source& block, ops::Fp8ErrorStats* st) {
+      return ops::int4_quantize_qweight(scheme, geo, block, params + block.row0 * geo.groups, qweight, st);
+    }, stats);
+  }
+
+ private:
+  // fn(block, &stats[i]) for each strip i, the block straight from the page cache where the source
+  // allows it (SourceElements::with): a copy of the source bytes was three quarters of the
+  // command's CPU (perf, 2026-12-07). The first issue ends the loop.
+  template <class Fn>
+  static ops::Int4Issue each_strip(const ops::Int4Geometry& geo, const std::vector<Strip>& strips,
+                                   const SourceElements& src, Fn fn, ops::Fp8ErrorStats* stats) {
     for (size_t i = 0; i < strips.size(); ++i) {
       const uint64_t a = strips[i].row0, rows = strips[i].rows;  // not a structured binding: the lambda captures them
       ops::Int4Issue issue;
       src.with(a * geo.k, rows * geo.k, [&](const uint8_t* in) {
-        const ops::Int4Source block{in, src.view().dtype, geo.k, a, rows, 0, geo.k};
-        issue = ops::int4_quantize_fast(scheme, geo, block, 0, geo.k, params + a * geo.groups, words + a * W, W, &stats[i]);
+        issue = fn(ops::Int4Source{in, src.view().dtype, geo.k, a, rows, 0, geo.k}, &stats[i]);
       });
       if (issue) return issue;
     }
@@ -300,6 +329,11 @@ Int4Quantization::Int4Quantization(std::string tensor, SourceView view, ops::Int
   geo_ = ops::int4_geometry(scheme_, view_.shape[0], view_.shape[1]);
   const uint64_t es = dtype_bits(view_.dtype) / 8;
   strip_rows_ = std::max<uint64_t>(8, cache_options_.strip_bytes / (geo_.k * es) / 8 * 8);
+  const Int4Engine& engine = cache_options_.engine ? *cache_options_.engine : *cpu_int4_engine();
+  qweight_cache_ = scheme_.format != ops::Int4Format::kCompressedTensors && engine.writes_qweight();
+  // Whole pieces of ops::int4_quantize_qweight per strip where they fit (whole qweight lines).
+  if (const uint64_t piece = scheme_.format == ops::Int4Format::kGptq ? 16 : 128; qweight_cache_ && strip_rows_ >= piece)
+    strip_rows_ = strip_rows_ / piece * piece;
   cache_bytes_ = geo_.n * (cdiv(geo_.k, 8) * 4 + geo_.groups * sizeof(ops::Int4Params));
   const ops::Int4Shapes sh = ops::int4_shapes(scheme_, geo_.n, geo_.k);
   auto bytes = [](const std::vector<uint64_t>& shape, uint64_t elem) {
@@ -319,7 +353,10 @@ void Int4Quantization::compute_strips(const SourceReader& src, const std::vector
   std::vector<Int4Engine::Strip> rows;
   for (uint64_t s : strips) rows.push_back({s * strip_rows_, std::min(strip_rows_, geo_.n - s * strip_rows_)});
   const Int4Engine& engine = cache_options_.engine ? *cache_options_.engine : *cpu_int4_engine();
-  const ops::Int4Issue issue = engine.quantize_strips(scheme_, geo_, rows, SourceElements(src, view_), words, params, stats);
+  const SourceElements elements(src, view_);
+  const ops::Int4Issue issue = qweight_cache_
+                                   ? engine.quantize_strips_qweight(scheme_, geo_, rows, elements, words, params, stats)
+                                   : engine.quantize_strips(scheme_, geo_, rows, elements, words, params, stats);
   if (issue) ops::int4_fail(issue, scheme_, view_.file >= 0 ? src.file(view_.file).path() : "", tensor_);
 }
 

@@ -3,11 +3,13 @@
 //
 // One read of each weight: the producers of one weight share its Int4Quantization, which
 // quantizes the weight strip by strip (whole rows, contiguous reads of about Int4CacheOptions::strip_bytes) into a
-// cache of K-packed words [N, ceil(K/8)] and group parameters [N, G]; every array is then a copy
-// or a relayout of that cache:
+// cache of codes and group parameters [N, G]; every array is then a copy or a relayout of that
+// cache. The codes are the format's own layout where the engine writes it (the CPU, GPTQ/AWQ:
+// Int4Engine::writes_qweight), K-packed words [N, ceil(K/8)] otherwise:
 //   compressed-tensors weight_packed [N, K/8]: the chunk's rows of the words;
-//   GPTQ qweight [K/8, N] / AWQ qweight [K, N/8]: a transpose / an N-pack of a stripe of K
-//     columns over every row (so the first such chunk needs every strip);
+//   GPTQ qweight [K/8, N] / AWQ qweight [K, N/8]: the chunk's bytes of the cache, or (K-packed
+//     cache) a transpose / an N-pack of a stripe of K columns over every row; either way the
+//     first such chunk needs every strip;
 //   scales / zeros: the parameters of the chunk's groups and rows.
 // A chunk computes the strips it needs that nobody has claimed yet and waits for those another
 // thread is computing, so threads working on one weight share its strips. The words are freed
@@ -109,6 +111,15 @@ class Int4Engine {
   virtual ops::Int4Issue quantize_strips(const ops::Int4Scheme& scheme, const ops::Int4Geometry& geo,
                                          const std::vector<Strip>& strips, const SourceElements& src, uint32_t* words,
                                          ops::Int4Params* params, ops::Fp8ErrorStats* stats) const = 0;
+  // GPTQ / AWQ: whether quantize_strips_qweight is implemented, which writes the codes in the
+  // format's own qweight layout instead of K-packed. The CPU does (ops::int4_quantize_qweight);
+  // other engines' K-packed words are relaid out by the codes producer, chunk by chunk.
+  virtual bool writes_qweight() const { return false; }
+  // quantize_strips with `qweight` the whole weight's GPTQ [K/8, N] / AWQ [K, N/8] qweight array.
+  virtual ops::Int4Issue quantize_strips_qweight(const ops::Int4Scheme& scheme, const ops::Int4Geometry& geo,
+                                                 const std::vector<Strip>& strips, const SourceElements& src,
+                                                 uint32_t* qweight, ops::Int4Params* params,
+                                                 ops::Fp8ErrorStats* stats) const;
 };
 
 std::shared_ptr<const Int4Engine> cpu_int4_engine();
@@ -139,12 +150,14 @@ class Int4Quantization {
   ops::Fp8ErrorStats stats() const;
   // Whether this weight goes through the cache (its words and parameters fit max_cache_bytes).
   bool cached() const { return cache_bytes_ <= cache_options_.max_cache_bytes; }
+  // Whether the cache's words are GPTQ's / AWQ's qweight itself (the engine writes that layout).
+  bool qweight_cache() const { return qweight_cache_; }
 
   // The cache, for the producers: rows [r0, r1) of the words (when `words`) and parameters,
   // computed (or waited for) now. Null members: the cache is not available for this (not cached,
   // or already freed) and the caller reads the source itself.
   struct Rows {
-    std::shared_ptr<const uint32_t[]> words;           // [N, ceil(K/8)]
+    std::shared_ptr<const uint32_t[]> words;           // [N, ceil(K/8)], or qweight where qweight_cache()
     std::shared_ptr<const ops::Int4Params[]> params;  // [N, G]
   };
   Rows rows(const SourceReader& src, uint64_t r0, uint64_t r1, bool words) const;
@@ -175,6 +188,7 @@ class Int4Quantization {
   ops::Int4Geometry geo_;
   Int4CacheOptions cache_options_;
   uint64_t cache_bytes_ = 0, strip_rows_ = 0;
+  bool qweight_cache_ = false;
   std::unique_ptr<Cache> cache_;
   mutable std::mutex stats_mutex_;
   mutable std::map<uint64_t, ops::Fp8ErrorStats> stats_;

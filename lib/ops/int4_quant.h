@@ -177,6 +177,19 @@ Int4Issue int4_quantize_fast(const Int4Scheme& scheme, const Int4Geometry& geo, 
                              uint64_t kb, uint64_t ke, Int4Params* params, uint32_t* words, uint64_t words_stride,
                              Fp8ErrorStats* stats);
 
+// int4_quantize_fast over whole rows, with the codes written straight into GPTQ's qweight
+// [K/8, N] or AWQ's [K, N/8] (`qweight`: the whole weight's array, word (0, 0)) instead of
+// K-packed: the words of rows [src.row0, src.row0 + src.rows) (src.col0 == 0, src.cols == K; for
+// AWQ row0 and rows multiples of 8), params and stats as int4_quantize_fast with kb = 0, ke = K.
+// The same bytes as int4_quantize_fast followed by int4_words_to_gptq / int4_words_to_awq, without
+// a pass over a K-packed copy of the block: it goes 16 rows (GPTQ) / 128 rows (AWQ) at a time,
+// aligned to those multiples of the weight's rows, through a K-packed buffer in the core's cache,
+// and each such piece's 16-word runs of qweight (whole 64-byte lines where `qweight` is 64-byte
+// aligned and N a multiple of 16 / 128) are written with non-temporal stores: no read of the
+// line before it is overwritten. Its stats are summed per piece (another order of the same terms).
+Int4Issue int4_quantize_qweight(const Int4Scheme& scheme, const Int4Geometry& geo, const Int4Source& src,
+                                Int4Params* params, uint32_t* qweight, Fp8ErrorStats* stats);
+
 // Every CPU path, so the tests can compare each with the reference.
 enum class Int4Path { kPortable, kAvx2, kAvx512 };
 const char* int4_path_name(Int4Path p);

@@ -128,6 +128,7 @@ CKPT_TARGET_INT4_AVX2 Int4Issue quantize(const Int4Scheme& s, const Int4Geometry
         __m256i mb = _mm256_setzero_si256();
         __m256 l = _mm256_setzero_ps(), h = l;
         for (uint64_t i = 0; i < G; i += 8) {
+          if ((i * esize) % 64 == 0) int4_prefetch_ahead(in + i * esize);
           const __m256 x = load8<D>(in + i * esize);
           mb = _mm256_max_epu32(mb, _mm256_and_si256(_mm256_castps_si256(x), magnitude));
           if (!s.symmetric) {

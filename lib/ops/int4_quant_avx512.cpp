@@ -116,6 +116,7 @@ CKPT_TARGET_INT4_AVX512 Int4Issue quantize(const Int4Scheme& s, const Int4Geomet
         __m512i mb = _mm512_setzero_si512();
         __m512 l = _mm512_setzero_ps(), h = l;
         for (uint64_t i = 0; i < G; i += 16) {
+          if ((i * esize) % 64 == 0) int4_prefetch_ahead(in + i * esize);
           const __m512 x = load16<D>(in + i * esize, first_lanes(G - i));
           mb = _mm512_max_epu32(mb, _mm512_and_si512(_mm512_castps_si512(x), magnitude));
           if (!s.symmetric) {

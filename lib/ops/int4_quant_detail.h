@@ -69,6 +69,17 @@ inline void int4_store_batch(Int4Params* row_params, uint64_t j0, uint64_t nb, c
   }
 }
 
+// The vector loops' scan asks for the source line kPrefetchAhead bytes ahead of each one it reads.
+// The source is read once, straight from the page cache: every 4 KiB page is a new stream to the
+// hardware prefetcher, which does not cross pages, so each page's first lines were waited for (a
+// fifth of the loop's samples sat on the first load of a group). One page ahead cut the user CPU of
+// `quantize --int4` on the 2-core machine by 10-20 % (gptq 0.91 -> 0.72 s, awq 0.95 -> 0.86 s;
+// 8 and 16 KiB ahead measured the same). A prefetch never faults: past the block's end it is moot.
+inline constexpr uint64_t kPrefetchAhead = 4096;
+inline void int4_prefetch_ahead(const uint8_t* p) {
+  __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + kPrefetchAhead), 0, 3);
+}
+
 // Whether this CPU has what the AVX-512 loop needs: AVX-512 F, BW, DQ and VL.
 bool int4_avx512_on_this_cpu();
 // int4_quantize_fast on AVX-512; call only where int4_avx512_on_this_cpu().

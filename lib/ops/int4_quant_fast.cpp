@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "ops/float_bits.h"
+#include "ops/int4_pack_detail.h"
 #include "ops/int4_quant_detail.h"
 
 namespace ckpt::ops {
@@ -104,6 +105,36 @@ Int4Issue int4_quantize_fast(const Int4Scheme& s, const Int4Geometry& geo, const
                              uint64_t ke, Int4Params* params, uint32_t* words, uint64_t ws, Fp8ErrorStats* stats) {
   static const Int4Path best = int4_paths_on_this_cpu().back();
   return int4_quantize_fast_on(best, s, geo, src, kb, ke, params, words, ws, stats);
+}
+
+Int4Issue int4_quantize_qweight(const Int4Scheme& s, const Int4Geometry& geo, const Int4Source& src,
+                                Int4Params* params, uint32_t* qweight, Fp8ErrorStats* stats) {
+  const bool gptq = s.format == Int4Format::kGptq;
+  if ((!gptq && s.format != Int4Format::kAwq) || src.col0 != 0 || src.cols != geo.k ||
+      (!gptq && (src.row0 % 8 != 0 || src.rows % 8 != 0)))
+    throw std::logic_error("int4_quantize_qweight: not a GPTQ/AWQ block of whole rows (of whole groups of 8 for AWQ)");
+  // 16 rows: a 64-byte line of GPTQ's [K/8, N] (one 16 x 16 transpose tile); 128 rows: one of
+  // AWQ's [K, N/8].
+  const uint64_t piece = gptq ? 16 : 128, W = (geo.k + 7) / 8, esize = dtype_bits(src.dtype) / 8;
+  thread_local std::vector<uint32_t> words;
+  words.resize(piece * W);
+  for (uint64_t r = 0; r < src.rows;) {
+    const uint64_t row = src.row0 + r;
+    const uint64_t rows = std::min(src.rows - r, (row / piece + 1) * piece - row);
+    Int4Source part = src;
+    part.data = src.data + r * src.stride * esize;
+    part.row0 = row;
+    part.rows = rows;
+    if (Int4Issue i = int4_quantize_fast(s, geo, part, 0, geo.k, params + r * geo.groups, words.data(), W, stats)) {
+      detail::stream_fence();
+      return i;
+    }
+    if (gptq) detail::transpose32(words.data(), W, rows, W, qweight + row, geo.n, true);
+    else detail::words_to_awq(words.data(), W, rows, geo.k, qweight + row / 8, geo.n / 8, true);
+    r += rows;
+  }
+  detail::stream_fence();
+  return {};
 }
 
 }  // namespace ckpt::ops

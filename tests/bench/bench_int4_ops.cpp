@@ -84,6 +84,24 @@ int main(int argc, char** argv) {
       report(name.c_str(), median_seconds([&] { quantize(nullptr); }), elements);
     }
   }
+  // Quantize + layout in one pass (ops::int4_quantize_qweight), as the CPU engine runs a strip,
+  // against the K-packed quantize above plus the transforms below.
+  for (Int4Format f : {Int4Format::kGptq, Int4Format::kAwq}) {
+    const bool sym = f == Int4Format::kGptq;
+    const Int4Scheme s{f, 128, sym, DType::F16};
+    const Int4Geometry geo = int4_geometry(s, n, k);
+    std::vector<Int4Params> params(n * geo.groups);
+    const uint64_t strip = 256;  // rows of a 2 MiB BF16 strip at K = 4096
+    Fp8ErrorStats st;
+    report((std::string("int4 quantize g128 ") + (sym ? "sym" : "asym") + " -> " + int4_format_name(f) +
+            " qweight + stats").c_str(),
+           median_seconds([&] {
+             for (uint64_t r = 0; r < n; r += strip)
+               int4_quantize_qweight(s, geo, {src + r * k * 2, DType::BF16, k, r, std::min(strip, n - r), 0, k},
+                                     params.data() + r * geo.groups, out.data(), &st);
+           }),
+           elements);
+  }
   report("gptq transpose (words -> qweight)",
          median_seconds([&] { int4_words_to_gptq(words.data(), kw, n, kw, out.data(), n); }), elements);
   report("awq pack (words -> qweight)",

@@ -82,6 +82,20 @@ Arrays reference(const ops::Int4Scheme& s, const std::vector<uint16_t>& w, ops::
   return a;
 }
 
+// The CPU's math with K-packed words only (as a GPU engine writes them): the codes producer then
+// lays GPTQ/AWQ out chunk by chunk, where the CPU engine writes qweight itself.
+class KPackedCpuEngine : public Int4Engine {
+ public:
+  std::string name() const override { return "cpu, K-packed"; }
+  uint64_t strip_bytes() const override { return cpu_int4_engine()->strip_bytes(); }
+  uint64_t strips_per_claim() const override { return 2; }
+  ops::Int4Issue quantize_strips(const ops::Int4Scheme& scheme, const ops::Int4Geometry& geo,
+                                 const std::vector<Strip>& strips, const SourceElements& src, uint32_t* words,
+                                 ops::Int4Params* params, ops::Fp8ErrorStats* stats) const override {
+    return cpu_int4_engine()->quantize_strips(scheme, geo, strips, src, words, params, stats);
+  }
+};
+
 // The producer's bytes, asked for in chunks of `chunk` elements of `elem` bytes.
 std::vector<uint8_t> produce(const Producer& p, const SourceReader& src, uint64_t elem, uint64_t chunk) {
   std::vector<uint8_t> out(p.nbytes());
@@ -114,10 +128,16 @@ TEST(Int4Producers, EveryArrayInAnyChunkingIsTheReference) {
         ops::Fp8ErrorStats ref_stats;
         const Arrays ref = reference(s, w, &ref_stats);
         for (uint64_t chunk : {uint64_t{1} << 30, uint64_t{7}, uint64_t{53}, uint64_t{200}})
-        for (uint64_t cache : {uint64_t{256} << 20, uint64_t{0}}) {  // the shared cache, and none
-          SCOPED_TRACE(cache ? "cached" : "not cached");
-          auto q = std::make_shared<Int4Quantization>(t.name, t.view, s, Int4CacheOptions{.max_cache_bytes = cache});
+        for (uint64_t cache : {uint64_t{256} << 20, uint64_t{0}})  // the shared cache, and none
+        for (int engine = 0; engine < 3; ++engine) {  // the CPU's (2 MiB, 24-row strips), K-packed words
+          if (engine > 0 && !cache) continue;
+          SCOPED_TRACE(cache ? "cached, engine " + std::to_string(engine) : "not cached");
+          Int4CacheOptions options{.max_cache_bytes = cache};
+          if (engine == 1) options.strip_bytes = 24 * kK * 2;  // 24 rows: GPTQ strips of 16, AWQ pieces cut
+          if (engine == 2) options.engine = std::make_shared<KPackedCpuEngine>();
+          auto q = std::make_shared<Int4Quantization>(t.name, t.view, s, options);
           EXPECT_EQ(q->cached(), cache != 0);
+          EXPECT_EQ(q->qweight_cache(), engine < 2 && format != ops::Int4Format::kCompressedTensors);
           EXPECT_EQ(produce(*int4_codes_producer(q), src, 4, chunk), ref.codes) << what << " chunk " << chunk;
           const uint64_t ss = dtype_bits(s.scale_dtype) / 8;
           EXPECT_EQ(produce(*int4_scales_producer(q), src, ss, chunk), ref.scales) << what << " chunk " << chunk;

@@ -268,6 +268,84 @@ TEST(Int4Quant, FastPathsEqualTheReference) {
   EXPECT_GT(cases, 100);
 }
 
+// int4_quantize_qweight (the CPU engine's GPTQ/AWQ strips: quantize and lay out in one pass, with
+// non-temporal stores of whole lines) against the reference's words put where the layout table
+// (int4_code_at) says, its parameters against the reference's. Blocks that start and end off the
+// 16 / 128-row pieces (row counts that are not a multiple of them), odd shapes (N = 8 + 16 x,
+// K % 16 != 0, AWQ K % 8 != 0 with a group of 12), every input dtype, and qweight arrays whose
+// start is a whole line and whose start is not (the stores fall back to plain ones there).
+TEST(Int4Quant, QweightInOnePassEqualsTheReference) {
+  struct Shape {
+    uint64_t n, k;
+    int64_t group;
+  };
+  const Shape shapes[] = {{136, 256, 128}, {264, 96, 32}, {40, 1024, -1}, {1032, 128, 64}, {8, 24, 8}, {24, 36, 12}, {392, 136, 8},
+                          {256, 64, 32}};  // the last: every line of qweight whole (N % 128 == 0)
+  int cases = 0;
+  for (Int4Format f : {Int4Format::kGptq, Int4Format::kAwq})
+    for (DType dt : {DType::BF16, DType::F16, DType::F32})
+      for (bool sym : {true, false})
+        for (const Shape& sh : shapes) {
+          const Int4Scheme s{f, sh.group, sym, DType::F16};
+          if (!int4_shape_problem(s, sh.n, sh.k).empty()) continue;
+          const Int4Geometry geo = int4_geometry(s, sh.n, sh.k);
+          const auto w = test::int4_hard_weight(sh.n, sh.k, geo.group, dt, static_cast<uint32_t>(++cases));
+          const Quantized ref = run_reference(s, dt, w, sh.n, sh.k);
+          ASSERT_FALSE(ref.issue);
+          const Int4Shapes shp = int4_shapes(s, sh.n, sh.k);
+          const uint64_t nq = shp.weights[0] * shp.weights[1];
+          std::vector<uint32_t> want(nq, 0);
+          for (uint64_t r = 0; r < sh.n; ++r)
+            for (uint64_t c = 0; c < sh.k; ++c) {
+              const Int4Nibble at = int4_code_at(f == Int4Format::kGptq ? kInt4Gptq : kInt4Awq, sh.n, sh.k, r, c);
+              want[at.word] |= code_at(ref, sh.k, r, c) << at.shift;
+            }
+          // Row blocks: whole, and split at rows 8, 8 + 72 (multiples of 8, not of 16 or 128).
+          std::vector<std::pair<uint64_t, uint64_t>> splits = {{0, sh.n}};
+          if (sh.n > 80) splits = {{0, 8}, {8, 80}, {80, sh.n}};
+          for (uint64_t misalign : {0, 1}) {
+            std::vector<uint32_t> buf(nq + 32, 0xA5A5A5A5u);
+            uint32_t* base = buf.data();
+            while (reinterpret_cast<uintptr_t>(base) % 64 != 0) ++base;
+            uint32_t* qweight = base + misalign;
+            std::vector<Int4Params> params(sh.n * geo.groups);
+            Fp8ErrorStats st;
+            const size_t es = dtype_bits(dt) / 8;
+            const std::string what = std::string(dtype_name(dt)) + " " + int4_format_name(f) + (sym ? " sym" : " asym") +
+                                     " [" + std::to_string(sh.n) + "," + std::to_string(sh.k) + "] g" +
+                                     std::to_string(sh.group) + (misalign ? " off a line" : "");
+            for (auto [a, b] : splits) {
+              const Int4Source src{w.data() + a * sh.k * es, dt, sh.k, a, b - a, 0, sh.k};
+              ASSERT_FALSE(int4_quantize_qweight(s, geo, src, params.data() + a * geo.groups, qweight, &st)) << what;
+            }
+            for (uint64_t i = 0; i < nq; ++i) ASSERT_EQ(qweight[i], want[i]) << what << " word " << i;
+            for (size_t j = 0; j < params.size(); ++j) {
+              ASSERT_EQ(std::memcmp(&params[j].scale, &ref.params[j].scale, 4), 0) << what << " scale " << j;
+              ASSERT_EQ(params[j].zero, ref.params[j].zero) << what << " zero " << j;
+            }
+            EXPECT_NEAR(st.sum_sq_err, ref.stats.sum_sq_err, 1e-5 * ref.stats.sum_sq_err + 1e-30) << what;
+            EXPECT_NEAR(st.sum_sq, ref.stats.sum_sq, 1e-5 * ref.stats.sum_sq) << what;
+            EXPECT_NEAR(st.max_abs_err, ref.stats.max_abs_err, 1e-6 * ref.stats.max_abs_err) << what;
+          }
+        }
+  EXPECT_GT(cases, 50);
+  // A NaN in a later piece of a block that starts off the pieces: the issue names its element.
+  for (Int4Format f : {Int4Format::kGptq, Int4Format::kAwq}) {
+    const Int4Scheme s{f, 32, f == Int4Format::kGptq, DType::F16};
+    const Int4Geometry geo = int4_geometry(s, 400, 64);
+    std::vector<float> x(400 * 64, 0.25f);
+    x[300 * 64 + 37] = std::nanf("");
+    const auto w = encode_floats(x, DType::F32);
+    std::vector<Int4Params> params(400 * geo.groups);
+    std::vector<uint32_t> qweight(400 * 64 / 8);
+    const Int4Issue i = int4_quantize_qweight(s, geo, {w.data() + 8 * 64 * 4, DType::F32, 64, 8, 392, 0, 64},
+                                              params.data(), qweight.data(), nullptr);
+    EXPECT_EQ(i.kind, Int4Issue::kNonFinite) << int4_format_name(f);
+    EXPECT_EQ(i.row, 300u) << int4_format_name(f);
+    EXPECT_EQ(i.col, 37u) << int4_format_name(f);
+  }
+}
+
 TEST(Int4Quant, ParamsAloneEqualTheQuantizersParams) {
   const Int4Scheme s{Int4Format::kAwq, 64, false, DType::F16};
   const auto w = test::int4_hard_weight(16, 512, 64, DType::BF16, 9);
@@ -424,7 +502,7 @@ TEST(Int4Quant, ShapeProblems) {
 TEST(Int4Quant, VectorTransformsEqualScalarOnes) {
   if (!detail::pack_avx512_on_this_cpu()) GTEST_SKIP() << "no AVX-512 on this CPU";
   std::mt19937 rng(4);
-  for (auto [rows, cols] : {std::pair<uint64_t, uint64_t>{136, 40}, {16, 16}, {264, 3}, {5, 300}}) {
+  for (auto [rows, cols] : {std::pair<uint64_t, uint64_t>{136, 40}, {16, 16}, {264, 3}, {5, 300}, {17, 33}, {352, 47}}) {
     std::vector<uint32_t> in(rows * cols), a(rows * cols, 1), b(rows * cols, 2);
     for (auto& v : in) v = rng();
     detail::transpose32_scalar(in.data(), cols, rows, cols, a.data(), rows);
@@ -443,6 +521,42 @@ TEST(Int4Quant, VectorTransformsEqualScalarOnes) {
     std::fill(back.begin(), back.end(), 0u);
     detail::awq_to_gptq_scalar(a.data(), n / 8, nrows, n, back.data(), n);
     EXPECT_EQ(back, g) << n;
+  }
+}
+
+// K-packed words straight to AWQ's qweight (int4_words_to_awq's kernel): the AVX-512 tiles (128
+// rows x 16 words, masked at every edge) and the scalar loop against the definition and against
+// the former route through GPTQ's layout, on shapes that are not whole tiles: row counts that are
+// not a multiple of 128, word counts not a multiple of 16, and a last word cut short (ncols % 8).
+TEST(Int4Quant, WordsToAwqEqualsItsDefinition) {
+  std::mt19937 rng(5);
+  for (auto [rows, ncols] : {std::pair<uint64_t, uint64_t>{128, 128}, {8, 8}, {136, 40}, {264, 300}, {1024, 1032},
+                             {56, 5}, {2048 + 120, 96}, {40, 1021}}) {
+    const uint64_t nw = (ncols + 7) / 8, ws = nw + 3, os = rows / 8 + 5;  // strides wider than the block
+    std::vector<uint32_t> words(rows * ws);
+    for (auto& v : words) v = rng();
+    std::vector<uint32_t> want(ncols * os, 0xDEADBEEFu);
+    for (uint64_t k = 0; k < ncols; ++k)
+      for (uint64_t m = 0; m < rows / 8; ++m) {
+        uint32_t w = 0;
+        for (int i = 0; i < 8; ++i)
+          w |= ((words[(8 * m + static_cast<uint64_t>(kAwqOrder[i])) * ws + k / 8] >> (4 * (k % 8))) & 15u) << (4 * i);
+        want[k * os + m] = w;
+      }
+    std::vector<uint32_t> got(want.size(), 0xDEADBEEFu);
+    detail::words_to_awq_scalar(words.data(), ws, rows, ncols, got.data(), os);
+    EXPECT_EQ(got, want) << "scalar " << rows << " x " << ncols;
+    if (detail::pack_avx512_on_this_cpu()) {
+      std::fill(got.begin(), got.end(), 0xDEADBEEFu);
+      detail::words_to_awq_avx512(words.data(), ws, rows, ncols, got.data(), os);
+      EXPECT_EQ(got, want) << "avx512 " << rows << " x " << ncols;
+    }
+    if (ncols % 8 == 0) {  // the former route: a 32-bit transpose to GPTQ's layout, then GPTQ -> AWQ
+      std::vector<uint32_t> g(nw * rows), via(want.size(), 0xDEADBEEFu);
+      detail::transpose32_scalar(words.data(), ws, rows, nw, g.data(), rows);
+      detail::gptq_to_awq_scalar(g.data(), rows, nw, rows, via.data(), os);
+      EXPECT_EQ(via, want) << "via gptq " << rows << " x " << ncols;
+    }
   }
 }
 
