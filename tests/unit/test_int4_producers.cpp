@@ -132,7 +132,8 @@ TEST(Int4Producers, EveryArrayInAnyChunkingIsTheReference) {
         for (int engine = 0; engine < 3; ++engine) {  // the CPU's (2 MiB, 24-row strips), K-packed words
           if (engine > 0 && !cache) continue;
           SCOPED_TRACE(cache ? "cached, engine " + std::to_string(engine) : "not cached");
-          Int4CacheOptions options{.max_cache_bytes = cache};
+          Int4CacheOptions options;
+          options.max_cache_bytes = cache;
           if (engine == 1) options.strip_bytes = 24 * kK * 2;  // 24 rows: GPTQ strips of 16, AWQ pieces cut
           if (engine == 2) options.engine = std::make_shared<KPackedCpuEngine>();
           auto q = std::make_shared<Int4Quantization>(t.name, t.view, s, options);
@@ -141,8 +142,9 @@ TEST(Int4Producers, EveryArrayInAnyChunkingIsTheReference) {
           EXPECT_EQ(produce(*int4_codes_producer(q), src, 4, chunk), ref.codes) << what << " chunk " << chunk;
           const uint64_t ss = dtype_bits(s.scale_dtype) / 8;
           EXPECT_EQ(produce(*int4_scales_producer(q), src, ss, chunk), ref.scales) << what << " chunk " << chunk;
-          if (!ref.zeros.empty())
+          if (!ref.zeros.empty()) {
             EXPECT_EQ(produce(*int4_zeros_producer(q), src, 4, chunk), ref.zeros) << what << " chunk " << chunk;
+          }
           // Every element counted once: the reference's sums, up to the fast path's float32 summation order.
           const ops::Fp8ErrorStats st = q->stats();
           EXPECT_NEAR(st.sum_sq, ref_stats.sum_sq, 1e-6 * ref_stats.sum_sq) << what << " chunk " << chunk;
@@ -199,8 +201,10 @@ TEST(Int4Producers, ThreadsSharingTheCacheGiveTheReference) {
         for (uint64_t cache : {uint64_t{256} << 20, uint64_t{1000}}) {
           const std::string what = std::string(ops::int4_format_name(format)) + " threads " + std::to_string(threads) +
                                    " keep " + std::to_string(keep) + " cache " + std::to_string(cache);
-          Int4CacheOptions o{.max_cache_bytes = cache, .keep = std::make_shared<Int4KeepBudget>(keep),
-                             .pool = threads == 1 ? nullptr : buffers};
+          Int4CacheOptions o;
+          o.max_cache_bytes = cache;
+          o.keep = std::make_shared<Int4KeepBudget>(keep);
+          o.pool = threads == 1 ? nullptr : buffers;
           o.strip_bytes = 8 * kK * 2;  // 6 strips of 8 rows
           auto q = std::make_shared<Int4Quantization>(t.name, t.view, s, o);
           const std::shared_ptr<Producer> ps[3] = {int4_codes_producer(q), int4_scales_producer(q),

@@ -179,9 +179,11 @@ TEST_P(MarlinCommand, EqualsVllmReferenceAndUndoesBitForBit) {
     EXPECT_TRUE(got[name].bytes == bytes) << v.name << ": " << name << " differs from vLLM's reference";
   }
   // Symmetric GPTQ's constant qzeros and a trivial g_idx are dropped, as vLLM drops them.
-  for (const auto& [name, t] : got)
-    if (!want.count(name))
+  for (const auto& [name, t] : got) {
+    if (!want.count(name)) {
       EXPECT_TRUE(name == "model.norm.weight" || name.ends_with(".weight_shape")) << v.name << ": unexpected " << name;
+    }
+  }
   const ojson cfg = ojson::parse(test::read_file_bytes(dir / "marlin/config.json"));
   EXPECT_EQ(cfg["quantization_config"]["quant_method"], kMarlinQuantMethod);
 
