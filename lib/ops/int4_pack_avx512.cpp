@@ -69,6 +69,9 @@ CKPT_TARGET_PACK_AVX512 __attribute__((always_inline)) inline void nibble_transp
   for (int i : {0, 2, 4, 6}) swap(a[i], a[i + 1], 4, 0x0F0F0F0F);
 }
 
+// The first min(n, 16) lanes of a 16-lane mask (an edge tile's rows or columns).
+inline __mmask16 first_lanes(uint64_t n) { return static_cast<__mmask16>((1u << std::min<uint64_t>(n, 16)) - 1); }
+
 // 16 words at p: a non-temporal store where asked and p is a whole line, a plain one otherwise.
 CKPT_TARGET_PACK_AVX512 __attribute__((always_inline)) inline void store16(uint32_t* p, __m512i v, bool stream) {
   if (stream && (reinterpret_cast<uintptr_t>(p) & 63) == 0) _mm512_stream_si512(reinterpret_cast<__m512i*>(p), v);
@@ -83,10 +86,10 @@ CKPT_TARGET_PACK_AVX512 void transpose32_avx512(const uint32_t* in, uint64_t is,
   // whose rows are not a multiple of 16 words, N = 5632 say, went through the scalar loop).
   for (uint64_t r0 = 0; r0 < rows; r0 += 16) {
     const uint64_t nr = std::min<uint64_t>(16, rows - r0);
-    const __mmask16 rm = static_cast<__mmask16>((1u << nr) - 1);
+    const __mmask16 rm = first_lanes(nr);
     for (uint64_t c0 = 0; c0 < cols; c0 += 16) {
       const uint64_t nc = std::min<uint64_t>(16, cols - c0);
-      const __mmask16 cm = static_cast<__mmask16>((1u << nc) - 1);
+      const __mmask16 cm = first_lanes(nc);
       __m512i v[16];
       for (uint64_t i = 0; i < 16; ++i)
         v[i] = i < nr ? _mm512_maskz_loadu_epi32(cm, in + (r0 + i) * is + c0) : _mm512_setzero_si512();
@@ -229,10 +232,10 @@ CKPT_TARGET_PACK_AVX512 void words_to_awq_avx512(const uint32_t* words, uint64_t
   alignas(64) uint32_t buf[8][16][16];
   for (uint64_t m0 = 0; m0 < groups; m0 += 16) {
     const uint64_t nm = std::min<uint64_t>(16, groups - m0);
-    const __mmask16 mm = static_cast<__mmask16>((1u << nm) - 1);
+    const __mmask16 mm = first_lanes(nm);
     for (uint64_t j0 = 0; j0 < nwords; j0 += 16) {
       const uint64_t nj = std::min<uint64_t>(16, nwords - j0);
-      const __mmask16 jm = static_cast<__mmask16>((1u << nj) - 1);
+      const __mmask16 jm = first_lanes(nj);
       for (uint64_t m = 0; m < nm; ++m) {
         __m512i a[8];
         for (int i = 0; i < 8; ++i)
