@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <numeric>
 #include <stdexcept>
 
 #include "calib/gptq_kernels.h"
@@ -125,15 +124,12 @@ ops::Int4Issue DeviceGptq::run(const ops::Int4Scheme& scheme, const float* w, ui
   deq_.reserve(n * k * sizeof(float));
   if (n == 0 || k == 0) return {};
 
-  // Sweep order: decreasing diag(H), stable (act-order static), or column order.
+  // Sweep order from diag(H), chosen as the CPU chooses it (calib::gptq_sweep_order).
   std::vector<float> diag(k);
   CKPT_CUDA(cudaMemcpy2DAsync(diag.data(), sizeof(float), h, (k + 1) * sizeof(float), sizeof(float), k,
                               cudaMemcpyDeviceToHost, s));
   CKPT_CUDA(cudaStreamSynchronize(s));
-  std::vector<uint32_t> perm(k);
-  std::iota(perm.begin(), perm.end(), 0u);
-  if (o.act_order)
-    std::stable_sort(perm.begin(), perm.end(), [&](uint32_t a, uint32_t b) { return diag[a] > diag[b]; });
+  const std::vector<uint32_t> perm = calib::gptq_sweep_order(std::vector<double>(diag.begin(), diag.end()), o.act_order);
   double mean_diag = 0;
   for (uint64_t c = 0; c < k; ++c) {
     const float d = diag[perm[c]];
@@ -170,7 +166,7 @@ ops::Int4Issue DeviceGptq::run(const ops::Int4Scheme& scheme, const float* w, ui
     return std::all_of(got, got + count, [](int v) { return v == 0; });
   };
   bool ok = false;
-  for (double damp = o.damp; damp < 1.0; damp += 0.01) {  // the CPU's ladder, value for value
+  for (double damp : calib::gptq_damping_ladder(o.damp)) {
     outcome->damp = damp;
     if (!std::isfinite(mean_diag)) continue;
     CKPT_CUDA(cudaMemsetAsync(info, 0, 5 * sizeof(int), s));

@@ -106,6 +106,19 @@ ops::Int4Issue rtn_int4(const ops::Int4Scheme& scheme, const float* w, uint64_t 
   return {};
 }
 
+std::vector<uint32_t> gptq_sweep_order(const std::vector<double>& diag, bool act_order) {
+  std::vector<uint32_t> perm(diag.size());
+  std::iota(perm.begin(), perm.end(), 0u);
+  if (act_order) std::stable_sort(perm.begin(), perm.end(), [&](uint32_t a, uint32_t b) { return diag[a] > diag[b]; });
+  return perm;
+}
+
+std::vector<double> gptq_damping_ladder(double first) {
+  std::vector<double> ladder;
+  for (double damp = first; damp < 1.0; damp += 0.01) ladder.push_back(damp);
+  return ladder;
+}
+
 ops::Int4Issue gptq_int4(const ops::Int4Scheme& scheme, const float* w, uint64_t n, uint64_t k,
                          const std::vector<double>& h, const GptqOptions& o, Int4Weights* out, GptqOutcome* outcome) {
   if (h.size() != k * k || o.block == 0) throw std::logic_error("gptq_int4: Hessian is not [k, k] or block is 0");
@@ -114,11 +127,9 @@ ops::Int4Issue gptq_int4(const ops::Int4Scheme& scheme, const float* w, uint64_t
   out->codes.assign(n * k, 0);
   out->dequantized.assign(n * k, 0.0);
 
-  // Sweep order: decreasing diag(H), stable (act-order static), or column order.
-  std::vector<uint64_t> perm(k);
-  std::iota(perm.begin(), perm.end(), 0);
-  if (o.act_order)
-    std::stable_sort(perm.begin(), perm.end(), [&](uint64_t a, uint64_t b) { return h[a * k + a] > h[b * k + b]; });
+  std::vector<double> diag(k);
+  for (uint64_t c = 0; c < k; ++c) diag[c] = h[c * k + c];
+  const std::vector<uint32_t> perm = gptq_sweep_order(diag, o.act_order);
   // Permuted H and W (W as float64 working copy, rows of k).
   std::vector<double> hp(k * k), wp(n * k);
   for (uint64_t a = 0; a < k; ++a)
@@ -137,7 +148,7 @@ ops::Int4Issue gptq_int4(const ops::Int4Scheme& scheme, const float* w, uint64_t
 
   std::vector<double> u;
   bool ok = false;
-  for (double damp = o.damp; damp < 1.0; damp += 0.01) {
+  for (double damp : gptq_damping_ladder(o.damp)) {
     outcome->damp = damp;
     std::vector<double> a = hp;
     for (uint64_t c = 0; c < k; ++c) a[c * k + c] += damp * mean_diag;

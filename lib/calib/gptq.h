@@ -75,6 +75,15 @@ struct GptqOutcome {
   double sweep_loss = 0;       // Σ (w − q)² / U[c, c]² / 2 (what llm-compressor logs)
 };
 
+// The two choices above that the CPU reference and the CUDA twin (kernels/calib/gptq_device.h)
+// must make identically, written once:
+// The sweep order of the k columns from diag(H): decreasing, stable (act-order static), or column
+// order.
+std::vector<uint32_t> gptq_sweep_order(const std::vector<double>& diag, bool act_order);
+// The damping fractions tried in turn: first, first + 0.01, ... while below 1 (the same additions,
+// so the same doubles on every path).
+std::vector<double> gptq_damping_ladder(double first);
+
 // RTN of a [n, k] float32 weight (row-major) with the ops/int4_quant.h definition. A NaN/Inf
 // weight or an overflowing scale is returned as the issue (out untouched past the parameters).
 ops::Int4Issue rtn_int4(const ops::Int4Scheme& scheme, const float* w, uint64_t n, uint64_t k, Int4Weights* out);
